@@ -1,0 +1,26 @@
+/* jsonl.h -- the replay format: input events and outcomes as JSON lines.
+ *
+ * One flat JSON object per event: the common fields, "type" naming the
+ * payload record, then the payload's fields; timestamps as ISO-8601 UTC with
+ * milliseconds.  Built on jansson. */
+#ifndef MCD_JSONL_H
+#define MCD_JSONL_H
+
+#include <stddef.h>
+
+#include "handlers/model.h"
+
+/* Parses one line into ev.  Returns 0, or -EINVAL with a one-line English
+ * reason in why[whylen] ("invalid JSON: ...", "unknown type \"X\"", "missing
+ * field \"partner_id\"", "field \"cloud\" must be one of ...", "term_end is
+ * required for a LICENSE_BASED subscription"). */
+int mcd_jsonl_parse_event(const char *line, size_t len, struct mcd_event *ev, char *why, size_t whylen);
+
+/* Formats an event as one JSON line (no newline); heap string or NULL. */
+char *mcd_jsonl_format_event(const struct mcd_event *ev);
+
+/* Formats an outcome as one JSON line (no newline), fields in the contract's
+ * order, every field present; heap string or NULL. */
+char *mcd_jsonl_format_outcome(const struct mcd_outcome *o);
+
+#endif

@@ -1,0 +1,213 @@
+/* replay.c -- `multichanneld replay`: the rules engine driven by JSON lines,
+ * with every customer's state in memory.  Deterministic: the same input gives
+ * the same output byte for byte (no wall clock, no hash-order iteration). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/jsonl.h"
+#include "daemon/replay.h"
+
+/* Customers, in a hash table for lookup and an array in first-seen order
+ * for the due scan; each entry caches its next due item. */
+struct entry {
+        struct mcd_customer customer;
+        bool has_due;
+        mcd_time_t due;
+        const char *due_sub;
+};
+
+struct replay {
+        struct entry **entries;      /* first-seen order */
+        size_t n, cap;
+        struct entry **table;        /* open addressing, size a power of two */
+        size_t table_size;
+        const struct mcd_replay_options *opt;
+        struct mcd_outcomes out;
+        FILE *outf;
+};
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
+static int table_grow(struct replay *r) {
+        size_t size = r->table_size ? r->table_size * 2 : 1024;
+        struct entry **t = calloc(size, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->n; i++) {
+                size_t j = hash_str(r->entries[i]->customer.customer_id) & (size - 1);
+                while (t[j])
+                        j = (j + 1) & (size - 1);
+                t[j] = r->entries[i];
+        }
+        free(r->table);
+        r->table = t;
+        r->table_size = size;
+        return 0;
+}
+
+static int lookup(struct replay *r, const char *customer_id, struct entry **out) {
+        size_t j;
+        struct entry *e;
+        int ret;
+
+        if (r->n * 2 >= r->table_size && (ret = table_grow(r)) < 0)
+                return ret;
+        for (j = hash_str(customer_id) & (r->table_size - 1); r->table[j];
+             j = (j + 1) & (r->table_size - 1))
+                if (strcmp(r->table[j]->customer.customer_id, customer_id) == 0) {
+                        *out = r->table[j];
+                        return 0;
+                }
+        if (r->n == r->cap) {
+                size_t cap = r->cap ? r->cap * 2 : 256;
+                struct entry **v = realloc(r->entries, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                r->entries = v;
+                r->cap = cap;
+        }
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        ret = mcd_customer_init(&e->customer, customer_id);
+        if (ret < 0) {
+                free(e);
+                return ret;
+        }
+        r->entries[r->n++] = e;
+        r->table[j] = e;
+        *out = e;
+        return 0;
+}
+
+static void refresh_due(struct entry *e) {
+        e->has_due = mcd_next_due(&e->customer, &e->due, &e->due_sub);
+}
+
+/* Writes and forgets the outcomes gathered so far. */
+static int flush_outcomes(struct replay *r) {
+        for (size_t i = 0; i < r->out.n; i++) {
+                char *line = mcd_jsonl_format_outcome(&r->out.v[i]);
+                if (!line)
+                        return -ENOMEM;
+                fputs(line, r->outf);
+                fputc('\n', r->outf);
+                free(line);
+        }
+        mcd_outcomes_clear(&r->out);
+        return ferror(r->outf) ? -EIO : 0;
+}
+
+/* Is a due before b in the contract's order (due time, customer id,
+ * subscription id)? */
+static bool due_before(const struct entry *a, const struct entry *b) {
+        int c;
+        if (a->due != b->due)
+                return a->due < b->due;
+        c = strcmp(a->customer.customer_id, b->customer.customer_id);
+        if (c != 0)
+                return c < 0;
+        return strcmp(a->due_sub ? a->due_sub : "", b->due_sub ? b->due_sub : "") < 0;
+}
+
+/* Fires every timer and park deadline due at or before `now`, earliest
+ * first. */
+static int fire_due(struct replay *r, mcd_time_t now) {
+        for (;;) {
+                struct entry *best = NULL;
+                int ret;
+
+                for (size_t i = 0; i < r->n; i++) {
+                        struct entry *e = r->entries[i];
+                        if (e->has_due && e->due <= now && (!best || due_before(e, best)))
+                                best = e;
+                }
+                if (!best)
+                        return 0;
+                ret = mcd_fire_next_due(&best->customer, now, &r->opt->rules, &r->out);
+                if (ret < 0)
+                        return ret;
+                refresh_due(best);
+                if ((ret = flush_outcomes(r)) < 0)
+                        return ret;
+        }
+}
+
+static int apply(struct replay *r, const struct mcd_event *ev, mcd_time_t now) {
+        struct entry *e;
+        int ret;
+
+        if ((ret = lookup(r, ev->customer_id, &e)) < 0)
+                return ret;
+        if ((ret = mcd_apply_event(&e->customer, ev, now, &r->opt->rules, &r->out)) < 0)
+                return ret;
+        refresh_due(e);
+        return flush_outcomes(r);
+}
+
+static bool blank(const char *s) {
+        return s[strspn(s, " \t\r\n")] == '\0';
+}
+
+static void replay_free(struct replay *r) {
+        for (size_t i = 0; i < r->n; i++) {
+                mcd_customer_clear(&r->entries[i]->customer);
+                free(r->entries[i]);
+        }
+        free(r->entries);
+        free(r->table);
+        mcd_outcomes_clear(&r->out);
+}
+
+int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *opt) {
+        struct replay r = {.opt = opt, .outf = out};
+        char *line = NULL, why[512];
+        size_t cap = 0, lineno = 0;
+        mcd_time_t clock = INT64_MIN;
+        bool bad = false;
+        ssize_t len;
+        int ret = 0;
+
+        mcd_outcomes_init(&r.out);
+        while ((len = getline(&line, &cap, in)) >= 0) {
+                struct mcd_event ev;
+
+                lineno++;
+                if (blank(line))
+                        continue;
+                if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
+                        fprintf(err, "line %zu: %s\n", lineno, why);
+                        bad = true;
+                        continue;
+                }
+                if (ev.occurred_at > clock)
+                        clock = ev.occurred_at;
+                ret = fire_due(&r, clock);
+                if (ret >= 0)
+                        ret = apply(&r, &ev, clock);
+                mcd_event_clear(&ev);
+                if (ret < 0)
+                        goto out;
+        }
+        if (ferror(in)) {
+                ret = -EIO;
+                goto out;
+        }
+        if (opt->has_now)
+                ret = fire_due(&r, opt->now > clock ? opt->now : clock);
+out:
+        free(line);
+        replay_free(&r);
+        if (fflush(out) != 0 && ret >= 0)
+                ret = -EIO;
+        if (ret < 0)
+                return ret;
+        return bad ? 1 : 0;
+}

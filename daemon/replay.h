@@ -1,0 +1,25 @@
+/* replay.h -- `multichanneld replay`: the rules over JSON lines, in memory.
+ *
+ * The clock is stream time, the latest occurred_at seen so far; before each
+ * event the timers and park deadlines due at or before it fire, earliest
+ * first (ties by customer id, then subscription id). */
+#ifndef MCD_REPLAY_H
+#define MCD_REPLAY_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "handlers/rules.h"
+
+struct mcd_replay_options {
+        bool has_now;                /* --now given: fire what is due up to it at the end */
+        mcd_time_t now;
+        struct mcd_rules_config rules;
+};
+
+/* Reads events from `in`, writes outcomes to `out`, reports bad lines on
+ * `err` as "line N: reason".  Returns 0 when every line was applied, 1 when
+ * some line was bad, or a negative errno on a system error. */
+int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *opt);
+
+#endif

@@ -1,0 +1,48 @@
+#!/bin/sh
+# run-suite.sh -- the whole test suite, from a fresh Debian 12 machine:
+#   1. set-up (packages, autotools), via tests/setup.sh;
+#   2. `make check` built with AddressSanitizer and UBSan;
+#   3. `make check` again with the C tests and the daemon under valgrind;
+#   4. `make distcheck`.
+# Ends with the line "N passed, N failed, N skipped".
+set -u
+cd "$(dirname "$0")/.."
+top=$(pwd)
+status=0
+
+phase() { echo; echo "=== $*"; }
+
+phase "set-up and sanitizer build"
+sh tests/setup.sh _build/asan --enable-sanitizers || { echo "0 passed, 1 failed"; exit 1; }
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+phase "make check (ASan + UBSan)"
+(cd _build/asan && make -j2 check) || status=1
+
+phase "make check under valgrind"
+sh tests/setup.sh _build/valgrind >/dev/null || status=1
+unset ASAN_OPTIONS UBSAN_OPTIONS
+VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"
+(cd _build/valgrind && make -j2 check LOG_COMPILER="$VG" MCD_WRAPPER="$VG") || status=1
+
+phase "make distcheck"
+(cd _build/valgrind && make -j2 distcheck) > _build/distcheck.log 2>&1
+dc=$?
+tail -5 _build/distcheck.log
+
+pass=0; fail=0; skip=0
+for log in _build/asan/test-suite.log _build/valgrind/test-suite.log; do
+        [ -f "$log" ] || { fail=$((fail + 1)); continue; }
+        p=$(sed -n 's/^# PASS: *//p' "$log" | head -1)
+        f=$(sed -n 's/^# \(FAIL\|ERROR\|XPASS\): *//p' "$log" | awk '{s+=$1} END {print s+0}')
+        s=$(sed -n 's/^# SKIP: *//p' "$log" | head -1)
+        pass=$((pass + ${p:-0})); fail=$((fail + f)); skip=$((skip + ${s:-0}))
+        if [ "$f" -ne 0 ]; then
+                echo "--- failures in $log:"
+                grep -E "^(not ok|FAIL|ERROR)" "$log" | head -50
+        fi
+done
+if [ $dc -eq 0 ]; then pass=$((pass + 1)); echo "ok - make distcheck"; else fail=$((fail + 1)); echo "not ok - make distcheck"; fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ] && [ $status -eq 0 ]
