@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "build-config.h"
 #include "daemon/cli.h"
+#include "daemon/commands.h"
 #include "daemon/replay.h"
 #include "handlers/timefmt.h"
 
@@ -16,8 +17,20 @@ static void usage(FILE *f) {
         fputs("usage: multichanneld COMMAND [OPTIONS]\n"
               "\n"
               "commands:\n"
+              "  run [-c FILE] [--embedded-kafka [--partitions N]]\n"
+              "                     the daemon: consume, apply, store, publish, until SIGTERM\n"
               "  replay [--now TIME] [--park-grace DURATION] [FILE]\n"
               "                     apply the rules to JSON-lines events, print outcomes\n"
+              "  check-config [-c FILE]\n"
+              "                     validate a configuration file, naming each bad line\n"
+              "  publish [-c FILE] [-b BOOTSTRAP] [--topic relationships|subscriptions] [FILE]\n"
+              "                     produce JSON-lines events to the input topics as Avro\n"
+              "  tail [-c FILE] [-b BOOTSTRAP] [--exit-at-end] [--dlq]\n"
+              "                     print the outcome (or dead-letter) topic as JSON lines\n"
+              "  state [-c FILE] CUSTOMER_ID\n"
+              "                     print a customer's state from Redis\n"
+              "  mock-cluster [-c FILE] [--partitions N] [--brokers N]\n"
+              "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
               "  help               this text\n"
               "  version            print the version\n",
               f);
@@ -87,7 +100,13 @@ static const struct {
         const char *name;
         int (*run)(int argc, char **argv);
 } commands[] = {
+        {"run", mcd_cmd_run},
         {"replay", cmd_replay},
+        {"check-config", mcd_cmd_check_config},
+        {"publish", mcd_cmd_publish},
+        {"tail", mcd_cmd_tail},
+        {"state", mcd_cmd_state},
+        {"mock-cluster", mcd_cmd_mock_cluster},
         {"version", cmd_version},
         {"--version", cmd_version},
         {"help", cmd_help},

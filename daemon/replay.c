@@ -7,9 +7,10 @@
 
 #include "daemon/jsonl.h"
 #include "daemon/replay.h"
+#include "daemon/strmap.h"
 
-/* Customers, in a hash table for lookup and an array in first-seen order
- * for the due scan; each entry caches its next due item. */
+/* Customers, in a map for lookup and an array in first-seen order for the
+ * due scan; each entry caches its next due item. */
 struct entry {
         struct mcd_customer customer;
         bool has_due;
@@ -20,51 +21,20 @@ struct entry {
 struct replay {
         struct entry **entries;      /* first-seen order */
         size_t n, cap;
-        struct entry **table;        /* open addressing, size a power of two */
-        size_t table_size;
+        struct mcd_strmap by_id;
         const struct mcd_replay_options *opt;
         struct mcd_outcomes out;
         FILE *outf;
 };
 
-static uint64_t hash_str(const char *s) {
-        uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        return h;
-}
-
-static int table_grow(struct replay *r) {
-        size_t size = r->table_size ? r->table_size * 2 : 1024;
-        struct entry **t = calloc(size, sizeof(*t));
-
-        if (!t)
-                return -ENOMEM;
-        for (size_t i = 0; i < r->n; i++) {
-                size_t j = hash_str(r->entries[i]->customer.customer_id) & (size - 1);
-                while (t[j])
-                        j = (j + 1) & (size - 1);
-                t[j] = r->entries[i];
-        }
-        free(r->table);
-        r->table = t;
-        r->table_size = size;
-        return 0;
-}
-
 static int lookup(struct replay *r, const char *customer_id, struct entry **out) {
-        size_t j;
-        struct entry *e;
+        struct entry *e = mcd_strmap_get(&r->by_id, customer_id);
         int ret;
 
-        if (r->n * 2 >= r->table_size && (ret = table_grow(r)) < 0)
-                return ret;
-        for (j = hash_str(customer_id) & (r->table_size - 1); r->table[j];
-             j = (j + 1) & (r->table_size - 1))
-                if (strcmp(r->table[j]->customer.customer_id, customer_id) == 0) {
-                        *out = r->table[j];
-                        return 0;
-                }
+        if (e) {
+                *out = e;
+                return 0;
+        }
         if (r->n == r->cap) {
                 size_t cap = r->cap ? r->cap * 2 : 256;
                 struct entry **v = realloc(r->entries, cap * sizeof(*v));
@@ -77,12 +47,14 @@ static int lookup(struct replay *r, const char *customer_id, struct entry **out)
         if (!e)
                 return -ENOMEM;
         ret = mcd_customer_init(&e->customer, customer_id);
+        if (ret >= 0)
+                ret = mcd_strmap_put(&r->by_id, customer_id, e);
         if (ret < 0) {
+                mcd_customer_clear(&e->customer);
                 free(e);
                 return ret;
         }
         r->entries[r->n++] = e;
-        r->table[j] = e;
         *out = e;
         return 0;
 }
@@ -162,7 +134,7 @@ static void replay_free(struct replay *r) {
                 free(r->entries[i]);
         }
         free(r->entries);
-        free(r->table);
+        mcd_strmap_clear(&r->by_id);
         mcd_outcomes_clear(&r->out);
 }
 

@@ -432,6 +432,7 @@ int mcd_fire_next_due(struct mcd_customer *c, mcd_time_t now, const struct mcd_r
         struct due_item it;
         int r;
 
+        (void)cfg;                      /* the deadline was set when parked */
         if (!earliest_due(c, &it) || it.due > now)
                 return 0;
         if (it.is_deadline)

@@ -13,7 +13,7 @@
  * there is no partner to compare with. */
 #include "engine.h"
 
-static int accept(struct mcd_cause *cx) {
+static int accept_request(struct mcd_cause *cx) {
         struct mcd_customer *c = cx->c;
         int r = mcd_set_state(cx, MCD_CS_ACCEPTED);
 
@@ -35,6 +35,6 @@ int mcd_rule_relationship_accepted(struct mcd_cause *cx, const struct mcd_event 
         if (!mcd_is_partner(c, ev->partner_id))
                 return mcd_emit_rejected(cx, "RELATIONSHIP_HELD_BY_OTHER_PARTNER");
         if (c->state == MCD_CS_REQUESTED)
-                return accept(cx);
+                return accept_request(cx);
         return 0;
 }

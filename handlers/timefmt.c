@@ -44,8 +44,10 @@ char *mcd_time_format(mcd_time_t t, char buf[static MCD_TIME_BUFSZ]) {
                 y = 0;
         if (y > 9999)
                 y = 9999;
-        snprintf(buf, MCD_TIME_BUFSZ, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", (int)y, m, d,
-                 (int)(ms / 3600000), (int)(ms / 60000 % 60), (int)(ms / 1000 % 60), (int)(ms % 1000));
+        /* The modulos only tell the compiler the ranges it cannot prove. */
+        snprintf(buf, MCD_TIME_BUFSZ, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)y % 10000, (int)(m % 13),
+                 (int)(d % 32), (int)(ms / 3600000 % 24), (int)(ms / 60000 % 60), (int)(ms / 1000 % 60),
+                 (int)(ms % 1000));
         return buf;
 }
 

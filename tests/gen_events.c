@@ -5,7 +5,7 @@
  *
  * The mix follows a customer's life: requests, acceptances, subscriptions
  * reported, switches, CSP subscriptions, cancellations, term ends, removals;
- * with wrong partners, unknown subscriptions, duplicates, the other cloud and
+ * with wrong partners, unknown subscriptions, repeated events, the other cloud and
  * slightly out-of-order timestamps thrown in.  Timestamps advance with the
  * stream.  With -t only events of that topic are printed (the same stream,
  * filtered), so the two topics can be produced separately. */
@@ -33,7 +33,8 @@ int main(int argc, char **argv) {
         unsigned long n = 1000, customers = 100, seed = 1;
         const char *only = NULL;
         mcd_time_t t = 1767225600000LL;  /* 2026-01-01 */
-        char eid[64], cid[64], pid[32], sid[32], csp[32], tgt[32], seller[32], prev_eid[64] = "";
+        char eid[64], cid[64], pid[32], sid[32], csp[32], tgt[32], seller[32];
+        char *prev = NULL;
         int c;
 
         while ((c = getopt(argc, argv, "s:n:c:t:")) != -1) {
@@ -64,7 +65,11 @@ int main(int argc, char **argv) {
                 snprintf(csp, sizeof(csp), "csp-%lu", i);
                 snprintf(tgt, sizeof(tgt), "partner-%u", pick(8) == 0 ? 2 : (unsigned)(cust % 2));
                 snprintf(seller, sizeof(seller), "partner-%u", pick(3));
-                ev.event_id = (pick(50) == 0 && prev_eid[0]) ? prev_eid : eid;
+                if (prev && pick(50) == 0) {
+                        puts(prev);     /* a producer's retry: the same event again */
+                        continue;
+                }
+                ev.event_id = eid;
                 ev.occurred_at = t - (pick(20) == 0 ? pick(600000) : 0);
                 ev.customer_id = cid;
                 ev.cloud = (cust % 7 == 3) ^ (pick(40) == 0) ? MCD_CLOUD_US_GOVERNMENT : MCD_CLOUD_COMMERCIAL;
@@ -107,15 +112,15 @@ int main(int argc, char **argv) {
                 if (ev.type != MCD_EV_RELATIONSHIP_REQUESTED && ev.type != MCD_EV_RELATIONSHIP_ACCEPTED &&
                     ev.type != MCD_EV_RELATIONSHIP_REMOVED && ev.type != MCD_EV_CSP_SUBSCRIPTION_CREATED)
                         ev.partner_id = NULL;
-                if (ev.event_id == eid)
-                        memcpy(prev_eid, eid, sizeof(eid));
                 if (only && strcmp(only, mcd_event_is_relationship(ev.type) ? "relationships" : "subscriptions") != 0)
                         continue;
                 line = mcd_jsonl_format_event(&ev);
                 if (!line)
                         return 1;
                 puts(line);
-                free(line);
+                free(prev);
+                prev = line;
         }
+        free(prev);
         return 0;
 }

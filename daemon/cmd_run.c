@@ -1,0 +1,205 @@
+/* cmd_run.c -- `multichanneld run`, `check-config` and `mock-cluster`:
+ * configuration loading, signals, the embedded Kafka cluster. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/cli.h"
+#include "daemon/commands.h"
+#include "daemon/config.h"
+#include "daemon/kafka.h"
+#include "daemon/log.h"
+#include "daemon/worker.h"
+
+static struct mcd_worker_signals *signals_target;
+
+static void on_signal(int sig) {
+        if (!signals_target)
+                return;
+        if (sig == SIGHUP)
+                signals_target->reload = 1;
+        else
+                signals_target->stop = 1;
+}
+
+static void install_signals(struct mcd_worker_signals *s) {
+        struct sigaction sa = {.sa_handler = on_signal};
+
+        signals_target = s;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
+int mcd_load_config_for(const char *cmd, const char *path, struct mcd_config *cfg) {
+        unsigned n_errors = 0;
+        int r;
+
+        if (mcd_config_defaults(cfg) < 0)
+                return mcd_cli_error(cmd, "out of memory");
+        if (!path) {
+                if (access(MCD_CONFIG_DEFAULT_PATH, F_OK) != 0)
+                        return 0;       /* first run: the contract's defaults */
+                path = MCD_CONFIG_DEFAULT_PATH;
+        }
+        r = mcd_config_load(path, cfg, stderr, &n_errors);
+        if (r < 0) {
+                fprintf(stderr, "multichanneld: %s: configuration %s has %u error(s)\n", cmd, path,
+                        n_errors ? n_errors : 1);
+                mcd_config_clear(cfg);
+                return 1;
+        }
+        mcd_log_set_level(cfg->log_level);
+        return 0;
+}
+
+int mcd_cmd_check_config(int argc, char **argv) {
+        static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {0}};
+        const char *path = MCD_CONFIG_DEFAULT_PATH;
+        struct mcd_config cfg;
+        int c, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+                if (c == 'c')
+                        path = optarg;
+                else
+                        return mcd_cli_error("check-config", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+        if (optind < argc)
+                return mcd_cli_error("check-config", "unexpected argument '%s'", argv[optind]);
+        r = mcd_load_config_for("check-config", path, &cfg);
+        if (r != 0)
+                return r;
+        printf("%s: OK\n", path);
+        mcd_config_clear(&cfg);
+        return 0;
+}
+
+int mcd_cmd_run(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"embedded-kafka", no_argument, NULL, 'e'},
+                {"partitions", required_argument, NULL, 'p'},
+                {0},
+        };
+        struct mcd_worker_signals sig = {0};
+        struct mcd_embedded *emb = NULL;
+        const char *path = NULL;
+        bool embedded = false;
+        struct mcd_config cfg;
+        long partitions = 4;
+        int c, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'e':
+                        embedded = true;
+                        break;
+                case 'p': {
+                        char *end;
+                        partitions = strtol(optarg, &end, 10);
+                        if (*end || partitions < 1 || partitions > 1024)
+                                return mcd_cli_error("run", "--partitions: expected 1..1024, got '%s'", optarg);
+                        break;
+                }
+                default:
+                        return mcd_cli_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return mcd_cli_error("run", "unexpected argument '%s'", argv[optind]);
+        r = mcd_load_config_for("run", path, &cfg);
+        if (r != 0)
+                return r;
+        install_signals(&sig);
+        if (embedded) {
+                r = mcd_embedded_start(&cfg, 1, (int)partitions, &emb);
+                if (r < 0) {
+                        fprintf(stderr, "multichanneld: run: cannot start the embedded Kafka cluster: %s\n",
+                                strerror(-r));
+                        mcd_config_clear(&cfg);
+                        return 1;
+                }
+                printf("embedded Kafka cluster: bootstrap.servers=%s (%ld partitions per topic)\n",
+                       mcd_embedded_bootstraps(emb), partitions);
+                fflush(stdout);
+        }
+        r = mcd_worker_run(&cfg, &sig);
+        mcd_embedded_stop(emb);
+        mcd_config_clear(&cfg);
+        if (r < 0) {
+                fprintf(stderr, "multichanneld: run: %s\n", strerror(-r));
+                return 1;
+        }
+        return 0;
+}
+
+/* A Kafka-protocol cluster for tests and demonstrations, in its own process
+ * so that daemons can be killed and restarted against it. */
+int mcd_cmd_mock_cluster(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"partitions", required_argument, NULL, 'p'},
+                {"brokers", required_argument, NULL, 'b'},
+                {0},
+        };
+        struct mcd_worker_signals sig = {0};
+        struct mcd_embedded *emb = NULL;
+        const char *path = NULL;
+        long partitions = 4, brokers = 1;
+        struct mcd_config cfg;
+        int c, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+                char *end = NULL;
+                switch (c) {
+                case 'c':
+                        path = optarg;
+                        break;
+                case 'p':
+                        partitions = strtol(optarg, &end, 10);
+                        if (*end || partitions < 1 || partitions > 1024)
+                                return mcd_cli_error("mock-cluster", "--partitions: expected 1..1024, got '%s'", optarg);
+                        break;
+                case 'b':
+                        brokers = strtol(optarg, &end, 10);
+                        if (*end || brokers < 1 || brokers > 9)
+                                return mcd_cli_error("mock-cluster", "--brokers: expected 1..9, got '%s'", optarg);
+                        break;
+                default:
+                        return mcd_cli_error("mock-cluster", "unknown or incomplete option '%s'", argv[optind - 1]);
+                }
+        }
+        r = mcd_load_config_for("mock-cluster", path, &cfg);
+        if (r != 0)
+                return r;
+        install_signals(&sig);
+        r = mcd_embedded_start(&cfg, (int)brokers, (int)partitions, &emb);
+        if (r < 0) {
+                fprintf(stderr, "multichanneld: mock-cluster: %s\n", strerror(-r));
+                mcd_config_clear(&cfg);
+                return 1;
+        }
+        printf("%s\n", mcd_embedded_bootstraps(emb));
+        fflush(stdout);
+        while (!sig.stop)
+                pause();
+        mcd_embedded_stop(emb);
+        mcd_config_clear(&cfg);
+        return 0;
+}

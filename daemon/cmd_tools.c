@@ -1,0 +1,357 @@
+/* cmd_tools.c -- the helper subcommands pipelines and people need:
+ *   publish   JSON lines of the replay format, encoded to Avro and produced;
+ *   tail      the outcome (or dead-letter) topic decoded to JSON lines;
+ *   state     one customer's state from Redis, as JSON. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "daemon/avro_codec.h"
+#include "daemon/cli.h"
+#include "daemon/commands.h"
+#include "daemon/config.h"
+#include "daemon/jsonl.h"
+#include "daemon/kafka.h"
+#include "daemon/store.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig) {
+        (void)sig;
+        interrupted = 1;
+}
+
+/* Options common to the Kafka tools: -c FILE, -b BOOTSTRAP. */
+struct tool_opts {
+        const char *config;
+        const char *bootstrap;
+};
+
+static int apply_bootstrap(const char *cmd, struct mcd_config *cfg, const char *bootstrap) {
+        char why[256];
+        if (bootstrap && mcd_config_set(cfg, "kafka.bootstrap.servers", bootstrap, 0, why, sizeof(why)) < 0)
+                return mcd_cli_error(cmd, "--bootstrap: %s", why);
+        return 0;
+}
+
+static void dr_count_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        unsigned *failed = opaque;
+        if (m->err) {
+                (*failed)++;
+                fprintf(stderr, "multichanneld: publish: delivery failed: %s\n", rd_kafka_err2str(m->err));
+        }
+}
+
+static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, const struct mcd_config *cfg,
+                          const char *only, unsigned long *n_ok) {
+        char *line = NULL, why[512];
+        size_t cap = 0, lineno = 0;
+        ssize_t len;
+        int status = 0;
+
+        while ((len = getline(&line, &cap, in)) >= 0 && !interrupted) {
+                struct mcd_event ev;
+                const char *topic, *kind;
+                void *buf;
+                size_t blen;
+                rd_kafka_resp_err_t err;
+
+                lineno++;
+                if (line[strspn(line, " \t\r\n")] == '\0')
+                        continue;
+                if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
+                        fprintf(stderr, "line %zu: %s\n", lineno, why);
+                        status = 1;
+                        continue;
+                }
+                kind = mcd_event_is_relationship(ev.type) ? "relationships" : "subscriptions";
+                topic = mcd_event_is_relationship(ev.type) ? cfg->topic_relationships : cfg->topic_subscriptions;
+                if (only && strcmp(only, kind) != 0) {
+                        fprintf(stderr, "line %zu: a %s event does not belong on the %s topic\n", lineno,
+                                mcd_event_type_name(ev.type), only);
+                        status = 1;
+                } else if (mcd_avro_encode_event(avro, &ev, &buf, &blen) < 0) {
+                        fprintf(stderr, "line %zu: cannot encode the event as Avro\n", lineno);
+                        status = 1;
+                } else {
+                        do {
+                                err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                                        RD_KAFKA_V_KEY(ev.customer_id, strlen(ev.customer_id)),
+                                                        RD_KAFKA_V_VALUE(buf, blen), RD_KAFKA_V_TIMESTAMP(ev.occurred_at),
+                                                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
+                                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                        rd_kafka_poll(rk, 100);
+                        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+                        if (err) {
+                                fprintf(stderr, "line %zu: cannot produce: %s\n", lineno, rd_kafka_err2str(err));
+                                free(buf);
+                                status = 1;
+                        } else {
+                                (*n_ok)++;
+                        }
+                }
+                rd_kafka_poll(rk, 0);
+                mcd_event_clear(&ev);
+        }
+        free(line);
+        return status;
+}
+
+int mcd_cmd_publish(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"bootstrap", required_argument, NULL, 'b'},
+                {"topic", required_argument, NULL, 't'},
+                {0},
+        };
+        struct tool_opts o = {0};
+        const char *only = NULL;
+        struct mcd_config cfg;
+        struct mcd_avro *avro = NULL;
+        rd_kafka_conf_t *conf;
+        rd_kafka_t *rk;
+        unsigned failed = 0;
+        unsigned long n_ok = 0;
+        char err[512];
+        FILE *in = stdin;
+        int c, status;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:b:t:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c': o.config = optarg; break;
+                case 'b': o.bootstrap = optarg; break;
+                case 't':
+                        if (strcmp(optarg, "relationships") != 0 && strcmp(optarg, "subscriptions") != 0)
+                                return mcd_cli_error("publish", "--topic: expected relationships or subscriptions, got '%s'",
+                                                     optarg);
+                        only = optarg;
+                        break;
+                default:
+                        return mcd_cli_error("publish", "unknown or incomplete option '%s'", argv[optind - 1]);
+                }
+        }
+        if (argc - optind > 1)
+                return mcd_cli_error("publish", "unexpected argument '%s'", argv[optind + 1]);
+        if ((status = mcd_load_config_for("publish", o.config, &cfg)) != 0)
+                return status;
+        if ((status = apply_bootstrap("publish", &cfg, o.bootstrap)) != 0)
+                goto out_cfg;
+        if (optind < argc && strcmp(argv[optind], "-") != 0 && !(in = fopen(argv[optind], "re"))) {
+                status = mcd_cli_error("publish", "FILE: cannot open '%s': %s", argv[optind], strerror(errno));
+                goto out_cfg;
+        }
+        signal(SIGINT, on_interrupt);
+        signal(SIGTERM, on_interrupt);
+        conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_opaque(conf, &failed);
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_count_cb);
+        rk = mcd_kafka_new(&cfg, MCD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+                status = mcd_cli_error("publish", "Kafka: %s", err);
+                goto out_in;
+        }
+        if (mcd_avro_new(&avro) < 0) {
+                status = mcd_cli_error("publish", "cannot load the Avro schemas");
+                goto out_rk;
+        }
+        status = publish_stream(in, rk, avro, &cfg, only, &n_ok);
+        if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                fprintf(stderr, "multichanneld: publish: not every event was delivered within 30 s\n");
+                status = 1;
+        }
+        if (failed)
+                status = 1;
+        fprintf(stderr, "multichanneld: publish: %lu event(s) produced, %u delivery failure(s)\n", n_ok, failed);
+        mcd_avro_free(avro);
+out_rk:
+        rd_kafka_destroy(rk);
+out_in:
+        if (in != stdin)
+                fclose(in);
+out_cfg:
+        mcd_config_clear(&cfg);
+        return status;
+}
+
+/* ------------------------------------------------------------------ tail -- */
+
+static void print_dead_letter(const rd_kafka_message_t *m) {
+        static const char *const names[] = {"error", "error_message", "source_topic", "source_partition",
+                                            "source_offset"};
+        rd_kafka_headers_t *h = NULL;
+        json_t *o = json_object();
+        char *s;
+
+        json_object_set_new(o, "key", json_stringn(m->key ? m->key : "", m->key_len));
+        json_object_set_new(o, "value_bytes", json_integer((json_int_t)m->len));
+        rd_kafka_message_headers(m, &h);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                const void *v;
+                size_t n;
+                if (h && rd_kafka_header_get_last(h, names[i], &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                        json_object_set_new(o, names[i], json_stringn(v, n));
+                else
+                        json_object_set_new(o, names[i], json_null());
+        }
+        s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (s)
+                puts(s);
+        free(s);
+        json_decref(o);
+}
+
+static void print_outcome(struct mcd_avro *avro, const rd_kafka_message_t *m) {
+        struct mcd_outcome oc;
+        struct mcd_avro_error e;
+        char *s;
+
+        if (mcd_avro_decode_outcome(avro, m->payload, m->len, &oc, &e) < 0) {
+                fprintf(stderr, "multichanneld: tail: partition %" PRId32 " offset %" PRId64 ": %s: %s\n",
+                        m->partition, m->offset, e.code, e.message);
+                return;
+        }
+        s = mcd_jsonl_format_outcome(&oc);
+        if (s)
+                puts(s);
+        free(s);
+        mcd_outcome_clear(&oc);
+}
+
+int mcd_cmd_tail(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"bootstrap", required_argument, NULL, 'b'},
+                {"exit-at-end", no_argument, NULL, 'e'},
+                {"dlq", no_argument, NULL, 'd'},
+                {0},
+        };
+        struct tool_opts o = {0};
+        bool at_end = false, dlq = false;
+        struct mcd_config cfg;
+        struct mcd_avro *avro = NULL;
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_t *rk;
+        char err[512];
+        const char *topic;
+        int c, status, n_parts, eof = 0;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:b:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c': o.config = optarg; break;
+                case 'b': o.bootstrap = optarg; break;
+                case 'e': at_end = true; break;
+                case 'd': dlq = true; break;
+                default:
+                        return mcd_cli_error("tail", "unknown or incomplete option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return mcd_cli_error("tail", "unexpected argument '%s'", argv[optind]);
+        if ((status = mcd_load_config_for("tail", o.config, &cfg)) != 0)
+                return status;
+        if ((status = apply_bootstrap("tail", &cfg, o.bootstrap)) != 0)
+                goto out_cfg;
+        signal(SIGINT, on_interrupt);
+        signal(SIGTERM, on_interrupt);
+        topic = dlq ? cfg.topic_dlq : cfg.topic_outcomes;
+        rk = mcd_kafka_new(&cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        if (!rk) {
+                status = mcd_cli_error("tail", "Kafka: %s", err);
+                goto out_cfg;
+        }
+        n_parts = mcd_kafka_partition_count(rk, topic, 10000);
+        if (n_parts < 0) {
+                status = mcd_cli_error("tail", "topic %s: %s", topic, strerror(-n_parts));
+                goto out_rk;
+        }
+        if (mcd_avro_new(&avro) < 0) {
+                status = mcd_cli_error("tail", "cannot load the Avro schemas");
+                goto out_rk;
+        }
+        l = rd_kafka_topic_partition_list_new(n_parts);
+        for (int i = 0; i < n_parts; i++)
+                rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_assign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        while (!interrupted && !(at_end && eof >= n_parts)) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eof++;
+                else if (m->err)
+                        fprintf(stderr, "multichanneld: tail: %s\n", rd_kafka_message_errstr(m));
+                else if (dlq)
+                        print_dead_letter(m);
+                else
+                        print_outcome(avro, m);
+                fflush(stdout);
+                rd_kafka_message_destroy(m);
+        }
+        mcd_avro_free(avro);
+        rd_kafka_consumer_close(rk);
+out_rk:
+        rd_kafka_destroy(rk);
+out_cfg:
+        mcd_config_clear(&cfg);
+        return status;
+}
+
+/* ----------------------------------------------------------------- state -- */
+
+int mcd_cmd_state(int argc, char **argv) {
+        static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {0}};
+        const char *path = NULL;
+        struct mcd_store_options so;
+        struct mcd_store *store = NULL;
+        struct mcd_config cfg;
+        char *raw = NULL;
+        int c, r, status;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+                if (c == 'c')
+                        path = optarg;
+                else
+                        return mcd_cli_error("state", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+        if (argc - optind != 1)
+                return mcd_cli_error("state", "expected one CUSTOMER_ID argument");
+        if ((status = mcd_load_config_for("state", path, &cfg)) != 0)
+                return status;
+        so = (struct mcd_store_options){.host = cfg.redis_host, .port = cfg.redis_port, .db = cfg.redis_db,
+                                        .password = cfg.redis_password, .prefix = cfg.redis_key_prefix,
+                                        .timeout_ms = cfg.redis_timeout_ms};
+        r = mcd_store_new(&so, &store);
+        if (r >= 0)
+                r = mcd_store_get_customer_json(store, argv[optind], &raw);
+        if (r < 0) {
+                fprintf(stderr, "multichanneld: state: Redis at %s:%d: %s\n", cfg.redis_host, cfg.redis_port,
+                        strerror(-r));
+                status = 1;
+        } else if (!raw) {
+                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", argv[optind]);
+                status = 1;
+        } else {
+                json_t *j = json_loads(raw, 0, NULL);
+                char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+                puts(pretty ? pretty : raw);
+                free(pretty);
+                json_decref(j);
+        }
+        free(raw);
+        mcd_store_free(store);
+        mcd_config_clear(&cfg);
+        return status;
+}

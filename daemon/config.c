@@ -1,0 +1,515 @@
+/* config.c -- the configuration file: defaults, loading and validation.
+ *
+ * The format is one `key = value` per line.  `#` starts a comment anywhere
+ * on a line (so a value cannot contain `#`), blank lines are ignored, and
+ * whitespace around keys and values is trimmed.  Every key has a fixed type
+ * (string, integer range, duration, log level, listen address) checked when
+ * it is set; kafka.<property> is checked by librdkafka itself on a scratch
+ * configuration, so a property librdkafka would refuse at start-up is named
+ * with its line at load time instead.  Loading reports every bad line, not
+ * only the first, so that one check-config run shows all of them. */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "daemon/cli.h"
+#include "daemon/config.h"
+#include "daemon/log.h"
+
+#define KAFKA_PREFIX "kafka."
+#define KEYS_DOC "see multichanneld(8)"
+
+enum key_type {
+        KEY_STRING,            /* char *, non-empty */
+        KEY_OPTIONAL_STRING,   /* char *, empty means NULL */
+        KEY_INT,               /* int, min..max */
+        KEY_DURATION,          /* mcd_time_t, at least min ms */
+        KEY_DURATION_INT,      /* int milliseconds, min..max ms */
+        KEY_LOG_LEVEL,         /* int syslog priority */
+        KEY_LISTEN,            /* char *, host:port or empty */
+};
+
+struct key_def {
+        const char *name;
+        enum key_type type;
+        size_t offset;
+        long long min, max;
+        const char *def;       /* default as the file would write it, or NULL */
+};
+
+#define OFF(field) offsetof(struct mcd_config, field)
+
+static const struct key_def keys[] = {
+        {"topic.relationships", KEY_STRING, OFF(topic_relationships), 0, 0, "partnercenter.relationships.v1"},
+        {"topic.subscriptions", KEY_STRING, OFF(topic_subscriptions), 0, 0, "partnercenter.subscriptions.v1"},
+        {"topic.outcomes", KEY_STRING, OFF(topic_outcomes), 0, 0, "partnercenter.multichannel.outcomes.v1"},
+        {"topic.dlq", KEY_STRING, OFF(topic_dlq), 0, 0, "partnercenter.multichannel.dlq.v1"},
+        {"topic.changelog", KEY_STRING, OFF(topic_changelog), 0, 0, "partnercenter.multichannel.changelog.v1"},
+        {"redis.host", KEY_STRING, OFF(redis_host), 0, 0, "127.0.0.1"},
+        {"redis.port", KEY_INT, OFF(redis_port), 1, 65535, "6379"},
+        {"redis.db", KEY_INT, OFF(redis_db), 0, INT_MAX, "0"},
+        {"redis.password", KEY_OPTIONAL_STRING, OFF(redis_password), 0, 0, NULL},
+        {"redis.key_prefix", KEY_STRING, OFF(redis_key_prefix), 0, 0, "mcd:"},
+        {"redis.timeout", KEY_DURATION_INT, OFF(redis_timeout_ms), 1, INT_MAX, "2s"},
+        {"park_grace", KEY_DURATION, OFF(park_grace), 0, 0, "10m"},
+        {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 0, "500ms"},
+        {"batch.max_events", KEY_INT, OFF(batch_max), 1, 100000, "1000"},
+        {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
+        {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
+        {"log.level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info"},
+        {"status.interval", KEY_DURATION, OFF(status_interval), 1, 0, "5s"},
+};
+
+static const struct {
+        const char *name, *value;
+} kafka_defaults[] = {
+        {"bootstrap.servers", "localhost:9092"},
+        {"group.id", "multichanneld"},
+};
+
+#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+
+static int why_set(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int why_set(char *why, size_t whylen, const char *fmt, ...) {
+        va_list ap;
+
+        if (why && whylen > 0) {
+                va_start(ap, fmt);
+                vsnprintf(why, whylen, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+static const struct key_def *key_find(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (strcmp(keys[i].name, name) == 0)
+                        return &keys[i];
+        return NULL;
+}
+
+/* ------------------------------------------------------------- values */
+
+/* Digits only: no sign, no blanks, no base prefix.  0 or -EINVAL. */
+static int parse_int(const char *s, long long min, long long max, long long *out) {
+        long long v = 0;
+
+        if (*s == '\0')
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                if (v > (LLONG_MAX - 9) / 10)
+                        return -EINVAL;
+                v = v * 10 + (*p - '0');
+        }
+        if (v < min || v > max)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+/* host:port, host a name, an IPv4 address or an IPv6 address in brackets. */
+static int check_listen(const char *s) {
+        const char *colon = strrchr(s, ':');
+        size_t hostlen;
+        long long port;
+
+        if (!colon || parse_int(colon + 1, 1, 65535, &port) < 0)
+                return -EINVAL;
+        hostlen = (size_t)(colon - s);
+        if (hostlen == 0)
+                return -EINVAL;
+        if (s[0] == '[')
+                return hostlen > 2 && s[hostlen - 1] == ']' ? 0 : -EINVAL;
+        if (memchr(s, ':', hostlen) || memchr(s, ']', hostlen))
+                return -EINVAL;
+        return 0;
+}
+
+static int replace_string(char **slot, const char *value) {
+        char *copy = NULL;
+
+        if (value) {
+                copy = strdup(value);
+                if (!copy)
+                        return -ENOMEM;
+        }
+        free(*slot);
+        *slot = copy;
+        return 0;
+}
+
+static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char *value, char *why,
+                     size_t whylen) {
+        char *base = (char *)cfg + k->offset;
+        long long n;
+        mcd_time_t ms;
+        int level;
+
+        switch (k->type) {
+        case KEY_STRING:
+                if (*value == '\0')
+                        return why_set(why, whylen, "%s: expected a non-empty value", k->name);
+                return replace_string((char **)base, value);
+
+        case KEY_OPTIONAL_STRING:
+                return replace_string((char **)base, *value ? value : NULL);
+
+        case KEY_INT:
+                if (parse_int(value, k->min, k->max, &n) < 0) {
+                        if (k->max == INT_MAX)
+                                return why_set(why, whylen, "%s: expected an integer %lld or more, got '%s'",
+                                               k->name, k->min, value);
+                        return why_set(why, whylen, "%s: expected an integer %lld..%lld, got '%s'", k->name,
+                                       k->min, k->max, value);
+                }
+                *(int *)base = (int)n;
+                return 0;
+
+        case KEY_DURATION:
+                if (mcd_parse_duration(value, &ms) < 0 || ms < k->min)
+                        return why_set(why, whylen,
+                                       "%s: expected a %sduration such as 500ms, 10s, 5m, 1h or 1d, got '%s'",
+                                       k->name, k->min > 0 ? "positive " : "", value);
+                *(mcd_time_t *)base = ms;
+                return 0;
+
+        case KEY_DURATION_INT:
+                if (mcd_parse_duration(value, &ms) < 0 || ms < k->min || ms > k->max)
+                        return why_set(why, whylen,
+                                       "%s: expected a duration from %lldms to %lldms such as 500ms or 2s, got '%s'",
+                                       k->name, k->min, k->max, value);
+                *(int *)base = (int)ms;
+                return 0;
+
+        case KEY_LOG_LEVEL:
+                level = mcd_log_level_from_name(value);
+                if (level < 0)
+                        return why_set(why, whylen, "%s: expected err, warning, notice, info or debug, got '%s'",
+                                       k->name, value);
+                *(int *)base = level;
+                return 0;
+
+        case KEY_LISTEN:
+                if (*value != '\0' && check_listen(value) < 0)
+                        return why_set(why, whylen,
+                                       "%s: expected host:port (port 1..65535, IPv6 host in brackets) "
+                                       "or nothing to disable, got '%s'",
+                                       k->name, value);
+                return replace_string((char **)base, value);
+        }
+        return why_set(why, whylen, "%s: unhandled key type", k->name);
+}
+
+/* ------------------------------------------------------------- kafka.* */
+
+/* Asks librdkafka whether it accepts name=value, on a scratch configuration
+ * thrown away afterwards. */
+static int kafka_check(const char *name, const char *value, char *why, size_t whylen) {
+        char errstr[512] = "";
+        rd_kafka_conf_t *conf;
+        rd_kafka_conf_res_t r;
+
+        if (*name == '\0')
+                return why_set(why, whylen, "kafka.: expected a librdkafka property name after 'kafka.'");
+        conf = rd_kafka_conf_new();
+        if (!conf)
+                return -ENOMEM;
+        r = rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr));
+        rd_kafka_conf_destroy(conf);
+        if (r != RD_KAFKA_CONF_OK)
+                return why_set(why, whylen, "kafka.%s: librdkafka: %s", name,
+                               *errstr ? errstr : "property refused");
+        return 0;
+}
+
+static struct mcd_kv *kafka_find(const struct mcd_config *cfg, const char *name) {
+        for (size_t i = 0; i < cfg->n_kafka; i++)
+                if (strcmp(cfg->kafka[i].key, name) == 0)
+                        return &cfg->kafka[i];
+        return NULL;
+}
+
+static int kafka_put(struct mcd_config *cfg, const char *name, const char *value, unsigned line) {
+        struct mcd_kv *kv = kafka_find(cfg, name);
+        struct mcd_kv *grown;
+        char *k, *v;
+
+        if (kv) {
+                v = strdup(value);
+                if (!v)
+                        return -ENOMEM;
+                free(kv->value);
+                kv->value = v;
+                kv->line = line;
+                return 0;
+        }
+
+        grown = realloc(cfg->kafka, (cfg->n_kafka + 1) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        cfg->kafka = grown;
+        k = strdup(name);
+        v = strdup(value);
+        if (!k || !v) {
+                free(k);
+                free(v);
+                return -ENOMEM;
+        }
+        cfg->kafka[cfg->n_kafka++] = (struct mcd_kv){.key = k, .value = v, .line = line};
+        return 0;
+}
+
+/* ------------------------------------------------------------- public */
+
+int mcd_config_set(struct mcd_config *cfg, const char *key, const char *value, unsigned line, char *why,
+                   size_t whylen) {
+        const struct key_def *k;
+        int r;
+
+        if (strncmp(key, KAFKA_PREFIX, strlen(KAFKA_PREFIX)) == 0) {
+                const char *name = key + strlen(KAFKA_PREFIX);
+
+                r = kafka_check(name, value, why, whylen);
+                if (r < 0)
+                        goto done;
+                r = kafka_put(cfg, name, value, line);
+                goto done;
+        }
+
+        k = key_find(key);
+        if (!k)
+                return why_set(why, whylen, "unknown key '%s' (%s for the keys)", key, KEYS_DOC);
+        r = set_fixed(cfg, k, value, why, whylen);
+done:
+        if (r == -ENOMEM)
+                why_set(why, whylen, "%s: out of memory", key);
+        return r;
+}
+
+int mcd_config_defaults(struct mcd_config *cfg) {
+        char why[256];
+        int r;
+
+        *cfg = (struct mcd_config){0};
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                if (!keys[i].def)
+                        continue;
+                r = set_fixed(cfg, &keys[i], keys[i].def, why, sizeof(why));
+                if (r < 0)
+                        goto fail;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(kafka_defaults); i++) {
+                r = kafka_put(cfg, kafka_defaults[i].name, kafka_defaults[i].value, 0);
+                if (r < 0)
+                        goto fail;
+        }
+        return 0;
+fail:
+        mcd_config_clear(cfg);
+        return r;
+}
+
+const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name) {
+        const struct mcd_kv *kv = kafka_find(cfg, name);
+        return kv ? kv->value : NULL;
+}
+
+void mcd_config_clear(struct mcd_config *cfg) {
+        for (size_t i = 0; i < cfg->n_kafka; i++) {
+                free(cfg->kafka[i].key);
+                free(cfg->kafka[i].value);
+        }
+        free(cfg->kafka);
+        free(cfg->path);
+        free(cfg->topic_relationships);
+        free(cfg->topic_subscriptions);
+        free(cfg->topic_outcomes);
+        free(cfg->topic_dlq);
+        free(cfg->topic_changelog);
+        free(cfg->redis_host);
+        free(cfg->redis_password);
+        free(cfg->redis_key_prefix);
+        free(cfg->metrics_listen);
+        *cfg = (struct mcd_config){0};
+}
+
+/* ------------------------------------------------------------- loading */
+
+/* The keys this file has set so far, to name the first line on a duplicate. */
+struct seen {
+        struct mcd_kv *v;      /* key and line; value unused */
+        size_t n;
+};
+
+static unsigned seen_line(const struct seen *s, const char *key) {
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->v[i].key, key) == 0)
+                        return s->v[i].line;
+        return 0;
+}
+
+static int seen_add(struct seen *s, const char *key, unsigned line) {
+        struct mcd_kv *grown = realloc(s->v, (s->n + 1) * sizeof(*grown));
+        char *k;
+
+        if (!grown)
+                return -ENOMEM;
+        s->v = grown;
+        k = strdup(key);
+        if (!k)
+                return -ENOMEM;
+        s->v[s->n++] = (struct mcd_kv){.key = k, .line = line};
+        return 0;
+}
+
+static void seen_clear(struct seen *s) {
+        for (size_t i = 0; i < s->n; i++)
+                free(s->v[i].key);
+        free(s->v);
+        *s = (struct seen){0};
+}
+
+static char *trim(char *s) {
+        char *end;
+
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n' || *s == '\f' || *s == '\v')
+                s++;
+        end = s + strlen(s);
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n' ||
+                           end[-1] == '\f' || end[-1] == '\v'))
+                end--;
+        *end = '\0';
+        return s;
+}
+
+struct loader {
+        const char *path;
+        FILE *errors;
+        unsigned n_errors;
+        struct seen seen;
+};
+
+static void report(struct loader *l, unsigned line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void report(struct loader *l, unsigned line, const char *fmt, ...) {
+        va_list ap;
+
+        l->n_errors++;
+        if (!l->errors)
+                return;
+        if (line > 0)
+                fprintf(l->errors, "%s:%u: ", l->path, line);
+        else
+                fprintf(l->errors, "%s: ", l->path);
+        va_start(ap, fmt);
+        vfprintf(l->errors, fmt, ap);
+        va_end(ap);
+        fputc('\n', l->errors);
+}
+
+/* One line; 0 whether or not it was valid (bad lines are reported), or
+ * -ENOMEM. */
+static int load_line(struct loader *l, struct mcd_config *cfg, char *text, unsigned line) {
+        char why[1024];
+        char *hash, *eq, *key, *value;
+        unsigned first;
+        int r;
+
+        hash = strchr(text, '#');
+        if (hash)
+                *hash = '\0';
+        text = trim(text);
+        if (*text == '\0')
+                return 0;
+
+        eq = strchr(text, '=');
+        if (!eq) {
+                report(l, line, "expected 'key = value', got '%s'", text);
+                return 0;
+        }
+        *eq = '\0';
+        key = trim(text);
+        value = trim(eq + 1);
+        if (*key == '\0') {
+                report(l, line, "expected a key before '='");
+                return 0;
+        }
+
+        first = seen_line(&l->seen, key);
+        if (first > 0) {
+                report(l, line, "%s: duplicate key, already set on line %u", key, first);
+                return 0;
+        }
+
+        r = mcd_config_set(cfg, key, value, line, why, sizeof(why));
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                report(l, line, "%s", why);
+                return 0;
+        }
+        return seen_add(&l->seen, key, line);
+}
+
+static int load_stream(struct loader *l, struct mcd_config *cfg, FILE *f) {
+        char *buf = NULL;
+        size_t size = 0;
+        unsigned line = 0;
+        ssize_t n;
+        int r = 0;
+
+        errno = 0;
+        while ((n = getline(&buf, &size, f)) >= 0) {
+                line++;
+                if ((size_t)n != strlen(buf)) {
+                        report(l, line, "line contains a NUL byte");
+                        continue;
+                }
+                r = load_line(l, cfg, buf, line);
+                if (r < 0)
+                        break;
+                errno = 0;
+        }
+        if (r == 0 && ferror(f)) {
+                r = errno > 0 ? -errno : -EIO;
+                report(l, 0, "read error: %s", strerror(-r));
+        }
+        free(buf);
+        return r;
+}
+
+int mcd_config_load(const char *path, struct mcd_config *cfg, FILE *errors, unsigned *n_errors) {
+        struct loader l = {.path = path, .errors = errors};
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                report(&l, 0, "cannot open: %s", strerror(-r));
+                goto done;
+        }
+        r = replace_string(&cfg->path, path);
+        if (r == 0)
+                r = load_stream(&l, cfg, f);
+        fclose(f);
+        seen_clear(&l.seen);
+        if (r == -ENOMEM)
+                report(&l, 0, "out of memory");
+        else if (r == 0 && l.n_errors > 0)
+                r = -EINVAL;
+done:
+        if (n_errors)
+                *n_errors = l.n_errors;
+        return r;
+}

@@ -1,0 +1,197 @@
+/* kafka.c -- librdkafka clients from the configuration, and the embedded
+ * mock cluster.
+ *
+ * Role defaults come first and every kafka.* key of the configuration file is
+ * applied over them, so an operator can change anything. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "daemon/kafka.h"
+#include "daemon/log.h"
+
+struct mcd_embedded {
+        rd_kafka_t *host;            /* the client instance that hosts the cluster */
+        rd_kafka_mock_cluster_t *cluster;
+        char *bootstraps;
+};
+
+static const char *const consumer_defaults[][2] = {
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"isolation.level", "read_committed"},
+        /* A restarted instance must get its partitions back within seconds:
+         * the group waits for a dead member's session to time out. */
+        {"session.timeout.ms", "6000"},
+        {"heartbeat.interval.ms", "1000"},
+        {"fetch.wait.max.ms", "20"},
+        {NULL, NULL},
+};
+
+static const char *const reader_defaults[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "true"},
+        {"auto.offset.reset", "earliest"},
+        {"fetch.wait.max.ms", "20"},
+        {NULL, NULL},
+};
+
+static const char *const producer_defaults[][2] = {
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "2"},
+        {"partitioner", "murmur2_random"},
+        {"message.timeout.ms", "30000"},
+        {NULL, NULL},
+};
+
+/* Consumer-only properties a producer must not be given (librdkafka warns
+ * about them) and the reverse. */
+static bool applies(const char *name, enum mcd_kafka_role role) {
+        static const char *const consumer_only[] = {
+                "group.id", "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
+                "enable.auto.commit", "auto.offset.reset", "isolation.level", "group.instance.id",
+                "max.poll.interval.ms", "fetch.wait.max.ms", "enable.auto.offset.store", NULL,
+        };
+        static const char *const producer_only[] = {
+                "enable.idempotence", "acks", "linger.ms", "partitioner", "message.timeout.ms",
+                "transactional.id", "compression.type", "batch.size", "queue.buffering.max.ms", NULL,
+        };
+        const char *const *list = role == MCD_KAFKA_PRODUCER ? consumer_only : producer_only;
+
+        for (size_t i = 0; list[i]; i++)
+                if (strcmp(list[i], name) == 0)
+                        return false;
+        if (role == MCD_KAFKA_READER && (strcmp(name, "group.instance.id") == 0))
+                return false;
+        return true;
+}
+
+static int set_all(rd_kafka_conf_t *conf, const char *const defaults[][2], char *err, size_t errlen) {
+        for (size_t i = 0; defaults[i][0]; i++)
+                if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], err, errlen) != RD_KAFKA_CONF_OK)
+                        return -EINVAL;
+        return 0;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        mcd_log(level > LOG_DEBUG ? LOG_DEBUG : level, "kafka %s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+rd_kafka_t *mcd_kafka_new(const struct mcd_config *cfg, enum mcd_kafka_role role, rd_kafka_conf_t *extra,
+                          char *err, size_t errlen) {
+        rd_kafka_conf_t *conf = extra ? extra : rd_kafka_conf_new();
+        const char *const(*defaults)[2] = role == MCD_KAFKA_PRODUCER ? producer_defaults
+                                          : role == MCD_KAFKA_READER ? reader_defaults
+                                                                     : consumer_defaults;
+        rd_kafka_t *rk;
+
+        if (set_all(conf, defaults, err, errlen) < 0)
+                goto fail;
+        for (size_t i = 0; i < cfg->n_kafka; i++) {
+                if (!applies(cfg->kafka[i].key, role))
+                        continue;
+                if (rd_kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].value, err, errlen) !=
+                    RD_KAFKA_CONF_OK)
+                        goto fail;
+        }
+        rd_kafka_conf_set_log_cb(conf, log_cb);
+        rk = rd_kafka_new(role == MCD_KAFKA_PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, err, errlen);
+        if (!rk)
+                goto fail;
+        return rk;
+fail:
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+}
+
+int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, struct mcd_embedded **out) {
+        const char *topics[] = {cfg->topic_relationships, cfg->topic_subscriptions, cfg->topic_outcomes,
+                                cfg->topic_dlq, cfg->topic_changelog};
+        struct mcd_embedded *e = calloc(1, sizeof(*e));
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char err[512], why[256];
+        int r = -ENOMEM;
+
+        if (!e || !conf)
+                goto fail;
+        rd_kafka_conf_set_log_cb(conf, log_cb);
+        e->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        conf = NULL;
+        if (!e->host) {
+                log_error("embedded Kafka: cannot create the host client: %s", err);
+                r = -EINVAL;
+                goto fail;
+        }
+        e->cluster = rd_kafka_mock_cluster_new(e->host, brokers);
+        if (!e->cluster) {
+                log_error("embedded Kafka: cannot start the mock cluster");
+                r = -EIO;
+                goto fail;
+        }
+        for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+                if (rd_kafka_mock_topic_create(e->cluster, topics[i], partitions, 1) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        log_error("embedded Kafka: cannot create topic %s", topics[i]);
+                        r = -EIO;
+                        goto fail;
+                }
+        e->bootstraps = strdup(rd_kafka_mock_cluster_bootstraps(e->cluster));
+        if (!e->bootstraps)
+                goto fail;
+        r = mcd_config_set(cfg, "kafka.bootstrap.servers", e->bootstraps, 0, why, sizeof(why));
+        if (r < 0)
+                goto fail;
+        *out = e;
+        return 0;
+fail:
+        if (conf)
+                rd_kafka_conf_destroy(conf);
+        mcd_embedded_stop(e);
+        return r;
+}
+
+const char *mcd_embedded_bootstraps(const struct mcd_embedded *e) {
+        return e->bootstraps;
+}
+
+void mcd_embedded_stop(struct mcd_embedded *e) {
+        if (!e)
+                return;
+        if (e->cluster)
+                rd_kafka_mock_cluster_destroy(e->cluster);
+        if (e->host)
+                rd_kafka_destroy(e->host);
+        free(e->bootstraps);
+        free(e);
+}
+
+int mcd_kafka_flush(rd_kafka_t *rk, int timeout_ms) {
+        rd_kafka_resp_err_t err = rd_kafka_flush(rk, timeout_ms);
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -ETIMEDOUT;
+}
+
+int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
+        int n = -EIO;
+
+        if (!rkt)
+                return -ENOMEM;
+        err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0)
+                n = md->topics[0].partition_cnt;
+        else if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                n = -ENOENT;
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        return n;
+}

@@ -1,0 +1,41 @@
+/* kafka.h -- librdkafka clients built from the configuration file, and the
+ * embedded Kafka-protocol cluster (librdkafka's mock cluster) for a first
+ * run and for the tests.  The daemon's code path is the same for both: only
+ * bootstrap.servers differs. */
+#ifndef MCD_KAFKA_H
+#define MCD_KAFKA_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "daemon/config.h"
+
+enum mcd_kafka_role {
+        MCD_KAFKA_GROUP_CONSUMER,    /* the daemon's consumer: cooperative-sticky group member */
+        MCD_KAFKA_READER,            /* assign()-only consumer: tail, reconciliation, rebuild */
+        MCD_KAFKA_PRODUCER,          /* idempotent producer */
+};
+
+/* A client of the given role with every kafka.* property of cfg applied over
+ * the role's defaults.  NULL with err[] set when librdkafka refuses. */
+rd_kafka_t *mcd_kafka_new(const struct mcd_config *cfg, enum mcd_kafka_role role, rd_kafka_conf_t *extra,
+                          char *err, size_t errlen);
+
+struct mcd_embedded;
+
+/* Starts a mock cluster of `brokers` brokers with the five topics of cfg
+ * created with `partitions` partitions each, and points cfg's
+ * kafka.bootstrap.servers at it.  0 or negative errno. */
+int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, struct mcd_embedded **out);
+const char *mcd_embedded_bootstraps(const struct mcd_embedded *e);
+void mcd_embedded_stop(struct mcd_embedded *e);
+
+/* Produces and waits for delivery of everything queued (up to timeout_ms);
+ * returns 0 or the first delivery error as a negative errno (-EIO). */
+int mcd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+
+/* Partition count of a topic (metadata round trip); negative errno. */
+int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
+
+#endif

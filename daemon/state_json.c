@@ -1,0 +1,381 @@
+/* state_json.c -- a customer's state as JSON: the value of P c:<id> in Redis,
+ * the changelog record, and what `multichanneld state` prints.
+ *
+ * Every field of struct mcd_customer round-trips.  Parked events are written
+ * in the replay format (jsonl.h), so they read like the input they came from.
+ * "timers" is derived from the subscriptions (one per SWITCH_BLOCKED
+ * subscription, due at its term_end) and is ignored when parsing.  Parsing
+ * never trusts its input: every type is checked and every failure is a
+ * -EINVAL with a one-line reason. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "daemon/jsonl.h"
+#include "daemon/state_json.h"
+#include "handlers/timefmt.h"
+
+#define STATE_JSON_VERSION 1
+
+/* ----------------------------------------------------------------- format */
+
+/* json_object_set_new takes ownership of v even when it fails (and accepts a
+ * NULL v, failing), so a chain of set() calls needs one check at the end. */
+static int set(json_t *o, const char *k, json_t *v) {
+        return json_object_set_new(o, k, v) == 0 ? 0 : -ENOMEM;
+}
+
+static int append(json_t *a, json_t *v) {
+        return json_array_append_new(a, v) == 0 ? 0 : -ENOMEM;
+}
+
+static json_t *jstr(const char *s) {
+        return s ? json_string(s) : json_null();
+}
+
+static json_t *jtime(mcd_time_t t) {
+        char buf[MCD_TIME_BUFSZ];
+        return json_string(mcd_time_format(t, buf));
+}
+
+static json_t *subscription_to_json(const struct mcd_subscription *s) {
+        json_t *o = json_object();
+        int r = 0;
+
+        if (!o)
+                return NULL;
+        r |= set(o, "subscription_id", jstr(s->subscription_id));
+        r |= set(o, "offer_name", jstr(s->offer_name));
+        r |= set(o, "billing", json_string(mcd_billing_name(s->billing)));
+        r |= set(o, "channel", json_string(mcd_channel_name(s->channel)));
+        r |= set(o, "seller_partner_id", jstr(s->seller_partner_id));
+        r |= set(o, "term_end", s->has_term_end ? jtime(s->term_end) : json_null());
+        r |= set(o, "state", json_string(mcd_sub_state_name(s->state)));
+        r |= set(o, "timer_outcomes", json_integer(s->timer_outcomes));
+        if (r < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+/* The event as the replay format writes it, as a JSON value. */
+static json_t *event_to_json(const struct mcd_event *ev) {
+        char *line = mcd_jsonl_format_event(ev);
+        json_t *v;
+
+        if (!line)
+                return NULL;
+        v = json_loads(line, 0, NULL);
+        free(line);
+        return v;
+}
+
+static json_t *parked_to_json(const struct mcd_parked *p) {
+        json_t *o = json_object();
+        int r = 0;
+
+        if (!o)
+                return NULL;
+        r |= set(o, "deadline", jtime(p->deadline));
+        r |= set(o, "event", event_to_json(&p->event));
+        if (r < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *timer_to_json(const struct mcd_subscription *s) {
+        json_t *o = json_object();
+        int r = 0;
+
+        if (!o)
+                return NULL;
+        r |= set(o, "subscription_id", jstr(s->subscription_id));
+        r |= set(o, "due", jtime(s->term_end));
+        if (r < 0) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static int lists_to_json(json_t *o, const struct mcd_customer *c) {
+        json_t *subs = json_array(), *parked = json_array(), *timers = json_array(), *seen = json_array();
+        int r = 0;
+
+        /* set() takes each array, so ownership moves to o straight away */
+        r |= set(o, "subscriptions", subs);
+        r |= set(o, "parked", parked);
+        r |= set(o, "timers", timers);
+        r |= set(o, "seen", seen);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_subs; i++) {
+                r |= append(subs, subscription_to_json(&c->subs[i]));
+                if (c->subs[i].state == MCD_SS_SWITCH_BLOCKED && c->subs[i].has_term_end)
+                        r |= append(timers, timer_to_json(&c->subs[i]));
+        }
+        for (size_t i = 0; i < c->n_parked; i++)
+                r |= append(parked, parked_to_json(&c->parked[i]));
+        for (size_t i = 0; i < c->n_seen; i++)
+                r |= append(seen, jstr(c->seen[i]));
+        return r;
+}
+
+char *mcd_state_to_json(const struct mcd_customer *c) {
+        json_t *o = json_object();
+        char *s = NULL;
+        int r = 0;
+
+        if (!o)
+                return NULL;
+        r |= set(o, "v", json_integer(STATE_JSON_VERSION));
+        r |= set(o, "customer_id", jstr(c->customer_id));
+        r |= set(o, "cloud", c->has_cloud ? json_string(mcd_cloud_name(c->cloud)) : json_null());
+        r |= set(o, "state", json_string(mcd_customer_state_name(c->state)));
+        r |= set(o, "partner_id", jstr(c->partner_id));
+        r |= set(o, "indirect_reseller_id", jstr(c->indirect_reseller_id));
+        r |= lists_to_json(o, c);
+        if (r == 0)
+                s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        return s;
+}
+
+/* ------------------------------------------------------------------ parse */
+
+struct parse_ctx {
+        char *why;
+        size_t whylen;
+};
+
+static int fail(struct parse_ctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse_ctx *p, const char *fmt, ...) {
+        va_list ap;
+
+        if (p->why && p->whylen > 0) {
+                va_start(ap, fmt);
+                vsnprintf(p->why, p->whylen, fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+/* A string or null member; *out is a heap copy or NULL. */
+static int get_string(struct parse_ctx *p, json_t *o, const char *where, const char *name, bool required,
+                      char **out) {
+        json_t *v = json_object_get(o, name);
+
+        *out = NULL;
+        if (!v || json_is_null(v)) {
+                if (required)
+                        return fail(p, "%smissing field \"%s\"", where, name);
+                return 0;
+        }
+        if (!json_is_string(v))
+                return fail(p, "%sfield \"%s\" must be a string", where, name);
+        *out = strdup(json_string_value(v));
+        return *out ? 0 : -ENOMEM;
+}
+
+static int get_time(struct parse_ctx *p, json_t *o, const char *where, const char *name, bool required,
+                    bool *has, mcd_time_t *out) {
+        json_t *v = json_object_get(o, name);
+
+        *has = false;
+        if (!v || json_is_null(v)) {
+                if (required)
+                        return fail(p, "%smissing field \"%s\"", where, name);
+                return 0;
+        }
+        if (!json_is_string(v) || mcd_time_parse(json_string_value(v), out) < 0)
+                return fail(p, "%sfield \"%s\" must be an ISO-8601 UTC time", where, name);
+        *has = true;
+        return 0;
+}
+
+/* An enum member named by its symbol; from_name gives the value or < 0. */
+static int get_enum(struct parse_ctx *p, json_t *o, const char *where, const char *name,
+                    int (*from_name)(const char *), int *out) {
+        json_t *v = json_object_get(o, name);
+        int r;
+
+        if (!v || json_is_null(v))
+                return fail(p, "%smissing field \"%s\"", where, name);
+        if (!json_is_string(v) || (r = from_name(json_string_value(v))) < 0)
+                return fail(p, "%sfield \"%s\" has an unknown value", where, name);
+        *out = r;
+        return 0;
+}
+
+/* An array member; absent or null is an empty array. */
+static int get_array(struct parse_ctx *p, json_t *o, const char *name, json_t **out) {
+        json_t *v = json_object_get(o, name);
+
+        *out = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_array(v))
+                return fail(p, "field \"%s\" must be an array", name);
+        *out = v;
+        return 0;
+}
+
+static int parse_subscription_fields(struct parse_ctx *p, json_t *o, const char *where,
+                                     struct mcd_subscription *s) {
+        json_t *t = json_object_get(o, "timer_outcomes");
+        int billing = 0, channel = 0, state = 0, r;
+
+        if ((r = get_string(p, o, where, "subscription_id", true, &s->subscription_id)) < 0 ||
+            (r = get_string(p, o, where, "offer_name", false, &s->offer_name)) < 0 ||
+            (r = get_string(p, o, where, "seller_partner_id", false, &s->seller_partner_id)) < 0 ||
+            (r = get_enum(p, o, where, "billing", mcd_billing_from_name, &billing)) < 0 ||
+            (r = get_enum(p, o, where, "channel", mcd_channel_from_name, &channel)) < 0 ||
+            (r = get_enum(p, o, where, "state", mcd_sub_state_from_name, &state)) < 0 ||
+            (r = get_time(p, o, where, "term_end", false, &s->has_term_end, &s->term_end)) < 0)
+                return r;
+        s->billing = billing;
+        s->channel = channel;
+        s->state = state;
+        if (t && !json_is_null(t)) {
+                if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > UINT32_MAX)
+                        return fail(p, "%sfield \"timer_outcomes\" must be an integer from 0 to %u", where,
+                                    UINT32_MAX);
+                s->timer_outcomes = (uint32_t)json_integer_value(t);
+        }
+        return 0;
+}
+
+static int parse_subscription(struct parse_ctx *p, json_t *o, size_t i, struct mcd_customer *c) {
+        struct mcd_subscription s = {0};
+        char where[48];
+        int r;
+
+        snprintf(where, sizeof(where), "subscriptions[%zu]: ", i);
+        if (!json_is_object(o))
+                return fail(p, "%smust be an object", where);
+        r = parse_subscription_fields(p, o, where, &s);
+        if (r >= 0 && mcd_customer_find_sub(c, s.subscription_id))
+                r = fail(p, "%sduplicate subscription \"%s\"", where, s.subscription_id);
+        if (r >= 0)
+                r = mcd_customer_add_sub(c, &s);       /* copies */
+        free(s.subscription_id);
+        free(s.offer_name);
+        free(s.seller_partner_id);
+        return r;
+}
+
+static int parse_parked(struct parse_ctx *p, json_t *o, size_t i, struct mcd_customer *c) {
+        struct mcd_event ev;
+        json_t *e;
+        char where[48], why[256] = "";
+        char *line;
+        mcd_time_t deadline = 0;
+        bool has;
+        int r;
+
+        snprintf(where, sizeof(where), "parked[%zu]: ", i);
+        if (!json_is_object(o))
+                return fail(p, "%smust be an object", where);
+        r = get_time(p, o, where, "deadline", true, &has, &deadline);
+        if (r < 0)
+                return r;
+        e = json_object_get(o, "event");
+        if (!json_is_object(e))
+                return fail(p, "%sfield \"event\" must be an object", where);
+        line = json_dumps(e, JSON_COMPACT);
+        if (!line)
+                return -ENOMEM;
+        r = mcd_jsonl_parse_event(line, strlen(line), &ev, why, sizeof(why));
+        free(line);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return fail(p, "%sevent: %s", where, why);
+        r = mcd_customer_add_parked(c, &ev, deadline);      /* copies */
+        mcd_event_clear(&ev);
+        return r;
+}
+
+static int parse_lists(struct parse_ctx *p, json_t *root, struct mcd_customer *c) {
+        json_t *subs, *parked, *seen, *item;
+        size_t i;
+        int r;
+
+        if ((r = get_array(p, root, "subscriptions", &subs)) < 0 ||
+            (r = get_array(p, root, "parked", &parked)) < 0 ||
+            (r = get_array(p, root, "seen", &seen)) < 0)
+                return r;
+        json_array_foreach(subs, i, item)
+                if ((r = parse_subscription(p, item, i, c)) < 0)
+                        return r;
+        json_array_foreach(parked, i, item)
+                if ((r = parse_parked(p, item, i, c)) < 0)
+                        return r;
+        json_array_foreach(seen, i, item) {
+                if (!json_is_string(item))
+                        return fail(p, "seen[%zu]: must be a string", i);
+                if ((r = mcd_customer_mark_seen(c, json_string_value(item))) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int parse_customer(struct parse_ctx *p, json_t *root, struct mcd_customer *c) {
+        json_t *v = json_object_get(root, "v");
+        char *id = NULL;
+        int state = 0, cloud = 0, r;
+
+        if (!json_is_integer(v) || json_integer_value(v) != STATE_JSON_VERSION)
+                return fail(p, "field \"v\" must be %d", STATE_JSON_VERSION);
+        r = get_string(p, root, "", "customer_id", true, &id);
+        if (r < 0)
+                return r;
+        r = mcd_customer_init(c, id);
+        free(id);
+        if (r < 0)
+                return r;
+        v = json_object_get(root, "cloud");
+        if (v && !json_is_null(v)) {
+                if ((r = get_enum(p, root, "", "cloud", mcd_cloud_from_name, &cloud)) < 0)
+                        return r;
+                c->has_cloud = true;
+                c->cloud = cloud;
+        }
+        if ((r = get_enum(p, root, "", "state", mcd_customer_state_from_name, &state)) < 0 ||
+            (r = get_string(p, root, "", "partner_id", false, &c->partner_id)) < 0 ||
+            (r = get_string(p, root, "", "indirect_reseller_id", false, &c->indirect_reseller_id)) < 0)
+                return r;
+        c->state = state;
+        return parse_lists(p, root, c);
+}
+
+int mcd_state_from_json(const char *json, size_t len, struct mcd_customer *c, char *why, size_t whylen) {
+        struct parse_ctx p = {.why = why, .whylen = whylen};
+        json_error_t jerr;
+        json_t *root;
+        int r;
+
+        memset(c, 0, sizeof(*c));
+        if (!json)
+                return fail(&p, "no JSON");
+        root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                return fail(&p, "invalid JSON: %s", jerr.text);
+        if (!json_is_object(root))
+                r = fail(&p, "not a JSON object");
+        else
+                r = parse_customer(&p, root, c);
+        json_decref(root);
+        if (r == -ENOMEM)
+                fail(&p, "out of memory");
+        if (r < 0)
+                mcd_customer_clear(c);
+        return r;
+}

@@ -1,0 +1,945 @@
+/* store.c -- the daemon's state in Redis (hiredis 0.14, blocking context).
+ *
+ * The connection is made lazily by the first call that needs it and dropped
+ * on any I/O or protocol error, so the next call reconnects (AUTH, SELECT,
+ * SCRIPT LOAD of the commit script, in one pipeline).  Every command is sent
+ * with binary-safe arguments (redisCommandArgv / redisAppendCommandArgv with
+ * lengths); every reply read counts as one round trip.
+ *
+ * The commit is one EVALSHA of COMMIT_SCRIPT below; its KEYS and ARGV layout
+ * is documented there. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* asprintf, vasprintf, nftw */
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis.h>
+
+#include "daemon/state_json.h"
+#include "daemon/store.h"
+#include "handlers/rules.h"
+
+#define DEFAULT_TIMEOUT_MS 2000
+
+/* The commit.  Checks first, writes after, so a failed check writes nothing.
+ *
+ *   KEYS[1]                          P meta
+ *   per partition i (np of them):    P gen:<p>, P off:<p>, P outbox:<p>
+ *   per customer j (nc of them):     P c:<id>, P due:<partition of the customer>
+ *
+ *   ARGV[1] = np, ARGV[2] = nc, then
+ *   per partition: partition, generation, set_offsets ("1"/"0"), rel, sub,
+ *                  marks ("" to leave them), trim, n_frames,
+ *                  frame_1 .. frame_n  (frames binary)
+ *   per customer:  customer_id, json, score (due time in ms, "" for none)
+ *
+ * Frames are pushed 1000 at a time (unpack() is bounded by the Lua stack).
+ *
+ * Replies: +OK; -NODATA when meta is missing; -STALE <partition> when a
+ * partition's generation is not the batch's. */
+static const char COMMIT_SCRIPT[] =
+        "local np, nc = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+        "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
+        "  return redis.error_reply('NODATA meta is missing')\n"
+        "end\n"
+        "local a, k = 3, 2\n"
+        "for i = 1, np do\n"
+        "  if redis.call('GET', KEYS[k]) ~= ARGV[a + 1] then\n"
+        "    return redis.error_reply('STALE partition ' .. ARGV[a])\n"
+        "  end\n"
+        "  a = a + 8 + tonumber(ARGV[a + 7])\n"
+        "  k = k + 3\n"
+        "end\n"
+        "a, k = 3, 2\n"
+        "for i = 1, np do\n"
+        "  if ARGV[a + 2] == '1' then\n"
+        "    redis.call('HSET', KEYS[k + 1], 'rel', ARGV[a + 3], 'sub', ARGV[a + 4])\n"
+        "  end\n"
+        "  if ARGV[a + 5] ~= '' then\n"
+        "    redis.call('HSET', KEYS[k + 1], 'marks', ARGV[a + 5])\n"
+        "  end\n"
+        "  local trim, n = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])\n"
+        "  if trim > 0 then redis.call('LTRIM', KEYS[k + 2], trim, -1) end\n"
+        "  local f = a + 8\n"
+        "  while f < a + 8 + n do\n"
+        "    local last = math.min(f + 999, a + 7 + n)\n"
+        "    redis.call('RPUSH', KEYS[k + 2], unpack(ARGV, f, last))\n"
+        "    f = last + 1\n"
+        "  end\n"
+        "  a = a + 8 + n\n"
+        "  k = k + 3\n"
+        "end\n"
+        "for j = 1, nc do\n"
+        "  redis.call('SET', KEYS[k], ARGV[a + 1])\n"
+        "  if ARGV[a + 2] == '' then\n"
+        "    redis.call('ZREM', KEYS[k + 1], ARGV[a])\n"
+        "  else\n"
+        "    redis.call('ZADD', KEYS[k + 1], ARGV[a + 2], ARGV[a])\n"
+        "  end\n"
+        "  a = a + 3\n"
+        "  k = k + 2\n"
+        "end\n"
+        "return redis.status_reply('OK')\n";
+
+struct mcd_store {
+        char *host;
+        int port;
+        int db;
+        char *password;
+        char *prefix;
+        int timeout_ms;
+
+        redisContext *ctx;
+        char script_sha[41];
+        uint64_t round_trips;
+};
+
+/* ------------------------------------------------------------ helpers -- */
+
+/* A growing argument vector: borrowed or owned (freed with it) strings. */
+struct args {
+        const char **v;
+        size_t *len;
+        size_t n, cap;
+        char **owned;
+        size_t n_owned, cap_owned;
+        int err;
+};
+
+static int args_grow(struct args *a) {
+        const char **v;
+        size_t *len, ncap;
+
+        if (a->n < a->cap)
+                return 0;
+        ncap = a->cap ? a->cap * 2 : 16;
+        v = realloc(a->v, ncap * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        a->v = v;
+        len = realloc(a->len, ncap * sizeof(*len));
+        if (!len)
+                return -ENOMEM;
+        a->len = len;
+        a->cap = ncap;
+        return 0;
+}
+
+/* Adds a borrowed argument (must outlive the args). */
+static void args_add(struct args *a, const void *p, size_t len) {
+        if (a->err < 0)
+                return;
+        if (args_grow(a) < 0) {
+                a->err = -ENOMEM;
+                return;
+        }
+        a->v[a->n] = p;
+        a->len[a->n] = len;
+        a->n++;
+}
+
+static void args_add_str(struct args *a, const char *s) {
+        args_add(a, s, strlen(s));
+}
+
+/* Adds a heap string and takes ownership of it (frees it on failure). */
+static void args_take(struct args *a, char *s) {
+        char **owned;
+
+        if (!s && a->err == 0)
+                a->err = -ENOMEM;
+        if (a->err < 0) {
+                free(s);
+                return;
+        }
+        if (a->n_owned == a->cap_owned) {
+                size_t ncap = a->cap_owned ? a->cap_owned * 2 : 16;
+                owned = realloc(a->owned, ncap * sizeof(*owned));
+                if (!owned) {
+                        free(s);
+                        a->err = -ENOMEM;
+                        return;
+                }
+                a->owned = owned;
+                a->cap_owned = ncap;
+        }
+        a->owned[a->n_owned++] = s;
+        args_add_str(a, s);
+}
+
+static void args_addf(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void args_addf(struct args *a, const char *fmt, ...) {
+        va_list ap;
+        char *s = NULL;
+
+        va_start(ap, fmt);
+        if (vasprintf(&s, fmt, ap) < 0)
+                s = NULL;
+        va_end(ap);
+        args_take(a, s);
+}
+
+static void args_free(struct args *a) {
+        for (size_t i = 0; i < a->n_owned; i++)
+                free(a->owned[i]);
+        free(a->owned);
+        free(a->v);
+        free(a->len);
+        memset(a, 0, sizeof(*a));
+}
+
+static char *key_of(const struct mcd_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *key_of(const struct mcd_store *s, const char *fmt, ...) {
+        char *tail = NULL, *key = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&tail, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return NULL;
+        if (asprintf(&key, "%s%s", s->prefix, tail) < 0)
+                key = NULL;
+        free(tail);
+        return key;
+}
+
+static void args_add_key(struct args *a, const struct mcd_store *s, const char *kind, int32_t partition) {
+        args_take(a, key_of(s, "%s:%" PRId32, kind, partition));
+}
+
+/* A bulk reply as an int64; -EBADMSG when it is not one. */
+static int parse_int64(const redisReply *r, int64_t *out) {
+        char buf[32], *end;
+        long long v;
+
+        if (r->type == REDIS_REPLY_INTEGER) {
+                *out = r->integer;
+                return 0;
+        }
+        if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= sizeof(buf))
+                return -EBADMSG;
+        memcpy(buf, r->str, r->len);
+        buf[r->len] = '\0';
+        errno = 0;
+        v = strtoll(buf, &end, 10);
+        if (errno != 0 || *end != '\0')
+                return -EBADMSG;
+        *out = v;
+        return 0;
+}
+
+/* --------------------------------------------------------- connection -- */
+
+static void disconnect(struct mcd_store *s) {
+        if (s->ctx) {
+                redisFree(s->ctx);
+                s->ctx = NULL;
+        }
+}
+
+/* The errno for a context error; errno_saved is errno right after the
+ * failing call (hiredis 0.14 reports a read timeout as REDIS_ERR_IO with
+ * EAGAIN, a connect timeout with ETIMEDOUT). */
+static int context_error(const redisContext *c, int errno_saved) {
+        switch (c->err) {
+        case REDIS_ERR_IO:
+                if (errno_saved == EAGAIN || errno_saved == EWOULDBLOCK || errno_saved == ETIMEDOUT ||
+                    errno_saved == EINPROGRESS)
+                        return -ETIMEDOUT;
+                if (errno_saved == ECONNREFUSED)
+                        return -ECONNREFUSED;
+                return -EIO;
+        case REDIS_ERR_OOM:
+                return -ENOMEM;
+        case REDIS_ERR_EOF:
+        case REDIS_ERR_PROTOCOL:
+        case REDIS_ERR_OTHER:
+        default:
+                if (strstr(c->errstr, "refused"))
+                        return -ECONNREFUSED;
+                if (strstr(c->errstr, "timed out"))
+                        return -ETIMEDOUT;
+                return -EIO;
+        }
+}
+
+/* The errno for an error reply that is not the caller's to interpret. */
+static int reply_error(const redisReply *r) {
+        if (strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0 ||
+            strstr(r->str, "invalid password") || strstr(r->str, "invalid username-password"))
+                return -EACCES;
+        if (strncmp(r->str, "OOM", 3) == 0)
+                return -ENOSPC;
+        return -EIO;
+}
+
+/* Reads one reply of a pipeline.  On an I/O error the connection is
+ * dropped; an error reply is returned as a reply. */
+static int read_reply(struct mcd_store *s, redisReply **reply) {
+        void *r = NULL;
+        int e;
+
+        *reply = NULL;
+        if (redisGetReply(s->ctx, &r) != REDIS_OK || !r) {
+                e = context_error(s->ctx, errno);
+                if (r)
+                        freeReplyObject(r);
+                disconnect(s);
+                return e;
+        }
+        s->round_trips++;
+        *reply = r;
+        return 0;
+}
+
+static int append_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens) {
+        int e;
+
+        if (redisAppendCommandArgv(s->ctx, argc, argv, lens) != REDIS_OK) {
+                e = context_error(s->ctx, errno);
+                disconnect(s);
+                return e;
+        }
+        return 0;
+}
+
+static struct timeval timeval_of_ms(int ms) {
+        return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+}
+
+/* AUTH, SELECT and SCRIPT LOAD, pipelined. */
+static int handshake(struct mcd_store *s) {
+        char db[16];
+        const char *auth[] = {"AUTH", s->password};
+        const char *select_cmd[] = {"SELECT", db};
+        const char *load[] = {"SCRIPT", "LOAD", COMMIT_SCRIPT};
+        size_t auth_len[] = {4, s->password ? strlen(s->password) : 0};
+        size_t select_len[2] = {6, 0};
+        size_t load_len[] = {6, 4, sizeof(COMMIT_SCRIPT) - 1};
+        unsigned n = 0;
+        redisReply *reply;
+        int r = 0;
+
+        select_len[1] = (size_t)snprintf(db, sizeof(db), "%d", s->db);
+        if (s->password) {
+                if ((r = append_argv(s, 2, auth, auth_len)) < 0)
+                        return r;
+                n++;
+        }
+        if (s->db != 0) {
+                if ((r = append_argv(s, 2, select_cmd, select_len)) < 0)
+                        return r;
+                n++;
+        }
+        if ((r = append_argv(s, 3, load, load_len)) < 0)
+                return r;
+        n++;
+        /* read every reply, the first error wins */
+        for (unsigned i = 0; i < n && s->ctx; i++) {
+                int e = read_reply(s, &reply);
+                if (e < 0)
+                        return r < 0 ? r : e;
+                if (r == 0 && reply->type == REDIS_REPLY_ERROR)
+                        r = reply_error(reply);
+                else if (r == 0 && i == n - 1) {
+                        if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
+                                r = -EIO;
+                        else
+                                memcpy(s->script_sha, reply->str, 41);
+                }
+                freeReplyObject(reply);
+        }
+        return r;
+}
+
+static int ensure_connected(struct mcd_store *s) {
+        struct timeval tv = timeval_of_ms(s->timeout_ms);
+        redisContext *c;
+        int r;
+
+        if (s->ctx)
+                return 0;
+        errno = 0;
+        c = redisConnectWithTimeout(s->host, s->port, tv);
+        if (!c)
+                return -ENOMEM;
+        if (c->err) {
+                r = context_error(c, errno);
+                redisFree(c);
+                return r;
+        }
+        if (redisSetTimeout(c, tv) != REDIS_OK) {
+                r = context_error(c, errno);
+                redisFree(c);
+                return r;
+        }
+        s->ctx = c;
+        r = handshake(s);
+        if (r < 0)
+                disconnect(s);
+        return r;
+}
+
+/* One command, one round trip.  0 with *reply set (possibly an error reply,
+ * which the caller interprets), or a negative errno with the connection
+ * dropped. */
+static int command_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens,
+                        redisReply **reply) {
+        int r;
+
+        *reply = NULL;
+        if ((r = ensure_connected(s)) < 0)
+                return r;
+        if ((r = append_argv(s, argc, argv, lens)) < 0)
+                return r;
+        return read_reply(s, reply);
+}
+
+/* As command_argv, but an error reply is an error (the connection is
+ * dropped: the next call starts afresh). */
+static int command(struct mcd_store *s, const struct args *a, redisReply **reply) {
+        int r;
+
+        if (a->err < 0)
+                return a->err;
+        r = command_argv(s, (int)a->n, a->v, a->len, reply);
+        if (r < 0)
+                return r;
+        if ((*reply)->type == REDIS_REPLY_ERROR) {
+                r = reply_error(*reply);
+                freeReplyObject(*reply);
+                *reply = NULL;
+                disconnect(s);
+        }
+        return r;
+}
+
+/* -------------------------------------------------------------- setup -- */
+
+static int dup_opt(char **dst, const char *src) {
+        *dst = NULL;
+        if (!src)
+                return 0;
+        *dst = strdup(src);
+        return *dst ? 0 : -ENOMEM;
+}
+
+int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out) {
+        struct mcd_store *s;
+
+        *out = NULL;
+        if (!o || !o->host || o->port <= 0 || o->port > 65535 || o->db < 0)
+                return -EINVAL;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->port = o->port;
+        s->db = o->db;
+        s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+        if (dup_opt(&s->host, o->host) < 0 || dup_opt(&s->password, o->password) < 0 ||
+            dup_opt(&s->prefix, o->prefix ? o->prefix : "mcd:") < 0) {
+                mcd_store_free(s);
+                return -ENOMEM;
+        }
+        *out = s;
+        return 0;
+}
+
+void mcd_store_free(struct mcd_store *s) {
+        if (!s)
+                return;
+        disconnect(s);
+        free(s->host);
+        free(s->password);
+        free(s->prefix);
+        free(s);
+}
+
+uint64_t mcd_store_round_trips(const struct mcd_store *s) {
+        return s->round_trips;
+}
+
+/* ------------------------------------------------------------- simple -- */
+
+static int64_t monotonic_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int mcd_store_ping(struct mcd_store *s, int64_t *rtt_us) {
+        struct args a = {0};
+        redisReply *reply;
+        int64_t t0;
+        int r;
+
+        if ((r = ensure_connected(s)) < 0)
+                return r;
+        args_add_str(&a, "PING");
+        t0 = monotonic_us();
+        r = command(s, &a, &reply);
+        if (r == 0) {
+                if (rtt_us)
+                        *rtt_us = monotonic_us() - t0;
+                freeReplyObject(reply);
+        }
+        args_free(&a);
+        return r;
+}
+
+/* A command on one key of the prefix whose reply is an integer. */
+static int integer_command(struct mcd_store *s, struct args *a, int64_t *out) {
+        redisReply *reply;
+        int r;
+
+        r = command(s, a, &reply);
+        args_free(a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_INTEGER)
+                *out = reply->integer;
+        else
+                r = -EBADMSG;
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_init_meta(struct mcd_store *s, bool *created) {
+        struct args a = {0};
+        int64_t v = 0;
+        int r;
+
+        args_add_str(&a, "HSETNX");
+        args_take(&a, key_of(s, "meta"));
+        args_add_str(&a, "v");
+        args_add_str(&a, "1");
+        r = integer_command(s, &a, &v);
+        if (r == 0 && created)
+                *created = v == 1;
+        return r;
+}
+
+int mcd_store_meta_exists(struct mcd_store *s, bool *exists) {
+        struct args a = {0};
+        int64_t v = 0;
+        int r;
+
+        args_add_str(&a, "EXISTS");
+        args_take(&a, key_of(s, "meta"));
+        r = integer_command(s, &a, &v);
+        if (r == 0)
+                *exists = v > 0;
+        return r;
+}
+
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t *generation) {
+        struct args a = {0};
+
+        args_add_str(&a, "INCR");
+        args_add_key(&a, s, "gen", partition);
+        return integer_command(s, &a, generation);
+}
+
+int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        args_add_str(&a, "GET");
+        args_add_key(&a, s, "gen", partition);
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_NIL)
+                *generation = 0;
+        else
+                r = parse_int64(reply, generation);
+        freeReplyObject(reply);
+        return r;
+}
+
+/* --------------------------------------------------------------- load -- */
+
+static int load_one(const redisReply *r, const char *id, struct mcd_customer *c) {
+        int e;
+
+        if (r->type == REDIS_REPLY_NIL)
+                return mcd_customer_init(c, id);
+        if (r->type != REDIS_REPLY_STRING)
+                return -EBADMSG;
+        e = mcd_state_from_json(r->str, r->len, c, NULL, 0);
+        if (e == -ENOMEM)
+                return e;
+        if (e < 0)
+                return -EBADMSG;
+        if (strcmp(c->customer_id, id) != 0) {
+                mcd_customer_clear(c);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct mcd_customer *out) {
+        struct args a = {0};
+        redisReply *reply;
+        size_t i;
+        int r;
+
+        if (n == 0)
+                return 0;
+        args_add_str(&a, "MGET");
+        for (i = 0; i < n; i++)
+                args_take(&a, key_of(s, "c:%s", ids[i]));
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+                freeReplyObject(reply);
+                return -EBADMSG;
+        }
+        for (i = 0; i < n; i++)
+                if ((r = load_one(reply->element[i], ids[i], &out[i])) < 0)
+                        break;
+        if (r < 0)
+                while (i-- > 0)
+                        mcd_customer_clear(&out[i]);
+        freeReplyObject(reply);
+        return r;
+}
+
+/* ------------------------------------------------------------- commit -- */
+
+static void add_partition_keys(struct args *keys, const struct mcd_store *s, const struct mcd_store_partition *p) {
+        args_add_key(keys, s, "gen", p->partition);
+        args_add_key(keys, s, "off", p->partition);
+        args_add_key(keys, s, "outbox", p->partition);
+}
+
+static void add_partition_argv(struct args *argv, const struct mcd_store_partition *p) {
+        args_addf(argv, "%" PRId32, p->partition);
+        args_addf(argv, "%" PRId64, p->generation);
+        args_add_str(argv, p->set_offsets ? "1" : "0");
+        args_addf(argv, "%" PRId64, p->offsets.rel);
+        args_addf(argv, "%" PRId64, p->offsets.sub);
+        args_add_str(argv, p->marks ? p->marks : "");
+        args_addf(argv, "%zu", p->trim);
+        args_addf(argv, "%zu", p->n_frames);
+        for (size_t i = 0; i < p->n_frames; i++)
+                args_add(argv, p->frames[i], p->frame_lens[i]);
+}
+
+static void add_customer(struct args *keys, struct args *argv, const struct mcd_store *s,
+                         const struct mcd_store_customer *sc) {
+        const struct mcd_customer *c = sc->customer;
+        mcd_time_t due;
+
+        args_take(keys, key_of(s, "c:%s", c->customer_id));
+        args_add_key(keys, s, "due", sc->partition);
+        args_add_str(argv, c->customer_id);
+        args_take(argv, mcd_state_to_json(c));
+        if (mcd_next_due(c, &due, NULL))
+                args_addf(argv, "%" PRId64, due);
+        else
+                args_add_str(argv, "");
+}
+
+/* EVALSHA (or EVAL) sha|script numkeys keys.. argv.. */
+static int build_commit(const struct mcd_store *s, const struct mcd_store_batch *b, struct args *keys,
+                        struct args *argv) {
+        args_take(keys, key_of(s, "meta"));
+        args_addf(argv, "%zu", b->n_partitions);
+        args_addf(argv, "%zu", b->n_customers);
+        for (size_t i = 0; i < b->n_partitions; i++) {
+                add_partition_keys(keys, s, &b->partitions[i]);
+                add_partition_argv(argv, &b->partitions[i]);
+        }
+        for (size_t i = 0; i < b->n_customers; i++) {
+                if (!b->customers[i].customer || !b->customers[i].customer->customer_id)
+                        return -EINVAL;
+                add_customer(keys, argv, s, &b->customers[i]);
+        }
+        if (keys->err < 0)
+                return keys->err;
+        return argv->err;
+}
+
+static int eval_commit(struct mcd_store *s, bool by_sha, const struct args *keys, const struct args *argv,
+                       redisReply **reply) {
+        struct args a = {0};
+        int r;
+
+        if ((r = ensure_connected(s)) < 0)
+                return r;
+        if (by_sha) {
+                args_add_str(&a, "EVALSHA");
+                args_add_str(&a, s->script_sha);
+        } else {
+                args_add_str(&a, "EVAL");
+                args_add(&a, COMMIT_SCRIPT, sizeof(COMMIT_SCRIPT) - 1);
+        }
+        args_addf(&a, "%zu", keys->n);
+        for (size_t i = 0; i < keys->n; i++)
+                args_add(&a, keys->v[i], keys->len[i]);
+        for (size_t i = 0; i < argv->n; i++)
+                args_add(&a, argv->v[i], argv->len[i]);
+        r = a.err < 0 ? a.err : command_argv(s, (int)a.n, a.v, a.len, reply);
+        args_free(&a);
+        return r;
+}
+
+static int commit_result(struct mcd_store *s, const redisReply *reply) {
+        if (reply->type != REDIS_REPLY_ERROR)
+                return 0;
+        if (strncmp(reply->str, "STALE", 5) == 0)
+                return -ESTALE;
+        if (strncmp(reply->str, "NODATA", 6) == 0)
+                return -ENODATA;
+        disconnect(s);
+        return reply_error(reply);
+}
+
+int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b) {
+        struct args keys = {0}, argv = {0};
+        redisReply *reply = NULL;
+        int r;
+
+        r = build_commit(s, b, &keys, &argv);
+        if (r == 0)
+                r = eval_commit(s, true, &keys, &argv, &reply);
+        if (r == 0 && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+                freeReplyObject(reply);
+                reply = NULL;
+                r = eval_commit(s, false, &keys, &argv, &reply);
+        }
+        if (r == 0)
+                r = commit_result(s, reply);
+        if (reply)
+                freeReplyObject(reply);
+        args_free(&keys);
+        args_free(&argv);
+        return r;
+}
+
+/* -------------------------------------------------------------- reads -- */
+
+int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        args_add_str(&a, "HMGET");
+        args_add_key(&a, s, "off", partition);
+        args_add_str(&a, "rel");
+        args_add_str(&a, "sub");
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        o->rel = o->sub = -1;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+                r = -EBADMSG;
+        if (r == 0 && reply->element[0]->type != REDIS_REPLY_NIL)
+                r = parse_int64(reply->element[0], &o->rel);
+        if (r == 0 && reply->element[1]->type != REDIS_REPLY_NIL)
+                r = parse_int64(reply->element[1], &o->sub);
+        if (r < 0)
+                o->rel = o->sub = -1;
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *marks = NULL;
+        args_add_str(&a, "HGET");
+        args_add_key(&a, s, "off", partition);
+        args_add_str(&a, "marks");
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_STRING) {
+                *marks = strndup(reply->str, reply->len);
+                if (!*marks)
+                        r = -ENOMEM;
+        } else if (reply->type != REDIS_REPLY_NIL) {
+                r = -EBADMSG;
+        }
+        freeReplyObject(reply);
+        return r;
+}
+
+void mcd_store_frames_free(void **frames, size_t *lens, size_t n) {
+        if (frames)
+                for (size_t i = 0; i < n; i++)
+                        free(frames[i]);
+        free(frames);
+        free(lens);
+}
+
+static int copy_frames(const redisReply *reply, void ***frames, size_t **lens, size_t *n) {
+        size_t m = reply->elements;
+        void **f = calloc(m ? m : 1, sizeof(*f));
+        size_t *l = calloc(m ? m : 1, sizeof(*l));
+
+        if (!f || !l) {
+                free(f);
+                free(l);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < m; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING || !(f[i] = malloc(e->len ? e->len : 1))) {
+                        mcd_store_frames_free(f, l, i);
+                        return e->type != REDIS_REPLY_STRING ? -EBADMSG : -ENOMEM;
+                }
+                memcpy(f[i], e->str, e->len);
+                l[i] = e->len;
+        }
+        *frames = f;
+        *lens = l;
+        *n = m;
+        return 0;
+}
+
+int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames, size_t **lens, size_t *n) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *frames = NULL;
+        *lens = NULL;
+        *n = 0;
+        args_add_str(&a, "LRANGE");
+        args_add_key(&a, s, "outbox", partition);
+        args_add_str(&a, "0");
+        args_add_str(&a, "-1");
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        r = reply->type == REDIS_REPLY_ARRAY ? copy_frames(reply, frames, lens, n) : -EBADMSG;
+        freeReplyObject(reply);
+        return r;
+}
+
+void mcd_store_ids_free(char **ids, size_t n) {
+        if (ids)
+                for (size_t i = 0; i < n; i++)
+                        free(ids[i]);
+        free(ids);
+}
+
+static int copy_ids(const redisReply *reply, char ***ids, size_t *n) {
+        size_t m = reply->elements;
+        char **v = calloc(m ? m : 1, sizeof(*v));
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < m; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING || !(v[i] = strndup(e->str, e->len))) {
+                        mcd_store_ids_free(v, i);
+                        return e->type != REDIS_REPLY_STRING ? -EBADMSG : -ENOMEM;
+                }
+        }
+        *ids = v;
+        *n = m;
+        return 0;
+}
+
+int mcd_store_due(struct mcd_store *s, int32_t partition, mcd_time_t now, size_t max, char ***ids, size_t *n) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *ids = NULL;
+        *n = 0;
+        if (max == 0)
+                return 0;
+        args_add_str(&a, "ZRANGEBYSCORE");
+        args_add_key(&a, s, "due", partition);
+        args_add_str(&a, "-inf");
+        args_addf(&a, "%" PRId64, now);
+        args_add_str(&a, "LIMIT");
+        args_add_str(&a, "0");
+        args_addf(&a, "%zu", max);
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        r = reply->type == REDIS_REPLY_ARRAY ? copy_ids(reply, ids, n) : -EBADMSG;
+        freeReplyObject(reply);
+        return r;
+}
+
+/* ZCARD and LLEN, pipelined: one round trip, two replies. */
+int mcd_store_counts(struct mcd_store *s, int32_t partition, int64_t *due, int64_t *outbox) {
+        struct args zcard = {0}, llen = {0};
+        redisReply *reply;
+        int64_t *out[] = {due, outbox};
+        int r;
+
+        args_add_str(&zcard, "ZCARD");
+        args_add_key(&zcard, s, "due", partition);
+        args_add_str(&llen, "LLEN");
+        args_add_key(&llen, s, "outbox", partition);
+        r = zcard.err < 0 ? zcard.err : llen.err;
+        if (r == 0)
+                r = ensure_connected(s);
+        if (r == 0)
+                r = append_argv(s, (int)zcard.n, zcard.v, zcard.len);
+        if (r == 0)
+                r = append_argv(s, (int)llen.n, llen.v, llen.len);
+        for (int i = 0; i < 2 && r == 0; i++) {
+                r = read_reply(s, &reply);
+                if (r < 0)
+                        break;
+                if (reply->type == REDIS_REPLY_INTEGER)
+                        *out[i] = reply->integer;
+                else
+                        r = reply->type == REDIS_REPLY_ERROR ? reply_error(reply) : -EBADMSG;
+                freeReplyObject(reply);
+        }
+        if (r < 0 && r != -ENOMEM)
+                disconnect(s);  /* a reply may be left unread */
+        args_free(&zcard);
+        args_free(&llen);
+        return r;
+}
+
+int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, char **json) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *json = NULL;
+        args_add_str(&a, "GET");
+        args_take(&a, key_of(s, "c:%s", customer_id));
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_STRING) {
+                *json = strndup(reply->str, reply->len);
+                if (!*json)
+                        r = -ENOMEM;
+        } else if (reply->type != REDIS_REPLY_NIL)
+                r = -EBADMSG;
+        freeReplyObject(reply);
+        return r;
+}

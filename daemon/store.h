@@ -1,0 +1,125 @@
+/* store.h -- the daemon's state in Redis (hiredis), and its commit point.
+ *
+ * Keys, all under the configured prefix P (default "mcd:"):
+ *   P meta                 hash; exists while Redis holds the daemon's state.  Its
+ *                          absence after start-up means Redis lost its data.
+ *   P c:<customer_id>      string; the customer's state as JSON (state_json.h)
+ *   P off:<partition>      hash {rel, sub}: next input offsets to consume;
+ *                          {marks}: where reconciliation starts reading the
+ *                          output topics (opaque to the store)
+ *   P due:<partition>      zset; member customer_id, score = its next due time (ms)
+ *   P outbox:<partition>   list of outbox frames (outbox.h), oldest first
+ *   P gen:<partition>      string; owner generation of the partition (fencing)
+ *
+ * One batch = one atomic Lua script (mcd_store_commit): it checks that meta
+ * exists and that every partition's generation is still ours, then writes the
+ * customers, due times, offsets, and appends the outbox.  Nothing is written
+ * when a check fails.  Loading is one pipelined round trip.
+ *
+ * Every function returns 0 or a negative errno: -ECONNREFUSED / -EIO /
+ * -ETIMEDOUT when Redis is unreachable (the connection is dropped and
+ * re-established by the next call), -ESTALE when fenced, -ENODATA when Redis
+ * lost its state (meta missing), -ENOMEM. */
+#ifndef MCD_STORE_H
+#define MCD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "handlers/model.h"
+
+struct mcd_store;
+
+struct mcd_store_options {
+        const char *host;
+        int port;
+        int db;
+        const char *password;        /* NULL: no AUTH */
+        const char *prefix;          /* e.g. "mcd:" */
+        int timeout_ms;              /* connect and command timeout */
+};
+
+/* Input offsets of one co-partitioned pair. -1 means "none stored". */
+struct mcd_offsets {
+        int64_t rel;
+        int64_t sub;
+};
+
+/* A customer to write in a batch, with the input partition it belongs to
+ * (its due time goes to that partition's zset). */
+struct mcd_store_customer {
+        const struct mcd_customer *customer;
+        int32_t partition;
+};
+
+struct mcd_store_partition {
+        int32_t partition;
+        int64_t generation;          /* must equal P gen:<partition> */
+        bool set_offsets;
+        struct mcd_offsets offsets;  /* next offsets to consume */
+        const void *const *frames;   /* outbox frames to append */
+        const size_t *frame_lens;
+        size_t n_frames;
+        size_t trim;                 /* drop this many frames from the outbox head first */
+        const char *marks;           /* output-topic marks to store (worker.c), NULL: leave */
+};
+
+struct mcd_store_batch {
+        const struct mcd_store_customer *customers;
+        size_t n_customers;
+        const struct mcd_store_partition *partitions;
+        size_t n_partitions;
+};
+
+/* Creates a store handle; does not connect yet (the first call does), so a
+ * daemon can start while Redis is down. */
+int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out);
+void mcd_store_free(struct mcd_store *s);
+
+/* Round trip; 0 when Redis answers. *rtt_us gets the round-trip time. */
+int mcd_store_ping(struct mcd_store *s, int64_t *rtt_us);
+
+/* Creates P meta if absent (first start).  *created tells whether it was
+ * absent: on a store that had offsets before, that means Redis lost its data. */
+int mcd_store_init_meta(struct mcd_store *s, bool *created);
+/* Does P meta exist? 0 with *exists set. */
+int mcd_store_meta_exists(struct mcd_store *s, bool *exists);
+
+/* Takes ownership of a partition: INCR P gen:<partition>. */
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t *generation);
+int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation);
+
+/* Loads customers by id in one round trip (MGET).  out[i] is initialised by
+ * the callee: the stored state, or a fresh customer when none is stored.
+ * On error nothing in out needs clearing. */
+int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct mcd_customer *out);
+
+/* The atomic batch write described above. */
+int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
+
+/* Offsets of a partition; both -1 when none are stored. */
+int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o);
+
+/* The marks stored for a partition (heap string), *marks NULL when none. */
+int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);
+
+/* The whole outbox of a partition, oldest first.  The caller frees each
+ * frames[i] and the arrays with mcd_store_frames_free. */
+int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames, size_t **lens, size_t *n);
+void mcd_store_frames_free(void **frames, size_t *lens, size_t n);
+
+/* Customers of a partition due at or before now (at most max). */
+int mcd_store_due(struct mcd_store *s, int32_t partition, mcd_time_t now, size_t max, char ***ids, size_t *n);
+void mcd_store_ids_free(char **ids, size_t n);
+
+/* Counts for metrics and STATUS: customers with something due, outbox length. */
+int mcd_store_counts(struct mcd_store *s, int32_t partition, int64_t *due, int64_t *outbox);
+
+/* Raw customer JSON (for `multichanneld state`); *json NULL when unknown. */
+int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, char **json);
+
+/* Number of Redis round trips made so far (for the benchmark). */
+uint64_t mcd_store_round_trips(const struct mcd_store *s);
+
+#endif

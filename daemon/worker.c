@@ -1,0 +1,1368 @@
+/* worker.c -- `multichanneld run`: consume, apply, commit, publish.
+ *
+ * One thread, one loop:
+ *   1. poll both input topics into per-partition queues;
+ *   2. merge each co-partitioned pair in message-timestamp order (a
+ *      relationship first on a tie), waiting up to merge_wait for an empty
+ *      side (CONTRACT.md "Order across the two topics");
+ *   3. load the batch's customers from Redis in one round trip, apply the
+ *      rules (timers due first), encode outcomes and dead letters as outbox
+ *      frames;
+ *   4. commit states, due times, next offsets and the frames in one atomic
+ *      Redis script, fenced by each partition's owner generation;
+ *   5. produce the frames (idempotent producer), trim them from the outbox
+ *      once delivered, and append the customers' states to the changelog.
+ * A crash anywhere leaves Redis at the last commit: on restart the partition
+ * seeks to the stored offsets and the outbox is reconciled against the tail
+ * of the output topics (frame ids are deterministic) before anything new.
+ *
+ * Co-partitioning: the group subscribes to the relationships topic (the
+ * cooperative-sticky assignor balances it); the subscriptions partition with
+ * the same number follows its owner through a second, assign()-only handle,
+ * as Kafka Streams co-partitions a join. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/avro_codec.h"
+#include "daemon/kafka.h"
+#include "daemon/log.h"
+#include "daemon/outbox.h"
+#include "daemon/state_json.h"
+#include "daemon/store.h"
+#include "daemon/strmap.h"
+#include "daemon/worker.h"
+#include "handlers/rules.h"
+
+enum { REL = 0, SUB = 1 };
+enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
+
+#define CHANGELOG_OFFSETS_KEY "__offsets__:"
+
+struct msgq {
+        rd_kafka_message_t **v;
+        int64_t *arrived;            /* monotonic ms when buffered */
+        size_t head, tail, cap;
+};
+
+enum pair_phase { PAIR_INIT, PAIR_RECONCILE, PAIR_READY, PAIR_FENCED };
+
+struct pair {
+        int32_t partition;
+        enum pair_phase phase;
+        int64_t generation;
+        struct msgq q[2];
+        int64_t expect[2];           /* next offset expected from Kafka, -1 any */
+        struct mcd_offsets committed;/* next offsets, as stored in Redis */
+        struct mcd_offsets next;     /* after the last message taken into the batch */
+        size_t untrimmed;            /* delivered frames still at the outbox head */
+};
+
+/* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
+struct pending {
+        void *buf;                   /* encoded frame (outbox form) */
+        size_t len;
+        int32_t partition;           /* input partition whose outbox holds it */
+        int status;                  /* 0 in flight or not sent, 1 delivered, <0 failed */
+        bool sent;
+};
+
+struct worker {
+        struct mcd_config *cfg;
+        struct mcd_worker_signals *sig;
+        rd_kafka_t *consumer;        /* group member, relationships topic */
+        rd_kafka_t *sub_reader;      /* assign()-only, subscriptions topic */
+        rd_kafka_t *producer;
+        struct mcd_avro *avro;
+        struct mcd_store *store;
+        struct mcd_rules_config rules;
+
+        struct pair **pairs;
+        size_t n_pairs;
+        int n_input_partitions;
+
+        int n_out_parts[2];          /* outcomes, dlq */
+        int64_t *known_end[2];       /* lower bounds for frames produced from now on */
+        struct mcd_strmap published; /* ids found on the output topics by reconciliation */
+
+        struct pending **pending;    /* in commit order */
+        size_t n_pending, cap_pending;
+        char **changelog_keys;       /* customers to append to the changelog once delivered */
+
+        bool redis_ok;
+        int64_t redis_retry_at;
+        int redis_backoff;
+        int64_t next_due_scan;
+        int64_t next_status;
+        struct mcd_worker_stats st;
+};
+
+/* ------------------------------------------------------------ utilities -- */
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static bool redis_unreachable(int r) {
+        return r == -ECONNREFUSED || r == -EIO || r == -ETIMEDOUT || r == -ECONNRESET || r == -EPIPE ||
+               r == -ENOTCONN || r == -EHOSTUNREACH;
+}
+
+static const char *topic_of(const struct worker *w, int t) {
+        return t == REL ? w->cfg->topic_relationships : w->cfg->topic_subscriptions;
+}
+
+/* ----------------------------------------------------------------- queues -- */
+
+static size_t q_len(const struct msgq *q) {
+        return q->tail - q->head;
+}
+
+static int q_push(struct msgq *q, rd_kafka_message_t *m, int64_t arrived) {
+        if (q->head > 0 && q->tail == q->cap) {
+                memmove(q->v, q->v + q->head, q_len(q) * sizeof(*q->v));
+                memmove(q->arrived, q->arrived + q->head, q_len(q) * sizeof(*q->arrived));
+                q->tail -= q->head;
+                q->head = 0;
+        }
+        if (q->tail == q->cap) {
+                size_t cap = q->cap ? q->cap * 2 : 256;
+                rd_kafka_message_t **v = realloc(q->v, cap * sizeof(*v));
+                int64_t *a;
+                if (!v)
+                        return -ENOMEM;
+                q->v = v;
+                a = realloc(q->arrived, cap * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                q->arrived = a;
+                q->cap = cap;
+        }
+        q->v[q->tail] = m;
+        q->arrived[q->tail++] = arrived;
+        return 0;
+}
+
+static void q_clear(struct msgq *q) {
+        for (size_t i = q->head; i < q->tail; i++)
+                rd_kafka_message_destroy(q->v[i]);
+        q->head = q->tail = 0;
+}
+
+static void q_free(struct msgq *q) {
+        q_clear(q);
+        free(q->v);
+        free(q->arrived);
+}
+
+/* ------------------------------------------------------------------ pairs -- */
+
+static struct pair *pair_find(struct worker *w, int32_t partition) {
+        for (size_t i = 0; i < w->n_pairs; i++)
+                if (w->pairs[i]->partition == partition)
+                        return w->pairs[i];
+        return NULL;
+}
+
+static struct pair *pair_add(struct worker *w, int32_t partition) {
+        struct pair *p = pair_find(w, partition), **v;
+
+        if (p)
+                return p;
+        v = realloc(w->pairs, (w->n_pairs + 1) * sizeof(*v));
+        if (!v)
+                return NULL;
+        w->pairs = v;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return NULL;
+        p->partition = partition;
+        p->phase = PAIR_INIT;
+        p->expect[REL] = p->expect[SUB] = -1;
+        w->pairs[w->n_pairs++] = p;
+        return p;
+}
+
+static void pair_remove(struct worker *w, int32_t partition) {
+        for (size_t i = 0; i < w->n_pairs; i++)
+                if (w->pairs[i]->partition == partition) {
+                        q_free(&w->pairs[i]->q[REL]);
+                        q_free(&w->pairs[i]->q[SUB]);
+                        free(w->pairs[i]);
+                        w->pairs[i] = w->pairs[--w->n_pairs];
+                        return;
+                }
+}
+
+/* Re-assigns the subscriptions handle to the partitions of the pairs that
+ * are ready, at their expected offsets. */
+static void sync_sub_assignment(struct worker *w) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)w->n_pairs);
+        rd_kafka_resp_err_t err;
+
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                rd_kafka_topic_partition_list_add(l, w->cfg->topic_subscriptions, p->partition)->offset =
+                        p->expect[SUB] >= 0 ? p->expect[SUB] : RD_KAFKA_OFFSET_BEGINNING;
+        }
+        err = rd_kafka_assign(w->sub_reader, l);
+        if (err)
+                log_error("cannot assign %s partitions: %s", w->cfg->topic_subscriptions, rd_kafka_err2str(err));
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void set_paused(struct worker *w, struct pair *p, bool paused) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, w->cfg->topic_relationships, p->partition);
+        if (paused)
+                rd_kafka_pause_partitions(w->consumer, l);
+        else
+                rd_kafka_resume_partitions(w->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Back to INIT: buffered messages dropped, re-read from Redis's offsets. */
+static void pair_restart(struct worker *w, struct pair *p) {
+        q_clear(&p->q[REL]);
+        q_clear(&p->q[SUB]);
+        p->phase = PAIR_INIT;
+        set_paused(w, p, true);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+        struct worker *w = opaque;
+        rd_kafka_error_t *e = NULL;
+
+        switch (err) {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                e = rd_kafka_incremental_assign(rk, parts);
+                for (int i = 0; i < parts->cnt; i++) {
+                        struct pair *p = pair_add(w, parts->elems[i].partition);
+                        log_notice("partition %" PRId32 " assigned", parts->elems[i].partition);
+                        if (!p)
+                                log_error("out of memory tracking partition %" PRId32, parts->elems[i].partition);
+                }
+                rd_kafka_pause_partitions(rk, parts);
+                break;
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+                for (int i = 0; i < parts->cnt; i++) {
+                        log_notice("partition %" PRId32 " revoked%s", parts->elems[i].partition,
+                                   rd_kafka_assignment_lost(rk) ? " (assignment lost)" : "");
+                        pair_remove(w, parts->elems[i].partition);
+                }
+                e = rd_kafka_incremental_unassign(rk, parts);
+                sync_sub_assignment(w);
+                break;
+        default:
+                log_error("rebalance failed: %s", rd_kafka_err2str(err));
+                for (size_t i = w->n_pairs; i > 0; i--)
+                        pair_remove(w, w->pairs[i - 1]->partition);
+                e = rd_kafka_incremental_unassign(rk, parts);
+                sync_sub_assignment(w);
+        }
+        if (e) {
+                log_error("rebalance: %s", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+}
+
+/* --------------------------------------------------------------- markers -- */
+
+/* Marks: for each output topic, per partition, an offset at or below which no
+ * frame of ours that is still in an outbox can be.  Text form
+ * "o=1,5,0;d=0,0" (outcomes; dead letters). */
+static char *marks_format(const struct worker *w) {
+        size_t cap = 16 + 24 * (size_t)(w->n_out_parts[0] + w->n_out_parts[1]), n = 0;
+        char *s = malloc(cap);
+
+        if (!s)
+                return NULL;
+        for (int t = 0; t < 2; t++) {
+                n += (size_t)snprintf(s + n, cap - n, "%s%c=", t ? ";" : "", t ? 'd' : 'o');
+                for (int q = 0; q < w->n_out_parts[t]; q++)
+                        n += (size_t)snprintf(s + n, cap - n, "%s%" PRId64, q ? "," : "", w->known_end[t][q]);
+        }
+        return s;
+}
+
+/* Parses marks into from[t][q]; missing values stay 0 (read from the start). */
+static void marks_parse(const struct worker *w, const char *s, int64_t *from[2]) {
+        for (int t = 0; t < 2; t++)
+                memset(from[t], 0, (size_t)w->n_out_parts[t] * sizeof(int64_t));
+        while (s && *s) {
+                int t = *s == 'd' ? OUT_DLQ : OUT_OUTCOMES;
+                const char *p = strchr(s, '=');
+                if (!p)
+                        return;
+                p++;
+                for (int q = 0; *p && *p != ';'; q++) {
+                        char *end;
+                        long long v = strtoll(p, &end, 10);
+                        if (end == p)
+                                return;
+                        if (q < w->n_out_parts[t])
+                                from[t][q] = v;
+                        p = *end == ',' ? end + 1 : end;
+                }
+                s = *p == ';' ? p + 1 : p;
+        }
+}
+
+/* --------------------------------------------------------- reconciliation -- */
+
+static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf, size_t len) {
+        const void *v;
+        size_t n;
+        if (!h || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || n >= len)
+                return NULL;
+        memcpy(buf, v, n);
+        buf[n] = '\0';
+        return buf;
+}
+
+/* Adds to w->published the ids of every message of the output topics from
+ * the given offsets to their current ends. */
+static int collect_published(struct worker *w, int64_t *from[2]) {
+        const char *topics[2] = {w->cfg->topic_outcomes, w->cfg->topic_dlq};
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+        int64_t *end[2] = {calloc((size_t)w->n_out_parts[0], 8), calloc((size_t)w->n_out_parts[1], 8)};
+        char err[512];
+        rd_kafka_t *rk = NULL;
+        int remaining = 0, r = 0;
+        int64_t deadline = mono_ms() + 60000;
+
+        if (!end[0] || !end[1]) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (int t = 0; t < 2; t++)
+                for (int q = 0; q < w->n_out_parts[t]; q++) {
+                        int64_t lo, hi;
+                        if (rd_kafka_query_watermark_offsets(w->producer, topics[t], q, &lo, &hi, 10000)) {
+                                r = -EIO;
+                                goto out;
+                        }
+                        end[t][q] = hi;
+                        if (from[t][q] < lo)
+                                from[t][q] = lo;
+                        if (from[t][q] < hi) {
+                                rd_kafka_topic_partition_list_add(l, topics[t], q)->offset = from[t][q];
+                                remaining++;
+                        }
+                }
+        if (remaining == 0)
+                goto out;
+        rk = mcd_kafka_new(w->cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        if (!rk || rd_kafka_assign(rk, l)) {
+                log_error("reconciliation: cannot read the output topics: %s", rk ? "assign failed" : err);
+                r = -EIO;
+                goto out;
+        }
+        while (remaining > 0 && mono_ms() < deadline && !w->sig->stop) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                rd_kafka_headers_t *h = NULL;
+                char id[1024];
+                int t;
+
+                if (!m)
+                        continue;
+                t = strcmp(rd_kafka_topic_name(m->rkt), topics[0]) == 0 ? 0 : 1;
+                if (!m->err && rd_kafka_message_headers(m, &h) == 0 && header_str(h, MCD_ID_HEADER, id, sizeof(id)))
+                        r = mcd_strmap_put(&w->published, id, (void *)1);
+                if ((!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) &&
+                    m->offset + (m->err ? 0 : 1) >= end[t][m->partition] && end[t][m->partition] >= 0) {
+                        end[t][m->partition] = -1;      /* done with this partition */
+                        remaining--;
+                }
+                rd_kafka_message_destroy(m);
+                if (r < 0)
+                        break;
+        }
+        if (remaining > 0 && r == 0) {
+                log_error("reconciliation: could not read the output topics to their end");
+                r = -ETIMEDOUT;
+        }
+out:
+        if (rk) {
+                rd_kafka_consumer_close(rk);
+                rd_kafka_destroy(rk);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        free(end[0]);
+        free(end[1]);
+        return r;
+}
+
+/* --------------------------------------------------------------- producing -- */
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        struct worker *w = opaque;
+        struct pending *pf = m->_private;
+        int t;
+
+        if (m->err) {
+                w->st.kafka_errors++;
+                log_warning("delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        } else {
+                const char *topic = rd_kafka_topic_name(m->rkt);
+                t = strcmp(topic, w->cfg->topic_outcomes) == 0 ? OUT_OUTCOMES
+                    : strcmp(topic, w->cfg->topic_dlq) == 0 ? OUT_DLQ
+                                                             : -1;
+                if (t >= 0 && m->partition < w->n_out_parts[t] && m->offset + 1 > w->known_end[t][m->partition])
+                        w->known_end[t][m->partition] = m->offset + 1;
+        }
+        if (pf)
+                pf->status = m->err ? -EIO : 1;
+}
+
+/* Produces one outbox frame; its delivery report sets pf->status. */
+static int produce_frame(struct worker *w, struct pending *pf) {
+        struct mcd_frame f;
+        char names[MCD_FRAME_MAX_HEADERS][64], id[1024];
+        const char *topic;
+        rd_kafka_headers_t *h;
+        rd_kafka_resp_err_t err;
+
+        if (mcd_frame_decode(pf->buf, pf->len, &f, names) < 0 || f.id_len >= sizeof(id)) {
+                log_error("outbox frame of partition %" PRId32 " is corrupt; skipped", pf->partition);
+                pf->status = 1;
+                return 0;
+        }
+        memcpy(id, f.id, f.id_len);
+        id[f.id_len] = '\0';
+        if (mcd_strmap_get(&w->published, id)) {
+                pf->status = 1;      /* already on the topic: found by reconciliation */
+                return 0;
+        }
+        h = rd_kafka_headers_new(f.n_headers + 1);
+        for (size_t i = 0; i < f.n_headers; i++)
+                rd_kafka_header_add(h, f.headers[i].name, -1, f.headers[i].value, (ssize_t)f.headers[i].len);
+        rd_kafka_header_add(h, MCD_ID_HEADER, -1, id, (ssize_t)f.id_len);
+        topic = f.kind == MCD_FRAME_OUTCOME ? w->cfg->topic_outcomes : w->cfg->topic_dlq;
+        err = rd_kafka_producev(w->producer, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(f.key, f.key_len), RD_KAFKA_V_VALUE((void *)f.value, f.value_len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                RD_KAFKA_V_OPAQUE(pf), RD_KAFKA_V_END);
+        if (err) {
+                rd_kafka_headers_destroy(h);
+                w->st.kafka_errors++;
+                log_warning("cannot produce to Kafka: %s", rd_kafka_err2str(err));
+                return -EAGAIN;
+        }
+        pf->status = 0;
+        pf->sent = true;
+        return 0;
+}
+
+static void changelog_produce(struct worker *w, const char *key, const char *value) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+                w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_changelog), RD_KAFKA_V_KEY(key, strlen(key)),
+                RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_END);
+        if (err)
+                log_warning("cannot append to the changelog %s: %s", w->cfg->topic_changelog, rd_kafka_err2str(err));
+}
+
+static int pending_push(struct worker *w, void *buf, size_t len, int32_t partition) {
+        struct pending *pf;
+
+        if (w->n_pending == w->cap_pending) {
+                size_t cap = w->cap_pending ? w->cap_pending * 2 : 256;
+                struct pending **v = realloc(w->pending, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                w->pending = v;
+                w->cap_pending = cap;
+        }
+        pf = calloc(1, sizeof(*pf));
+        if (!pf)
+                return -ENOMEM;
+        pf->buf = buf;
+        pf->len = len;
+        pf->partition = partition;
+        w->pending[w->n_pending++] = pf;
+        return 0;
+}
+
+static void pending_clear(struct worker *w) {
+        for (size_t i = 0; i < w->n_pending; i++) {
+                free(w->pending[i]->buf);
+                free(w->pending[i]);
+        }
+        w->n_pending = 0;
+}
+
+/* Produces every pending frame not yet delivered and waits for them.
+ * Returns 0 when all are delivered (the outbox heads can be trimmed), or
+ * -EAGAIN to try again later. */
+static int publish_pending(struct worker *w, int timeout_ms) {
+        int64_t deadline = mono_ms() + timeout_ms;
+        bool all;
+
+        for (size_t i = 0; i < w->n_pending; i++) {
+                struct pending *pf = w->pending[i];
+                if ((pf->status < 0 || !pf->sent) && pf->status != 1 && produce_frame(w, pf) < 0)
+                        break;
+        }
+        do {
+                rd_kafka_flush(w->producer, 100);
+                all = true;
+                for (size_t i = 0; i < w->n_pending && all; i++)
+                        all = w->pending[i]->status == 1;
+        } while (!all && mono_ms() < deadline && !w->sig->stop);
+        if (!all)
+                return -EAGAIN;
+        for (size_t i = 0; i < w->n_pending; i++) {
+                struct pair *p = pair_find(w, w->pending[i]->partition);
+                if (p)
+                        p->untrimmed++;
+        }
+        pending_clear(w);
+        return 0;
+}
+
+/* ------------------------------------------------------------- reconcile -- */
+
+/* On taking a partition over: the frames its outbox still holds were
+ * committed by the previous owner and maybe produced.  Those already on the
+ * output topics (from the stored marks on) are skipped, the rest produced. */
+static int pair_reconcile(struct worker *w, struct pair *p) {
+        void **frames = NULL;
+        size_t *lens = NULL, n = 0;
+        int64_t *from[2] = {NULL, NULL};
+        char *marks = NULL;
+        int r;
+
+        r = mcd_store_read_outbox(w->store, p->partition, &frames, &lens, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                goto out;
+        log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
+        r = mcd_store_get_marks(w->store, p->partition, &marks);
+        from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
+        from[1] = calloc((size_t)w->n_out_parts[1] + 1, 8);
+        if (r >= 0 && (!from[0] || !from[1]))
+                r = -ENOMEM;
+        if (r < 0)
+                goto out;
+        marks_parse(w, marks, from);
+        r = collect_published(w, from);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = pending_push(w, frames[i], lens[i], p->partition);
+                if (r >= 0)
+                        frames[i] = NULL;
+        }
+        if (r >= 0)
+                r = publish_pending(w, 30000);
+out:
+        mcd_store_frames_free(frames, lens, n);
+        free(marks);
+        free(from[0]);
+        free(from[1]);
+        return r;
+}
+
+/* INIT -> READY: claim the partition (fencing any previous owner), seek to
+ * the stored offsets, reconcile the outbox. */
+static int pair_init(struct worker *w, struct pair *p) {
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_error_t *e;
+        int r;
+
+        r = mcd_store_claim(w->store, p->partition, &p->generation);
+        if (r >= 0)
+                r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
+        if (r < 0)
+                return r;
+        p->next = p->committed;
+        p->expect[REL] = p->committed.rel;
+        p->expect[SUB] = p->committed.sub;
+        p->untrimmed = 0;
+        p->phase = PAIR_RECONCILE;
+        r = pair_reconcile(w, p);
+        if (r < 0)
+                return r;
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, w->cfg->topic_relationships, p->partition)->offset =
+                p->committed.rel >= 0 ? p->committed.rel : RD_KAFKA_OFFSET_BEGINNING;
+        e = rd_kafka_seek_partitions(w->consumer, l, 5000);
+        if (e) {
+                log_warning("partition %" PRId32 ": seek failed: %s", p->partition, rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                rd_kafka_topic_partition_list_destroy(l);
+                return -EAGAIN;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        q_clear(&p->q[REL]);
+        q_clear(&p->q[SUB]);
+        p->phase = PAIR_READY;
+        set_paused(w, p, false);
+        sync_sub_assignment(w);
+        log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
+                   p->partition, p->committed.rel, p->committed.sub, p->generation);
+        return 0;
+}
+
+/* --------------------------------------------------------------- polling -- */
+
+static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
+        struct pair *p;
+
+        if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        w->st.kafka_errors++;
+                        log_warning("Kafka: %s", rd_kafka_message_errstr(m));
+                }
+                rd_kafka_message_destroy(m);
+                return;
+        }
+        p = pair_find(w, m->partition);
+        if (!p || p->phase != PAIR_READY || (p->expect[t] >= 0 && m->offset < p->expect[t])) {
+                rd_kafka_message_destroy(m);    /* not ours, or before the stored offset */
+                return;
+        }
+        p->expect[t] = m->offset + 1;
+        w->st.events[t]++;
+        if (q_push(&p->q[t], m, mono_ms()) < 0) {
+                log_error("out of memory buffering a message; partition %" PRId32 " restarts", p->partition);
+                rd_kafka_message_destroy(m);
+                pair_restart(w, p);
+        }
+}
+
+static size_t buffered(const struct worker *w) {
+        size_t n = 0;
+        for (size_t i = 0; i < w->n_pairs; i++)
+                n += q_len(&w->pairs[i]->q[REL]) + q_len(&w->pairs[i]->q[SUB]);
+        return n;
+}
+
+/* Polls both handles until `max` messages are buffered or the wait is over. */
+static void poll_inputs(struct worker *w, int wait_ms, size_t max) {
+        int64_t deadline = mono_ms() + wait_ms;
+
+        do {
+                rd_kafka_message_t *m;
+                bool got = false;
+                while (buffered(w) < max && (m = rd_kafka_consumer_poll(w->consumer, 0))) {
+                        take_message(w, m, REL);
+                        got = true;
+                }
+                while (buffered(w) < max && (m = rd_kafka_consumer_poll(w->sub_reader, 0))) {
+                        take_message(w, m, SUB);
+                        got = true;
+                }
+                if (!got && mono_ms() < deadline) {
+                        m = rd_kafka_consumer_poll(w->consumer, 5);
+                        if (m)
+                                take_message(w, m, REL);
+                }
+        } while (buffered(w) < max && mono_ms() < deadline && !w->sig->stop);
+}
+
+/* ----------------------------------------------------------------- merge -- */
+
+struct item {
+        rd_kafka_message_t *m;
+        struct pair *pair;
+        int topic;
+        bool good;
+        struct mcd_event ev;
+        struct mcd_avro_error err;
+};
+
+/* Takes the next message of a pair in timestamp order, or NULL when the
+ * order is not known yet (one side empty for less than merge_wait). */
+static rd_kafka_message_t *merge_next(struct worker *w, struct pair *p, int *topic, int64_t mono_now) {
+        struct msgq *r = &p->q[REL], *s = &p->q[SUB];
+        int t;
+
+        if (q_len(r) && q_len(s)) {
+                int64_t tr = rd_kafka_message_timestamp(r->v[r->head], NULL);
+                int64_t ts = rd_kafka_message_timestamp(s->v[s->head], NULL);
+                t = tr <= ts ? REL : SUB;
+        } else if (q_len(r)) {
+                if (mono_now - r->arrived[r->head] < w->cfg->merge_wait)
+                        return NULL;
+                t = REL;
+        } else if (q_len(s)) {
+                if (mono_now - s->arrived[s->head] < w->cfg->merge_wait)
+                        return NULL;
+                t = SUB;
+        } else {
+                return NULL;
+        }
+        *topic = t;
+        return p->q[t].v[p->q[t].head++];
+}
+
+/* --------------------------------------------------------------- batches -- */
+
+struct batch {
+        struct item *items;
+        size_t n_items;
+        char **ids;                  /* customers to load */
+        int32_t *id_partition;
+        size_t n_ids, cap_ids;
+        struct mcd_strmap index;     /* id -> index + 1 */
+        struct mcd_customer *customers;
+        struct mcd_outcomes out;
+        /* frames per pair, in order */
+        void ***frames;
+        size_t **frame_lens;
+        size_t *n_frames;
+};
+
+static int batch_add_id(struct batch *b, const char *id, int32_t partition) {
+        int r;
+        if (mcd_strmap_get(&b->index, id))
+                return 0;
+        if (b->n_ids == b->cap_ids) {
+                size_t cap = b->cap_ids ? b->cap_ids * 2 : 128;
+                char **v = realloc(b->ids, cap * sizeof(*v));
+                int32_t *pv;
+                if (!v)
+                        return -ENOMEM;
+                b->ids = v;
+                pv = realloc(b->id_partition, cap * sizeof(*pv));
+                if (!pv)
+                        return -ENOMEM;
+                b->id_partition = pv;
+                b->cap_ids = cap;
+        }
+        b->ids[b->n_ids] = strdup(id);
+        if (!b->ids[b->n_ids])
+                return -ENOMEM;
+        b->id_partition[b->n_ids] = partition;
+        r = mcd_strmap_put(&b->index, id, (void *)(uintptr_t)(b->n_ids + 1));
+        if (r < 0) {
+                free(b->ids[b->n_ids]);
+                return r;
+        }
+        b->n_ids++;
+        return 0;
+}
+
+static void batch_free(struct batch *b, size_t n_pairs) {
+        for (size_t i = 0; i < b->n_items; i++) {
+                if (b->items[i].good)
+                        mcd_event_clear(&b->items[i].ev);
+                rd_kafka_message_destroy(b->items[i].m);
+        }
+        free(b->items);
+        if (b->customers)
+                for (size_t i = 0; i < b->n_ids; i++)
+                        mcd_customer_clear(&b->customers[i]);
+        free(b->customers);
+        for (size_t i = 0; i < b->n_ids; i++)
+                free(b->ids[i]);
+        free(b->ids);
+        free(b->id_partition);
+        mcd_strmap_clear(&b->index);
+        mcd_outcomes_clear(&b->out);
+        if (b->frames)
+                for (size_t i = 0; i < n_pairs; i++) {
+                        for (size_t j = 0; j < b->n_frames[i]; j++)
+                                free(b->frames[i][j]);
+                        free(b->frames[i]);
+                        free(b->frame_lens[i]);
+                }
+        free(b->frames);
+        free(b->frame_lens);
+        free(b->n_frames);
+}
+
+static size_t pair_index(const struct worker *w, const struct pair *p) {
+        for (size_t i = 0; i < w->n_pairs; i++)
+                if (w->pairs[i] == p)
+                        return i;
+        return 0;
+}
+
+static int add_frame(struct batch *b, size_t pi, const struct mcd_frame *f) {
+        void *buf, **v;
+        size_t len, *lv;
+        int r = mcd_frame_encode(f, &buf, &len);
+
+        if (r < 0)
+                return r;
+        v = realloc(b->frames[pi], (b->n_frames[pi] + 1) * sizeof(*v));
+        lv = v ? realloc(b->frame_lens[pi], (b->n_frames[pi] + 1) * sizeof(*lv)) : NULL;
+        if (v)
+                b->frames[pi] = v;
+        if (!v || !lv) {
+                free(buf);
+                return -ENOMEM;
+        }
+        b->frame_lens[pi] = lv;
+        v[b->n_frames[pi]] = buf;
+        lv[b->n_frames[pi]++] = len;
+        return 0;
+}
+
+static int outcome_frames(struct worker *w, struct batch *b, size_t pi, size_t from) {
+        for (size_t i = from; i < b->out.n; i++) {
+                const struct mcd_outcome *o = &b->out.v[i];
+                struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME};
+                void *val;
+                size_t len;
+                int r = mcd_avro_encode_outcome(w->avro, o, &val, &len);
+                if (r < 0)
+                        return r;
+                f.id = o->event_id;
+                f.id_len = strlen(o->event_id);
+                f.key = o->customer_id;
+                f.key_len = strlen(o->customer_id);
+                f.value = val;
+                f.value_len = len;
+                r = add_frame(b, pi, &f);
+                free(val);
+                if (r < 0)
+                        return r;
+                w->st.outcomes_by_type[o->type]++;
+                if (o->type == MCD_OUT_TRANSITION_REJECTED || o->type == MCD_OUT_RESALE_REJECTED)
+                        w->st.rejections++;
+        }
+        return 0;
+}
+
+static int dead_letter_frame(struct worker *w, struct batch *b, size_t pi, const struct item *it) {
+        char id[512], part[16], off[24];
+        const char *topic = topic_of(w, it->topic);
+        struct mcd_frame f = {.kind = MCD_FRAME_DEAD_LETTER};
+
+        snprintf(id, sizeof(id), "dlq:%s:%" PRId32 ":%" PRId64, topic, it->m->partition, it->m->offset);
+        snprintf(part, sizeof(part), "%" PRId32, it->m->partition);
+        snprintf(off, sizeof(off), "%" PRId64, it->m->offset);
+        f.id = id;
+        f.id_len = strlen(id);
+        f.key = it->m->key;
+        f.key_len = it->m->key_len;
+        f.value = it->m->payload;
+        f.value_len = it->m->len;
+        f.headers[0] = (struct mcd_frame_header){"error", it->err.code, strlen(it->err.code)};
+        f.headers[1] = (struct mcd_frame_header){"error_message", it->err.message, strlen(it->err.message)};
+        f.headers[2] = (struct mcd_frame_header){"source_topic", topic, strlen(topic)};
+        f.headers[3] = (struct mcd_frame_header){"source_partition", part, strlen(part)};
+        f.headers[4] = (struct mcd_frame_header){"source_offset", off, strlen(off)};
+        f.n_headers = 5;
+        w->st.dead_letters++;
+        mcd_log_full(LOG_WARNING,
+                     &(struct mcd_log_fields){.topic = topic, .partition = it->m->partition,
+                                              .offset = it->m->offset, .error_code = it->err.code},
+                     "dead letter: %s", it->err.message);
+        return add_frame(b, pi, &f);
+}
+
+/* Decodes a message; a bad one becomes a dead letter. */
+static void decode_item(struct worker *w, struct item *it) {
+        enum mcd_avro_kind kind = it->topic == REL ? MCD_AVRO_RELATIONSHIP_EVENT : MCD_AVRO_SUBSCRIPTION_EVENT;
+
+        it->good = mcd_avro_decode_event(w->avro, kind, it->m->payload, it->m->len, &it->ev, &it->err) == 0;
+        if (it->good && (it->m->key_len != strlen(it->ev.customer_id) ||
+                         memcmp(it->m->key, it->ev.customer_id, it->m->key_len) != 0)) {
+                it->err.code = MCD_DLQ_KEY_MISMATCH;
+                snprintf(it->err.message, sizeof(it->err.message),
+                         "the message key differs from customer_id \"%s\"", it->ev.customer_id);
+                mcd_event_clear(&it->ev);
+                it->good = false;
+        }
+}
+
+/* Takes up to max messages from the pairs, in merge order per pair. */
+static int batch_collect(struct worker *w, struct batch *b, size_t max) {
+        int64_t mono_now = mono_ms();
+
+        b->items = calloc(max ? max : 1, sizeof(*b->items));
+        if (!b->items)
+                return -ENOMEM;
+        for (size_t i = 0; i < w->n_pairs && b->n_items < max; i++) {
+                struct pair *p = w->pairs[i];
+                rd_kafka_message_t *m;
+                int t;
+                if (p->phase != PAIR_READY)
+                        continue;
+                while (b->n_items < max && (m = merge_next(w, p, &t, mono_now))) {
+                        struct item *it = &b->items[b->n_items++];
+                        it->m = m;
+                        it->pair = p;
+                        it->topic = t;
+                        if (t == REL)
+                                p->next.rel = m->offset + 1;
+                        else
+                                p->next.sub = m->offset + 1;
+                }
+        }
+        return 0;
+}
+
+static int batch_due(struct worker *w, struct batch *b, int64_t now) {
+        if (now < w->next_due_scan)
+                return 0;
+        w->next_due_scan = now + 1000;
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                char **ids = NULL;
+                size_t n = 0;
+                int r;
+                if (w->pairs[i]->phase != PAIR_READY)
+                        continue;
+                r = mcd_store_due(w->store, w->pairs[i]->partition, now, 1000, &ids, &n);
+                for (size_t j = 0; r >= 0 && j < n; j++)
+                        r = batch_add_id(b, ids[j], w->pairs[i]->partition);
+                mcd_store_ids_free(ids, n);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static struct mcd_customer *batch_customer(struct batch *b, const char *id, size_t *index) {
+        uintptr_t v = (uintptr_t)mcd_strmap_get(&b->index, id);
+        if (!v)
+                return NULL;
+        *index = v - 1;
+        return &b->customers[v - 1];
+}
+
+/* Applies timers and events to the loaded customers, producing frames. */
+static int batch_apply(struct worker *w, struct batch *b, int64_t now, size_t n_due) {
+        int r;
+
+        /* Timers and park deadlines first: they were due before now. */
+        for (size_t i = 0; i < n_due; i++) {
+                struct pair *p = pair_find(w, b->id_partition[i]);
+                size_t pi = pair_index(w, p), from = b->out.n;
+                while ((r = mcd_fire_next_due(&b->customers[i], now, &w->rules, &b->out)) > 0)
+                        w->st.timers_fired++;
+                if (r < 0 || (r = outcome_frames(w, b, pi, from)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < b->n_items; i++) {
+                struct item *it = &b->items[i];
+                size_t pi = pair_index(w, it->pair), from = b->out.n, ci;
+                struct mcd_customer *c;
+
+                if (!it->good) {
+                        if ((r = dead_letter_frame(w, b, pi, it)) < 0)
+                                return r;
+                        continue;
+                }
+                c = batch_customer(b, it->ev.customer_id, &ci);
+                if (!c)
+                        return -EINVAL;
+                r = mcd_apply_event(c, &it->ev, now, &w->rules, &b->out);
+                if (r < 0 || (r = outcome_frames(w, b, pi, from)) < 0)
+                        return r;
+                w->st.events_by_type[it->ev.type]++;
+        }
+        return 0;
+}
+
+static int batch_commit(struct worker *w, struct batch *b, char *marks) {
+        struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
+        struct mcd_store_partition *sp = calloc(w->n_pairs + 1, sizeof(*sp));
+        struct mcd_store_batch sb = {.customers = sc, .partitions = sp};
+        int r;
+
+        if (!sc || !sp) {
+                free(sc);
+                free(sp);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < b->n_ids; i++) {
+                sc[i].customer = &b->customers[i];
+                sc[i].partition = b->id_partition[i];
+        }
+        sb.n_customers = b->n_ids;
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                sp[sb.n_partitions++] = (struct mcd_store_partition){
+                        .partition = p->partition,
+                        .generation = p->generation,
+                        .set_offsets = p->next.rel != p->committed.rel || p->next.sub != p->committed.sub,
+                        .offsets = p->next,
+                        .frames = (const void *const *)b->frames[i],
+                        .frame_lens = b->frame_lens[i],
+                        .n_frames = b->n_frames[i],
+                        .trim = p->untrimmed,
+                        .marks = marks,
+                };
+        }
+        r = mcd_store_commit(w->store, &sb);
+        free(sc);
+        free(sp);
+        return r;
+}
+
+/* After a commit: the frames become pending, trims are done, offsets are
+ * the committed ones, the customers go to the changelog once delivered. */
+static int batch_committed(struct worker *w, struct batch *b) {
+        int r;
+
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                p->committed = p->next;
+                p->untrimmed = 0;
+                for (size_t j = 0; j < b->n_frames[i]; j++) {
+                        r = pending_push(w, b->frames[i][j], b->frame_lens[i][j], p->partition);
+                        if (r < 0)
+                                return r;
+                        b->frames[i][j] = NULL;
+                }
+        }
+        return 0;
+}
+
+static void changelog_append(struct worker *w, struct batch *b, const char *marks) {
+        int64_t parked = 0;
+
+        for (size_t i = 0; i < b->n_ids; i++) {
+                char *state = mcd_state_to_json(&b->customers[i]);
+                json_t *rec = state ? json_pack("{s:i, s:o}", "partition", (json_int_t)b->id_partition[i], "state",
+                                                 json_loads(state, 0, NULL))
+                                    : NULL;
+                char *val = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+                if (val)
+                        changelog_produce(w, b->ids[i], val);
+                else
+                        log_error("cannot serialise customer %s for the changelog", b->ids[i]);
+                parked += (int64_t)b->customers[i].n_parked;
+                free(val);
+                json_decref(rec);
+                free(state);
+        }
+        w->st.parked = parked;
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                char key[64], *val;
+                json_t *rec;
+                if (p->phase != PAIR_READY)
+                        continue;
+                snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
+                rec = json_pack("{s:I, s:I, s:s}", "rel", (json_int_t)p->committed.rel, "sub",
+                                (json_int_t)p->committed.sub, "marks", marks ? marks : "");
+                val = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+                if (val)
+                        changelog_produce(w, key, val);
+                free(val);
+                json_decref(rec);
+        }
+}
+
+static int rebuild_from_changelog(struct worker *w);
+
+/* A failed commit: nothing of the batch was written.  Every ready pair goes
+ * back to INIT and re-reads from Redis's offsets. */
+static void batch_abort(struct worker *w, int r) {
+        if (r == -ESTALE)
+                log_warning("a partition was taken over by another instance; dropping the batch");
+        else if (r == -ENODATA)
+                log_error("Redis lost the daemon's state (its data was emptied); rebuilding from the changelog");
+        else
+                log_error("batch not committed: %s; retrying from the stored offsets", strerror(-r));
+        if (redis_unreachable(r)) {
+                w->redis_ok = false;
+                w->st.redis_errors++;
+        }
+        for (size_t i = 0; i < w->n_pairs; i++)
+                if (w->pairs[i]->phase == PAIR_READY)
+                        pair_restart(w, w->pairs[i]);
+        if (r == -ENODATA && rebuild_from_changelog(w) < 0)
+                w->redis_ok = false;
+}
+
+static int process_batch(struct worker *w) {
+        struct batch b = {0};
+        int64_t now = now_ms(), t0 = mono_us();
+        size_t n_due;
+        char *marks = NULL;
+        int r;
+
+        mcd_outcomes_init(&b.out);
+        r = batch_collect(w, &b, (size_t)w->cfg->batch_max);
+        if (r >= 0)
+                r = batch_due(w, &b, now);
+        n_due = b.n_ids;
+        if (r < 0 || (b.n_items == 0 && n_due == 0))
+                goto out;
+        for (size_t i = 0; r >= 0 && i < b.n_items; i++) {
+                decode_item(w, &b.items[i]);
+                if (b.items[i].good)
+                        r = batch_add_id(&b, b.items[i].ev.customer_id, b.items[i].pair->partition);
+        }
+        b.frames = calloc(w->n_pairs + 1, sizeof(*b.frames));
+        b.frame_lens = calloc(w->n_pairs + 1, sizeof(*b.frame_lens));
+        b.n_frames = calloc(w->n_pairs + 1, sizeof(*b.n_frames));
+        b.customers = calloc(b.n_ids + 1, sizeof(*b.customers));
+        if (r >= 0 && (!b.frames || !b.frame_lens || !b.n_frames || !b.customers))
+                r = -ENOMEM;
+        if (r >= 0 && b.n_ids > 0) {
+                r = mcd_store_load(w->store, (const char *const *)b.ids, b.n_ids, b.customers);
+                if (r < 0) {
+                        free(b.customers);
+                        b.customers = NULL;
+                }
+        }
+        if (r >= 0)
+                r = batch_apply(w, &b, now, n_due);
+        marks = marks_format(w);
+        if (r >= 0 && !marks)
+                r = -ENOMEM;
+        if (r >= 0)
+                r = batch_commit(w, &b, marks);
+        if (r < 0) {
+                batch_abort(w, r);
+                goto out;
+        }
+        r = batch_committed(w, &b);
+        if (r >= 0 && publish_pending(w, 10000) == 0)
+                changelog_append(w, &b, marks);
+        w->st.batches++;
+        w->st.last_batch_us = mono_us() - t0;
+out:
+        free(marks);
+        batch_free(&b, w->n_pairs);
+        return r;
+}
+
+/* ------------------------------------------------------------- rebuild -- */
+
+/* Redis lost everything: read the changelog topic (latest record per key),
+ * write the customers and offsets back, and remember which outputs are
+ * already on the topics so that re-processing does not publish them again. */
+static int rebuild_from_changelog(struct worker *w) {
+        (void)w;
+        return -ENOTSUP;
+}
+
+/* -------------------------------------------------------------- main loop -- */
+
+static bool redis_check(struct worker *w) {
+        int64_t mono = mono_ms();
+        bool created;
+        int r;
+
+        if (w->redis_ok)
+                return true;
+        if (mono < w->redis_retry_at)
+                return false;
+        r = mcd_store_ping(w->store, &w->st.redis_rtt_us);
+        if (r >= 0)
+                r = mcd_store_init_meta(w->store, &created);
+        if (r < 0) {
+                w->redis_backoff = w->redis_backoff ? (w->redis_backoff * 2 > 5000 ? 5000 : w->redis_backoff * 2) : 100;
+                w->redis_retry_at = mono + w->redis_backoff;
+                log_warning("Redis at %s:%d unreachable (%s); consumption paused, retrying in %d ms",
+                            w->cfg->redis_host, w->cfg->redis_port, strerror(-r), w->redis_backoff);
+                return false;
+        }
+        log_notice("Redis at %s:%d answers%s", w->cfg->redis_host, w->cfg->redis_port,
+                   created ? " (state initialised)" : "");
+        w->redis_ok = true;
+        w->redis_backoff = 0;
+        return true;
+}
+
+static int worker_setup(struct worker *w) {
+        rd_kafka_conf_t *conf;
+        char err[512];
+        rd_kafka_topic_partition_list_t *topics;
+        struct mcd_store_options so = {
+                .host = w->cfg->redis_host, .port = w->cfg->redis_port, .db = w->cfg->redis_db,
+                .password = w->cfg->redis_password, .prefix = w->cfg->redis_key_prefix,
+                .timeout_ms = w->cfg->redis_timeout_ms,
+        };
+        const char *out_topics[2] = {w->cfg->topic_outcomes, w->cfg->topic_dlq};
+        int r, n_sub;
+
+        w->rules.park_grace = w->cfg->park_grace;
+        if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
+                return r;
+
+        conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_opaque(conf, w);
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+        w->producer = mcd_kafka_new(w->cfg, MCD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!w->producer) {
+                log_error("cannot create the Kafka producer: %s", err);
+                return -EINVAL;
+        }
+        for (int t = 0; t < 2; t++) {
+                r = mcd_kafka_partition_count(w->producer, out_topics[t], 10000);
+                if (r < 0) {
+                        log_error("topic %s: cannot read its partitions (%s); is Kafka at %s up and the topic created?",
+                                  out_topics[t], strerror(-r), mcd_config_kafka(w->cfg, "bootstrap.servers"));
+                        return r;
+                }
+                w->n_out_parts[t] = r;
+                w->known_end[t] = calloc((size_t)r, sizeof(int64_t));
+                if (!w->known_end[t])
+                        return -ENOMEM;
+                for (int q = 0; q < r; q++) {
+                        int64_t lo, hi;
+                        if (rd_kafka_query_watermark_offsets(w->producer, out_topics[t], q, &lo, &hi, 10000) == 0)
+                                w->known_end[t][q] = hi;
+                }
+        }
+        w->n_input_partitions = mcd_kafka_partition_count(w->producer, w->cfg->topic_relationships, 10000);
+        n_sub = mcd_kafka_partition_count(w->producer, w->cfg->topic_subscriptions, 10000);
+        if (w->n_input_partitions < 0 || n_sub < 0) {
+                log_error("input topics %s and %s: cannot read their partitions", w->cfg->topic_relationships,
+                          w->cfg->topic_subscriptions);
+                return -ENOENT;
+        }
+        if (w->n_input_partitions != n_sub) {
+                log_error("input topics are not co-partitioned: %s has %d partitions, %s has %d",
+                          w->cfg->topic_relationships, w->n_input_partitions, w->cfg->topic_subscriptions, n_sub);
+                return -EINVAL;
+        }
+
+        conf = rd_kafka_conf_new();
+        rd_kafka_conf_set_opaque(conf, w);
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        w->consumer = mcd_kafka_new(w->cfg, MCD_KAFKA_GROUP_CONSUMER, conf, err, sizeof(err));
+        if (!w->consumer) {
+                log_error("cannot create the Kafka consumer: %s", err);
+                return -EINVAL;
+        }
+        w->sub_reader = mcd_kafka_new(w->cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        if (!w->sub_reader) {
+                log_error("cannot create the Kafka consumer: %s", err);
+                return -EINVAL;
+        }
+        rd_kafka_poll_set_consumer(w->consumer);
+        topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(topics, w->cfg->topic_relationships, RD_KAFKA_PARTITION_UA);
+        r = rd_kafka_subscribe(w->consumer, topics) ? -EINVAL : 0;
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (r < 0)
+                log_error("cannot subscribe to %s", w->cfg->topic_relationships);
+        return r;
+}
+
+static void worker_teardown(struct worker *w) {
+        if (w->consumer) {
+                rd_kafka_consumer_close(w->consumer);   /* leaves the group cleanly */
+                rd_kafka_destroy(w->consumer);
+        }
+        if (w->sub_reader) {
+                rd_kafka_consumer_close(w->sub_reader);
+                rd_kafka_destroy(w->sub_reader);
+        }
+        for (size_t i = w->n_pairs; i > 0; i--)
+                pair_remove(w, w->pairs[i - 1]->partition);
+        free(w->pairs);
+        if (w->producer) {
+                rd_kafka_flush(w->producer, 5000);
+                rd_kafka_destroy(w->producer);
+        }
+        pending_clear(w);
+        free(w->pending);
+        free(w->known_end[0]);
+        free(w->known_end[1]);
+        mcd_strmap_clear(&w->published);
+        mcd_store_free(w->store);
+        mcd_avro_free(w->avro);
+}
+
+static bool all_ready(const struct worker *w) {
+        if (w->n_pairs == 0)
+                return false;
+        for (size_t i = 0; i < w->n_pairs; i++)
+                if (w->pairs[i]->phase != PAIR_READY)
+                        return false;
+        return true;
+}
+
+static void report_status(struct worker *w, bool *ready_sent) {
+        int64_t mono = mono_ms();
+
+        if (!*ready_sent && w->redis_ok && all_ready(w)) {
+                sd_notify(0, "READY=1");
+                *ready_sent = true;
+                log_notice("ready: %zu partition(s) owned", w->n_pairs);
+        }
+        if (mono < w->next_status)
+                return;
+        w->next_status = mono + w->cfg->status_interval;
+        sd_notifyf(0, "STATUS=%zu partitions, %" PRIu64 " events, %" PRIu64 " dead letters, %" PRId64 " parked%s",
+                   w->n_pairs, w->st.events[REL] + w->st.events[SUB], w->st.dead_letters, w->st.parked,
+                   w->redis_ok ? "" : ", Redis unreachable");
+}
+
+int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
+        struct worker w = {.cfg = cfg, .sig = sig};
+        bool ready_sent = false;
+        int r;
+
+        r = worker_setup(&w);
+        if (r < 0)
+                goto out;
+        log_notice("consuming %s and %s as group %s", cfg->topic_relationships, cfg->topic_subscriptions,
+                   mcd_config_kafka(cfg, "group.id"));
+        while (!sig->stop) {
+                sd_notify(0, "WATCHDOG=1");
+                report_status(&w, &ready_sent);
+                if (!redis_check(&w)) {
+                        rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 100);
+                        if (m)
+                                take_message(&w, m, REL);
+                        continue;
+                }
+                if (w.n_pending > 0 && publish_pending(&w, 1000) < 0)
+                        continue;       /* Kafka unreachable: nothing new until the outbox is out */
+                for (size_t i = 0; i < w.n_pairs; i++) {
+                        struct pair *p = w.pairs[i];
+                        if (p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) {
+                                r = pair_init(&w, p);
+                                if (redis_unreachable(r))
+                                        w.redis_ok = false;
+                                else if (r < 0)
+                                        log_warning("partition %" PRId32 ": not ready yet: %s", p->partition,
+                                                    strerror(-r));
+                        }
+                }
+                poll_inputs(&w, (int)cfg->batch_wait, (size_t)cfg->batch_max * 4);
+                r = process_batch(&w);
+                if (r < 0 && r != -ENOMEM)
+                        continue;
+                if (r == -ENOMEM) {
+                        log_error("out of memory processing a batch");
+                        continue;
+                }
+        }
+        r = 0;
+        log_notice("stopping: leaving the consumer group");
+        sd_notify(0, "STOPPING=1");
+out:
+        worker_teardown(&w);
+        return r;
+}

@@ -1,0 +1,408 @@
+/* test_config.c -- the configuration file: defaults, a valid file, bad lines
+ * named with their line numbers, librdkafka's own checks, and log levels. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "tests/tap.h"
+
+static char tmpdir[] = "/tmp/test_config.XXXXXX";
+
+/* Writes text to a file in tmpdir; returns its path (static buffer). */
+static const char *write_file(const char *name, const char *text) {
+        static char path[PATH_MAX];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+        f = fopen(path, "w");
+        if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+                tap_diag("cannot write %s", path);
+                exit(99);
+        }
+        return path;
+}
+
+struct loaded {
+        struct mcd_config cfg;
+        int r;
+        unsigned n_errors;
+        char *errors;          /* everything reported, one line each */
+        size_t errlen;
+};
+
+static void load(struct loaded *l, const char *path) {
+        FILE *errors;
+
+        l->errors = NULL;
+        l->errlen = 0;
+        errors = open_memstream(&l->errors, &l->errlen);
+        if (!errors || mcd_config_defaults(&l->cfg) < 0) {
+                tap_diag("out of memory");
+                exit(99);
+        }
+        l->n_errors = 12345;
+        l->r = mcd_config_load(path, &l->cfg, errors, &l->n_errors);
+        fclose(errors);
+}
+
+static void loaded_clear(struct loaded *l) {
+        mcd_config_clear(&l->cfg);
+        free(l->errors);
+}
+
+/* The n-th (from 1) line of what was reported, or NULL. */
+static const char *error_line(const struct loaded *l, unsigned n) {
+        static char line[1024];
+        const char *p = l->errors;
+
+        for (; n > 1 && p; n--) {
+                p = strchr(p, '\n');
+                if (p)
+                        p++;
+        }
+        if (!p || *p == '\0')
+                return NULL;
+        snprintf(line, sizeof(line), "%.*s", (int)strcspn(p, "\n"), p);
+        return line;
+}
+
+static unsigned count_lines(const char *s) {
+        unsigned n = 0;
+
+        for (; s && *s; s++)
+                n += *s == '\n';
+        return n;
+}
+
+static void test_defaults(void) {
+        struct mcd_config cfg;
+
+        ok(mcd_config_defaults(&cfg) == 0, "defaults");
+        ok(cfg.path == NULL, "defaults: no path");
+        is_str(mcd_config_kafka(&cfg, "bootstrap.servers"), "localhost:9092", "kafka.bootstrap.servers");
+        is_str(mcd_config_kafka(&cfg, "group.id"), "multichanneld", "kafka.group.id");
+        is_int(cfg.n_kafka, 2, "two kafka defaults");
+        ok(mcd_config_kafka(&cfg, "client.id") == NULL, "no other kafka property");
+        is_str(cfg.topic_relationships, "partnercenter.relationships.v1", "topic.relationships");
+        is_str(cfg.topic_subscriptions, "partnercenter.subscriptions.v1", "topic.subscriptions");
+        is_str(cfg.topic_outcomes, "partnercenter.multichannel.outcomes.v1", "topic.outcomes");
+        is_str(cfg.topic_dlq, "partnercenter.multichannel.dlq.v1", "topic.dlq");
+        is_str(cfg.topic_changelog, "partnercenter.multichannel.changelog.v1", "topic.changelog");
+        is_str(cfg.redis_host, "127.0.0.1", "redis.host");
+        is_int(cfg.redis_port, 6379, "redis.port");
+        is_int(cfg.redis_db, 0, "redis.db");
+        ok(cfg.redis_password == NULL, "redis.password unset");
+        is_str(cfg.redis_key_prefix, "mcd:", "redis.key_prefix");
+        is_int(cfg.redis_timeout_ms, 2000, "redis.timeout 2s");
+        is_int(cfg.park_grace, 600000, "park_grace 10m");
+        is_int(cfg.merge_wait, 500, "merge_wait 500ms");
+        is_int(cfg.batch_max, 1000, "batch.max_events");
+        is_int(cfg.batch_wait, 50, "batch.wait 50ms");
+        is_str(cfg.metrics_listen, "127.0.0.1:9464", "metrics.listen");
+        is_int(cfg.log_level, LOG_INFO, "log.level info");
+        is_int(cfg.status_interval, 5000, "status.interval 5s");
+        mcd_config_clear(&cfg);
+        ok(cfg.kafka == NULL && cfg.redis_host == NULL, "clear empties");
+}
+
+static void test_valid_file(void) {
+        struct loaded l;
+        const char *path = write_file("valid.conf",
+                                      "# multichanneld.conf: every key\n"
+                                      "\n"
+                                      "kafka.bootstrap.servers = broker1:9092,broker2:9092   # two brokers\n"
+                                      "   kafka.group.id=mcd-test\n"
+                                      "kafka.client.id = a=b\n"
+                                      "\tkafka.enable.auto.commit\t=\tfalse\t\n"
+                                      "kafka.acks = all\n"
+                                      "topic.relationships = rel\n"
+                                      "topic.subscriptions = sub\n"
+                                      "topic.outcomes = out\n"
+                                      "topic.dlq = dlq\n"
+                                      "topic.changelog = log\n"
+                                      "redis.host = redis.example\r\n"
+                                      "redis.port = 6380\n"
+                                      "redis.db = 15\n"
+                                      "redis.password = s3cret\n"
+                                      "redis.key_prefix = test:\n"
+                                      "redis.timeout = 750ms\n"
+                                      "   # indented comment\n"
+                                      "park_grace = 1h\n"
+                                      "merge_wait = 0ms\n"
+                                      "batch.max_events = 100000\n"
+                                      "batch.wait = 1s\n"
+                                      "metrics.listen = [::1]:9100\n"
+                                      "log.level = debug\n"
+                                      "status.interval = 1m"); /* no final newline */
+
+        load(&l, path);
+        is_int(l.r, 0, "valid file loads");
+        is_int(l.n_errors, 0, "valid file: no errors");
+        is_str(l.errors, "", "valid file: nothing reported");
+        is_str(l.cfg.path, path, "path kept");
+        is_str(mcd_config_kafka(&l.cfg, "bootstrap.servers"), "broker1:9092,broker2:9092",
+               "comment after a value stripped");
+        is_str(mcd_config_kafka(&l.cfg, "group.id"), "mcd-test", "no blanks around '='");
+        is_str(mcd_config_kafka(&l.cfg, "client.id"), "a=b", "'=' in a value");
+        is_str(mcd_config_kafka(&l.cfg, "enable.auto.commit"), "false", "tabs trimmed");
+        is_int(l.cfg.n_kafka, 5, "five kafka properties");
+        if (l.cfg.n_kafka == 5) {
+                is_str(l.cfg.kafka[2].key, "client.id", "kafka properties in file order");
+                is_str(l.cfg.kafka[4].key, "acks", "kafka property as written");
+                is_int(l.cfg.kafka[4].line, 7, "kafka property line");
+                is_int(l.cfg.kafka[0].line, 3, "overridden default gets its line");
+        }
+        is_str(l.cfg.topic_relationships, "rel", "topic.relationships");
+        is_str(l.cfg.topic_subscriptions, "sub", "topic.subscriptions");
+        is_str(l.cfg.topic_outcomes, "out", "topic.outcomes");
+        is_str(l.cfg.topic_dlq, "dlq", "topic.dlq");
+        is_str(l.cfg.topic_changelog, "log", "topic.changelog");
+        is_str(l.cfg.redis_host, "redis.example", "CRLF trimmed");
+        is_int(l.cfg.redis_port, 6380, "redis.port");
+        is_int(l.cfg.redis_db, 15, "redis.db");
+        is_str(l.cfg.redis_password, "s3cret", "redis.password");
+        is_str(l.cfg.redis_key_prefix, "test:", "redis.key_prefix");
+        is_int(l.cfg.redis_timeout_ms, 750, "redis.timeout");
+        is_int(l.cfg.park_grace, 3600000, "park_grace");
+        is_int(l.cfg.merge_wait, 0, "merge_wait");
+        is_int(l.cfg.batch_max, 100000, "batch.max_events");
+        is_int(l.cfg.batch_wait, 1000, "batch.wait");
+        is_str(l.cfg.metrics_listen, "[::1]:9100", "metrics.listen");
+        is_int(l.cfg.log_level, LOG_DEBUG, "log.level");
+        is_int(l.cfg.status_interval, 60000, "status.interval, last line without newline");
+        loaded_clear(&l);
+
+        path = write_file("empty-listen.conf", "metrics.listen =\nredis.password = # none\n");
+        load(&l, path);
+        is_int(l.r, 0, "empty metrics.listen is valid");
+        is_str(l.cfg.metrics_listen, "", "metrics.listen empty: disabled");
+        ok(l.cfg.redis_password == NULL, "empty redis.password: none");
+        loaded_clear(&l);
+
+        path = write_file("empty.conf", "");
+        load(&l, path);
+        ok(l.r == 0 && l.n_errors == 0, "empty file is valid");
+        is_int(l.cfg.redis_port, 6379, "empty file keeps the defaults");
+        loaded_clear(&l);
+}
+
+static void test_bad_lines(void) {
+        struct loaded l;
+        char want[1024];
+        const char *path = write_file("bad.conf",
+                                      "# several bad lines\n"             /* 1 */
+                                      "redis.port 6380\n"                 /* 2 */
+                                      " = value\n"                        /* 3 */
+                                      "redis.hots = localhost\n"          /* 4 */
+                                      "redis.port = abc\n"                /* 5 */
+                                      "redis.db = 3\n"                    /* 6: valid */
+                                      "redis.db = 4   # again\n"          /* 7 */
+                                      "park_grace = 10 minutes\n"         /* 8 */
+                                      "log.level = loud\n"                /* 9 */
+                                      "batch.max_events = 0\n"            /* 10 */
+                                      "redis.key_prefix =\n"              /* 11 */
+                                      "metrics.listen = localhost\n"      /* 12 */
+                                      "redis.timeout = 0ms\n"             /* 13 */
+                                      "redis.port = 70000\n"              /* 14 */
+                                      "redis.port = 6390\n"               /* 15: valid */
+                                      "merge_wait = -5ms\n");             /* 16 */
+        static const char *const want_tail[] = {
+                "2: expected 'key = value', got 'redis.port 6380'",
+                "3: expected a key before '='",
+                "4: unknown key 'redis.hots' (see multichanneld(8) for the keys)",
+                "5: redis.port: expected an integer 1..65535, got 'abc'",
+                "7: redis.db: duplicate key, already set on line 6",
+                "8: park_grace: expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '10 minutes'",
+                "9: log.level: expected err, warning, notice, info or debug, got 'loud'",
+                "10: batch.max_events: expected an integer 1..100000, got '0'",
+                "11: redis.key_prefix: expected a non-empty value",
+                ("12: metrics.listen: expected host:port (port 1..65535, IPv6 host in brackets) or nothing to "
+                 "disable, got 'localhost'"),
+                "13: redis.timeout: expected a duration from 1ms to 2147483647ms such as 500ms or 2s, got '0ms'",
+                "14: redis.port: expected an integer 1..65535, got '70000'",
+                "16: merge_wait: expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '-5ms'",
+        };
+        const unsigned n = sizeof(want_tail) / sizeof(want_tail[0]);
+
+        load(&l, path);
+        is_int(l.r, -EINVAL, "bad file: -EINVAL");
+        is_int(l.n_errors, n, "bad file: %u errors counted", n);
+        is_int(count_lines(l.errors), n, "bad file: %u lines reported", n);
+        for (unsigned i = 0; i < n; i++) {
+                snprintf(want, sizeof(want), "%s:%s", path, want_tail[i]);
+                is_str(error_line(&l, i + 1), want, "reported: %s", want_tail[i]);
+        }
+        is_int(l.cfg.redis_db, 3, "the valid line before a duplicate stays");
+        is_int(l.cfg.redis_port, 6390, "a valid line after bad ones is applied");
+        is_str(l.cfg.redis_key_prefix, "mcd:", "a bad value keeps the default");
+        is_int(l.cfg.log_level, LOG_INFO, "a bad log.level keeps the default");
+        loaded_clear(&l);
+}
+
+static void test_kafka_properties(void) {
+        struct loaded l;
+        char want[1024];
+        const char *path = write_file("kafka.conf",
+                                      "kafka.client.id = mcd\n"
+                                      "kafka.no.such.property = 1\n"
+                                      "kafka.enable.auto.commit = maybe\n"
+                                      "kafka.compression.codec = zip\n"
+                                      "kafka. = x\n"
+                                      "kafka.client.id = again\n");
+
+        load(&l, path);
+        is_int(l.r, -EINVAL, "bad kafka properties: -EINVAL");
+        is_int(l.n_errors, 5, "bad kafka properties: 5 errors");
+        snprintf(want, sizeof(want),
+                 "%s:2: kafka.no.such.property: librdkafka: No such configuration property: \"no.such.property\"",
+                 path);
+        is_str(error_line(&l, 1), want, "unknown librdkafka property, in librdkafka's words");
+        snprintf(want, sizeof(want),
+                 "%s:3: kafka.enable.auto.commit: librdkafka: Expected bool value for \"enable.auto.commit\": "
+                 "true or false",
+                 path);
+        is_str(error_line(&l, 2), want, "bad librdkafka value, in librdkafka's words");
+        snprintf(want, sizeof(want),
+                 "%s:4: kafka.compression.codec: librdkafka: Invalid value \"zip\" for configuration property "
+                 "\"compression.codec\"",
+                 path);
+        is_str(error_line(&l, 3), want, "bad librdkafka enum value");
+        snprintf(want, sizeof(want), "%s:5: kafka.: expected a librdkafka property name after 'kafka.'", path);
+        is_str(error_line(&l, 4), want, "empty librdkafka property name");
+        snprintf(want, sizeof(want), "%s:6: kafka.client.id: duplicate key, already set on line 1", path);
+        is_str(error_line(&l, 5), want, "duplicate kafka property");
+        is_str(mcd_config_kafka(&l.cfg, "client.id"), "mcd", "first kafka value kept");
+        ok(mcd_config_kafka(&l.cfg, "no.such.property") == NULL, "refused property not kept");
+        is_int(l.cfg.n_kafka, 3, "defaults plus client.id");
+        loaded_clear(&l);
+}
+
+static void test_missing_file(void) {
+        struct loaded l;
+        char want[PATH_MAX + 256];
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/nonexistent.conf", tmpdir);
+        load(&l, path);
+        is_int(l.r, -ENOENT, "missing file: -ENOENT");
+        is_int(l.n_errors, 1, "missing file: one error");
+        snprintf(want, sizeof(want), "%s: cannot open: %s", path, strerror(ENOENT));
+        is_str(error_line(&l, 1), want, "missing file named");
+        ok(l.cfg.path == NULL, "missing file: path not set");
+        is_int(l.cfg.redis_port, 6379, "missing file: defaults intact");
+        loaded_clear(&l);
+
+        load(&l, tmpdir);
+        ok(l.r < 0 && l.n_errors == 1, "a directory is reported (%d)", l.r);
+        tap_diag("%s", l.errors ? l.errors : "");
+        loaded_clear(&l);
+}
+
+static void test_set(void) {
+        struct mcd_config cfg;
+        char why[256] = "";
+
+        if (mcd_config_defaults(&cfg) < 0)
+                exit(99);
+        is_int(mcd_config_set(&cfg, "redis.port", "1234", 0, why, sizeof(why)), 0, "set redis.port");
+        is_int(cfg.redis_port, 1234, "set: applied");
+        is_int(mcd_config_set(&cfg, "redis.db", "-1", 0, why, sizeof(why)), -EINVAL, "redis.db -1 refused");
+        is_str(why, "redis.db: expected an integer 0 or more, got '-1'", "redis.db why");
+        is_int(mcd_config_set(&cfg, "status.interval", "0s", 0, why, sizeof(why)), -EINVAL,
+               "status.interval 0 refused");
+        is_int(mcd_config_set(&cfg, "nope", "1", 0, why, sizeof(why)), -EINVAL, "unknown key refused");
+        is_str(why, "unknown key 'nope' (see multichanneld(8) for the keys)", "unknown key why");
+        is_int(mcd_config_set(&cfg, "kafka.group.id", "other", 0, NULL, 0), 0, "set kafka.group.id, no why");
+        is_str(mcd_config_kafka(&cfg, "group.id"), "other", "kafka.group.id replaced");
+        is_int(cfg.n_kafka, 2, "replaced in place");
+        is_int(mcd_config_set(&cfg, "metrics.listen", "0.0.0.0:9464", 0, why, sizeof(why)), 0, "listen IPv4");
+        is_int(mcd_config_set(&cfg, "metrics.listen", "::1:9464", 0, why, sizeof(why)), -EINVAL,
+               "listen IPv6 without brackets refused");
+        is_int(mcd_config_set(&cfg, "metrics.listen", ":9464", 0, why, sizeof(why)), -EINVAL,
+               "listen without host refused");
+        is_int(mcd_config_set(&cfg, "redis.port", "", 0, why, sizeof(why)), -EINVAL, "empty integer refused");
+        is_int(mcd_config_set(&cfg, "redis.port", "+80", 0, why, sizeof(why)), -EINVAL, "signed integer refused");
+        is_int(cfg.redis_port, 1234, "refused values change nothing");
+        mcd_config_clear(&cfg);
+}
+
+static void test_log_levels(void) {
+        static const struct {
+                const char *name;
+                int level;
+        } t[] = {
+                {"err", LOG_ERR},     {"warning", LOG_WARNING}, {"notice", LOG_NOTICE}, {"info", LOG_INFO},
+                {"debug", LOG_DEBUG}, {"3", LOG_ERR},           {"7", LOG_DEBUG},       {"error", LOG_ERR},
+                {"warn", LOG_WARNING}, {"INFO", LOG_INFO},      {"", -EINVAL},          {"loud", -EINVAL},
+                {"2", -EINVAL},       {"8", -EINVAL},           {"77", -EINVAL},        {"info ", -EINVAL},
+        };
+
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+                is_int(mcd_log_level_from_name(t[i].name), t[i].level, "log level '%s'", t[i].name);
+        is_int(mcd_log_level_from_name(NULL), -EINVAL, "log level NULL");
+        mcd_log_set_level(LOG_WARNING);
+        is_int(mcd_log_get_level(), LOG_WARNING, "set/get level");
+}
+
+/* The plain stderr line, with and without fields, and the threshold. */
+static void test_log_stderr(void) {
+        char path[PATH_MAX], buf[2048] = "", want[1024];
+        struct mcd_log_fields f = MCD_LOG_NO_FIELDS;
+        int saved, fd;
+        ssize_t n;
+
+        unsetenv("JOURNAL_STREAM");
+        snprintf(path, sizeof(path), "%s/stderr.log", tmpdir);
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        saved = dup(STDERR_FILENO);
+        if (fd < 0 || saved < 0 || dup2(fd, STDERR_FILENO) < 0)
+                exit(99);
+
+        mcd_log_set_level(LOG_INFO);
+        log_info("hello %d", 42);
+        log_debug("not shown");
+        f.customer_id = "c-1";
+        f.topic = "rel";
+        f.partition = 3;
+        f.offset = 0;
+        f.error_code = "E_TEST";
+        mcd_log_full(LOG_ERR, &f, "failed");
+        fflush(stderr);
+
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        snprintf(want, sizeof(want),
+                 "multichanneld[%ld]: info: hello 42\n"
+                 "multichanneld[%ld]: error: failed (customer_id=c-1 topic=rel partition=3 offset=0 "
+                 "error_code=E_TEST)\n",
+                 (long)getpid(), (long)getpid());
+        is_str(buf, want, "stderr lines: level, message, present fields only, threshold");
+}
+
+int main(void) {
+        char cmd[PATH_MAX + 16];
+
+        if (!mkdtemp(tmpdir))
+                return 99;
+        test_defaults();
+        test_valid_file();
+        test_bad_lines();
+        test_kafka_properties();
+        test_missing_file();
+        test_set();
+        test_log_levels();
+        test_log_stderr();
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0)
+                tap_diag("could not remove %s", tmpdir);
+        return tap_done();
+}

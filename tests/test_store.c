@@ -1,0 +1,810 @@
+/* test_store.c -- the Redis store and the state JSON, against a real
+ * redis-server that the test starts on a free loopback port (and kills at the
+ * end, also when the test dies: the server gets PR_SET_PDEATHSIG).
+ *
+ * Covers: the state JSON round trip and its robustness against malformed
+ * input; loading unknown and stored customers; offsets; the outbox with
+ * binary frames; the due zset; fencing (-ESTALE), lost state (-ENODATA),
+ * Redis going away and coming back; and the round trips of load and commit. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE             /* asprintf, vasprintf, nftw */
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis.h>
+
+#include "daemon/state_json.h"
+#include "daemon/store.h"
+#include "handlers/rules.h"
+#include "handlers/timefmt.h"
+#include "tests/tap.h"
+
+#define T0 ((mcd_time_t)1767607200000)          /* 2026-01-05T10:00:00.000Z */
+#define TERM_END ((mcd_time_t)1806451200000)    /* 2027-03-31T00:00:00.000Z */
+
+struct server {
+        char dir[64];
+        int port;
+        pid_t pid;
+};
+
+/* ------------------------------------------------------------ server -- */
+
+static int free_port(void) {
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+        if (fd < 0)
+                return -1;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+                port = ntohs(a.sin_port);
+        close(fd);
+        return port;
+}
+
+static redisContext *raw_connect(int port) {
+        struct timeval tv = {.tv_sec = 1};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+        if (c && c->err) {
+                redisFree(c);
+                return NULL;
+        }
+        return c;
+}
+
+/* A raw command through a fresh connection; the reply's integer, or -1. */
+static long long raw(int port, const char *cmd) {
+        redisContext *c = raw_connect(port);
+        redisReply *r;
+        long long v = -1;
+
+        if (!c)
+                return -1;
+        r = redisCommand(c, cmd);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+                v = r->integer;
+        else if (r && r->type == REDIS_REPLY_STATUS)
+                v = 0;
+        if (r)
+                freeReplyObject(r);
+        redisFree(c);
+        return v;
+}
+
+static int server_start(struct server *sv) {
+        char port[16], log[128];
+
+        snprintf(port, sizeof(port), "%d", sv->port);
+        snprintf(log, sizeof(log), "%s/redis.log", sv->dir);
+        sv->pid = fork();
+        if (sv->pid < 0)
+                return -errno;
+        if (sv->pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "",
+                       "--appendonly", "yes", "--dir", sv->dir, "--logfile", log, "--daemonize", "no",
+                       (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 500; i++) {
+                if (raw(sv->port, "PING") == 0)
+                        return 0;
+                if (waitpid(sv->pid, NULL, WNOHANG) == sv->pid) {
+                        sv->pid = 0;
+                        return -ECHILD;
+                }
+                usleep(10000);
+        }
+        return -ETIMEDOUT;
+}
+
+static void server_stop(struct server *sv) {
+        if (sv->pid <= 0)
+                return;
+        kill(sv->pid, SIGTERM);
+        waitpid(sv->pid, NULL, 0);
+        sv->pid = 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
+        return remove(path);
+}
+
+/* ----------------------------------------------------------- fixtures -- */
+
+static struct mcd_subscription sub(const char *id, enum mcd_billing b, enum mcd_channel ch, const char *seller,
+                                   bool has_term_end, mcd_time_t term_end, enum mcd_sub_state st,
+                                   uint32_t timer_outcomes) {
+        return (struct mcd_subscription){
+                .subscription_id = (char *)id,
+                .offer_name = (char *)"Office 365 E3",
+                .billing = b,
+                .channel = ch,
+                .seller_partner_id = (char *)seller,
+                .has_term_end = has_term_end,
+                .term_end = term_end,
+                .state = st,
+                .timer_outcomes = timer_outcomes,
+        };
+}
+
+/* A customer with every field set: cloud, both partner ids, three kinds of
+ * subscription, three parked events and some seen ids. */
+static int rich_customer(struct mcd_customer *c, const char *id) {
+        struct mcd_subscription s1 = sub("s-1", MCD_BILLING_LICENSE_BASED, MCD_CHANNEL_EA, NULL, true, TERM_END,
+                                         MCD_SS_SWITCH_BLOCKED, 2);
+        struct mcd_subscription s2 = sub("s-2", MCD_BILLING_USAGE_BASED, MCD_CHANNEL_CSP, "p-other", false, 0,
+                                         MCD_SS_SWITCH_ALLOWED, 0);
+        struct mcd_subscription s3 = sub("s-3", MCD_BILLING_USAGE_BASED, MCD_CHANNEL_DIRECT, NULL, false, 0,
+                                         MCD_SS_CSP_CREATED, 4000000000u);
+        char *services[] = {(char *)"compute", (char *)"storage"};
+        struct mcd_event e1 = {
+                .type = MCD_EV_SWITCH_REQUESTED, .event_id = (char *)"e-sw", .occurred_at = T0 + 1,
+                .customer_id = (char *)id, .cloud = MCD_CLOUD_US_GOVERNMENT,
+                .subscription_id = (char *)"s-1", .target_partner_id = (char *)"p-1",
+        };
+        struct mcd_event e2 = {
+                .type = MCD_EV_CSP_SUBSCRIPTION_CREATED, .event_id = (char *)"e-csp", .occurred_at = T0 + 2,
+                .customer_id = (char *)id, .cloud = MCD_CLOUD_US_GOVERNMENT, .partner_id = (char *)"p-1",
+                .subscription_id = (char *)"s-3", .csp_subscription_id = (char *)"csp-9",
+        };
+        struct mcd_event e3 = {
+                .type = MCD_EV_SUBSCRIPTION_CANCELLED, .event_id = (char *)"e-cancel\"\\\n\xc3\xa9",
+                .occurred_at = T0 + 3, .customer_id = (char *)id, .cloud = MCD_CLOUD_US_GOVERNMENT,
+                .subscription_id = (char *)"s-2", .scope = MCD_SCOPE_SOME_SERVICES, .services = services,
+                .n_services = 2,
+        };
+        int r = mcd_customer_init(c, id);
+
+        if (r < 0)
+                return r;
+        c->has_cloud = true;
+        c->cloud = MCD_CLOUD_US_GOVERNMENT;
+        c->state = MCD_CS_ACCEPTED;
+        c->partner_id = strdup("p-1");
+        c->indirect_reseller_id = strdup("ir-7");
+        if (!c->partner_id || !c->indirect_reseller_id)
+                return -ENOMEM;
+        if ((r = mcd_customer_add_sub(c, &s1)) < 0 || (r = mcd_customer_add_sub(c, &s2)) < 0 ||
+            (r = mcd_customer_add_sub(c, &s3)) < 0 ||
+            (r = mcd_customer_add_parked(c, &e1, T0 + 600001)) < 0 ||
+            (r = mcd_customer_add_parked(c, &e2, T0 + 600002)) < 0 ||
+            (r = mcd_customer_add_parked(c, &e3, T0 + 600003)) < 0)
+                return r;
+        for (const char *const *e = (const char *const[]){"r-2", "r-1", "e-sw", "e-csp", "z", NULL}; *e; e++)
+                if ((r = mcd_customer_mark_seen(c, *e)) < 0)
+                        return r;
+        return 0;
+}
+
+/* A customer with one subscription in the given state (due when blocked). */
+static int simple_customer(struct mcd_customer *c, const char *id, enum mcd_sub_state st) {
+        struct mcd_subscription s = sub("s-1", MCD_BILLING_LICENSE_BASED, MCD_CHANNEL_OPEN, NULL, true, TERM_END,
+                                        st, 0);
+        int r = mcd_customer_init(c, id);
+
+        if (r < 0)
+                return r;
+        c->has_cloud = true;
+        c->state = MCD_CS_ACCEPTED;
+        c->partner_id = strdup("p-1");
+        if (!c->partner_id)
+                return -ENOMEM;
+        if ((r = mcd_customer_add_sub(c, &s)) < 0)
+                return r;
+        return mcd_customer_mark_seen(c, "e-1");
+}
+
+static bool str_eq(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_sub(const struct mcd_subscription *a, const struct mcd_subscription *b) {
+        return str_eq(a->subscription_id, b->subscription_id) && str_eq(a->offer_name, b->offer_name) &&
+               a->billing == b->billing && a->channel == b->channel &&
+               str_eq(a->seller_partner_id, b->seller_partner_id) && a->has_term_end == b->has_term_end &&
+               a->term_end == b->term_end && a->state == b->state && a->timer_outcomes == b->timer_outcomes;
+}
+
+static bool same_event(const struct mcd_event *a, const struct mcd_event *b) {
+        bool same = a->type == b->type && str_eq(a->event_id, b->event_id) && a->occurred_at == b->occurred_at &&
+                    str_eq(a->customer_id, b->customer_id) && a->cloud == b->cloud &&
+                    str_eq(a->partner_id, b->partner_id) && str_eq(a->subscription_id, b->subscription_id) &&
+                    str_eq(a->target_partner_id, b->target_partner_id) &&
+                    str_eq(a->csp_subscription_id, b->csp_subscription_id) && a->scope == b->scope &&
+                    a->n_services == b->n_services;
+
+        for (size_t i = 0; same && i < a->n_services; i++)
+                same = str_eq(a->services[i], b->services[i]);
+        return same;
+}
+
+static bool same_customer(const struct mcd_customer *a, const struct mcd_customer *b) {
+        bool same = str_eq(a->customer_id, b->customer_id) && a->has_cloud == b->has_cloud &&
+                    a->cloud == b->cloud && a->state == b->state && str_eq(a->partner_id, b->partner_id) &&
+                    str_eq(a->indirect_reseller_id, b->indirect_reseller_id) && a->n_subs == b->n_subs &&
+                    a->n_parked == b->n_parked && a->n_seen == b->n_seen;
+
+        for (size_t i = 0; same && i < a->n_subs; i++)
+                same = same_sub(&a->subs[i], &b->subs[i]);
+        for (size_t i = 0; same && i < a->n_parked; i++)
+                same = a->parked[i].deadline == b->parked[i].deadline &&
+                       same_event(&a->parked[i].event, &b->parked[i].event);
+        for (size_t i = 0; same && i < a->n_seen; i++)
+                same = str_eq(a->seen[i], b->seen[i]);
+        return same;
+}
+
+/* --------------------------------------------------------- state JSON -- */
+
+static void test_json_roundtrip(void) {
+        struct mcd_customer a, b, empty, e2;
+        char why[256] = "", *j1, *j2 = NULL, *j3;
+
+        ok(rich_customer(&a, "c-rich") == 0, "rich customer built");
+        j1 = mcd_state_to_json(&a);
+        ok(j1 != NULL, "rich customer to JSON");
+        if (!j1)
+                return;
+        tap_diag("%s", j1);
+        is_int(mcd_state_from_json(j1, strlen(j1), &b, why, sizeof(why)), 0, "rich customer from JSON");
+        ok(same_customer(&a, &b), "every field round-trips");
+        ok(b.n_subs == 3 && b.subs[2].timer_outcomes == 4000000000u, "timer_outcomes above INT32_MAX kept");
+        ok(b.n_parked == 3 && b.parked[2].event.n_services == 2 &&
+           strcmp(b.parked[2].event.event_id, "e-cancel\"\\\n\xc3\xa9") == 0,
+           "parked event with services and escapes kept");
+        ok(b.n_seen == 5 && strcmp(b.seen[0], "e-csp") == 0 && strcmp(b.seen[4], "z") == 0, "seen ids sorted");
+        j2 = mcd_state_to_json(&b);
+        is_str(j2, j1, "JSON is stable across a round trip");
+        ok(strstr(j1, "\"timers\":[{\"subscription_id\":\"s-1\",\"due\":\"2027-03-31T00:00:00.000Z\"}]") != NULL,
+           "derived timers listed");
+        ok(strncmp(j1, "{\"v\":1,\"customer_id\":\"c-rich\",\"cloud\":\"US_GOVERNMENT\",\"state\":\"ACCEPTED\"", 72) ==
+                   0,
+           "field order as documented");
+
+        /* a fresh customer: null cloud, null partner, empty lists */
+        mcd_customer_init(&empty, "c-empty");
+        j3 = mcd_state_to_json(&empty);
+        is_str(j3,
+               "{\"v\":1,\"customer_id\":\"c-empty\",\"cloud\":null,\"state\":\"NONE\",\"partner_id\":null,"
+               "\"indirect_reseller_id\":null,\"subscriptions\":[],\"parked\":[],\"timers\":[],\"seen\":[]}",
+               "fresh customer JSON");
+        ok(j3 && mcd_state_from_json(j3, strlen(j3), &e2, why, sizeof(why)) == 0 && same_customer(&empty, &e2) &&
+                   !e2.has_cloud,
+           "fresh customer round-trips");
+        mcd_customer_clear(&e2);
+        mcd_customer_clear(&empty);
+        free(j3);
+
+        /* every prefix of a valid document fails cleanly (ASan watches) */
+        {
+                size_t len = strlen(j1), failed = 0;
+                for (size_t n = 0; n < len; n++) {
+                        struct mcd_customer t;
+                        if (mcd_state_from_json(j1, n, &t, why, sizeof(why)) == -EINVAL && why[0])
+                                failed++;
+                        else
+                                mcd_customer_clear(&t);
+                }
+                is_int(failed, len, "every truncation of the JSON is -EINVAL with a reason");
+        }
+        /* single-byte mutations: no crash, no leak; either parses or -EINVAL */
+        {
+                size_t len = strlen(j1), bad = 0;
+                char *m = strdup(j1);
+                unsigned seed = 1;
+                for (size_t i = 0; m && i < 4000; i++) {
+                        struct mcd_customer t;
+                        size_t at = (seed = seed * 1103515245u + 12345u) % len;
+                        char was = m[at];
+                        int r;
+                        m[at] = (char)((seed >> 16) & 0xff);
+                        r = mcd_state_from_json(m, len, &t, why, sizeof(why));
+                        if (r == 0)
+                                mcd_customer_clear(&t);
+                        else if (r != -EINVAL)
+                                bad++;
+                        m[at] = was;
+                }
+                free(m);
+                is_int(bad, 0, "random byte mutations give 0 or -EINVAL");
+        }
+        free(j1);
+        free(j2);
+        mcd_customer_clear(&a);
+        mcd_customer_clear(&b);
+}
+
+static void test_json_malformed(void) {
+        static const struct {
+                const char *json, *want;
+        } cases[] = {
+                {"", "invalid JSON"},
+                {"[]", "not a JSON object"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\"", "invalid JSON"},
+                {"{\"customer_id\":\"c\",\"state\":\"NONE\"}", "\"v\""},
+                {"{\"v\":2,\"customer_id\":\"c\",\"state\":\"NONE\"}", "\"v\""},
+                {"{\"v\":1,\"state\":\"NONE\"}", "missing field \"customer_id\""},
+                {"{\"v\":1,\"customer_id\":7,\"state\":\"NONE\"}", "\"customer_id\" must be a string"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"LOST\"}", "\"state\" has an unknown value"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"cloud\":\"MARS\",\"state\":\"NONE\"}", "\"cloud\""},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":{}}", "must be an array"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":[1]}",
+                 "subscriptions[0]: must be an object"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":[{\"billing\":\"USAGE_BASED\"}]}",
+                 "subscriptions[0]: missing field \"subscription_id\""},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":[{\"subscription_id\":\"s\","
+                 "\"billing\":\"USAGE_BASED\",\"channel\":\"EA\",\"state\":\"REPORTED\",\"term_end\":\"soon\"}]}",
+                 "\"term_end\" must be an ISO-8601"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":[{\"subscription_id\":\"s\","
+                 "\"billing\":\"USAGE_BASED\",\"channel\":\"EA\",\"state\":\"REPORTED\",\"timer_outcomes\":-1}]}",
+                 "\"timer_outcomes\""},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":[{\"subscription_id\":\"s\","
+                 "\"billing\":\"USAGE_BASED\",\"channel\":\"EA\",\"state\":\"REPORTED\",\"timer_outcomes\":4294967296}]}",
+                 "\"timer_outcomes\""},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"subscriptions\":[{\"subscription_id\":\"s\","
+                 "\"billing\":\"USAGE_BASED\",\"channel\":\"EA\",\"state\":\"REPORTED\"},{\"subscription_id\":\"s\","
+                 "\"billing\":\"USAGE_BASED\",\"channel\":\"EA\",\"state\":\"REPORTED\"}]}",
+                 "duplicate subscription"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"parked\":[{\"event\":{}}]}",
+                 "parked[0]: missing field \"deadline\""},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"parked\":[{\"deadline\":"
+                 "\"2026-01-05T10:00:00.000Z\",\"event\":\"x\"}]}",
+                 "parked[0]: field \"event\" must be an object"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"parked\":[{\"deadline\":"
+                 "\"2026-01-05T10:00:00.000Z\",\"event\":{\"type\":\"Nope\"}}]}",
+                 "parked[0]: event: "},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"seen\":[\"a\",3]}", "seen[1]: must be a string"},
+                {"{\"v\":1,\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\"}", "invalid JSON"},
+        };
+        char deep[4096];
+        char why[256];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct mcd_customer c;
+                int r;
+                why[0] = '\0';
+                r = mcd_state_from_json(cases[i].json, strlen(cases[i].json), &c, why, sizeof(why));
+                if (!ok(r == -EINVAL && strstr(why, cases[i].want), "malformed state %zu: %s", i, why))
+                        tap_diag("input %s, want \"%s\"", cases[i].json, cases[i].want);
+        }
+        /* deep nesting, a NUL inside, a NULL pointer, a tiny why buffer */
+        memset(deep, '[', sizeof(deep) - 1);
+        deep[sizeof(deep) - 1] = '\0';
+        {
+                struct mcd_customer c;
+                ok(mcd_state_from_json(deep, strlen(deep), &c, why, sizeof(why)) == -EINVAL, "deep nesting refused");
+                ok(mcd_state_from_json("{\"v\":1,\0}", 9, &c, why, sizeof(why)) == -EINVAL, "NUL byte refused");
+                ok(mcd_state_from_json(NULL, 0, &c, why, sizeof(why)) == -EINVAL, "NULL refused");
+                ok(mcd_state_from_json("[]", 2, &c, why, 1) == -EINVAL && why[0] == '\0', "why of one byte");
+                ok(mcd_state_from_json("[]", 2, &c, NULL, 0) == -EINVAL, "why may be NULL");
+        }
+}
+
+/* -------------------------------------------------------------- store -- */
+
+static struct mcd_store *store_open(int port) {
+        struct mcd_store_options o = {
+                .host = "127.0.0.1", .port = port, .db = 3, .prefix = "t:", .timeout_ms = 1000,
+        };
+        struct mcd_store *s = NULL;
+
+        if (mcd_store_new(&o, &s) < 0)
+                return NULL;
+        return s;
+}
+
+/* Commits one customer of the given partition in a batch of partition 0
+ * with generation gen. */
+static int commit_one(struct mcd_store *s, const struct mcd_customer *c, int32_t partition, int64_t gen) {
+        struct mcd_store_customer sc = {.customer = c, .partition = partition};
+        struct mcd_store_partition p = {.partition = 0, .generation = gen};
+        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1};
+
+        return mcd_store_commit(s, &b);
+}
+
+static void test_load_and_commit(struct mcd_store *s, int64_t gen) {
+        const char *ids[] = {"c-rich", "c-unknown", "c-x"};
+        struct mcd_customer rich, out[3];
+        char *json = NULL, *stored = NULL;
+        uint64_t rt;
+
+        is_int(mcd_store_load(s, ids, 3, out), 0, "load of unknown ids");
+        ok(out[0].customer_id && strcmp(out[0].customer_id, "c-rich") == 0 && out[0].n_subs == 0 &&
+                   out[0].state == MCD_CS_NONE && !out[0].has_cloud && out[1].customer_id &&
+                   strcmp(out[1].customer_id, "c-unknown") == 0,
+           "unknown ids load as fresh customers");
+        for (int i = 0; i < 3; i++)
+                mcd_customer_clear(&out[i]);
+        is_int(mcd_store_load(s, ids, 0, out), 0, "load of nothing");
+
+        rich_customer(&rich, "c-rich");
+        rt = mcd_store_round_trips(s);
+        is_int(commit_one(s, &rich, 7, gen), 0, "commit of a rich customer");
+        is_int(mcd_store_round_trips(s) - rt, 1, "commit is one round trip");
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_load(s, ids, 3, out), 0, "load after commit");
+        is_int(mcd_store_round_trips(s) - rt, 1, "load of three ids is one round trip");
+        ok(same_customer(&rich, &out[0]), "loaded customer equals the committed one");
+        ok(out[1].n_subs == 0 && out[2].n_subs == 0, "others still fresh");
+        for (int i = 0; i < 3; i++)
+                mcd_customer_clear(&out[i]);
+
+        is_int(mcd_store_get_customer_json(s, "c-rich", &stored), 0, "raw customer JSON");
+        json = mcd_state_to_json(&rich);
+        is_str(stored, json, "stored JSON is state_json's");
+        free(stored);
+        free(json);
+        is_int(mcd_store_get_customer_json(s, "c-nobody", &stored), 0, "raw JSON of an unknown customer");
+        ok(stored == NULL, "is NULL");
+        mcd_customer_clear(&rich);
+}
+
+static void test_corrupt(struct mcd_store *s, int port) {
+        const char *ids[] = {"c-ok", "c-bad"};
+        struct mcd_customer out[2];
+
+        {
+                redisContext *c = raw_connect(port);
+                redisReply *r1 = c ? redisCommand(c, "SELECT 3") : NULL;
+                redisReply *r2 = c ? redisCommand(c, "SET t:c:c-bad {\"v\":1,") : NULL;
+                ok(r1 && r2, "corrupt JSON stored");
+                if (r1)
+                        freeReplyObject(r1);
+                if (r2)
+                        freeReplyObject(r2);
+                if (c)
+                        redisFree(c);
+        }
+        is_int(mcd_store_load(s, ids, 2, out), -EBADMSG, "corrupt stored JSON is -EBADMSG");
+        is_int(raw(port, "SELECT 3"), 0, "redis still fine");
+        {
+                struct mcd_customer one;
+                is_int(mcd_store_load(s, ids, 1, &one), 0, "store usable after -EBADMSG");
+                mcd_customer_clear(&one);
+        }
+}
+
+static void test_offsets(struct mcd_store *s, int64_t gen) {
+        struct mcd_offsets o = {0, 0};
+        struct mcd_store_partition p = {
+                .partition = 0, .generation = gen, .set_offsets = true, .offsets = {.rel = 42, .sub = 9000000000LL},
+        };
+        struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
+
+        is_int(mcd_store_get_offsets(s, 5, &o), 0, "offsets of an unused partition");
+        ok(o.rel == -1 && o.sub == -1, "are -1, -1");
+        is_int(mcd_store_commit(s, &b), 0, "commit with offsets");
+        is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read back");
+        ok(o.rel == 42 && o.sub == 9000000000LL, "offsets are 42, 9000000000");
+        p.set_offsets = false;
+        p.offsets = (struct mcd_offsets){1, 1};
+        is_int(mcd_store_commit(s, &b), 0, "commit without offsets");
+        is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read again");
+        ok(o.rel == 42 && o.sub == 9000000000LL, "unchanged when set_offsets is false");
+}
+
+static bool outbox_is(struct mcd_store *s, const void *const *want, const size_t *want_lens, size_t n) {
+        void **frames = NULL;
+        size_t *lens = NULL, got = 0;
+        bool same;
+
+        if (mcd_store_read_outbox(s, 0, &frames, &lens, &got) < 0)
+                return false;
+        same = got == n;
+        for (size_t i = 0; same && i < n; i++)
+                same = lens[i] == want_lens[i] && memcmp(frames[i], want[i], lens[i]) == 0;
+        mcd_store_frames_free(frames, lens, got);
+        return same;
+}
+
+static void test_outbox(struct mcd_store *s, int64_t gen) {
+        static const char f1[] = "\0\1\2frame-one\0", f2[] = "", f3[] = "\xff\0\xfe", f4[] = "four\0four";
+        const void *first[] = {f1, f2, f3};
+        size_t first_lens[] = {sizeof(f1), 0, sizeof(f3)};
+        const void *second[] = {f4};
+        size_t second_lens[] = {sizeof(f4)};
+        const void *after[] = {f3, f4};
+        size_t after_lens[] = {sizeof(f3), sizeof(f4)};
+        struct mcd_store_partition p = {
+                .partition = 0, .generation = gen, .frames = first, .frame_lens = first_lens, .n_frames = 3,
+        };
+        struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
+        int64_t due = -1, len = -1;
+        void **many;
+        size_t *many_lens, n = 0;
+
+        ok(outbox_is(s, NULL, NULL, 0), "outbox starts empty");
+        is_int(mcd_store_commit(s, &b), 0, "commit appends three binary frames");
+        ok(outbox_is(s, first, first_lens, 3), "outbox holds them, NUL bytes and empty frame intact");
+        p.frames = second;
+        p.frame_lens = second_lens;
+        p.n_frames = 1;
+        p.trim = 2;
+        is_int(mcd_store_commit(s, &b), 0, "commit trims two and appends one");
+        ok(outbox_is(s, after, after_lens, 2), "outbox is frame 3, frame 4");
+        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts");
+        is_int(len, 2, "outbox length 2");
+
+        /* more frames than one RPUSH chunk, then trim them all */
+        many = calloc(2500, sizeof(*many));
+        many_lens = calloc(2500, sizeof(*many_lens));
+        if (!ok(many && many_lens, "frames allocated"))
+                return;
+        for (size_t i = 0; i < 2500; i++) {
+                many[i] = (void *)f1;
+                many_lens[i] = sizeof(f1);
+        }
+        p.frames = (const void *const *)many;
+        p.frame_lens = many_lens;
+        p.n_frames = 2500;
+        p.trim = 0;
+        is_int(mcd_store_commit(s, &b), 0, "commit of 2500 frames");
+        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts again");
+        is_int(len, 2502, "outbox length 2502");
+        p.n_frames = 0;
+        p.trim = 5000;
+        is_int(mcd_store_commit(s, &b), 0, "trim beyond the end");
+        is_int(mcd_store_read_outbox(s, 0, &many, &many_lens, &n) == 0 ? (long long)n : -1, 0, "outbox empty");
+        mcd_store_frames_free(many, many_lens, n);
+        free((void *)p.frames);
+        free((void *)p.frame_lens);
+}
+
+static void test_due(struct mcd_store *s, int64_t gen) {
+        struct mcd_customer blocked, allowed;
+        char **ids = NULL;
+        size_t n = 0;
+        int64_t due = -1, len = -1;
+
+        simple_customer(&blocked, "c-due", MCD_SS_SWITCH_BLOCKED);
+        simple_customer(&allowed, "c-due", MCD_SS_SWITCH_ALLOWED);
+        is_int(commit_one(s, &blocked, 0, gen), 0, "commit of a customer with a blocked switch");
+        is_int(mcd_store_due(s, 0, TERM_END - 1, 10, &ids, &n), 0, "due just before term_end");
+        is_int(n, 0, "nothing due yet");
+        mcd_store_ids_free(ids, n);
+        is_int(mcd_store_due(s, 0, TERM_END, 10, &ids, &n), 0, "due at term_end");
+        ok(n == 1 && strcmp(ids[0], "c-due") == 0, "the customer is due at its term_end");
+        mcd_store_ids_free(ids, n);
+        is_int(mcd_store_due(s, 1, TERM_END, 10, &ids, &n), 0, "due on another partition");
+        is_int(n, 0, "nothing there");
+        mcd_store_ids_free(ids, n);
+        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts");
+        is_int(due, 1, "one customer due");
+        is_int(commit_one(s, &allowed, 0, gen), 0, "commit of the customer without a blocked switch");
+        is_int(mcd_store_due(s, 0, TERM_END + 1000, 10, &ids, &n), 0, "due after term_end");
+        is_int(n, 0, "the customer is gone from the zset");
+        mcd_store_ids_free(ids, n);
+        mcd_customer_clear(&blocked);
+        mcd_customer_clear(&allowed);
+}
+
+static void test_fencing(struct mcd_store *s, int64_t gen) {
+        struct mcd_customer c, out;
+        const char *id = "c-fenced";
+        static const char frame[] = "x\0y";
+        const void *frames[] = {frame};
+        size_t lens[] = {sizeof(frame)};
+        struct mcd_store_customer sc = {.customer = &c, .partition = 0};
+        struct mcd_store_partition p[2] = {
+                {.partition = 1, .generation = 0},
+                {.partition = 0, .generation = gen, .set_offsets = true, .offsets = {7, 7}, .frames = frames,
+                 .frame_lens = lens, .n_frames = 1},
+        };
+        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = p, .n_partitions = 2};
+        struct mcd_offsets o;
+        int64_t g2 = 0, g1 = 0, now_gen = 0, due = 0, len = 0;
+
+        simple_customer(&c, id, MCD_SS_SWITCH_BLOCKED);
+        is_int(mcd_store_claim(s, 1, &g1), 0, "claim of partition 1");
+        p[0].generation = g1;
+        is_int(mcd_store_claim(s, 0, &g2), 0, "second claim of partition 0");
+        ok(g2 == gen + 1, "generation went up by one");
+        is_int(mcd_store_generation(s, 0, &now_gen), 0, "generation read");
+        is_int(now_gen, g2, "generation is the new one");
+        is_int(mcd_store_commit(s, &b), -ESTALE, "commit with the old generation is -ESTALE");
+        is_int(mcd_store_load(s, &id, 1, &out), 0, "load after the fenced commit");
+        ok(out.n_subs == 0, "customer not written");
+        mcd_customer_clear(&out);
+        is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read");
+        ok(o.rel == 42, "offsets not written");
+        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts read");
+        ok(due == 0 && len == 0, "neither due zset nor outbox written");
+        p[1].generation = g2;
+        p[0].generation = g1 + 1;
+        is_int(mcd_store_commit(s, &b), -ESTALE, "a stale second partition fences the whole batch");
+        p[0].generation = g1;
+        is_int(mcd_store_commit(s, &b), 0, "commit with the new generations");
+        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts read");
+        ok(due == 1 && len == 1, "now written");
+        mcd_customer_clear(&c);
+}
+
+static void test_meta_missing(struct mcd_store *s, int port, int64_t gen) {
+        struct mcd_customer c;
+        bool exists = true, created = false;
+
+        simple_customer(&c, "c-lost", MCD_SS_SWITCH_BLOCKED);
+        is_int(raw(port, "FLUSHALL"), 0, "FLUSHALL");
+        is_int(mcd_store_meta_exists(s, &exists), 0, "meta_exists after FLUSHALL");
+        ok(!exists, "meta is gone");
+        is_int(commit_one(s, &c, 0, gen), -ENODATA, "commit without meta is -ENODATA");
+        {
+                redisContext *rc = raw_connect(port);
+                redisReply *r1 = rc ? redisCommand(rc, "SELECT 3") : NULL;
+                redisReply *r2 = rc ? redisCommand(rc, "DBSIZE") : NULL;
+                ok(r2 && r2->type == REDIS_REPLY_INTEGER && r2->integer == 0, "nothing written");
+                if (r1)
+                        freeReplyObject(r1);
+                if (r2)
+                        freeReplyObject(r2);
+                if (rc)
+                        redisFree(rc);
+        }
+        is_int(mcd_store_init_meta(s, &created), 0, "init_meta again");
+        ok(created, "meta created again");
+        is_int(commit_one(s, &c, 0, gen), -ESTALE, "commit with meta but no generation is -ESTALE");
+        mcd_customer_clear(&c);
+}
+
+static void test_down(struct mcd_store *s, struct server *sv) {
+        const char *id = "c-rich";
+        struct mcd_customer out;
+        int64_t rtt = -1, gen = 0;
+        int r1, r2;
+
+        server_stop(sv);
+        r1 = mcd_store_load(s, &id, 1, &out);
+        ok(r1 == -EIO || r1 == -ECONNREFUSED, "load with Redis down fails: %d", r1);
+        r2 = mcd_store_ping(s, &rtt);
+        is_int(r2, -ECONNREFUSED, "reconnect to a down Redis is -ECONNREFUSED");
+        is_int(mcd_store_claim(s, 0, &gen), -ECONNREFUSED, "claim too");
+        if (!ok(server_start(sv) == 0, "redis restarted on the same port"))
+                return;
+        is_int(mcd_store_ping(s, &rtt), 0, "ping after restart");
+        ok(rtt >= 0, "rtt measured");
+        is_int(mcd_store_load(s, &id, 1, &out), 0, "load after restart");
+        ok(out.n_subs == 3, "data survived the restart (AOF)");
+        mcd_customer_clear(&out);
+        is_int(mcd_store_claim(s, 0, &gen), 0, "claim after restart");
+}
+
+/* The script cache emptied under us: EVALSHA gets NOSCRIPT, EVAL follows. */
+static void test_noscript(struct mcd_store *s, int port, int64_t gen) {
+        struct mcd_store_partition p = {.partition = 0, .generation = gen};
+        struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
+        uint64_t rt;
+
+        is_int(raw(port, "SCRIPT FLUSH"), 0, "SCRIPT FLUSH");
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_commit(s, &b), 0, "commit after SCRIPT FLUSH falls back to EVAL");
+        is_int(mcd_store_round_trips(s) - rt, 2, "EVALSHA then EVAL");
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_commit(s, &b), 0, "next commit");
+        is_int(mcd_store_round_trips(s) - rt, 1, "is EVALSHA again");
+}
+
+/* A server that accepts but never answers (SIGSTOP): -ETIMEDOUT. */
+static void test_timeout(struct mcd_store *s, struct server *sv) {
+        struct timespec t0, t1;
+        int64_t rtt, ms;
+
+        kill(sv->pid, SIGSTOP);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        is_int(mcd_store_ping(s, &rtt), -ETIMEDOUT, "a hung Redis is -ETIMEDOUT");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        ok(ms >= 900 && ms < 5000, "after the 1 s timeout (%lld ms)", (long long)ms);
+        kill(sv->pid, SIGCONT);
+        is_int(mcd_store_ping(s, &rtt), 0, "ping once it answers again");
+}
+
+/* requirepass: AUTH on connect, and -EACCES without the password. */
+static void test_auth(int port) {
+        struct mcd_store_options o = {.host = "127.0.0.1", .port = port, .db = 3, .prefix = "t:", .timeout_ms = 1000};
+        struct mcd_store *s = NULL;
+        redisContext *c;
+        redisReply *r;
+        int64_t rtt;
+        bool exists = false;
+
+        is_int(raw(port, "CONFIG SET requirepass s3cret"), 0, "requirepass set");
+        ok(mcd_store_new(&o, &s) == 0, "store without password");
+        is_int(mcd_store_ping(s, &rtt), -EACCES, "without the password: -EACCES");
+        mcd_store_free(s);
+        o.password = "s3cret";
+        ok(mcd_store_new(&o, &s) == 0, "store with password");
+        is_int(mcd_store_ping(s, &rtt), 0, "with the password: ping");
+        is_int(mcd_store_meta_exists(s, &exists), 0, "meta_exists");
+        ok(exists, "sees db 3 (SELECT)");
+        mcd_store_free(s);
+        c = raw_connect(port);
+        r = c ? redisCommand(c, "AUTH s3cret") : NULL;
+        if (r)
+                freeReplyObject(r);
+        r = c ? redisCommand(c, "CONFIG SET requirepass %s", "") : NULL;
+        ok(r && r->type == REDIS_REPLY_STATUS, "requirepass cleared");
+        if (r)
+                freeReplyObject(r);
+        if (c)
+                redisFree(c);
+}
+
+static void test_store(struct server *sv) {
+        struct mcd_store *s = store_open(sv->port);
+        bool created = false, exists = false;
+        int64_t gen = 0, rtt = -1;
+
+        if (!ok(s != NULL, "store created"))
+                return;
+        is_int(mcd_store_ping(s, &rtt), 0, "ping");
+        is_int(mcd_store_meta_exists(s, &exists), 0, "meta_exists");
+        ok(!exists, "no meta at first");
+        is_int(mcd_store_init_meta(s, &created), 0, "init_meta");
+        ok(created, "meta created");
+        is_int(mcd_store_init_meta(s, &created), 0, "init_meta again");
+        ok(!created, "meta existed");
+        is_int(mcd_store_generation(s, 0, &gen), 0, "generation before any claim");
+        is_int(gen, 0, "is 0");
+        is_int(mcd_store_claim(s, 0, &gen), 0, "claim partition 0");
+        is_int(gen, 1, "generation 1");
+        test_load_and_commit(s, gen);
+        test_corrupt(s, sv->port);
+        test_offsets(s, gen);
+        test_outbox(s, gen);
+        test_due(s, gen);
+        test_fencing(s, gen);
+        gen++;
+        test_noscript(s, sv->port, gen);
+        test_timeout(s, sv);
+        test_auth(sv->port);
+        test_down(s, sv);
+        test_meta_missing(s, sv->port, gen);
+        mcd_store_free(s);
+}
+
+static void test_store_unreachable(int port) {
+        struct mcd_store *s = store_open(port);
+        int64_t rtt;
+
+        ok(s != NULL, "store created while Redis is down (lazy connect)");
+        if (s)
+                is_int(mcd_store_ping(s, &rtt), -ECONNREFUSED, "ping of nothing is -ECONNREFUSED");
+        mcd_store_free(s);
+}
+
+int main(void) {
+        struct server sv = {0};
+
+        signal(SIGPIPE, SIG_IGN);       /* as the daemon does: a dead peer is an error, not a signal */
+
+        test_json_roundtrip();
+        test_json_malformed();
+
+        snprintf(sv.dir, sizeof(sv.dir), "/tmp/test_store.XXXXXX");
+        sv.port = free_port();
+        if (!ok(mkdtemp(sv.dir) != NULL && sv.port > 0, "temporary directory and port %d", sv.port))
+                return tap_done();
+        test_store_unreachable(sv.port);
+        if (ok(server_start(&sv) == 0, "redis-server started on port %d", sv.port))
+                test_store(&sv);
+        server_stop(&sv);
+        nftw(sv.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return tap_done();
+}
