@@ -1292,7 +1292,7 @@ static int event_payload_to_json(const struct mcd_event *ev, json_t *p) {
         default:
                 return -EINVAL;
         }
-        return r ? -ENOMEM : 0;
+        return r ? -EINVAL : 0;         /* an enum out of range, or no memory */
 }
 
 /* {"RecordName": payload} as the value of the envelope's payload field. */
@@ -1383,7 +1383,7 @@ static int outcome_payload_to_json(const struct mcd_outcome *o, json_t *p) {
         default:
                 return -EINVAL;
         }
-        return r ? -EINVAL : 0;
+        return r ? -EINVAL : 0;         /* an enum out of range, or no memory */
 }
 
 static int outcome_to_json(const struct mcd_outcome *o, json_t **out) {

@@ -31,6 +31,7 @@ static const char *const consumer_defaults[][2] = {
         {"session.timeout.ms", "6000"},
         {"heartbeat.interval.ms", "1000"},
         {"fetch.wait.max.ms", "20"},
+        {"enable.partition.eof", "true"},
         {NULL, NULL},
 };
 

@@ -61,6 +61,9 @@ struct pair {
         int64_t expect[2];           /* next offset expected from Kafka, -1 any */
         struct mcd_offsets committed;/* next offsets, as stored in Redis */
         struct mcd_offsets next;     /* after the last message taken into the batch */
+        mcd_time_t stream_time;      /* latest occurred_at applied: the rules' clock for input */
+        int64_t last_arrival;        /* monotonic ms of the last message buffered */
+        bool at_end[2];              /* the side reached its partition's end (PARTITION_EOF) */
         size_t untrimmed;            /* delivered frames still at the outbox head */
 };
 
@@ -199,6 +202,7 @@ static struct pair *pair_add(struct worker *w, int32_t partition) {
         p->partition = partition;
         p->phase = PAIR_INIT;
         p->expect[REL] = p->expect[SUB] = -1;
+        p->stream_time = INT64_MIN;
         w->pairs[w->n_pairs++] = p;
         return p;
 }
@@ -619,6 +623,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         rd_kafka_topic_partition_list_destroy(l);
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
+        p->at_end[REL] = p->at_end[SUB] = false;
         p->phase = PAIR_READY;
         set_paused(w, p, false);
         sync_sub_assignment(w);
@@ -632,6 +637,9 @@ static int pair_init(struct worker *w, struct pair *p) {
 static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
         struct pair *p;
 
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && (p = pair_find(w, m->partition)) &&
+            p->phase == PAIR_READY && (p->expect[t] < 0 || m->offset >= p->expect[t]))
+                p->at_end[t] = true;
         if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         w->st.kafka_errors++;
@@ -646,7 +654,12 @@ static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
                 return;
         }
         p->expect[t] = m->offset + 1;
+        p->last_arrival = mono_ms();
+        p->at_end[t] = false;
         w->st.events[t]++;
+        mcd_log_full(LOG_DEBUG,
+                     &(struct mcd_log_fields){.topic = topic_of(w, t), .partition = m->partition, .offset = m->offset},
+                     "buffered message with timestamp %" PRId64, rd_kafka_message_timestamp(m, NULL));
         if (q_push(&p->q[t], m, mono_ms()) < 0) {
                 log_error("out of memory buffering a message; partition %" PRId32 " restarts", p->partition);
                 rd_kafka_message_destroy(m);
@@ -695,8 +708,19 @@ struct item {
         struct mcd_avro_error err;
 };
 
-/* Takes the next message of a pair in timestamp order, or NULL when the
- * order is not known yet (one side empty for less than merge_wait). */
+/* How long a buffered message waits for the other, empty side of its pair:
+ * merge_wait when that side has reached its partition's end (as Kafka
+ * Streams' max.task.idle.ms), longer while it is still fetching what the
+ * broker holds (at start-up, or lagging), so that a slow fetch does not
+ * reorder history. */
+static int64_t merge_patience(const struct worker *w, const struct pair *p, int empty_side) {
+        if (p->at_end[empty_side])
+                return w->cfg->merge_wait;
+        return w->cfg->merge_wait > 30000 ? w->cfg->merge_wait : 30000;
+}
+
+/* Takes the next message of a pair in timestamp order (a relationship first
+ * on a tie), or NULL when the order is not known yet. */
 static rd_kafka_message_t *merge_next(struct worker *w, struct pair *p, int *topic, int64_t mono_now) {
         struct msgq *r = &p->q[REL], *s = &p->q[SUB];
         int t;
@@ -705,14 +729,10 @@ static rd_kafka_message_t *merge_next(struct worker *w, struct pair *p, int *top
                 int64_t tr = rd_kafka_message_timestamp(r->v[r->head], NULL);
                 int64_t ts = rd_kafka_message_timestamp(s->v[s->head], NULL);
                 t = tr <= ts ? REL : SUB;
-        } else if (q_len(r)) {
-                if (mono_now - r->arrived[r->head] < w->cfg->merge_wait)
+        } else if (q_len(r) || q_len(s)) {
+                t = q_len(r) ? REL : SUB;
+                if (mono_now - p->q[t].arrived[p->q[t].head] < merge_patience(w, p, !t))
                         return NULL;
-                t = REL;
-        } else if (q_len(s)) {
-                if (mono_now - s->arrived[s->head] < w->cfg->merge_wait)
-                        return NULL;
-                t = SUB;
         } else {
                 return NULL;
         }
@@ -920,6 +940,14 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
         return 0;
 }
 
+/* A pair is idle when nothing is buffered and nothing arrived for
+ * merge_wait: only then may the wall clock fire its timers, so that input
+ * replayed from history fires them in stream time, exactly as replay does. */
+static bool pair_idle(const struct worker *w, const struct pair *p) {
+        return p->phase == PAIR_READY && q_len(&p->q[REL]) == 0 && q_len(&p->q[SUB]) == 0 &&
+               mono_ms() - p->last_arrival >= w->cfg->merge_wait;
+}
+
 static int batch_due(struct worker *w, struct batch *b, int64_t now) {
         if (now < w->next_due_scan)
                 return 0;
@@ -928,7 +956,7 @@ static int batch_due(struct worker *w, struct batch *b, int64_t now) {
                 char **ids = NULL;
                 size_t n = 0;
                 int r;
-                if (w->pairs[i]->phase != PAIR_READY)
+                if (!pair_idle(w, w->pairs[i]))
                         continue;
                 r = mcd_store_due(w->store, w->pairs[i]->partition, now, 1000, &ids, &n);
                 for (size_t j = 0; r >= 0 && j < n; j++)
@@ -974,7 +1002,15 @@ static int batch_apply(struct worker *w, struct batch *b, int64_t now, size_t n_
                 c = batch_customer(b, it->ev.customer_id, &ci);
                 if (!c)
                         return -EINVAL;
-                r = mcd_apply_event(c, &it->ev, now, &w->rules, &b->out);
+                /* The rules' clock for input is stream time, as in replay:
+                 * what fell due before this event fires first. */
+                if (it->ev.occurred_at > it->pair->stream_time)
+                        it->pair->stream_time = it->ev.occurred_at;
+                while ((r = mcd_fire_next_due(c, it->pair->stream_time, &w->rules, &b->out)) > 0)
+                        w->st.timers_fired++;
+                if (r < 0)
+                        return r;
+                r = mcd_apply_event(c, &it->ev, it->pair->stream_time, &w->rules, &b->out);
                 if (r < 0 || (r = outcome_frames(w, b, pi, from)) < 0)
                         return r;
                 w->st.events_by_type[it->ev.type]++;

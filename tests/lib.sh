@@ -20,4 +20,78 @@ tap_done() {
 : "${MCD_SRCDIR:?}"
 MCD="${MCD_WRAPPER:+$MCD_WRAPPER }$MCD_BIN"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mcd-test.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+
+
+# ---- services for the integration tests -------------------------------------
+# Every helper records what it started so that the EXIT trap stops it.
+PIDS=""
+cleanup() {
+        for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+        wait 2>/dev/null
+        rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() {  # prints a free TCP port on 127.0.0.1
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+                echo $((20000 + $$ % 20000))
+}
+
+wait_until() {  # wait_until SECONDS COMMAND...: polls every 0.2 s
+        _deadline=$(( $(date +%s) + $1 )); shift
+        while ! "$@" >/dev/null 2>&1; do
+                [ "$(date +%s)" -ge "$_deadline" ] && return 1
+                sleep 0.2
+        done
+}
+
+start_redis() {  # start_redis [PORT]: sets REDIS_PORT; AOF on, as production should run
+        REDIS_PORT=${1:-$(free_port)}
+        mkdir -p "$TMP/redis"
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes \
+                --dir "$TMP/redis" --logfile "$TMP/redis/log" &
+        REDIS_PID=$!
+        PIDS="$PIDS $REDIS_PID"
+        wait_until 20 redis-cli -p "$REDIS_PORT" ping
+}
+
+start_kafka() {  # start_kafka PARTITIONS: a mock cluster in its own process; sets BOOTSTRAP
+        "$MCD_BIN" mock-cluster --partitions "${1:-4}" > "$TMP/bootstrap" 2> "$TMP/mock.log" &
+        KAFKA_PID=$!
+        PIDS="$PIDS $KAFKA_PID"
+        wait_until 30 test -s "$TMP/bootstrap" || return 1
+        BOOTSTRAP=$(head -1 "$TMP/bootstrap")
+}
+
+write_config() {  # write_config FILE [EXTRA LINES...]
+        _f=$1; shift
+        {
+                echo "kafka.bootstrap.servers = $BOOTSTRAP"
+                echo "redis.port = $REDIS_PORT"
+                echo "merge_wait = 200ms"
+                echo "metrics.listen ="
+                for l in "$@"; do echo "$l"; done
+        } > "$_f"
+}
+
+start_daemon() {  # start_daemon CONFIG LOG: sets DAEMON_PID
+        $MCD run -c "$1" > "$2.out" 2> "$2" &
+        DAEMON_PID=$!
+        PIDS="$PIDS $DAEMON_PID"
+}
+
+count_outcomes() {  # count_outcomes CONFIG: outcomes on the topic now
+        "$MCD_BIN" tail -c "$1" --exit-at-end 2>/dev/null | wc -l
+}
+
+outcomes_at_least() {  # outcomes_at_least CONFIG N
+        [ "$(count_outcomes "$1")" -ge "$2" ]
+}
+
+strip_messages() {  # outcome lines without "message", sorted
+        sed 's/"message":"\([^"\\]\|\\.\)*",//' | sort
+}
+
+sort_by_time() {  # JSON lines in occurred_at order (stable)
+        sed 's/.*"occurred_at": *"\([^"]*\)".*/\1\t&/' | sort -s -t "$(printf '\t')" -k1,1 | cut -f2-
+}
