@@ -522,10 +522,48 @@ static void pending_clear(struct worker *w) {
 /* Produces every pending frame not yet delivered and waits for them.
  * Returns 0 when all are delivered (the outbox heads can be trimmed), or
  * -EAGAIN to try again later. */
+/* Fencing, checked again before publishing: frames of a partition that
+ * another instance has claimed since they were committed are dropped (the new
+ * owner reconciles that outbox itself).  Returns -EAGAIN when Redis cannot
+ * tell. */
+static int drop_fenced(struct worker *w) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < w->n_pending; i++) {
+                struct pending *pf = w->pending[i];
+                struct pair *p = pair_find(w, pf->partition);
+                int64_t gen = -1;
+                int r = 0;
+
+                if (!pf->sent && p && (i == 0 || w->pending[i - 1]->partition != pf->partition)) {
+                        r = mcd_store_generation(w->store, pf->partition, &gen);
+                        if (r < 0)
+                                return redis_unreachable(r) ? -EAGAIN : r;
+                        if (gen != p->generation && p->phase == PAIR_READY) {
+                                log_warning("partition %" PRId32 " was claimed by another instance; "
+                                            "its unpublished frames are left to the new owner",
+                                            pf->partition);
+                                p->phase = PAIR_FENCED;
+                                set_paused(w, p, true);
+                        }
+                }
+                if (!pf->sent && (!p || p->phase == PAIR_FENCED)) {
+                        free(pf->buf);
+                        free(pf);
+                        continue;
+                }
+                w->pending[kept++] = pf;
+        }
+        w->n_pending = kept;
+        return 0;
+}
+
 static int publish_pending(struct worker *w, int timeout_ms) {
         int64_t deadline = mono_ms() + timeout_ms;
         bool all;
 
+        if (drop_fenced(w) < 0)
+                return -EAGAIN;
         for (size_t i = 0; i < w->n_pending; i++) {
                 struct pending *pf = w->pending[i];
                 if ((pf->status < 0 || !pf->sent) && pf->status != 1 && produce_frame(w, pf) < 0)
@@ -590,6 +628,212 @@ out:
         return r;
 }
 
+/* ------------------------------------------------------------- rebuild -- */
+
+/* The latest changelog record of each key that belongs to one partition. */
+struct changelog_scan {
+        int32_t partition;
+        char offsets_key[64];
+        struct mcd_strmap latest;    /* key -> malloc'd JSON value */
+};
+
+static void scan_free(struct changelog_scan *sc) {
+        for (size_t i = 0; i < sc->latest.size; i++)
+                if (sc->latest.keys[i])
+                        free(sc->latest.values[i]);
+        mcd_strmap_clear(&sc->latest);
+}
+
+static int scan_take(struct changelog_scan *sc, const rd_kafka_message_t *m) {
+        char key[1024];
+        char *val;
+        void *old;
+        json_t *rec;
+        json_int_t part = -1;
+        int r;
+
+        if (!m->key || m->key_len >= sizeof(key) || !m->payload)
+                return 0;
+        memcpy(key, m->key, m->key_len);
+        key[m->key_len] = '\0';
+        rec = json_loadb(m->payload, m->len, 0, NULL);
+        if (!rec)
+                return 0;
+        if (strcmp(key, sc->offsets_key) != 0 &&
+            (json_unpack(rec, "{s:I}", "partition", &part) < 0 || part != sc->partition)) {
+                json_decref(rec);
+                return 0;
+        }
+        json_decref(rec);
+        val = strndup(m->payload, m->len);
+        if (!val)
+                return -ENOMEM;
+        old = mcd_strmap_get(&sc->latest, key);
+        r = mcd_strmap_put(&sc->latest, key, val);
+        if (r < 0) {
+                free(val);
+                return r;
+        }
+        free(old);
+        return 0;
+}
+
+/* Reads the whole changelog topic, keeping what belongs to sc->partition. */
+static int scan_changelog(struct worker *w, struct changelog_scan *sc) {
+        const char *topic = w->cfg->topic_changelog;
+        int n = mcd_kafka_partition_count(w->producer, topic, 10000), remaining = 0, r = 0;
+        rd_kafka_topic_partition_list_t *l;
+        int64_t *end, deadline = mono_ms() + 120000;
+        rd_kafka_t *rk;
+        char err[512];
+
+        if (n == -ENOENT)
+                return 0;       /* no changelog yet: nothing was ever committed */
+        if (n < 0)
+                return n;
+        end = calloc((size_t)n, sizeof(*end));
+        l = rd_kafka_topic_partition_list_new(n);
+        if (!end || !l) {
+                free(end);
+                if (l)
+                        rd_kafka_topic_partition_list_destroy(l);
+                return -ENOMEM;
+        }
+        for (int q = 0; q < n; q++) {
+                int64_t lo;
+                if (rd_kafka_query_watermark_offsets(w->producer, topic, q, &lo, &end[q], 10000)) {
+                        r = -EIO;
+                        goto out;
+                }
+                if (end[q] > lo) {
+                        rd_kafka_topic_partition_list_add(l, topic, q)->offset = RD_KAFKA_OFFSET_BEGINNING;
+                        remaining++;
+                }
+        }
+        if (remaining == 0)
+                goto out;
+        rk = mcd_kafka_new(w->cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        if (!rk) {
+                r = -EINVAL;
+                goto out;
+        }
+        rd_kafka_assign(rk, l);
+        while (remaining > 0 && r >= 0 && mono_ms() < deadline && !w->sig->stop) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (!m->err)
+                        r = scan_take(sc, m);
+                if ((!m->err && m->offset + 1 >= end[m->partition]) ||
+                    (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->offset >= end[m->partition])) {
+                        if (end[m->partition] >= 0)
+                                remaining--;
+                        end[m->partition] = INT64_MAX;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        if (remaining > 0 && r >= 0)
+                r = -ETIMEDOUT;
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+out:
+        free(end);
+        rd_kafka_topic_partition_list_destroy(l);
+        return r;
+}
+
+/* Writes the scanned customers of a partition back to Redis, in chunks,
+ * the offsets and marks last. */
+static int restore_partition(struct worker *w, struct pair *p, struct changelog_scan *sc, int64_t *from[2]) {
+        struct mcd_customer *cs = calloc(256, sizeof(*cs));
+        struct mcd_store_customer sc_items[256];
+        struct mcd_store_partition sp = {.partition = p->partition, .generation = p->generation};
+        struct mcd_store_batch b = {.customers = sc_items, .partitions = &sp, .n_partitions = 1};
+        const char *offsets_json = mcd_strmap_get(&sc->latest, sc->offsets_key);
+        char *marks = NULL;
+        size_t n = 0, restored = 0;
+        int r = 0;
+
+        if (!cs)
+                return -ENOMEM;
+        for (size_t i = 0; i <= sc->latest.size && r >= 0; i++) {
+                bool last = i == sc->latest.size;
+                if (!last && sc->latest.keys[i] && strcmp(sc->latest.keys[i], sc->offsets_key) != 0) {
+                        json_t *rec = json_loads(sc->latest.values[i], 0, NULL), *state = json_object_get(rec, "state");
+                        char *text = state ? json_dumps(state, JSON_COMPACT) : NULL;
+                        char why[256];
+                        if (text && mcd_state_from_json(text, strlen(text), &cs[n], why, sizeof(why)) == 0) {
+                                sc_items[n].customer = &cs[n];
+                                sc_items[n].partition = p->partition;
+                                n++;
+                        } else {
+                                log_error("changelog record of customer %s is unreadable; skipped", sc->latest.keys[i]);
+                        }
+                        free(text);
+                        json_decref(rec);
+                }
+                if (n == 256 || (last && (n > 0 || offsets_json))) {
+                        if (last && offsets_json) {
+                                json_t *rec = json_loads(offsets_json, 0, NULL);
+                                json_int_t rel = -1, sub = -1;
+                                const char *m = NULL;
+                                if (rec && json_unpack(rec, "{s:I, s:I, s?s}", "rel", &rel, "sub", &sub, "marks", &m) == 0) {
+                                        sp.set_offsets = true;
+                                        sp.offsets = (struct mcd_offsets){.rel = rel, .sub = sub};
+                                        marks = m && *m ? strdup(m) : NULL;
+                                        sp.marks = marks;
+                                        marks_parse(w, marks, from);
+                                }
+                                json_decref(rec);
+                        }
+                        b.n_customers = n;
+                        r = mcd_store_commit(w->store, &b);
+                        restored += n;
+                        for (size_t j = 0; j < n; j++)
+                                mcd_customer_clear(&cs[j]);
+                        n = 0;
+                }
+        }
+        for (size_t j = 0; j < n; j++)
+                mcd_customer_clear(&cs[j]);
+        free(cs);
+        free(marks);
+        if (r >= 0 && (restored > 0 || offsets_json))
+                log_notice("partition %" PRId32 ": restored %zu customers and offsets %" PRId64 "/%" PRId64
+                           " from the changelog",
+                           p->partition, restored, sp.offsets.rel, sp.offsets.sub);
+        return r;
+}
+
+/* A partition claimed for the first time in this Redis (generation 1): Redis
+ * is new, or lost its data.  What the changelog holds for the partition is
+ * written back, and the outputs already on the topics after the recorded
+ * marks are remembered, so that re-processing does not publish them again. */
+static int rebuild_partition(struct worker *w, struct pair *p) {
+        struct changelog_scan sc = {.partition = p->partition};
+        int64_t *from[2] = {calloc((size_t)w->n_out_parts[0] + 1, 8), calloc((size_t)w->n_out_parts[1] + 1, 8)};
+        int r = 0;
+
+        snprintf(sc.offsets_key, sizeof(sc.offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
+        if (!from[0] || !from[1])
+                r = -ENOMEM;
+        if (r >= 0)
+                r = mcd_kafka_flush(w->producer, 30000);        /* our own changelog appends first */
+        if (r >= 0)
+                r = scan_changelog(w, &sc);
+        if (r >= 0 && sc.latest.n > 0) {
+                r = restore_partition(w, p, &sc, from);
+                if (r >= 0)
+                        r = collect_published(w, from);
+        }
+        scan_free(&sc);
+        free(from[0]);
+        free(from[1]);
+        if (r < 0)
+                log_error("partition %" PRId32 ": cannot rebuild from the changelog: %s", p->partition, strerror(-r));
+        return r;
+}
+
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 static int pair_init(struct worker *w, struct pair *p) {
@@ -597,16 +841,23 @@ static int pair_init(struct worker *w, struct pair *p) {
         rd_kafka_error_t *e;
         int r;
 
-        r = mcd_store_claim(w->store, p->partition, &p->generation);
-        if (r >= 0)
-                r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
+        if (p->phase == PAIR_INIT) {
+                r = mcd_store_claim(w->store, p->partition, &p->generation);
+                if (r < 0)
+                        return r;
+                p->phase = PAIR_RECONCILE;
+                if (p->generation == 1 && (r = rebuild_partition(w, p)) < 0) {
+                        p->phase = PAIR_INIT;
+                        return r;
+                }
+        }
+        r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
         if (r < 0)
                 return r;
         p->next = p->committed;
         p->expect[REL] = p->committed.rel;
         p->expect[SUB] = p->committed.sub;
         p->untrimmed = 0;
-        p->phase = PAIR_RECONCILE;
         r = pair_reconcile(w, p);
         if (r < 0)
                 return r;
@@ -1113,8 +1364,6 @@ static void changelog_append(struct worker *w, struct batch *b, const char *mark
         }
 }
 
-static int rebuild_from_changelog(struct worker *w);
-
 /* A failed commit: nothing of the batch was written.  Every ready pair goes
  * back to INIT and re-reads from Redis's offsets. */
 static void batch_abort(struct worker *w, int r) {
@@ -1128,11 +1377,30 @@ static void batch_abort(struct worker *w, int r) {
                 w->redis_ok = false;
                 w->st.redis_errors++;
         }
-        for (size_t i = 0; i < w->n_pairs; i++)
-                if (w->pairs[i]->phase == PAIR_READY)
-                        pair_restart(w, w->pairs[i]);
-        if (r == -ENODATA && rebuild_from_changelog(w) < 0)
-                w->redis_ok = false;
+        if (r == -ENODATA) {
+                bool created;
+                if (mcd_store_init_meta(w->store, &created) < 0)
+                        w->redis_ok = false;
+        }
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                int64_t gen = 0;
+                if (p->phase != PAIR_READY)
+                        continue;
+                /* Fenced: another instance owns the partition now; wait for
+                 * the rebalance to take it away, never claim it back. */
+                if (r == -ESTALE && mcd_store_generation(w->store, p->partition, &gen) == 0 && gen > p->generation) {
+                        log_warning("partition %" PRId32 " is owned by another instance (generation %" PRId64
+                                    " > %" PRId64 "); fenced",
+                                    p->partition, gen, p->generation);
+                        q_clear(&p->q[REL]);
+                        q_clear(&p->q[SUB]);
+                        p->phase = PAIR_FENCED;
+                        set_paused(w, p, true);
+                        continue;
+                }
+                pair_restart(w, p);
+        }
 }
 
 static int process_batch(struct worker *w) {
@@ -1187,16 +1455,6 @@ out:
         free(marks);
         batch_free(&b, w->n_pairs);
         return r;
-}
-
-/* ------------------------------------------------------------- rebuild -- */
-
-/* Redis lost everything: read the changelog topic (latest record per key),
- * write the customers and offsets back, and remember which outputs are
- * already on the topics so that re-processing does not publish them again. */
-static int rebuild_from_changelog(struct worker *w) {
-        (void)w;
-        return -ENOTSUP;
 }
 
 /* -------------------------------------------------------------- main loop -- */

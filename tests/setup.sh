@@ -4,6 +4,7 @@
 # and builds multichanneld out of tree in ./build (or $1).
 set -eu
 cd "$(dirname "$0")/.."
+top=$(pwd)
 builddir=${1:-build}
 shift 2>/dev/null || true
 
@@ -26,5 +27,5 @@ fi
 [ -x configure ] && [ configure -nt configure.ac ] && [ Makefile.in -nt Makefile.am ] || autoreconf -fi
 mkdir -p "$builddir"
 cd "$builddir"
-[ -f Makefile ] || ../configure "$@"
+[ -f Makefile ] || "$top/configure" "$@"
 make -j"$(nproc)"
