@@ -309,40 +309,18 @@ out_cfg:
 
 /* ----------------------------------------------------------------- state -- */
 
-int mcd_cmd_state(int argc, char **argv) {
-        static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {0}};
-        const char *path = NULL;
-        struct mcd_store_options so;
-        struct mcd_store *store = NULL;
-        struct mcd_config cfg;
+static int print_state(struct mcd_store *store, const char *id, bool compact) {
         char *raw = NULL;
-        int c, r, status;
+        int r = mcd_store_get_customer_json(store, id, &raw);
 
-        optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
-                if (c == 'c')
-                        path = optarg;
-                else
-                        return mcd_cli_error("state", "unknown or incomplete option '%s'", argv[optind - 1]);
+        if (r < 0)
+                return r;
+        if (!raw) {
+                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", id);
+                return -ENOENT;
         }
-        if (argc - optind != 1)
-                return mcd_cli_error("state", "expected one CUSTOMER_ID argument");
-        if ((status = mcd_load_config_for("state", path, &cfg)) != 0)
-                return status;
-        so = (struct mcd_store_options){.host = cfg.redis_host, .port = cfg.redis_port, .db = cfg.redis_db,
-                                        .password = cfg.redis_password, .prefix = cfg.redis_key_prefix,
-                                        .timeout_ms = cfg.redis_timeout_ms};
-        r = mcd_store_new(&so, &store);
-        if (r >= 0)
-                r = mcd_store_get_customer_json(store, argv[optind], &raw);
-        if (r < 0) {
-                fprintf(stderr, "multichanneld: state: Redis at %s:%d: %s\n", cfg.redis_host, cfg.redis_port,
-                        strerror(-r));
-                status = 1;
-        } else if (!raw) {
-                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", argv[optind]);
-                status = 1;
+        if (compact) {
+                puts(raw);
         } else {
                 json_t *j = json_loads(raw, 0, NULL);
                 char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -351,6 +329,52 @@ int mcd_cmd_state(int argc, char **argv) {
                 json_decref(j);
         }
         free(raw);
+        return 0;
+}
+
+int mcd_cmd_state(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"compact", no_argument, NULL, 'C'},
+                {0},
+        };
+        const char *path = NULL;
+        struct mcd_store_options so;
+        struct mcd_store *store = NULL;
+        struct mcd_config cfg;
+        bool compact = false;
+        int c, r, status;
+
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+                if (c == 'c')
+                        path = optarg;
+                else if (c == 'C')
+                        compact = true;
+                else
+                        return mcd_cli_error("state", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+        if (optind >= argc)
+                return mcd_cli_error("state", "expected a CUSTOMER_ID argument");
+        if ((status = mcd_load_config_for("state", path, &cfg)) != 0)
+                return status;
+        so = (struct mcd_store_options){.host = cfg.redis_host, .port = cfg.redis_port, .db = cfg.redis_db,
+                                        .password = cfg.redis_password, .prefix = cfg.redis_key_prefix,
+                                        .timeout_ms = cfg.redis_timeout_ms};
+        r = mcd_store_new(&so, &store);
+        for (int i = optind; r >= 0 && i < argc; i++) {
+                r = print_state(store, argv[i], compact);
+                if (r == -ENOENT) {
+                        status = 1;
+                        r = 0;
+                }
+        }
+        if (r < 0) {
+                fprintf(stderr, "multichanneld: state: Redis at %s:%d: %s\n", cfg.redis_host, cfg.redis_port,
+                        strerror(-r));
+                status = 1;
+        }
         mcd_store_free(store);
         mcd_config_clear(&cfg);
         return status;

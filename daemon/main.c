@@ -19,7 +19,7 @@ static void usage(FILE *f) {
               "commands:\n"
               "  run [-c FILE] [--embedded-kafka [--partitions N]]\n"
               "                     the daemon: consume, apply, store, publish, until SIGTERM\n"
-              "  replay [--now TIME] [--park-grace DURATION] [FILE]\n"
+              "  replay [--now TIME] [--park-grace DURATION] [--state-out FILE] [FILE]\n"
               "                     apply the rules to JSON-lines events, print outcomes\n"
               "  check-config [-c FILE]\n"
               "                     validate a configuration file, naming each bad line\n"
@@ -27,7 +27,7 @@ static void usage(FILE *f) {
               "                     produce JSON-lines events to the input topics as Avro\n"
               "  tail [-c FILE] [-b BOOTSTRAP] [--exit-at-end] [--dlq]\n"
               "                     print the outcome (or dead-letter) topic as JSON lines\n"
-              "  state [-c FILE] CUSTOMER_ID\n"
+              "  state [-c FILE] [--compact] CUSTOMER_ID...\n"
               "                     print a customer's state from Redis\n"
               "  mock-cluster [-c FILE] [--partitions N] [--brokers N]\n"
               "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
@@ -40,6 +40,7 @@ static int cmd_replay(int argc, char **argv) {
         static const struct option opts[] = {
                 {"now", required_argument, NULL, 'n'},
                 {"park-grace", required_argument, NULL, 'g'},
+                {"state-out", required_argument, NULL, 's'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -62,6 +63,14 @@ static int cmd_replay(int argc, char **argv) {
                                 return mcd_cli_error("replay", "--park-grace: invalid duration '%s' "
                                                      "(expected e.g. 10m, 30s, 500ms)", optarg);
                         break;
+                case 's':
+                        if (opt.state_out)
+                                fclose(opt.state_out);
+                        opt.state_out = fopen(optarg, "we");
+                        if (!opt.state_out)
+                                return mcd_cli_error("replay", "--state-out: cannot create '%s': %s", optarg,
+                                                     strerror(errno));
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -79,6 +88,8 @@ static int cmd_replay(int argc, char **argv) {
         r = mcd_replay(in, stdout, stderr, &opt);
         if (in != stdin)
                 fclose(in);
+        if (opt.state_out)
+                fclose(opt.state_out);
         if (r < 0) {
                 fprintf(stderr, "multichanneld: replay: %s\n", strerror(-r));
                 return 1;

@@ -7,6 +7,7 @@
 
 #include "daemon/jsonl.h"
 #include "daemon/replay.h"
+#include "daemon/state_json.h"
 #include "daemon/strmap.h"
 
 /* Customers, in a map for lookup and an array in first-seen order for the
@@ -128,6 +129,24 @@ static bool blank(const char *s) {
         return s[strspn(s, " \t\r\n")] == '\0';
 }
 
+static int cmp_entry_id(const void *a, const void *b) {
+        const struct entry *const *x = a, *const *y = b;
+        return strcmp((*x)->customer.customer_id, (*y)->customer.customer_id);
+}
+
+/* Every customer's final state, as Redis would hold it, sorted by id. */
+static int write_states(struct replay *r, FILE *f) {
+        qsort(r->entries, r->n, sizeof(*r->entries), cmp_entry_id);
+        for (size_t i = 0; i < r->n; i++) {
+                char *json = mcd_state_to_json(&r->entries[i]->customer);
+                if (!json)
+                        return -ENOMEM;
+                fprintf(f, "%s\n", json);
+                free(json);
+        }
+        return fflush(f) == 0 ? 0 : -EIO;
+}
+
 static void replay_free(struct replay *r) {
         for (size_t i = 0; i < r->n; i++) {
                 mcd_customer_clear(&r->entries[i]->customer);
@@ -174,6 +193,8 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
         }
         if (opt->has_now)
                 ret = fire_due(&r, opt->now > clock ? opt->now : clock);
+        if (ret >= 0 && opt->state_out)
+                ret = write_states(&r, opt->state_out);
 out:
         free(line);
         replay_free(&r);

@@ -15,6 +15,7 @@ struct mcd_replay_options {
         bool has_now;                /* --now given: fire what is due up to it at the end */
         mcd_time_t now;
         struct mcd_rules_config rules;
+        FILE *state_out;             /* if set: every customer's final state, one JSON line each, by id */
 };
 
 /* Reads events from `in`, writes outcomes to `out`, reports bad lines on

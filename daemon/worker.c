@@ -64,6 +64,7 @@ struct pair {
         mcd_time_t stream_time;      /* latest occurred_at applied: the rules' clock for input */
         int64_t last_arrival;        /* monotonic ms of the last message buffered */
         bool at_end[2];              /* the side reached its partition's end (PARTITION_EOF) */
+        bool side_paused[2];         /* paused for backpressure */
         size_t untrimmed;            /* delivered frames still at the outbox head */
 };
 
@@ -875,6 +876,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->at_end[REL] = p->at_end[SUB] = false;
+        p->side_paused[REL] = p->side_paused[SUB] = false;
         p->phase = PAIR_READY;
         set_paused(w, p, false);
         sync_sub_assignment(w);
@@ -925,27 +927,73 @@ static size_t buffered(const struct worker *w) {
         return n;
 }
 
-/* Polls both handles until `max` messages are buffered or the wait is over. */
-static void poll_inputs(struct worker *w, int wait_ms, size_t max) {
+/* Backpressure per side: a side holding side_limit() messages is paused on
+ * its handle, and resumed once the merge has taken half of them.  Never a
+ * global cap, which would starve the other side of a pair and stall the
+ * merge. */
+static size_t side_limit(const struct worker *w) {
+        return (size_t)w->cfg->batch_max * 2 + 100;
+}
+
+static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused) {
+        rd_kafka_topic_partition_list_t *l;
+
+        if (p->side_paused[t] == paused)
+                return;
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic_of(w, t), p->partition);
+        if (t == REL && paused)
+                rd_kafka_pause_partitions(w->consumer, l);
+        else if (t == REL)
+                rd_kafka_resume_partitions(w->consumer, l);
+        else if (paused)
+                rd_kafka_pause_partitions(w->sub_reader, l);
+        else
+                rd_kafka_resume_partitions(w->sub_reader, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        p->side_paused[t] = paused;
+}
+
+static void apply_backpressure(struct worker *w) {
+        size_t limit = side_limit(w);
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                for (int t = REL; t <= SUB; t++) {
+                        if (q_len(&p->q[t]) >= limit)
+                                set_side_paused(w, p, t, true);
+                        else if (q_len(&p->q[t]) < limit / 2)
+                                set_side_paused(w, p, t, false);
+                }
+        }
+}
+
+/* Drains up to `chunk` messages from one handle; returns how many. */
+static size_t drain(struct worker *w, rd_kafka_t *rk, int t, size_t chunk) {
+        rd_kafka_message_t *m;
+        size_t n = 0;
+        while (n < chunk && (m = rd_kafka_consumer_poll(rk, 0))) {
+                take_message(w, m, t);
+                n++;
+        }
+        return n;
+}
+
+/* Polls both handles, alternating, until `enough` messages are buffered or
+ * the wait is over. */
+static void poll_inputs(struct worker *w, int wait_ms, size_t enough) {
         int64_t deadline = mono_ms() + wait_ms;
 
         do {
-                rd_kafka_message_t *m;
-                bool got = false;
-                while (buffered(w) < max && (m = rd_kafka_consumer_poll(w->consumer, 0))) {
-                        take_message(w, m, REL);
-                        got = true;
-                }
-                while (buffered(w) < max && (m = rd_kafka_consumer_poll(w->sub_reader, 0))) {
-                        take_message(w, m, SUB);
-                        got = true;
-                }
-                if (!got && mono_ms() < deadline) {
-                        m = rd_kafka_consumer_poll(w->consumer, 5);
+                size_t got = drain(w, w->consumer, REL, 256) + drain(w, w->sub_reader, SUB, 256);
+                apply_backpressure(w);
+                if (got == 0 && mono_ms() < deadline) {
+                        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 5);
                         if (m)
                                 take_message(w, m, REL);
                 }
-        } while (buffered(w) < max && mono_ms() < deadline && !w->sig->stop);
+        } while (buffered(w) < enough && mono_ms() < deadline && !w->sig->stop);
 }
 
 /* ----------------------------------------------------------------- merge -- */
@@ -1191,12 +1239,12 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
         return 0;
 }
 
-/* A pair is idle when nothing is buffered and nothing arrived for
- * merge_wait: only then may the wall clock fire its timers, so that input
+/* A pair is idle when both sides reached their partition's end, nothing is
+ * buffered and nothing arrived for merge_wait: only then may the wall clock fire its timers, so that input
  * replayed from history fires them in stream time, exactly as replay does. */
 static bool pair_idle(const struct worker *w, const struct pair *p) {
-        return p->phase == PAIR_READY && q_len(&p->q[REL]) == 0 && q_len(&p->q[SUB]) == 0 &&
-               mono_ms() - p->last_arrival >= w->cfg->merge_wait;
+        return p->phase == PAIR_READY && p->at_end[REL] && p->at_end[SUB] && q_len(&p->q[REL]) == 0 &&
+               q_len(&p->q[SUB]) == 0 && mono_ms() - p->last_arrival >= w->cfg->merge_wait;
 }
 
 static int batch_due(struct worker *w, struct batch *b, int64_t now) {
@@ -1644,8 +1692,9 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                                                     strerror(-r));
                         }
                 }
-                poll_inputs(&w, (int)cfg->batch_wait, (size_t)cfg->batch_max * 4);
+                poll_inputs(&w, (int)cfg->batch_wait, (size_t)cfg->batch_max);
                 r = process_batch(&w);
+                apply_backpressure(&w);
                 if (r < 0 && r != -ENOMEM)
                         continue;
                 if (r == -ENOMEM) {

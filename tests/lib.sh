@@ -92,6 +92,19 @@ strip_messages() {  # outcome lines without "message", sorted
         sed 's/"message":"\([^"\\]\|\\.\)*",//' | sort
 }
 
-sort_by_time() {  # JSON lines in occurred_at order (stable)
-        sed 's/.*"occurred_at": *"\([^"]*\)".*/\1\t&/' | sort -s -t "$(printf '\t')" -k1,1 | cut -f2-
+sort_by_time() {  # JSON lines in occurred_at order, a relationship first on a tie (stable)
+        sed -e 's/.*"occurred_at": *"\([^"]*\)".*/\1\t&/' \
+            -e 's/^\([^\t]*\)\t\(.*"type": *"Relationship\)/\1\t0\t\2/' \
+            -e 's/^\([^\t]*\)\t\([^0]\)/\1\t1\t\2/' |
+                sort -s -t "$(printf '\t')" -k1,2 | cut -f3-
+}
+
+daemon_ready() {  # daemon_ready LOG: the daemon logged that it owns its partitions
+        grep -q "ready: " "$1"
+}
+
+compare_states() {  # compare_states CONFIG REPLAY_STATES: Redis holds replay's final states
+        sed 's/^{"v":1,"customer_id":"\([^"]*\)".*/\1/' "$2" > "$TMP/ids"
+        xargs "$MCD_BIN" state -c "$1" --compact < "$TMP/ids" > "$TMP/redis_states" 2>&1
+        cmp -s "$2" "$TMP/redis_states"
 }

@@ -1,0 +1,51 @@
+#!/bin/sh
+# daemon_crash.sh -- exactly once across crashes: the daemon is killed with
+# SIGKILL at random points while it processes thousands of events, and
+# restarted each time.  At the end every outcome is on the outcome topic
+# exactly once (the topic equals replay's outcomes for the same input) and
+# Redis holds replay's final state for every customer.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+EVENTS=${MCD_CRASH_EVENTS:-3000}
+KILLS=${MCD_CRASH_KILLS:-6}
+start_redis; ok $? "redis-server started on port $REDIS_PORT"
+start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
+write_config "$TMP/mcd.conf" "batch.max_events = 40" "batch.wait = 10ms"
+
+"$MCD_BUILDDIR/tests/gen_events" -s 7 -n "$EVENTS" -c 250 | sort_by_time > "$TMP/in.jsonl"
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+n_want=$(wc -l < "$TMP/want")
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+ok $? "published $EVENTS events ($n_want outcomes expected)"
+
+seed=$$
+i=0
+while [ $i -lt "$KILLS" ]; do
+        i=$((i + 1))
+        start_daemon "$TMP/mcd.conf" "$TMP/daemon.$i.log"
+        wait_until 60 daemon_ready "$TMP/daemon.$i.log"
+        # A random point within the next 0.1 .. 1.6 s of processing.
+        seed=$(( (seed * 1103515245 + 12345) % 2147483648 ))
+        sleep "$(( seed % 16 / 10 )).$(( seed % 10 ))"
+        kill -KILL "$DAEMON_PID"
+        wait "$DAEMON_PID" 2>/dev/null
+        echo "# kill $i: $(count_outcomes "$TMP/mcd.conf") outcomes on the topic"
+done
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.final.log"
+wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $? "after $KILLS kills, the daemon catches up"
+sleep 3
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end | strip_messages > "$TMP/got"
+dups=$(sed 's/^{"event_id":"\([^"]*\)".*/\1/' "$TMP/got" | sort | uniq -d | wc -l)
+ok $([ "$dups" -eq 0 ]; echo $?) "no outcome on the topic twice ($dups repeated)"
+diff "$TMP/want" "$TMP/got" | head -20 | diag
+cmp -s "$TMP/want" "$TMP/got"
+ok $? "outcome topic equals replay's outcomes ($(wc -l < "$TMP/got") of $n_want)"
+compare_states "$TMP/mcd.conf" "$TMP/want_states"
+ok $? "Redis holds replay's final state for all $(wc -l < "$TMP/want_states") customers"
+diff "$TMP/want_states" "$TMP/redis_states" | head -6 | cut -c1-300 | diag
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
+tap_done
