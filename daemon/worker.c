@@ -89,6 +89,7 @@ struct worker {
 
         struct pair **pairs;
         size_t n_pairs;
+        size_t next_pair;            /* where the next batch starts taking messages */
         int n_input_partitions;
 
         int n_out_parts[2];          /* outcomes, dlq */
@@ -835,6 +836,8 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
         return r;
 }
 
+static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused);
+
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 static int pair_init(struct worker *w, struct pair *p) {
@@ -876,7 +879,8 @@ static int pair_init(struct worker *w, struct pair *p) {
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->at_end[REL] = p->at_end[SUB] = false;
-        p->side_paused[REL] = p->side_paused[SUB] = false;
+        set_side_paused(w, p, REL, false);
+        set_side_paused(w, p, SUB, false);
         p->phase = PAIR_READY;
         set_paused(w, p, false);
         sync_sub_assignment(w);
@@ -1206,7 +1210,9 @@ static void decode_item(struct worker *w, struct item *it) {
                          memcmp(it->m->key, it->ev.customer_id, it->m->key_len) != 0)) {
                 it->err.code = MCD_DLQ_KEY_MISMATCH;
                 snprintf(it->err.message, sizeof(it->err.message),
-                         "the message key differs from customer_id \"%s\"", it->ev.customer_id);
+                         "The message key differs from the event's customer_id \"%s\"; producers must key "
+                         "each event by its customer_id.",
+                         it->ev.customer_id);
                 mcd_event_clear(&it->ev);
                 it->good = false;
         }
@@ -1219,8 +1225,10 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
         b->items = calloc(max ? max : 1, sizeof(*b->items));
         if (!b->items)
                 return -ENOMEM;
-        for (size_t i = 0; i < w->n_pairs && b->n_items < max; i++) {
-                struct pair *p = w->pairs[i];
+        /* Round robin over the pairs, so that no partition starves. */
+        w->next_pair = w->n_pairs ? (w->next_pair + 1) % w->n_pairs : 0;
+        for (size_t k = 0; k < w->n_pairs && b->n_items < max; k++) {
+                struct pair *p = w->pairs[(w->next_pair + k) % w->n_pairs];
                 rd_kafka_message_t *m;
                 int t;
                 if (p->phase != PAIR_READY)
@@ -1499,6 +1507,8 @@ static int process_batch(struct worker *w) {
                 changelog_append(w, &b, marks);
         w->st.batches++;
         w->st.last_batch_us = mono_us() - t0;
+        log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64 " us", w->st.batches,
+                  b.n_items, n_due, b.n_ids, w->st.last_batch_us);
 out:
         free(marks);
         batch_free(&b, w->n_pairs);

@@ -21,16 +21,19 @@ ok $? "published $EVENTS events ($n_want outcomes expected)"
 
 seed=$$
 i=0
+seen=0
 while [ $i -lt "$KILLS" ]; do
         i=$((i + 1))
         start_daemon "$TMP/mcd.conf" "$TMP/daemon.$i.log"
         wait_until 60 daemon_ready "$TMP/daemon.$i.log"
-        # A random point within the next 0.1 .. 1.6 s of processing.
+        # A random point once the restarted daemon is making progress again.
+        wait_until 30 outcomes_at_least "$TMP/mcd.conf" $((seen + 1))
         seed=$(( (seed * 1103515245 + 12345) % 2147483648 ))
-        sleep "$(( seed % 16 / 10 )).$(( seed % 10 ))"
+        sleep "0.$(( seed % 10 ))"
         kill -KILL "$DAEMON_PID"
         wait "$DAEMON_PID" 2>/dev/null
-        echo "# kill $i: $(count_outcomes "$TMP/mcd.conf") outcomes on the topic"
+        seen=$(count_outcomes "$TMP/mcd.conf")
+        echo "# kill $i: $seen outcomes on the topic"
 done
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.final.log"
 wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"

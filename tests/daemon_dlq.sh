@@ -129,7 +129,7 @@ ok $? "$n_bad bad messages produced, each at its own offset"
 
 "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/good2.jsonl" 2> "$TMP/publish2.err"
 ok $? "published the good events after the bad ones"
-cat "$TMP/produce.err" "$TMP/publish1.err" "$TMP/publish2.err" | diag
+cat "$TMP/produce.err" "$TMP/publish1.err" "$TMP/publish2.err" | head -40 | diag
 
 # ---- the daemon -------------------------------------------------------------
 count_dlq() { "$MCD_BIN" tail -c "$1" --dlq --exit-at-end 2>/dev/null | wc -l; }
@@ -150,7 +150,7 @@ ok $? "multichanneld tail --dlq reads the dead-letter topic"
 sed -n 's/^{"key":"\([^"]*\)","value_bytes":\([0-9]*\),"error":"\([A-Z_]*\)","error_message":"\([^"\\]\|\\.\)\{1,\}","source_topic":"\([^"]*\)","source_partition":"\([0-9]*\)","source_offset":"\([0-9]*\)"}$/\1\t\2\t\3\t\5\t\6\t\7/p' \
         "$TMP/dlq.raw" | sort > "$TMP/dlq.got"
 grep -v '^{"key":"[^"]*","value_bytes":[0-9]*,"error":"[A-Z_]*","error_message":"\([^"\\]\|\\.\)\{1,\}","source_topic":"[^"]*","source_partition":"[0-9]*","source_offset":"[0-9]*"}$' \
-        "$TMP/dlq.raw" | diag
+        "$TMP/dlq.raw" | head -20 | diag
 [ "$(wc -l < "$TMP/dlq.got")" -eq "$(wc -l < "$TMP/dlq.raw")" ]
 ok $? "every dead letter carries error, error_message, source_topic, source_partition, source_offset"
 while IFS= read -r line; do
@@ -164,7 +164,7 @@ sed -n 's/.*"error_message":"\(\([^"\\]\|\\.\)*\)".*/\1/p' "$TMP/dlq.raw" | sort
 # The values byte for byte, found by their source headers.
 "$PRODUCE" -b "$BOOTSTRAP" -t partnercenter.multichannel.dlq.v1 -d > "$TMP/dlq.dump" 2> "$TMP/dump.err"
 ok $? "produce_raw -d reads the dead-letter topic"
-diag < "$TMP/dump.err"
+head -20 "$TMP/dump.err" | diag
 awk -F '\t' -v OFS='\t' '{
         st = sp = so = "?"
         for (i = 6; i <= NF; i++) {
@@ -184,7 +184,7 @@ strip_messages < "$TMP/got.raw" > "$TMP/got"
 diff "$TMP/want" "$TMP/got" | diag
 cmp -s "$TMP/want" "$TMP/got"
 ok $? "outcome topic equals replay of the good events ($(wc -l < "$TMP/got") of $n_want), each once"
-cat "$TMP/tail.err" | diag
+head -20 "$TMP/tail.err" | diag
 
 kill -0 "$DAEMON_PID" 2>/dev/null
 ok $? "daemon still running after the bad input"
@@ -198,5 +198,5 @@ n_logged=$(grep -c "dead letter" "$TMP/daemon.log")
 ok $? "daemon logged the dead letters ($n_logged log lines for $n_bad)"
 ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log"
 ok $? "no sanitizer report in the daemon's log"
-grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka \|dead letter" | diag
+grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka \|dead letter" | head -40 | diag
 tap_done

@@ -28,7 +28,7 @@ PIDS=""
 cleanup() {
         for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
         wait 2>/dev/null
-        rm -rf "$TMP"
+        [ -n "${MCD_KEEP_TMP:-}" ] && echo "# kept $TMP" || rm -rf "$TMP"
 }
 trap cleanup EXIT
 

@@ -114,6 +114,7 @@ static int dump(const char *bootstrap, const char *topic) {
         int n_parts = 0, eof = 0, status = 0;
 
         if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, errstr, sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "group.id", "produce_raw-dump", errstr, sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr))) {
                 fprintf(stderr, "produce_raw: %s\n", errstr);
@@ -158,8 +159,10 @@ static int dump(const char *bootstrap, const char *topic) {
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         eof++;
                 } else if (m->err) {
-                        fprintf(stderr, "produce_raw: %s\n", rd_kafka_message_errstr(m));
+                        fprintf(stderr, "produce_raw: %s: %s\n", topic, rd_kafka_message_errstr(m));
+                        rd_kafka_message_destroy(m);
                         status = 1;
+                        break;
                 } else {
                         printf("%s\t%" PRId32 "\t%" PRId64 "\t%.*s\t", topic, m->partition, m->offset,
                                (int)m->key_len, m->key ? (const char *)m->key : "");

@@ -1,0 +1,49 @@
+#!/bin/sh
+# daemon_redis_loss.sh -- Redis restarted empty (its disk lost) in the middle
+# of a run: the daemon notices, rebuilds the customers' state from the
+# changelog topic, and carries on.  At the end the outcome topic holds
+# exactly replay's outcomes, each once, and Redis replay's final states.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+EVENTS=${MCD_LOSS_EVENTS:-5000}
+start_redis; ok $? "redis-server started on port $REDIS_PORT (AOF on)"
+start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
+write_config "$TMP/mcd.conf" "batch.max_events = 40" "batch.wait = 10ms"
+
+"$MCD_BUILDDIR/tests/gen_events" -s 11 -n "$EVENTS" -c 300 | sort_by_time > "$TMP/in.jsonl"
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+n_want=$(wc -l < "$TMP/want")
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+ok $? "published $EVENTS events ($n_want outcomes expected)"
+
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" 300
+ok $? "daemon is processing"
+
+kill -KILL "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null
+rm -rf "$TMP/redis"
+before=$(count_outcomes "$TMP/mcd.conf")
+start_redis "$REDIS_PORT"
+ok $? "Redis restarted empty on the same port after $before outcomes"
+
+wait_until 300 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $? "the daemon carries on to the end"
+sleep 3
+grep -q "restored .* from the changelog" "$TMP/daemon.log"
+ok $? "the daemon rebuilt its state from the changelog"
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end | strip_messages > "$TMP/got"
+dups=$(sed 's/^{"event_id":"\([^"]*\)".*/\1/' "$TMP/got" | sort | uniq -d | wc -l)
+ok $([ "$dups" -eq 0 ]; echo $?) "no outcome on the topic twice ($dups repeated)"
+diff "$TMP/want" "$TMP/got" | head -10 | cut -c1-300 | diag
+cmp -s "$TMP/want" "$TMP/got"
+ok $? "outcome topic equals replay's outcomes ($(wc -l < "$TMP/got") of $n_want)"
+compare_states "$TMP/mcd.conf" "$TMP/want_states"
+ok $? "Redis holds replay's final state for all $(wc -l < "$TMP/want_states") customers"
+diff "$TMP/want_states" "$TMP/redis_states" | head -4 | cut -c1-300 | diag
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
+grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka " | sort | uniq -c | sort -rn | head -8 | diag
+tap_done
