@@ -21,6 +21,7 @@
  * the same number follows its owner through a second, assign()-only handle,
  * as Kafka Streams co-partitions a join. */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "daemon/avro_codec.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/outbox.h"
 #include "daemon/state_json.h"
 #include "daemon/store.h"
@@ -105,10 +107,31 @@ struct worker {
         int redis_backoff;
         int64_t next_due_scan;
         int64_t next_status;
-        struct mcd_worker_stats st;
+        int64_t status_mono, status_events;
+        struct mcd_stats st;
+        struct mcd_metrics *metrics;
+        uint64_t fault_stop_before_commit, fault_stop_before_publish;
+        int64_t last_batch_us;
 };
 
 /* ------------------------------------------------------------ utilities -- */
+
+/* Fault injection for the tests of fencing (tests/daemon_zombie.sh): with
+ * MCD_FAULT_STOP_BEFORE_COMMIT=N (or ..._PUBLISH=N) in the environment, the
+ * process stops itself (SIGSTOP) just before the Nth batch's commit (or
+ * publish), as a stalled zombie would.  Unset in production: no effect. */
+static uint64_t fault_env(const char *name) {
+        const char *v = getenv(name);
+        return v ? strtoull(v, NULL, 10) : 0;
+}
+
+static void fault_point(uint64_t at, uint64_t batch, const char *what) {
+        if (at == 0 || batch != at)
+                return;
+        log_warning("fault injection: stopping before the %s of batch %" PRIu64, what, batch);
+        raise(SIGSTOP);
+        log_warning("fault injection: continued");
+}
 
 static int64_t now_ms(void) {
         struct timespec ts;
@@ -531,24 +554,32 @@ static void pending_clear(struct worker *w) {
 static int drop_fenced(struct worker *w) {
         size_t kept = 0;
 
+        /* One generation check per owned partition with unsent frames. */
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                bool unsent = false;
+                int64_t gen = -1;
+                int r;
+
+                for (size_t j = 0; j < w->n_pending && !unsent; j++)
+                        unsent = !w->pending[j]->sent && w->pending[j]->partition == p->partition;
+                if (!unsent || p->phase != PAIR_READY)
+                        continue;
+                r = mcd_store_generation(w->store, p->partition, &gen);
+                if (r < 0)
+                        return redis_unreachable(r) ? -EAGAIN : r;
+                if (gen != p->generation) {
+                        log_warning("partition %" PRId32 " was claimed by another instance; "
+                                    "its unpublished frames are left to the new owner",
+                                    p->partition);
+                        p->phase = PAIR_FENCED;
+                        set_paused(w, p, true);
+                }
+        }
         for (size_t i = 0; i < w->n_pending; i++) {
                 struct pending *pf = w->pending[i];
                 struct pair *p = pair_find(w, pf->partition);
-                int64_t gen = -1;
-                int r = 0;
 
-                if (!pf->sent && p && (i == 0 || w->pending[i - 1]->partition != pf->partition)) {
-                        r = mcd_store_generation(w->store, pf->partition, &gen);
-                        if (r < 0)
-                                return redis_unreachable(r) ? -EAGAIN : r;
-                        if (gen != p->generation && p->phase == PAIR_READY) {
-                                log_warning("partition %" PRId32 " was claimed by another instance; "
-                                            "its unpublished frames are left to the new owner",
-                                            pf->partition);
-                                p->phase = PAIR_FENCED;
-                                set_paused(w, p, true);
-                        }
-                }
                 if (!pf->sent && (!p || p->phase == PAIR_FENCED)) {
                         free(pf->buf);
                         free(pf);
@@ -913,7 +944,6 @@ static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
         p->expect[t] = m->offset + 1;
         p->last_arrival = mono_ms();
         p->at_end[t] = false;
-        w->st.events[t]++;
         mcd_log_full(LOG_DEBUG,
                      &(struct mcd_log_fields){.topic = topic_of(w, t), .partition = m->partition, .offset = m->offset},
                      "buffered message with timestamp %" PRId64, rd_kafka_message_timestamp(m, NULL));
@@ -1166,9 +1196,12 @@ static int outcome_frames(struct worker *w, struct batch *b, size_t pi, size_t f
                 free(val);
                 if (r < 0)
                         return r;
-                w->st.outcomes_by_type[o->type]++;
-                if (o->type == MCD_OUT_TRANSITION_REJECTED || o->type == MCD_OUT_RESALE_REJECTED)
-                        w->st.rejections++;
+                w->st.outcomes[o->type]++;
+                if (o->type == MCD_OUT_TRANSITION_REJECTED || o->type == MCD_OUT_RESALE_REJECTED) {
+                        int k = mcd_stats_rejection_index(o->reason);
+                        if (k >= 0)
+                                w->st.rejections[k]++;
+                }
         }
         return 0;
 }
@@ -1193,7 +1226,11 @@ static int dead_letter_frame(struct worker *w, struct batch *b, size_t pi, const
         f.headers[3] = (struct mcd_frame_header){"source_partition", part, strlen(part)};
         f.headers[4] = (struct mcd_frame_header){"source_offset", off, strlen(off)};
         f.n_headers = 5;
-        w->st.dead_letters++;
+        {
+                int k = mcd_stats_dead_letter_index(it->err.code);
+                if (k >= 0)
+                        w->st.dead_letters[k]++;
+        }
         mcd_log_full(LOG_WARNING,
                      &(struct mcd_log_fields){.topic = topic, .partition = it->m->partition,
                                               .offset = it->m->offset, .error_code = it->err.code},
@@ -1320,7 +1357,7 @@ static int batch_apply(struct worker *w, struct batch *b, int64_t now, size_t n_
                 r = mcd_apply_event(c, &it->ev, it->pair->stream_time, &w->rules, &b->out);
                 if (r < 0 || (r = outcome_frames(w, b, pi, from)) < 0)
                         return r;
-                w->st.events_by_type[it->ev.type]++;
+                w->st.events[it->topic][it->ev.type]++;
         }
         return 0;
 }
@@ -1357,6 +1394,7 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks) {
                         .marks = marks,
                 };
         }
+        fault_point(w->fault_stop_before_commit, w->st.batches + 1, "commit");
         r = mcd_store_commit(w->store, &sb);
         free(sc);
         free(sp);
@@ -1503,12 +1541,17 @@ static int process_batch(struct worker *w) {
                 goto out;
         }
         r = batch_committed(w, &b);
+        fault_point(w->fault_stop_before_publish, w->st.batches + 1, "publish");
         if (r >= 0 && publish_pending(w, 10000) == 0)
                 changelog_append(w, &b, marks);
         w->st.batches++;
-        w->st.last_batch_us = mono_us() - t0;
+        w->last_batch_us = mono_us() - t0;
+        mcd_stats_observe_latency(&w->st, w->last_batch_us);
+        w->st.redis_round_trips = mcd_store_round_trips(w->store);
+        if (w->metrics)
+                mcd_metrics_update(w->metrics, &w->st);
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64 " us", w->st.batches,
-                  b.n_items, n_due, b.n_ids, w->st.last_batch_us);
+                  b.n_items, n_due, b.n_ids, w->last_batch_us);
 out:
         free(marks);
         batch_free(&b, w->n_pairs);
@@ -1556,6 +1599,8 @@ static int worker_setup(struct worker *w) {
         int r, n_sub;
 
         w->rules.park_grace = w->cfg->park_grace;
+        w->fault_stop_before_commit = fault_env("MCD_FAULT_STOP_BEFORE_COMMIT");
+        w->fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
         if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
                 return r;
 
@@ -1626,6 +1671,7 @@ static void worker_teardown(struct worker *w) {
                 rd_kafka_destroy(w->consumer);
         }
         if (w->sub_reader) {
+                rd_kafka_assign(w->sub_reader, NULL);
                 rd_kafka_consumer_close(w->sub_reader);
                 rd_kafka_destroy(w->sub_reader);
         }
@@ -1654,20 +1700,128 @@ static bool all_ready(const struct worker *w) {
         return true;
 }
 
-static void report_status(struct worker *w, bool *ready_sent) {
-        int64_t mono = mono_ms();
+/* Refreshes the figures that cost a look outside: consumer lag (cached
+ * watermarks, no round trip), Redis round-trip time and pending timers. */
+static void refresh_figures(struct worker *w) {
+        int64_t lag = 0, timers = 0;
 
-        if (!*ready_sent && w->redis_ok && all_ready(w)) {
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                int64_t next[2] = {p->committed.rel, p->committed.sub};
+                if (p->phase != PAIR_READY)
+                        continue;
+                for (int t = REL; t <= SUB; t++) {
+                        int64_t lo, hi;
+                        if (rd_kafka_get_watermark_offsets(t == REL ? w->consumer : w->sub_reader, topic_of(w, t),
+                                                           p->partition, &lo, &hi) == 0 && hi > 0)
+                                lag += hi - (next[t] >= 0 ? next[t] : lo);
+                }
+                if (w->redis_ok) {
+                        int64_t due = 0, outbox = 0;
+                        if (mcd_store_counts(w->store, p->partition, &due, &outbox) == 0)
+                                timers += due;
+                }
+        }
+        w->st.lag = lag;
+        w->st.pending_timers = timers;
+        w->st.partitions = (int64_t)w->n_pairs;
+        if (w->redis_ok && mcd_store_ping(w->store, &w->st.redis_rtt_us) < 0)
+                w->st.redis_errors++;
+        w->st.redis_up = w->redis_ok;
+        w->st.redis_round_trips = mcd_store_round_trips(w->store);
+}
+
+static void report_status(struct worker *w, bool *ready_sent) {
+        int64_t mono = mono_ms(), rate, events = 0;
+
+        w->st.ready = w->redis_ok && all_ready(w);
+        if (!*ready_sent && w->st.ready) {
                 sd_notify(0, "READY=1");
                 *ready_sent = true;
                 log_notice("ready: %zu partition(s) owned", w->n_pairs);
         }
         if (mono < w->next_status)
                 return;
+        refresh_figures(w);
+        for (int t = REL; t <= SUB; t++)
+                for (int e = 0; e < MCD_EV__COUNT; e++)
+                        events += (int64_t)w->st.events[t][e];
+        rate = w->status_mono ? (events - w->status_events) * 1000 / (mono - w->status_mono + 1) : 0;
+        w->status_events = events;
+        w->status_mono = mono;
         w->next_status = mono + w->cfg->status_interval;
-        sd_notifyf(0, "STATUS=%zu partitions, %" PRIu64 " events, %" PRIu64 " dead letters, %" PRId64 " parked%s",
-                   w->n_pairs, w->st.events[REL] + w->st.events[SUB], w->st.dead_letters, w->st.parked,
-                   w->redis_ok ? "" : ", Redis unreachable");
+        {
+                uint64_t dead = 0;
+                for (int k = 0; k < MCD_N_DEAD_LETTER_REASONS; k++)
+                        dead += w->st.dead_letters[k];
+                sd_notifyf(0,
+                           "STATUS=%" PRId64 " events/s, lag %" PRId64 ", %" PRId64 " parked, %" PRIu64
+                           " dead letters, %zu partitions%s",
+                           rate, w->st.lag, w->st.parked, dead, w->n_pairs, w->redis_ok ? "" : ", Redis unreachable");
+        }
+        if (w->metrics)
+                mcd_metrics_update(w->metrics, &w->st);
+}
+
+/* SIGHUP: re-reads the configuration file.  A bad file is refused (each bad
+ * line logged) and the running configuration kept.  The keys that shape the
+ * rules, batching and logging apply at once; the others (Kafka, topics,
+ * Redis, metrics address) at the next start, which is logged. */
+static void reload(struct worker *w) {
+        static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics"};
+        struct mcd_config fresh;
+        char *errors = NULL;
+        size_t errlen = 0;
+        unsigned n_errors = 0;
+        FILE *ef;
+        int r;
+
+        sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRId64, mono_us());
+        if (!w->cfg->path) {
+                log_notice("reload: running on the defaults, no configuration file to re-read");
+                sd_notify(0, "READY=1");
+                return;
+        }
+        ef = open_memstream(&errors, &errlen);
+        r = mcd_config_defaults(&fresh);
+        if (r >= 0 && ef)
+                r = mcd_config_load(w->cfg->path, &fresh, ef, &n_errors);
+        if (ef)
+                fclose(ef);
+        if (r < 0 || !ef) {
+                char *line = errors, *nl;
+                for (; line && *line; line = nl ? nl + 1 : line + strlen(line)) {
+                        nl = strchr(line, '\n');
+                        if (nl)
+                                *nl = '\0';
+                        log_error("reload: %s", line);
+                        if (!nl)
+                                break;
+                }
+                log_error("reload refused: %s has %u error(s); the running configuration is kept", w->cfg->path,
+                          n_errors);
+        } else {
+                bool differs = strcmp(fresh.topic_relationships, w->cfg->topic_relationships) != 0 ||
+                               strcmp(fresh.topic_subscriptions, w->cfg->topic_subscriptions) != 0 ||
+                               strcmp(fresh.topic_outcomes, w->cfg->topic_outcomes) != 0 ||
+                               strcmp(fresh.redis_host, w->cfg->redis_host) != 0 || fresh.redis_port != w->cfg->redis_port ||
+                               fresh.n_kafka != w->cfg->n_kafka;
+                w->cfg->log_level = fresh.log_level;
+                w->cfg->park_grace = fresh.park_grace;
+                w->cfg->merge_wait = fresh.merge_wait;
+                w->cfg->batch_max = fresh.batch_max;
+                w->cfg->batch_wait = fresh.batch_wait;
+                w->cfg->status_interval = fresh.status_interval;
+                w->rules.park_grace = fresh.park_grace;
+                mcd_log_set_level(fresh.log_level);
+                if (differs)
+                        log_warning("reload: changes to %s.*, %s.*, %s.* or %s.* keys take effect at the next start",
+                                    restart_keys[0], restart_keys[1], restart_keys[2], restart_keys[3]);
+                log_notice("reloaded %s", w->cfg->path);
+        }
+        mcd_config_clear(&fresh);
+        free(errors);
+        sd_notify(0, "READY=1");
 }
 
 int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
@@ -1678,10 +1832,22 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         r = worker_setup(&w);
         if (r < 0)
                 goto out;
+        if (cfg->metrics_listen && *cfg->metrics_listen) {
+                r = mcd_metrics_start(cfg->metrics_listen, &w.metrics);
+                if (r < 0) {
+                        log_error("metrics: cannot listen on %s: %s", cfg->metrics_listen, strerror(-r));
+                        goto out;
+                }
+                log_notice("metrics on http://%s/metrics", cfg->metrics_listen);
+        }
         log_notice("consuming %s and %s as group %s", cfg->topic_relationships, cfg->topic_subscriptions,
                    mcd_config_kafka(cfg, "group.id"));
         while (!sig->stop) {
                 sd_notify(0, "WATCHDOG=1");
+                if (sig->reload) {
+                        sig->reload = 0;
+                        reload(&w);
+                }
                 report_status(&w, &ready_sent);
                 if (!redis_check(&w)) {
                         rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 100);
@@ -1712,10 +1878,16 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                         continue;
                 }
         }
+        /* The batch in flight is done (one thread); what it committed but
+         * has not published yet goes out before the group is left. */
+        sd_notify(0, "STOPPING=1");
+        if (w.n_pending > 0 && publish_pending(&w, 10000) < 0)
+                log_warning("stopping with %zu frames unpublished; the next owner publishes them", w.n_pending);
         r = 0;
         log_notice("stopping: leaving the consumer group");
-        sd_notify(0, "STOPPING=1");
 out:
+        if (w.metrics)
+                mcd_metrics_stop(w.metrics);
         worker_teardown(&w);
         return r;
 }

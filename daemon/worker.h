@@ -11,23 +11,7 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-
-/* Figures the worker keeps, for STATUS=, /metrics and the benchmark. */
-struct mcd_worker_stats {
-        uint64_t events[2];          /* consumed: relationships, subscriptions */
-        uint64_t events_by_type[8];  /* applied, by enum mcd_event_type */
-        uint64_t outcomes_by_type[9];/* by enum mcd_outcome_type */
-        uint64_t rejections;         /* TransitionRejected + ResaleRejected */
-        uint64_t dead_letters;
-        uint64_t batches;
-        uint64_t timers_fired;
-        uint64_t redis_errors;
-        uint64_t kafka_errors;
-        int64_t lag;                 /* messages behind the high watermarks */
-        int64_t last_batch_us;
-        int64_t redis_rtt_us;
-        int64_t parked;              /* parked events in the last batch's customers */
-};
+#include "daemon/stats.h"
 
 /* Signals the worker watches; set from signal handlers. */
 struct mcd_worker_signals {

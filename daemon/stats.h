@@ -1,0 +1,57 @@
+/* stats.h -- the figures the worker keeps, for systemd's STATUS=, the
+ * Prometheus endpoint (metrics.c) and the benchmark.  Plain counters owned by
+ * the worker thread; metrics.c reads a copy taken under its own lock. */
+#ifndef MCD_STATS_H
+#define MCD_STATS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "handlers/model.h"
+
+/* TransitionRejected reasons and ResaleRejected's, as the contract names them. */
+#define MCD_REJECTION_REASONS                                                                     \
+        "RELATIONSHIP_HELD_BY_OTHER_PARTNER", "NO_PENDING_REQUEST", "NO_ACTIVE_RELATIONSHIP",     \
+                "ALREADY_WITH_PARTNER", "SUBSCRIPTION_UNKNOWN", "TARGET_NOT_RELATIONSHIP_PARTNER", \
+                "SUBSCRIPTION_CLOSED", "CREATE_AZURE_CSP_SUBSCRIPTION_INSTEAD", "PARTNER_MISMATCH", \
+                "SWITCH_BLOCKED_UNTIL_TERM_END", "SWITCH_NOT_REQUESTED", "NO_ACCEPTED_RELATIONSHIP", \
+                "CLOUD_MISMATCH", "CSP_TO_CSP_RESALE_NOT_SUPPORTED"
+#define MCD_N_REJECTION_REASONS 14
+
+/* Dead-letter codes (avro_codec.h). */
+#define MCD_DEAD_LETTER_REASONS \
+        "BAD_MAGIC", "UNKNOWN_SCHEMA", "WRONG_TOPIC", "CORRUPT_AVRO", "INVALID_EVENT", "KEY_MISMATCH"
+#define MCD_N_DEAD_LETTER_REASONS 6
+
+/* Upper bounds (microseconds) of the batch latency histogram's buckets;
+ * the last bucket is +Inf. */
+#define MCD_LATENCY_BUCKETS_US 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000
+#define MCD_N_LATENCY_BUCKETS 11
+
+struct mcd_stats {
+        uint64_t events[2][MCD_EV__COUNT];      /* consumed and applied: [0] relationships, [1] subscriptions */
+        uint64_t outcomes[MCD_OUT__COUNT];
+        uint64_t rejections[MCD_N_REJECTION_REASONS];
+        uint64_t dead_letters[MCD_N_DEAD_LETTER_REASONS];
+        uint64_t batches;
+        uint64_t latency_buckets[MCD_N_LATENCY_BUCKETS]; /* cumulative is computed when rendered */
+        double latency_sum_s;
+        uint64_t timers_fired;
+        uint64_t redis_errors;
+        uint64_t kafka_errors;
+        uint64_t redis_round_trips;
+        int64_t redis_rtt_us;        /* last PING */
+        int64_t lag;                 /* messages behind the input partitions' high watermarks */
+        int64_t parked;              /* parked events among the customers of the last batches */
+        int64_t pending_timers;      /* customers with a due time in Redis, owned partitions */
+        int64_t partitions;          /* partition pairs owned */
+        bool ready;                  /* Redis answers and every owned partition is ready */
+        bool redis_up;
+};
+
+/* Index of a reason in the lists above, or -1. */
+int mcd_stats_rejection_index(const char *reason);
+int mcd_stats_dead_letter_index(const char *code);
+void mcd_stats_observe_latency(struct mcd_stats *s, int64_t us);
+
+#endif

@@ -1,0 +1,62 @@
+#!/bin/sh
+# daemon_group.sh -- three instances in one consumer group over one mock
+# cluster and one Redis, while thousands of events flow: instances start,
+# one leaves with SIGTERM, one is killed with SIGKILL and replaced.  The
+# partitions move each time; the outcome topic must hold exactly replay's
+# outcomes, each once, and Redis replay's final states.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+EVENTS=${MCD_GROUP_EVENTS:-4000}
+start_redis; ok $? "redis-server started on port $REDIS_PORT"
+start_kafka 6; ok $? "mock cluster with 6 partitions per topic at $BOOTSTRAP"
+write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms"
+
+"$MCD_BUILDDIR/tests/gen_events" -s 31 -n "$EVENTS" -c 300 | sort_by_time > "$TMP/in.jsonl"
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+n_want=$(wc -l < "$TMP/want")
+# The stream is published in three parts while the group changes.
+n=$(wc -l < "$TMP/in.jsonl")
+third=$((n / 3))
+head -n "$third" "$TMP/in.jsonl" > "$TMP/part1"
+sed -n "$((third + 1)),$((2 * third))p" "$TMP/in.jsonl" > "$TMP/part2"
+tail -n +"$((2 * third + 1))" "$TMP/in.jsonl" > "$TMP/part3"
+
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part1" 2>/dev/null
+ok $? "first third published"
+start_daemon "$TMP/mcd.conf" "$TMP/i1.log"; I1=$DAEMON_PID
+start_daemon "$TMP/mcd.conf" "$TMP/i2.log"; I2=$DAEMON_PID
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" 200
+ok $? "two instances are processing"
+start_daemon "$TMP/mcd.conf" "$TMP/i3.log"; I3=$DAEMON_PID
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part2" 2>/dev/null
+ok $? "second third published while a third instance joins"
+sleep 4
+kill -TERM "$I1"
+wait "$I1"
+ok $? "instance 1 leaves the group cleanly (SIGTERM, exit 0)"
+kill -KILL "$I2"
+wait "$I2" 2>/dev/null
+start_daemon "$TMP/mcd.conf" "$TMP/i4.log"; I4=$DAEMON_PID
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part3" 2>/dev/null
+ok $? "last third published after instance 2 was killed and instance 4 started"
+
+wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $? "the group catches up"
+sleep 3
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end | strip_messages > "$TMP/got"
+dups=$(sed 's/^{"event_id":"\([^"]*\)".*/\1/' "$TMP/got" | sort | uniq -d | wc -l)
+ok $([ "$dups" -eq 0 ]; echo $?) "no outcome on the topic twice ($dups repeated)"
+diff "$TMP/want" "$TMP/got" | head -6 | cut -c1-250 | diag
+cmp -s "$TMP/want" "$TMP/got"
+ok $? "outcome topic equals replay's outcomes ($(wc -l < "$TMP/got") of $n_want)"
+compare_states "$TMP/mcd.conf" "$TMP/want_states"
+ok $? "Redis holds replay's final state for all $(wc -l < "$TMP/want_states") customers"
+for i in 3 4; do
+        eval pid=\$I$i
+        grep -c "assigned" "$TMP/i$i.log" | sed "s/^/instance $i: partitions assigned /" | diag
+        kill -TERM "$pid"
+        wait "$pid"
+        ok $? "instance $i exits 0 on SIGTERM"
+done
+tap_done

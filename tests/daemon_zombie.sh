@@ -1,0 +1,72 @@
+#!/bin/sh
+# daemon_zombie.sh -- fencing of a stalled instance.  Instance A stops itself
+# (SIGSTOP, by fault injection) in the middle of a batch: once before its
+# Redis commit, once after the commit but before publishing the outbox.
+# Instance B takes the partitions over after A's session times out and
+# finishes the stream.  Then A is continued: it must neither write its stale
+# state to Redis nor publish its outbox.  The outcome topic must hold
+# replay's outcomes exactly once, and Redis replay's final states.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+EVENTS=${MCD_ZOMBIE_EVENTS:-1500}
+"$MCD_BUILDDIR/tests/gen_events" -s 23 -n "$EVENTS" -c 150 | sort_by_time > "$TMP/in.jsonl"
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+n_want=$(wc -l < "$TMP/want")
+
+stopped() {  # stopped PID: the process is in state T (stopped)
+        [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
+}
+
+run_case() {  # run_case WHERE: commit | publish
+        where=$1
+        start_redis
+        start_kafka 4
+        write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms"
+        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+        ok $? "$where: published $EVENTS events ($n_want outcomes expected)"
+
+        if [ "$where" = commit ]; then
+                MCD_FAULT_STOP_BEFORE_COMMIT=6 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
+        else
+                MCD_FAULT_STOP_BEFORE_PUBLISH=6 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
+        fi
+        A=$!
+        PIDS="$PIDS $A"
+        wait_until 60 stopped "$A"
+        ok $? "$where: instance A stalled before its $where"
+
+        start_daemon "$TMP/mcd.conf" "$TMP/b.log"
+        B=$DAEMON_PID
+        wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+        ok $? "$where: instance B took the partitions over and finished the stream"
+        grep -q "is owned by another instance\|was claimed by another instance" "$TMP/a.log"
+        ok $([ $? -ne 0 ]; echo $?) "$where: A has not noticed anything yet"
+
+        kill -CONT "$A"
+        wait_until 30 grep -q "is owned by another instance\|was claimed by another instance" "$TMP/a.log"
+        ok $? "$where: A, continued, finds itself fenced"
+        sleep 8      # A rejoins the group; both settle
+        "$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end | strip_messages > "$TMP/got"
+        dups=$(sed 's/^{"event_id":"\([^"]*\)".*/\1/' "$TMP/got" | sort | uniq -d | wc -l)
+        ok $([ "$dups" -eq 0 ]; echo $?) "$where: no outcome published twice ($dups repeated)"
+        diff "$TMP/want" "$TMP/got" | head -6 | cut -c1-250 | diag
+        cmp -s "$TMP/want" "$TMP/got"
+        ok $? "$where: outcome topic equals replay's outcomes ($(wc -l < "$TMP/got") of $n_want)"
+        compare_states "$TMP/mcd.conf" "$TMP/want_states"
+        ok $? "$where: Redis holds replay's final states, none overwritten by A"
+        diff "$TMP/want_states" "$TMP/redis_states" | head -4 | cut -c1-250 | diag
+        kill -TERM "$A" "$B"
+        wait "$A"
+        ok $? "$where: A exits 0 on SIGTERM"
+        wait "$B"
+        ok $? "$where: B exits 0 on SIGTERM"
+        kill -KILL "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
+        wait "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
+        rm -rf "$TMP/redis"
+}
+
+for where in ${MCD_ZOMBIE_CASES:-commit publish}; do
+        run_case "$where"
+done
+tap_done
