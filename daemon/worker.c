@@ -1827,8 +1827,12 @@ static void reload(struct worker *w) {
 int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         struct worker w = {.cfg = cfg, .sig = sig};
         bool ready_sent = false;
+        uint64_t watchdog_usec = 0;
+        int64_t next_watchdog = 0;
         int r;
 
+        if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
+                watchdog_usec = 0;
         r = worker_setup(&w);
         if (r < 0)
                 goto out;
@@ -1843,7 +1847,10 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         log_notice("consuming %s and %s as group %s", cfg->topic_relationships, cfg->topic_subscriptions,
                    mcd_config_kafka(cfg, "group.id"));
         while (!sig->stop) {
-                sd_notify(0, "WATCHDOG=1");
+                if (watchdog_usec && mono_us() >= next_watchdog) {
+                        sd_notify(0, "WATCHDOG=1");     /* the loop is alive */
+                        next_watchdog = mono_us() + (int64_t)watchdog_usec / 2;
+                }
                 if (sig->reload) {
                         sig->reload = 0;
                         reload(&w);

@@ -2,6 +2,7 @@
  * lines, for the property test, the crash tests and the benchmark.
  *
  * usage: gen_events [-s SEED] [-n EVENTS] [-c CUSTOMERS] [-t relationships|subscriptions]
+ *                   [-T START_MS]
  *
  * The mix follows a customer's life: requests, acceptances, subscriptions
  * reported, switches, CSP subscriptions, cancellations, term ends, removals;
@@ -37,12 +38,13 @@ int main(int argc, char **argv) {
         char *prev = NULL;
         int c;
 
-        while ((c = getopt(argc, argv, "s:n:c:t:")) != -1) {
+        while ((c = getopt(argc, argv, "s:n:c:t:T:")) != -1) {
                 switch (c) {
                 case 's': seed = strtoul(optarg, NULL, 10); break;
                 case 'n': n = strtoul(optarg, NULL, 10); break;
                 case 'c': customers = strtoul(optarg, NULL, 10); break;
                 case 't': only = optarg; break;
+                case 'T': t = strtoll(optarg, NULL, 10); break;
                 default:
                         fprintf(stderr, "usage: gen_events [-s SEED] [-n EVENTS] [-c CUSTOMERS] [-t TOPIC]\n");
                         return 2;

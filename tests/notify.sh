@@ -36,19 +36,25 @@ metrics_value() {  # metrics_value NAME: the sum of a family's samples on /metri
                 awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
 }
 metrics_at_least() { [ "$(metrics_value "$1")" -ge "$2" ]; }
+config() {  # config LOG_LEVEL [EXTRA LINES...]: writes $TMP/mcd.conf, /metrics on METRICS_PORT
+        _level=$1; shift
+        write_config "$TMP/mcd.conf.new" "status.interval = 1s" "log.level = $_level" "$@"
+        sed "s/^metrics.listen =.*/metrics.listen = 127.0.0.1:$METRICS_PORT/" "$TMP/mcd.conf.new" > "$TMP/mcd.conf"
+}
 reloaded_after() {  # reloaded_after LINE: RELOADING=1 then READY=1 after line LINE
         _r=$(line_of RELOADING=1 "$1")
         [ "$_r" -gt 0 ] && [ "$(line_of READY=1 "$_r")" -gt "$_r" ]
 }
 alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
-publish() {  # publish SCENARIO_FILE
-        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$1" 2>> "$TMP/publish.err"
+publish() {  # publish SCENARIO_FILE (with the configuration last known good)
+        "$MCD_BIN" publish -c "$TMP/good.conf" "$1" 2>> "$TMP/publish.err"
 }
 
 start_redis; ok $? "redis-server started on port $REDIS_PORT"
 start_kafka 2; ok $? "mock cluster started at $BOOTSTRAP"
 METRICS_PORT=$(free_port)
-write_config "$TMP/mcd.conf" "status.interval = 1s" "log.level = info" "metrics.listen = 127.0.0.1:$METRICS_PORT"
+config info
+cp "$TMP/mcd.conf" "$TMP/good.conf"
 
 "$MCD_BUILDDIR/tests/notify_listen" -t "$SOCK" > "$NLOG" 2> "$TMP/notify.err" &
 PIDS="$PIDS $!"
@@ -69,7 +75,6 @@ wait_until 60 has_field READY=1
 ok $? "READY=1 received"
 daemon_ready "$TMP/daemon.log"
 ok $? "READY=1 came once the daemon owned its partitions (\"ready:\" logged)"
-ready_line=$(line_of READY=1)
 
 # ---- /healthz and /metrics -------------------------------------------------
 wait_until 10 "$MCD_BUILDDIR/tests/http_get" "127.0.0.1:$METRICS_PORT" /healthz
@@ -93,11 +98,12 @@ metrics_at_least multichanneld_batch_duration_seconds_count 1
 ok $? "the batch duration histogram has observations"
 
 # ---- WATCHDOG=1 and STATUS= --------------------------------------------------
+watch_line=$(($(wc -l < "$NLOG") + 1))
 sleep 3
-n_wd=$(count_field WATCHDOG=1 "$ready_line")
+n_wd=$(count_field WATCHDOG=1 "$watch_line")
 [ "$n_wd" -ge 2 ]
 ok $? "WATCHDOG=1 keeps coming after READY=1 ($n_wd in about 3 s)"
-max_gap=$(awk -v from="$ready_line" 'NR >= from { for (i = 2; i <= NF; i++) if ($i == "WATCHDOG=1") {
+max_gap=$(awk -v from="$watch_line" 'NR >= from { for (i = 2; i <= NF; i++) if ($i == "WATCHDOG=1") {
                 if (last) { g = $1 - last; if (g > max) max = g } last = $1 } } END { print max + 0 }' "$NLOG")
 echo "# longest gap between WATCHDOG=1: $max_gap us (WATCHDOG_USEC=$WATCHDOG_USEC)"
 [ "$max_gap" -lt "$WATCHDOG_USEC" ]
@@ -109,26 +115,35 @@ grep ' STATUS=' "$NLOG" | tail -1 | grep -qi 'parked' && grep ' STATUS=' "$NLOG"
 ok $? "STATUS= names parked events and dead letters"
 
 # ---- SIGHUP: reload ----------------------------------------------------------
+[ "$(count_field READY=1)" -eq 1 ]
+ok $? "READY=1 sent once so far"
+! grep -q ": debug: " "$TMP/daemon.log"
+ok $? "no debug entries at log.level info"
 before=$(($(wc -l < "$NLOG") + 1))
-write_config "$TMP/mcd.conf" "status.interval = 1s" "log.level = debug" "metrics.listen = 127.0.0.1:$METRICS_PORT"
+config debug
+cp "$TMP/mcd.conf" "$TMP/good.conf"
 kill -HUP "$DAEMON_PID"
 wait_until 30 reloaded_after "$before"
 ok $? "SIGHUP: RELOADING=1, then READY=1"
 reload_line=$(line_of RELOADING=1 "$before")
-sed -n "${reload_line}p" "$NLOG" | diag
-mono=$(sed -n "${reload_line}p" "$NLOG" | sed -n 's/.* MONOTONIC_USEC=\([0-9]*\).*/\1/p')
-received=$(sed -n "${reload_line}p" "$NLOG" | cut -d' ' -f1)
+mono="" received=0
+if [ "$reload_line" -gt 0 ]; then
+        sed -n "${reload_line}p" "$NLOG" | diag
+        mono=$(sed -n "${reload_line}p" "$NLOG" | sed -n 's/.* MONOTONIC_USEC=\([0-9]*\).*/\1/p')
+        received=$(sed -n "${reload_line}p" "$NLOG" | cut -d' ' -f1)
+fi
 [ -n "$mono" ] && [ "$mono" -le "$received" ] && [ $((received - mono)) -lt 10000000 ]
 ok $? "RELOADING=1 comes with MONOTONIC_USEC= of the moment (${mono:-none}, received at $received)"
 alive
 ok $? "the daemon runs on after the reload"
-wait_until 10 grep -q "debug" "$TMP/daemon.log"
-ok $? "the new log.level (debug) applies"
+publish "$MCD_SRCDIR/tests/scenarios/02-azure-new-csp-subscription-coexists.jsonl"
+wait_until 30 grep -q ": debug: batch " "$TMP/daemon.log"
+ok $? "the new log.level (debug) applies: the next batches are logged at debug"
 
 # ---- SIGHUP with a bad file: refused, the old one kept ----------------------
 before=$(($(wc -l < "$NLOG") + 1))
-n_out=$(count_outcomes "$TMP/mcd.conf")
 cp "$TMP/mcd.conf" "$TMP/good.conf"
+n_out=$(count_outcomes "$TMP/good.conf")
 echo "bogus.key = 1" >> "$TMP/mcd.conf"
 kill -HUP "$DAEMON_PID"
 wait_until 30 reloaded_after "$before"
@@ -139,8 +154,8 @@ grep "bogus.key" "$TMP/daemon.log" | head -3 | diag
 alive
 ok $? "the daemon runs on with the old configuration"
 publish "$MCD_SRCDIR/tests/scenarios/03-csp-to-csp-resale-rejected.jsonl"
-wait_until 30 outcomes_at_least "$TMP/mcd.conf" $((n_out + 1))
-ok $? "and goes on processing events ($n_out -> $(count_outcomes "$TMP/mcd.conf") outcomes)"
+wait_until 30 outcomes_at_least "$TMP/good.conf" $((n_out + 1))
+ok $? "and goes on processing events ($n_out -> $(count_outcomes "$TMP/good.conf") outcomes)"
 "$MCD_BUILDDIR/tests/http_get" "127.0.0.1:$METRICS_PORT" /healthz > /dev/null 2>&1
 ok $? "/healthz still 200"
 cp "$TMP/good.conf" "$TMP/mcd.conf"
@@ -151,7 +166,8 @@ kill -TERM "$DAEMON_PID"
 wait_until 30 sh -c "! kill -0 $DAEMON_PID"
 ok $? "the daemon stops on SIGTERM"
 wait "$DAEMON_PID"
-ok $? "and exits 0"
+st=$?
+ok $st "and exits 0 (status $st)"
 has_field STOPPING=1 "$before"
 ok $? "STOPPING=1 sent"
 [ "$(line_of READY=1 "$before")" -eq 0 ]

@@ -33,11 +33,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct mcd_avro *codec;
 
-static void check(int cond, const char *what) {
+static void check_detail(int cond, const char *what, const char *detail) {
         if (!cond) {
-                fprintf(stderr, "fuzz_avro: invariant broken: %s\n", what);
+                fprintf(stderr, "fuzz_avro: invariant broken: %s%s%s\n", what, detail ? ": " : "",
+                        detail ? detail : "");
                 abort();
         }
+}
+
+static void check(int cond, const char *what) {
+        check_detail(cond, what, NULL);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -71,19 +76,20 @@ static void fuzz_event(enum mcd_avro_kind kind, const uint8_t *data, size_t size
                 check_error(&err);
                 return;
         }
-        check(mcd_event_validate(&ev, &why) == 0, "a decoded event is valid");
+        check_detail(mcd_event_validate(&ev, &why) == 0, "a decoded event is valid", why);
         check(mcd_event_is_relationship(ev.type) == (kind == MCD_AVRO_RELATIONSHIP_EVENT),
               "a decoded event belongs to its topic's envelope");
 
         line = mcd_jsonl_format_event(&ev);
         check(line != NULL, "a decoded event can be written as a JSON line");
-        check(mcd_jsonl_parse_event(line, strlen(line), &parsed, reason, sizeof(reason)) == 0,
-              "the JSON line of a decoded event parses back");
+        reason[0] = '\0';
+        check_detail(mcd_jsonl_parse_event(line, strlen(line), &parsed, reason, sizeof(reason)) == 0,
+                     "the JSON line of a decoded event parses back", reason);
         mcd_event_clear(&parsed);
 
         check(mcd_avro_encode_event(codec, &ev, &buf, &len) == 0, "a decoded event re-encodes");
-        check(mcd_avro_decode_event(codec, kind, buf, len, &again, &err) == 0,
-              "a re-encoded event decodes");
+        check_detail(mcd_avro_decode_event(codec, kind, buf, len, &again, &err) == 0, "a re-encoded event decodes",
+                     err.message);
         free(buf);
         line2 = mcd_jsonl_format_event(&again);
         check(line2 != NULL && strcmp(line, line2) == 0, "a re-encoded event decodes to the same event");
@@ -107,7 +113,8 @@ static void fuzz_outcome(const uint8_t *data, size_t size) {
         line = mcd_jsonl_format_outcome(&o);
         check(line != NULL, "a decoded outcome can be written as a JSON line");
         check(mcd_avro_encode_outcome(codec, &o, &buf, &len) == 0, "a decoded outcome re-encodes");
-        check(mcd_avro_decode_outcome(codec, buf, len, &again, &err) == 0, "a re-encoded outcome decodes");
+        check_detail(mcd_avro_decode_outcome(codec, buf, len, &again, &err) == 0, "a re-encoded outcome decodes",
+                     err.message);
         free(buf);
         line2 = mcd_jsonl_format_outcome(&again);
         check(line2 != NULL && strcmp(line, line2) == 0, "a re-encoded outcome decodes to the same outcome");

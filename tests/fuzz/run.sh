@@ -114,6 +114,7 @@ show_failure() {  # show_failure LOG
 }
 
 # ------------------------------------------------------------ regressions --
+regressions_pass=""
 for t in $TARGETS; do
         set --
         if [ -d "$fuzz_src/regressions/$t" ]; then
@@ -128,8 +129,27 @@ for t in $TARGETS; do
         "$B/$t" -rss_limit_mb=2048 -timeout=60 "$@" > "$B/$t.regressions.log" 2>&1
         rc=$?
         ok $rc "$t: $# regression input(s) replayed"
-        [ $rc -eq 0 ] || show_failure "$B/$t.regressions.log"
+        if [ $rc -eq 0 ]; then
+                regressions_pass="$regressions_pass $t"
+        else
+                show_failure "$B/$t.regressions.log"
+        fi
 done
+
+# Saves a new crash input under regressions/, unless it is one already there.
+save_artifact() {  # save_artifact TARGET FILE
+        for r in "$fuzz_src/regressions/$1"/*; do
+                if [ -f "$r" ] && cmp -s "$r" "$2"; then
+                        echo "the regression input $r again" | diag
+                        return 0
+                fi
+        done
+        if mkdir -p "$fuzz_src/regressions/$1" 2>/dev/null && cp "$2" "$fuzz_src/regressions/$1/" 2>/dev/null; then
+                echo "saved $fuzz_src/regressions/$1/$(basename "$2")" | diag
+        else
+                echo "could not save $2 under $fuzz_src/regressions/$1/" | diag
+        fi
+}
 
 # ---------------------------------------------------------------- fuzzing --
 for t in $TARGETS; do
@@ -137,7 +157,10 @@ for t in $TARGETS; do
         rm -rf "$work"
         mkdir -p "$work/corpus" "$work/artifacts"
         cp "$fuzz_src/corpus/$t"/* "$work/corpus/" 2>/dev/null
-        [ -d "$fuzz_src/regressions/$t" ] && cp "$fuzz_src/regressions/$t"/* "$work/corpus/" 2>/dev/null
+        # fixed regression inputs are seeds too; failing ones would stop the run at once
+        case " $regressions_pass " in
+        *" $t "*) cp "$fuzz_src/regressions/$t"/* "$work/corpus/" 2>/dev/null ;;
+        esac
         n_seeds=$(ls "$work/corpus" | wc -l)
         start=$(date +%s)
         (cd "$work" && "$B/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
@@ -151,12 +174,7 @@ for t in $TARGETS; do
         for a in "$work/artifacts"/*; do
                 [ -f "$a" ] || continue
                 crashes=$((crashes + 1))
-                if mkdir -p "$fuzz_src/regressions/$t" 2>/dev/null &&
-                   cp "$a" "$fuzz_src/regressions/$t/" 2>/dev/null; then
-                        echo "saved $fuzz_src/regressions/$t/$(basename "$a")" | diag
-                else
-                        echo "could not save $a under $fuzz_src/regressions/$t/" | diag
-                fi
+                save_artifact "$t" "$a"
         done
         [ $rc -eq 0 ] && [ $crashes -eq 0 ]
         ok $? "$t: ${runs:-0} runs in $took s from $n_seeds seeds, $crashes crashes"
