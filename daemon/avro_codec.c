@@ -1598,9 +1598,46 @@ static int type_error(struct getter *g, const char *name, const char *want) {
 
 /* A string, checked for embedded NUL bytes (the model's strings are C
  * strings), copied to *dst. */
+/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF):
+ * Avro strings are UTF-8, and every string the daemon keeps must survive
+ * JSON (state in Redis, the changelog, tail). */
+static bool valid_utf8(const unsigned char *s, size_t n) {
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned c = s[i], len, cp;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xC2 && c <= 0xDF)
+                        len = 2, cp = c & 0x1F;
+                else if (c >= 0xE0 && c <= 0xEF)
+                        len = 3, cp = c & 0x0F;
+                else if (c >= 0xF0 && c <= 0xF4)
+                        len = 4, cp = c & 0x07;
+                else
+                        return false;
+                if (n - i < len)
+                        return false;
+                for (unsigned k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xC0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (s[i + k] & 0x3F);
+                }
+                if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+                    (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
 static int copy_string(struct getter *g, const char *name, json_t *j, char **dst) {
         if (strlen(json_string_value(j)) != json_string_length(j))
                 return fail(g->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s contains a NUL byte.", name, g->record);
+        if (!valid_utf8((const unsigned char *)json_string_value(j), json_string_length(j)))
+                return fail(g->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s is not valid UTF-8.", name, g->record);
         *dst = strdup(json_string_value(j));
         if (!*dst)
                 return fail(g->err, MCD_DLQ_CORRUPT_AVRO, "Out of memory decoding field %s of %s.", name, g->record);

@@ -136,7 +136,8 @@ static int cmp_entry_id(const void *a, const void *b) {
 
 /* Every customer's final state, as Redis would hold it, sorted by id. */
 static int write_states(struct replay *r, FILE *f) {
-        qsort(r->entries, r->n, sizeof(*r->entries), cmp_entry_id);
+        if (r->n > 0)
+                qsort(r->entries, r->n, sizeof(*r->entries), cmp_entry_id);
         for (size_t i = 0; i < r->n; i++) {
                 char *json = mcd_state_to_json(&r->entries[i]->customer);
                 if (!json)

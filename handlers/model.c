@@ -160,6 +160,11 @@ static int validate_cancelled(const struct mcd_event *ev, const char **why) {
         return 0;
 }
 
+/* The range ISO-8601 timestamps can spell: 0000-01-01 .. 9999-12-31. */
+static bool time_in_range(mcd_time_t t) {
+        return t >= -62167219200000LL && t <= 253402300799999LL;
+}
+
 int mcd_event_validate(const struct mcd_event *ev, const char **why) {
         if (!ev)
                 return invalid(why, "no event");
@@ -171,6 +176,8 @@ int mcd_event_validate(const struct mcd_event *ev, const char **why) {
                 return invalid(why, "customer_id is required");
         if ((unsigned)ev->cloud >= MCD_CLOUD__COUNT)
                 return invalid(why, "cloud is not a known Cloud");
+        if (!time_in_range(ev->occurred_at) || (ev->has_term_end && !time_in_range(ev->term_end)))
+                return invalid(why, "occurred_at and term_end must lie in the years 0000 to 9999");
         if (has_partner_id(ev->type) && !ev->partner_id)
                 return invalid(why, "partner_id is required");
         if (mcd_event_is_relationship(ev->type))

@@ -34,7 +34,14 @@ static int64_t floor_div(int64_t a, int64_t b) {
 }
 
 char *mcd_time_format(mcd_time_t t, char buf[static MCD_TIME_BUFSZ]) {
-        int64_t days = floor_div(t, 86400000);
+        int64_t days;
+
+        /* Clamp to what the format can spell, so the text always parses. */
+        if (t < -62167219200000LL)
+                t = -62167219200000LL;
+        if (t > 253402300799999LL)
+                t = 253402300799999LL;
+        days = floor_div(t, 86400000);
         int64_t ms = t - days * 86400000;
         int64_t y;
         unsigned m, d;

@@ -8,7 +8,7 @@
 #define MCD_TIME_BUFSZ 32
 
 /* Writes "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (MCD_TIME_BUFSZ bytes) and
- * returns buf.  Years outside 0000..9999 are clamped in the text. */
+ * returns buf.  Times outside 0000-01-01 .. 9999-12-31 are clamped to it. */
 char *mcd_time_format(mcd_time_t t, char buf[static MCD_TIME_BUFSZ]);
 
 /* Parses "YYYY-MM-DDTHH:MM:SS[.fff]Z" (also "+00:00" as the zone, and 1-9

@@ -18,6 +18,7 @@ sh tests/setup.sh _build/asan --enable-sanitizers || { echo "0 passed, 1 failed"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 phase "make check (ASan + UBSan)"
+export MCD_FUZZ_SECONDS=60      # each fuzzer, this phase; shorter in the later ones
 (cd _build/asan && make -j2 check) || status=1
 
 phase "make check under valgrind"
@@ -25,7 +26,8 @@ sh tests/setup.sh _build/valgrind >/dev/null || status=1
 unset ASAN_OPTIONS UBSAN_OPTIONS
 VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=$top/tests/valgrind.supp"
 # Smaller streams under valgrind, which runs the daemon some 20 times slower.
-export MCD_CRASH_EVENTS=800 MCD_CRASH_KILLS=3 MCD_LOSS_EVENTS=1500
+export MCD_CRASH_EVENTS=800 MCD_CRASH_KILLS=3 MCD_LOSS_EVENTS=1500 MCD_GROUP_EVENTS=1500 MCD_ZOMBIE_EVENTS=800
+export MCD_FUZZ_SECONDS=5
 (cd _build/valgrind && make -j2 check LOG_COMPILER="$VG" MCD_WRAPPER="$VG") || status=1
 
 phase "make distcheck"

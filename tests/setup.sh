@@ -8,7 +8,7 @@ top=$(pwd)
 builddir=${1:-build}
 shift 2>/dev/null || true
 
-PACKAGES="build-essential clang librdkafka-dev libavro-dev libhiredis-dev libsystemd-dev libjansson-dev
+PACKAGES="build-essential clang libclang-rt-14-dev librdkafka-dev libavro-dev libhiredis-dev libsystemd-dev libjansson-dev
 libmicrohttpd-dev redis-server kcat autoconf automake libtool pkg-config valgrind systemd"
 
 missing=""

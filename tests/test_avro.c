@@ -446,13 +446,13 @@ static void test_dead_letters(struct mcd_avro *a) {
                    "a NUL byte in a string is CORRUPT_AVRO");
         }
         {
-                /* Invalid UTF-8 passes (Avro strings are not checked). */
+                /* Invalid UTF-8 is CORRUPT_AVRO: every kept string must survive JSON. */
                 struct mcd_event e2 = { 0 };
 
                 memcpy(copy, buf, len);
                 copy[12] = (char)0xff;
-                ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, copy, len, &e2, &err) == 0,
-                   "invalid UTF-8 in a string is accepted");
+                ok(decode_fails(a, MCD_AVRO_RELATIONSHIP_EVENT, copy, len, MCD_DLQ_CORRUPT_AVRO, &err),
+                   "invalid UTF-8 in a string is CORRUPT_AVRO");
                 mcd_event_clear(&e2);
         }
 

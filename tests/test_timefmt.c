@@ -29,6 +29,9 @@ int main(void) {
         ok(mcd_time_parse("2026-01-01T24:00:00Z", &t) < 0, "hour 24");
         ok(mcd_time_parse("", &t) < 0, "empty");
         ok(mcd_time_parse("2026-01-01T00:00:00.Z", &t) < 0, "empty fraction");
-        is_str(mcd_time_format(253402300800000LL, buf), "9999-01-01T00:00:00.000Z", "year clamped to 9999");
+        is_str(mcd_time_format(253402300800000LL, buf), "9999-12-31T23:59:59.999Z", "after 9999 clamped to its end");
+        is_str(mcd_time_format(253402300800000LL + 59 * 86400000LL, buf), "9999-12-31T23:59:59.999Z",
+               "no 29 February 9999 from a clamped year");
+        is_str(mcd_time_format(-62167219200001LL, buf), "0000-01-01T00:00:00.000Z", "before year 0 clamped");
         return tap_done();
 }
