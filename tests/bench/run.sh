@@ -1,0 +1,362 @@
+#!/bin/sh
+# run.sh -- the benchmark of multichanneld (issue 6) and its soak run (issue 4).
+#
+#   tests/bench/run.sh [--events N] [--build DIR] [--rss-events N] [--no-rss]
+#                      [--no-latency] [--latency-seconds S] [--latency-rate R]
+#   tests/bench/run.sh --soak [MINUTES] [--soak-rate R] [--build DIR]
+#
+# Builds an optimised, non-sanitised tree in _build/bench (unless --build names
+# one), then, each phase against a fresh redis-server (AOF on, appendfsync
+# everysec) and a fresh mock cluster with 64 partitions:
+#   1. throughput: N events (default 1,000,000) over 100,000 customers from
+#      tests/gen_events (its default mix) published with `multichanneld
+#      publish`; (a) the raw ceiling: kcat reading both input topics from the
+#      beginning to their end, one after the other (the times are summed);
+#      (b) the daemon from its start until multichanneld_events_total (plus
+#      dead letters) reaches N on /metrics, i.e. the last batch committed to
+#      Redis and its outcomes delivered.  Redis commands per event (INFO
+#      total_commands_processed delta / N), Redis round trips per batch
+#      (metrics), the daemon's peak RSS (VmHWM) and CPU time.
+#   2. latency: the daemon idle and ready, tests/bench/latency.c produces
+#      events at 10,000/s for 25 s with occurred_at = Kafka timestamp = send
+#      time, and reads the outcome topic: p50/p99 from produce to outcome.
+#   3. peak RSS with 10,000 and with 1,000,000 customers (N events each,
+#      --rss-events to change).
+# and prints a table.  --soak MINUTES (default 10) instead runs the daemon at
+# a steady 2,000 events/s for that long, sampling its RSS every 30 s.
+#
+# Environment: BENCH_BATCH_MAX (2000), BENCH_MERGE_WAIT (50ms),
+# BENCH_BATCH_WAIT (50ms), BENCH_CUSTOMERS (100000), BENCH_PARTITIONS (64),
+# BENCH_KEEP=1 keeps the work directory, BENCH_PERF=1 records
+# `perf record -g` of the daemon during the throughput run (perf.data in the
+# work directory).
+set -u
+
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+EVENTS=1000000
+RSS_EVENTS=
+BUILD=
+SOAK=
+SOAK_RATE=2000
+LAT_RATE=10000
+LAT_SECS=25
+DO_RSS=1
+DO_LAT=1
+CUSTOMERS=${BENCH_CUSTOMERS:-100000}
+PARTS=${BENCH_PARTITIONS:-64}
+BATCH_MAX=${BENCH_BATCH_MAX:-2000}
+MERGE_WAIT=${BENCH_MERGE_WAIT:-50ms}
+BATCH_WAIT=${BENCH_BATCH_WAIT:-50ms}
+
+usage() {
+        sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+        exit 2
+}
+while [ $# -gt 0 ]; do
+        case $1 in
+        --events) EVENTS=${2:?}; shift ;;
+        --rss-events) RSS_EVENTS=${2:?}; shift ;;
+        --build) BUILD=${2:?}; shift ;;
+        --no-rss) DO_RSS=0 ;;
+        --no-latency) DO_LAT=0 ;;
+        --latency-rate) LAT_RATE=${2:?}; shift ;;
+        --latency-seconds) LAT_SECS=${2:?}; shift ;;
+        --soak-rate) SOAK_RATE=${2:?}; shift ;;
+        --soak)
+                SOAK=10
+                case ${2:-} in [0-9]*) SOAK=$2; shift ;; esac ;;
+        -h|--help) usage ;;
+        *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
+        esac
+        shift
+done
+: "${RSS_EVENTS:=$EVENTS}"
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+now() { date +%s.%N; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.'"${3:-0}"'f", a / b }'; }
+
+# ---- build -------------------------------------------------------------------
+if [ -z "$BUILD" ]; then
+        BUILD=$SRC/_build/bench
+        mkdir -p "$BUILD"
+        if [ ! -f "$BUILD/Makefile" ]; then
+                [ -x "$SRC/configure" ] || (cd "$SRC" && autoreconf -fi) || die "autoreconf"
+                log "configuring $BUILD (CFLAGS=-O2 -g, no sanitizers)"
+                (cd "$BUILD" && "$SRC/configure" CFLAGS="-O2 -g" > configure.log 2>&1) ||
+                        die "configure (see $BUILD/configure.log)"
+        fi
+        log "building"
+        (cd "$BUILD" && make -j2 multichanneld tests/gen_events tests/http_get libmcd.a libmcdrules.a > make.log 2>&1) ||
+                die "make (see $BUILD/make.log)"
+fi
+BUILD=$(cd "$BUILD" && pwd)
+MCD=$BUILD/multichanneld
+GEN=$BUILD/tests/gen_events
+HTTP_GET=$BUILD/tests/http_get
+LAT=$BUILD/tests/bench/latency
+for f in "$MCD" "$GEN" "$HTTP_GET" "$BUILD/libmcd.a" "$BUILD/libmcdrules.a"; do
+        [ -e "$f" ] || die "$f is missing from the build directory"
+done
+command -v kcat > /dev/null || die "kcat is not installed (apt-get install kcat)"
+command -v redis-server > /dev/null || die "redis-server is not installed"
+mkdir -p "$BUILD/tests/bench"
+if [ ! -x "$LAT" ] || [ "$SRC/tests/bench/latency.c" -nt "$LAT" ] || [ "$BUILD/libmcd.a" -nt "$LAT" ]; then
+        ${CC:-cc} -std=gnu11 -O2 -g -Wall -I"$SRC" -I"$BUILD" -o "$LAT" "$SRC/tests/bench/latency.c" \
+                "$BUILD/libmcd.a" "$BUILD/libmcdrules.a" \
+                $(pkg-config --libs rdkafka avro-c jansson hiredis libsystemd libmicrohttpd) -lpthread -lm ||
+                die "cannot build the latency helper"
+fi
+
+# ---- services ----------------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcd-bench.XXXXXX")
+PIDS=""
+cleanup() {
+        for p in $PIDS; do kill -9 "$p" 2> /dev/null; done
+        wait 2> /dev/null
+        [ -n "${BENCH_KEEP:-}" ] && log "kept $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2> /dev/null ||
+                echo $((20000 + ($$ + $(date +%N | sed 's/^0*//;s/^$/0/')) % 20000))
+}
+wait_until() {  # wait_until SECONDS COMMAND...
+        _deadline=$(($(date +%s) + $1)); shift
+        while ! "$@" > /dev/null 2>&1; do
+                [ "$(date +%s)" -ge "$_deadline" ] && return 1
+                sleep 0.2
+        done
+}
+forget_pid() { PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' '); }
+stop_pid() {  # stop_pid PID: SIGTERM, then SIGKILL after 20 s
+        kill -TERM "$1" 2> /dev/null
+        _i=0
+        while kill -0 "$1" 2> /dev/null && [ $_i -lt 100 ]; do sleep 0.2; _i=$((_i + 1)); done
+        kill -KILL "$1" 2> /dev/null
+        wait "$1" 2> /dev/null
+        forget_pid "$1"
+}
+
+services_up() {  # services_up NAME: fresh redis-server and mock cluster; sets REDIS_PORT BOOTSTRAP CONF
+        PH=$WORK/$1
+        mkdir -p "$PH/redis"
+        REDIS_PORT=$(free_port)
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
+                --dir "$PH/redis" --logfile "$PH/redis/log" &
+        REDIS_PID=$!
+        PIDS="$PIDS $REDIS_PID"
+        wait_until 20 redis-cli -p "$REDIS_PORT" ping || die "redis-server did not start"
+        "$MCD" mock-cluster --partitions "$PARTS" > "$PH/bootstrap" 2> "$PH/mock.log" &
+        KAFKA_PID=$!
+        PIDS="$PIDS $KAFKA_PID"
+        wait_until 30 test -s "$PH/bootstrap" || die "mock cluster did not start"
+        BOOTSTRAP=$(head -1 "$PH/bootstrap")
+        METRICS_PORT=$(free_port)
+        CONF=$PH/mcd.conf
+        cat > "$CONF" << EOF
+kafka.bootstrap.servers = $BOOTSTRAP
+kafka.group.id = mcd-bench-$1
+redis.port = $REDIS_PORT
+batch.max_events = $BATCH_MAX
+batch.wait = $BATCH_WAIT
+merge_wait = $MERGE_WAIT
+metrics.listen = 127.0.0.1:$METRICS_PORT
+log.level = notice
+EOF
+}
+services_down() {
+        stop_pid "$KAFKA_PID"
+        stop_pid "$REDIS_PID"
+}
+
+metric() {  # metric NAME: the sum of a metric's samples on /metrics (0 when absent)
+        "$HTTP_GET" "127.0.0.1:$METRICS_PORT" /metrics 2> /dev/null |
+                awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.0f\n", s }'
+}
+metric_dump() { "$HTTP_GET" "127.0.0.1:$METRICS_PORT" /metrics 2> /dev/null; }
+applied() {  # events applied or dead-lettered so far
+        metric_dump | awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }'
+}
+daemon_ready() { [ "$(metric multichanneld_ready)" = 1 ]; }
+proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2> /dev/null; }  # proc_kb PID VmHWM
+proc_cpu() {  # user+system CPU seconds of a process
+        awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.1f\n", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+redis_info() { redis-cli -p "$REDIS_PORT" info "${2:-all}" | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+start_daemon() {  # start_daemon: sets DAEMON_PID
+        "$MCD" run -c "$CONF" > "$PH/daemon.out" 2> "$PH/daemon.log" &
+        DAEMON_PID=$!
+        PIDS="$PIDS $DAEMON_PID"
+}
+
+publish() {  # publish N CUSTOMERS SEED: generate and publish; sets PUB_EVENTS PUB_SECS
+        "$GEN" -s "$3" -n "$1" -c "$2" > "$PH/in.jsonl" || die "gen_events"
+        PUB_EVENTS=$(wc -l < "$PH/in.jsonl")
+        _t0=$(now)
+        "$MCD" publish -c "$CONF" "$PH/in.jsonl" 2> "$PH/publish.err" || die "publish (see $PH/publish.err)"
+        PUB_SECS=$(fsub "$(now)" "$_t0")
+        rm -f "$PH/in.jsonl"
+}
+
+run_to_completion() {  # run_to_completion N: starts the daemon, waits for N events; sets RUN_* figures
+        _want=$1
+        _cmd0=$(redis_info total_commands_processed stats)
+        _load0=$(loadavg)
+        _t0=$(now)
+        start_daemon
+        if [ -n "${PERF:-}" ]; then
+                perf record -g -p "$DAEMON_PID" -o "$WORK/perf.data" > "$WORK/perf.log" 2>&1 &
+                PERF_PID=$!
+                PIDS="$PIDS $PERF_PID"
+        fi
+        _last=0; _still=0
+        while :; do
+                kill -0 "$DAEMON_PID" 2> /dev/null || die "the daemon exited (see $PH/daemon.log)"
+                _n=$(applied)
+                [ "${_n:-0}" -ge "$_want" ] && break
+                if [ "${_n:-0}" = "$_last" ]; then _still=$((_still + 1)); else _still=0; _last=$_n; fi
+                [ $_still -ge 600 ] && die "no progress for 60 s at $_n of $_want events (see $PH/daemon.log)"
+                sleep 0.1
+        done
+        RUN_SECS=$(fsub "$(now)" "$_t0")
+        RUN_LOAD="$_load0 -> $(loadavg)"
+        RUN_HWM=$(proc_kb "$DAEMON_PID" VmHWM)
+        RUN_CPU=$(proc_cpu "$DAEMON_PID")
+        RUN_REDIS_CPU=$(redis_info used_cpu_user cpu)+$(redis_info used_cpu_sys cpu)
+        RUN_REDIS_CPU=$(echo "$RUN_REDIS_CPU" | awk -F+ '{ printf "%.1f", $1 + $2 }')
+        RUN_CMDS=$(($(redis_info total_commands_processed stats) - _cmd0))
+        RUN_RT=$(metric multichanneld_redis_round_trips_total)
+        RUN_BATCHES=$(metric multichanneld_batches_total)
+        RUN_OUTCOMES=$(metric multichanneld_outcomes_total)
+        RUN_DLQ=$(metric multichanneld_dead_letters_total)
+        RUN_REDIS_MEM=$(redis_info used_memory_human memory)
+        redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | grep '^cmdstat_' |
+                sed 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/\2 \1/' | sort -rn | head -8 > "$PH/commandstats"
+        metric_dump > "$PH/metrics.txt"
+        if [ -n "${PERF:-}" ]; then
+                kill -INT "$PERF_PID"; wait "$PERF_PID"; forget_pid "$PERF_PID"
+                BENCH_KEEP=1
+        fi
+        stop_pid "$DAEMON_PID"
+}
+
+TABLE=$WORK/table
+row() { printf '%-58s %s\n' "$1" "$2" >> "$TABLE"; }
+
+# ---- soak ---------------------------------------------------------------------
+if [ -n "$SOAK" ]; then
+        secs=$((SOAK * 60))
+        services_up soak
+        start_daemon
+        wait_until 60 daemon_ready || die "daemon not ready (see $PH/daemon.log)"
+        log "soak: $SOAK min at $SOAK_RATE events/s over $CUSTOMERS customers"
+        n=$((SOAK_RATE * (secs + 5)))
+        "$GEN" -s 4 -n "$n" -c "$CUSTOMERS" -T "$(date +%s%3N)" |
+                "$LAT" -b "$BOOTSTRAP" -n "$n" -c "$CUSTOMERS" -r "$SOAK_RATE" -d "$secs" -W 5 -D 5 > "$PH/lat.out" &
+        LPID=$!
+        PIDS="$PIDS $LPID"
+        t0=$(date +%s)
+        echo "elapsed_s rss_kib hwm_kib events_applied redis_used_memory" > "$PH/series"
+        while kill -0 "$LPID" 2> /dev/null; do
+                el=$(($(date +%s) - t0))
+                echo "$el $(proc_kb "$DAEMON_PID" VmRSS) $(proc_kb "$DAEMON_PID" VmHWM) $(applied) $(redis_info used_memory_human memory)" >> "$PH/series"
+                i=0
+                while [ $i -lt 30 ] && kill -0 "$LPID" 2> /dev/null; do sleep 1; i=$((i + 1)); done
+        done
+        wait "$LPID"; forget_pid "$LPID"
+        echo "$(($(date +%s) - t0)) $(proc_kb "$DAEMON_PID" VmRSS) $(proc_kb "$DAEMON_PID" VmHWM) $(applied) $(redis_info used_memory_human memory)" >> "$PH/series"
+        kill -0 "$DAEMON_PID" 2> /dev/null || die "the daemon died during the soak (see $PH/daemon.log)"
+        echo
+        echo "== soak: $SOAK min, $SOAK_RATE events/s, $CUSTOMERS customers, RSS sampled every 30 s =="
+        column -t "$PH/series" 2> /dev/null || cat "$PH/series"
+        awk 'NR > 1 { if (NR == 2) f = $2; l = $2; if ($2 > m) m = $2 }
+             END { printf "RSS first %d KiB, last %d KiB, max %d KiB, last-first %+d KiB (%+.1f%%)\n", f, l, m, l - f, (l - f) * 100 / f }' "$PH/series"
+        awk -F= '/^(sent|rate_achieved|trigger_p50_ms|trigger_p99_ms|direct_p50_ms|direct_p99_ms)=/ { printf "%s=%s  ", $1, $2 } END { print "" }' "$PH/lat.out"
+        echo "load average at the end: $(loadavg) (2 cores; other jobs may share them)"
+        stop_pid "$DAEMON_PID"
+        services_down
+        exit 0
+fi
+
+# ---- 1. throughput -------------------------------------------------------------
+log "throughput: $EVENTS events over $CUSTOMERS customers, $PARTS partitions"
+services_up throughput
+publish "$EVENTS" "$CUSTOMERS" 1
+N=$PUB_EVENTS
+log "published $N events in $PUB_SECS s"
+ta=$(now)
+kcat -C -b "$BOOTSTRAP" -t partnercenter.relationships.v1 -e -q -o beginning > /dev/null || die kcat
+tb=$(now)
+kcat -C -b "$BOOTSTRAP" -t partnercenter.subscriptions.v1 -e -q -o beginning > /dev/null || die kcat
+tc=$(now)
+KCAT_REL=$(fsub "$tb" "$ta"); KCAT_SUB=$(fsub "$tc" "$tb"); KCAT_SECS=$(fsub "$tc" "$ta")
+n_rel=$(kcat -C -b "$BOOTSTRAP" -t partnercenter.relationships.v1 -e -q -o beginning -f '\n' | wc -l)
+n_sub=$(kcat -C -b "$BOOTSTRAP" -t partnercenter.subscriptions.v1 -e -q -o beginning -f '\n' | wc -l)
+[ $((n_rel + n_sub)) -eq "$N" ] || die "the topics hold $((n_rel + n_sub)) of $N events (mock cluster truncated them?)"
+log "kcat read $n_rel + $n_sub events in $KCAT_REL + $KCAT_SUB s"
+PERF=${BENCH_PERF:-}
+run_to_completion "$N"
+PERF=
+log "daemon: $N events in $RUN_SECS s"
+row "events published (gen_events default mix)" "$N ($n_rel relationships, $n_sub subscriptions)"
+row "customers / partitions" "$CUSTOMERS / $PARTS"
+row "publish rate (multichanneld publish)" "$(fdiv "$N" "$PUB_SECS") events/s ($PUB_SECS s)"
+row "(a) raw ceiling: kcat -C -e, both topics in turn (summed)" "$(fdiv "$N" "$KCAT_SECS") events/s ($KCAT_SECS s)"
+row "(b) daemon, start to last batch committed" "$(fdiv "$N" "$RUN_SECS") events/s ($RUN_SECS s)"
+row "ratio (b)/(a)  [target >= 0.5]" "$(fdiv "$KCAT_SECS" "$RUN_SECS" 3)"
+row "daemon CPU time / redis-server CPU time" "$RUN_CPU s / $RUN_REDIS_CPU s"
+row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
+row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
+row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
+row "Redis round trips per batch  [target < 2]" "$(fdiv "$RUN_RT" "$RUN_BATCHES" 2) ($RUN_RT / $RUN_BATCHES)"
+row "Redis memory after the run" "$RUN_REDIS_MEM"
+row "daemon peak RSS, $CUSTOMERS customers, $N events" "$(fdiv "$RUN_HWM" 1024 1) MiB"
+row "load average during (b) (start -> end)" "$RUN_LOAD"
+cp "$PH/commandstats" "$WORK/commandstats.throughput"
+services_down
+
+# ---- 2. latency ---------------------------------------------------------------------
+if [ "$DO_LAT" = 1 ]; then
+        log "latency: $LAT_RATE events/s for $LAT_SECS s"
+        services_up latency
+        start_daemon
+        wait_until 60 daemon_ready || die "daemon not ready (see $PH/daemon.log)"
+        n=$((LAT_RATE * (LAT_SECS + 2)))
+        "$GEN" -s 2 -n "$n" -c "$CUSTOMERS" -T "$(date +%s%3N)" |
+                "$LAT" -b "$BOOTSTRAP" -n "$n" -c "$CUSTOMERS" -r "$LAT_RATE" -d "$LAT_SECS" -W 3 -D 3 > "$PH/lat.out" ||
+                die "latency helper"
+        lat() { awk -F= -v k="$1" '$1 == k { print $2 }' "$PH/lat.out"; }
+        row "latency run: rate achieved / events counted (after 3 s)" "$(lat rate_achieved) events/s / $(lat trigger_events)"
+        row "p50 / p99 produce->outcome (trigger)  [target p99 < 50]" "$(lat trigger_p50_ms) / $(lat trigger_p99_ms) ms (p99.9 $(lat trigger_p999_ms), max $(lat trigger_max_ms))"
+        row "p50 / p99 produce->own outcome (direct, incl. parked)" "$(lat direct_p50_ms) / $(lat direct_p99_ms) ms ($(lat direct_with_outcome) events)"
+        row "daemon peak RSS during the latency run" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB"
+        row "load average after the latency run" "$(loadavg)"
+        stop_pid "$DAEMON_PID"
+        services_down
+fi
+
+# ---- 3. peak RSS by customers ---------------------------------------------------------
+if [ "$DO_RSS" = 1 ]; then
+        for c in 10000 1000000; do
+                log "peak RSS: $RSS_EVENTS events over $c customers"
+                services_up "rss$c"
+                publish "$RSS_EVENTS" "$c" 3
+                run_to_completion "$PUB_EVENTS"
+                row "daemon peak RSS, $c customers, $PUB_EVENTS events" "$(fdiv "$RUN_HWM" 1024 1) MiB ($(fdiv "$PUB_EVENTS" "$RUN_SECS") events/s, Redis $RUN_REDIS_MEM)"
+                services_down
+        done
+fi
+
+echo
+echo "== multichanneld benchmark ($(nproc) cores, $(uname -r); batch.max_events=$BATCH_MAX batch.wait=$BATCH_WAIT merge_wait=$MERGE_WAIT) =="
+cat "$TABLE"
+echo "Redis commands during (b), by count:"
+sed 's/^/    /' "$WORK/commandstats.throughput"
+echo "Other jobs may share the CPU: compare the load averages above with the 2 cores."
