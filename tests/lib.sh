@@ -108,3 +108,18 @@ compare_states() {  # compare_states CONFIG REPLAY_STATES: Redis holds replay's 
         xargs "$MCD_BIN" state -c "$1" --compact < "$TMP/ids" > "$TMP/redis_states" 2>&1
         cmp -s "$2" "$TMP/redis_states"
 }
+
+# assert_exactly_once CONFIG LABEL: the outcome topic holds exactly the
+# outcomes in $TMP/want (replay's, messages stripped, sorted), none twice, and
+# Redis holds the states in $TMP/want_states.  Three TAP lines.
+assert_exactly_once() {
+        "$MCD_BIN" tail -c "$1" --exit-at-end | strip_messages > "$TMP/got"
+        _dups=$(sed 's/^{"event_id":"\([^"]*\)".*/\1/' "$TMP/got" | sort | uniq -d | wc -l)
+        ok $([ "$_dups" -eq 0 ]; echo $?) "$2no outcome on the topic twice ($_dups repeated)"
+        diff "$TMP/want" "$TMP/got" | head -6 | cut -c1-250 | diag
+        cmp -s "$TMP/want" "$TMP/got"
+        ok $? "$2outcome topic equals replay's outcomes ($(wc -l < "$TMP/got") of $(wc -l < "$TMP/want"))"
+        compare_states "$1" "$TMP/want_states"
+        ok $? "$2Redis holds replay's final state for all $(wc -l < "$TMP/want_states") customers"
+        diff "$TMP/want_states" "$TMP/redis_states" | head -4 | cut -c1-250 | diag
+}
