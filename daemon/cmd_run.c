@@ -16,6 +16,14 @@
 #include "daemon/worker.h"
 
 static struct mcd_worker_signals *signals_target;
+static volatile sig_atomic_t brokers_down_request, brokers_up_request;
+
+static void on_broker_signal(int sig) {
+        if (sig == SIGUSR1)
+                brokers_down_request = 1;
+        else
+                brokers_up_request = 1;
+}
 
 static void on_signal(int sig) {
         if (!signals_target)
@@ -197,8 +205,21 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         }
         printf("%s\n", mcd_embedded_bootstraps(emb));
         fflush(stdout);
-        while (!sig.stop)
+        /* SIGUSR1 takes the brokers down, SIGUSR2 brings them back: an
+         * outage to rehearse (tests/daemon_outages.sh). */
+        signal(SIGUSR1, on_broker_signal);
+        signal(SIGUSR2, on_broker_signal);
+        while (!sig.stop) {
                 pause();
+                if (brokers_down_request) {
+                        brokers_down_request = 0;
+                        mcd_embedded_set_up(emb, false);
+                }
+                if (brokers_up_request) {
+                        brokers_up_request = 0;
+                        mcd_embedded_set_up(emb, true);
+                }
+        }
         mcd_embedded_stop(emb);
         mcd_config_clear(&cfg);
         return 0;

@@ -16,6 +16,7 @@
 
 struct mcd_embedded {
         rd_kafka_t *host;            /* the client instance that hosts the cluster */
+        int brokers;
         rd_kafka_mock_cluster_t *cluster;
         char *bootstraps;
 };
@@ -131,6 +132,7 @@ int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, stru
                 r = -EINVAL;
                 goto fail;
         }
+        e->brokers = brokers;
         e->cluster = rd_kafka_mock_cluster_new(e->host, brokers);
         if (!e->cluster) {
                 log_error("embedded Kafka: cannot start the mock cluster");
@@ -160,6 +162,16 @@ fail:
 
 const char *mcd_embedded_bootstraps(const struct mcd_embedded *e) {
         return e->bootstraps;
+}
+
+void mcd_embedded_set_up(struct mcd_embedded *e, bool up) {
+        for (int32_t id = 1; id <= e->brokers; id++) {
+                if (up)
+                        rd_kafka_mock_broker_set_up(e->cluster, id);
+                else
+                        rd_kafka_mock_broker_set_down(e->cluster, id);
+        }
+        log_notice("embedded Kafka: %d broker(s) %s", e->brokers, up ? "up" : "down");
 }
 
 void mcd_embedded_stop(struct mcd_embedded *e) {

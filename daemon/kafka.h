@@ -5,6 +5,7 @@
 #ifndef MCD_KAFKA_H
 #define MCD_KAFKA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <librdkafka/rdkafka.h>
@@ -29,6 +30,9 @@ struct mcd_embedded;
  * kafka.bootstrap.servers at it.  0 or negative errno. */
 int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, struct mcd_embedded **out);
 const char *mcd_embedded_bootstraps(const struct mcd_embedded *e);
+/* Takes every broker of the cluster down (connections refused) or up again,
+ * to rehearse a Kafka outage. */
+void mcd_embedded_set_up(struct mcd_embedded *e, bool up);
 void mcd_embedded_stop(struct mcd_embedded *e);
 
 /* Produces and waits for delivery of everything queued (up to timeout_ms);
