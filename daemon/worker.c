@@ -1047,7 +1047,14 @@ struct item {
  * broker holds (at start-up, or lagging), so that a slow fetch does not
  * reorder history. */
 static int64_t merge_patience(const struct worker *w, const struct pair *p, int empty_side) {
-        if (p->at_end[empty_side])
+        int64_t lo, hi;
+
+        /* At its end, unless the last fetch saw the broker holding more. */
+        if (p->at_end[empty_side] &&
+            !(p->expect[empty_side] >= 0 &&
+              rd_kafka_get_watermark_offsets(empty_side == REL ? w->consumer : w->sub_reader,
+                                             topic_of(w, empty_side), p->partition, &lo, &hi) == 0 &&
+              hi > p->expect[empty_side]))
                 return w->cfg->merge_wait;
         return w->cfg->merge_wait > 30000 ? w->cfg->merge_wait : 30000;
 }

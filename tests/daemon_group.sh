@@ -9,7 +9,9 @@
 EVENTS=${MCD_GROUP_EVENTS:-4000}
 start_redis; ok $? "redis-server started on port $REDIS_PORT"
 start_kafka 6; ok $? "mock cluster with 6 partitions per topic at $BOOTSTRAP"
-write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms"
+# Events are published while the instances run: merge_wait must cover the
+# lag between the two topics' fetches on a loaded machine.
+write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms" "merge_wait = 2s"
 
 # Events of 2031: the stream is published in parts, with idle gaps between
 # them, and no timer may fall due by the wall clock during the test (a

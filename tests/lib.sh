@@ -63,7 +63,7 @@ start_kafka() {  # start_kafka PARTITIONS: a mock cluster in its own process; se
         BOOTSTRAP=$(head -1 "$TMP/bootstrap")
 }
 
-write_config() {  # write_config FILE [EXTRA LINES...]
+write_config() {  # write_config FILE [KEY = VALUE...]: the test defaults, overridden by the extras
         _f=$1; shift
         {
                 echo "kafka.bootstrap.servers = $BOOTSTRAP"
@@ -71,7 +71,8 @@ write_config() {  # write_config FILE [EXTRA LINES...]
                 echo "merge_wait = 200ms"
                 echo "metrics.listen ="
                 for l in "$@"; do echo "$l"; done
-        } > "$_f"
+        } | awk -F ' *= *' '!($1 in last) { order[n++] = $1 } { last[$1] = $0 }
+                            END { for (i = 0; i < n; i++) print last[order[i]] }' > "$_f"
 }
 
 start_daemon() {  # start_daemon CONFIG LOG: sets DAEMON_PID
