@@ -24,7 +24,7 @@ export MCD_FUZZ_SECONDS=60      # each fuzzer, this phase; shorter in the later 
 phase "make check under valgrind"
 sh tests/setup.sh _build/valgrind >/dev/null || status=1
 unset ASAN_OPTIONS UBSAN_OPTIONS
-VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=$top/tests/valgrind.supp"
+VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --num-callers=40 --suppressions=$top/tests/valgrind.supp"
 # Smaller streams under valgrind, which runs the daemon some 20 times slower.
 export MCD_CRASH_EVENTS=800 MCD_CRASH_KILLS=3 MCD_LOSS_EVENTS=1500 MCD_GROUP_EVENTS=1500 MCD_ZOMBIE_EVENTS=800
 export MCD_FUZZ_SECONDS=5

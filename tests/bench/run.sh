@@ -27,9 +27,11 @@
 #
 # Environment: BENCH_BATCH_MAX (2000), BENCH_MERGE_WAIT (50ms),
 # BENCH_BATCH_WAIT (50ms), BENCH_CUSTOMERS (100000), BENCH_PARTITIONS (64),
+# BENCH_EXTRA_CONF (more configuration lines, e.g. "kafka.fetch.wait.max.ms = 5"),
 # BENCH_KEEP=1 keeps the work directory, BENCH_PERF=1 records
 # `perf record -g` of the daemon during the throughput run (perf.data in the
-# work directory).
+# work directory, which is then kept; BENCH_PERF="--call-graph dwarf" passes
+# those options instead).
 set -u
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -168,6 +170,8 @@ merge_wait = $MERGE_WAIT
 metrics.listen = 127.0.0.1:$METRICS_PORT
 log.level = notice
 EOF
+        [ -n "${BENCH_EXTRA_CONF:-}" ] && printf '%s\n' "$BENCH_EXTRA_CONF" >> "$CONF"
+        return 0
 }
 services_down() {
         stop_pid "$KAFKA_PID"
@@ -212,7 +216,8 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         _t0=$(now)
         start_daemon
         if [ -n "${PERF:-}" ]; then
-                perf record -g -p "$DAEMON_PID" -o "$WORK/perf.data" > "$WORK/perf.log" 2>&1 &
+                # shellcheck disable=SC2086
+                perf record $( [ "$PERF" = 1 ] && echo -g || echo "$PERF") -p "$DAEMON_PID" -o "$WORK/perf.data" > "$WORK/perf.log" 2>&1 &
                 PERF_PID=$!
                 PIDS="$PIDS $PERF_PID"
         fi
