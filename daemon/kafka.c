@@ -33,6 +33,8 @@ static const char *const consumer_defaults[][2] = {
         {"heartbeat.interval.ms", "1000"},
         {"fetch.wait.max.ms", "20"},
         {"enable.partition.eof", "true"},
+        /* Prefetch at most 16 MiB: the daemon buffers per partition itself. */
+        {"queued.max.messages.kbytes", "16384"},
         {NULL, NULL},
 };
 

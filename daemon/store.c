@@ -38,7 +38,8 @@
  *   per partition: partition, generation, set_offsets ("1"/"0"), rel, sub,
  *                  marks ("" to leave them), trim, n_frames,
  *                  frame_1 .. frame_n  (frames binary)
- *   per customer:  customer_id, json, score (due time in ms, "" for none)
+ *   per customer:  customer_id, json, score (due time in ms; "" for none,
+ *                  removing any; "-" for none, with none before)
  *
  * Frames are pushed 1000 at a time (unpack() is bounded by the Lua stack).
  *
@@ -80,7 +81,7 @@ static const char COMMIT_SCRIPT[] =
         "  redis.call('SET', KEYS[k], ARGV[a + 1])\n"
         "  if ARGV[a + 2] == '' then\n"
         "    redis.call('ZREM', KEYS[k + 1], ARGV[a])\n"
-        "  else\n"
+        "  elseif ARGV[a + 2] ~= '-' then\n"
         "    redis.call('ZADD', KEYS[k + 1], ARGV[a + 2], ARGV[a])\n"
         "  end\n"
         "  a = a + 3\n"
@@ -99,6 +100,7 @@ struct mcd_store {
         redisContext *ctx;
         char script_sha[41];
         uint64_t round_trips;
+        bool unflushed;              /* commands appended since the last reply read */
 };
 
 /* ------------------------------------------------------------ helpers -- */
@@ -296,7 +298,11 @@ static int read_reply(struct mcd_store *s, redisReply **reply) {
                 disconnect(s);
                 return e;
         }
-        s->round_trips++;
+        /* One round trip per pipeline: the first reply after writes. */
+        if (s->unflushed) {
+                s->round_trips++;
+                s->unflushed = false;
+        }
         *reply = r;
         return 0;
 }
@@ -304,6 +310,7 @@ static int read_reply(struct mcd_store *s, redisReply **reply) {
 static int append_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens) {
         int e;
 
+        s->unflushed = true;
         if (redisAppendCommandArgv(s->ctx, argc, argv, lens) != REDIS_OK) {
                 e = context_error(s->ctx, errno);
                 disconnect(s);
@@ -568,6 +575,32 @@ int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *genera
         return r;
 }
 
+int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t n, int64_t *generations) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        if (n == 0)
+                return 0;
+        args_add_str(&a, "MGET");
+        for (size_t i = 0; i < n; i++)
+                args_add_key(&a, s, "gen", partitions[i]);
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)
+                r = -EBADMSG;
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                if (reply->element[i]->type == REDIS_REPLY_NIL)
+                        generations[i] = 0;
+                else
+                        r = parse_int64(reply->element[i], &generations[i]);
+        }
+        freeReplyObject(reply);
+        return r;
+}
+
 /* --------------------------------------------------------------- load -- */
 
 static int load_one(const redisReply *r, const char *id, struct mcd_customer *c) {
@@ -647,11 +680,14 @@ static void add_customer(struct args *keys, struct args *argv, const struct mcd_
         args_take(keys, key_of(s, "c:%s", c->customer_id));
         args_add_key(keys, s, "due", sc->partition);
         args_add_str(argv, c->customer_id);
-        args_take(argv, mcd_state_to_json(c));
+        if (sc->json)
+                args_add_str(argv, sc->json);
+        else
+                args_take(argv, mcd_state_to_json(c));
         if (mcd_next_due(c, &due, NULL))
                 args_addf(argv, "%" PRId64, due);
         else
-                args_add_str(argv, "");
+                args_add_str(argv, sc->no_due_before ? "-" : "");     /* "-": nothing to remove */
 }
 
 /* EVALSHA (or EVAL) sha|script numkeys keys.. argv.. */

@@ -51,6 +51,8 @@ struct mcd_offsets {
 struct mcd_store_customer {
         const struct mcd_customer *customer;
         int32_t partition;
+        const char *json;            /* its state JSON if the caller has it, else NULL */
+        bool no_due_before;          /* it had no due time when loaded: no ZREM needed */
 };
 
 struct mcd_store_partition {
@@ -89,6 +91,8 @@ int mcd_store_meta_exists(struct mcd_store *s, bool *exists);
 /* Takes ownership of a partition: INCR P gen:<partition>. */
 int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t *generation);
 int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation);
+/* The generations of several partitions in one round trip (0: never claimed). */
+int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t n, int64_t *generations);
 
 /* Loads customers by id in one round trip (MGET).  out[i] is initialised by
  * the callee: the stored state, or a fresh customer when none is stored.
@@ -119,7 +123,7 @@ int mcd_store_counts(struct mcd_store *s, int32_t partition, int64_t *due, int64
 /* Raw customer JSON (for `multichanneld state`); *json NULL when unknown. */
 int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, char **json);
 
-/* Number of Redis round trips made so far (for the benchmark). */
+/* Number of Redis round trips made so far (a pipeline counts once). */
 uint64_t mcd_store_round_trips(const struct mcd_store *s);
 
 #endif

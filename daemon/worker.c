@@ -75,8 +75,18 @@ struct pending {
         void *buf;                   /* encoded frame (outbox form) */
         size_t len;
         int32_t partition;           /* input partition whose outbox holds it */
+        uint64_t batch;              /* the batch that committed it */
         int status;                  /* 0 in flight or not sent, 1 delivered, <0 failed */
         bool sent;
+};
+
+/* A changelog record waiting for its batch's frames to be delivered: the
+ * changelog must never be ahead of what the output topics hold, or a Redis
+ * rebuilt from it would skip outputs that were never published. */
+struct clog {
+        uint64_t batch;
+        char *key;
+        char *value;
 };
 
 struct worker {
@@ -100,6 +110,8 @@ struct worker {
 
         struct pending **pending;    /* in commit order */
         size_t n_pending, cap_pending;
+        struct clog *clog;           /* changelog records waiting for delivery, in batch order */
+        size_t n_clog, cap_clog;
         char **changelog_keys;       /* customers to append to the changelog once delivered */
 
         bool redis_ok;
@@ -280,6 +292,8 @@ static void pair_restart(struct worker *w, struct pair *p) {
         set_paused(w, p, true);
 }
 
+static int publish_pending(struct worker *w, int timeout_ms);
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
         struct worker *w = opaque;
@@ -297,6 +311,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                 rd_kafka_pause_partitions(rk, parts);
                 break;
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+                /* What was committed goes out before the partitions are
+                 * handed over (the batch in flight is always committed or
+                 * aborted by now: callbacks run between batches). */
+                if (!rd_kafka_assignment_lost(rk) && publish_pending(w, 10000) < 0)
+                        log_warning("handing partitions over with %zu frames unpublished; the next owner publishes them",
+                                    w->n_pending);
                 for (int i = 0; i < parts->cnt; i++) {
                         log_notice("partition %" PRId32 " revoked%s", parts->elems[i].partition,
                                    rd_kafka_assignment_lost(rk) ? " (assignment lost)" : "");
@@ -515,7 +535,7 @@ static void changelog_produce(struct worker *w, const char *key, const char *val
                 log_warning("cannot append to the changelog %s: %s", w->cfg->topic_changelog, rd_kafka_err2str(err));
 }
 
-static int pending_push(struct worker *w, void *buf, size_t len, int32_t partition) {
+static int pending_push(struct worker *w, void *buf, size_t len, int32_t partition, uint64_t batch) {
         struct pending *pf;
 
         if (w->n_pending == w->cap_pending) {
@@ -532,6 +552,7 @@ static int pending_push(struct worker *w, void *buf, size_t len, int32_t partiti
         pf->buf = buf;
         pf->len = len;
         pf->partition = partition;
+        pf->batch = batch;
         w->pending[w->n_pending++] = pf;
         return 0;
 }
@@ -552,23 +573,31 @@ static void pending_clear(struct worker *w) {
  * owner reconciles that outbox itself).  Returns -EAGAIN when Redis cannot
  * tell. */
 static int drop_fenced(struct worker *w) {
-        size_t kept = 0;
+        int32_t *parts = calloc(w->n_pairs + 1, sizeof(*parts));
+        int64_t *gens = calloc(w->n_pairs + 1, sizeof(*gens));
+        size_t n = 0, kept = 0;
+        int r = 0;
 
-        /* One generation check per owned partition with unsent frames. */
+        if (!parts || !gens) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* The owned partitions with unsent frames, checked in one round trip. */
         for (size_t i = 0; i < w->n_pairs; i++) {
-                struct pair *p = w->pairs[i];
                 bool unsent = false;
-                int64_t gen = -1;
-                int r;
-
                 for (size_t j = 0; j < w->n_pending && !unsent; j++)
-                        unsent = !w->pending[j]->sent && w->pending[j]->partition == p->partition;
-                if (!unsent || p->phase != PAIR_READY)
-                        continue;
-                r = mcd_store_generation(w->store, p->partition, &gen);
-                if (r < 0)
-                        return redis_unreachable(r) ? -EAGAIN : r;
-                if (gen != p->generation) {
+                        unsent = !w->pending[j]->sent && w->pending[j]->partition == w->pairs[i]->partition;
+                if (unsent && w->pairs[i]->phase == PAIR_READY)
+                        parts[n++] = w->pairs[i]->partition;
+        }
+        r = mcd_store_generations(w->store, parts, n, gens);
+        if (r < 0) {
+                r = redis_unreachable(r) ? -EAGAIN : r;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct pair *p = pair_find(w, parts[i]);
+                if (p && gens[i] != p->generation) {
                         log_warning("partition %" PRId32 " was claimed by another instance; "
                                     "its unpublished frames are left to the new owner",
                                     p->partition);
@@ -588,11 +617,63 @@ static int drop_fenced(struct worker *w) {
                 w->pending[kept++] = pf;
         }
         w->n_pending = kept;
+out:
+        free(parts);
+        free(gens);
+        return r;
+}
+
+static int clog_push(struct worker *w, uint64_t batch, const char *key, char *value) {
+        if (w->n_clog == w->cap_clog) {
+                size_t cap = w->cap_clog ? w->cap_clog * 2 : 256;
+                struct clog *v = realloc(w->clog, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                w->clog = v;
+                w->cap_clog = cap;
+        }
+        w->clog[w->n_clog].key = strdup(key);
+        if (!w->clog[w->n_clog].key)
+                return -ENOMEM;
+        w->clog[w->n_clog].batch = batch;
+        w->clog[w->n_clog++].value = value;
         return 0;
 }
 
+/* Appends the changelog records of every batch older than `upto`. */
+static void clog_release(struct worker *w, uint64_t upto) {
+        size_t k = 0;
+
+        while (k < w->n_clog && w->clog[k].batch < upto) {
+                changelog_produce(w, w->clog[k].key, w->clog[k].value);
+                free(w->clog[k].key);
+                free(w->clog[k].value);
+                k++;
+        }
+        if (k == 0)
+                return;
+        memmove(w->clog, w->clog + k, (w->n_clog - k) * sizeof(*w->clog));
+        w->n_clog -= k;
+}
+
+static void clog_clear(struct worker *w) {
+        for (size_t i = 0; i < w->n_clog; i++) {
+                free(w->clog[i].key);
+                free(w->clog[i].value);
+        }
+        free(w->clog);
+        w->clog = NULL;
+        w->n_clog = w->cap_clog = 0;
+}
+
+/* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
+ * for all of them, else only serves the delivery reports that are in.  The
+ * delivered head of the queue is counted for trimming (by the next commit)
+ * and releases the changelog records of the batches it completes.  Returns 0
+ * when nothing is pending any more, else -EAGAIN. */
 static int publish_pending(struct worker *w, int timeout_ms) {
         int64_t deadline = mono_ms() + timeout_ms;
+        size_t k = 0;
         bool all;
 
         if (drop_fenced(w) < 0)
@@ -603,20 +684,28 @@ static int publish_pending(struct worker *w, int timeout_ms) {
                         break;
         }
         do {
-                rd_kafka_flush(w->producer, 100);
+                if (timeout_ms > 0)
+                        rd_kafka_flush(w->producer, 100);
+                else
+                        rd_kafka_poll(w->producer, 0);
                 all = true;
                 for (size_t i = 0; i < w->n_pending && all; i++)
                         all = w->pending[i]->status == 1;
-        } while (!all && mono_ms() < deadline && !w->sig->stop);
-        if (!all)
-                return -EAGAIN;
-        for (size_t i = 0; i < w->n_pending; i++) {
-                struct pair *p = pair_find(w, w->pending[i]->partition);
+        } while (!all && timeout_ms > 0 && mono_ms() < deadline && !w->sig->stop);
+        while (k < w->n_pending && w->pending[k]->status == 1) {
+                struct pair *p = pair_find(w, w->pending[k]->partition);
                 if (p)
                         p->untrimmed++;
+                free(w->pending[k]->buf);
+                free(w->pending[k]);
+                k++;
         }
-        pending_clear(w);
-        return 0;
+        if (k > 0) {
+                memmove(w->pending, w->pending + k, (w->n_pending - k) * sizeof(*w->pending));
+                w->n_pending -= k;
+        }
+        clog_release(w, w->n_pending ? w->pending[0]->batch : UINT64_MAX);
+        return w->n_pending == 0 ? 0 : -EAGAIN;
 }
 
 /* ------------------------------------------------------------- reconcile -- */
@@ -647,7 +736,7 @@ static int pair_reconcile(struct worker *w, struct pair *p) {
         marks_parse(w, marks, from);
         r = collect_published(w, from);
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                r = pending_push(w, frames[i], lens[i], p->partition);
+                r = pending_push(w, frames[i], lens[i], p->partition, 0);
                 if (r >= 0)
                         frames[i] = NULL;
         }
@@ -796,8 +885,8 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
                         char *text = state ? json_dumps(state, JSON_COMPACT) : NULL;
                         char why[256];
                         if (text && mcd_state_from_json(text, strlen(text), &cs[n], why, sizeof(why)) == 0) {
-                                sc_items[n].customer = &cs[n];
-                                sc_items[n].partition = p->partition;
+                                sc_items[n] = (struct mcd_store_customer){.customer = &cs[n],
+                                                                          .partition = p->partition};
                                 n++;
                         } else {
                                 log_error("changelog record of customer %s is unreadable; skipped", sc->latest.keys[i]);
@@ -1090,6 +1179,8 @@ struct batch {
         size_t n_ids, cap_ids;
         struct mcd_strmap index;     /* id -> index + 1 */
         struct mcd_customer *customers;
+        bool *had_due;               /* customer had a due time when loaded */
+        char **json;                 /* customer state JSON, made once for Redis and the changelog */
         struct mcd_outcomes out;
         /* frames per pair, in order */
         void ***frames;
@@ -1138,6 +1229,11 @@ static void batch_free(struct batch *b, size_t n_pairs) {
                 for (size_t i = 0; i < b->n_ids; i++)
                         mcd_customer_clear(&b->customers[i]);
         free(b->customers);
+        if (b->json)
+                for (size_t i = 0; i < b->n_ids; i++)
+                        free(b->json[i]);
+        free(b->json);
+        free(b->had_due);
         for (size_t i = 0; i < b->n_ids; i++)
                 free(b->ids[i]);
         free(b->ids);
@@ -1383,6 +1479,8 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks) {
         for (size_t i = 0; i < b->n_ids; i++) {
                 sc[i].customer = &b->customers[i];
                 sc[i].partition = b->id_partition[i];
+                sc[i].json = b->json[i];
+                sc[i].no_due_before = !b->had_due[i];
         }
         sb.n_customers = b->n_ids;
         for (size_t i = 0; i < w->n_pairs; i++) {
@@ -1420,7 +1518,7 @@ static int batch_committed(struct worker *w, struct batch *b) {
                 p->committed = p->next;
                 p->untrimmed = 0;
                 for (size_t j = 0; j < b->n_frames[i]; j++) {
-                        r = pending_push(w, b->frames[i][j], b->frame_lens[i][j], p->partition);
+                        r = pending_push(w, b->frames[i][j], b->frame_lens[i][j], p->partition, w->st.batches + 1);
                         if (r < 0)
                                 return r;
                         b->frames[i][j] = NULL;
@@ -1429,40 +1527,43 @@ static int batch_committed(struct worker *w, struct batch *b) {
         return 0;
 }
 
-static void changelog_append(struct worker *w, struct batch *b, const char *marks) {
+/* Queues the batch's changelog records: each customer's state (the JSON
+ * written to Redis, wrapped with its partition) and the offsets and marks of
+ * the pairs the batch touched.  They go out once the batch's frames are
+ * delivered (publish_pending). */
+static int changelog_queue(struct worker *w, struct batch *b, const char *marks, uint64_t seq) {
         int64_t parked = 0;
+        int r = 0;
 
-        for (size_t i = 0; i < b->n_ids; i++) {
-                char *state = mcd_state_to_json(&b->customers[i]);
-                json_t *rec = state ? json_pack("{s:i, s:o}", "partition", (json_int_t)b->id_partition[i], "state",
-                                                 json_loads(state, 0, NULL))
-                                    : NULL;
-                char *val = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
-                if (val)
-                        changelog_produce(w, b->ids[i], val);
-                else
-                        log_error("cannot serialise customer %s for the changelog", b->ids[i]);
+        for (size_t i = 0; r >= 0 && i < b->n_ids; i++) {
+                char *val = NULL;
+                if (asprintf(&val, "{\"partition\":%" PRId32 ",\"state\":%s}", b->id_partition[i], b->json[i]) < 0)
+                        return -ENOMEM;
+                r = clog_push(w, seq, b->ids[i], val);
+                if (r < 0)
+                        free(val);
                 parked += (int64_t)b->customers[i].n_parked;
-                free(val);
-                json_decref(rec);
-                free(state);
         }
         w->st.parked = parked;
-        for (size_t i = 0; i < w->n_pairs; i++) {
+        for (size_t i = 0; r >= 0 && i < w->n_pairs; i++) {
                 struct pair *p = w->pairs[i];
-                char key[64], *val;
-                json_t *rec;
-                if (p->phase != PAIR_READY)
+                char key[64], *val = NULL;
+                bool touched = b->n_frames[i] > 0;
+                for (size_t j = 0; j < b->n_items && !touched; j++)
+                        touched = b->items[j].pair == p;
+                for (size_t j = 0; j < b->n_ids && !touched; j++)
+                        touched = b->id_partition[j] == p->partition;
+                if (p->phase != PAIR_READY || !touched)
                         continue;
                 snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
-                rec = json_pack("{s:I, s:I, s:s}", "rel", (json_int_t)p->committed.rel, "sub",
-                                (json_int_t)p->committed.sub, "marks", marks ? marks : "");
-                val = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
-                if (val)
-                        changelog_produce(w, key, val);
-                free(val);
-                json_decref(rec);
+                if (asprintf(&val, "{\"rel\":%" PRId64 ",\"sub\":%" PRId64 ",\"marks\":\"%s\"}", p->committed.rel,
+                             p->committed.sub, marks ? marks : "") < 0)
+                        return -ENOMEM;
+                r = clog_push(w, seq, key, val);
+                if (r < 0)
+                        free(val);
         }
+        return r;
 }
 
 /* A failed commit: nothing of the batch was written.  Every ready pair goes
@@ -1536,8 +1637,19 @@ static int process_batch(struct worker *w) {
                         b.customers = NULL;
                 }
         }
+        b.had_due = calloc(b.n_ids + 1, sizeof(*b.had_due));
+        b.json = calloc(b.n_ids + 1, sizeof(*b.json));
+        if (r >= 0 && (!b.had_due || !b.json))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < b.n_ids; i++) {
+                mcd_time_t due;
+                b.had_due[i] = mcd_next_due(&b.customers[i], &due, NULL);
+        }
         if (r >= 0)
                 r = batch_apply(w, &b, now, n_due);
+        for (size_t i = 0; r >= 0 && i < b.n_ids; i++)
+                if (!(b.json[i] = mcd_state_to_json(&b.customers[i])))
+                        r = -ENOMEM;
         marks = marks_format(w);
         if (r >= 0 && !marks)
                 r = -ENOMEM;
@@ -1548,9 +1660,14 @@ static int process_batch(struct worker *w) {
                 goto out;
         }
         r = batch_committed(w, &b);
+        if (r >= 0)
+                r = changelog_queue(w, &b, marks, w->st.batches + 1);
         fault_point(w->fault_stop_before_publish, w->st.batches + 1, "publish");
-        if (r >= 0 && publish_pending(w, 10000) == 0)
-                changelog_append(w, &b, marks);
+        /* Delivery is waited for before the next batch: a frame in flight
+         * while this instance stalls could reach the topic after a new
+         * owner reconciled the outbox, and be published twice. */
+        if (r >= 0)
+                publish_pending(w, 10000);
         w->st.batches++;
         w->last_batch_us = mono_us() - t0;
         mcd_stats_observe_latency(&w->st, w->last_batch_us);
@@ -1691,6 +1808,7 @@ static void worker_teardown(struct worker *w) {
         }
         pending_clear(w);
         free(w->pending);
+        clog_clear(w);
         free(w->known_end[0]);
         free(w->known_end[1]);
         mcd_strmap_clear(&w->published);
@@ -1869,7 +1987,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                                 take_message(&w, m, REL);
                         continue;
                 }
-                if (w.n_pending > 0 && publish_pending(&w, 1000) < 0)
+                if ((w.n_pending > 0 || w.n_clog > 0) && publish_pending(&w, 1000) < 0)
                         continue;       /* Kafka unreachable: nothing new until the outbox is out */
                 for (size_t i = 0; i < w.n_pairs; i++) {
                         struct pair *p = w.pairs[i];
@@ -1895,7 +2013,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         /* The batch in flight is done (one thread); what it committed but
          * has not published yet goes out before the group is left. */
         sd_notify(0, "STOPPING=1");
-        if (w.n_pending > 0 && publish_pending(&w, 10000) < 0)
+        if ((w.n_pending > 0 || w.n_clog > 0) && publish_pending(&w, 10000) < 0)
                 log_warning("stopping with %zu frames unpublished; the next owner publishes them", w.n_pending);
         r = 0;
         log_notice("stopping: leaving the consumer group");

@@ -56,6 +56,7 @@ start_redis() {  # start_redis [PORT]: sets REDIS_PORT; AOF on, as production sh
 }
 
 start_kafka() {  # start_kafka PARTITIONS: a mock cluster in its own process; sets BOOTSTRAP
+        rm -f "$TMP/bootstrap"
         "$MCD_BIN" mock-cluster --partitions "${1:-4}" > "$TMP/bootstrap" 2> "$TMP/mock.log" &
         KAFKA_PID=$!
         PIDS="$PIDS $KAFKA_PID"

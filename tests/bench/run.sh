@@ -296,8 +296,11 @@ if [ -n "$SOAK" ]; then
         echo
         echo "== soak: $SOAK min, $SOAK_RATE events/s, $CUSTOMERS customers, RSS sampled every 30 s =="
         column -t "$PH/series" 2> /dev/null || cat "$PH/series"
-        awk 'NR > 1 { if (NR == 2) f = $2; l = $2; if ($2 > m) m = $2 }
-             END { printf "RSS first %d KiB, last %d KiB, max %d KiB, last-first %+d KiB (%+.1f%%)\n", f, l, m, l - f, (l - f) * 100 / f }' "$PH/series"
+        # "first" is the first sample under load (30 s in); the 0 s one is the idle daemon.
+        awk 'NR == 2 { idle = $2 } NR > 2 { if (!f) f = $2; l = $2; if ($2 > m) m = $2 }
+             END { if (!f) f = l = m = idle
+                   printf "RSS idle %d KiB; under load first %d KiB, last %d KiB, max %d KiB, last-first %+d KiB (%+.1f%%)\n",
+                          idle, f, l, m, l - f, (l - f) * 100 / f }' "$PH/series"
         awk -F= '/^(sent|rate_achieved|trigger_p50_ms|trigger_p99_ms|direct_p50_ms|direct_p99_ms)=/ { printf "%s=%s  ", $1, $2 } END { print "" }' "$PH/lat.out"
         echo "load average at the end: $(loadavg) (2 cores; other jobs may share them)"
         stop_pid "$DAEMON_PID"
