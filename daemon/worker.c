@@ -597,19 +597,27 @@ static int drop_fenced(struct worker *w) {
         }
         for (size_t i = 0; i < n; i++) {
                 struct pair *p = pair_find(w, parts[i]);
-                if (p && gens[i] != p->generation) {
+                if (!p || gens[i] == p->generation)
+                        continue;
+                if (gens[i] > p->generation) {
                         log_warning("partition %" PRId32 " was claimed by another instance; "
                                     "its unpublished frames are left to the new owner",
                                     p->partition);
                         p->phase = PAIR_FENCED;
                         set_paused(w, p, true);
+                } else {
+                        /* The generation is gone: Redis lost its data.  The
+                         * partition is claimed again and rebuilt from the
+                         * changelog; what these frames said is re-derived. */
+                        log_warning("partition %" PRId32 ": Redis lost its state; rebuilding it", p->partition);
+                        pair_restart(w, p);
                 }
         }
         for (size_t i = 0; i < w->n_pending; i++) {
                 struct pending *pf = w->pending[i];
                 struct pair *p = pair_find(w, pf->partition);
 
-                if (!pf->sent && (!p || p->phase == PAIR_FENCED)) {
+                if (!pf->sent && (!p || p->phase == PAIR_FENCED || p->phase == PAIR_INIT)) {
                         free(pf->buf);
                         free(pf);
                         continue;
