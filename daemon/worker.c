@@ -284,8 +284,24 @@ static void set_paused(struct worker *w, struct pair *p, bool paused) {
         rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Back to INIT: buffered messages dropped, re-read from Redis's offsets. */
+/* Back to INIT: buffered messages dropped, re-read from Redis's offsets.
+ * Frames of the partition not yet handed to the producer are dropped too:
+ * the outbox in Redis still holds them (and INIT reconciles it), or Redis
+ * lost them with the state that made them, which re-processing re-derives;
+ * sending them as well would publish them twice. */
 static void pair_restart(struct worker *w, struct pair *p) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < w->n_pending; i++) {
+                struct pending *pf = w->pending[i];
+                if (!pf->sent && pf->partition == p->partition) {
+                        free(pf->buf);
+                        free(pf);
+                        continue;
+                }
+                w->pending[kept++] = pf;
+        }
+        w->n_pending = kept;
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->phase = PAIR_INIT;
@@ -733,6 +749,8 @@ static int pair_reconcile(struct worker *w, struct pair *p) {
                 return r;
         if (n == 0)
                 goto out;
+        /* Frames still in flight reach the topics before they are read. */
+        rd_kafka_flush(w->producer, 30000);
         log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
         r = mcd_store_get_marks(w->store, p->partition, &marks);
         from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
