@@ -21,7 +21,7 @@ wait_until 60 outcomes_at_least "$TMP/mcd.conf" 200
 ok $? "daemon is processing"
 
 # Redis down for 5 s, its data kept.
-redis-cli -p "$REDIS_PORT" shutdown nosave > /dev/null 2>&1
+redis-cli -p "$REDIS_PORT" shutdown > /dev/null 2>&1      # AOF flushed first
 wait "$REDIS_PID" 2>/dev/null
 sleep 5
 kill -0 "$DAEMON_PID"

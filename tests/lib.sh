@@ -26,6 +26,14 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/mcd-test.XXXXXX")
 # Every helper records what it started so that the EXIT trap stops it.
 PIDS=""
 cleanup() {
+        # On failure, the end of every log the test kept, for the CI output.
+        if [ "${tap_failed:-0}" -gt 0 ]; then
+                for f in "$TMP"/*.log; do
+                        [ -f "$f" ] || continue
+                        echo "# --- last lines of $(basename "$f"):"
+                        grep -v "kafka .*debug" "$f" | tail -25 | sed 's/^/# /'
+                done
+        fi
         for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
         wait 2>/dev/null
         [ -n "${MCD_KEEP_TMP:-}" ] && echo "# kept $TMP" || rm -rf "$TMP"
