@@ -62,6 +62,7 @@ static const struct key_def keys[] = {
         {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 0, "500ms"},
         {"batch.max_events", KEY_INT, OFF(batch_max), 1, 100000, "1000"},
         {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
+        {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "20000"},
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
         {"log.level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info"},
         {"status.interval", KEY_DURATION, OFF(status_interval), 1, 0, "5s"},

@@ -44,6 +44,7 @@ struct mcd_config {
         mcd_time_t park_grace;       /* 10m */
         mcd_time_t merge_wait;       /* 500ms */
         int batch_max;               /* batch.max_events, 1000 */
+        int buffer_max;              /* buffer.max_events, 20000: input buffered across all partitions */
         mcd_time_t batch_wait;       /* batch.wait, 50ms: how long a batch collects */
 
         char *metrics_listen;        /* metrics.listen, 127.0.0.1:9464; "" disables */

@@ -21,6 +21,13 @@ struct mcd_embedded {
         char *bootstraps;
 };
 
+/* Fetching, for both input handles.  The daemon buffers what the merge
+ * needs itself (buffer.max_events); librdkafka's prefetch only has to keep
+ * the pipe full.  Small fetch responses keep the memory flat: 4 MiB queued
+ * per handle, responses of at most 2 MiB, 256 KiB per partition. */
+#define FETCH_DEFAULTS \
+        {"queued.max.messages.kbytes", "4096"}, {"fetch.max.bytes", "2097152"}, {"max.partition.fetch.bytes", "262144"}
+
 static const char *const consumer_defaults[][2] = {
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"enable.auto.commit", "false"},
@@ -33,8 +40,7 @@ static const char *const consumer_defaults[][2] = {
         {"heartbeat.interval.ms", "1000"},
         {"fetch.wait.max.ms", "20"},
         {"enable.partition.eof", "true"},
-        /* Prefetch at most 16 MiB: the daemon buffers per partition itself. */
-        {"queued.max.messages.kbytes", "16384"},
+        FETCH_DEFAULTS,
         {NULL, NULL},
 };
 
@@ -44,6 +50,7 @@ static const char *const reader_defaults[][2] = {
         {"enable.partition.eof", "true"},
         {"auto.offset.reset", "earliest"},
         {"fetch.wait.max.ms", "20"},
+        FETCH_DEFAULTS,
         {NULL, NULL},
 };
 
@@ -62,7 +69,8 @@ static bool applies(const char *name, enum mcd_kafka_role role) {
         static const char *const consumer_only[] = {
                 "group.id", "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
                 "enable.auto.commit", "auto.offset.reset", "isolation.level", "group.instance.id",
-                "max.poll.interval.ms", "fetch.wait.max.ms", "enable.auto.offset.store", NULL,
+                "max.poll.interval.ms", "fetch.wait.max.ms", "enable.auto.offset.store", "queued.max.messages.kbytes",
+                "queued.min.messages", "fetch.max.bytes", "max.partition.fetch.bytes", "fetch.min.bytes", NULL,
         };
         static const char *const producer_only[] = {
                 "enable.idempotence", "acks", "linger.ms", "partitioner", "message.timeout.ms",

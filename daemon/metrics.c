@@ -123,6 +123,9 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         header(f, "multichanneld_redis_rtt_seconds", "gauge", "Round-trip time of the last Redis PING.");
         fprintf(f, "multichanneld_redis_rtt_seconds %.6f\n", (double)s->redis_rtt_us / 1e6);
         scalar_u64(f, "multichanneld_redis_round_trips_total", "counter", "Redis round trips.", s->redis_round_trips);
+        scalar_u64(f, "multichanneld_redis_batch_round_trips_total", "counter",
+                   "Redis round trips made by batches: load, commit, fencing check, due scan.",
+                   s->redis_batch_round_trips);
         scalar_i64(f, "multichanneld_parked_events", "Parked events among the customers of the last batches.",
                    s->parked);
         scalar_i64(f, "multichanneld_pending_timers", "Customers with a due time in Redis, on owned partitions.",

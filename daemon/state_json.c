@@ -17,135 +17,131 @@
 
 #include "daemon/jsonl.h"
 #include "daemon/state_json.h"
+#include "daemon/strbuf.h"
 #include "handlers/timefmt.h"
 
 #define STATE_JSON_VERSION 1
 
 /* ----------------------------------------------------------------- format */
 
-/* json_object_set_new takes ownership of v even when it fails (and accepts a
- * NULL v, failing), so a chain of set() calls needs one check at the end. */
-static int set(json_t *o, const char *k, json_t *v) {
-        return json_object_set_new(o, k, v) == 0 ? 0 : -ENOMEM;
+/* The state is written straight into a string, in the order and with the
+ * escaping json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) would give: it is
+ * written once per customer per batch, and building a jansson tree first
+ * cost more than the rules. */
+
+static void key(struct mcd_strbuf *b, const char *k, bool first) {
+        if (!first)
+                mcd_sb_putn(b, ",", 1);
+        mcd_sb_json_string(b, k);
+        mcd_sb_putn(b, ":", 1);
 }
 
-static int append(json_t *a, json_t *v) {
-        return json_array_append_new(a, v) == 0 ? 0 : -ENOMEM;
-}
-
-static json_t *jstr(const char *s) {
-        return s ? json_string(s) : json_null();
-}
-
-static json_t *jtime(mcd_time_t t) {
+static void time_value(struct mcd_strbuf *b, mcd_time_t t) {
         char buf[MCD_TIME_BUFSZ];
-        return json_string(mcd_time_format(t, buf));
+        mcd_sb_json_string(b, mcd_time_format(t, buf));
 }
 
-static json_t *subscription_to_json(const struct mcd_subscription *s) {
-        json_t *o = json_object();
-        int r = 0;
+static void subscription_write(struct mcd_strbuf *b, const struct mcd_subscription *s) {
+        key(b, "subscription_id", true);
+        mcd_sb_json_string(b, s->subscription_id);
+        key(b, "offer_name", false);
+        mcd_sb_json_string(b, s->offer_name);
+        key(b, "billing", false);
+        mcd_sb_json_string(b, mcd_billing_name(s->billing));
+        key(b, "channel", false);
+        mcd_sb_json_string(b, mcd_channel_name(s->channel));
+        key(b, "seller_partner_id", false);
+        mcd_sb_json_string(b, s->seller_partner_id);
+        key(b, "term_end", false);
+        if (s->has_term_end)
+                time_value(b, s->term_end);
+        else
+                mcd_sb_puts(b, "null");
+        key(b, "state", false);
+        mcd_sb_json_string(b, mcd_sub_state_name(s->state));
+        key(b, "timer_outcomes", false);
+        mcd_sb_printf(b, "%lld", (long long)s->timer_outcomes);
+}
 
-        if (!o)
-                return NULL;
-        r |= set(o, "subscription_id", jstr(s->subscription_id));
-        r |= set(o, "offer_name", jstr(s->offer_name));
-        r |= set(o, "billing", json_string(mcd_billing_name(s->billing)));
-        r |= set(o, "channel", json_string(mcd_channel_name(s->channel)));
-        r |= set(o, "seller_partner_id", jstr(s->seller_partner_id));
-        r |= set(o, "term_end", s->has_term_end ? jtime(s->term_end) : json_null());
-        r |= set(o, "state", json_string(mcd_sub_state_name(s->state)));
-        r |= set(o, "timer_outcomes", json_integer(s->timer_outcomes));
-        if (r < 0) {
-                json_decref(o);
-                return NULL;
+/* A parked event is written as the replay format writes it (compact, in
+ * the same key order), so it is embedded as it comes. */
+static void parked_write(struct mcd_strbuf *b, const struct mcd_parked *p) {
+        char *line = mcd_jsonl_format_event(&p->event);
+
+        if (!line) {
+                b->oom = true;
+                return;
         }
-        return o;
-}
-
-/* The event as the replay format writes it, as a JSON value. */
-static json_t *event_to_json(const struct mcd_event *ev) {
-        char *line = mcd_jsonl_format_event(ev);
-        json_t *v;
-
-        if (!line)
-                return NULL;
-        v = json_loads(line, 0, NULL);
+        key(b, "deadline", true);
+        time_value(b, p->deadline);
+        key(b, "event", false);
+        mcd_sb_puts(b, line);
         free(line);
-        return v;
 }
 
-static json_t *parked_to_json(const struct mcd_parked *p) {
-        json_t *o = json_object();
-        int r = 0;
+static void lists_write(struct mcd_strbuf *b, const struct mcd_customer *c) {
+        bool first = true;
 
-        if (!o)
-                return NULL;
-        r |= set(o, "deadline", jtime(p->deadline));
-        r |= set(o, "event", event_to_json(&p->event));
-        if (r < 0) {
-                json_decref(o);
-                return NULL;
-        }
-        return o;
-}
-
-static json_t *timer_to_json(const struct mcd_subscription *s) {
-        json_t *o = json_object();
-        int r = 0;
-
-        if (!o)
-                return NULL;
-        r |= set(o, "subscription_id", jstr(s->subscription_id));
-        r |= set(o, "due", jtime(s->term_end));
-        if (r < 0) {
-                json_decref(o);
-                return NULL;
-        }
-        return o;
-}
-
-static int lists_to_json(json_t *o, const struct mcd_customer *c) {
-        json_t *subs = json_array(), *parked = json_array(), *timers = json_array(), *seen = json_array();
-        int r = 0;
-
-        /* set() takes each array, so ownership moves to o straight away */
-        r |= set(o, "subscriptions", subs);
-        r |= set(o, "parked", parked);
-        r |= set(o, "timers", timers);
-        r |= set(o, "seen", seen);
-        if (r < 0)
-                return r;
+        key(b, "subscriptions", false);
+        mcd_sb_putn(b, "[", 1);
         for (size_t i = 0; i < c->n_subs; i++) {
-                r |= append(subs, subscription_to_json(&c->subs[i]));
-                if (c->subs[i].state == MCD_SS_SWITCH_BLOCKED && c->subs[i].has_term_end)
-                        r |= append(timers, timer_to_json(&c->subs[i]));
+                mcd_sb_puts(b, i ? ",{" : "{");
+                subscription_write(b, &c->subs[i]);
+                mcd_sb_putn(b, "}", 1);
         }
-        for (size_t i = 0; i < c->n_parked; i++)
-                r |= append(parked, parked_to_json(&c->parked[i]));
-        for (size_t i = 0; i < c->n_seen; i++)
-                r |= append(seen, jstr(c->seen[i]));
-        return r;
+        mcd_sb_putn(b, "]", 1);
+        key(b, "parked", false);
+        mcd_sb_putn(b, "[", 1);
+        for (size_t i = 0; i < c->n_parked; i++) {
+                mcd_sb_puts(b, i ? ",{" : "{");
+                parked_write(b, &c->parked[i]);
+                mcd_sb_putn(b, "}", 1);
+        }
+        mcd_sb_putn(b, "]", 1);
+        key(b, "timers", false);
+        mcd_sb_putn(b, "[", 1);
+        for (size_t i = 0; i < c->n_subs; i++) {
+                const struct mcd_subscription *s = &c->subs[i];
+                if (s->state != MCD_SS_SWITCH_BLOCKED || !s->has_term_end)
+                        continue;
+                mcd_sb_puts(b, first ? "{" : ",{");
+                first = false;
+                key(b, "subscription_id", true);
+                mcd_sb_json_string(b, s->subscription_id);
+                key(b, "due", false);
+                time_value(b, s->term_end);
+                mcd_sb_putn(b, "}", 1);
+        }
+        mcd_sb_putn(b, "]", 1);
+        key(b, "seen", false);
+        mcd_sb_putn(b, "[", 1);
+        for (size_t i = 0; i < c->n_seen; i++) {
+                if (i)
+                        mcd_sb_putn(b, ",", 1);
+                mcd_sb_json_string(b, c->seen[i]);
+        }
+        mcd_sb_putn(b, "]", 1);
 }
 
 char *mcd_state_to_json(const struct mcd_customer *c) {
-        json_t *o = json_object();
-        char *s = NULL;
-        int r = 0;
+        struct mcd_strbuf b = {0};
 
-        if (!o)
-                return NULL;
-        r |= set(o, "v", json_integer(STATE_JSON_VERSION));
-        r |= set(o, "customer_id", jstr(c->customer_id));
-        r |= set(o, "cloud", c->has_cloud ? json_string(mcd_cloud_name(c->cloud)) : json_null());
-        r |= set(o, "state", json_string(mcd_customer_state_name(c->state)));
-        r |= set(o, "partner_id", jstr(c->partner_id));
-        r |= set(o, "indirect_reseller_id", jstr(c->indirect_reseller_id));
-        r |= lists_to_json(o, c);
-        if (r == 0)
-                s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(o);
-        return s;
+        mcd_sb_putn(&b, "{", 1);
+        key(&b, "v", true);
+        mcd_sb_printf(&b, "%d", STATE_JSON_VERSION);
+        key(&b, "customer_id", false);
+        mcd_sb_json_string(&b, c->customer_id);
+        key(&b, "cloud", false);
+        mcd_sb_json_string(&b, c->has_cloud ? mcd_cloud_name(c->cloud) : NULL);
+        key(&b, "state", false);
+        mcd_sb_json_string(&b, mcd_customer_state_name(c->state));
+        key(&b, "partner_id", false);
+        mcd_sb_json_string(&b, c->partner_id);
+        key(&b, "indirect_reseller_id", false);
+        mcd_sb_json_string(&b, c->indirect_reseller_id);
+        lists_write(&b, c);
+        mcd_sb_putn(&b, "}", 1);
+        return mcd_sb_take(&b);
 }
 
 /* ------------------------------------------------------------------ parse */

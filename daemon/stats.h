@@ -40,6 +40,7 @@ struct mcd_stats {
         uint64_t redis_errors;
         uint64_t kafka_errors;
         uint64_t redis_round_trips;
+        uint64_t redis_batch_round_trips;       /* of them, made by batches (load, commit, fencing, due scan) */
         int64_t redis_rtt_us;        /* last PING */
         int64_t lag;                 /* messages behind the input partitions' high watermarks */
         int64_t parked;              /* parked events among the customers of the last batches */

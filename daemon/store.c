@@ -622,21 +622,17 @@ static int load_one(const redisReply *r, const char *id, struct mcd_customer *c)
         return 0;
 }
 
-int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct mcd_customer *out) {
-        struct args a = {0};
-        redisReply *reply;
-        size_t i;
-        int r;
+static void load_args(const struct mcd_store *s, const char *const *ids, size_t n, struct args *a) {
+        args_add_str(a, "MGET");
+        for (size_t i = 0; i < n; i++)
+                args_take(a, key_of(s, "c:%s", ids[i]));
+}
 
-        if (n == 0)
-                return 0;
-        args_add_str(&a, "MGET");
-        for (i = 0; i < n; i++)
-                args_take(&a, key_of(s, "c:%s", ids[i]));
-        r = command(s, &a, &reply);
-        args_free(&a);
-        if (r < 0)
-                return r;
+/* The customers of an MGET reply; the reply is freed. */
+static int load_reply(redisReply *reply, const char *const *ids, size_t n, struct mcd_customer *out) {
+        size_t i;
+        int r = 0;
+
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
                 freeReplyObject(reply);
                 return -EBADMSG;
@@ -649,6 +645,21 @@ int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct
                         mcd_customer_clear(&out[i]);
         freeReplyObject(reply);
         return r;
+}
+
+int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct mcd_customer *out) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        if (n == 0)
+                return 0;
+        load_args(s, ids, n, &a);
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        return load_reply(reply, ids, n, out);
 }
 
 /* ------------------------------------------------------------- commit -- */
@@ -710,6 +721,23 @@ static int build_commit(const struct mcd_store *s, const struct mcd_store_batch 
         return argv->err;
 }
 
+/* EVALSHA (or EVAL) of the commit script with its keys and arguments. */
+static void eval_args(const struct mcd_store *s, bool by_sha, const struct args *keys, const struct args *argv,
+                      struct args *a) {
+        if (by_sha) {
+                args_add_str(a, "EVALSHA");
+                args_add_str(a, s->script_sha);
+        } else {
+                args_add_str(a, "EVAL");
+                args_add(a, COMMIT_SCRIPT, sizeof(COMMIT_SCRIPT) - 1);
+        }
+        args_addf(a, "%zu", keys->n);
+        for (size_t i = 0; i < keys->n; i++)
+                args_add(a, keys->v[i], keys->len[i]);
+        for (size_t i = 0; i < argv->n; i++)
+                args_add(a, argv->v[i], argv->len[i]);
+}
+
 static int eval_commit(struct mcd_store *s, bool by_sha, const struct args *keys, const struct args *argv,
                        redisReply **reply) {
         struct args a = {0};
@@ -717,18 +745,7 @@ static int eval_commit(struct mcd_store *s, bool by_sha, const struct args *keys
 
         if ((r = ensure_connected(s)) < 0)
                 return r;
-        if (by_sha) {
-                args_add_str(&a, "EVALSHA");
-                args_add_str(&a, s->script_sha);
-        } else {
-                args_add_str(&a, "EVAL");
-                args_add(&a, COMMIT_SCRIPT, sizeof(COMMIT_SCRIPT) - 1);
-        }
-        args_addf(&a, "%zu", keys->n);
-        for (size_t i = 0; i < keys->n; i++)
-                args_add(&a, keys->v[i], keys->len[i]);
-        for (size_t i = 0; i < argv->n; i++)
-                args_add(&a, argv->v[i], argv->len[i]);
+        eval_args(s, by_sha, keys, argv, &a);
         r = a.err < 0 ? a.err : command_argv(s, (int)a.n, a.v, a.len, reply);
         args_free(&a);
         return r;
@@ -762,6 +779,69 @@ int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b) {
                 r = commit_result(s, reply);
         if (reply)
                 freeReplyObject(reply);
+        args_free(&keys);
+        args_free(&argv);
+        return r;
+}
+
+/* The commit and the next batch's load in one pipeline: Redis runs them in
+ * order, so the load sees what the commit wrote.  When the script had to be
+ * loaded again (NOSCRIPT: Redis restarted or flushed its scripts), the load
+ * ran before the commit and is done again after it. */
+int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
+                              size_t n, struct mcd_customer *out, int *load_r) {
+        struct args keys = {0}, argv = {0}, cmds[2] = {{0}};
+        redisReply *replies[2] = {NULL, NULL};
+        int r;
+
+        *load_r = -ECANCELED;
+        if (n == 0) {
+                r = mcd_store_commit(s, b);
+                if (r == 0)
+                        *load_r = 0;
+                return r;
+        }
+        r = build_commit(s, b, &keys, &argv);
+        if (r == 0) {
+                eval_args(s, true, &keys, &argv, &cmds[0]);
+                load_args(s, ids, n, &cmds[1]);
+                r = cmds[0].err < 0 ? cmds[0].err : cmds[1].err;
+        }
+        if (r == 0)
+                r = ensure_connected(s);
+        for (int i = 0; i < 2 && r == 0; i++)
+                r = append_argv(s, (int)cmds[i].n, cmds[i].v, cmds[i].len);
+        if (r == 0)
+                r = read_reply(s, &replies[0]);
+        if (r == 0 && replies[0]->type == REDIS_REPLY_ERROR && strncmp(replies[0]->str, "NOSCRIPT", 8) == 0) {
+                /* the load's reply is read and thrown away: it predates the commit */
+                r = read_reply(s, &replies[1]);
+                if (r == 0) {
+                        freeReplyObject(replies[0]);
+                        freeReplyObject(replies[1]);
+                        replies[0] = replies[1] = NULL;
+                        r = eval_commit(s, false, &keys, &argv, &replies[0]);
+                }
+                if (r == 0 && (r = commit_result(s, replies[0])) == 0)
+                        *load_r = mcd_store_load(s, ids, n, out);
+        } else if (r == 0 && (r = commit_result(s, replies[0])) == 0) {
+                /* committed: whatever happens to the load now is the load's */
+                *load_r = s->ctx ? read_reply(s, &replies[1]) : -ECONNRESET;
+                if (*load_r == 0 && replies[1]->type == REDIS_REPLY_ERROR) {
+                        *load_r = reply_error(replies[1]);
+                        disconnect(s);
+                } else if (*load_r == 0) {
+                        *load_r = load_reply(replies[1], ids, n, out);
+                        replies[1] = NULL;
+                }
+        } else if (s->ctx) {
+                disconnect(s);  /* the load's reply is left unread */
+        }
+        for (int i = 0; i < 2; i++)
+                if (replies[i])
+                        freeReplyObject(replies[i]);
+        args_free(&cmds[0]);
+        args_free(&cmds[1]);
         args_free(&keys);
         args_free(&argv);
         return r;
@@ -880,81 +960,154 @@ void mcd_store_ids_free(char **ids, size_t n) {
         free(ids);
 }
 
-static int copy_ids(const redisReply *reply, char ***ids, size_t *n) {
-        size_t m = reply->elements;
-        char **v = calloc(m ? m : 1, sizeof(*v));
+/* Sends n commands in one pipeline and reads their n replies: one round
+ * trip.  Error replies are errors; on any failure the connection is dropped
+ * (a reply may be left unread) and every reply read is freed. */
+static int pipeline(struct mcd_store *s, struct args *cmds, size_t n, redisReply **replies) {
+        size_t got = 0;
+        int r = 0;
 
-        if (!v)
-                return -ENOMEM;
-        for (size_t i = 0; i < m; i++) {
-                const redisReply *e = reply->element[i];
-                if (e->type != REDIS_REPLY_STRING || !(v[i] = strndup(e->str, e->len))) {
-                        mcd_store_ids_free(v, i);
-                        return e->type != REDIS_REPLY_STRING ? -EBADMSG : -ENOMEM;
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = cmds[i].err;
+        if (r == 0)
+                r = ensure_connected(s);
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = append_argv(s, (int)cmds[i].n, cmds[i].v, cmds[i].len);
+        for (; got < n && r == 0; got++) {
+                r = read_reply(s, &replies[got]);
+                if (r == 0 && replies[got]->type == REDIS_REPLY_ERROR) {
+                        r = reply_error(replies[got]);
+                        got++;
                 }
         }
-        *ids = v;
-        *n = m;
-        return 0;
-}
-
-int mcd_store_due(struct mcd_store *s, int32_t partition, mcd_time_t now, size_t max, char ***ids, size_t *n) {
-        struct args a = {0};
-        redisReply *reply;
-        int r;
-
-        *ids = NULL;
-        *n = 0;
-        if (max == 0)
-                return 0;
-        args_add_str(&a, "ZRANGEBYSCORE");
-        args_add_key(&a, s, "due", partition);
-        args_add_str(&a, "-inf");
-        args_addf(&a, "%" PRId64, now);
-        args_add_str(&a, "LIMIT");
-        args_add_str(&a, "0");
-        args_addf(&a, "%zu", max);
-        r = command(s, &a, &reply);
-        args_free(&a);
-        if (r < 0)
-                return r;
-        r = reply->type == REDIS_REPLY_ARRAY ? copy_ids(reply, ids, n) : -EBADMSG;
-        freeReplyObject(reply);
+        if (r < 0) {
+                while (got-- > 0)
+                        freeReplyObject(replies[got]);
+                if (s->ctx)
+                        disconnect(s);
+        }
         return r;
 }
 
-/* ZCARD and LLEN, pipelined: one round trip, two replies. */
-int mcd_store_counts(struct mcd_store *s, int32_t partition, int64_t *due, int64_t *outbox) {
-        struct args zcard = {0}, llen = {0};
-        redisReply *reply;
-        int64_t *out[] = {due, outbox};
+static void replies_free(redisReply **replies, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                freeReplyObject(replies[i]);
+}
+
+static void cmds_free(struct args *cmds, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                args_free(&cmds[i]);
+        free(cmds);
+}
+
+/* Appends the ids of one ZRANGEBYSCORE reply, tagged with their partition. */
+static int take_due_ids(const redisReply *reply, int32_t partition, char ***ids, int32_t **parts, size_t *n) {
+        char **v;
+        int32_t *pv;
+
+        if (reply->type != REDIS_REPLY_ARRAY)
+                return -EBADMSG;
+        if (reply->elements == 0)
+                return 0;
+        v = realloc(*ids, (*n + reply->elements) * sizeof(*v));
+        if (v)
+                *ids = v;
+        pv = realloc(*parts, (*n + reply->elements) * sizeof(*pv));
+        if (pv)
+                *parts = pv;
+        if (!v || !pv)
+                return -ENOMEM;
+        for (size_t i = 0; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING)
+                        return -EBADMSG;
+                if (!(v[*n] = strndup(e->str, e->len)))
+                        return -ENOMEM;
+                pv[(*n)++] = partition;
+        }
+        return 0;
+}
+
+int mcd_store_due(struct mcd_store *s, const int32_t *partitions, size_t n_parts, mcd_time_t now, size_t max,
+                  char ***ids, int32_t **id_partitions, size_t *n) {
+        struct args *cmds;
+        redisReply **replies;
         int r;
 
-        args_add_str(&zcard, "ZCARD");
-        args_add_key(&zcard, s, "due", partition);
-        args_add_str(&llen, "LLEN");
-        args_add_key(&llen, s, "outbox", partition);
-        r = zcard.err < 0 ? zcard.err : llen.err;
-        if (r == 0)
-                r = ensure_connected(s);
-        if (r == 0)
-                r = append_argv(s, (int)zcard.n, zcard.v, zcard.len);
-        if (r == 0)
-                r = append_argv(s, (int)llen.n, llen.v, llen.len);
-        for (int i = 0; i < 2 && r == 0; i++) {
-                r = read_reply(s, &reply);
-                if (r < 0)
-                        break;
-                if (reply->type == REDIS_REPLY_INTEGER)
-                        *out[i] = reply->integer;
-                else
-                        r = reply->type == REDIS_REPLY_ERROR ? reply_error(reply) : -EBADMSG;
-                freeReplyObject(reply);
+        *ids = NULL;
+        *id_partitions = NULL;
+        *n = 0;
+        if (max == 0 || n_parts == 0)
+                return 0;
+        cmds = calloc(n_parts, sizeof(*cmds));
+        replies = calloc(n_parts, sizeof(*replies));
+        if (!cmds || !replies) {
+                free(cmds);
+                free(replies);
+                return -ENOMEM;
         }
-        if (r < 0 && r != -ENOMEM)
-                disconnect(s);  /* a reply may be left unread */
-        args_free(&zcard);
-        args_free(&llen);
+        for (size_t i = 0; i < n_parts; i++) {
+                args_add_str(&cmds[i], "ZRANGEBYSCORE");
+                args_add_key(&cmds[i], s, "due", partitions[i]);
+                args_add_str(&cmds[i], "-inf");
+                args_addf(&cmds[i], "%" PRId64, now);
+                args_add_str(&cmds[i], "LIMIT");
+                args_add_str(&cmds[i], "0");
+                args_addf(&cmds[i], "%zu", max);
+        }
+        r = pipeline(s, cmds, n_parts, replies);
+        if (r == 0) {
+                for (size_t i = 0; r == 0 && i < n_parts; i++)
+                        r = take_due_ids(replies[i], partitions[i], ids, id_partitions, n);
+                replies_free(replies, n_parts);
+        }
+        if (r < 0) {
+                mcd_store_ids_free(*ids, *n);
+                free(*id_partitions);
+                *ids = NULL;
+                *id_partitions = NULL;
+                *n = 0;
+        }
+        cmds_free(cmds, n_parts);
+        free(replies);
+        return r;
+}
+
+/* ZCARD and LLEN of every partition, pipelined: one round trip. */
+int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_parts, int64_t *due,
+                     int64_t *outbox) {
+        struct args *cmds;
+        redisReply **replies;
+        int r;
+
+        *due = *outbox = 0;
+        if (n_parts == 0)
+                return 0;
+        cmds = calloc(2 * n_parts, sizeof(*cmds));
+        replies = calloc(2 * n_parts, sizeof(*replies));
+        if (!cmds || !replies) {
+                free(cmds);
+                free(replies);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_parts; i++) {
+                args_add_str(&cmds[2 * i], "ZCARD");
+                args_add_key(&cmds[2 * i], s, "due", partitions[i]);
+                args_add_str(&cmds[2 * i + 1], "LLEN");
+                args_add_key(&cmds[2 * i + 1], s, "outbox", partitions[i]);
+        }
+        r = pipeline(s, cmds, 2 * n_parts, replies);
+        if (r == 0) {
+                for (size_t i = 0; i < 2 * n_parts && r == 0; i++) {
+                        if (replies[i]->type != REDIS_REPLY_INTEGER)
+                                r = -EBADMSG;
+                        else
+                                *(i % 2 ? outbox : due) += replies[i]->integer;
+                }
+                replies_free(replies, 2 * n_parts);
+        }
+        cmds_free(cmds, 2 * n_parts);
+        free(replies);
         return r;
 }
 

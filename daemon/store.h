@@ -102,6 +102,13 @@ int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct
 /* The atomic batch write described above. */
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
 
+/* The commit of one batch and the load of the next one's customers (as
+ * mcd_store_load) in one round trip; the load sees what the commit wrote.
+ * Returns the commit's result, as mcd_store_commit; *load_r is the load's,
+ * -ECANCELED when the commit failed (nothing was loaded then). */
+int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
+                              size_t n, struct mcd_customer *out, int *load_r);
+
 /* Offsets of a partition; both -1 when none are stored. */
 int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o);
 
@@ -113,12 +120,17 @@ int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);
 int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames, size_t **lens, size_t *n);
 void mcd_store_frames_free(void **frames, size_t *lens, size_t n);
 
-/* Customers of a partition due at or before now (at most max). */
-int mcd_store_due(struct mcd_store *s, int32_t partition, mcd_time_t now, size_t max, char ***ids, size_t *n);
+/* Customers due at or before now in the given partitions (at most max per
+ * partition), in one round trip: ids[i] is in partition id_partitions[i].
+ * The caller frees ids with mcd_store_ids_free and id_partitions with free. */
+int mcd_store_due(struct mcd_store *s, const int32_t *partitions, size_t n_parts, mcd_time_t now, size_t max,
+                  char ***ids, int32_t **id_partitions, size_t *n);
 void mcd_store_ids_free(char **ids, size_t n);
 
-/* Counts for metrics and STATUS: customers with something due, outbox length. */
-int mcd_store_counts(struct mcd_store *s, int32_t partition, int64_t *due, int64_t *outbox);
+/* Counts for metrics and STATUS, summed over the given partitions in one
+ * round trip: customers with something due, outbox length. */
+int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_parts, int64_t *due,
+                     int64_t *outbox);
 
 /* Raw customer JSON (for `multichanneld state`); *json NULL when unknown. */
 int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, char **json);

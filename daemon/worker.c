@@ -47,9 +47,22 @@ enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
 
 #define CHANGELOG_OFFSETS_KEY "__offsets__:"
 
+/* A buffered input message: a copy of what the daemon uses of it.  Holding
+ * the rd_kafka_message_t instead would pin the whole fetch response it came
+ * in, and a few messages held per partition would pin megabytes. */
+struct inmsg {
+        int64_t offset;
+        int64_t timestamp;           /* Kafka timestamp, ms */
+        int64_t arrived;             /* monotonic ms when buffered */
+        int32_t partition;
+        size_t key_len, len;
+        const char *key;             /* into data; NULL when the message has none */
+        const char *payload;         /* into data; NULL when the message has none */
+        char data[];
+};
+
 struct msgq {
-        rd_kafka_message_t **v;
-        int64_t *arrived;            /* monotonic ms when buffered */
+        struct inmsg **v;
         size_t head, tail, cap;
 };
 
@@ -68,6 +81,7 @@ struct pair {
         bool at_end[2];              /* the side reached its partition's end (PARTITION_EOF) */
         bool side_paused[2];         /* paused for backpressure */
         size_t untrimmed;            /* delivered frames still at the outbox head */
+        uint64_t incarnation;        /* distinct each time the pair becomes ready */
 };
 
 /* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
@@ -88,6 +102,8 @@ struct clog {
         char *key;
         char *value;
 };
+
+struct batch;
 
 struct worker {
         struct mcd_config *cfg;
@@ -124,7 +140,17 @@ struct worker {
         struct mcd_metrics *metrics;
         uint64_t fault_stop_before_commit, fault_stop_before_publish;
         int64_t last_batch_us;
+        uint64_t pairs_epoch;        /* bumped whenever a pair is added, removed or changes phase */
+        struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
+        uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
+        int64_t verified_at;         /* monotonic ms when that commit's reply came */
 };
+
+/* The commit script checks every generation atomically.  Frames published
+ * within this time of that check need no second check: it would ask Redis
+ * the same question a moment later.  A stall past it (SIGSTOP, a swapped-out
+ * process, a Kafka outage holding the frames back) asks again. */
+#define FENCE_LEASE_MS 100
 
 /* ------------------------------------------------------------ utilities -- */
 
@@ -178,41 +204,49 @@ static size_t q_len(const struct msgq *q) {
         return q->tail - q->head;
 }
 
-static int q_push(struct msgq *q, rd_kafka_message_t *m, int64_t arrived) {
+static struct inmsg *inmsg_copy(const rd_kafka_message_t *m, int64_t arrived) {
+        struct inmsg *c = malloc(sizeof(*c) + m->key_len + m->len);
+
+        if (!c)
+                return NULL;
+        c->offset = m->offset;
+        c->timestamp = rd_kafka_message_timestamp(m, NULL);
+        c->arrived = arrived;
+        c->partition = m->partition;
+        c->key_len = m->key ? m->key_len : 0;
+        c->len = m->payload ? m->len : 0;
+        c->key = m->key ? memcpy(c->data, m->key, c->key_len) : NULL;
+        c->payload = m->payload ? memcpy(c->data + c->key_len, m->payload, c->len) : NULL;
+        return c;
+}
+
+static int q_push(struct msgq *q, struct inmsg *m) {
         if (q->head > 0 && q->tail == q->cap) {
                 memmove(q->v, q->v + q->head, q_len(q) * sizeof(*q->v));
-                memmove(q->arrived, q->arrived + q->head, q_len(q) * sizeof(*q->arrived));
                 q->tail -= q->head;
                 q->head = 0;
         }
         if (q->tail == q->cap) {
                 size_t cap = q->cap ? q->cap * 2 : 256;
-                rd_kafka_message_t **v = realloc(q->v, cap * sizeof(*v));
-                int64_t *a;
+                struct inmsg **v = realloc(q->v, cap * sizeof(*v));
                 if (!v)
                         return -ENOMEM;
                 q->v = v;
-                a = realloc(q->arrived, cap * sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                q->arrived = a;
                 q->cap = cap;
         }
-        q->v[q->tail] = m;
-        q->arrived[q->tail++] = arrived;
+        q->v[q->tail++] = m;
         return 0;
 }
 
 static void q_clear(struct msgq *q) {
         for (size_t i = q->head; i < q->tail; i++)
-                rd_kafka_message_destroy(q->v[i]);
+                free(q->v[i]);
         q->head = q->tail = 0;
 }
 
 static void q_free(struct msgq *q) {
         q_clear(q);
         free(q->v);
-        free(q->arrived);
 }
 
 /* ------------------------------------------------------------------ pairs -- */
@@ -241,6 +275,7 @@ static struct pair *pair_add(struct worker *w, int32_t partition) {
         p->expect[REL] = p->expect[SUB] = -1;
         p->stream_time = INT64_MIN;
         w->pairs[w->n_pairs++] = p;
+        w->pairs_epoch++;
         return p;
 }
 
@@ -251,6 +286,7 @@ static void pair_remove(struct worker *w, int32_t partition) {
                         q_free(&w->pairs[i]->q[SUB]);
                         free(w->pairs[i]);
                         w->pairs[i] = w->pairs[--w->n_pairs];
+                        w->pairs_epoch++;
                         return;
                 }
 }
@@ -305,6 +341,7 @@ static void pair_restart(struct worker *w, struct pair *p) {
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->phase = PAIR_INIT;
+        w->pairs_epoch++;
         set_paused(w, p, true);
 }
 
@@ -592,17 +629,21 @@ static int drop_fenced(struct worker *w) {
         int32_t *parts = calloc(w->n_pairs + 1, sizeof(*parts));
         int64_t *gens = calloc(w->n_pairs + 1, sizeof(*gens));
         size_t n = 0, kept = 0;
+        bool fresh;
         int r = 0;
 
         if (!parts || !gens) {
                 r = -ENOMEM;
                 goto out;
         }
-        /* The owned partitions with unsent frames, checked in one round trip. */
+        /* The owned partitions with unsent frames, checked in one round trip,
+         * unless the commit of those frames checked them just now. */
+        fresh = mono_ms() - w->verified_at < FENCE_LEASE_MS;
         for (size_t i = 0; i < w->n_pairs; i++) {
                 bool unsent = false;
                 for (size_t j = 0; j < w->n_pending && !unsent; j++)
-                        unsent = !w->pending[j]->sent && w->pending[j]->partition == w->pairs[i]->partition;
+                        unsent = !w->pending[j]->sent && w->pending[j]->partition == w->pairs[i]->partition &&
+                                 !(fresh && w->pending[j]->batch == w->verified_batch);
                 if (unsent && w->pairs[i]->phase == PAIR_READY)
                         parts[n++] = w->pairs[i]->partition;
         }
@@ -620,6 +661,7 @@ static int drop_fenced(struct worker *w) {
                                     "its unpublished frames are left to the new owner",
                                     p->partition);
                         p->phase = PAIR_FENCED;
+                        w->pairs_epoch++;
                         set_paused(w, p, true);
                 } else {
                         /* The generation is gone: Redis lost its data.  The
@@ -1028,6 +1070,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         set_side_paused(w, p, REL, false);
         set_side_paused(w, p, SUB, false);
         p->phase = PAIR_READY;
+        p->incarnation = ++w->pairs_epoch;
         set_paused(w, p, false);
         sync_sub_assignment(w);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
@@ -1038,6 +1081,7 @@ static int pair_init(struct worker *w, struct pair *p) {
 /* --------------------------------------------------------------- polling -- */
 
 static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
+        struct inmsg *c;
         struct pair *p;
 
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && (p = pair_find(w, m->partition)) &&
@@ -1062,11 +1106,30 @@ static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
         mcd_log_full(LOG_DEBUG,
                      &(struct mcd_log_fields){.topic = topic_of(w, t), .partition = m->partition, .offset = m->offset},
                      "buffered message with timestamp %" PRId64, rd_kafka_message_timestamp(m, NULL));
-        if (q_push(&p->q[t], m, mono_ms()) < 0) {
+        c = inmsg_copy(m, mono_ms());
+        rd_kafka_message_destroy(m);
+        if (!c || q_push(&p->q[t], c) < 0) {
                 log_error("out of memory buffering a message; partition %" PRId32 " restarts", p->partition);
-                rd_kafka_message_destroy(m);
+                free(c);
                 pair_restart(w, p);
         }
+}
+
+/* Backpressure, per side and global.  A side holding side_limit() messages
+ * is paused on its handle, and resumed once the merge has taken half of them:
+ * one topic cannot run far ahead of the other.  Across all pairs, once
+ * buffer.max_events are buffered the handles are no longer drained, so what
+ * is fetched waits in librdkafka's queues, themselves bounded by
+ * queued.max.messages.kbytes; they are drained again when the merge runs out
+ * of work, since what it waits for may be queued there.  Pausing would be
+ * the wrong tool for the global bound: it throws away what librdkafka has
+ * prefetched for the partition, to be fetched again. */
+static size_t side_limit(const struct worker *w) {
+        return (size_t)w->cfg->batch_max * 2 + 100;
+}
+
+static size_t buffer_budget(const struct worker *w) {
+        return (size_t)(w->cfg->buffer_max > w->cfg->batch_max ? w->cfg->buffer_max : w->cfg->batch_max);
 }
 
 static size_t buffered(const struct worker *w) {
@@ -1074,14 +1137,6 @@ static size_t buffered(const struct worker *w) {
         for (size_t i = 0; i < w->n_pairs; i++)
                 n += q_len(&w->pairs[i]->q[REL]) + q_len(&w->pairs[i]->q[SUB]);
         return n;
-}
-
-/* Backpressure per side: a side holding side_limit() messages is paused on
- * its handle, and resumed once the merge has taken half of them.  Never a
- * global cap, which would starve the other side of a pair and stall the
- * merge. */
-static size_t side_limit(const struct worker *w) {
-        return (size_t)w->cfg->batch_max * 2 + 100;
 }
 
 static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused) {
@@ -1105,6 +1160,7 @@ static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused
 
 static void apply_backpressure(struct worker *w) {
         size_t limit = side_limit(w);
+
         for (size_t i = 0; i < w->n_pairs; i++) {
                 struct pair *p = w->pairs[i];
                 if (p->phase != PAIR_READY)
@@ -1129,27 +1185,41 @@ static size_t drain(struct worker *w, rd_kafka_t *rk, int t, size_t chunk) {
         return n;
 }
 
-/* Polls both handles, alternating, until `enough` messages are buffered or
- * the wait is over. */
+static size_t mergeable(const struct worker *w);
+
+/* Drains both handles of what librdkafka has fetched, up to the buffer
+ * budget (beyond it only while the merge has nothing to take), and waits for
+ * more only while fewer than `enough` messages can be merged, for at most
+ * wait_ms.  Counting what is merely buffered would stop early: a side
+ * waiting for its partner's messages makes no batch. */
 static void poll_inputs(struct worker *w, int wait_ms, size_t enough) {
         int64_t deadline = mono_ms() + wait_ms;
+        size_t budget = buffer_budget(w);
 
-        do {
-                size_t got = drain(w, w->consumer, REL, 256) + drain(w, w->sub_reader, SUB, 256);
-                apply_backpressure(w);
-                if (got == 0 && mono_ms() < deadline) {
-                        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 5);
-                        if (m)
-                                take_message(w, m, REL);
+        for (;;) {
+                size_t got = 0;
+                if (buffered(w) < budget || mergeable(w) == 0) {
+                        got = drain(w, w->consumer, REL, 1024) + drain(w, w->sub_reader, SUB, 1024);
+                        apply_backpressure(w);
                 }
-        } while (buffered(w) < enough && mono_ms() < deadline && !w->sig->stop);
+                if (got > 0 && !w->sig->stop)
+                        continue;
+                if (mergeable(w) >= enough || mono_ms() >= deadline || w->sig->stop)
+                        return;
+                if (buffered(w) >= budget)
+                        return;         /* what can be merged goes first */
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 2);
+                if (m)
+                        take_message(w, m, REL);
+        }
 }
 
 /* ----------------------------------------------------------------- merge -- */
 
 struct item {
-        rd_kafka_message_t *m;
+        struct inmsg *m;
         struct pair *pair;
+        uint64_t incarnation;        /* the pair's when collected */
         int topic;
         bool good;
         struct mcd_event ev;
@@ -1176,17 +1246,15 @@ static int64_t merge_patience(const struct worker *w, const struct pair *p, int 
 
 /* Takes the next message of a pair in timestamp order (a relationship first
  * on a tie), or NULL when the order is not known yet. */
-static rd_kafka_message_t *merge_next(struct worker *w, struct pair *p, int *topic, int64_t mono_now) {
+static struct inmsg *merge_next(struct worker *w, struct pair *p, int *topic, int64_t mono_now) {
         struct msgq *r = &p->q[REL], *s = &p->q[SUB];
         int t;
 
         if (q_len(r) && q_len(s)) {
-                int64_t tr = rd_kafka_message_timestamp(r->v[r->head], NULL);
-                int64_t ts = rd_kafka_message_timestamp(s->v[s->head], NULL);
-                t = tr <= ts ? REL : SUB;
+                t = r->v[r->head]->timestamp <= s->v[s->head]->timestamp ? REL : SUB;
         } else if (q_len(r) || q_len(s)) {
                 t = q_len(r) ? REL : SUB;
-                if (mono_now - p->q[t].arrived[p->q[t].head] < merge_patience(w, p, !t))
+                if (mono_now - p->q[t].v[p->q[t].head]->arrived < merge_patience(w, p, !t))
                         return NULL;
         } else {
                 return NULL;
@@ -1195,9 +1263,34 @@ static rd_kafka_message_t *merge_next(struct worker *w, struct pair *p, int *top
         return p->q[t].v[p->q[t].head++];
 }
 
+/* How many buffered messages the merge could take now, at most: both sides
+ * of a pair while neither is empty, a lone side once its patience is over. */
+static size_t mergeable(const struct worker *w) {
+        int64_t mono_now = mono_ms();
+        size_t n = 0;
+
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                const struct pair *p = w->pairs[i];
+                size_t r = q_len(&p->q[REL]), s = q_len(&p->q[SUB]);
+                int t = r ? REL : SUB;
+
+                if (p->phase != PAIR_READY)
+                        continue;
+                if (r && s)
+                        n += r + s;
+                else if ((r || s) && mono_now - p->q[t].v[p->q[t].head]->arrived >= merge_patience(w, p, !t))
+                        n += r + s;
+        }
+        return n;
+}
+
 /* --------------------------------------------------------------- batches -- */
 
 struct batch {
+        uint64_t epoch;              /* w->pairs_epoch when collected: the pairs it refers to */
+        size_t n_pairs;              /* w->n_pairs then: the size of the arrays per pair */
+        struct mcd_offsets *next;    /* per pair, the offsets after this batch's messages */
+        size_t n_due;                /* the first n_due customers were due by the wall clock */
         struct item *items;
         size_t n_items;
         char **ids;                  /* customers to load */
@@ -1244,12 +1337,15 @@ static int batch_add_id(struct batch *b, const char *id, int32_t partition) {
         return 0;
 }
 
-static void batch_free(struct batch *b, size_t n_pairs) {
+static void batch_free(struct batch *b) {
+        size_t n_pairs = b->n_pairs;
+
         for (size_t i = 0; i < b->n_items; i++) {
                 if (b->items[i].good)
                         mcd_event_clear(&b->items[i].ev);
-                rd_kafka_message_destroy(b->items[i].m);
+                free(b->items[i].m);
         }
+        free(b->next);
         free(b->items);
         if (b->customers)
                 for (size_t i = 0; i < b->n_ids; i++)
@@ -1388,14 +1484,17 @@ static void decode_item(struct worker *w, struct item *it) {
 static int batch_collect(struct worker *w, struct batch *b, size_t max) {
         int64_t mono_now = mono_ms();
 
+        b->epoch = w->pairs_epoch;
+        b->n_pairs = w->n_pairs;
         b->items = calloc(max ? max : 1, sizeof(*b->items));
-        if (!b->items)
+        b->next = calloc(w->n_pairs + 1, sizeof(*b->next));
+        if (!b->items || !b->next)
                 return -ENOMEM;
         /* Round robin over the pairs, so that no partition starves. */
         w->next_pair = w->n_pairs ? (w->next_pair + 1) % w->n_pairs : 0;
         for (size_t k = 0; k < w->n_pairs && b->n_items < max; k++) {
                 struct pair *p = w->pairs[(w->next_pair + k) % w->n_pairs];
-                rd_kafka_message_t *m;
+                struct inmsg *m;
                 int t;
                 if (p->phase != PAIR_READY)
                         continue;
@@ -1403,6 +1502,7 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
                         struct item *it = &b->items[b->n_items++];
                         it->m = m;
                         it->pair = p;
+                        it->incarnation = p->incarnation;
                         it->topic = t;
                         if (t == REL)
                                 p->next.rel = m->offset + 1;
@@ -1410,7 +1510,46 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
                                 p->next.sub = m->offset + 1;
                 }
         }
+        for (size_t i = 0; i < w->n_pairs; i++)
+                b->next[i] = w->pairs[i]->next;
         return 0;
+}
+
+/* Gives a batch's messages back to their pairs, as if never collected (the
+ * batch was collected ahead and cannot be used).  The messages of pairs no
+ * longer ready are dropped: those pairs read again from Redis's offsets. */
+static void batch_rewind(struct worker *w, struct batch *b) {
+        for (size_t i = b->n_items; i-- > 0;) {
+                struct item *it = &b->items[i];
+                struct pair *p = pair_find(w, it->m->partition);
+                struct msgq *q;
+
+                if (!p || p->phase != PAIR_READY || p->incarnation != it->incarnation)
+                        continue;       /* re-read from the stored offsets */
+                q = &p->q[it->topic];
+                if (q->head == 0) {
+                        if (q->tail == q->cap) {
+                                size_t cap = q->cap ? q->cap * 2 : 256;
+                                struct inmsg **v = realloc(q->v, cap * sizeof(*v));
+                                if (!v) {
+                                        log_error("out of memory; partition %" PRId32 " restarts", p->partition);
+                                        pair_restart(w, p);
+                                        continue;
+                                }
+                                q->v = v;
+                                q->cap = cap;
+                        }
+                        memmove(q->v + 1, q->v, q->tail * sizeof(*q->v));
+                        q->head++;
+                        q->tail++;
+                }
+                q->v[--q->head] = it->m;
+                if (it->topic == REL)
+                        p->next.rel = it->m->offset;
+                else
+                        p->next.sub = it->m->offset;
+                it->m = NULL;
+        }
 }
 
 /* A pair is idle when both sides reached their partition's end, nothing is
@@ -1421,24 +1560,30 @@ static bool pair_idle(const struct worker *w, const struct pair *p) {
                q_len(&p->q[SUB]) == 0 && mono_ms() - p->last_arrival >= w->cfg->merge_wait;
 }
 
+/* The customers due by the wall clock in the idle pairs, asked for in one
+ * round trip at most once a second. */
 static int batch_due(struct worker *w, struct batch *b, int64_t now) {
+        int32_t *parts, *id_parts = NULL;
+        char **ids = NULL;
+        size_t n_parts = 0, n = 0;
+        int r;
+
         if (now < w->next_due_scan)
                 return 0;
         w->next_due_scan = now + 1000;
-        for (size_t i = 0; i < w->n_pairs; i++) {
-                char **ids = NULL;
-                size_t n = 0;
-                int r;
-                if (!pair_idle(w, w->pairs[i]))
-                        continue;
-                r = mcd_store_due(w->store, w->pairs[i]->partition, now, 1000, &ids, &n);
-                for (size_t j = 0; r >= 0 && j < n; j++)
-                        r = batch_add_id(b, ids[j], w->pairs[i]->partition);
-                mcd_store_ids_free(ids, n);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        parts = calloc(w->n_pairs + 1, sizeof(*parts));
+        if (!parts)
+                return -ENOMEM;
+        for (size_t i = 0; i < w->n_pairs; i++)
+                if (pair_idle(w, w->pairs[i]))
+                        parts[n_parts++] = w->pairs[i]->partition;
+        r = mcd_store_due(w->store, parts, n_parts, now, 1000, &ids, &id_parts, &n);
+        for (size_t j = 0; r >= 0 && j < n; j++)
+                r = batch_add_id(b, ids[j], id_parts[j]);
+        mcd_store_ids_free(ids, n);
+        free(id_parts);
+        free(parts);
+        return r;
 }
 
 static struct mcd_customer *batch_customer(struct batch *b, const char *id, size_t *index) {
@@ -1491,7 +1636,9 @@ static int batch_apply(struct worker *w, struct batch *b, int64_t now, size_t n_
         return 0;
 }
 
-static int batch_commit(struct worker *w, struct batch *b, char *marks) {
+/* Commits a batch; with `ahead`, loads that batch's customers in the same
+ * round trip (*load_r its result). */
+static int batch_commit(struct worker *w, struct batch *b, char *marks, struct batch *ahead, int *load_r) {
         struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
         struct mcd_store_partition *sp = calloc(w->n_pairs + 1, sizeof(*sp));
         struct mcd_store_batch sb = {.customers = sc, .partitions = sp};
@@ -1516,8 +1663,8 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks) {
                 sp[sb.n_partitions++] = (struct mcd_store_partition){
                         .partition = p->partition,
                         .generation = p->generation,
-                        .set_offsets = p->next.rel != p->committed.rel || p->next.sub != p->committed.sub,
-                        .offsets = p->next,
+                        .set_offsets = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub,
+                        .offsets = b->next[i],
                         .frames = (const void *const *)b->frames[i],
                         .frame_lens = b->frame_lens[i],
                         .n_frames = b->n_frames[i],
@@ -1526,7 +1673,11 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks) {
                 };
         }
         fault_point(w->fault_stop_before_commit, w->st.batches + 1, "commit");
-        r = mcd_store_commit(w->store, &sb);
+        if (ahead)
+                r = mcd_store_commit_and_load(w->store, &sb, (const char *const *)ahead->ids, ahead->n_ids,
+                                              ahead->customers, load_r);
+        else
+                r = mcd_store_commit(w->store, &sb);
         free(sc);
         free(sp);
         return r;
@@ -1541,7 +1692,7 @@ static int batch_committed(struct worker *w, struct batch *b) {
                 struct pair *p = w->pairs[i];
                 if (p->phase != PAIR_READY)
                         continue;
-                p->committed = p->next;
+                p->committed = b->next[i];
                 p->untrimmed = 0;
                 for (size_t j = 0; j < b->n_frames[i]; j++) {
                         r = pending_push(w, b->frames[i][j], b->frame_lens[i][j], p->partition, w->st.batches + 1);
@@ -1624,6 +1775,7 @@ static void batch_abort(struct worker *w, int r) {
                         q_clear(&p->q[REL]);
                         q_clear(&p->q[SUB]);
                         p->phase = PAIR_FENCED;
+                        w->pairs_epoch++;
                         set_paused(w, p, true);
                         continue;
                 }
@@ -1631,80 +1783,178 @@ static void batch_abort(struct worker *w, int r) {
         }
 }
 
-static int process_batch(struct worker *w) {
-        struct batch b = {0};
-        int64_t now = now_ms(), t0 = mono_us();
-        size_t n_due;
-        char *marks = NULL;
+/* Collects a batch from what is buffered (and the customers due by the
+ * wall clock), decodes it and lists its customers; they are not loaded. */
+static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
         int r;
 
-        mcd_outcomes_init(&b.out);
-        r = batch_collect(w, &b, (size_t)w->cfg->batch_max);
+        mcd_outcomes_init(&b->out);
+        r = batch_collect(w, b, (size_t)w->cfg->batch_max);
         if (r >= 0)
-                r = batch_due(w, &b, now);
-        n_due = b.n_ids;
-        if (r < 0 || (b.n_items == 0 && n_due == 0))
-                goto out;
-        for (size_t i = 0; r >= 0 && i < b.n_items; i++) {
-                decode_item(w, &b.items[i]);
-                if (b.items[i].good)
-                        r = batch_add_id(&b, b.items[i].ev.customer_id, b.items[i].pair->partition);
+                r = batch_due(w, b, now);
+        b->n_due = b->n_ids;
+        for (size_t i = 0; r >= 0 && i < b->n_items; i++) {
+                decode_item(w, &b->items[i]);
+                if (b->items[i].good)
+                        r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition);
         }
-        b.frames = calloc(w->n_pairs + 1, sizeof(*b.frames));
-        b.frame_lens = calloc(w->n_pairs + 1, sizeof(*b.frame_lens));
-        b.n_frames = calloc(w->n_pairs + 1, sizeof(*b.n_frames));
-        b.customers = calloc(b.n_ids + 1, sizeof(*b.customers));
-        if (r >= 0 && (!b.frames || !b.frame_lens || !b.n_frames || !b.customers))
-                r = -ENOMEM;
-        if (r >= 0 && b.n_ids > 0) {
-                r = mcd_store_load(w->store, (const char *const *)b.ids, b.n_ids, b.customers);
-                if (r < 0) {
-                        free(b.customers);
-                        b.customers = NULL;
+        if (r < 0)
+                return r;
+        b->frames = calloc(b->n_pairs + 1, sizeof(*b->frames));
+        b->frame_lens = calloc(b->n_pairs + 1, sizeof(*b->frame_lens));
+        b->n_frames = calloc(b->n_pairs + 1, sizeof(*b->n_frames));
+        b->customers = calloc(b->n_ids + 1, sizeof(*b->customers));
+        b->had_due = calloc(b->n_ids + 1, sizeof(*b->had_due));
+        b->json = calloc(b->n_ids + 1, sizeof(*b->json));
+        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->json)
+                return -ENOMEM;
+        return 0;
+}
+
+static bool batch_empty(const struct batch *b) {
+        return b->n_items == 0 && b->n_ids == 0;
+}
+
+/* Once loaded: which customers had something due, for the due index. */
+static void batch_loaded(struct batch *b) {
+        for (size_t i = 0; i < b->n_ids; i++) {
+                mcd_time_t due;
+                b->had_due[i] = mcd_next_due(&b->customers[i], &due, NULL);
+        }
+}
+
+static void batch_destroy(struct batch *b) {
+        if (b) {
+                batch_free(b);
+                free(b);
+        }
+}
+
+/* The batch collected ahead, if it can still be used: a pair added,
+ * removed or restarted since makes it refer to what is gone, so its
+ * messages go back to their queues. */
+static struct batch *take_ahead(struct worker *w) {
+        struct batch *b = w->ahead;
+
+        w->ahead = NULL;
+        if (b && b->epoch != w->pairs_epoch) {
+                batch_rewind(w, b);
+                batch_destroy(b);
+                b = NULL;
+        }
+        return b;
+}
+
+/* Collects the next batch while this one is being committed, so that its
+ * customers are loaded in the commit's round trip.  Only from what is
+ * buffered already (polling could run a rebalance in the middle of this
+ * batch), and only when that makes at least half a batch: a trickle is
+ * better collected after a poll.  NULL when there is no such batch. */
+static struct batch *prepare_ahead(struct worker *w, int64_t now) {
+        struct batch *b;
+
+        if (mergeable(w) < (size_t)w->cfg->batch_max / 2 + 1 || !(b = calloc(1, sizeof(*b))))
+                return NULL;
+        if (batch_prepare(w, b, now) < 0 || batch_empty(b)) {
+                batch_rewind(w, b);
+                batch_destroy(b);
+                return NULL;
+        }
+        return b;
+}
+
+/* Counts the round trips made since *since as the batches'. */
+static void count_round_trips(struct worker *w, uint64_t *since) {
+        w->st.redis_round_trips = mcd_store_round_trips(w->store);
+        w->st.redis_batch_round_trips += w->st.redis_round_trips - *since;
+        *since = w->st.redis_round_trips;
+}
+
+/* One batch: load (unless it was loaded with the last commit), apply the
+ * rules, commit with the next batch's load, publish. */
+static int process_batch(struct worker *w) {
+        struct batch *b = take_ahead(w), *ahead = NULL;
+        int64_t now = now_ms(), t0 = mono_us(), t_publish;
+        uint64_t rt0 = mcd_store_round_trips(w->store);
+        char *marks = NULL;
+        int r = 0, load_r = 0;
+
+        if (!b) {
+                b = calloc(1, sizeof(*b));
+                if (!b)
+                        return -ENOMEM;
+                r = batch_prepare(w, b, now);
+                if (r >= 0 && batch_empty(b))
+                        goto out;
+                if (r >= 0 && b->n_ids > 0) {
+                        r = mcd_store_load(w->store, (const char *const *)b->ids, b->n_ids, b->customers);
+                        if (r < 0) {
+                                free(b->customers);
+                                b->customers = NULL;
+                        }
                 }
         }
-        b.had_due = calloc(b.n_ids + 1, sizeof(*b.had_due));
-        b.json = calloc(b.n_ids + 1, sizeof(*b.json));
-        if (r >= 0 && (!b.had_due || !b.json))
-                r = -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < b.n_ids; i++) {
-                mcd_time_t due;
-                b.had_due[i] = mcd_next_due(&b.customers[i], &due, NULL);
-        }
         if (r >= 0)
-                r = batch_apply(w, &b, now, n_due);
-        for (size_t i = 0; r >= 0 && i < b.n_ids; i++)
-                if (!(b.json[i] = mcd_state_to_json(&b.customers[i])))
+                batch_loaded(b);
+        if (r >= 0)
+                r = batch_apply(w, b, now, b->n_due);
+        for (size_t i = 0; r >= 0 && i < b->n_ids; i++)
+                if (!(b->json[i] = mcd_state_to_json(&b->customers[i])))
                         r = -ENOMEM;
         marks = marks_format(w);
         if (r >= 0 && !marks)
                 r = -ENOMEM;
         if (r >= 0)
-                r = batch_commit(w, &b, marks);
+                ahead = prepare_ahead(w, now);
+        if (r >= 0)
+                r = batch_commit(w, b, marks, ahead, &load_r);
         if (r < 0) {
+                if (ahead)
+                        batch_rewind(w, ahead);
+                batch_destroy(ahead);
                 batch_abort(w, r);
                 goto out;
         }
-        r = batch_committed(w, &b);
+        if (ahead && load_r < 0) {
+                /* committed, but the next batch's customers did not load */
+                if (load_r != -ECANCELED)
+                        log_warning("loading the next batch failed: %s; it is collected again", strerror(-load_r));
+                if (redis_unreachable(load_r))
+                        w->redis_ok = false;
+                free(ahead->customers);
+                ahead->customers = NULL;
+                batch_rewind(w, ahead);
+                batch_destroy(ahead);
+                ahead = NULL;
+        }
+        w->ahead = ahead;
+        w->verified_batch = w->st.batches + 1;
+        w->verified_at = mono_ms();
+        r = batch_committed(w, b);
         if (r >= 0)
-                r = changelog_queue(w, &b, marks, w->st.batches + 1);
+                r = changelog_queue(w, b, marks, w->st.batches + 1);
         fault_point(w->fault_stop_before_publish, w->st.batches + 1, "publish");
         /* Delivery is waited for before the next batch: a frame in flight
          * while this instance stalls could reach the topic after a new
          * owner reconciled the outbox, and be published twice. */
+        t_publish = mono_us();
         if (r >= 0)
                 publish_pending(w, 10000);
+        t_publish = mono_us() - t_publish;
         w->st.batches++;
         w->last_batch_us = mono_us() - t0;
         mcd_stats_observe_latency(&w->st, w->last_batch_us);
-        w->st.redis_round_trips = mcd_store_round_trips(w->store);
+        count_round_trips(w, &rt0);
         if (w->metrics)
                 mcd_metrics_update(w->metrics, &w->st);
-        log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64 " us", w->st.batches,
-                  b.n_items, n_due, b.n_ids, w->last_batch_us);
+        log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
+                  " us, of which %" PRId64 " us publishing; next batch %s",
+                  w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish,
+                  w->ahead ? "loaded" : "not collected");
 out:
+        count_round_trips(w, &rt0);
         free(marks);
-        batch_free(&b, w->n_pairs);
+        batch_destroy(b);
         return r;
 }
 
@@ -1816,6 +2066,8 @@ static int worker_setup(struct worker *w) {
 }
 
 static void worker_teardown(struct worker *w) {
+        batch_destroy(w->ahead);
+        w->ahead = NULL;
         if (w->consumer) {
                 rd_kafka_consumer_close(w->consumer);   /* leaves the group cleanly */
                 rd_kafka_destroy(w->consumer);
@@ -1867,11 +2119,17 @@ static void refresh_figures(struct worker *w) {
                                                            p->partition, &lo, &hi) == 0 && hi > 0)
                                 lag += hi - (next[t] >= 0 ? next[t] : lo);
                 }
-                if (w->redis_ok) {
-                        int64_t due = 0, outbox = 0;
-                        if (mcd_store_counts(w->store, p->partition, &due, &outbox) == 0)
-                                timers += due;
-                }
+        }
+        if (w->redis_ok) {
+                int32_t *parts = calloc(w->n_pairs + 1, sizeof(*parts));
+                size_t n = 0;
+                int64_t outbox = 0;
+                for (size_t i = 0; parts && i < w->n_pairs; i++)
+                        if (w->pairs[i]->phase == PAIR_READY)
+                                parts[n++] = w->pairs[i]->partition;
+                if (parts && mcd_store_counts(w->store, parts, n, &timers, &outbox) < 0)
+                        timers = 0;
+                free(parts);
         }
         w->st.lag = lag;
         w->st.pending_timers = timers;
@@ -1961,6 +2219,7 @@ static void reload(struct worker *w) {
                 w->cfg->park_grace = fresh.park_grace;
                 w->cfg->merge_wait = fresh.merge_wait;
                 w->cfg->batch_max = fresh.batch_max;
+                w->cfg->buffer_max = fresh.buffer_max;
                 w->cfg->batch_wait = fresh.batch_wait;
                 w->cfg->status_interval = fresh.status_interval;
                 w->rules.park_grace = fresh.park_grace;
@@ -2026,7 +2285,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                                                     strerror(-r));
                         }
                 }
-                poll_inputs(&w, (int)cfg->batch_wait, (size_t)cfg->batch_max);
+                poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, (size_t)cfg->batch_max);
                 r = process_batch(&w);
                 apply_backpressure(&w);
                 if (r < 0 && r != -ENOMEM)
@@ -2039,6 +2298,8 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         /* The batch in flight is done (one thread); what it committed but
          * has not published yet goes out before the group is left. */
         sd_notify(0, "STOPPING=1");
+        batch_destroy(w.ahead);         /* collected, not committed: read again by the next owner */
+        w.ahead = NULL;
         if ((w.n_pending > 0 || w.n_clog > 0) && publish_pending(&w, 10000) < 0)
                 log_warning("stopping with %zu frames unpublished; the next owner publishes them", w.n_pending);
         r = 0;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <hiredis.h>
+#include <jansson.h>
 
 #include "daemon/state_json.h"
 #include "daemon/store.h"
@@ -271,6 +272,31 @@ static void test_json_roundtrip(void) {
         ok(b.n_seen == 5 && strcmp(b.seen[0], "e-csp") == 0 && strcmp(b.seen[4], "z") == 0, "seen ids sorted");
         j2 = mcd_state_to_json(&b);
         is_str(j2, j1, "JSON is stable across a round trip");
+        {
+                /* written directly, it is what jansson itself would write */
+                json_t *t = json_loads(j1, 0, NULL);
+                char *d = t ? json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+                is_str(d, j1, "JSON is byte for byte what json_dumps writes");
+                free(d);
+                json_decref(t);
+        }
+        {
+                static const char awkward[] = "c-\"\\/\b\f\n\r\t\x01\x1f\x7f\xc3\xa9\xe2\x80\xa8";
+                struct mcd_customer odd;
+                char *jo, *d = NULL;
+                json_t *t;
+                mcd_customer_init(&odd, awkward);
+                jo = mcd_state_to_json(&odd);
+                t = jo ? json_loads(jo, 0, NULL) : NULL;
+                d = t ? json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+                is_str(d, jo, "escapes of every kind as json_dumps writes them");
+                ok(t && strcmp(json_string_value(json_object_get(t, "customer_id")), awkward) == 0,
+                   "and they read back as the same id");
+                free(d);
+                free(jo);
+                json_decref(t);
+                mcd_customer_clear(&odd);
+        }
         ok(strstr(j1, "\"timers\":[{\"subscription_id\":\"s-1\",\"due\":\"2027-03-31T00:00:00.000Z\"}]") != NULL,
            "derived timers listed");
         ok(strncmp(j1, "{\"v\":1,\"customer_id\":\"c-rich\",\"cloud\":\"US_GOVERNMENT\",\"state\":\"ACCEPTED\"", 72) ==
@@ -514,6 +540,9 @@ static bool outbox_is(struct mcd_store *s, const void *const *want, const size_t
         return same;
 }
 
+/* Partition lists for the calls that take several. */
+static const int32_t P0[] = {0}, P1[] = {1};
+
 static void test_outbox(struct mcd_store *s, int64_t gen) {
         static const char f1[] = "\0\1\2frame-one\0", f2[] = "", f3[] = "\xff\0\xfe", f4[] = "four\0four";
         const void *first[] = {f1, f2, f3};
@@ -539,7 +568,7 @@ static void test_outbox(struct mcd_store *s, int64_t gen) {
         p.trim = 2;
         is_int(mcd_store_commit(s, &b), 0, "commit trims two and appends one");
         ok(outbox_is(s, after, after_lens, 2), "outbox is frame 3, frame 4");
-        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts");
+        is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts");
         is_int(len, 2, "outbox length 2");
 
         /* more frames than one RPUSH chunk, then trim them all */
@@ -556,7 +585,7 @@ static void test_outbox(struct mcd_store *s, int64_t gen) {
         p.n_frames = 2500;
         p.trim = 0;
         is_int(mcd_store_commit(s, &b), 0, "commit of 2500 frames");
-        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts again");
+        is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts again");
         is_int(len, 2502, "outbox length 2502");
         p.n_frames = 0;
         p.trim = 5000;
@@ -568,7 +597,10 @@ static void test_outbox(struct mcd_store *s, int64_t gen) {
 }
 
 static void test_due(struct mcd_store *s, int64_t gen) {
+        static const int32_t both[] = {1, 0};
         struct mcd_customer blocked, allowed;
+        int32_t *parts = NULL;
+        uint64_t rt;
         char **ids = NULL;
         size_t n = 0;
         int64_t due = -1, len = -1;
@@ -576,21 +608,38 @@ static void test_due(struct mcd_store *s, int64_t gen) {
         simple_customer(&blocked, "c-due", MCD_SS_SWITCH_BLOCKED);
         simple_customer(&allowed, "c-due", MCD_SS_SWITCH_ALLOWED);
         is_int(commit_one(s, &blocked, 0, gen), 0, "commit of a customer with a blocked switch");
-        is_int(mcd_store_due(s, 0, TERM_END - 1, 10, &ids, &n), 0, "due just before term_end");
+        is_int(mcd_store_due(s, P0, 1, TERM_END - 1, 10, &ids, &parts, &n), 0, "due just before term_end");
         is_int(n, 0, "nothing due yet");
         mcd_store_ids_free(ids, n);
-        is_int(mcd_store_due(s, 0, TERM_END, 10, &ids, &n), 0, "due at term_end");
+        free(parts);
+        parts = NULL;
+        is_int(mcd_store_due(s, P0, 1, TERM_END, 10, &ids, &parts, &n), 0, "due at term_end");
         ok(n == 1 && strcmp(ids[0], "c-due") == 0, "the customer is due at its term_end");
         mcd_store_ids_free(ids, n);
-        is_int(mcd_store_due(s, 1, TERM_END, 10, &ids, &n), 0, "due on another partition");
+        free(parts);
+        parts = NULL;
+        is_int(mcd_store_due(s, P1, 1, TERM_END, 10, &ids, &parts, &n), 0, "due on another partition");
         is_int(n, 0, "nothing there");
         mcd_store_ids_free(ids, n);
-        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts");
+        free(parts);
+        parts = NULL;
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_due(s, both, 2, TERM_END, 10, &ids, &parts, &n), 0, "due over two partitions");
+        is_int((long long)(mcd_store_round_trips(s) - rt), 1, "in one round trip");
+        ok(n == 1 && strcmp(ids[0], "c-due") == 0 && parts[0] == 0, "it is found in partition 0");
+        mcd_store_ids_free(ids, n);
+        free(parts);
+        parts = NULL;
+        is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts");
         is_int(due, 1, "one customer due");
+        is_int(mcd_store_counts(s, both, 2, &due, &len), 0, "counts over two partitions");
+        is_int(due, 1, "still one customer due");
         is_int(commit_one(s, &allowed, 0, gen), 0, "commit of the customer without a blocked switch");
-        is_int(mcd_store_due(s, 0, TERM_END + 1000, 10, &ids, &n), 0, "due after term_end");
+        is_int(mcd_store_due(s, P0, 1, TERM_END + 1000, 10, &ids, &parts, &n), 0, "due after term_end");
         is_int(n, 0, "the customer is gone from the zset");
         mcd_store_ids_free(ids, n);
+        free(parts);
+        parts = NULL;
         mcd_customer_clear(&blocked);
         mcd_customer_clear(&allowed);
 }
@@ -624,14 +673,14 @@ static void test_fencing(struct mcd_store *s, int64_t gen) {
         mcd_customer_clear(&out);
         is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read");
         ok(o.rel == 42, "offsets not written");
-        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts read");
+        is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts read");
         ok(due == 0 && len == 0, "neither due zset nor outbox written");
         p[1].generation = g2;
         p[0].generation = g1 + 1;
         is_int(mcd_store_commit(s, &b), -ESTALE, "a stale second partition fences the whole batch");
         p[0].generation = g1;
         is_int(mcd_store_commit(s, &b), 0, "commit with the new generations");
-        is_int(mcd_store_counts(s, 0, &due, &len), 0, "counts read");
+        is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts read");
         ok(due == 1 && len == 1, "now written");
         mcd_customer_clear(&c);
 }
@@ -698,6 +747,44 @@ static void test_noscript(struct mcd_store *s, int port, int64_t gen) {
         rt = mcd_store_round_trips(s);
         is_int(mcd_store_commit(s, &b), 0, "next commit");
         is_int(mcd_store_round_trips(s) - rt, 1, "is EVALSHA again");
+}
+
+/* The commit of one batch with the load of the next: one round trip, and
+ * the load sees the commit, also when the script had to be loaded again. */
+static void test_commit_and_load(struct mcd_store *s, int port, int64_t gen) {
+        const char *ids[] = {"c-cal", "c-cal-other"};
+        struct mcd_customer c, out[2];
+        struct mcd_store_customer sc = {.customer = &c, .partition = 0};
+        struct mcd_store_partition p = {.partition = 0, .generation = gen};
+        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1};
+        int load_r = 1;
+        uint64_t rt;
+
+        simple_customer(&c, "c-cal", MCD_SS_SWITCH_BLOCKED);
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), 0, "commit and load");
+        is_int(load_r, 0, "the load succeeded");
+        is_int((long long)(mcd_store_round_trips(s) - rt), 1, "in one round trip");
+        ok(same_customer(&c, &out[0]) && out[1].n_subs == 0, "the load saw what the commit wrote");
+        mcd_customer_clear(&out[0]);
+        mcd_customer_clear(&out[1]);
+
+        mcd_customer_clear(&c);
+        simple_customer(&c, "c-cal", MCD_SS_SWITCH_ALLOWED);
+        is_int(raw(port, "SCRIPT FLUSH"), 0, "SCRIPT FLUSH");
+        is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), 0, "commit and load after SCRIPT FLUSH");
+        is_int(load_r, 0, "the load succeeded");
+        ok(same_customer(&c, &out[0]), "the load was done again after the commit");
+        mcd_customer_clear(&out[0]);
+        mcd_customer_clear(&out[1]);
+
+        p.generation = gen - 1;
+        is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), -ESTALE, "a stale commit is -ESTALE");
+        is_int(load_r, -ECANCELED, "and nothing is loaded");
+        p.generation = gen;
+        is_int(mcd_store_commit_and_load(s, &b, ids, 0, out, &load_r), 0, "commit with nothing to load");
+        is_int(load_r, 0, "is a plain commit");
+        mcd_customer_clear(&c);
 }
 
 /* A server that accepts but never answers (SIGSTOP): -ETIMEDOUT. */
@@ -772,6 +859,7 @@ static void test_store(struct server *sv) {
         test_fencing(s, gen);
         gen++;
         test_noscript(s, sv->port, gen);
+        test_commit_and_load(s, sv->port, gen);
         test_timeout(s, sv);
         test_auth(sv->port);
         test_down(s, sv);
