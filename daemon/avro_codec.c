@@ -1182,23 +1182,14 @@ static int json_to_value(struct enc *c, json_t *j, avro_value_t *v, int depth) {
         }
 }
 
-/* Encodes JSON value j (a record) with schema entry e into a single-object
- * encoded buffer. */
-static int encode_json(const struct schema_entry *e, json_t *j, void **buf, size_t *len) {
-        struct enc c = { .records = e->records };
-        avro_value_t v;
+/* Writes value v (of schema entry e) as a single-object encoded buffer. */
+static int encode_value(const struct schema_entry *e, avro_value_t *v, void **buf, size_t *len) {
         avro_writer_t w = NULL;
         unsigned char *out = NULL;
         size_t size = 0;
-        int r;
+        int r = -ENOMEM;
 
-        if (avro_generic_value_new(e->iface, &v) != 0)
-                return -ENOMEM;
-        r = json_to_value(&c, j, &v, 0);
-        if (r < 0)
-                goto done;
-        r = -ENOMEM;
-        if (avro_value_sizeof(&v, &size) != 0)
+        if (avro_value_sizeof(v, &size) != 0)
                 goto done;
         out = malloc(SOE_HEADER_SIZE + size);
         if (!out)
@@ -1208,7 +1199,7 @@ static int encode_json(const struct schema_entry *e, json_t *j, void **buf, size
         for (int i = 0; i < 8; i++)
                 out[2 + i] = (unsigned char)(e->fp >> (8 * i));
         w = avro_writer_memory((const char *)out + SOE_HEADER_SIZE, (int64_t)size);
-        if (!w || avro_value_write(w, &v) != 0) {
+        if (!w || avro_value_write(w, v) != 0) {
                 r = -EIO;
                 goto done;
         }
@@ -1220,6 +1211,21 @@ done:
         if (w)
                 avro_writer_free(w);
         free(out);
+        return r;
+}
+
+/* Encodes JSON value j (a record) with schema entry e into a single-object
+ * encoded buffer. */
+static int encode_json(const struct schema_entry *e, json_t *j, void **buf, size_t *len) {
+        struct enc c = { .records = e->records };
+        avro_value_t v;
+        int r;
+
+        if (avro_generic_value_new(e->iface, &v) != 0)
+                return -ENOMEM;
+        r = json_to_value(&c, j, &v, 0);
+        if (r == 0)
+                r = encode_value(e, &v, buf, len);
         avro_value_decref(&v);
         return r;
 }
@@ -1341,84 +1347,147 @@ fail:
         return r;
 }
 
-static int outcome_payload_to_json(const struct mcd_outcome *o, json_t *p) {
+/* ------------------------------------------- outcome -> Avro value -- */
+
+/* Outcomes are written straight into an Avro value of the outcome schema,
+ * with no JSON in between: one is encoded for every outcome the batch path
+ * makes.  Every field is set, so no default is needed.  Errors are -EINVAL
+ * (a field missing from the schema, an enum symbol it does not have). */
+
+static int field_of(avro_value_t *rec, const char *name, avro_value_t *f) {
+        return avro_value_get_by_name(rec, name, f, NULL) == 0 ? 0 : -EINVAL;
+}
+
+static int set_string(avro_value_t *rec, const char *name, const char *s) {
+        avro_value_t f;
+        if (field_of(rec, name, &f) < 0)
+                return -EINVAL;
+        return avro_value_set_string(&f, s ? s : "") == 0 ? 0 : -ENOMEM;
+}
+
+static int set_long(avro_value_t *rec, const char *name, int64_t x) {
+        avro_value_t f;
+        return field_of(rec, name, &f) == 0 && avro_value_set_long(&f, x) == 0 ? 0 : -EINVAL;
+}
+
+static int set_boolean(avro_value_t *rec, const char *name, bool x) {
+        avro_value_t f;
+        return field_of(rec, name, &f) == 0 && avro_value_set_boolean(&f, x) == 0 ? 0 : -EINVAL;
+}
+
+static int set_enum(avro_value_t *rec, const char *name, const char *symbol) {
+        avro_value_t f;
+        int i;
+
+        if (!symbol || field_of(rec, name, &f) < 0)
+                return -EINVAL;
+        i = avro_schema_enum_get_by_name(deref(avro_value_get_schema(&f)), symbol);
+        return i >= 0 && avro_value_set_enum(&f, i) == 0 ? 0 : -EINVAL;
+}
+
+/* The branch of union u whose type is t (the first, as json_fits picks). */
+static int branch_of_type(avro_value_t *u, avro_type_t t, avro_value_t *branch) {
+        avro_schema_t us = deref(avro_value_get_schema(u));
+        size_t n = avro_schema_union_size(us);
+
+        for (size_t i = 0; i < n; i++)
+                if (avro_typeof(deref(avro_schema_union_branch(us, (int)i))) == t)
+                        return avro_value_set_branch(u, (int)i, branch) == 0 ? 0 : -EINVAL;
+        return -EINVAL;
+}
+
+/* A ["null", "string"] field: null when s is NULL. */
+static int set_optional_string(avro_value_t *rec, const char *name, const char *s) {
+        avro_value_t u, b;
+
+        if (field_of(rec, name, &u) < 0 || branch_of_type(&u, s ? AVRO_STRING : AVRO_NULL, &b) < 0)
+                return -EINVAL;
+        if (!s)
+                return avro_value_set_null(&b) == 0 ? 0 : -EINVAL;
+        return avro_value_set_string(&b, s) == 0 ? 0 : -ENOMEM;
+}
+
+/* Selects the record branch named `name` of the union field `field`. */
+static int set_record_branch(avro_value_t *rec, const char *field, const char *name, avro_value_t *branch) {
+        avro_value_t u;
+        avro_schema_t us;
+        size_t n;
+
+        if (!name || field_of(rec, field, &u) < 0)
+                return -EINVAL;
+        us = deref(avro_value_get_schema(&u));
+        n = avro_schema_union_size(us);
+        for (size_t i = 0; i < n; i++) {
+                avro_schema_t bs = deref(avro_schema_union_branch(us, (int)i));
+                if (avro_typeof(bs) == AVRO_RECORD && strcmp(avro_schema_name(bs), name) == 0)
+                        return avro_value_set_branch(&u, (int)i, branch) == 0 ? 0 : -EINVAL;
+        }
+        return -EINVAL;
+}
+
+static int outcome_payload_to_value(const struct mcd_outcome *o, avro_value_t *p) {
         int r = 0;
 
         switch (o->type) {
         case MCD_OUT_CUSTOMER_STATE_CHANGED:
-                r |= put(p, "from_state", enum_symbol(mcd_customer_state_name(o->from_state)));
-                r |= put(p, "to_state", enum_symbol(mcd_customer_state_name(o->to_state)));
+                r |= set_enum(p, "from_state", mcd_customer_state_name(o->from_state));
+                r |= set_enum(p, "to_state", mcd_customer_state_name(o->to_state));
                 break;
         case MCD_OUT_RESALE_REJECTED:
-                r |= put(p, "reason", req_string(o->reason));
+                r |= set_string(p, "reason", o->reason);
                 break;
         case MCD_OUT_RELATIONSHIP_REQUEST_REQUIRED:
-                r |= put(p, "billing", enum_symbol(mcd_billing_name(o->billing)));
-                r |= put(p, "channel", enum_symbol(mcd_channel_name(o->channel)));
+                r |= set_enum(p, "billing", mcd_billing_name(o->billing));
+                r |= set_enum(p, "channel", mcd_channel_name(o->channel));
                 break;
         case MCD_OUT_MULTI_CHANNEL_SUPPORT_ENABLED:
-                r |= put(p, "billing", enum_symbol(mcd_billing_name(o->billing)));
-                r |= put(p, "channel", enum_symbol(mcd_channel_name(o->channel)));
-                r |= put(p, "next_action", enum_symbol(mcd_next_action_name(o->next_action)));
+                r |= set_enum(p, "billing", mcd_billing_name(o->billing));
+                r |= set_enum(p, "channel", mcd_channel_name(o->channel));
+                r |= set_enum(p, "next_action", mcd_next_action_name(o->next_action));
                 break;
         case MCD_OUT_SWITCH_BLOCKED_UNTIL_TERM_END:
-                r |= put(p, "term_end", json_integer(o->term_end));
-                r |= put(p, "channel", enum_symbol(mcd_channel_name(o->channel)));
+                r |= set_long(p, "term_end", o->term_end);
+                r |= set_enum(p, "channel", mcd_channel_name(o->channel));
                 break;
         case MCD_OUT_SWITCH_ALLOWED:
-                r |= put(p, "reason", enum_symbol(mcd_switch_reason_name(o->switch_reason)));
+                r |= set_enum(p, "reason", mcd_switch_reason_name(o->switch_reason));
                 break;
         case MCD_OUT_AZURE_CSP_SUBSCRIPTION_CREATED:
-                r |= put(p, "csp_subscription_id", req_string(o->csp_subscription_id));
-                r |= put(p, "legacy_channel", enum_symbol(mcd_channel_name(o->channel)));
-                r |= put(p, "coexists", json_boolean(o->coexists));
+                r |= set_string(p, "csp_subscription_id", o->csp_subscription_id);
+                r |= set_enum(p, "legacy_channel", mcd_channel_name(o->channel));
+                r |= set_boolean(p, "coexists", o->coexists);
                 break;
         case MCD_OUT_SUBSCRIPTION_MIGRATED:
-                r |= put(p, "csp_subscription_id", opt_string(o->csp_subscription_id));
+                r |= set_optional_string(p, "csp_subscription_id", o->csp_subscription_id);
                 break;
         case MCD_OUT_TRANSITION_REJECTED:
-                r |= put(p, "reason", req_string(o->reason));
-                r |= put(p, "rejected_event_type", req_string(o->rejected_event_type));
+                r |= set_string(p, "reason", o->reason);
+                r |= set_string(p, "rejected_event_type", o->rejected_event_type);
                 break;
         default:
                 return -EINVAL;
         }
-        return r ? -EINVAL : 0;         /* an enum out of range, or no memory */
+        return r ? -EINVAL : 0;
 }
 
-static int outcome_to_json(const struct mcd_outcome *o, json_t **out) {
-        json_t *obj = json_object(), *p = json_object();
+static int outcome_to_value(const struct mcd_outcome *o, avro_value_t *v) {
+        avro_value_t payload;
         int r = 0;
 
-        if (!obj || !p) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r |= put(obj, "event_id", req_string(o->event_id));
-        r |= put(obj, "caused_by", req_string(o->caused_by));
-        r |= put(obj, "customer_id", req_string(o->customer_id));
-        r |= put(obj, "cloud", enum_symbol(mcd_cloud_name(o->cloud)));
-        r |= put(obj, "occurred_at", json_integer(o->occurred_at));
-        r |= put(obj, "partner_id", opt_string(o->partner_id));
-        r |= put(obj, "subscription_id", opt_string(o->subscription_id));
-        r |= put(obj, "customer_state", enum_symbol(mcd_customer_state_name(o->customer_state)));
-        r |= put(obj, "message", req_string(o->message));
-        if (r) {
-                r = -EINVAL;
-                goto fail;
-        }
-        if ((r = outcome_payload_to_json(o, p)) < 0)
-                goto fail;
-        r = put_payload(obj, mcd_outcome_type_name(o->type), p);
-        p = NULL;
-        if (r < 0)
-                goto fail;
-        *out = obj;
-        return 0;
-fail:
-        json_decref(p);
-        json_decref(obj);
-        return r;
+        r |= set_string(v, "event_id", o->event_id);
+        r |= set_string(v, "caused_by", o->caused_by);
+        r |= set_string(v, "customer_id", o->customer_id);
+        r |= set_enum(v, "cloud", mcd_cloud_name(o->cloud));
+        r |= set_long(v, "occurred_at", o->occurred_at);
+        r |= set_optional_string(v, "partner_id", o->partner_id);
+        r |= set_optional_string(v, "subscription_id", o->subscription_id);
+        r |= set_enum(v, "customer_state", mcd_customer_state_name(o->customer_state));
+        r |= set_string(v, "message", o->message);
+        if (r)
+                return -EINVAL;
+        if (set_record_branch(v, "payload", mcd_outcome_type_name(o->type), &payload) < 0)
+                return -EINVAL;
+        return outcome_payload_to_value(o, &payload);
 }
 
 int mcd_avro_encode_event(struct mcd_avro *a, const struct mcd_event *ev, void **buf, size_t *len) {
@@ -1464,15 +1533,19 @@ int mcd_avro_encode_event_with(struct mcd_avro *a, const char *writer_schema_jso
 }
 
 int mcd_avro_encode_outcome(struct mcd_avro *a, const struct mcd_outcome *o, void **buf, size_t *len) {
-        json_t *j;
+        const struct schema_entry *e;
+        avro_value_t v;
         int r;
 
         if (!a || !o)
                 return -EINVAL;
-        if ((r = outcome_to_json(o, &j)) < 0)
-                return r;
-        r = encode_json(&a->v[a->reader[MCD_AVRO_OUTCOME]], j, buf, len);
-        json_decref(j);
+        e = &a->v[a->reader[MCD_AVRO_OUTCOME]];
+        if (avro_generic_value_new(e->iface, &v) != 0)
+                return -ENOMEM;
+        r = outcome_to_value(o, &v);
+        if (r == 0)
+                r = encode_value(e, &v, buf, len);
+        avro_value_decref(&v);
         return r;
 }
 

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,7 @@ struct worker {
         uint64_t fault_stop_before_commit, fault_stop_before_publish;
         int64_t last_batch_us;
         uint64_t pairs_epoch;        /* bumped whenever a pair is added, removed or changes phase */
+        bool publish_stuck;          /* a batch found the last one's outputs undelivered */
         struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
         uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
         int64_t verified_at;         /* monotonic ms when that commit's reply came */
@@ -771,6 +773,8 @@ static int publish_pending(struct worker *w, int timeout_ms) {
                 w->n_pending -= k;
         }
         clog_release(w, w->n_pending ? w->pending[0]->batch : UINT64_MAX);
+        if (w->n_pending == 0)
+                w->publish_stuck = false;
         return w->n_pending == 0 ? 0 : -EAGAIN;
 }
 
@@ -1187,27 +1191,42 @@ static size_t drain(struct worker *w, rd_kafka_t *rk, int t, size_t chunk) {
 
 static size_t mergeable(const struct worker *w);
 
-/* Drains both handles of what librdkafka has fetched, up to the buffer
- * budget (beyond it only while the merge has nothing to take), and waits for
- * more only while fewer than `enough` messages can be merged, for at most
- * wait_ms.  Counting what is merely buffered would stop early: a side
- * waiting for its partner's messages makes no batch. */
+/* Does some pair wait for the topic behind handle t: its t side empty, the
+ * other side holding messages? */
+static bool merge_waits_for(const struct worker *w, int t) {
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                const struct pair *p = w->pairs[i];
+                if (p->phase == PAIR_READY && q_len(&p->q[t]) == 0 && q_len(&p->q[!t]) > 0)
+                        return true;
+        }
+        return false;
+}
+
+/* Drains what librdkafka has fetched and waits for more only while fewer
+ * than `enough` messages can be merged, for at most wait_ms.  Past the
+ * buffer budget a handle is drained only while the merge cannot fill a batch
+ * and some pair waits for that handle's topic: what is buffered is of no use
+ * without it. */
 static void poll_inputs(struct worker *w, int wait_ms, size_t enough) {
         int64_t deadline = mono_ms() + wait_ms;
         size_t budget = buffer_budget(w);
 
         for (;;) {
+                bool room = buffered(w) < budget;
+                bool starved = !room && mergeable(w) < enough;
                 size_t got = 0;
-                if (buffered(w) < budget || mergeable(w) == 0) {
-                        got = drain(w, w->consumer, REL, 1024) + drain(w, w->sub_reader, SUB, 1024);
-                        apply_backpressure(w);
-                }
+
+                if (room || (starved && merge_waits_for(w, REL)))
+                        got += drain(w, w->consumer, REL, 1024);
+                if (room || (starved && merge_waits_for(w, SUB)))
+                        got += drain(w, w->sub_reader, SUB, 1024);
+                apply_backpressure(w);
                 if (got > 0 && !w->sig->stop)
                         continue;
                 if (mergeable(w) >= enough || mono_ms() >= deadline || w->sig->stop)
                         return;
-                if (buffered(w) >= budget)
-                        return;         /* what can be merged goes first */
+                if (!room && !merge_waits_for(w, REL) && !merge_waits_for(w, SUB))
+                        return;         /* full: what can be merged goes first */
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 2);
                 if (m)
                         take_message(w, m, REL);
@@ -1265,21 +1284,44 @@ static struct inmsg *merge_next(struct worker *w, struct pair *p, int *topic, in
 
 /* How many buffered messages the merge could take now, at most: both sides
  * of a pair while neither is empty, a lone side once its patience is over. */
+/* How many of a queue's messages have a timestamp at or before t (their
+ * timestamps are taken as ascending, as a partition's mostly are). */
+static size_t count_until(const struct msgq *q, int64_t t) {
+        size_t lo = q->head, hi = q->tail;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (q->v[mid]->timestamp <= t)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo - q->head;
+}
+
+/* About how many buffered messages the merge could take now: while both
+ * sides of a pair hold messages, those up to the earlier of the two sides'
+ * last timestamps; a lone side, all of it once its patience is over. */
 static size_t mergeable(const struct worker *w) {
         int64_t mono_now = mono_ms();
         size_t n = 0;
 
         for (size_t i = 0; i < w->n_pairs; i++) {
                 const struct pair *p = w->pairs[i];
-                size_t r = q_len(&p->q[REL]), s = q_len(&p->q[SUB]);
-                int t = r ? REL : SUB;
+                const struct msgq *r = &p->q[REL], *s = &p->q[SUB];
+                int t = q_len(r) ? REL : SUB;
 
                 if (p->phase != PAIR_READY)
                         continue;
-                if (r && s)
-                        n += r + s;
-                else if ((r || s) && mono_now - p->q[t].v[p->q[t].head]->arrived >= merge_patience(w, p, !t))
-                        n += r + s;
+                if (q_len(r) && q_len(s)) {
+                        int64_t upto = r->v[r->tail - 1]->timestamp;
+                        if (s->v[s->tail - 1]->timestamp < upto)
+                                upto = s->v[s->tail - 1]->timestamp;
+                        n += count_until(r, upto) + count_until(s, upto);
+                } else if (q_len(&p->q[t]) &&
+                           mono_now - p->q[t].v[p->q[t].head]->arrived >= merge_patience(w, p, !t)) {
+                        n += q_len(&p->q[t]);
+                }
         }
         return n;
 }
@@ -1291,6 +1333,7 @@ struct batch {
         size_t n_pairs;              /* w->n_pairs then: the size of the arrays per pair */
         struct mcd_offsets *next;    /* per pair, the offsets after this batch's messages */
         size_t n_due;                /* the first n_due customers were due by the wall clock */
+        mcd_time_t *stream_time;     /* per pair, before the batch was applied */
         struct item *items;
         size_t n_items;
         char **ids;                  /* customers to load */
@@ -1346,6 +1389,7 @@ static void batch_free(struct batch *b) {
                 free(b->items[i].m);
         }
         free(b->next);
+        free(b->stream_time);
         free(b->items);
         if (b->customers)
                 for (size_t i = 0; i < b->n_ids; i++)
@@ -1488,7 +1532,8 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
         b->n_pairs = w->n_pairs;
         b->items = calloc(max ? max : 1, sizeof(*b->items));
         b->next = calloc(w->n_pairs + 1, sizeof(*b->next));
-        if (!b->items || !b->next)
+        b->stream_time = calloc(w->n_pairs + 1, sizeof(*b->stream_time));
+        if (!b->items || !b->next || !b->stream_time)
                 return -ENOMEM;
         /* Round robin over the pairs, so that no partition starves. */
         w->next_pair = w->n_pairs ? (w->next_pair + 1) % w->n_pairs : 0;
@@ -1518,6 +1563,18 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
 /* Gives a batch's messages back to their pairs, as if never collected (the
  * batch was collected ahead and cannot be used).  The messages of pairs no
  * longer ready are dropped: those pairs read again from Redis's offsets. */
+static void batch_rewind(struct worker *w, struct batch *b);
+
+/* Undoes an applied batch that cannot be committed: the pairs' stream time
+ * goes back, the messages back to their queues (the customers, loaded
+ * copies, are dropped with the batch). */
+static void batch_unapply(struct worker *w, struct batch *b) {
+        if (b->epoch == w->pairs_epoch)
+                for (size_t i = 0; i < b->n_pairs; i++)
+                        w->pairs[i]->stream_time = b->stream_time[i];
+        batch_rewind(w, b);
+}
+
 static void batch_rewind(struct worker *w, struct batch *b) {
         for (size_t i = b->n_items; i-- > 0;) {
                 struct item *it = &b->items[i];
@@ -1597,6 +1654,9 @@ static struct mcd_customer *batch_customer(struct batch *b, const char *id, size
 /* Applies timers and events to the loaded customers, producing frames. */
 static int batch_apply(struct worker *w, struct batch *b, int64_t now, size_t n_due) {
         int r;
+
+        for (size_t i = 0; i < b->n_pairs; i++)
+                b->stream_time[i] = w->pairs[i]->stream_time;
 
         /* Timers and park deadlines first: they were due before now. */
         for (size_t i = 0; i < n_due; i++) {
@@ -1853,7 +1913,10 @@ static struct batch *take_ahead(struct worker *w) {
 static struct batch *prepare_ahead(struct worker *w, int64_t now) {
         struct batch *b;
 
-        if (mergeable(w) < (size_t)w->cfg->batch_max / 2 + 1 || !(b = calloc(1, sizeof(*b))))
+        size_t ready = mergeable(w);
+
+        log_debug("next batch: %zu messages can be merged, %zu buffered", ready, buffered(w));
+        if (ready < (size_t)w->cfg->batch_max / 2 + 1 || !(b = calloc(1, sizeof(*b))))
                 return NULL;
         if (batch_prepare(w, b, now) < 0 || batch_empty(b)) {
                 batch_rewind(w, b);
@@ -1874,7 +1937,7 @@ static void count_round_trips(struct worker *w, uint64_t *since) {
  * rules, commit with the next batch's load, publish. */
 static int process_batch(struct worker *w) {
         struct batch *b = take_ahead(w), *ahead = NULL;
-        int64_t now = now_ms(), t0 = mono_us(), t_publish;
+        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0;
         uint64_t rt0 = mcd_store_round_trips(w->store);
         char *marks = NULL;
         int r = 0, load_r = 0;
@@ -1906,6 +1969,22 @@ static int process_batch(struct worker *w) {
                 r = -ENOMEM;
         if (r >= 0)
                 ahead = prepare_ahead(w, now);
+        /* The last batch's frames were produced when it was committed, and
+         * were delivered while this one was applied; they must all be
+         * delivered before this commit, or a stalled instance could have
+         * frames in flight when a new owner reconciles the outbox. */
+        t_publish = mono_us();
+        if (r >= 0 && (w->n_pending > 0 || w->n_clog > 0) && publish_pending(w, 10000) < 0) {
+                log_warning("the last batch's outputs are not delivered yet; this batch is undone until they are");
+                w->publish_stuck = true;
+                if (ahead)
+                        batch_rewind(w, ahead);
+                batch_destroy(ahead);
+                batch_unapply(w, b);
+                r = -EAGAIN;
+                goto out;
+        }
+        t_publish = mono_us() - t_publish;
         if (r >= 0)
                 r = batch_commit(w, b, marks, ahead, &load_r);
         if (r < 0) {
@@ -1934,13 +2013,9 @@ static int process_batch(struct worker *w) {
         if (r >= 0)
                 r = changelog_queue(w, b, marks, w->st.batches + 1);
         fault_point(w->fault_stop_before_publish, w->st.batches + 1, "publish");
-        /* Delivery is waited for before the next batch: a frame in flight
-         * while this instance stalls could reach the topic after a new
-         * owner reconciled the outbox, and be published twice. */
-        t_publish = mono_us();
+        /* Produced now; delivery is waited for before the next commit. */
         if (r >= 0)
-                publish_pending(w, 10000);
-        t_publish = mono_us() - t_publish;
+                publish_pending(w, 0);
         w->st.batches++;
         w->last_batch_us = mono_us() - t0;
         mcd_stats_observe_latency(&w->st, w->last_batch_us);
@@ -1948,7 +2023,7 @@ static int process_batch(struct worker *w) {
         if (w->metrics)
                 mcd_metrics_update(w->metrics, &w->st);
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
-                  " us, of which %" PRId64 " us publishing; next batch %s",
+                  " us, of which %" PRId64 " us waiting for the last batch's delivery; next batch %s",
                   w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish,
                   w->ahead ? "loaded" : "not collected");
 out:
@@ -2138,6 +2213,9 @@ static void refresh_figures(struct worker *w) {
                 w->st.redis_errors++;
         w->st.redis_up = w->redis_ok;
         w->st.redis_round_trips = mcd_store_round_trips(w->store);
+        /* Batches allocate and free in bursts; give what is free back to
+         * the system, so that RSS follows what the daemon holds. */
+        malloc_trim(0);
 }
 
 static void report_status(struct worker *w, bool *ready_sent) {
@@ -2272,8 +2350,12 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                                 take_message(&w, m, REL);
                         continue;
                 }
-                if ((w.n_pending > 0 || w.n_clog > 0) && publish_pending(&w, 1000) < 0)
-                        continue;       /* Kafka unreachable: nothing new until the outbox is out */
+                /* Delivery reports are served; after a batch found the last
+                 * one's outputs undelivered (Kafka unreachable), nothing new
+                 * is processed until the outbox is out. */
+                if ((w.n_pending > 0 || w.n_clog > 0) && publish_pending(&w, w.publish_stuck ? 1000 : 0) < 0 &&
+                    w.publish_stuck)
+                        continue;
                 for (size_t i = 0; i < w.n_pairs; i++) {
                         struct pair *p = w.pairs[i];
                         if (p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) {

@@ -27,6 +27,7 @@
 #
 # Environment: BENCH_BATCH_MAX (2000), BENCH_MERGE_WAIT (50ms),
 # BENCH_BATCH_WAIT (50ms), BENCH_CUSTOMERS (100000), BENCH_PARTITIONS (64),
+# BENCH_LOG_LEVEL (notice; debug logs each batch with its publishing time),
 # BENCH_EXTRA_CONF (more configuration lines, e.g. "kafka.fetch.wait.max.ms = 5"),
 # BENCH_KEEP=1 keeps the work directory, BENCH_WRAP runs the daemon under a
 # command (e.g. "valgrind --tool=massif --massif-out-file=/tmp/massif.out"), BENCH_PERF=1 records
@@ -169,7 +170,7 @@ batch.max_events = $BATCH_MAX
 batch.wait = $BATCH_WAIT
 merge_wait = $MERGE_WAIT
 metrics.listen = 127.0.0.1:$METRICS_PORT
-log.level = notice
+log.level = ${BENCH_LOG_LEVEL:-notice}
 EOF
         [ -n "${BENCH_EXTRA_CONF:-}" ] && printf '%s\n' "$BENCH_EXTRA_CONF" >> "$CONF"
         return 0
