@@ -30,6 +30,7 @@
 
 #include "daemon/avro_codec.h"
 #include "daemon/schemas_embedded.h"
+#include "daemon/strbuf.h"
 
 #define SOE_MAGIC0 0xC3
 #define SOE_MAGIC1 0x01
@@ -85,42 +86,10 @@ static int fail(struct mcd_avro_error *err, const char *code, const char *fmt, .
 
 /* ---------------------------------------------------- string builder -- */
 
-struct strbuf {
-        char *p;
-        size_t len, cap;
-        bool oom;
-};
-
-static void sb_putn(struct strbuf *b, const char *s, size_t n) {
-        if (b->oom)
-                return;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                char *p;
-
-                while (b->len + n + 1 > cap)
-                        cap *= 2;
-                p = realloc(b->p, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->p = p;
-                b->cap = cap;
-        }
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-        b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct strbuf *b, const char *s) {
-        sb_putn(b, s, strlen(s));
-}
-
 /* A JSON string literal: only '"', '\\' and control characters escaped,
  * everything else as raw UTF-8 ([STRINGS] of the canonical form). */
-static void sb_json_string(struct strbuf *b, const char *s) {
-        sb_putn(b, "\"", 1);
+static void sb_json_string(struct mcd_strbuf *b, const char *s) {
+        mcd_sb_putn(b, "\"", 1);
         for (; *s; s++) {
                 unsigned char c = (unsigned char)*s;
                 char esc[8];
@@ -128,14 +97,14 @@ static void sb_json_string(struct strbuf *b, const char *s) {
                 if (c == '"' || c == '\\') {
                         esc[0] = '\\';
                         esc[1] = (char)c;
-                        sb_putn(b, esc, 2);
+                        mcd_sb_putn(b, esc, 2);
                 } else if (c < 0x20) {
                         snprintf(esc, sizeof(esc), "\\u%04x", c);
-                        sb_puts(b, esc);
+                        mcd_sb_puts(b, esc);
                 } else
-                        sb_putn(b, s, 1);
+                        mcd_sb_putn(b, s, 1);
         }
-        sb_putn(b, "\"", 1);
+        mcd_sb_putn(b, "\"", 1);
 }
 
 /* ------------------------------------------------- names, namespaces -- */
@@ -194,7 +163,7 @@ static char *definition_name(json_t *def, const char *ns) {
 /* ------------------------------------------- Parsing Canonical Form -- */
 
 struct pcf {
-        struct strbuf out;
+        struct mcd_strbuf out;
         json_t *defined;                /* full names already written out */
         int error;
 };
@@ -230,7 +199,7 @@ static void pcf_fields(struct pcf *c, json_t *fields, const char *ns, int depth)
                 c->error = -EINVAL;
                 return;
         }
-        sb_puts(&c->out, ",\"fields\":[");
+        mcd_sb_puts(&c->out, ",\"fields\":[");
         json_array_foreach(fields, i, f) {
                 const char *fname = json_string_value(json_object_get(f, "name"));
 
@@ -238,13 +207,13 @@ static void pcf_fields(struct pcf *c, json_t *fields, const char *ns, int depth)
                         c->error = -EINVAL;
                         return;
                 }
-                sb_puts(&c->out, i ? ",{\"name\":" : "{\"name\":");
+                mcd_sb_puts(&c->out, i ? ",{\"name\":" : "{\"name\":");
                 sb_json_string(&c->out, fname);
-                sb_puts(&c->out, ",\"type\":");
+                mcd_sb_puts(&c->out, ",\"type\":");
                 pcf_schema(c, json_object_get(f, "type"), ns, depth + 1);
-                sb_puts(&c->out, "}");
+                mcd_sb_puts(&c->out, "}");
         }
-        sb_puts(&c->out, "]");
+        mcd_sb_puts(&c->out, "]");
 }
 
 static void pcf_symbols(struct pcf *c, json_t *symbols) {
@@ -255,17 +224,17 @@ static void pcf_symbols(struct pcf *c, json_t *symbols) {
                 c->error = -EINVAL;
                 return;
         }
-        sb_puts(&c->out, ",\"symbols\":[");
+        mcd_sb_puts(&c->out, ",\"symbols\":[");
         json_array_foreach(symbols, i, sym) {
                 if (!json_is_string(sym)) {
                         c->error = -EINVAL;
                         return;
                 }
                 if (i)
-                        sb_puts(&c->out, ",");
+                        mcd_sb_puts(&c->out, ",");
                 sb_json_string(&c->out, json_string_value(sym));
         }
-        sb_puts(&c->out, "]");
+        mcd_sb_puts(&c->out, "]");
 }
 
 static void pcf_named(struct pcf *c, json_t *s, const char *type, const char *ns, int depth) {
@@ -287,9 +256,9 @@ static void pcf_named(struct pcf *c, json_t *s, const char *type, const char *ns
                 free(full);
                 return;
         }
-        sb_puts(&c->out, "{\"name\":");
+        mcd_sb_puts(&c->out, "{\"name\":");
         sb_json_string(&c->out, full);
-        sb_puts(&c->out, ",\"type\":");
+        mcd_sb_puts(&c->out, ",\"type\":");
         sb_json_string(&c->out, type);
         if (strcmp(type, "enum") == 0)
                 pcf_symbols(c, json_object_get(s, "symbols"));
@@ -300,7 +269,7 @@ static void pcf_named(struct pcf *c, json_t *s, const char *type, const char *ns
                         c->error = -EINVAL;
                 } else {
                         snprintf(size, sizeof(size), ",\"size\":%lld", (long long)json_integer_value(jsize));
-                        sb_puts(&c->out, size);
+                        mcd_sb_puts(&c->out, size);
                 }
         } else {
                 inner_ns = namespace_of(full);
@@ -309,7 +278,7 @@ static void pcf_named(struct pcf *c, json_t *s, const char *type, const char *ns
                 else
                         pcf_fields(c, json_object_get(s, "fields"), inner_ns, depth);
         }
-        sb_puts(&c->out, "}");
+        mcd_sb_puts(&c->out, "}");
         free(inner_ns);
         free(full);
 }
@@ -338,9 +307,9 @@ static void pcf_object(struct pcf *c, json_t *s, const char *ns, int depth) {
                         c->error = -EINVAL;
                         return;
                 }
-                sb_puts(&c->out, array ? "{\"type\":\"array\",\"items\":" : "{\"type\":\"map\",\"values\":");
+                mcd_sb_puts(&c->out, array ? "{\"type\":\"array\",\"items\":" : "{\"type\":\"map\",\"values\":");
                 pcf_schema(c, sub, ns, depth + 1);
-                sb_puts(&c->out, "}");
+                mcd_sb_puts(&c->out, "}");
         } else
                 pcf_reference(c, type, ns);
 }
@@ -358,13 +327,13 @@ static void pcf_schema(struct pcf *c, json_t *s, const char *ns, int depth) {
                 size_t i;
                 json_t *branch;
 
-                sb_puts(&c->out, "[");
+                mcd_sb_puts(&c->out, "[");
                 json_array_foreach(s, i, branch) {
                         if (i)
-                                sb_puts(&c->out, ",");
+                                mcd_sb_puts(&c->out, ",");
                         pcf_schema(c, branch, ns, depth + 1);
                 }
-                sb_puts(&c->out, "]");
+                mcd_sb_puts(&c->out, "]");
         } else if (json_is_object(s))
                 pcf_object(c, s, ns, depth);
         else

@@ -35,8 +35,9 @@ const char *mcd_embedded_bootstraps(const struct mcd_embedded *e);
 void mcd_embedded_set_up(struct mcd_embedded *e, bool up);
 void mcd_embedded_stop(struct mcd_embedded *e);
 
-/* Produces and waits for delivery of everything queued (up to timeout_ms);
- * returns 0 or the first delivery error as a negative errno (-EIO). */
+/* Waits up to timeout_ms for everything queued to be delivered or to fail;
+ * returns 0, or -ETIMEDOUT when messages are still queued.  Delivery errors
+ * are reported to the producer's delivery report callback, not here. */
 int mcd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
 
 /* Partition count of a topic (metadata round trip); negative errno. */

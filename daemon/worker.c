@@ -1128,12 +1128,18 @@ static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
  * of work, since what it waits for may be queued there.  Pausing would be
  * the wrong tool for the global bound: it throws away what librdkafka has
  * prefetched for the partition, to be fetched again. */
-static size_t side_limit(const struct worker *w) {
-        return (size_t)w->cfg->batch_max * 2 + 100;
-}
-
 static size_t buffer_budget(const struct worker *w) {
         return (size_t)(w->cfg->buffer_max > w->cfg->batch_max ? w->cfg->buffer_max : w->cfg->batch_max);
+}
+
+/* A side's share of the budget (at least 256 messages, at most two
+ * batches): however the merge drains the handles, no side holds more. */
+static size_t side_limit(const struct worker *w) {
+        size_t share = buffer_budget(w) / (2 * (w->n_pairs ? w->n_pairs : 1)), most = (size_t)w->cfg->batch_max * 2 + 100;
+
+        if (share < 256)
+                share = 256;
+        return share < most ? share : most;
 }
 
 static size_t buffered(const struct worker *w) {
@@ -2254,6 +2260,27 @@ static void report_status(struct worker *w, bool *ready_sent) {
  * line logged) and the running configuration kept.  The keys that shape the
  * rules, batching and logging apply at once; the others (Kafka, topics,
  * Redis, metrics address) at the next start, which is logged. */
+static bool str_differs(const char *a, const char *b) {
+        return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Do two configurations differ in a key that only a restart applies? */
+static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_config *b) {
+        bool d = str_differs(a->topic_relationships, b->topic_relationships) ||
+                 str_differs(a->topic_subscriptions, b->topic_subscriptions) ||
+                 str_differs(a->topic_outcomes, b->topic_outcomes) || str_differs(a->topic_dlq, b->topic_dlq) ||
+                 str_differs(a->topic_changelog, b->topic_changelog) || str_differs(a->redis_host, b->redis_host) ||
+                 a->redis_port != b->redis_port || a->redis_db != b->redis_db ||
+                 str_differs(a->redis_password, b->redis_password) ||
+                 str_differs(a->redis_key_prefix, b->redis_key_prefix) ||
+                 a->redis_timeout_ms != b->redis_timeout_ms || str_differs(a->metrics_listen, b->metrics_listen) ||
+                 a->n_kafka != b->n_kafka;
+
+        for (size_t i = 0; !d && i < a->n_kafka; i++)
+                d = str_differs(a->kafka[i].key, b->kafka[i].key) || str_differs(a->kafka[i].value, b->kafka[i].value);
+        return d;
+}
+
 static void reload(struct worker *w) {
         static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics"};
         struct mcd_config fresh;
@@ -2288,11 +2315,7 @@ static void reload(struct worker *w) {
                 log_error("reload refused: %s has %u error(s); the running configuration is kept", w->cfg->path,
                           n_errors);
         } else {
-                bool differs = strcmp(fresh.topic_relationships, w->cfg->topic_relationships) != 0 ||
-                               strcmp(fresh.topic_subscriptions, w->cfg->topic_subscriptions) != 0 ||
-                               strcmp(fresh.topic_outcomes, w->cfg->topic_outcomes) != 0 ||
-                               strcmp(fresh.redis_host, w->cfg->redis_host) != 0 || fresh.redis_port != w->cfg->redis_port ||
-                               fresh.n_kafka != w->cfg->n_kafka;
+                bool differs = restart_keys_differ(&fresh, w->cfg);
                 w->cfg->log_level = fresh.log_level;
                 w->cfg->park_grace = fresh.park_grace;
                 w->cfg->merge_wait = fresh.merge_wait;

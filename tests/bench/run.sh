@@ -14,7 +14,7 @@
 #      beginning to their end, one after the other (the times are summed);
 #      (b) the daemon from its start until multichanneld_events_total (plus
 #      dead letters) reaches N on /metrics, i.e. the last batch committed to
-#      Redis and its outcomes delivered.  Redis commands per event (INFO
+#      Redis and its outcomes produced.  Redis commands per event (INFO
 #      total_commands_processed delta / N), Redis round trips per batch
 #      (metrics), the daemon's peak RSS (VmHWM) and CPU time.
 #   2. latency: the daemon idle and ready, tests/bench/latency.c produces
