@@ -145,13 +145,16 @@ struct worker {
         bool publish_stuck;          /* a batch found the last one's outputs undelivered */
         struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
         uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
-        int64_t verified_at;         /* monotonic ms when that commit's reply came */
+        int64_t verified_at;         /* monotonic ms when that commit was sent */
 };
 
-/* The commit script checks every generation atomically.  Frames published
- * within this time of that check need no second check: it would ask Redis
- * the same question a moment later.  A stall past it (SIGSTOP, a swapped-out
- * process, a Kafka outage holding the frames back) asks again. */
+/* The commit script checks every generation atomically.  Frames produced
+ * within this time of sending that commit need no second check: it would
+ * ask Redis the same question a moment later.  A stall past it (SIGSTOP, a
+ * swapped-out process, a Kafka outage holding the frames back) asks again.
+ * The price: a new owner that claims the partition within this time of the
+ * commit races the produce, where the check would narrow that to one round
+ * trip; only a broker's own fencing closes it. */
 #define FENCE_LEASE_MS 100
 
 /* ------------------------------------------------------------ utilities -- */
@@ -662,6 +665,8 @@ static int drop_fenced(struct worker *w) {
                         log_warning("partition %" PRId32 " was claimed by another instance; "
                                     "its unpublished frames are left to the new owner",
                                     p->partition);
+                        q_clear(&p->q[REL]);
+                        q_clear(&p->q[SUB]);
                         p->phase = PAIR_FENCED;
                         w->pairs_epoch++;
                         set_paused(w, p, true);
@@ -1145,7 +1150,8 @@ static size_t side_limit(const struct worker *w) {
 static size_t buffered(const struct worker *w) {
         size_t n = 0;
         for (size_t i = 0; i < w->n_pairs; i++)
-                n += q_len(&w->pairs[i]->q[REL]) + q_len(&w->pairs[i]->q[SUB]);
+                if (w->pairs[i]->phase == PAIR_READY)
+                        n += q_len(&w->pairs[i]->q[REL]) + q_len(&w->pairs[i]->q[SUB]);
         return n;
 }
 
@@ -1216,7 +1222,12 @@ static bool merge_waits_for(const struct worker *w, int t) {
 static void poll_inputs(struct worker *w, int wait_ms, size_t enough) {
         int64_t deadline = mono_ms() + wait_ms;
         size_t budget = buffer_budget(w);
+        rd_kafka_message_t *first;
 
+        /* The group handle is served at least once, however full the
+         * buffers: rebalances arrive through it. */
+        if ((first = rd_kafka_consumer_poll(w->consumer, 0)))
+                take_message(w, first, REL);
         for (;;) {
                 bool room = buffered(w) < budget;
                 bool starved = !room && mergeable(w) < enough;
@@ -1575,9 +1586,11 @@ static void batch_rewind(struct worker *w, struct batch *b);
  * goes back, the messages back to their queues (the customers, loaded
  * copies, are dropped with the batch). */
 static void batch_unapply(struct worker *w, struct batch *b) {
-        if (b->epoch == w->pairs_epoch)
-                for (size_t i = 0; i < b->n_pairs; i++)
-                        w->pairs[i]->stream_time = b->stream_time[i];
+        /* Inside process_batch no rebalance runs: the pairs are where they
+         * were when the batch was applied, though some may have changed
+         * phase. */
+        for (size_t i = 0; i < b->n_pairs && b->n_pairs == w->n_pairs; i++)
+                w->pairs[i]->stream_time = b->stream_time[i];
         batch_rewind(w, b);
 }
 
@@ -1991,6 +2004,19 @@ static int process_batch(struct worker *w) {
                 goto out;
         }
         t_publish = mono_us() - t_publish;
+        /* The wait checked the fencing of what it published: a pair found
+         * taken over or lost meanwhile must not have its customers written
+         * by this batch, so the batch is undone and collected again. */
+        if (r >= 0 && w->pairs_epoch != b->epoch) {
+                if (ahead)
+                        batch_rewind(w, ahead);
+                batch_destroy(ahead);
+                batch_unapply(w, b);
+                r = -EAGAIN;
+                goto out;
+        }
+        /* The lease of the fencing check starts when the commit is sent. */
+        w->verified_at = mono_ms();
         if (r >= 0)
                 r = batch_commit(w, b, marks, ahead, &load_r);
         if (r < 0) {
@@ -2014,7 +2040,6 @@ static int process_batch(struct worker *w) {
         }
         w->ahead = ahead;
         w->verified_batch = w->st.batches + 1;
-        w->verified_at = mono_ms();
         r = batch_committed(w, b);
         if (r >= 0)
                 r = changelog_queue(w, b, marks, w->st.batches + 1);
