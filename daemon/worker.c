@@ -1909,6 +1909,15 @@ static void batch_destroy(struct batch *b) {
         }
 }
 
+/* Drops a batch that was collected but will not be committed, its messages
+ * back in their queues (see batch_rewind).  NULL is nothing to drop. */
+static void batch_give_back(struct worker *w, struct batch *b) {
+        if (b) {
+                batch_rewind(w, b);
+                batch_destroy(b);
+        }
+}
+
 /* The batch collected ahead, if it can still be used: a pair added,
  * removed or restarted since makes it refer to what is gone, so its
  * messages go back to their queues. */
@@ -1917,8 +1926,7 @@ static struct batch *take_ahead(struct worker *w) {
 
         w->ahead = NULL;
         if (b && b->epoch != w->pairs_epoch) {
-                batch_rewind(w, b);
-                batch_destroy(b);
+                batch_give_back(w, b);
                 b = NULL;
         }
         return b;
@@ -1938,8 +1946,7 @@ static struct batch *prepare_ahead(struct worker *w, int64_t now) {
         if (ready < (size_t)w->cfg->batch_max / 2 + 1 || !(b = calloc(1, sizeof(*b))))
                 return NULL;
         if (batch_prepare(w, b, now) < 0 || batch_empty(b)) {
-                batch_rewind(w, b);
-                batch_destroy(b);
+                batch_give_back(w, b);
                 return NULL;
         }
         return b;
@@ -1960,6 +1967,7 @@ static int process_batch(struct worker *w) {
         uint64_t rt0 = mcd_store_round_trips(w->store);
         char *marks = NULL;
         int r = 0, load_r = 0;
+        bool undelivered;
 
         if (!b) {
                 b = calloc(1, sizeof(*b));
@@ -1993,24 +2001,19 @@ static int process_batch(struct worker *w) {
          * delivered before this commit, or a stalled instance could have
          * frames in flight when a new owner reconciles the outbox. */
         t_publish = mono_us();
-        if (r >= 0 && (w->n_pending > 0 || w->n_clog > 0) && publish_pending(w, 10000) < 0) {
+        undelivered = r >= 0 && (w->n_pending > 0 || w->n_clog > 0) && publish_pending(w, 10000) < 0;
+        t_publish = mono_us() - t_publish;
+        if (undelivered) {
                 log_warning("the last batch's outputs are not delivered yet; this batch is undone until they are");
                 w->publish_stuck = true;
-                if (ahead)
-                        batch_rewind(w, ahead);
-                batch_destroy(ahead);
-                batch_unapply(w, b);
-                r = -EAGAIN;
-                goto out;
         }
-        t_publish = mono_us() - t_publish;
-        /* The wait checked the fencing of what it published: a pair found
-         * taken over or lost meanwhile must not have its customers written
-         * by this batch, so the batch is undone and collected again. */
-        if (r >= 0 && w->pairs_epoch != b->epoch) {
-                if (ahead)
-                        batch_rewind(w, ahead);
-                batch_destroy(ahead);
+        /* The wait also checked the fencing of what it published: a pair
+         * found taken over or lost meanwhile must not have its customers
+         * written by this batch.  Either way the batch (and the next one,
+         * collected ahead; it goes back first, being behind in the queues)
+         * is undone and collected again. */
+        if (r >= 0 && (undelivered || w->pairs_epoch != b->epoch)) {
+                batch_give_back(w, ahead);
                 batch_unapply(w, b);
                 r = -EAGAIN;
                 goto out;
@@ -2020,9 +2023,7 @@ static int process_batch(struct worker *w) {
         if (r >= 0)
                 r = batch_commit(w, b, marks, ahead, &load_r);
         if (r < 0) {
-                if (ahead)
-                        batch_rewind(w, ahead);
-                batch_destroy(ahead);
+                batch_give_back(w, ahead);
                 batch_abort(w, r);
                 goto out;
         }
@@ -2034,8 +2035,7 @@ static int process_batch(struct worker *w) {
                         w->redis_ok = false;
                 free(ahead->customers);
                 ahead->customers = NULL;
-                batch_rewind(w, ahead);
-                batch_destroy(ahead);
+                batch_give_back(w, ahead);
                 ahead = NULL;
         }
         w->ahead = ahead;
