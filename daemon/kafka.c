@@ -3,10 +3,16 @@
  *
  * Role defaults come first and every kafka.* key of the configuration file is
  * applied over them, so an operator can change anything. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -40,6 +46,7 @@ static const char *const consumer_defaults[][2] = {
         {"heartbeat.interval.ms", "1000"},
         {"fetch.wait.max.ms", "20"},
         {"enable.partition.eof", "true"},
+        {"socket.nagle.disable", "true"},
         FETCH_DEFAULTS,
         {NULL, NULL},
 };
@@ -50,6 +57,7 @@ static const char *const reader_defaults[][2] = {
         {"enable.partition.eof", "true"},
         {"auto.offset.reset", "earliest"},
         {"fetch.wait.max.ms", "20"},
+        {"socket.nagle.disable", "true"},
         FETCH_DEFAULTS,
         {NULL, NULL},
 };
@@ -60,6 +68,9 @@ static const char *const producer_defaults[][2] = {
         {"linger.ms", "2"},
         {"partitioner", "murmur2_random"},
         {"message.timeout.ms", "30000"},
+        /* Kafka's own clients set TCP_NODELAY; with Nagle on, a small
+         * request behind one in flight waits for a delayed ACK (40 ms). */
+        {"socket.nagle.disable", "true"},
         {NULL, NULL},
 };
 
@@ -124,6 +135,53 @@ fail:
         return NULL;
 }
 
+/* True when `port` is one of the ports of a "host:port,host:port" list. */
+static bool port_listed(const char *list, unsigned port) {
+        for (const char *c = strchr(list, ':'); c; c = strchr(c + 1, ':'))
+                if (strtoul(c + 1, NULL, 10) == port)
+                        return true;
+        return false;
+}
+
+/* Real brokers set TCP_NODELAY on every connection; librdkafka's mock does
+ * not, so the second of two pipelined responses (a producer keeps up to 5
+ * requests in flight) waits for the client's delayed ACK: 40 ms per batch of
+ * outcomes.  Linux gives an accepted socket its listener's TCP_NODELAY, so
+ * setting it on the mock's listening sockets (found among this process's
+ * descriptors by their port) makes the mock answer like a broker.  Returns
+ * how many listeners were changed. */
+static int mock_listeners_nodelay(const char *bootstraps) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        int n = 0;
+
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                struct sockaddr_storage ss;
+                socklen_t sl = sizeof(ss), il = sizeof(int);
+                int fd, listening = 0, one = 1;
+                unsigned port;
+
+                if (de->d_name[0] < '0' || de->d_name[0] > '9')
+                        continue;
+                fd = atoi(de->d_name);
+                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &il) < 0 || !listening ||
+                    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+                        continue;
+                if (ss.ss_family == AF_INET)
+                        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+                else if (ss.ss_family == AF_INET6)
+                        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+                else
+                        continue;
+                if (port_listed(bootstraps, port) && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
 int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, struct mcd_embedded **out) {
         const char *topics[] = {cfg->topic_relationships, cfg->topic_subscriptions, cfg->topic_outcomes,
                                 cfg->topic_dlq, cfg->topic_changelog};
@@ -158,6 +216,9 @@ int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, stru
         e->bootstraps = strdup(rd_kafka_mock_cluster_bootstraps(e->cluster));
         if (!e->bootstraps)
                 goto fail;
+        if (mock_listeners_nodelay(e->bootstraps) < brokers)
+                log_warning("embedded Kafka: cannot set TCP_NODELAY on the brokers' sockets; "
+                            "pipelined responses may wait for delayed ACKs");
         r = mcd_config_set(cfg, "kafka.bootstrap.servers", e->bootstraps, 0, why, sizeof(why));
         if (r < 0)
                 goto fail;
@@ -181,6 +242,8 @@ void mcd_embedded_set_up(struct mcd_embedded *e, bool up) {
                 else
                         rd_kafka_mock_broker_set_down(e->cluster, id);
         }
+        if (up)
+                mock_listeners_nodelay(e->bootstraps);
         log_notice("embedded Kafka: %d broker(s) %s", e->brokers, up ? "up" : "down");
 }
 

@@ -1961,9 +1961,24 @@ static void count_round_trips(struct worker *w, uint64_t *since) {
 
 /* One batch: load (unless it was loaded with the last commit), apply the
  * rules, commit with the next batch's load, publish. */
+/* For the debug log: how long ago its oldest message was stamped by Kafka
+ * (wall clock) and buffered here (monotonic), in ms. */
+static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *buffered) {
+        int64_t ts = now, arrived = mono_ms(), mono = arrived;
+
+        for (size_t i = 0; i < b->n_items; i++) {
+                if (b->items[i].m->timestamp < ts)
+                        ts = b->items[i].m->timestamp;
+                if (b->items[i].m->arrived < arrived)
+                        arrived = b->items[i].m->arrived;
+        }
+        *stamped = now - ts;
+        *buffered = mono - arrived;
+}
+
 static int process_batch(struct worker *w) {
         struct batch *b = take_ahead(w), *ahead = NULL;
-        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0;
+        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, age_stamped = 0, age_buffered = 0;
         uint64_t rt0 = mcd_store_round_trips(w->store);
         char *marks = NULL;
         int r = 0, load_r = 0;
@@ -1986,6 +2001,8 @@ static int process_batch(struct worker *w) {
         }
         if (r >= 0)
                 batch_loaded(b);
+        if (mcd_log_get_level() >= LOG_DEBUG)
+                batch_ages(b, now, &age_stamped, &age_buffered);
         if (r >= 0)
                 r = batch_apply(w, b, now, b->n_due);
         for (size_t i = 0; r >= 0 && i < b->n_ids; i++)
@@ -2054,9 +2071,10 @@ static int process_batch(struct worker *w) {
         if (w->metrics)
                 mcd_metrics_update(w->metrics, &w->st);
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
-                  " us, of which %" PRId64 " us waiting for the last batch's delivery; next batch %s",
+                  " us, of which %" PRId64 " us waiting for the last batch's delivery; next batch %s; "
+                  "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago",
                   w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish,
-                  w->ahead ? "loaded" : "not collected");
+                  w->ahead ? "loaded" : "not collected", age_stamped, age_buffered);
 out:
         count_round_trips(w, &rt0);
         free(marks);

@@ -23,6 +23,10 @@
  *            This is the daemon's own latency (at 10,000 events/s over
  *            100,000 customers, a customer sends every ~10 s, far longer than
  *            the latency measured, so the attribution is unambiguous).
+ *   produced: as trigger, but to that outcome's Kafka timestamp, i.e. when
+ *            the daemon produced it (ms resolution): trigger less the
+ *            delivery to this consumer, whose fetches the mock cluster
+ *            answers late (it does not wake a waiting fetch on new data).
  * Prints key=value lines on stdout; exit 0, 1 on an error, 2 usage. */
 #include <errno.h>
 #include <getopt.h>
@@ -53,11 +57,12 @@ struct slot {                  /* one input event */
 
 static _Atomic int64_t *sent_us;      /* by seq: when produced (0: not yet) */
 static int64_t *direct_us, *trigger_us;   /* by seq: first outcome received */
+static int64_t *produced_us;               /* by seq: that outcome's Kafka timestamp */
 static _Atomic long *cust_last;       /* by customer: seq of the latest event sent, -1 none */
 static long max_seq, n_cust;
 static atomic_int stop_consumer;
 static uint64_t outcomes_seen, outcomes_unmatched;
-static struct mcd_avro *avro;
+static struct mcd_avro *avro, *avro_out;  /* one per thread */
 
 static long parse_suffix(const char *s) {   /* number after the last '-' */
         const char *d = s ? strrchr(s, '-') : NULL;
@@ -70,7 +75,7 @@ static void on_outcome(const rd_kafka_message_t *m) {
         int64_t t = now_us();
         long seq, cust, last;
 
-        if (mcd_avro_decode_outcome(avro, m->payload, m->len, &o, &err) < 0) {
+        if (mcd_avro_decode_outcome(avro_out, m->payload, m->len, &o, &err) < 0) {
                 outcomes_unmatched++;
                 return;
         }
@@ -81,8 +86,12 @@ static void on_outcome(const rd_kafka_message_t *m) {
                 direct_us[seq] = t;
         else if (seq < 0 || seq > max_seq || !atomic_load(&sent_us[seq]))
                 outcomes_unmatched++;
-        if (cust >= 0 && cust < n_cust && (last = atomic_load(&cust_last[cust])) >= 0 && !trigger_us[last])
+        if (cust >= 0 && cust < n_cust && (last = atomic_load(&cust_last[cust])) >= 0 && !trigger_us[last]) {
+                rd_kafka_timestamp_type_t tt;
+                int64_t ts = rd_kafka_message_timestamp(m, &tt);
                 trigger_us[last] = t;
+                produced_us[last] = ts > 0 ? ts * 1000 : t;
+        }
         mcd_outcome_clear(&o);
 }
 
@@ -193,24 +202,26 @@ int main(int argc, char **argv) {
         }
         if (!bootstrap || max_seq < 0 || rate <= 0 || secs <= 0 || n_cust <= 0)
                 goto usage;
-        if (mcd_avro_new(&avro) < 0)
+        if (mcd_avro_new(&avro) < 0 || mcd_avro_new(&avro_out) < 0)
                 return 1;
         sent_us = calloc((size_t)max_seq + 1, sizeof(*sent_us));
         direct_us = calloc((size_t)max_seq + 1, sizeof(*direct_us));
         trigger_us = calloc((size_t)max_seq + 1, sizeof(*trigger_us));
+        produced_us = calloc((size_t)max_seq + 1, sizeof(*produced_us));
         cust_last = malloc((size_t)n_cust * sizeof(*cust_last));
-        if (!sent_us || !direct_us || !trigger_us || !cust_last)
+        if (!sent_us || !direct_us || !trigger_us || !produced_us || !cust_last)
                 return 1;
         for (long i = 0; i < n_cust; i++)
                 atomic_init(&cust_last[i], -1);
 
         prod = new_client(RD_KAFKA_PRODUCER, bootstrap,
-                          (const char *const[]){"linger.ms", "1", "partitioner", "murmur2_random", "acks", "all",
+                          (const char *const[]){"linger.ms", "5", "partitioner", "murmur2_random", "acks", "all",
+                                                "socket.nagle.disable", "true",
                                                 "enable.idempotence", "true", NULL});
         cons = new_client(RD_KAFKA_CONSUMER, bootstrap,
                           (const char *const[]){"group.id", "mcd-bench-latency", "enable.auto.commit", "false",
-                                                "fetch.wait.max.ms", "10", "fetch.error.backoff.ms", "10",
-                                                "enable.partition.eof", "false", NULL});
+                                                "fetch.wait.max.ms", "5", "fetch.error.backoff.ms", "10",
+                                                "enable.partition.eof", "false", "socket.nagle.disable", "true", NULL});
         if (!prod || !cons)
                 return 1;
         np = partition_count(cons, outt);
@@ -304,12 +315,15 @@ int main(int argc, char **argv) {
                        outcomes_unmatched);
                 report("direct", direct_us, t_start + (int64_t)(warm * 1e6), t_last);
                 report("trigger", trigger_us, t_start + (int64_t)(warm * 1e6), t_last);
+                report("produced", produced_us, t_start + (int64_t)(warm * 1e6), t_last);
         }
         rd_kafka_consumer_close(cons);
         rd_kafka_destroy(cons);
         rd_kafka_destroy(prod);
         free(line);
         mcd_avro_free(avro);
+        mcd_avro_free(avro_out);
+        free(produced_us);
         return 0;
 usage:
         fprintf(stderr, "usage: latency -b BOOTSTRAP -n MAX_EVENTS [-r RATE] [-d SECONDS] [-W WARMUP_S] [-D DRAIN_S] "

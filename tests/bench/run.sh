@@ -20,6 +20,8 @@
 #   2. latency: the daemon idle and ready, tests/bench/latency.c produces
 #      events at 10,000/s for 25 s with occurred_at = Kafka timestamp = send
 #      time, and reads the outcome topic: p50/p99 from produce to outcome.
+#      Run with the latency settings below, once per count in
+#      BENCH_LAT_PARTITIONS ("4 64"; see the comment at the phase).
 #   3. peak RSS with 10,000 and with 1,000,000 customers (N events each,
 #      --rss-events to change).
 # and prints a table.  --soak MINUTES (default 10) instead runs the daemon at
@@ -27,7 +29,8 @@
 #
 # Environment: BENCH_BATCH_MAX (2000), BENCH_MERGE_WAIT (50ms),
 # BENCH_BATCH_WAIT (50ms), BENCH_CUSTOMERS (100000), BENCH_PARTITIONS (64),
-# BENCH_LOG_LEVEL (notice; debug logs each batch with its publishing time),
+# BENCH_LAT_MERGE_WAIT (10ms), BENCH_LAT_BATCH_WAIT (5ms), BENCH_LAT_FETCH_WAIT
+# (5, ms) for the latency phase, BENCH_LOG_LEVEL (notice; debug logs each batch with its publishing time),
 # BENCH_EXTRA_CONF (more configuration lines, e.g. "kafka.fetch.wait.max.ms = 5"),
 # BENCH_KEEP=1 keeps the work directory, BENCH_WRAP runs the daemon under a
 # command (e.g. "valgrind --tool=massif --massif-out-file=/tmp/massif.out"), BENCH_PERF=1 records
@@ -51,6 +54,10 @@ PARTS=${BENCH_PARTITIONS:-64}
 BATCH_MAX=${BENCH_BATCH_MAX:-2000}
 MERGE_WAIT=${BENCH_MERGE_WAIT:-50ms}
 BATCH_WAIT=${BENCH_BATCH_WAIT:-50ms}
+LAT_PARTS=${BENCH_LAT_PARTITIONS:-4 64}
+LAT_MERGE_WAIT=${BENCH_LAT_MERGE_WAIT:-10ms}
+LAT_BATCH_WAIT=${BENCH_LAT_BATCH_WAIT:-5ms}
+LAT_FETCH_WAIT=${BENCH_LAT_FETCH_WAIT:-5}
 
 usage() {
         sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -354,9 +361,20 @@ cp "$PH/commandstats" "$WORK/commandstats.throughput"
 services_down
 
 # ---- 2. latency ---------------------------------------------------------------------
-if [ "$DO_LAT" = 1 ]; then
-        log "latency: $LAT_RATE events/s for $LAT_SECS s"
-        services_up latency
+# The daemon's latency settings (batch.wait, merge_wait) and, for the mock
+# cluster, a short fetch.wait.max.ms: the mock does not answer a waiting fetch
+# when data arrives (a broker does), so an empty fetch costs its whole wait.
+# The mock's cost per fetch grows with the partition's log (it finds the
+# offset by a linear search of its message sets), which at 64 partitions and
+# 10,000 events/s dominates its CPU within seconds; the figure is therefore
+# given for LAT_PARTS partition counts, the first one the headline.
+latency_run() {  # latency_run PARTITIONS
+        _parts_saved=$PARTS; _mw=$MERGE_WAIT; _bw=$BATCH_WAIT; _extra=${BENCH_EXTRA_CONF:-}
+        PARTS=$1; MERGE_WAIT=$LAT_MERGE_WAIT; BATCH_WAIT=$LAT_BATCH_WAIT
+        BENCH_EXTRA_CONF=$(printf 'kafka.fetch.wait.max.ms = %s\n%s' "$LAT_FETCH_WAIT" "$_extra")
+        log "latency: $LAT_RATE events/s for $LAT_SECS s, $PARTS partitions"
+        services_up "latency$1"
+        PARTS=$_parts_saved; MERGE_WAIT=$_mw; BATCH_WAIT=$_bw; BENCH_EXTRA_CONF=$_extra
         start_daemon
         wait_until 60 daemon_ready || die "daemon not ready (see $PH/daemon.log)"
         n=$((LAT_RATE * (LAT_SECS + 2)))
@@ -364,13 +382,18 @@ if [ "$DO_LAT" = 1 ]; then
                 "$LAT" -b "$BOOTSTRAP" -n "$n" -c "$CUSTOMERS" -r "$LAT_RATE" -d "$LAT_SECS" -W 3 -D 3 > "$PH/lat.out" ||
                 die "latency helper"
         lat() { awk -F= -v k="$1" '$1 == k { print $2 }' "$PH/lat.out"; }
-        row "latency run: rate achieved / events counted (after 3 s)" "$(lat rate_achieved) events/s / $(lat trigger_events)"
-        row "p50 / p99 produce->outcome (trigger)  [target p99 < 50]" "$(lat trigger_p50_ms) / $(lat trigger_p99_ms) ms (p99.9 $(lat trigger_p999_ms), max $(lat trigger_max_ms))"
-        row "p50 / p99 produce->own outcome (direct, incl. parked)" "$(lat direct_p50_ms) / $(lat direct_p99_ms) ms ($(lat direct_with_outcome) events)"
-        row "daemon peak RSS during the latency run" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB"
-        row "load average after the latency run" "$(loadavg)"
+        row "latency, $1 partitions: rate achieved / events counted" "$(lat rate_achieved) events/s / $(lat trigger_events)"
+        row "  p50 / p99 produce->outcome received (trigger)" "$(lat trigger_p50_ms) / $(lat trigger_p99_ms) ms (p99.9 $(lat trigger_p999_ms), max $(lat trigger_max_ms))"
+        row "  p50 / p99 produce->outcome produced (its timestamp)" "$(lat produced_p50_ms) / $(lat produced_p99_ms) ms"
+        row "  p50 / p99 produce->own outcome (direct, incl. parked)" "$(lat direct_p50_ms) / $(lat direct_p99_ms) ms ($(lat direct_with_outcome) events)"
+        row "  daemon peak RSS / mock cluster CPU time" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB / $(proc_cpu "$KAFKA_PID") s"
+        row "  load average after the run" "$(loadavg)"
         stop_pid "$DAEMON_PID"
         services_down
+}
+if [ "$DO_LAT" = 1 ]; then
+        row "latency settings  [target p99 < 50 ms]" "batch.wait=$LAT_BATCH_WAIT merge_wait=$LAT_MERGE_WAIT kafka.fetch.wait.max.ms=$LAT_FETCH_WAIT"
+        for lp in $LAT_PARTS; do latency_run "$lp"; done
 fi
 
 # ---- 3. peak RSS by customers ---------------------------------------------------------
