@@ -141,6 +141,7 @@ struct worker {
         struct mcd_metrics *metrics;
         uint64_t fault_stop_before_commit, fault_stop_before_publish;
         int64_t last_batch_us;
+        double state_per_customer;   /* bytes of a customer's state, averaged over the last batches */
         uint64_t pairs_epoch;        /* bumped whenever a pair is added, removed or changes phase */
         bool publish_stuck;          /* a batch found the last one's outputs undelivered */
         struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
@@ -1147,6 +1148,19 @@ static size_t side_limit(const struct worker *w) {
         return share < most ? share : most;
 }
 
+/* How many events the next batch takes: batch.max_events, fewer when the
+ * customers' state (which grows with their history) would make the batch
+ * hold more than batch.max_bytes of it.  Estimated from the mean state of
+ * the last batches' customers, as if each event were another customer's, so
+ * the estimate errs on the small side; never fewer than 16 events. */
+static size_t batch_events(const struct worker *w) {
+        size_t n = (size_t)w->cfg->batch_max, least = n < 16 ? n : 16;
+
+        if (w->state_per_customer > 0 && (double)w->cfg->batch_max_bytes / w->state_per_customer < (double)n)
+                n = (size_t)((double)w->cfg->batch_max_bytes / w->state_per_customer);
+        return n > least ? n : least;
+}
+
 static size_t buffered(const struct worker *w) {
         size_t n = 0;
         for (size_t i = 0; i < w->n_pairs; i++)
@@ -1868,7 +1882,7 @@ static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
         int r;
 
         mcd_outcomes_init(&b->out);
-        r = batch_collect(w, b, (size_t)w->cfg->batch_max);
+        r = batch_collect(w, b, batch_events(w));
         if (r >= 0)
                 r = batch_due(w, b, now);
         b->n_due = b->n_ids;
@@ -1943,7 +1957,7 @@ static struct batch *prepare_ahead(struct worker *w, int64_t now) {
         size_t ready = mergeable(w);
 
         log_debug("next batch: %zu messages can be merged, %zu buffered", ready, buffered(w));
-        if (ready < (size_t)w->cfg->batch_max / 2 + 1 || !(b = calloc(1, sizeof(*b))))
+        if (ready < batch_events(w) / 2 + 1 || !(b = calloc(1, sizeof(*b))))
                 return NULL;
         if (batch_prepare(w, b, now) < 0 || batch_empty(b)) {
                 batch_give_back(w, b);
@@ -1961,6 +1975,19 @@ static void count_round_trips(struct worker *w, uint64_t *since) {
 
 /* One batch: load (unless it was loaded with the last commit), apply the
  * rules, commit with the next batch's load, publish. */
+/* After a batch: the mean size of its customers' state joins the average. */
+static void note_state_size(struct worker *w, const struct batch *b) {
+        size_t bytes = 0;
+        double v;
+
+        if (b->n_ids == 0)
+                return;
+        for (size_t i = 0; i < b->n_ids; i++)
+                bytes += b->json[i] ? strlen(b->json[i]) : 0;
+        v = (double)bytes / (double)b->n_ids;
+        w->state_per_customer = w->state_per_customer > 0 ? 0.7 * w->state_per_customer + 0.3 * v : v;
+}
+
 /* For the debug log: how long ago its oldest message was stamped by Kafka
  * (wall clock) and buffered here (monotonic), in ms. */
 static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *buffered) {
@@ -2008,6 +2035,8 @@ static int process_batch(struct worker *w) {
         for (size_t i = 0; r >= 0 && i < b->n_ids; i++)
                 if (!(b->json[i] = mcd_state_to_json(&b->customers[i])))
                         r = -ENOMEM;
+        if (r >= 0)
+                note_state_size(w, b);
         marks = marks_format(w);
         if (r >= 0 && !marks)
                 r = -ENOMEM;
@@ -2072,9 +2101,11 @@ static int process_batch(struct worker *w) {
                 mcd_metrics_update(w->metrics, &w->st);
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
                   " us, of which %" PRId64 " us waiting for the last batch's delivery; next batch %s; "
-                  "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago",
+                  "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
+                  "%.0f bytes of state per customer, batches of %zu events",
                   w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish,
-                  w->ahead ? "loaded" : "not collected", age_stamped, age_buffered);
+                  w->ahead ? "loaded" : "not collected", age_stamped, age_buffered, w->state_per_customer,
+                  batch_events(w));
 out:
         count_round_trips(w, &rt0);
         free(marks);
@@ -2363,6 +2394,7 @@ static void reload(struct worker *w) {
                 w->cfg->park_grace = fresh.park_grace;
                 w->cfg->merge_wait = fresh.merge_wait;
                 w->cfg->batch_max = fresh.batch_max;
+                w->cfg->batch_max_bytes = fresh.batch_max_bytes;
                 w->cfg->buffer_max = fresh.buffer_max;
                 w->cfg->batch_wait = fresh.batch_wait;
                 w->cfg->status_interval = fresh.status_interval;
@@ -2433,7 +2465,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                                                     strerror(-r));
                         }
                 }
-                poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, (size_t)cfg->batch_max);
+                poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, batch_events(&w));
                 r = process_batch(&w);
                 apply_backpressure(&w);
                 if (r < 0 && r != -ENOMEM)

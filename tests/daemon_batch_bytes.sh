@@ -1,0 +1,52 @@
+#!/bin/sh
+# daemon_batch_bytes.sh -- batch.max_bytes through the real daemon: few
+# customers with long histories, so that their state outgrows the budget of
+# a batch.  Every batch must take no more events than the bound the daemon
+# computed after the one before (its debug log gives both), the bound must
+# fall below batch.max_events as the state grows, and the outcome topic and
+# Redis must still be exactly replay's.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+MAX_EVENTS=400
+start_redis; ok $? "redis-server started on port $REDIS_PORT"
+start_kafka 2; ok $? "mock cluster with 2 partitions per topic at $BOOTSTRAP"
+write_config "$TMP/mcd.conf" "batch.max_events = $MAX_EVENTS" "batch.max_bytes = 16384" \
+        "batch.wait = 20ms" "log.level = debug"
+
+# Events of 2031 (no timer falls due by the wall clock during the test); each
+# customer's stream ends with a "tick" a month later, so that what falls due
+# in stream time fires in replay and in the daemon alike.
+"$MCD_BUILDDIR/tests/gen_events" -s 7 -n 1500 -c 40 -T 1924992000000 | sort_by_time > "$TMP/in.jsonl"
+sed 's/.*"customer_id":"\([^"]*\)".*/\1/' "$TMP/in.jsonl" | sort -u |
+        sed 's/.*/{"event_id":"tick-&","occurred_at":"2031-02-01T00:00:00.000Z","customer_id":"&","cloud":"COMMERCIAL","type":"SubscriptionTermEnded","subscription_id":"tick"}/' \
+        >> "$TMP/in.jsonl"
+$MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+n_want=$(wc -l < "$TMP/want")
+[ "$n_want" -ge 100 ]; ok $? "replay gives $n_want outcomes for $(wc -l < "$TMP/in.jsonl") events of 40 customers"
+
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+ok $? "events published"
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
+wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $? "the daemon produces every outcome"
+sleep 2
+assert_exactly_once "$TMP/mcd.conf" ""
+
+# "batch K: E events, ... batches of N events": N bounds batch K+1.
+sed -n 's/.*debug: batch \([0-9]*\): \([0-9]*\) events,.*batches of \([0-9]*\) events$/\1 \2 \3/p' \
+        "$TMP/daemon.log" > "$TMP/batches"
+n_batches=$(wc -l < "$TMP/batches")
+[ "$n_batches" -ge 5 ]; ok $? "the debug log shows $n_batches batches"
+awk 'NR > 1 && $2 > bound { bad++; print "batch " $1 ": " $2 " events over the bound " bound }
+     { bound = $3 } END { exit bad > 0 }' "$TMP/batches" | diag
+awk 'NR > 1 && $2 > bound { bad++ } { bound = $3 } END { exit bad > 0 }' "$TMP/batches"
+ok $? "no batch takes more events than the bound computed after the batch before"
+least=$(awk 'NR == 1 || $3 < m { m = $3 } END { print m + 0 }' "$TMP/batches")
+[ "$least" -lt "$MAX_EVENTS" ] && [ "$least" -ge 16 ]
+ok $? "the bound falls below batch.max_events as the state grows ($least of $MAX_EVENTS), never below 16"
+tail -n 1 "$TMP/batches" | sed 's/^/last batch, events, bound: /' | diag
+
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
+tap_done
