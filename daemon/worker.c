@@ -2003,8 +2003,19 @@ static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int
         *buffered = mono - arrived;
 }
 
+/* A batch that is undone or not committed is read again: what applying it
+ * counted is taken back, or the metrics would count its events twice. */
+static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
+        memcpy(st->events, before->events, sizeof(st->events));
+        memcpy(st->outcomes, before->outcomes, sizeof(st->outcomes));
+        memcpy(st->rejections, before->rejections, sizeof(st->rejections));
+        memcpy(st->dead_letters, before->dead_letters, sizeof(st->dead_letters));
+        st->timers_fired = before->timers_fired;
+}
+
 static int process_batch(struct worker *w) {
         struct batch *b = take_ahead(w), *ahead = NULL;
+        struct mcd_stats before = w->st;
         int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, age_stamped = 0, age_buffered = 0;
         uint64_t rt0 = mcd_store_round_trips(w->store);
         char *marks = NULL;
@@ -2061,6 +2072,7 @@ static int process_batch(struct worker *w) {
         if (r >= 0 && (undelivered || w->pairs_epoch != b->epoch)) {
                 batch_give_back(w, ahead);
                 batch_unapply(w, b);
+                stats_take_back(&w->st, &before);
                 r = -EAGAIN;
                 goto out;
         }
@@ -2070,6 +2082,7 @@ static int process_batch(struct worker *w) {
                 r = batch_commit(w, b, marks, ahead, &load_r);
         if (r < 0) {
                 batch_give_back(w, ahead);
+                stats_take_back(&w->st, &before);
                 batch_abort(w, r);
                 goto out;
         }

@@ -9,7 +9,8 @@
 EVENTS=${MCD_OUTAGE_EVENTS:-3000}
 start_redis; ok $? "redis-server started on port $REDIS_PORT (AOF on)"
 start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
-write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms"
+METRICS=127.0.0.1:$(free_port)
+write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms" "metrics.listen = $METRICS"
 "$MCD_BUILDDIR/tests/gen_events" -s 41 -n "$EVENTS" -c 200 | sort_by_time > "$TMP/in.jsonl"
 now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 $MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
@@ -48,6 +49,13 @@ wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
 ok $? "daemon carries on to the end"
 sleep 3
 assert_exactly_once "$TMP/mcd.conf" ""
+# A batch undone while Kafka was down, or not committed while Redis was, is
+# read again: the metrics count each event once all the same.
+counted=$("$MCD_BUILDDIR/tests/http_get" "$METRICS" /metrics |
+        awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }')
+[ "$counted" = "$EVENTS" ]
+ok $? "the metrics count every event once ($counted of $EVENTS, undone batches taken back)"
+grep -c "batch is undone\|batch not committed" "$TMP/daemon.log" | sed 's/^/batches undone or not committed: /' | diag
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
 ok $? "daemon exits 0 on SIGTERM"
