@@ -17,6 +17,8 @@
 #      Redis and its outcomes produced.  Redis commands per event (INFO
 #      total_commands_processed delta / N), Redis round trips per batch
 #      (metrics), the daemon's peak RSS (VmHWM) and CPU time.
+#   1b. the same through BENCH_GROUP_INSTANCES (2; 1 skips it) daemons in
+#      one consumer group: events/s from their start to the last commit.
 #   2. latency: the daemon idle and ready, tests/bench/latency.c produces
 #      events at 10,000/s for 25 s with occurred_at = Kafka timestamp = send
 #      time, and reads the outcome topic: p50/p99 from produce to outcome.
@@ -55,6 +57,7 @@ BATCH_MAX=${BENCH_BATCH_MAX:-2000}
 MERGE_WAIT=${BENCH_MERGE_WAIT:-50ms}
 BATCH_WAIT=${BENCH_BATCH_WAIT:-50ms}
 LAT_PARTS=${BENCH_LAT_PARTITIONS:-4 64}
+GROUP_INSTANCES=${BENCH_GROUP_INSTANCES:-2}
 LAT_MERGE_WAIT=${BENCH_LAT_MERGE_WAIT:-10ms}
 LAT_BATCH_WAIT=${BENCH_LAT_BATCH_WAIT:-5ms}
 LAT_FETCH_WAIT=${BENCH_LAT_FETCH_WAIT:-5}
@@ -359,6 +362,53 @@ row "daemon peak RSS, $CUSTOMERS customers, $N events" "$(fdiv "$RUN_HWM" 1024 1
 row "load average during (b) (start -> end)" "$RUN_LOAD"
 cp "$PH/commandstats" "$WORK/commandstats.throughput"
 services_down
+
+# ---- 1b. throughput, several instances in one group -----------------------------
+# The same input through GROUP_INSTANCES daemons in one consumer group on this
+# machine, as operators scale out: the partitions are split between them.
+run_group() {  # run_group N INSTANCES: sets GROUP_SECS GROUP_CPU GROUP_HWM
+        _want=$1; _pids=""; _ports=""; _last=0; _still=0
+        _t0=$(now)
+        for _i in $(seq 1 "$2"); do
+                _port=$(free_port)
+                sed "s/^metrics.listen = .*/metrics.listen = 127.0.0.1:$_port/" "$CONF" > "$PH/mcd$_i.conf"
+                "$MCD" run -c "$PH/mcd$_i.conf" > "$PH/daemon$_i.out" 2> "$PH/daemon$_i.log" &
+                _pids="$_pids $!"; PIDS="$PIDS $!"; _ports="$_ports $_port"
+        done
+        while :; do
+                _n=0
+                for _port in $_ports; do
+                        _c=$("$HTTP_GET" "127.0.0.1:$_port" /metrics 2> /dev/null |
+                                awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }')
+                        _n=$((_n + ${_c:-0}))
+                done
+                [ "$_n" -ge "$_want" ] && break
+                for _p in $_pids; do
+                        kill -0 "$_p" 2> /dev/null || die "an instance exited (see $PH/daemon*.log)"
+                done
+                if [ "$_n" = "$_last" ]; then _still=$((_still + 1)); else _still=0; _last=$_n; fi
+                [ $_still -ge 600 ] && die "no progress for 60 s at $_n of $_want events (see $PH/daemon*.log)"
+                sleep 0.1
+        done
+        GROUP_SECS=$(fsub "$(now)" "$_t0")
+        GROUP_CPU=0; GROUP_HWM=0
+        for _p in $_pids; do
+                GROUP_CPU=$(awk -v a="$GROUP_CPU" -v b="$(proc_cpu "$_p")" 'BEGIN { printf "%.1f", a + b }')
+                _h=$(proc_kb "$_p" VmHWM)
+                [ "${_h:-0}" -gt "$GROUP_HWM" ] && GROUP_HWM=$_h
+        done
+        for _p in $_pids; do stop_pid "$_p"; done
+}
+if [ "$GROUP_INSTANCES" -gt 1 ]; then
+        log "throughput: $EVENTS events through $GROUP_INSTANCES instances in one group"
+        services_up group
+        publish "$EVENTS" "$CUSTOMERS" 1
+        run_group "$PUB_EVENTS" "$GROUP_INSTANCES"
+        row "(b2) $GROUP_INSTANCES instances in one group, start to last commit" "$(fdiv "$PUB_EVENTS" "$GROUP_SECS") events/s ($GROUP_SECS s)"
+        row "ratio (b2)/(a)" "$(fdiv "$KCAT_SECS" "$GROUP_SECS" 3)"
+        row "  their CPU time / largest peak RSS" "$GROUP_CPU s / $(fdiv "$GROUP_HWM" 1024 1) MiB"
+        services_down
+fi
 
 # ---- 2. latency ---------------------------------------------------------------------
 # The daemon's latency settings (batch.wait, merge_wait) and, for the mock
