@@ -13,13 +13,7 @@ start_kafka 2; ok $? "mock cluster with 2 partitions per topic at $BOOTSTRAP"
 write_config "$TMP/mcd.conf" "batch.max_events = $MAX_EVENTS" "batch.max_bytes = 16384" \
         "batch.wait = 20ms" "log.level = debug"
 
-# Events of 2031 (no timer falls due by the wall clock during the test); each
-# customer's stream ends with a "tick" a month later, so that what falls due
-# in stream time fires in replay and in the daemon alike.
-"$MCD_BUILDDIR/tests/gen_events" -s 7 -n 1500 -c 40 -T 1924992000000 | sort_by_time > "$TMP/in.jsonl"
-sed 's/.*"customer_id":"\([^"]*\)".*/\1/' "$TMP/in.jsonl" | sort -u |
-        sed 's/.*/{"event_id":"tick-&","occurred_at":"2031-02-01T00:00:00.000Z","customer_id":"&","cloud":"COMMERCIAL","type":"SubscriptionTermEnded","subscription_id":"tick"}/' \
-        >> "$TMP/in.jsonl"
+future_stream 7 1500 40 "$TMP/in.jsonl"
 $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
 n_want=$(wc -l < "$TMP/want")
 [ "$n_want" -ge 100 ]; ok $? "replay gives $n_want outcomes for $(wc -l < "$TMP/in.jsonl") events of 40 customers"

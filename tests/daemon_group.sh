@@ -13,16 +13,9 @@ start_kafka 6; ok $? "mock cluster with 6 partitions per topic at $BOOTSTRAP"
 # lag between the two topics' fetches on a loaded machine.
 write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms" "merge_wait = 2s"
 
-# Events of 2031: the stream is published in parts, with idle gaps between
-# them, and no timer may fall due by the wall clock during the test (a
-# daemon fires due timers by the wall clock when idle, replay only in stream
-# time).
-# Each customer's stream ends with a "tick" a month later, so that what falls
-# due in stream time fires in both.
-"$MCD_BUILDDIR/tests/gen_events" -s 31 -n "$EVENTS" -c 300 -T 1924992000000 | sort_by_time > "$TMP/in.jsonl"
-sed 's/.*"customer_id":"\([^"]*\)".*/\1/' "$TMP/in.jsonl" | sort -u |
-        sed 's/.*/{"event_id":"tick-&","occurred_at":"2031-02-01T00:00:00.000Z","customer_id":"&","cloud":"COMMERCIAL","type":"SubscriptionTermEnded","subscription_id":"tick"}/' \
-        >> "$TMP/in.jsonl"
+# Events of 2031, published in parts with idle gaps between them (see
+# future_stream in lib.sh).
+future_stream 31 "$EVENTS" 300 "$TMP/in.jsonl"
 $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
 n_want=$(wc -l < "$TMP/want")
 # The stream is published in three parts while the group changes.
