@@ -137,22 +137,30 @@ fail:
         return NULL;
 }
 
-/* True when `port` is one of the ports of a "host:port,host:port" list. */
+/* True when `port` is the port of one of the "host:port" entries of a
+ * comma-separated list (the number after an entry's last ':', so that
+ * "[::1]:9092" is port 9092). */
 static bool port_listed(const char *list, unsigned port) {
-        for (const char *c = strchr(list, ':'); c; c = strchr(c + 1, ':'))
-                if (strtoul(c + 1, NULL, 10) == port)
+        for (const char *entry = list; entry && *entry; entry = strchr(entry, ',') ? strchr(entry, ',') + 1 : NULL) {
+                const char *end = strchr(entry, ','), *colon = NULL;
+                for (const char *c = entry; *c && c != end; c++)
+                        if (*c == ':')
+                                colon = c;
+                if (colon && strtoul(colon + 1, NULL, 10) == port)
                         return true;
+        }
         return false;
 }
 
 /* Real brokers set TCP_NODELAY on every connection; librdkafka's mock does
  * not, so the second of two pipelined responses (a producer keeps up to 5
  * requests in flight) waits for the client's delayed ACK: 40 ms per batch of
- * outcomes.  Linux gives an accepted socket its listener's TCP_NODELAY, so
- * setting it on the mock's listening sockets (found among this process's
- * descriptors by their port) makes the mock answer like a broker.  Returns
- * how many listeners were changed. */
-static int mock_listeners_nodelay(const char *bootstraps) {
+ * outcomes.  Every TCP socket of this process whose local port is a mock
+ * broker's gets TCP_NODELAY: the listeners (Linux gives an accepted socket
+ * its listener's setting) and the connections already accepted, which
+ * covers a broker taken down and up again (its listener is made anew).
+ * Returns how many listeners were changed. */
+static int mock_sockets_nodelay(const char *bootstraps) {
         DIR *d = opendir("/proc/self/fd");
         struct dirent *de;
         int n = 0;
@@ -162,13 +170,13 @@ static int mock_listeners_nodelay(const char *bootstraps) {
         while ((de = readdir(d))) {
                 struct sockaddr_storage ss;
                 socklen_t sl = sizeof(ss), il = sizeof(int);
-                int fd, listening = 0, one = 1;
+                int fd, type = 0, listening = 0, one = 1;
                 unsigned port;
 
                 if (de->d_name[0] < '0' || de->d_name[0] > '9')
                         continue;
                 fd = atoi(de->d_name);
-                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &il) < 0 || !listening ||
+                if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) < 0 || type != SOCK_STREAM ||
                     getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
                         continue;
                 if (ss.ss_family == AF_INET)
@@ -177,7 +185,10 @@ static int mock_listeners_nodelay(const char *bootstraps) {
                         port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
                 else
                         continue;
-                if (port_listed(bootstraps, port) && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+                if (!port_listed(bootstraps, port) || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+                        continue;
+                il = sizeof(int);
+                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &il) == 0 && listening)
                         n++;
         }
         closedir(d);
@@ -218,7 +229,7 @@ int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, stru
         e->bootstraps = strdup(rd_kafka_mock_cluster_bootstraps(e->cluster));
         if (!e->bootstraps)
                 goto fail;
-        if (mock_listeners_nodelay(e->bootstraps) < brokers)
+        if (mock_sockets_nodelay(e->bootstraps) < brokers)
                 log_warning("embedded Kafka: cannot set TCP_NODELAY on the brokers' sockets; "
                             "pipelined responses may wait for delayed ACKs");
         r = mcd_config_set(cfg, "kafka.bootstrap.servers", e->bootstraps, 0, why, sizeof(why));
@@ -244,8 +255,7 @@ void mcd_embedded_set_up(struct mcd_embedded *e, bool up) {
                 else
                         rd_kafka_mock_broker_set_down(e->cluster, id);
         }
-        if (up)
-                mock_listeners_nodelay(e->bootstraps);
+        mock_sockets_nodelay(e->bootstraps);
         log_notice("embedded Kafka: %d broker(s) %s", e->brokers, up ? "up" : "down");
 }
 

@@ -142,6 +142,15 @@ struct worker {
         uint64_t fault_stop_before_commit, fault_stop_before_publish;
         int64_t last_batch_us;
         double state_per_customer;   /* bytes of a customer's state, averaged over the last batches */
+        /* A batch whose commit was sent but not answered (Redis lost): its
+         * counts are taken back until Redis, answering again, tells by one
+         * of its pairs' stored offsets whether the commit was applied. */
+        struct {
+                bool set;
+                int32_t partition;
+                struct mcd_offsets next;
+                struct mcd_stats counted;
+        } unsure;
         uint64_t pairs_epoch;        /* bumped whenever a pair is added, removed or changes phase */
         bool publish_stuck;          /* a batch found the last one's outputs undelivered */
         struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
@@ -1651,7 +1660,8 @@ static bool pair_idle(const struct worker *w, const struct pair *p) {
 }
 
 /* The customers due by the wall clock in the idle pairs, asked for in one
- * round trip at most once a second. */
+ * round trip at most once a second, as many as a batch takes (the rest at the
+ * next scan). */
 static int batch_due(struct worker *w, struct batch *b, int64_t now) {
         int32_t *parts, *id_parts = NULL;
         char **ids = NULL;
@@ -1667,7 +1677,7 @@ static int batch_due(struct worker *w, struct batch *b, int64_t now) {
         for (size_t i = 0; i < w->n_pairs; i++)
                 if (pair_idle(w, w->pairs[i]))
                         parts[n_parts++] = w->pairs[i]->partition;
-        r = mcd_store_due(w->store, parts, n_parts, now, 1000, &ids, &id_parts, &n);
+        r = mcd_store_due(w->store, parts, n_parts, now, batch_events(w), &ids, &id_parts, &n);
         for (size_t j = 0; r >= 0 && j < n; j++)
                 r = batch_add_id(b, ids[j], id_parts[j]);
         mcd_store_ids_free(ids, n);
@@ -2013,9 +2023,75 @@ static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before
         st->timers_fired = before->timers_fired;
 }
 
+/* The counts of a batch (st less before), for an unsure commit. */
+static void stats_counted(struct mcd_stats *d, const struct mcd_stats *st, const struct mcd_stats *before) {
+        memset(d, 0, sizeof(*d));
+        for (size_t t = 0; t < 2; t++)
+                for (size_t e = 0; e < MCD_EV__COUNT; e++)
+                        d->events[t][e] = st->events[t][e] - before->events[t][e];
+        for (size_t k = 0; k < MCD_OUT__COUNT; k++)
+                d->outcomes[k] = st->outcomes[k] - before->outcomes[k];
+        for (size_t k = 0; k < MCD_N_REJECTION_REASONS; k++)
+                d->rejections[k] = st->rejections[k] - before->rejections[k];
+        for (size_t k = 0; k < MCD_N_DEAD_LETTER_REASONS; k++)
+                d->dead_letters[k] = st->dead_letters[k] - before->dead_letters[k];
+        d->timers_fired = st->timers_fired - before->timers_fired;
+}
+
+static void stats_add_counted(struct mcd_stats *st, const struct mcd_stats *d) {
+        for (size_t t = 0; t < 2; t++)
+                for (size_t e = 0; e < MCD_EV__COUNT; e++)
+                        st->events[t][e] += d->events[t][e];
+        for (size_t k = 0; k < MCD_OUT__COUNT; k++)
+                st->outcomes[k] += d->outcomes[k];
+        for (size_t k = 0; k < MCD_N_REJECTION_REASONS; k++)
+                st->rejections[k] += d->rejections[k];
+        for (size_t k = 0; k < MCD_N_DEAD_LETTER_REASONS; k++)
+                st->dead_letters[k] += d->dead_letters[k];
+        st->timers_fired += d->timers_fired;
+}
+
+/* A commit whose reply was lost: remembered with one of the batch's pairs
+ * (whose offsets the commit moves) to be settled by resolve_unsure().  A
+ * batch of due customers only moves no offsets; its counts stay taken back. */
+static void note_unsure(struct worker *w, const struct batch *b, const struct mcd_stats *before) {
+        for (size_t i = 0; i < b->n_items; i++) {
+                for (size_t k = 0; k < b->n_pairs && k < w->n_pairs; k++) {
+                        if (w->pairs[k] != b->items[i].pair)
+                                continue;
+                        w->unsure.set = true;
+                        w->unsure.partition = w->pairs[k]->partition;
+                        w->unsure.next = b->next[k];
+                        stats_counted(&w->unsure.counted, &w->st, before);
+                        return;
+                }
+        }
+}
+
+/* Redis answers again: if the unsure commit moved its pair's stored offsets,
+ * it was applied, and its counts come back. */
+static void resolve_unsure(struct worker *w) {
+        struct mcd_offsets o;
+        int r;
+
+        if (!w->unsure.set)
+                return;
+        r = mcd_store_get_offsets(w->store, w->unsure.partition, &o);
+        if (redis_unreachable(r)) {
+                w->redis_ok = false;
+                return;
+        }
+        if (r >= 0 && o.rel >= w->unsure.next.rel && o.sub >= w->unsure.next.sub) {
+                stats_add_counted(&w->st, &w->unsure.counted);
+                log_info("the batch committed as Redis went away was applied; its counts are kept");
+        }
+        w->unsure.set = false;
+}
+
 static int process_batch(struct worker *w) {
         struct batch *b = take_ahead(w), *ahead = NULL;
         struct mcd_stats before = w->st;
+        bool commit_sent = false;
         int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, age_stamped = 0, age_buffered = 0;
         uint64_t rt0 = mcd_store_round_trips(w->store);
         char *marks = NULL;
@@ -2078,10 +2154,14 @@ static int process_batch(struct worker *w) {
         }
         /* The lease of the fencing check starts when the commit is sent. */
         w->verified_at = mono_ms();
-        if (r >= 0)
+        if (r >= 0) {
+                commit_sent = true;
                 r = batch_commit(w, b, marks, ahead, &load_r);
+        }
         if (r < 0) {
                 batch_give_back(w, ahead);
+                if (commit_sent && redis_unreachable(r))
+                        note_unsure(w, b, &before);
                 stats_take_back(&w->st, &before);
                 batch_abort(w, r);
                 goto out;
@@ -2461,6 +2541,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                                 take_message(&w, m, REL);
                         continue;
                 }
+                resolve_unsure(&w);
                 /* Delivery reports are served; after a batch found the last
                  * one's outputs undelivered (Kafka unreachable), nothing new
                  * is processed until the outbox is out. */
