@@ -1660,8 +1660,8 @@ static bool pair_idle(const struct worker *w, const struct pair *p) {
 }
 
 /* The customers due by the wall clock in the idle pairs, asked for in one
- * round trip at most once a second, as many as a batch takes (the rest at the
- * next scan). */
+ * round trip at most once a second, up to 1000.  (Bounding it by
+ * batch_events() starved customers behind those whose due entry stays.) */
 static int batch_due(struct worker *w, struct batch *b, int64_t now) {
         int32_t *parts, *id_parts = NULL;
         char **ids = NULL;
@@ -1677,7 +1677,7 @@ static int batch_due(struct worker *w, struct batch *b, int64_t now) {
         for (size_t i = 0; i < w->n_pairs; i++)
                 if (pair_idle(w, w->pairs[i]))
                         parts[n_parts++] = w->pairs[i]->partition;
-        r = mcd_store_due(w->store, parts, n_parts, now, batch_events(w), &ids, &id_parts, &n);
+        r = mcd_store_due(w->store, parts, n_parts, now, 1000, &ids, &id_parts, &n);
         for (size_t j = 0; r >= 0 && j < n; j++)
                 r = batch_add_id(b, ids[j], id_parts[j]);
         mcd_store_ids_free(ids, n);
