@@ -1983,8 +1983,6 @@ static void count_round_trips(struct worker *w, uint64_t *since) {
         *since = w->st.redis_round_trips;
 }
 
-/* One batch: load (unless it was loaded with the last commit), apply the
- * rules, commit with the next batch's load, publish. */
 /* After a batch: the mean size of its customers' state joins the average. */
 static void note_state_size(struct worker *w, const struct batch *b) {
         size_t bytes = 0;
@@ -2088,6 +2086,8 @@ static void resolve_unsure(struct worker *w) {
         w->unsure.set = false;
 }
 
+/* One batch: load (unless it was loaded with the last commit), apply the
+ * rules, commit with the next batch's load, publish. */
 static int process_batch(struct worker *w) {
         struct batch *b = take_ahead(w), *ahead = NULL;
         struct mcd_stats before = w->st;
