@@ -153,7 +153,7 @@ int mcd_cmd_publish(int argc, char **argv) {
         conf = rd_kafka_conf_new();
         rd_kafka_conf_set_opaque(conf, &failed);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_count_cb);
-        rk = mcd_kafka_new(&cfg, MCD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        rk = mcd_kafka_new(&cfg, MCD_KAFKA_BULK_PRODUCER, conf, err, sizeof(err));
         if (!rk) {
                 status = mcd_cli_error("publish", "Kafka: %s", err);
                 goto out_in;

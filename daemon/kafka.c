@@ -76,8 +76,22 @@ static const char *const producer_defaults[][2] = {
         {NULL, NULL},
 };
 
+/* `multichanneld publish` loads files: throughput over latency.  Large
+ * message sets also spare brokers that look offsets up by scanning their
+ * log (librdkafka's mock cluster returns one message set per partition and
+ * fetch, found by a linear search). */
+static const char *const bulk_producer_defaults[][2] = {
+        {"linger.ms", "50"},
+        {"batch.num.messages", "10000"},
+        {NULL, NULL},
+};
+
 /* Consumer-only properties a producer must not be given (librdkafka warns
  * about them) and the reverse. */
+static bool is_producer(enum mcd_kafka_role role) {
+        return role == MCD_KAFKA_PRODUCER || role == MCD_KAFKA_BULK_PRODUCER;
+}
+
 static bool applies(const char *name, enum mcd_kafka_role role) {
         static const char *const consumer_only[] = {
                 "group.id", "partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms",
@@ -87,9 +101,9 @@ static bool applies(const char *name, enum mcd_kafka_role role) {
         };
         static const char *const producer_only[] = {
                 "enable.idempotence", "acks", "linger.ms", "partitioner", "message.timeout.ms",
-                "transactional.id", "compression.type", "batch.size", "queue.buffering.max.ms", NULL,
+                "transactional.id", "compression.type", "batch.size", "queue.buffering.max.ms", "batch.num.messages", NULL,
         };
-        const char *const *list = role == MCD_KAFKA_PRODUCER ? consumer_only : producer_only;
+        const char *const *list = is_producer(role) ? consumer_only : producer_only;
 
         for (size_t i = 0; list[i]; i++)
                 if (strcmp(list[i], name) == 0)
@@ -113,12 +127,14 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 rd_kafka_t *mcd_kafka_new(const struct mcd_config *cfg, enum mcd_kafka_role role, rd_kafka_conf_t *extra,
                           char *err, size_t errlen) {
         rd_kafka_conf_t *conf = extra ? extra : rd_kafka_conf_new();
-        const char *const(*defaults)[2] = role == MCD_KAFKA_PRODUCER ? producer_defaults
+        const char *const(*defaults)[2] = is_producer(role)            ? producer_defaults
                                           : role == MCD_KAFKA_READER ? reader_defaults
                                                                      : consumer_defaults;
         rd_kafka_t *rk;
 
         if (set_all(conf, defaults, err, errlen) < 0)
+                goto fail;
+        if (role == MCD_KAFKA_BULK_PRODUCER && set_all(conf, bulk_producer_defaults, err, errlen) < 0)
                 goto fail;
         for (size_t i = 0; i < cfg->n_kafka; i++) {
                 if (!applies(cfg->kafka[i].key, role))
@@ -128,7 +144,7 @@ rd_kafka_t *mcd_kafka_new(const struct mcd_config *cfg, enum mcd_kafka_role role
                         goto fail;
         }
         rd_kafka_conf_set_log_cb(conf, log_cb);
-        rk = rd_kafka_new(role == MCD_KAFKA_PRODUCER ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, err, errlen);
+        rk = rd_kafka_new(is_producer(role) ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER, conf, err, errlen);
         if (!rk)
                 goto fail;
         return rk;

@@ -16,6 +16,7 @@ enum mcd_kafka_role {
         MCD_KAFKA_GROUP_CONSUMER,    /* the daemon's consumer: cooperative-sticky group member */
         MCD_KAFKA_READER,            /* assign()-only consumer: tail, reconciliation, rebuild */
         MCD_KAFKA_PRODUCER,          /* idempotent producer */
+        MCD_KAFKA_BULK_PRODUCER,     /* the same, batching for throughput (publish) */
 };
 
 /* A client of the given role with every kafka.* property of cfg applied over

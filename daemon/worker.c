@@ -1045,6 +1045,31 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
 
 static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused);
 
+/* Where a side starts reading: its stored offset, or the partition's first
+ * offset when nothing was stored, asked of the broker.  Always a concrete
+ * offset: librdkafka 2.0 resolves a logical one (BEGINNING) by a query
+ * whose reply can be outdated by the pause and resume around a partition's
+ * start, which left a partition unfetched for good (seen once in the
+ * benchmark: no message of one partition ever arrived). */
+static int start_offset(struct worker *w, const struct pair *p, int t, int64_t stored, int64_t *out) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t err;
+
+        if (stored >= 0) {
+                *out = stored;
+                return 0;
+        }
+        err = rd_kafka_query_watermark_offsets(t == REL ? w->consumer : w->sub_reader, topic_of(w, t), p->partition,
+                                               &lo, &hi, 5000);
+        if (err) {
+                log_warning("partition %" PRId32 ": cannot read where %s begins: %s", p->partition, topic_of(w, t),
+                            rd_kafka_err2str(err));
+                return -EAGAIN;
+        }
+        *out = lo;
+        return 0;
+}
+
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 static int pair_init(struct worker *w, struct pair *p) {
@@ -1066,15 +1091,15 @@ static int pair_init(struct worker *w, struct pair *p) {
         if (r < 0)
                 return r;
         p->next = p->committed;
-        p->expect[REL] = p->committed.rel;
-        p->expect[SUB] = p->committed.sub;
         p->untrimmed = 0;
         r = pair_reconcile(w, p);
         if (r < 0)
                 return r;
+        if ((r = start_offset(w, p, REL, p->committed.rel, &p->expect[REL])) < 0 ||
+            (r = start_offset(w, p, SUB, p->committed.sub, &p->expect[SUB])) < 0)
+                return r;
         l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, w->cfg->topic_relationships, p->partition)->offset =
-                p->committed.rel >= 0 ? p->committed.rel : RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(l, w->cfg->topic_relationships, p->partition)->offset = p->expect[REL];
         e = rd_kafka_seek_partitions(w->consumer, l, 5000);
         if (e) {
                 log_warning("partition %" PRId32 ": seek failed: %s", p->partition, rd_kafka_error_string(e));

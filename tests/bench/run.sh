@@ -224,6 +224,7 @@ publish() {  # publish N CUSTOMERS SEED: generate and publish; sets PUB_EVENTS P
 run_to_completion() {  # run_to_completion N: starts the daemon, waits for N events; sets RUN_* figures
         _want=$1
         _cmd0=$(redis_info total_commands_processed stats)
+        _mock_cpu0=$(proc_cpu "$KAFKA_PID")
         _load0=$(loadavg)
         _t0=$(now)
         start_daemon
@@ -259,6 +260,7 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_CPU=$(proc_cpu "$DAEMON_PID")
         RUN_REDIS_CPU=$(redis_info used_cpu_user cpu)+$(redis_info used_cpu_sys cpu)
         RUN_REDIS_CPU=$(echo "$RUN_REDIS_CPU" | awk -F+ '{ printf "%.1f", $1 + $2 }')
+        RUN_MOCK_CPU=$(fsub "$(proc_cpu "$KAFKA_PID")" "$_mock_cpu0")
         RUN_CMDS=$(($(redis_info total_commands_processed stats) - _cmd0))
         RUN_RT=$(metric multichanneld_redis_batch_round_trips_total)
         RUN_ALL_RT=$(metric multichanneld_redis_round_trips_total)
@@ -350,7 +352,7 @@ row "ratio (b)/(a)  [target >= 0.5]" "$(fdiv "$KCAT_SECS" "$RUN_SECS" 3)"
 row "  of which start-up (start -> every partition claimed)" "$RUN_READY_SECS s"
 row "(b') daemon after start-up ($RUN_STEADY_EVENTS events)" "$(fdiv "$RUN_STEADY_EVENTS" "$RUN_STEADY_SECS") events/s ($RUN_STEADY_SECS s)"
 row "mean batch duration (load+rules+commit+publish)" "$RUN_BATCH_MEAN_MS ms"
-row "daemon CPU time / redis-server CPU time" "$RUN_CPU s / $RUN_REDIS_CPU s"
+row "CPU time: daemon / redis-server / mock cluster during (b)" "$RUN_CPU s / $RUN_REDIS_CPU s / $RUN_MOCK_CPU s"
 row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
 row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
 row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
