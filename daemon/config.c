@@ -62,6 +62,7 @@ static const struct key_def keys[] = {
         {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 0, "500ms"},
         {"batch.max_events", KEY_INT, OFF(batch_max), 1, 100000, "1000"},
         {"batch.max_bytes", KEY_INT, OFF(batch_max_bytes), 4096, INT_MAX, "2097152"},
+        {"batch.threads", KEY_INT, OFF(batch_threads), 1, 64, "2"},
         {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
         {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "20000"},
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},

@@ -22,6 +22,7 @@
 
 #include <hiredis.h>
 
+#include "daemon/parallel.h"
 #include "daemon/state_json.h"
 #include "daemon/store.h"
 #include "handlers/rules.h"
@@ -101,6 +102,7 @@ struct mcd_store {
         char script_sha[41];
         uint64_t round_trips;
         bool unflushed;              /* commands appended since the last reply read */
+        struct mcd_par *par;         /* borrowed: threads that parse loaded customers */
 };
 
 /* ------------------------------------------------------------ helpers -- */
@@ -319,6 +321,19 @@ static int append_argv(struct mcd_store *s, int argc, const char **argv, const s
         return 0;
 }
 
+/* Sends what is appended without waiting for a reply. */
+static int flush_pipeline(struct mcd_store *s) {
+        int done = 0, e;
+
+        while (!done)
+                if (redisBufferWrite(s->ctx, &done) != REDIS_OK) {
+                        e = context_error(s->ctx, errno);
+                        disconnect(s);
+                        return e;
+                }
+        return 0;
+}
+
 static struct timeval timeval_of_ms(int ms) {
         return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
@@ -483,6 +498,10 @@ static int64_t monotonic_us(void) {
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void mcd_store_set_parallel(struct mcd_store *s, struct mcd_par *par) {
+        s->par = par;
+}
+
 int mcd_store_ping(struct mcd_store *s, int64_t *rtt_us) {
         struct args a = {0};
         redisReply *reply;
@@ -628,21 +647,42 @@ static void load_args(const struct mcd_store *s, const char *const *ids, size_t 
                 args_take(a, key_of(s, "c:%s", ids[i]));
 }
 
-/* The customers of an MGET reply; the reply is freed. */
-static int load_reply(redisReply *reply, const char *const *ids, size_t n, struct mcd_customer *out) {
-        size_t i;
+struct load_job {
+        const redisReply *reply;
+        const char *const *ids;
+        struct mcd_customer *out;
+        int *results;
+};
+
+static void load_job_one(void *ctx, size_t i) {
+        struct load_job *j = ctx;
+
+        j->results[i] = load_one(j->reply->element[i], j->ids[i], &j->out[i]);
+}
+
+/* The customers of an MGET reply, parsed on the store's threads; the reply
+ * is freed.  On failure none is kept. */
+static int load_reply(struct mcd_store *s, redisReply *reply, const char *const *ids, size_t n,
+                      struct mcd_customer *out) {
+        struct load_job j = {.reply = reply, .ids = ids, .out = out};
         int r = 0;
 
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
                 freeReplyObject(reply);
                 return -EBADMSG;
         }
-        for (i = 0; i < n; i++)
-                if ((r = load_one(reply->element[i], ids[i], &out[i])) < 0)
-                        break;
-        if (r < 0)
-                while (i-- > 0)
+        j.results = calloc(n, sizeof(*j.results));
+        if (!j.results) {
+                freeReplyObject(reply);
+                return -ENOMEM;
+        }
+        mcd_par_for(s->par, n, load_job_one, &j);
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = j.results[i];
+        for (size_t i = 0; r < 0 && i < n; i++)
+                if (j.results[i] == 0)
                         mcd_customer_clear(&out[i]);
+        free(j.results);
         freeReplyObject(reply);
         return r;
 }
@@ -659,7 +699,7 @@ int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct
         args_free(&a);
         if (r < 0)
                 return r;
-        return load_reply(reply, ids, n, out);
+        return load_reply(s, reply, ids, n, out);
 }
 
 /* ------------------------------------------------------------- commit -- */
@@ -811,6 +851,8 @@ int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch 
                 r = ensure_connected(s);
         for (int i = 0; i < 2 && r == 0; i++)
                 r = append_argv(s, (int)cmds[i].n, cmds[i].v, cmds[i].len);
+        if (r == 0 && b->while_running && (r = flush_pipeline(s)) == 0)
+                b->while_running(b->while_running_ctx);
         if (r == 0)
                 r = read_reply(s, &replies[0]);
         if (r == 0 && replies[0]->type == REDIS_REPLY_ERROR && strncmp(replies[0]->str, "NOSCRIPT", 8) == 0) {
@@ -831,7 +873,7 @@ int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch 
                         *load_r = reply_error(replies[1]);
                         disconnect(s);
                 } else if (*load_r == 0) {
-                        *load_r = load_reply(replies[1], ids, n, out);
+                        *load_r = load_reply(s, replies[1], ids, n, out);
                         replies[1] = NULL;
                 }
         } else if (s->ctx) {

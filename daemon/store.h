@@ -72,12 +72,23 @@ struct mcd_store_batch {
         size_t n_customers;
         const struct mcd_store_partition *partitions;
         size_t n_partitions;
+        /* mcd_store_commit_and_load calls this, if set, once the commit and
+         * the load are sent, while Redis runs them: work that needs neither
+         * reply.  Not called when they could not be sent. */
+        void (*while_running)(void *ctx);
+        void *while_running_ctx;
 };
 
 /* Creates a store handle; does not connect yet (the first call does), so a
  * daemon can start while Redis is down. */
 int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out);
 void mcd_store_free(struct mcd_store *s);
+
+struct mcd_par;
+
+/* Loaded customers are parsed on par's threads (borrowed; NULL: on the
+ * caller's). */
+void mcd_store_set_parallel(struct mcd_store *s, struct mcd_par *par);
 
 /* Round trip; 0 when Redis answers. *rtt_us gets the round-trip time. */
 int mcd_store_ping(struct mcd_store *s, int64_t *rtt_us);

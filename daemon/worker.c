@@ -37,6 +37,7 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/outbox.h"
+#include "daemon/parallel.h"
 #include "daemon/state_json.h"
 #include "daemon/store.h"
 #include "daemon/strmap.h"
@@ -114,6 +115,7 @@ struct worker {
         rd_kafka_t *producer;
         struct mcd_avro *avro;
         struct mcd_store *store;
+        struct mcd_par *par;         /* batch.threads: parse and write the customers' state */
         struct mcd_rules_config rules;
 
         struct pair **pairs;
@@ -154,6 +156,7 @@ struct worker {
         uint64_t pairs_epoch;        /* bumped whenever a pair is added, removed or changes phase */
         bool publish_stuck;          /* a batch found the last one's outputs undelivered */
         struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
+        struct batch *spent;         /* the last batch, committed: freed while Redis runs the next commit */
         uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
         int64_t verified_at;         /* monotonic ms when that commit was sent */
 };
@@ -1764,12 +1767,24 @@ static int batch_apply(struct worker *w, struct batch *b, int64_t now, size_t n_
         return 0;
 }
 
+static void batch_destroy(struct batch *b);
+
+/* Frees the last batch: nothing refers to it once committed (its frames
+ * went to the pending list, its changelog records were copied). */
+static void free_spent(void *ctx) {
+        struct worker *w = ctx;
+
+        batch_destroy(w->spent);
+        w->spent = NULL;
+}
+
 /* Commits a batch; with `ahead`, loads that batch's customers in the same
- * round trip (*load_r its result). */
+ * round trip (*load_r its result), freeing the last batch while Redis runs
+ * them. */
 static int batch_commit(struct worker *w, struct batch *b, char *marks, struct batch *ahead, int *load_r) {
         struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
         struct mcd_store_partition *sp = calloc(w->n_pairs + 1, sizeof(*sp));
-        struct mcd_store_batch sb = {.customers = sc, .partitions = sp};
+        struct mcd_store_batch sb = {.customers = sc, .partitions = sp, .while_running = free_spent, .while_running_ctx = w};
         int r;
 
         if (!sc || !sp) {
@@ -2001,6 +2016,21 @@ static struct batch *prepare_ahead(struct worker *w, int64_t now) {
         return b;
 }
 
+static void write_state(void *ctx, size_t i) {
+        struct batch *b = ctx;
+
+        b->json[i] = mcd_state_to_json(&b->customers[i]);
+}
+
+/* The customers' new state as JSON, on the batch threads. */
+static int batch_write_states(struct worker *w, struct batch *b) {
+        mcd_par_for(w->par, b->n_ids, write_state, b);
+        for (size_t i = 0; i < b->n_ids; i++)
+                if (!b->json[i])
+                        return -ENOMEM;
+        return 0;
+}
+
 /* Counts the round trips made since *since as the batches'. */
 static void count_round_trips(struct worker *w, uint64_t *since) {
         w->st.redis_round_trips = mcd_store_round_trips(w->store);
@@ -2144,9 +2174,8 @@ static int process_batch(struct worker *w) {
                 batch_ages(b, now, &age_stamped, &age_buffered);
         if (r >= 0)
                 r = batch_apply(w, b, now, b->n_due);
-        for (size_t i = 0; r >= 0 && i < b->n_ids; i++)
-                if (!(b->json[i] = mcd_state_to_json(&b->customers[i])))
-                        r = -ENOMEM;
+        if (r >= 0)
+                r = batch_write_states(w, b);
         if (r >= 0)
                 note_state_size(w, b);
         marks = marks_format(w);
@@ -2227,7 +2256,11 @@ static int process_batch(struct worker *w) {
 out:
         count_round_trips(w, &rt0);
         free(marks);
-        batch_destroy(b);
+        free_spent(w);
+        if (r >= 0 && commit_sent)
+                w->spent = b;
+        else
+                batch_destroy(b);
         return r;
 }
 
@@ -2276,6 +2309,11 @@ static int worker_setup(struct worker *w) {
         w->fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
         if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
                 return r;
+        if ((r = mcd_par_new((unsigned)w->cfg->batch_threads, &w->par)) < 0) {
+                log_error("cannot start %d batch threads: %s", w->cfg->batch_threads, strerror(-r));
+                return r;
+        }
+        mcd_store_set_parallel(w->store, w->par);
 
         conf = rd_kafka_conf_new();
         rd_kafka_conf_set_opaque(conf, w);
@@ -2341,6 +2379,7 @@ static int worker_setup(struct worker *w) {
 static void worker_teardown(struct worker *w) {
         batch_destroy(w->ahead);
         w->ahead = NULL;
+        free_spent(w);
         if (w->consumer) {
                 rd_kafka_consumer_close(w->consumer);   /* leaves the group cleanly */
                 rd_kafka_destroy(w->consumer);
@@ -2364,6 +2403,7 @@ static void worker_teardown(struct worker *w) {
         free(w->known_end[1]);
         mcd_strmap_clear(&w->published);
         mcd_store_free(w->store);
+        mcd_par_free(w->par);
         mcd_avro_free(w->avro);
 }
 
@@ -2513,6 +2553,19 @@ static void reload(struct worker *w) {
                 w->cfg->merge_wait = fresh.merge_wait;
                 w->cfg->batch_max = fresh.batch_max;
                 w->cfg->batch_max_bytes = fresh.batch_max_bytes;
+                if (fresh.batch_threads != w->cfg->batch_threads) {
+                        struct mcd_par *par;
+                        r = mcd_par_new((unsigned)fresh.batch_threads, &par);
+                        if (r < 0) {
+                                log_error("reload: cannot start %d batch threads: %s; keeping %d",
+                                          fresh.batch_threads, strerror(-r), w->cfg->batch_threads);
+                        } else {
+                                mcd_store_set_parallel(w->store, par);
+                                mcd_par_free(w->par);
+                                w->par = par;
+                                w->cfg->batch_threads = fresh.batch_threads;
+                        }
+                }
                 w->cfg->buffer_max = fresh.buffer_max;
                 w->cfg->batch_wait = fresh.batch_wait;
                 w->cfg->status_interval = fresh.status_interval;

@@ -104,6 +104,7 @@ static void test_defaults(void) {
         is_int(cfg.merge_wait, 500, "merge_wait 500ms");
         is_int(cfg.batch_max, 1000, "batch.max_events");
         is_int(cfg.batch_wait, 50, "batch.wait 50ms");
+        is_int(cfg.batch_threads, 2, "batch.threads 2");
         is_str(cfg.metrics_listen, "127.0.0.1:9464", "metrics.listen");
         is_int(cfg.log_level, LOG_INFO, "log.level info");
         is_int(cfg.status_interval, 5000, "status.interval 5s");
@@ -137,6 +138,7 @@ static void test_valid_file(void) {
                                       "merge_wait = 0ms\n"
                                       "batch.max_events = 100000\n"
                                       "batch.wait = 1s\n"
+                                      "batch.threads = 4\n"
                                       "metrics.listen = [::1]:9100\n"
                                       "log.level = debug\n"
                                       "status.interval = 1m"); /* no final newline */
@@ -173,6 +175,7 @@ static void test_valid_file(void) {
         is_int(l.cfg.merge_wait, 0, "merge_wait");
         is_int(l.cfg.batch_max, 100000, "batch.max_events");
         is_int(l.cfg.batch_wait, 1000, "batch.wait");
+        is_int(l.cfg.batch_threads, 4, "batch.threads");
         is_str(l.cfg.metrics_listen, "[::1]:9100", "metrics.listen");
         is_int(l.cfg.log_level, LOG_DEBUG, "log.level");
         is_int(l.cfg.status_interval, 60000, "status.interval, last line without newline");
@@ -211,7 +214,8 @@ static void test_bad_lines(void) {
                                       "redis.timeout = 0ms\n"             /* 13 */
                                       "redis.port = 70000\n"              /* 14 */
                                       "redis.port = 6390\n"               /* 15: valid */
-                                      "merge_wait = -5ms\n");             /* 16 */
+                                      "merge_wait = -5ms\n"               /* 16 */
+                                      "batch.threads = 0\n");             /* 17 */
         static const char *const want_tail[] = {
                 "2: expected 'key = value', got 'redis.port 6380'",
                 "3: expected a key before '='",
@@ -227,6 +231,7 @@ static void test_bad_lines(void) {
                 "13: redis.timeout: expected a duration from 1ms to 2147483647ms such as 500ms or 2s, got '0ms'",
                 "14: redis.port: expected an integer 1..65535, got '70000'",
                 "16: merge_wait: expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '-5ms'",
+                "17: batch.threads: expected an integer 1..64, got '0'",
         };
         const unsigned n = sizeof(want_tail) / sizeof(want_tail[0]);
 

@@ -26,6 +26,7 @@
 #include <hiredis.h>
 #include <jansson.h>
 
+#include "daemon/parallel.h"
 #include "daemon/state_json.h"
 #include "daemon/store.h"
 #include "handlers/rules.h"
@@ -507,6 +508,53 @@ static void test_corrupt(struct mcd_store *s, int port) {
         }
 }
 
+/* A load of many customers, parsed on two threads, equals the committed
+ * ones in order; a corrupt one among them fails the load and keeps none. */
+static void test_parallel_load(struct mcd_store *s, int port, int64_t gen) {
+        enum { N = 100 };
+        struct mcd_par *par = NULL;
+        struct mcd_customer rich[N], out[N];
+        const char *ids[N + 1];
+        char names[N + 1][16];
+        bool same = true;
+        int committed = 0;
+
+        if (!ok(mcd_par_new(2, &par) == 0, "a pool of two threads"))
+                return;
+        mcd_store_set_parallel(s, par);
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof(names[i]), "c-par-%d", i);
+                ids[i] = names[i];
+                rich_customer(&rich[i], names[i]);
+                if (i % 3 == 0)
+                        committed += commit_one(s, &rich[i], 7, gen) == 0;
+        }
+        is_int(committed, (N + 2) / 3, "every third customer committed");
+        is_int(mcd_store_load(s, ids, N, out), 0, "load of %d customers on two threads", N);
+        for (int i = 0; i < N; i++) {
+                if (i % 3 == 0 ? !same_customer(&rich[i], &out[i])
+                               : (!out[i].customer_id || strcmp(out[i].customer_id, ids[i]) != 0 || out[i].n_subs))
+                        same = false;
+                mcd_customer_clear(&out[i]);
+        }
+        ok(same, "each in its place: committed ones as committed, others fresh");
+
+        snprintf(names[N], sizeof(names[N]), "c-bad");  /* stored corrupt by test_corrupt */
+        ids[N / 2] = names[N];
+        memset(out, 0, sizeof(out));
+        is_int(mcd_store_load(s, ids, N, out), -EBADMSG, "a corrupt one among them fails the load");
+        same = true;
+        for (int i = 0; i < N; i++)
+                if (out[i].customer_id || out[i].n_subs)
+                        same = false;
+        ok(same, "and no customer is left loaded");
+        is_int(raw(port, "SELECT 3"), 0, "redis still fine");
+        for (int i = 0; i < N; i++)
+                mcd_customer_clear(&rich[i]);
+        mcd_store_set_parallel(s, NULL);
+        mcd_par_free(par);
+}
+
 static void test_offsets(struct mcd_store *s, int64_t gen) {
         struct mcd_offsets o = {0, 0};
         struct mcd_store_partition p = {
@@ -751,12 +799,18 @@ static void test_noscript(struct mcd_store *s, int port, int64_t gen) {
 
 /* The commit of one batch with the load of the next: one round trip, and
  * the load sees the commit, also when the script had to be loaded again. */
+static void count_call(void *ctx) {
+        (*(int *)ctx)++;
+}
+
 static void test_commit_and_load(struct mcd_store *s, int port, int64_t gen) {
         const char *ids[] = {"c-cal", "c-cal-other"};
         struct mcd_customer c, out[2];
         struct mcd_store_customer sc = {.customer = &c, .partition = 0};
         struct mcd_store_partition p = {.partition = 0, .generation = gen};
-        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1};
+        int calls = 0;
+        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1,
+                                    .while_running = count_call, .while_running_ctx = &calls};
         int load_r = 1;
         uint64_t rt;
 
@@ -765,6 +819,7 @@ static void test_commit_and_load(struct mcd_store *s, int port, int64_t gen) {
         is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), 0, "commit and load");
         is_int(load_r, 0, "the load succeeded");
         is_int((long long)(mcd_store_round_trips(s) - rt), 1, "in one round trip");
+        is_int(calls, 1, "while_running called once, while Redis ran them");
         ok(same_customer(&c, &out[0]) && out[1].n_subs == 0, "the load saw what the commit wrote");
         mcd_customer_clear(&out[0]);
         mcd_customer_clear(&out[1]);
@@ -853,6 +908,7 @@ static void test_store(struct server *sv) {
         is_int(gen, 1, "generation 1");
         test_load_and_commit(s, gen);
         test_corrupt(s, sv->port);
+        test_parallel_load(s, sv->port, gen);
         test_offsets(s, gen);
         test_outbox(s, gen);
         test_due(s, gen);

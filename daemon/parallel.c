@@ -1,0 +1,157 @@
+/* parallel.c -- fork-join over helper threads that live as long as the pool.
+ *
+ * The worker owns every buffer and runs on one thread; the exception is a
+ * batch's per-customer work that touches nothing shared (parsing a loaded
+ * state, writing one back), which is a quarter of its CPU time.  The caller
+ * publishes a loop, wakes the helpers, and takes chunks of iterations with
+ * them from one atomic counter, so that uneven elements (a customer with a
+ * long history) balance out; it returns when the last helper is done.
+ * Helpers block every signal: signals are the main thread's. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "daemon/parallel.h"
+
+/* Iterations taken at a time, and the fewest worth waking helpers for. */
+#define CHUNK 8
+#define MIN_PARALLEL (2 * CHUNK)
+
+struct mcd_par {
+        pthread_mutex_t lock;
+        pthread_cond_t start;        /* a loop is published, or stop */
+        pthread_cond_t done;         /* the last helper left the loop */
+        pthread_t *helpers;
+        unsigned n_helpers;
+        bool stop;
+        uint64_t generation;         /* loops published so far */
+        unsigned busy;               /* helpers still in the current loop */
+
+        void (*fn)(void *ctx, size_t i);
+        void *ctx;
+        size_t n;
+        atomic_size_t next;          /* first iteration not yet taken */
+};
+
+static void run_chunks(struct mcd_par *p) {
+        for (;;) {
+                size_t from = atomic_fetch_add(&p->next, CHUNK), to;
+                if (from >= p->n)
+                        return;
+                to = from + CHUNK < p->n ? from + CHUNK : p->n;
+                for (size_t i = from; i < to; i++)
+                        p->fn(p->ctx, i);
+        }
+}
+
+static void *helper_main(void *arg) {
+        struct mcd_par *p = arg;
+        uint64_t seen = 0;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                while (!p->stop && p->generation == seen)
+                        pthread_cond_wait(&p->start, &p->lock);
+                if (p->stop)
+                        break;
+                seen = p->generation;
+                pthread_mutex_unlock(&p->lock);
+                run_chunks(p);
+                pthread_mutex_lock(&p->lock);
+                if (--p->busy == 0)
+                        pthread_cond_signal(&p->done);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+static void stop_helpers(struct mcd_par *p, unsigned started) {
+        pthread_mutex_lock(&p->lock);
+        p->stop = true;
+        pthread_cond_broadcast(&p->start);
+        pthread_mutex_unlock(&p->lock);
+        for (unsigned i = 0; i < started; i++)
+                pthread_join(p->helpers[i], NULL);
+}
+
+int mcd_par_new(unsigned threads, struct mcd_par **out) {
+        struct mcd_par *p;
+        sigset_t all, old;
+        unsigned started = 0;
+        int r = 0;
+
+        if (threads == 0)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->n_helpers = threads - 1;
+        p->helpers = calloc(p->n_helpers + 1, sizeof(*p->helpers));
+        if (!p->helpers) {
+                free(p);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->start, NULL);
+        pthread_cond_init(&p->done, NULL);
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        for (; started < p->n_helpers; started++) {
+                r = -pthread_create(&p->helpers[started], NULL, helper_main, p);
+                if (r < 0)
+                        break;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0) {
+                stop_helpers(p, started);
+                p->n_helpers = 0;
+                mcd_par_free(p);
+                return r;
+        }
+        *out = p;
+        return 0;
+}
+
+void mcd_par_free(struct mcd_par *p) {
+        if (!p)
+                return;
+        if (p->n_helpers > 0)
+                stop_helpers(p, p->n_helpers);
+        pthread_cond_destroy(&p->done);
+        pthread_cond_destroy(&p->start);
+        pthread_mutex_destroy(&p->lock);
+        free(p->helpers);
+        free(p);
+}
+
+unsigned mcd_par_threads(const struct mcd_par *p) {
+        return p ? p->n_helpers + 1 : 1;
+}
+
+void mcd_par_for(struct mcd_par *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx) {
+        if (!p || p->n_helpers == 0 || n < MIN_PARALLEL) {
+                for (size_t i = 0; i < n; i++)
+                        fn(ctx, i);
+                return;
+        }
+        pthread_mutex_lock(&p->lock);
+        p->fn = fn;
+        p->ctx = ctx;
+        p->n = n;
+        atomic_store(&p->next, 0);
+        p->busy = p->n_helpers;
+        p->generation++;
+        pthread_cond_broadcast(&p->start);
+        pthread_mutex_unlock(&p->lock);
+
+        run_chunks(p);
+
+        pthread_mutex_lock(&p->lock);
+        while (p->busy > 0)
+                pthread_cond_wait(&p->done, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+}
