@@ -26,30 +26,37 @@ struct mcd_par {
         pthread_cond_t start;        /* a loop is published, or stop */
         pthread_cond_t done;         /* the last helper left the loop */
         pthread_t *helpers;
+        struct helper *args;
         unsigned n_helpers;
         bool stop;
         uint64_t generation;         /* loops published so far */
         unsigned busy;               /* helpers still in the current loop */
 
-        void (*fn)(void *ctx, size_t i);
+        mcd_par_fn *fn;
         void *ctx;
         size_t n;
         atomic_size_t next;          /* first iteration not yet taken */
 };
 
-static void run_chunks(struct mcd_par *p) {
+struct helper {
+        struct mcd_par *pool;
+        unsigned index;              /* 1 .. n_helpers */
+};
+
+static void run_chunks(struct mcd_par *p, unsigned thread) {
         for (;;) {
                 size_t from = atomic_fetch_add(&p->next, CHUNK), to;
                 if (from >= p->n)
                         return;
                 to = from + CHUNK < p->n ? from + CHUNK : p->n;
                 for (size_t i = from; i < to; i++)
-                        p->fn(p->ctx, i);
+                        p->fn(p->ctx, i, thread);
         }
 }
 
 static void *helper_main(void *arg) {
-        struct mcd_par *p = arg;
+        const struct helper *h = arg;
+        struct mcd_par *p = h->pool;
         uint64_t seen = 0;
 
         pthread_mutex_lock(&p->lock);
@@ -60,7 +67,7 @@ static void *helper_main(void *arg) {
                         break;
                 seen = p->generation;
                 pthread_mutex_unlock(&p->lock);
-                run_chunks(p);
+                run_chunks(p, h->index);
                 pthread_mutex_lock(&p->lock);
                 if (--p->busy == 0)
                         pthread_cond_signal(&p->done);
@@ -91,7 +98,10 @@ int mcd_par_new(unsigned threads, struct mcd_par **out) {
                 return -ENOMEM;
         p->n_helpers = threads - 1;
         p->helpers = calloc(p->n_helpers + 1, sizeof(*p->helpers));
-        if (!p->helpers) {
+        p->args = calloc(p->n_helpers + 1, sizeof(*p->args));
+        if (!p->helpers || !p->args) {
+                free(p->helpers);
+                free(p->args);
                 free(p);
                 return -ENOMEM;
         }
@@ -101,7 +111,8 @@ int mcd_par_new(unsigned threads, struct mcd_par **out) {
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         for (; started < p->n_helpers; started++) {
-                r = -pthread_create(&p->helpers[started], NULL, helper_main, p);
+                p->args[started] = (struct helper){.pool = p, .index = started + 1};
+                r = -pthread_create(&p->helpers[started], NULL, helper_main, &p->args[started]);
                 if (r < 0)
                         break;
         }
@@ -125,6 +136,7 @@ void mcd_par_free(struct mcd_par *p) {
         pthread_cond_destroy(&p->start);
         pthread_mutex_destroy(&p->lock);
         free(p->helpers);
+        free(p->args);
         free(p);
 }
 
@@ -132,10 +144,10 @@ unsigned mcd_par_threads(const struct mcd_par *p) {
         return p ? p->n_helpers + 1 : 1;
 }
 
-void mcd_par_for(struct mcd_par *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx) {
+void mcd_par_for(struct mcd_par *p, size_t n, mcd_par_fn *fn, void *ctx) {
         if (!p || p->n_helpers == 0 || n < MIN_PARALLEL) {
                 for (size_t i = 0; i < n; i++)
-                        fn(ctx, i);
+                        fn(ctx, i, 0);
                 return;
         }
         pthread_mutex_lock(&p->lock);
@@ -148,7 +160,7 @@ void mcd_par_for(struct mcd_par *p, size_t n, void (*fn)(void *ctx, size_t i), v
         pthread_cond_broadcast(&p->start);
         pthread_mutex_unlock(&p->lock);
 
-        run_chunks(p);
+        run_chunks(p, 0);
 
         pthread_mutex_lock(&p->lock);
         while (p->busy > 0)

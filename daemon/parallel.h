@@ -21,8 +21,12 @@ void mcd_par_free(struct mcd_par *p);
 /* How many threads a loop runs on (1 for NULL). */
 unsigned mcd_par_threads(const struct mcd_par *p);
 
-/* Runs fn(ctx, i) for every i in [0, n).  A NULL pool, or a loop too short
- * to be worth a wake-up, runs on the caller alone. */
-void mcd_par_for(struct mcd_par *p, size_t n, void (*fn)(void *ctx, size_t i), void *ctx);
+/* One iteration; `thread` is 0 on the caller and 1 .. threads - 1 on the
+ * helpers, for per-thread state such as a codec. */
+typedef void mcd_par_fn(void *ctx, size_t i, unsigned thread);
+
+/* Runs fn(ctx, i, thread) for every i in [0, n).  A NULL pool, or a loop
+ * too short to be worth a wake-up, runs on the caller alone. */
+void mcd_par_for(struct mcd_par *p, size_t n, mcd_par_fn *fn, void *ctx);
 
 #endif

@@ -654,9 +654,10 @@ struct load_job {
         int *results;
 };
 
-static void load_job_one(void *ctx, size_t i) {
+static void load_job_one(void *ctx, size_t i, unsigned thread) {
         struct load_job *j = ctx;
 
+        (void)thread;
         j->results[i] = load_one(j->reply->element[i], j->ids[i], &j->out[i]);
 }
 

@@ -115,7 +115,8 @@ struct worker {
         rd_kafka_t *producer;
         struct mcd_avro *avro;
         struct mcd_store *store;
-        struct mcd_par *par;         /* batch.threads: parse and write the customers' state */
+        struct mcd_par *par;         /* batch.threads: decode, parse and write the customers' state */
+        struct mcd_avro **decoders;  /* one per batch thread; [0] is avro */
         struct mcd_rules_config rules;
 
         struct pair **pairs;
@@ -1576,10 +1577,10 @@ static int dead_letter_frame(struct worker *w, struct batch *b, size_t pi, const
 }
 
 /* Decodes a message; a bad one becomes a dead letter. */
-static void decode_item(struct worker *w, struct item *it) {
+static void decode_item(struct mcd_avro *avro, struct item *it) {
         enum mcd_avro_kind kind = it->topic == REL ? MCD_AVRO_RELATIONSHIP_EVENT : MCD_AVRO_SUBSCRIPTION_EVENT;
 
-        it->good = mcd_avro_decode_event(w->avro, kind, it->m->payload, it->m->len, &it->ev, &it->err) == 0;
+        it->good = mcd_avro_decode_event(avro, kind, it->m->payload, it->m->len, &it->ev, &it->err) == 0;
         if (it->good && (it->m->key_len != strlen(it->ev.customer_id) ||
                          memcmp(it->m->key, it->ev.customer_id, it->m->key_len) != 0)) {
                 it->err.code = MCD_DLQ_KEY_MISMATCH;
@@ -1590,6 +1591,18 @@ static void decode_item(struct worker *w, struct item *it) {
                 mcd_event_clear(&it->ev);
                 it->good = false;
         }
+}
+
+struct decode_job {
+        struct worker *w;
+        struct batch *b;
+};
+
+/* Decodes one item of a batch with the codec of the thread it runs on. */
+static void decode_one(void *ctx, size_t i, unsigned thread) {
+        struct decode_job *j = ctx;
+
+        decode_item(j->w->decoders[thread], &j->b->items[i]);
 }
 
 /* Takes up to max messages from the pairs, in merge order per pair. */
@@ -1936,11 +1949,11 @@ static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
         if (r >= 0)
                 r = batch_due(w, b, now);
         b->n_due = b->n_ids;
-        for (size_t i = 0; r >= 0 && i < b->n_items; i++) {
-                decode_item(w, &b->items[i]);
+        if (r >= 0)
+                mcd_par_for(w->par, b->n_items, decode_one, &(struct decode_job){.w = w, .b = b});
+        for (size_t i = 0; r >= 0 && i < b->n_items; i++)
                 if (b->items[i].good)
                         r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition);
-        }
         if (r < 0)
                 return r;
         b->frames = calloc(b->n_pairs + 1, sizeof(*b->frames));
@@ -2016,9 +2029,10 @@ static struct batch *prepare_ahead(struct worker *w, int64_t now) {
         return b;
 }
 
-static void write_state(void *ctx, size_t i) {
+static void write_state(void *ctx, size_t i, unsigned thread) {
         struct batch *b = ctx;
 
+        (void)thread;
         b->json[i] = mcd_state_to_json(&b->customers[i]);
 }
 
@@ -2292,6 +2306,41 @@ static bool redis_check(struct worker *w) {
         return true;
 }
 
+/* Frees a pool and the codecs of its helpers ([0] is the worker's own). */
+static void batch_threads_stop(struct mcd_par *par, struct mcd_avro **decoders) {
+        unsigned n = mcd_par_threads(par);
+
+        mcd_par_free(par);
+        for (unsigned i = 1; decoders && i < n; i++)
+                mcd_avro_free(decoders[i]);
+        free(decoders);
+}
+
+/* Starts `threads` batch threads with a codec each (a codec is not shared
+ * between threads); on success they replace w's, which the caller stops. */
+static int batch_threads_start(struct worker *w, int threads) {
+        struct mcd_avro **decoders = calloc((size_t)threads, sizeof(*decoders));
+        struct mcd_par *par = NULL;
+        int r = decoders ? 0 : -ENOMEM;
+
+        if (r == 0)
+                decoders[0] = w->avro;
+        for (int i = 1; r == 0 && i < threads; i++)
+                r = mcd_avro_new(&decoders[i]);
+        if (r == 0)
+                r = mcd_par_new((unsigned)threads, &par);
+        if (r < 0) {
+                for (int i = 1; decoders && i < threads; i++)
+                        mcd_avro_free(decoders[i]);
+                free(decoders);
+                return r;
+        }
+        w->par = par;
+        w->decoders = decoders;
+        mcd_store_set_parallel(w->store, par);
+        return 0;
+}
+
 static int worker_setup(struct worker *w) {
         rd_kafka_conf_t *conf;
         char err[512];
@@ -2309,11 +2358,10 @@ static int worker_setup(struct worker *w) {
         w->fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
         if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
                 return r;
-        if ((r = mcd_par_new((unsigned)w->cfg->batch_threads, &w->par)) < 0) {
+        if ((r = batch_threads_start(w, w->cfg->batch_threads)) < 0) {
                 log_error("cannot start %d batch threads: %s", w->cfg->batch_threads, strerror(-r));
                 return r;
         }
-        mcd_store_set_parallel(w->store, w->par);
 
         conf = rd_kafka_conf_new();
         rd_kafka_conf_set_opaque(conf, w);
@@ -2403,7 +2451,7 @@ static void worker_teardown(struct worker *w) {
         free(w->known_end[1]);
         mcd_strmap_clear(&w->published);
         mcd_store_free(w->store);
-        mcd_par_free(w->par);
+        batch_threads_stop(w->par, w->decoders);
         mcd_avro_free(w->avro);
 }
 
@@ -2554,15 +2602,14 @@ static void reload(struct worker *w) {
                 w->cfg->batch_max = fresh.batch_max;
                 w->cfg->batch_max_bytes = fresh.batch_max_bytes;
                 if (fresh.batch_threads != w->cfg->batch_threads) {
-                        struct mcd_par *par;
-                        r = mcd_par_new((unsigned)fresh.batch_threads, &par);
+                        struct mcd_par *par = w->par;
+                        struct mcd_avro **decoders = w->decoders;
+                        r = batch_threads_start(w, fresh.batch_threads);
                         if (r < 0) {
                                 log_error("reload: cannot start %d batch threads: %s; keeping %d",
                                           fresh.batch_threads, strerror(-r), w->cfg->batch_threads);
                         } else {
-                                mcd_store_set_parallel(w->store, par);
-                                mcd_par_free(w->par);
-                                w->par = par;
+                                batch_threads_stop(par, decoders);
                                 w->cfg->batch_threads = fresh.batch_threads;
                         }
                 }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "daemon/avro_codec.h"
+#include "daemon/parallel.h"
 #include "tests/tap.h"
 
 #define T0 INT64_C(1767607200000)       /* 2026-01-05T10:00:00.000Z */
@@ -868,6 +869,91 @@ static void test_robustness(struct mcd_avro *a) {
         ok(rejected > 0, "random inputs were rejected without crashing");
 }
 
+/* The daemon decodes a batch on several threads, a codec each: the same
+ * messages, good and corrupt, must decode to the same events and the same
+ * dead-letter reasons as on one thread. */
+struct threaded {
+        struct mcd_avro *codecs[2];
+        unsigned char **msg;
+        size_t *len;
+        enum mcd_avro_kind *kind;
+        int *rc;
+        struct mcd_event *ev;
+        struct mcd_avro_error *err;
+};
+
+static void threaded_one(void *ctx, size_t i, unsigned thread) {
+        struct threaded *t = ctx;
+
+        t->rc[i] = mcd_avro_decode_event(t->codecs[thread], t->kind[i], t->msg[i], t->len[i], &t->ev[i], &t->err[i]);
+}
+
+static void test_threads(struct mcd_avro *a) {
+        enum { N = 4000 };
+        struct threaded t = {.codecs = {a, NULL}};
+        struct mcd_par *par = NULL;
+        uint64_t rng = UINT64_C(0x2545f4914f6cdd1d);
+        size_t same = 0, failed = 0;
+
+        t.msg = calloc(N, sizeof(*t.msg));
+        t.len = calloc(N, sizeof(*t.len));
+        t.kind = calloc(N, sizeof(*t.kind));
+        t.rc = calloc(N, sizeof(*t.rc));
+        t.ev = calloc(N, sizeof(*t.ev));
+        t.err = calloc(N, sizeof(*t.err));
+        if (!ok(t.msg && t.len && t.kind && t.rc && t.ev && t.err && mcd_avro_new(&t.codecs[1]) == 0 &&
+                        mcd_par_new(2, &par) == 0,
+                "a second codec and two threads"))
+                goto out;
+        for (size_t i = 0; i < N; i++) {
+                struct mcd_event ev = sample_event((enum mcd_event_type)(i % MCD_EV__COUNT));
+                void *buf = NULL;
+                size_t len = 0;
+
+                t.kind[i] = kind_of(ev.type);
+                if (mcd_avro_encode_event(a, &ev, &buf, &len) < 0)
+                        continue;
+                if (i % 2 && len > 10) {     /* every other one corrupt: flipped bytes or cut short */
+                        unsigned char *m = buf;
+                        for (int f = 0; f < 3; f++)
+                                m[10 + xorshift(&rng) % (len - 10)] = (unsigned char)xorshift(&rng);
+                        if (i % 3 == 0)
+                                len -= 1 + xorshift(&rng) % 8;
+                }
+                t.msg[i] = buf;
+                t.len[i] = len;
+        }
+        mcd_par_for(par, N, threaded_one, &t);
+        for (size_t i = 0; i < N; i++) {
+                struct mcd_event one = {0};
+                struct mcd_avro_error err = {0};
+                int rc = mcd_avro_decode_event(a, t.kind[i], t.msg[i], t.len[i], &one, &err);
+
+                failed += rc < 0;
+                if (rc == t.rc[i] && (rc == 0 ? event_diff(&one, &t.ev[i]) == NULL
+                                              : err.code == t.err[i].code && strcmp(err.message, t.err[i].message) == 0))
+                        same++;
+                if (rc == 0)
+                        mcd_event_clear(&one);
+                if (t.rc[i] == 0)
+                        mcd_event_clear(&t.ev[i]);
+        }
+        tap_diag("threads: %zu messages, %zu of them dead letters", (size_t)N, failed);
+        is_int((int)same, N, "decoded on two threads as on one: same events, same dead-letter reasons");
+        ok(failed > N / 4 && failed < N, "both good and corrupt messages among them");
+out:
+        for (size_t i = 0; t.msg && i < N; i++)
+                free(t.msg[i]);
+        free(t.msg);
+        free(t.len);
+        free(t.kind);
+        free(t.rc);
+        free(t.ev);
+        free(t.err);
+        mcd_par_free(par);
+        mcd_avro_free(t.codecs[1]);
+}
+
 int main(void) {
         struct mcd_avro *a = NULL;
 
@@ -882,6 +968,7 @@ int main(void) {
         test_outcome_evolution(a);
         test_hostile_structure(a);
         test_robustness(a);
+        test_threads(a);
         mcd_avro_free(a);
         return tap_done();
 }

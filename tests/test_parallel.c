@@ -15,11 +15,17 @@ struct visit {
         atomic_int *count;
         pthread_t caller;
         atomic_int off_caller;       /* iterations run on another thread */
+        unsigned threads;
+        atomic_int bad_thread;       /* iterations given an index out of range, or 0 off the caller */
 };
 
-static void visit_one(void *ctx, size_t i) {
+static void visit_one(void *ctx, size_t i, unsigned thread) {
         struct visit *v = ctx;
 
+        if (thread >= v->threads)
+                atomic_fetch_add(&v->bad_thread, 1);
+        if ((thread == 0) != (bool)pthread_equal(pthread_self(), v->caller))
+                atomic_fetch_add(&v->bad_thread, 1);
         atomic_fetch_add(&v->count[i], 1);
         if (!pthread_equal(pthread_self(), v->caller))
                 atomic_fetch_add(&v->off_caller, 1);
@@ -33,12 +39,14 @@ static void visit_one(void *ctx, size_t i) {
 /* Runs a loop of n; true when every iteration ran once.  *helped: how many
  * ran off the caller's thread. */
 static bool run_once(struct mcd_par *par, size_t n, int *helped) {
-        struct visit v = {.count = calloc(n + 1, sizeof(atomic_int)), .caller = pthread_self()};
+        struct visit v = {.count = calloc(n + 1, sizeof(atomic_int)), .caller = pthread_self(),
+                          .threads = mcd_par_threads(par)};
         bool once = v.count != NULL;
 
         mcd_par_for(par, n, visit_one, &v);
         for (size_t i = 0; once && i < n; i++)
                 once = atomic_load(&v.count[i]) == 1;
+        once = once && atomic_load(&v.bad_thread) == 0;
         *helped = atomic_load(&v.off_caller);
         free(v.count);
         return once;
