@@ -45,7 +45,7 @@ struct mcd_config {
         mcd_time_t merge_wait;       /* 500ms */
         int batch_max;               /* batch.max_events, 1000 */
         int batch_max_bytes;         /* batch.max_bytes, 2 MiB: customer state a batch holds, estimated */
-        int batch_threads;           /* batch.threads, 2: threads that parse and write customer state */
+        int batch_threads;           /* batch.threads, 2: threads that decode events, parse and write state */
         int buffer_max;              /* buffer.max_events, 20000: input buffered across all partitions */
         mcd_time_t batch_wait;       /* batch.wait, 50ms: how long a batch collects */
 

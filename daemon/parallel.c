@@ -1,8 +1,9 @@
 /* parallel.c -- fork-join over helper threads that live as long as the pool.
  *
  * The worker owns every buffer and runs on one thread; the exception is a
- * batch's per-customer work that touches nothing shared (parsing a loaded
- * state, writing one back), which is a quarter of its CPU time.  The caller
+ * batch's per-item work that touches nothing shared (decoding an event with
+ * the thread's own codec, parsing a loaded state, writing one back), which
+ * is a third of its CPU time.  The caller
  * publishes a loop, wakes the helpers, and takes chunks of iterations with
  * them from one atomic counter, so that uneven elements (a customer with a
  * long history) balance out; it returns when the last helper is done.

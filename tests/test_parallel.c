@@ -1,6 +1,6 @@
 /* test_parallel.c -- daemon/parallel.c: every iteration runs exactly once,
- * on one thread or several, for loops short and long, and a pool serves
- * loop after loop. */
+ * on one thread or several, with the index of the thread it runs on, for
+ * loops short and long, and a pool serves loop after loop. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
