@@ -42,7 +42,9 @@
  *   per customer:  customer_id, json, score (due time in ms; "" for none,
  *                  removing any; "-" for none, with none before)
  *
- * Frames are pushed 1000 at a time (unpack() is bounded by the Lua stack).
+ * Frames are pushed, and customers written with MSET, 1000 arguments at a
+ * time (unpack() is bounded by the Lua stack); one MSET per 500 customers
+ * costs Redis less than a SET each.
  *
  * Replies: +OK; -NODATA when meta is missing; -STALE <partition> when a
  * partition's generation is not the batch's. */
@@ -78,8 +80,14 @@ static const char COMMIT_SCRIPT[] =
         "  a = a + 8 + n\n"
         "  k = k + 3\n"
         "end\n"
+        "local sets = {}\n"
         "for j = 1, nc do\n"
-        "  redis.call('SET', KEYS[k], ARGV[a + 1])\n"
+        "  sets[#sets + 1] = KEYS[k]\n"
+        "  sets[#sets + 1] = ARGV[a + 1]\n"
+        "  if #sets >= 1000 then\n"
+        "    redis.call('MSET', unpack(sets))\n"
+        "    sets = {}\n"
+        "  end\n"
         "  if ARGV[a + 2] == '' then\n"
         "    redis.call('ZREM', KEYS[k + 1], ARGV[a])\n"
         "  elseif ARGV[a + 2] ~= '-' then\n"
@@ -88,6 +96,7 @@ static const char COMMIT_SCRIPT[] =
         "  a = a + 3\n"
         "  k = k + 2\n"
         "end\n"
+        "if #sets > 0 then redis.call('MSET', unpack(sets)) end\n"
         "return redis.status_reply('OK')\n";
 
 struct mcd_store {

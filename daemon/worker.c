@@ -2161,7 +2161,7 @@ static int process_batch(struct worker *w) {
         struct batch *b = take_ahead(w), *ahead = NULL;
         struct mcd_stats before = w->st;
         bool commit_sent = false;
-        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, age_stamped = 0, age_buffered = 0;
+        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, t_commit = 0, age_stamped = 0, age_buffered = 0;
         uint64_t rt0 = mcd_store_round_trips(w->store);
         char *marks = NULL;
         int r = 0, load_r = 0;
@@ -2224,7 +2224,9 @@ static int process_batch(struct worker *w) {
         w->verified_at = mono_ms();
         if (r >= 0) {
                 commit_sent = true;
+                t_commit = mono_us();
                 r = batch_commit(w, b, marks, ahead, &load_r);
+                t_commit = mono_us() - t_commit;
         }
         if (r < 0) {
                 batch_give_back(w, ahead);
@@ -2261,10 +2263,11 @@ static int process_batch(struct worker *w) {
         if (w->metrics)
                 mcd_metrics_update(w->metrics, &w->st);
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
-                  " us, of which %" PRId64 " us waiting for the last batch's delivery; next batch %s; "
+                  " us, of which %" PRId64 " us waiting for the last batch's delivery, %" PRId64
+                  " us committing (and loading the next batch); next batch %s; "
                   "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
                   "%.0f bytes of state per customer, batches of %zu events",
-                  w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish,
+                  w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish, t_commit,
                   w->ahead ? "loaded" : "not collected", age_stamped, age_buffered, w->state_per_customer,
                   batch_events(w));
 out:
