@@ -2,7 +2,8 @@
 # run.sh -- the benchmark of multichanneld (issue 6) and its soak run (issue 4).
 #
 #   tests/bench/run.sh [--events N] [--build DIR] [--rss-events N] [--no-rss]
-#                      [--no-latency] [--latency-seconds S] [--latency-rate R]
+#                      [--no-latency] [--no-throughput] [--latency-seconds S]
+#                      [--latency-rate R]
 #   tests/bench/run.sh --soak [MINUTES] [--soak-rate R] [--build DIR]
 #
 # Builds an optimised, non-sanitised tree in _build/bench (unless --build names
@@ -51,6 +52,7 @@ LAT_RATE=10000
 LAT_SECS=25
 DO_RSS=1
 DO_LAT=1
+DO_TPUT=1
 CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 PARTS=${BENCH_PARTITIONS:-64}
 BATCH_MAX=${BENCH_BATCH_MAX:-2000}
@@ -63,7 +65,7 @@ LAT_BATCH_WAIT=${BENCH_LAT_BATCH_WAIT:-5ms}
 LAT_FETCH_WAIT=${BENCH_LAT_FETCH_WAIT:-5}
 
 usage() {
-        sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '3,8p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
 }
 while [ $# -gt 0 ]; do
@@ -73,6 +75,7 @@ while [ $# -gt 0 ]; do
         --build) BUILD=${2:?}; shift ;;
         --no-rss) DO_RSS=0 ;;
         --no-latency) DO_LAT=0 ;;
+        --no-throughput) DO_TPUT=0 ;;
         --latency-rate) LAT_RATE=${2:?}; shift ;;
         --latency-seconds) LAT_SECS=${2:?}; shift ;;
         --soak-rate) SOAK_RATE=${2:?}; shift ;;
@@ -324,6 +327,7 @@ if [ -n "$SOAK" ]; then
 fi
 
 # ---- 1. throughput -------------------------------------------------------------
+if [ "$DO_TPUT" = 1 ]; then
 log "throughput: $EVENTS events over $CUSTOMERS customers, $PARTS partitions"
 services_up throughput
 publish "$EVENTS" "$CUSTOMERS" 1
@@ -364,6 +368,7 @@ row "daemon peak RSS, $CUSTOMERS customers, $N events" "$(fdiv "$RUN_HWM" 1024 1
 row "load average during (b) (start -> end)" "$RUN_LOAD"
 cp "$PH/commandstats" "$WORK/commandstats.throughput"
 services_down
+fi
 
 # ---- 1b. throughput, several instances in one group -----------------------------
 # The same input through GROUP_INSTANCES daemons in one consumer group on this
@@ -401,7 +406,7 @@ run_group() {  # run_group N INSTANCES: sets GROUP_SECS GROUP_CPU GROUP_HWM
         done
         for _p in $_pids; do stop_pid "$_p"; done
 }
-if [ "$GROUP_INSTANCES" -gt 1 ]; then
+if [ "$DO_TPUT" = 1 ] && [ "$GROUP_INSTANCES" -gt 1 ]; then
         log "throughput: $EVENTS events through $GROUP_INSTANCES instances in one group"
         services_up group
         publish "$EVENTS" "$CUSTOMERS" 1
@@ -463,6 +468,8 @@ fi
 echo
 echo "== multichanneld benchmark ($(nproc) cores, $(uname -r); batch.max_events=$BATCH_MAX batch.wait=$BATCH_WAIT merge_wait=$MERGE_WAIT) =="
 cat "$TABLE"
-echo "Redis commands during (b), by count:"
-sed 's/^/    /' "$WORK/commandstats.throughput"
+if [ -f "$WORK/commandstats.throughput" ]; then
+        echo "Redis commands during (b), by count:"
+        sed 's/^/    /' "$WORK/commandstats.throughput"
+fi
 echo "Other jobs may share the CPU: compare the load averages above with the 2 cores."
