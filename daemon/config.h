@@ -44,9 +44,9 @@ struct mcd_config {
         mcd_time_t park_grace;       /* 10m */
         mcd_time_t merge_wait;       /* 500ms */
         int batch_max;               /* batch.max_events, 1000 */
-        int batch_max_bytes;         /* batch.max_bytes, 2 MiB: customer state a batch holds, estimated */
+        int batch_max_bytes;         /* batch.max_bytes, 1 MiB: customer state a batch holds, estimated */
         int batch_threads;           /* batch.threads, 2: threads that decode events, parse and write state */
-        int buffer_max;              /* buffer.max_events, 20000: input buffered across all partitions */
+        int buffer_max;              /* buffer.max_events, 10000: input buffered across all partitions */
         mcd_time_t batch_wait;       /* batch.wait, 50ms: how long a batch collects */
 
         char *metrics_listen;        /* metrics.listen, 127.0.0.1:9464; "" disables */

@@ -29,12 +29,13 @@ struct mcd_embedded {
 
 /* Fetching, for both input handles.  The daemon buffers what the merge
  * needs itself (buffer.max_events); librdkafka's prefetch only has to keep
- * the pipe full.  Small fetch responses keep the memory flat: 2 MiB queued
- * per handle (each message costs about twice its size in librdkafka's
- * queue; 1 MiB starves the fetcher, which 2.0 re-arms only on its own
- * schedule), responses of at most 1 MiB, 256 KiB per partition. */
+ * the pipe full.  Small fetch responses keep the memory flat: 1.5 MiB
+ * queued per handle (each message costs about twice its size in
+ * librdkafka's queue; 1 MiB starves the fetcher, which 2.0 re-arms only on
+ * its own schedule: -15% in the benchmark), responses of at most 1 MiB,
+ * 256 KiB per partition.  The README's Memory section has the figures. */
 #define FETCH_DEFAULTS \
-        {"queued.max.messages.kbytes", "2048"}, {"fetch.max.bytes", "1048576"}, {"max.partition.fetch.bytes", "262144"}
+        {"queued.max.messages.kbytes", "1536"}, {"fetch.max.bytes", "1048576"}, {"max.partition.fetch.bytes", "262144"}
 
 static const char *const consumer_defaults[][2] = {
         {"partition.assignment.strategy", "cooperative-sticky"},

@@ -105,6 +105,8 @@ static void test_defaults(void) {
         is_int(cfg.batch_max, 1000, "batch.max_events");
         is_int(cfg.batch_wait, 50, "batch.wait 50ms");
         is_int(cfg.batch_threads, 2, "batch.threads 2");
+        is_int(cfg.batch_max_bytes, 1048576, "batch.max_bytes 1 MiB");
+        is_int(cfg.buffer_max, 10000, "buffer.max_events 10000");
         is_str(cfg.metrics_listen, "127.0.0.1:9464", "metrics.listen");
         is_int(cfg.log_level, LOG_INFO, "log.level info");
         is_int(cfg.status_interval, 5000, "status.interval 5s");
