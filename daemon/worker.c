@@ -2619,6 +2619,8 @@ static void reload(struct worker *w) {
                                           fresh.batch_threads, strerror(-r), w->cfg->batch_threads);
                         } else {
                                 batch_threads_stop(par, decoders);
+                                log_notice("reload: batch.threads %d -> %d", w->cfg->batch_threads,
+                                           fresh.batch_threads);
                                 w->cfg->batch_threads = fresh.batch_threads;
                         }
                 }

@@ -10,7 +10,7 @@
 # least every WATCHDOG_USEC/2 or so (never a gap of WATCHDOG_USEC); STATUS=
 # with live figures; /metrics during the run with counters moving and
 # /healthz 200; SIGHUP reloads (RELOADING=1 with a MONOTONIC_USEC= of now,
-# then READY=1) and the new log level applies; a bad file on SIGHUP is
+# then READY=1) and the new log level and batch.threads apply; a bad file on SIGHUP is
 # refused, named in the log, and the old configuration kept (the daemon goes
 # on processing); SIGTERM sends STOPPING=1 and exits 0.
 . "$MCD_SRCDIR/tests/lib.sh"
@@ -120,11 +120,13 @@ ok $? "READY=1 sent once so far"
 ! grep -q ": debug: " "$TMP/daemon.log"
 ok $? "no debug entries at log.level info"
 before=$(($(wc -l < "$NLOG") + 1))
-config debug
+config debug "batch.threads = 3"
 cp "$TMP/mcd.conf" "$TMP/good.conf"
 kill -HUP "$DAEMON_PID"
 wait_until 30 reloaded_after "$before"
 ok $? "SIGHUP: RELOADING=1, then READY=1"
+grep -q "reload: batch.threads 2 -> 3" "$TMP/daemon.log"
+ok $? "the batch threads are replaced (2 -> 3) on reload"
 reload_line=$(line_of RELOADING=1 "$before")
 mono="" received=0
 if [ "$reload_line" -gt 0 ]; then
@@ -172,6 +174,8 @@ has_field STOPPING=1 "$before"
 ok $? "STOPPING=1 sent"
 [ "$(line_of READY=1 "$before")" -eq 0 ]
 ok $? "no READY=1 after SIGTERM"
+! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log"
+ok $? "no sanitizer report in the daemon's log (batch threads replaced on reload included)"
 tail -5 "$NLOG" | sed 's/^[0-9]* //' | diag
 grep -E "error|warning" "$TMP/daemon.log" | grep -v -e "kafka " -e "bogus.key" | diag
 tap_done
