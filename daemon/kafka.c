@@ -102,7 +102,8 @@ static bool applies(const char *name, enum mcd_kafka_role role) {
         };
         static const char *const producer_only[] = {
                 "enable.idempotence", "acks", "linger.ms", "partitioner", "message.timeout.ms",
-                "transactional.id", "compression.type", "batch.size", "queue.buffering.max.ms", "batch.num.messages", NULL,
+                "transactional.id", "compression.type", "batch.size", "queue.buffering.max.ms",
+                "batch.num.messages", NULL,
         };
         const char *const *list = is_producer(role) ? consumer_only : producer_only;
 
@@ -158,8 +159,11 @@ fail:
  * comma-separated list (the number after an entry's last ':', so that
  * "[::1]:9092" is port 9092). */
 static bool port_listed(const char *list, unsigned port) {
-        for (const char *entry = list; entry && *entry; entry = strchr(entry, ',') ? strchr(entry, ',') + 1 : NULL) {
-                const char *end = strchr(entry, ','), *colon = NULL;
+        const char *end = NULL;
+
+        for (const char *entry = list; entry && *entry; entry = end ? end + 1 : NULL) {
+                const char *colon = NULL;
+                end = strchr(entry, ',');
                 for (const char *c = entry; *c && c != end; c++)
                         if (*c == ':')
                                 colon = c;

@@ -3,9 +3,8 @@
  * The worker owns every buffer and runs on one thread; the exception is a
  * batch's per-item work that touches nothing shared (decoding an event with
  * the thread's own codec, parsing a loaded state, writing one back), which
- * is a third of its CPU time.  The caller
- * publishes a loop, wakes the helpers, and takes chunks of iterations with
- * them from one atomic counter, so that uneven elements (a customer with a
+ * is a third of its CPU time.  The caller publishes a loop, wakes the
+ * helpers, and takes chunks of iterations with them from one atomic counter, so that uneven elements (a customer with a
  * long history) balance out; it returns when the last helper is done.
  * Helpers block every signal: signals are the main thread's. */
 #include <errno.h>
@@ -26,8 +25,7 @@ struct mcd_par {
         pthread_mutex_t lock;
         pthread_cond_t start;        /* a loop is published, or stop */
         pthread_cond_t done;         /* the last helper left the loop */
-        pthread_t *helpers;
-        struct helper *args;
+        struct helper *helpers;
         unsigned n_helpers;
         bool stop;
         uint64_t generation;         /* loops published so far */
@@ -40,6 +38,7 @@ struct mcd_par {
 };
 
 struct helper {
+        pthread_t thread;
         struct mcd_par *pool;
         unsigned index;              /* 1 .. n_helpers */
 };
@@ -83,7 +82,7 @@ static void stop_helpers(struct mcd_par *p, unsigned started) {
         pthread_cond_broadcast(&p->start);
         pthread_mutex_unlock(&p->lock);
         for (unsigned i = 0; i < started; i++)
-                pthread_join(p->helpers[i], NULL);
+                pthread_join(p->helpers[i].thread, NULL);
 }
 
 int mcd_par_new(unsigned threads, struct mcd_par **out) {
@@ -99,10 +98,7 @@ int mcd_par_new(unsigned threads, struct mcd_par **out) {
                 return -ENOMEM;
         p->n_helpers = threads - 1;
         p->helpers = calloc(p->n_helpers + 1, sizeof(*p->helpers));
-        p->args = calloc(p->n_helpers + 1, sizeof(*p->args));
-        if (!p->helpers || !p->args) {
-                free(p->helpers);
-                free(p->args);
+        if (!p->helpers) {
                 free(p);
                 return -ENOMEM;
         }
@@ -112,8 +108,9 @@ int mcd_par_new(unsigned threads, struct mcd_par **out) {
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         for (; started < p->n_helpers; started++) {
-                p->args[started] = (struct helper){.pool = p, .index = started + 1};
-                r = -pthread_create(&p->helpers[started], NULL, helper_main, &p->args[started]);
+                struct helper *h = &p->helpers[started];
+                *h = (struct helper){.pool = p, .index = started + 1};
+                r = -pthread_create(&h->thread, NULL, helper_main, h);
                 if (r < 0)
                         break;
         }
@@ -137,7 +134,6 @@ void mcd_par_free(struct mcd_par *p) {
         pthread_cond_destroy(&p->start);
         pthread_mutex_destroy(&p->lock);
         free(p->helpers);
-        free(p->args);
         free(p);
 }
 

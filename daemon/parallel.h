@@ -2,8 +2,8 @@
  * helper threads (fork-join).
  *
  * For the pure, per-item work of a batch: decoding its events, parsing the
- * state Redis returned and writing it back.  Each iteration must touch only its own
- * element; the loop returns once every iteration has run. */
+ * state Redis returned and writing it back.  Each iteration must touch only
+ * its own element; the loop returns once every iteration has run. */
 #ifndef MCD_PARALLEL_H
 #define MCD_PARALLEL_H
 

@@ -52,3 +52,19 @@ void mcd_stats_observe_latency(struct mcd_stats *s, int64_t us) {
         s->latency_buckets[i]++;
         s->latency_sum_s += (double)us / 1e6;
 }
+
+static void add_n(uint64_t *st, const uint64_t *a, const uint64_t *b, size_t n, int sign) {
+        for (size_t i = 0; i < n; i++) {
+                uint64_t d = a[i] - (b ? b[i] : 0);
+                st[i] = sign < 0 ? st[i] - d : st[i] + d;
+        }
+}
+
+void mcd_stats_add_counts(struct mcd_stats *st, const struct mcd_stats *a, const struct mcd_stats *b, int sign) {
+        for (size_t t = 0; t < 2; t++)
+                add_n(st->events[t], a->events[t], b ? b->events[t] : NULL, MCD_EV__COUNT, sign);
+        add_n(st->outcomes, a->outcomes, b ? b->outcomes : NULL, MCD_OUT__COUNT, sign);
+        add_n(st->rejections, a->rejections, b ? b->rejections : NULL, MCD_N_REJECTION_REASONS, sign);
+        add_n(st->dead_letters, a->dead_letters, b ? b->dead_letters : NULL, MCD_N_DEAD_LETTER_REASONS, sign);
+        add_n(&st->timers_fired, &a->timers_fired, b ? &b->timers_fired : NULL, 1, sign);
+}

@@ -55,4 +55,10 @@ int mcd_stats_rejection_index(const char *reason);
 int mcd_stats_dead_letter_index(const char *code);
 void mcd_stats_observe_latency(struct mcd_stats *s, int64_t us);
 
+/* The counts batches add: events, outcomes, rejections, dead letters and
+ * timers fired.  st's counts += sign * (a's - b's), element by element
+ * (sign +1 or -1; b NULL counts as zero); st's other figures are left as
+ * they are.  For taking back an undone batch's counts, or keeping them. */
+void mcd_stats_add_counts(struct mcd_stats *st, const struct mcd_stats *a, const struct mcd_stats *b, int sign);
+
 #endif

@@ -1803,7 +1803,8 @@ static void free_spent(void *ctx) {
 static int batch_commit(struct worker *w, struct batch *b, char *marks, struct batch *ahead, int *load_r) {
         struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
         struct mcd_store_partition *sp = calloc(w->n_pairs + 1, sizeof(*sp));
-        struct mcd_store_batch sb = {.customers = sc, .partitions = sp, .while_running = free_spent, .while_running_ctx = w};
+        struct mcd_store_batch sb = {
+                .customers = sc, .partitions = sp, .while_running = free_spent, .while_running_ctx = w};
         int r;
 
         if (!sc || !sp) {
@@ -2089,39 +2090,9 @@ static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int
 /* A batch that is undone or not committed is read again: what applying it
  * counted is taken back, or the metrics would count its events twice. */
 static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
-        memcpy(st->events, before->events, sizeof(st->events));
-        memcpy(st->outcomes, before->outcomes, sizeof(st->outcomes));
-        memcpy(st->rejections, before->rejections, sizeof(st->rejections));
-        memcpy(st->dead_letters, before->dead_letters, sizeof(st->dead_letters));
-        st->timers_fired = before->timers_fired;
-}
+        struct mcd_stats now = *st;
 
-/* The counts of a batch (st less before), for an unsure commit. */
-static void stats_counted(struct mcd_stats *d, const struct mcd_stats *st, const struct mcd_stats *before) {
-        memset(d, 0, sizeof(*d));
-        for (size_t t = 0; t < 2; t++)
-                for (size_t e = 0; e < MCD_EV__COUNT; e++)
-                        d->events[t][e] = st->events[t][e] - before->events[t][e];
-        for (size_t k = 0; k < MCD_OUT__COUNT; k++)
-                d->outcomes[k] = st->outcomes[k] - before->outcomes[k];
-        for (size_t k = 0; k < MCD_N_REJECTION_REASONS; k++)
-                d->rejections[k] = st->rejections[k] - before->rejections[k];
-        for (size_t k = 0; k < MCD_N_DEAD_LETTER_REASONS; k++)
-                d->dead_letters[k] = st->dead_letters[k] - before->dead_letters[k];
-        d->timers_fired = st->timers_fired - before->timers_fired;
-}
-
-static void stats_add_counted(struct mcd_stats *st, const struct mcd_stats *d) {
-        for (size_t t = 0; t < 2; t++)
-                for (size_t e = 0; e < MCD_EV__COUNT; e++)
-                        st->events[t][e] += d->events[t][e];
-        for (size_t k = 0; k < MCD_OUT__COUNT; k++)
-                st->outcomes[k] += d->outcomes[k];
-        for (size_t k = 0; k < MCD_N_REJECTION_REASONS; k++)
-                st->rejections[k] += d->rejections[k];
-        for (size_t k = 0; k < MCD_N_DEAD_LETTER_REASONS; k++)
-                st->dead_letters[k] += d->dead_letters[k];
-        st->timers_fired += d->timers_fired;
+        mcd_stats_add_counts(st, &now, before, -1);
 }
 
 /* A commit whose reply was lost: remembered with one of the batch's pairs
@@ -2135,7 +2106,8 @@ static void note_unsure(struct worker *w, const struct batch *b, const struct mc
                         w->unsure.set = true;
                         w->unsure.partition = w->pairs[k]->partition;
                         w->unsure.next = b->next[k];
-                        stats_counted(&w->unsure.counted, &w->st, before);
+                        memset(&w->unsure.counted, 0, sizeof(w->unsure.counted));
+                        mcd_stats_add_counts(&w->unsure.counted, &w->st, before, 1);
                         return;
                 }
         }
@@ -2155,7 +2127,7 @@ static void resolve_unsure(struct worker *w) {
                 return;
         }
         if (r >= 0 && o.rel >= w->unsure.next.rel && o.sub >= w->unsure.next.sub) {
-                stats_add_counted(&w->st, &w->unsure.counted);
+                mcd_stats_add_counts(&w->st, &w->unsure.counted, NULL, 1);
                 log_info("the batch committed as Redis went away was applied; its counts are kept");
         }
         w->unsure.set = false;
@@ -2315,14 +2287,19 @@ static bool redis_check(struct worker *w) {
         return true;
 }
 
-/* Frees a pool and the codecs of its helpers ([0] is the worker's own). */
+/* Frees the codecs of n batch threads but the first (the worker's own). */
+static void decoders_free(struct mcd_avro **decoders, unsigned n) {
+        for (unsigned i = 1; decoders && i < n; i++)
+                mcd_avro_free(decoders[i]);
+        free(decoders);
+}
+
+/* Frees a pool and the codecs of its helpers. */
 static void batch_threads_stop(struct mcd_par *par, struct mcd_avro **decoders) {
         unsigned n = mcd_par_threads(par);
 
         mcd_par_free(par);
-        for (unsigned i = 1; decoders && i < n; i++)
-                mcd_avro_free(decoders[i]);
-        free(decoders);
+        decoders_free(decoders, n);
 }
 
 /* Starts `threads` batch threads with a codec each (a codec is not shared
@@ -2339,9 +2316,7 @@ static int batch_threads_start(struct worker *w, int threads) {
         if (r == 0)
                 r = mcd_par_new((unsigned)threads, &par);
         if (r < 0) {
-                for (int i = 1; decoders && i < threads; i++)
-                        mcd_avro_free(decoders[i]);
-                free(decoders);
+                decoders_free(decoders, (unsigned)threads);
                 return r;
         }
         w->par = par;
