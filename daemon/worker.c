@@ -84,6 +84,7 @@ struct pair {
         bool side_paused[2];         /* paused for backpressure */
         size_t untrimmed;            /* delivered frames still at the outbox head */
         uint64_t incarnation;        /* distinct each time the pair becomes ready */
+        bool rebuild;                /* claimed first in this Redis: restore from the changelog */
 };
 
 /* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
@@ -101,6 +102,7 @@ struct pending {
  * rebuilt from it would skip outputs that were never published. */
 struct clog {
         uint64_t batch;
+        int32_t partition;           /* the input partition the record belongs to */
         char *key;
         char *value;
 };
@@ -339,17 +341,24 @@ static void set_paused(struct worker *w, struct pair *p, bool paused) {
         rd_kafka_topic_partition_list_destroy(l);
 }
 
+static void clog_drop(struct worker *w, int32_t partition, uint64_t from);
+
 /* Back to INIT: buffered messages dropped, re-read from Redis's offsets.
  * Frames of the partition not yet handed to the producer are dropped too:
  * the outbox in Redis still holds them (and INIT reconciles it), or Redis
  * lost them with the state that made them, which re-processing re-derives;
- * sending them as well would publish them twice. */
+ * sending them as well would publish them twice.  The changelog records of
+ * their batches go with them: appended, they would let a rebuild skip what
+ * the dropped frames said. */
 static void pair_restart(struct worker *w, struct pair *p) {
+        uint64_t first_dropped = UINT64_MAX;
         size_t kept = 0;
 
         for (size_t i = 0; i < w->n_pending; i++) {
                 struct pending *pf = w->pending[i];
                 if (!pf->sent && pf->partition == p->partition) {
+                        if (pf->batch < first_dropped)
+                                first_dropped = pf->batch;
                         free(pf->buf);
                         free(pf);
                         continue;
@@ -357,6 +366,7 @@ static void pair_restart(struct worker *w, struct pair *p) {
                 w->pending[kept++] = pf;
         }
         w->n_pending = kept;
+        clog_drop(w, p->partition, first_dropped);
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->phase = PAIR_INIT;
@@ -716,7 +726,7 @@ out:
         return r;
 }
 
-static int clog_push(struct worker *w, uint64_t batch, const char *key, char *value) {
+static int clog_push(struct worker *w, uint64_t batch, int32_t partition, const char *key, char *value) {
         if (w->n_clog == w->cap_clog) {
                 size_t cap = w->cap_clog ? w->cap_clog * 2 : 256;
                 struct clog *v = realloc(w->clog, cap * sizeof(*v));
@@ -729,6 +739,7 @@ static int clog_push(struct worker *w, uint64_t batch, const char *key, char *va
         if (!w->clog[w->n_clog].key)
                 return -ENOMEM;
         w->clog[w->n_clog].batch = batch;
+        w->clog[w->n_clog].partition = partition;
         w->clog[w->n_clog++].value = value;
         return 0;
 }
@@ -747,6 +758,23 @@ static void clog_release(struct worker *w, uint64_t upto) {
                 return;
         memmove(w->clog, w->clog + k, (w->n_clog - k) * sizeof(*w->clog));
         w->n_clog -= k;
+}
+
+/* Forgets a partition's records of batch `from` on: frames of that batch
+ * were dropped unpublished, and the changelog must not say more than the
+ * output topics do.  What they recorded is derived again. */
+static void clog_drop(struct worker *w, int32_t partition, uint64_t from) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < w->n_clog; i++) {
+                if (w->clog[i].partition == partition && w->clog[i].batch >= from) {
+                        free(w->clog[i].key);
+                        free(w->clog[i].value);
+                        continue;
+                }
+                w->clog[kept++] = w->clog[i];
+        }
+        w->n_clog = kept;
 }
 
 static void clog_clear(struct worker *w) {
@@ -1036,6 +1064,11 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
         snprintf(sc.offsets_key, sizeof(sc.offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
         if (!from[0] || !from[1])
                 r = -ENOMEM;
+        /* The restore commits through the script, which refuses a Redis
+         * without its meta key: an emptied Redis found by its generations
+         * (drop_fenced) has none yet. */
+        if (r >= 0)
+                r = mcd_store_init_meta(w->store, NULL);
         if (r >= 0)
                 r = mcd_kafka_flush(w->producer, 30000);        /* our own changelog appends first */
         if (r >= 0)
@@ -1092,10 +1125,15 @@ static int pair_init(struct worker *w, struct pair *p) {
                 if (r < 0)
                         return r;
                 p->phase = PAIR_RECONCILE;
-                if (p->generation == 1 && (r = rebuild_partition(w, p)) < 0) {
-                        p->phase = PAIR_INIT;
+                p->rebuild = p->generation == 1;
+        }
+        /* A failed rebuild is tried again under the same claim: claiming
+         * anew would find generation 2 and skip the rebuild. */
+        if (p->rebuild) {
+                r = rebuild_partition(w, p);
+                if (r < 0)
                         return r;
-                }
+                p->rebuild = false;
         }
         r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
         if (r < 0)
@@ -1121,6 +1159,10 @@ static int pair_init(struct worker *w, struct pair *p) {
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->at_end[REL] = p->at_end[SUB] = false;
+        /* The rules' clock goes back with the offsets, as after a restart:
+         * left at what was applied before (a batch lost with Redis, say),
+         * it would fire timers early when those events are applied again. */
+        p->stream_time = INT64_MIN;
         set_side_paused(w, p, REL, false);
         set_side_paused(w, p, SUB, false);
         p->phase = PAIR_READY;
@@ -1879,7 +1921,7 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
                 char *val = NULL;
                 if (asprintf(&val, "{\"partition\":%" PRId32 ",\"state\":%s}", b->id_partition[i], b->json[i]) < 0)
                         return -ENOMEM;
-                r = clog_push(w, seq, b->ids[i], val);
+                r = clog_push(w, seq, b->id_partition[i], b->ids[i], val);
                 if (r < 0)
                         free(val);
                 parked += (int64_t)b->customers[i].n_parked;
@@ -1899,7 +1941,7 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
                 if (asprintf(&val, "{\"rel\":%" PRId64 ",\"sub\":%" PRId64 ",\"marks\":\"%s\"}", p->committed.rel,
                              p->committed.sub, marks ? marks : "") < 0)
                         return -ENOMEM;
-                r = clog_push(w, seq, key, val);
+                r = clog_push(w, seq, p->partition, key, val);
                 if (r < 0)
                         free(val);
         }

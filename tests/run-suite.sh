@@ -45,6 +45,8 @@ for log in _build/asan/test-suite.log _build/valgrind/test-suite.log; do
         if [ "$f" -ne 0 ]; then
                 echo "--- failures in $log:"
                 grep -E "^(not ok|FAIL|ERROR)" "$log" | head -50
+                echo "--- their diagnostics (TAP comments) in $log:"
+                grep -E "^# " "$log" | grep -vE "^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):" | cut -c1-300 | head -150
         fi
 done
 if [ $dc -eq 0 ]; then pass=$((pass + 1)); echo "ok - make distcheck"; else fail=$((fail + 1)); echo "not ok - make distcheck"; fi
