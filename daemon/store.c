@@ -927,6 +927,19 @@ int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_off
         return r;
 }
 
+int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored) {
+        struct args a = {0};
+        int64_t v = 0;
+        int r;
+
+        args_add_str(&a, "EXISTS");
+        args_add_key(&a, s, "off", partition);
+        r = integer_command(s, &a, &v);
+        if (r == 0)
+                *stored = v > 0;
+        return r;
+}
+
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {
         struct args a = {0};
         redisReply *reply;

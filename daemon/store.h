@@ -122,6 +122,9 @@ int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch 
 
 /* Offsets of a partition; both -1 when none are stored. */
 int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o);
+/* Does Redis hold the partition's offsets (its P off:<partition>)?  A
+ * partition without them never committed here: it is new, or Redis lost it. */
+int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored);
 
 /* The marks stored for a partition (heap string), *marks NULL when none. */
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);

@@ -85,6 +85,7 @@ struct pair {
         size_t untrimmed;            /* delivered frames still at the outbox head */
         uint64_t incarnation;        /* distinct each time the pair becomes ready */
         bool rebuild;                /* claimed first in this Redis: restore from the changelog */
+        bool sub_assigned;           /* the subscriptions side is in sub_reader's assignment */
 };
 
 /* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
@@ -162,6 +163,8 @@ struct worker {
         struct batch *spent;         /* the last batch, committed: freed while Redis runs the next commit */
         uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
         int64_t verified_at;         /* monotonic ms when that commit was sent */
+        uint64_t watchdog_usec;      /* systemd's WatchdogSec, 0 when off */
+        int64_t next_watchdog;       /* monotonic us of the next keep-alive */
 };
 
 /* The commit script checks every generation atomically.  Frames produced
@@ -174,6 +177,18 @@ struct worker {
 #define FENCE_LEASE_MS 100
 
 /* ------------------------------------------------------------ utilities -- */
+
+static int64_t mono_us(void);
+
+/* Tells systemd's watchdog the daemon is alive, at half its period: from
+ * the main loop, and from the long loops that make progress without it (a
+ * rebuild reading the whole changelog). */
+static void watchdog_kick(struct worker *w) {
+        if (w->watchdog_usec && mono_us() >= w->next_watchdog) {
+                sd_notify(0, "WATCHDOG=1");
+                w->next_watchdog = mono_us() + (int64_t)w->watchdog_usec / 2;
+        }
+}
 
 /* Fault injection for the tests of fencing (tests/daemon_zombie.sh): with
  * MCD_FAULT_STOP_BEFORE_COMMIT=N (or ..._PUBLISH=N) in the environment, the
@@ -300,9 +315,12 @@ static struct pair *pair_add(struct worker *w, int32_t partition) {
         return p;
 }
 
+static void sub_stop(struct worker *w, struct pair *p);
+
 static void pair_remove(struct worker *w, int32_t partition) {
         for (size_t i = 0; i < w->n_pairs; i++)
                 if (w->pairs[i]->partition == partition) {
+                        sub_stop(w, w->pairs[i]);
                         q_free(&w->pairs[i]->q[REL]);
                         q_free(&w->pairs[i]->q[SUB]);
                         free(w->pairs[i]);
@@ -312,23 +330,52 @@ static void pair_remove(struct worker *w, int32_t partition) {
                 }
 }
 
-/* Re-assigns the subscriptions handle to the partitions of the pairs that
- * are ready, at their expected offsets. */
-static void sync_sub_assignment(struct worker *w) {
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)w->n_pairs);
-        rd_kafka_resp_err_t err;
+static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused);
 
-        for (size_t i = 0; i < w->n_pairs; i++) {
-                struct pair *p = w->pairs[i];
-                if (p->phase != PAIR_READY)
-                        continue;
-                rd_kafka_topic_partition_list_add(l, w->cfg->topic_subscriptions, p->partition)->offset =
-                        p->expect[SUB] >= 0 ? p->expect[SUB] : RD_KAFKA_OFFSET_BEGINNING;
-        }
-        err = rd_kafka_assign(w->sub_reader, l);
-        if (err)
-                log_error("cannot assign %s partitions: %s", w->cfg->topic_subscriptions, rd_kafka_err2str(err));
+/* The subscriptions side of a pair, on its assign()-only handle, one
+ * partition at a time: added when the pair first becomes ready, at its
+ * expected offset, and sought there when it becomes ready again; removed
+ * with the pair or when it is fenced.  Re-assigning the whole handle
+ * instead would restart every other side's fetch, and a pause racing a
+ * fresh assignment can stop a partition for good (librdkafka issue 5591). */
+static int sub_start(struct worker *w, struct pair *p) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_error_t *e;
+
+        rd_kafka_topic_partition_list_add(l, w->cfg->topic_subscriptions, p->partition)->offset = p->expect[SUB];
+        if (p->sub_assigned)
+                e = rd_kafka_seek_partitions(w->sub_reader, l, 5000);
+        else
+                e = rd_kafka_incremental_assign(w->sub_reader, l);
         rd_kafka_topic_partition_list_destroy(l);
+        if (e) {
+                log_warning("partition %" PRId32 ": cannot start reading %s: %s", p->partition,
+                            w->cfg->topic_subscriptions, rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return -EAGAIN;
+        }
+        p->sub_assigned = true;
+        return 0;
+}
+
+static void sub_stop(struct worker *w, struct pair *p) {
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_error_t *e;
+
+        if (!p->sub_assigned)
+                return;
+        set_side_paused(w, p, SUB, false);      /* a pause could outlive the assignment */
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, w->cfg->topic_subscriptions, p->partition);
+        e = rd_kafka_incremental_unassign(w->sub_reader, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (e) {
+                log_error("partition %" PRId32 ": cannot stop reading %s: %s", p->partition,
+                          w->cfg->topic_subscriptions, rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return;
+        }
+        p->sub_assigned = false;
 }
 
 static void set_paused(struct worker *w, struct pair *p, bool paused) {
@@ -339,6 +386,17 @@ static void set_paused(struct worker *w, struct pair *p, bool paused) {
         else
                 rd_kafka_resume_partitions(w->consumer, l);
         rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Another instance owns the partition now: nothing more is read for it
+ * until the rebalance takes it away; it is never claimed back. */
+static void pair_fence(struct worker *w, struct pair *p) {
+        q_clear(&p->q[REL]);
+        q_clear(&p->q[SUB]);
+        p->phase = PAIR_FENCED;
+        w->pairs_epoch++;
+        set_paused(w, p, true);
+        sub_stop(w, p);
 }
 
 static void clog_drop(struct worker *w, int32_t partition, uint64_t from);
@@ -411,14 +469,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                         pair_remove(w, parts->elems[i].partition);
                 }
                 e = rd_kafka_incremental_unassign(rk, parts);
-                sync_sub_assignment(w);
                 break;
         default:
                 log_error("rebalance failed: %s", rd_kafka_err2str(err));
                 for (size_t i = w->n_pairs; i > 0; i--)
                         pair_remove(w, w->pairs[i - 1]->partition);
                 e = rd_kafka_incremental_unassign(rk, parts);
-                sync_sub_assignment(w);
         }
         if (e) {
                 log_error("rebalance: %s", rd_kafka_error_string(e));
@@ -524,6 +580,7 @@ static int collect_published(struct worker *w, int64_t *from[2]) {
                 char id[1024];
                 int t;
 
+                watchdog_kick(w);
                 if (!m)
                         continue;
                 t = strcmp(rd_kafka_topic_name(m->rkt), topics[0]) == 0 ? 0 : 1;
@@ -695,11 +752,7 @@ static int drop_fenced(struct worker *w) {
                         log_warning("partition %" PRId32 " was claimed by another instance; "
                                     "its unpublished frames are left to the new owner",
                                     p->partition);
-                        q_clear(&p->q[REL]);
-                        q_clear(&p->q[SUB]);
-                        p->phase = PAIR_FENCED;
-                        w->pairs_epoch++;
-                        set_paused(w, p, true);
+                        pair_fence(w, p);
                 } else {
                         /* The generation is gone: Redis lost its data.  The
                          * partition is claimed again and rebuilt from the
@@ -891,6 +944,22 @@ static void scan_free(struct changelog_scan *sc) {
         mcd_strmap_clear(&sc->latest);
 }
 
+/* The partition of a customer record in the daemon's own form,
+ * {"partition":N,"state":...}, read off its front: every partition's rebuild
+ * reads the whole changelog, and parsing each state there would cost a JSON
+ * parse per record and partition.  -1 for any other form (parsed instead). */
+static json_int_t record_partition(const char *v, size_t len) {
+        static const char front[] = "{\"partition\":";
+        size_t i = sizeof(front) - 1;
+        json_int_t part = 0;
+
+        if (len <= i || memcmp(v, front, i) != 0 || v[i] < '0' || v[i] > '9')
+                return -1;
+        for (; i < len && v[i] >= '0' && v[i] <= '9' && part < INT32_MAX; i++)
+                part = part * 10 + (v[i] - '0');
+        return i < len && v[i] == ',' ? part : -1;
+}
+
 static int scan_take(struct changelog_scan *sc, const rd_kafka_message_t *m) {
         char key[1024];
         char *val;
@@ -903,15 +972,18 @@ static int scan_take(struct changelog_scan *sc, const rd_kafka_message_t *m) {
                 return 0;
         memcpy(key, m->key, m->key_len);
         key[m->key_len] = '\0';
-        rec = json_loadb(m->payload, m->len, 0, NULL);
-        if (!rec)
-                return 0;
-        if (strcmp(key, sc->offsets_key) != 0 &&
-            (json_unpack(rec, "{s:I}", "partition", &part) < 0 || part != sc->partition)) {
+        if (strcmp(key, sc->offsets_key) == 0 || (part = record_partition(m->payload, m->len)) < 0) {
+                rec = json_loadb(m->payload, m->len, 0, NULL);
+                if (!rec)
+                        return 0;
+                if (strcmp(key, sc->offsets_key) == 0)
+                        part = sc->partition;
+                else if (json_unpack(rec, "{s:I}", "partition", &part) < 0)
+                        part = -1;
                 json_decref(rec);
-                return 0;
         }
-        json_decref(rec);
+        if (part != sc->partition)
+                return 0;
         val = strndup(m->payload, m->len);
         if (!val)
                 return -ENOMEM;
@@ -967,6 +1039,7 @@ static int scan_changelog(struct worker *w, struct changelog_scan *sc) {
         rd_kafka_assign(rk, l);
         while (remaining > 0 && r >= 0 && mono_ms() < deadline && !w->sig->stop) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                watchdog_kick(w);
                 if (!m)
                         continue;
                 if (!m->err)
@@ -1019,20 +1092,31 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
                         free(text);
                         json_decref(rec);
                 }
-                if (n == 256 || (last && (n > 0 || offsets_json))) {
+                if (n == 256 || last) {
+                        /* The offsets go last, always: they mark the
+                         * partition restored (-1/-1, from the beginning,
+                         * when the changelog holds none). */
                         if (last && offsets_json) {
                                 json_t *rec = json_loads(offsets_json, 0, NULL);
                                 json_int_t rel = -1, sub = -1;
                                 const char *m = NULL;
                                 if (rec && json_unpack(rec, "{s:I, s:I, s?s}", "rel", &rel, "sub", &sub, "marks", &m) == 0) {
-                                        sp.set_offsets = true;
                                         sp.offsets = (struct mcd_offsets){.rel = rel, .sub = sub};
                                         marks = m && *m ? strdup(m) : NULL;
                                         sp.marks = marks;
                                         marks_parse(w, marks, from);
+                                } else {
+                                        log_error("partition %" PRId32 ": the changelog's offsets record is unreadable",
+                                                  p->partition);
+                                        r = -EBADMSG;
                                 }
                                 json_decref(rec);
+                        } else if (last) {
+                                sp.offsets = (struct mcd_offsets){.rel = -1, .sub = -1};
                         }
+                        sp.set_offsets = last;
+                        if (r < 0)
+                                break;
                         b.n_customers = n;
                         r = mcd_store_commit(w->store, &b);
                         restored += n;
@@ -1052,10 +1136,11 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
         return r;
 }
 
-/* A partition claimed for the first time in this Redis (generation 1): Redis
- * is new, or lost its data.  What the changelog holds for the partition is
- * written back, and the outputs already on the topics after the recorded
- * marks are remembered, so that re-processing does not publish them again. */
+/* A partition without offsets in Redis: Redis is new, or lost its data.
+ * What the changelog holds for the partition is written back, its offsets
+ * last (a restore cut short by a crash is done again), and the outputs
+ * already on the topics after the recorded marks are remembered, so that
+ * re-processing does not publish them again. */
 static int rebuild_partition(struct worker *w, struct pair *p) {
         struct changelog_scan sc = {.partition = p->partition};
         int64_t *from[2] = {calloc((size_t)w->n_out_parts[0] + 1, 8), calloc((size_t)w->n_out_parts[1] + 1, 8)};
@@ -1073,11 +1158,10 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
                 r = mcd_kafka_flush(w->producer, 30000);        /* our own changelog appends first */
         if (r >= 0)
                 r = scan_changelog(w, &sc);
-        if (r >= 0 && sc.latest.n > 0) {
+        if (r >= 0)
                 r = restore_partition(w, p, &sc, from);
-                if (r >= 0)
-                        r = collect_published(w, from);
-        }
+        if (r >= 0 && mcd_strmap_get(&sc.latest, sc.offsets_key))
+                r = collect_published(w, from);
         scan_free(&sc);
         free(from[0]);
         free(from[1]);
@@ -1085,8 +1169,6 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
                 log_error("partition %" PRId32 ": cannot rebuild from the changelog: %s", p->partition, strerror(-r));
         return r;
 }
-
-static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused);
 
 /* Where a side starts reading: its stored offset, or the partition's first
  * offset when nothing was stored, asked of the broker.  Always a concrete
@@ -1118,6 +1200,7 @@ static int start_offset(struct worker *w, const struct pair *p, int t, int64_t s
 static int pair_init(struct worker *w, struct pair *p) {
         rd_kafka_topic_partition_list_t *l;
         rd_kafka_error_t *e;
+        bool stored;
         int r;
 
         if (p->phase == PAIR_INIT) {
@@ -1125,10 +1208,14 @@ static int pair_init(struct worker *w, struct pair *p) {
                 if (r < 0)
                         return r;
                 p->phase = PAIR_RECONCILE;
-                p->rebuild = p->generation == 1;
+                r = mcd_store_offsets_stored(w->store, p->partition, &stored);
+                if (r < 0) {
+                        p->phase = PAIR_INIT;
+                        return r;
+                }
+                p->rebuild = !stored;
         }
-        /* A failed rebuild is tried again under the same claim: claiming
-         * anew would find generation 2 and skip the rebuild. */
+        /* A failed rebuild is tried again under the same claim. */
         if (p->rebuild) {
                 r = rebuild_partition(w, p);
                 if (r < 0)
@@ -1165,10 +1252,12 @@ static int pair_init(struct worker *w, struct pair *p) {
         p->stream_time = INT64_MIN;
         set_side_paused(w, p, REL, false);
         set_side_paused(w, p, SUB, false);
+        r = sub_start(w, p);
+        if (r < 0)
+                return r;
         p->phase = PAIR_READY;
         p->incarnation = ++w->pairs_epoch;
         set_paused(w, p, false);
-        sync_sub_assignment(w);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);
         return 0;
@@ -1977,11 +2066,7 @@ static void batch_abort(struct worker *w, int r) {
                         log_warning("partition %" PRId32 " is owned by another instance (generation %" PRId64
                                     " > %" PRId64 "); fenced",
                                     p->partition, gen, p->generation);
-                        q_clear(&p->q[REL]);
-                        q_clear(&p->q[SUB]);
-                        p->phase = PAIR_FENCED;
-                        w->pairs_epoch++;
-                        set_paused(w, p, true);
+                        pair_fence(w, p);
                         continue;
                 }
                 pair_restart(w, p);
@@ -2659,12 +2744,10 @@ static void reload(struct worker *w) {
 int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         struct worker w = {.cfg = cfg, .sig = sig};
         bool ready_sent = false;
-        uint64_t watchdog_usec = 0;
-        int64_t next_watchdog = 0;
         int r;
 
-        if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
-                watchdog_usec = 0;
+        if (sd_watchdog_enabled(0, &w.watchdog_usec) <= 0)
+                w.watchdog_usec = 0;
         r = worker_setup(&w);
         if (r < 0)
                 goto out;
@@ -2679,10 +2762,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         log_notice("consuming %s and %s as group %s", cfg->topic_relationships, cfg->topic_subscriptions,
                    mcd_config_kafka(cfg, "group.id"));
         while (!sig->stop) {
-                if (watchdog_usec && mono_us() >= next_watchdog) {
-                        sd_notify(0, "WATCHDOG=1");     /* the loop is alive */
-                        next_watchdog = mono_us() + (int64_t)watchdog_usec / 2;
-                }
+                watchdog_kick(&w);      /* the loop is alive */
                 if (sig->reload) {
                         sig->reload = 0;
                         reload(&w);

@@ -47,6 +47,25 @@ kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
 ok $? "daemon exits 0 on SIGTERM"
 grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka " | sort | uniq -c | sort -rn | head -8 | diag
+
+# A restore cut short (the daemon killed while rebuilding, say): Redis keeps
+# the generations and the meta key, not the offsets nor the customers.  The
+# next start must rebuild again, and publish nothing twice.
+redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:*' | grep -v -e '^mcd:gen:' -e '^mcd:meta$' |
+        xargs -r redis-cli -p "$REDIS_PORT" del > /dev/null
+[ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | wc -l)" -eq 0 ] &&
+        [ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:gen:*' | wc -l)" -eq 4 ]
+ok $? "Redis left with the generations of the 4 partitions, without offsets or customers"
+start_daemon "$TMP/mcd.conf" "$TMP/daemon2.log"
+wait_until 60 grep -q "ready: " "$TMP/daemon2.log"
+ok $? "the daemon starts again"
+sleep 3
+[ "$(grep -c "restored .* from the changelog" "$TMP/daemon2.log")" -eq 4 ]
+ok $? "each partition was rebuilt from the changelog ($(grep -c "restored .* from the changelog" "$TMP/daemon2.log") of 4)"
+assert_exactly_once "$TMP/mcd.conf" "after the second rebuild: "
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
 kill -KILL "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
 wait "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
 rm -rf "$TMP/redis"
