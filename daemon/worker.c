@@ -1154,8 +1154,12 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
          * (drop_fenced) has none yet. */
         if (r >= 0)
                 r = mcd_store_init_meta(w->store, NULL);
+        /* Our own changelog appends first: what is delivered releases its
+         * batches' records, and they reach the topic before it is read. */
+        if (r >= 0 && (w->n_pending > 0 || w->n_clog > 0))
+                publish_pending(w, 30000);
         if (r >= 0)
-                r = mcd_kafka_flush(w->producer, 30000);        /* our own changelog appends first */
+                r = mcd_kafka_flush(w->producer, 30000);
         if (r >= 0)
                 r = scan_changelog(w, &sc);
         if (r >= 0)
