@@ -1860,6 +1860,15 @@ static int batch_due(struct worker *w, struct batch *b, int64_t now) {
                 if (pair_idle(w, w->pairs[i]))
                         parts[n_parts++] = w->pairs[i]->partition;
         r = mcd_store_due(w->store, parts, n_parts, now, 1000, &ids, &id_parts, &n);
+        /* Idle, nothing due: is the state still there?  A Redis restarted
+         * empty has no due index either, and would otherwise be found only
+         * by the next commit, whenever input comes. */
+        if (r >= 0 && n == 0 && n_parts > 0) {
+                bool exists = true;
+                r = mcd_store_meta_exists(w->store, &exists);
+                if (r >= 0 && !exists)
+                        r = -ENODATA;
+        }
         for (size_t j = 0; r >= 0 && j < n; j++)
                 r = batch_add_id(b, ids[j], id_parts[j]);
         mcd_store_ids_free(ids, n);

@@ -63,6 +63,15 @@ sleep 3
 [ "$(grep -c "restored .* from the changelog" "$TMP/daemon2.log")" -eq 4 ]
 ok $? "each partition was rebuilt from the changelog ($(grep -c "restored .* from the changelog" "$TMP/daemon2.log") of 4)"
 assert_exactly_once "$TMP/mcd.conf" "after the second rebuild: "
+
+# Redis emptied under the idle daemon, its connection kept (FLUSHALL, as a
+# failover to an empty replica would): the daemon notices without input (its
+# due scan finds the state gone) and rebuilds, timers included.
+redis-cli -p "$REDIS_PORT" flushall > /dev/null
+ok $? "Redis emptied (FLUSHALL) under the idle daemon"
+wait_until 60 compare_states "$TMP/mcd.conf" "$TMP/want_states"
+ok $? "the idle daemon rebuilt Redis: replay's final state for all $(wc -l < "$TMP/want_states") customers"
+diff "$TMP/want_states" "$TMP/redis_states" | head -4 | cut -c1-250 | diag
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
 ok $? "daemon exits 0 on SIGTERM"
