@@ -86,6 +86,11 @@ struct pair {
         uint64_t incarnation;        /* distinct each time the pair becomes ready */
         bool rebuild;                /* claimed first in this Redis: restore from the changelog */
         bool sub_assigned;           /* the subscriptions side is in sub_reader's assignment */
+        /* A restart dropped frames of this batch unsent: the changelog
+         * records of the partition from it on wait.  If Redis still holds
+         * the outbox, the frames are reconciled and the records go out; if
+         * Redis lost it, the rebuild drops them.  UINT64_MAX: none held. */
+        uint64_t clog_hold;
 };
 
 /* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
@@ -310,6 +315,7 @@ static struct pair *pair_add(struct worker *w, int32_t partition) {
         p->phase = PAIR_INIT;
         p->expect[REL] = p->expect[SUB] = -1;
         p->stream_time = INT64_MIN;
+        p->clog_hold = UINT64_MAX;
         w->pairs[w->n_pairs++] = p;
         w->pairs_epoch++;
         return p;
@@ -399,15 +405,12 @@ static void pair_fence(struct worker *w, struct pair *p) {
         sub_stop(w, p);
 }
 
-static void clog_drop(struct worker *w, int32_t partition, uint64_t from);
-
 /* Back to INIT: buffered messages dropped, re-read from Redis's offsets.
  * Frames of the partition not yet handed to the producer are dropped too:
  * the outbox in Redis still holds them (and INIT reconciles it), or Redis
  * lost them with the state that made them, which re-processing re-derives;
  * sending them as well would publish them twice.  The changelog records of
- * their batches go with them: appended, they would let a rebuild skip what
- * the dropped frames said. */
+ * their batches are held until it is known which (clog_hold). */
 static void pair_restart(struct worker *w, struct pair *p) {
         uint64_t first_dropped = UINT64_MAX;
         size_t kept = 0;
@@ -424,7 +427,8 @@ static void pair_restart(struct worker *w, struct pair *p) {
                 w->pending[kept++] = pf;
         }
         w->n_pending = kept;
-        clog_drop(w, p->partition, first_dropped);
+        if (first_dropped < p->clog_hold)
+                p->clog_hold = first_dropped;
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->phase = PAIR_INIT;
@@ -797,25 +801,35 @@ static int clog_push(struct worker *w, uint64_t batch, int32_t partition, const 
         return 0;
 }
 
-/* Appends the changelog records of every batch older than `upto`. */
-static void clog_release(struct worker *w, uint64_t upto) {
-        size_t k = 0;
+static bool clog_held(struct worker *w, const struct clog *c) {
+        const struct pair *p = pair_find(w, c->partition);
+        return p && c->batch >= p->clog_hold;
+}
 
-        while (k < w->n_clog && w->clog[k].batch < upto) {
-                changelog_produce(w, w->clog[k].key, w->clog[k].value);
-                free(w->clog[k].key);
-                free(w->clog[k].value);
-                k++;
+/* Appends the changelog records of every batch older than `upto`, but
+ * those held (a partition's records are independent of the others'). */
+static void clog_release(struct worker *w, uint64_t upto) {
+        size_t kept = 0;
+        bool holds = false;
+
+        for (size_t i = 0; i < w->n_pairs && !holds; i++)
+                holds = w->pairs[i]->clog_hold != UINT64_MAX;
+        for (size_t i = 0; i < w->n_clog; i++) {
+                struct clog *c = &w->clog[i];
+                if (c->batch >= upto || (holds && clog_held(w, c))) {
+                        w->clog[kept++] = *c;
+                        continue;
+                }
+                changelog_produce(w, c->key, c->value);
+                free(c->key);
+                free(c->value);
         }
-        if (k == 0)
-                return;
-        memmove(w->clog, w->clog + k, (w->n_clog - k) * sizeof(*w->clog));
-        w->n_clog -= k;
+        w->n_clog = kept;
 }
 
 /* Forgets a partition's records of batch `from` on: frames of that batch
- * were dropped unpublished, and the changelog must not say more than the
- * output topics do.  What they recorded is derived again. */
+ * were dropped unpublished and Redis lost them, and the changelog must not
+ * say more than the output topics do.  What they recorded is derived again. */
 static void clog_drop(struct worker *w, int32_t partition, uint64_t from) {
         size_t kept = 0;
 
@@ -1154,6 +1168,7 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
          * (drop_fenced) has none yet. */
         if (r >= 0)
                 r = mcd_store_init_meta(w->store, NULL);
+        clog_drop(w, p->partition, p->clog_hold);
         /* Our own changelog appends first: what is delivered releases its
          * batches' records, and they reach the topic before it is read. */
         if (r >= 0 && (w->n_pending > 0 || w->n_clog > 0))
@@ -1261,6 +1276,7 @@ static int pair_init(struct worker *w, struct pair *p) {
                 return r;
         p->phase = PAIR_READY;
         p->incarnation = ++w->pairs_epoch;
+        p->clog_hold = UINT64_MAX;      /* rebuilt, or its outbox reconciled */
         set_paused(w, p, false);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);

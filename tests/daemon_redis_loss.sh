@@ -75,45 +75,70 @@ diff "$TMP/want_states" "$TMP/redis_states" | head -4 | cut -c1-250 | diag
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
 ok $? "daemon exits 0 on SIGTERM"
-kill -KILL "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
-wait "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
-rm -rf "$TMP/redis"
 
-# Redis lost after a batch's commit, before its publish (the daemon stopped
-# there by fault injection): the batch is derived again from the changelog's
-# older state, and the rules' clock must go back with it.  Scenario 05, in
-# 2031: the parked switch's grace ends at 09:12, before the acceptance at
-# 09:30, so it is rejected; with the clock left at the batch's end (09:31) it
-# would be parked until 09:41 and switched instead, under the same event id.
+# Between a batch's commit and its publish (the daemon stopped there by
+# fault injection), on one partition, with scenario 05 moved to 2031:
+#   lost: Redis restarted empty.  The batch is derived again from the
+#     changelog's older state, and the rules' clock must go back with it:
+#     the parked switch's grace ends at 09:12, before the acceptance at 09:30,
+#     so it is rejected; with the clock left at the batch's end (09:31) it
+#     would be parked until 09:41 and switched instead, under the same id.
+#   kept: Redis down a while, its data kept.  The daemon restarts the
+#     partition, dropping the unsent frames; their changelog records are
+#     held until the outbox is reconciled, then appended: emptied
+#     afterwards, Redis is rebuilt from them, and nothing is published twice.
 stopped() {  # stopped PID: the process is in state T (stopped)
         [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
 }
-start_redis; start_kafka 1
-ok $? "second case: Redis and a one-partition mock cluster started"
-write_config "$TMP/mcd.conf" "batch.max_events = 100" "batch.wait = 2s" "merge_wait = 20ms"
-sed 's/"2026-/"2031-/g' "$MCD_SRCDIR/tests/scenarios/05-parked-event-expires-without-acceptance.jsonl" > "$TMP/in.jsonl"
-$MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
-ok $? "published scenario 05, moved to 2031 ($(wc -l < "$TMP/want") outcomes expected)"
-MCD_FAULT_STOP_BEFORE_PUBLISH=1 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/stopped.log" &
-DAEMON_PID=$!
-PIDS="$PIDS $DAEMON_PID"
-wait_until 60 stopped "$DAEMON_PID"
-ok $? "the daemon committed its first batch and stopped before publishing it"
-offs="$(redis-cli -p "$REDIS_PORT" hget mcd:off:0 rel)/$(redis-cli -p "$REDIS_PORT" hget mcd:off:0 sub)"
-[ "$offs" = 2/3 ]
-ok $? "the batch held all 5 events (next offsets $offs, want 2/3)"
-kill -KILL "$REDIS_PID"
-wait "$REDIS_PID" 2>/dev/null
-rm -rf "$TMP/redis"
-start_redis "$REDIS_PORT"
-ok $? "Redis restarted empty"
-kill -CONT "$DAEMON_PID"
-wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
-ok $? "the daemon, continued, derives the batch again"
-sleep 2
-assert_exactly_once "$TMP/mcd.conf" "second case: "
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stopped_case() {  # stopped_case lost|kept
+        kill -KILL "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
+        wait "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
+        rm -rf "$TMP/redis"
+        start_redis; start_kafka 1
+        ok $? "$1: Redis and a one-partition mock cluster started"
+        write_config "$TMP/mcd.conf" "batch.max_events = 100" "batch.wait = 2s" "merge_wait = 20ms"
+        sed 's/"2026-/"2031-/g' "$MCD_SRCDIR/tests/scenarios/05-parked-event-expires-without-acceptance.jsonl" > "$TMP/in.jsonl"
+        $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
+        ok $? "$1: published scenario 05, moved to 2031 ($(wc -l < "$TMP/want") outcomes expected)"
+        MCD_FAULT_STOP_BEFORE_PUBLISH=1 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/$1.log" &
+        DAEMON_PID=$!
+        PIDS="$PIDS $DAEMON_PID"
+        wait_until 60 stopped "$DAEMON_PID"
+        ok $? "$1: the daemon committed its first batch and stopped before publishing it"
+        offs="$(redis-cli -p "$REDIS_PORT" hget mcd:off:0 rel)/$(redis-cli -p "$REDIS_PORT" hget mcd:off:0 sub)"
+        [ "$offs" = 2/3 ]
+        ok $? "$1: the batch held all 5 events (next offsets $offs, want 2/3)"
+        if [ "$1" = lost ]; then
+                kill -KILL "$REDIS_PID"
+                wait "$REDIS_PID" 2>/dev/null
+                rm -rf "$TMP/redis"
+                start_redis "$REDIS_PORT"
+                ok $? "$1: Redis restarted empty"
+                kill -CONT "$DAEMON_PID"
+        else
+                redis-cli -p "$REDIS_PORT" shutdown > /dev/null 2>&1
+                wait "$REDIS_PID" 2>/dev/null
+                kill -CONT "$DAEMON_PID"
+                wait_until 30 grep -q "Redis at .* unreachable" "$TMP/$1.log"
+                ok $? "$1: the daemon, continued, finds Redis down"
+                start_redis "$REDIS_PORT"
+        fi
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
+        ok $? "$1: the daemon publishes the batch's outcomes"
+        sleep 2
+        assert_exactly_once "$TMP/mcd.conf" "$1: "
+        if [ "$1" = kept ]; then
+                redis-cli -p "$REDIS_PORT" flushall > /dev/null
+                wait_until 30 grep -q "restored 1 customers and offsets 2/3" "$TMP/$1.log"
+                ok $? "$1: emptied afterwards, Redis is rebuilt from the batch's changelog records"
+                sleep 2
+                assert_exactly_once "$TMP/mcd.conf" "$1, rebuilt: "
+        fi
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "$1: daemon exits 0 on SIGTERM"
+}
+stopped_case lost
+stopped_case kept
 tap_done
