@@ -405,6 +405,20 @@ static void pair_fence(struct worker *w, struct pair *p) {
         sub_stop(w, p);
 }
 
+/* After a commit refused as stale: if Redis says another instance has
+ * claimed the partition since, the pair is fenced (the rebalance takes it
+ * away; it is never claimed back) and true returned. */
+static bool fence_if_taken(struct worker *w, struct pair *p) {
+        int64_t gen = 0;
+
+        if (mcd_store_generation(w->store, p->partition, &gen) < 0 || gen <= p->generation)
+                return false;
+        log_warning("partition %" PRId32 " is owned by another instance (generation %" PRId64 " > %" PRId64 "); fenced",
+                    p->partition, gen, p->generation);
+        pair_fence(w, p);
+        return true;
+}
+
 /* Back to INIT: buffered messages dropped, re-read from Redis's offsets.
  * Frames of the partition not yet handed to the producer are dropped too:
  * the outbox in Redis still holds them (and INIT reconciles it), or Redis
@@ -1234,7 +1248,7 @@ static int pair_init(struct worker *w, struct pair *p) {
                 }
                 p->rebuild = !stored;
         }
-        /* A failed rebuild is tried again under the same claim. */
+        /* A failed rebuild is tried again (pair_init_failed). */
         if (p->rebuild) {
                 r = rebuild_partition(w, p);
                 if (r < 0)
@@ -1281,6 +1295,25 @@ static int pair_init(struct worker *w, struct pair *p) {
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);
         return 0;
+}
+
+/* A pair that could not become ready.  Failures on Kafka's side are tried
+ * again under the same claim.  A Redis that stopped answering, or lost its
+ * data meanwhile, may have lost the claim as well: the pair is claimed
+ * again, and its offsets checked again for a rebuild; unless the claim was
+ * lost to another instance, which fences it. */
+static void pair_init_failed(struct worker *w, struct pair *p, int r) {
+        if (redis_unreachable(r)) {
+                w->redis_ok = false;
+                p->phase = PAIR_INIT;
+        } else if (r == -ESTALE || r == -ENODATA) {
+                if (r == -ESTALE && fence_if_taken(w, p))
+                        return;
+                log_warning("partition %" PRId32 ": Redis lost its claim; claiming it again", p->partition);
+                p->phase = PAIR_INIT;
+        } else {
+                log_warning("partition %" PRId32 ": not ready yet: %s", p->partition, strerror(-r));
+        }
 }
 
 /* --------------------------------------------------------------- polling -- */
@@ -2086,18 +2119,10 @@ static void batch_abort(struct worker *w, int r) {
         }
         for (size_t i = 0; i < w->n_pairs; i++) {
                 struct pair *p = w->pairs[i];
-                int64_t gen = 0;
                 if (p->phase != PAIR_READY)
                         continue;
-                /* Fenced: another instance owns the partition now; wait for
-                 * the rebalance to take it away, never claim it back. */
-                if (r == -ESTALE && mcd_store_generation(w->store, p->partition, &gen) == 0 && gen > p->generation) {
-                        log_warning("partition %" PRId32 " is owned by another instance (generation %" PRId64
-                                    " > %" PRId64 "); fenced",
-                                    p->partition, gen, p->generation);
-                        pair_fence(w, p);
+                if (r == -ESTALE && fence_if_taken(w, p))
                         continue;
-                }
                 pair_restart(w, p);
         }
 }
@@ -2812,14 +2837,8 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                         continue;
                 for (size_t i = 0; i < w.n_pairs; i++) {
                         struct pair *p = w.pairs[i];
-                        if (p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) {
-                                r = pair_init(&w, p);
-                                if (redis_unreachable(r))
-                                        w.redis_ok = false;
-                                else if (r < 0)
-                                        log_warning("partition %" PRId32 ": not ready yet: %s", p->partition,
-                                                    strerror(-r));
-                        }
+                        if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(&w, p)) < 0)
+                                pair_init_failed(&w, p, r);
                 }
                 poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, batch_events(&w));
                 r = process_batch(&w);
