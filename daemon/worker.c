@@ -368,7 +368,7 @@ static void sub_stop(struct worker *w, struct pair *p) {
         rd_kafka_topic_partition_list_t *l;
         rd_kafka_error_t *e;
 
-        if (!p->sub_assigned)
+        if (!p->sub_assigned || !w->sub_reader)
                 return;
         set_side_paused(w, p, SUB, false);      /* a pause could outlive the assignment */
         l = rd_kafka_topic_partition_list_new(1);
@@ -2597,14 +2597,16 @@ static void worker_teardown(struct worker *w) {
                 rd_kafka_consumer_close(w->consumer);   /* leaves the group cleanly */
                 rd_kafka_destroy(w->consumer);
         }
+        /* Pairs the close did not revoke leave sub_reader's assignment
+         * while it still exists. */
+        for (size_t i = w->n_pairs; i > 0; i--)
+                pair_remove(w, w->pairs[i - 1]->partition);
+        free(w->pairs);
         if (w->sub_reader) {
                 rd_kafka_assign(w->sub_reader, NULL);
                 rd_kafka_consumer_close(w->sub_reader);
                 rd_kafka_destroy(w->sub_reader);
         }
-        for (size_t i = w->n_pairs; i > 0; i--)
-                pair_remove(w, w->pairs[i - 1]->partition);
-        free(w->pairs);
         if (w->producer) {
                 rd_kafka_flush(w->producer, 5000);
                 rd_kafka_destroy(w->producer);
