@@ -48,6 +48,9 @@ enum { REL = 0, SUB = 1 };
 enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
 
 #define CHANGELOG_OFFSETS_KEY "__offsets__:"
+/* A customer's changelog record is {"partition":N,"state":{...}}; rebuilds
+ * read N off the front (record_partition). */
+#define CHANGELOG_STATE_FRONT "{\"partition\":"
 
 /* A buffered input message: a copy of what the daemon uses of it.  Holding
  * the rd_kafka_message_t instead would pin the whole fetch response it came
@@ -84,7 +87,6 @@ struct pair {
         bool side_paused[2];         /* paused for backpressure */
         size_t untrimmed;            /* delivered frames still at the outbox head */
         uint64_t incarnation;        /* distinct each time the pair becomes ready */
-        bool rebuild;                /* claimed first in this Redis: restore from the changelog */
         bool sub_assigned;           /* the subscriptions side is in sub_reader's assignment */
         /* A restart dropped frames of this batch unsent: the changelog
          * records of the partition from it on wait.  If Redis still holds
@@ -338,6 +340,33 @@ static void pair_remove(struct worker *w, int32_t partition) {
 
 static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused);
 
+enum side_op { SIDE_SEEK, SIDE_ASSIGN, SIDE_UNASSIGN };
+
+/* One side of a pair on its handle: sought to `offset`, added to the
+ * handle's assignment there, or removed from it.  Logs, and returns -EAGAIN,
+ * when librdkafka refuses. */
+static int side_op(struct worker *w, const struct pair *p, int t, enum side_op op, int64_t offset) {
+        static const char *const what[] = {"seek", "assign", "unassign"};
+        rd_kafka_t *rk = t == REL ? w->consumer : w->sub_reader;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_error_t *e;
+
+        rd_kafka_topic_partition_list_add(l, topic_of(w, t), p->partition)->offset = offset;
+        if (op == SIDE_SEEK)
+                e = rd_kafka_seek_partitions(rk, l, 5000);
+        else if (op == SIDE_ASSIGN)
+                e = rd_kafka_incremental_assign(rk, l);
+        else
+                e = rd_kafka_incremental_unassign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (!e)
+                return 0;
+        log_warning("partition %" PRId32 ": cannot %s %s: %s", p->partition, what[op], topic_of(w, t),
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -EAGAIN;
+}
+
 /* The subscriptions side of a pair, on its assign()-only handle, one
  * partition at a time: added when the pair first becomes ready, at its
  * expected offset, and sought there when it becomes ready again; removed
@@ -345,43 +374,19 @@ static void set_side_paused(struct worker *w, struct pair *p, int t, bool paused
  * instead would restart every other side's fetch, and a pause racing a
  * fresh assignment can stop a partition for good (librdkafka issue 5591). */
 static int sub_start(struct worker *w, struct pair *p) {
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_error_t *e;
+        int r = side_op(w, p, SUB, p->sub_assigned ? SIDE_SEEK : SIDE_ASSIGN, p->expect[SUB]);
 
-        rd_kafka_topic_partition_list_add(l, w->cfg->topic_subscriptions, p->partition)->offset = p->expect[SUB];
-        if (p->sub_assigned)
-                e = rd_kafka_seek_partitions(w->sub_reader, l, 5000);
-        else
-                e = rd_kafka_incremental_assign(w->sub_reader, l);
-        rd_kafka_topic_partition_list_destroy(l);
-        if (e) {
-                log_warning("partition %" PRId32 ": cannot start reading %s: %s", p->partition,
-                            w->cfg->topic_subscriptions, rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-                return -EAGAIN;
-        }
-        p->sub_assigned = true;
-        return 0;
+        if (r == 0)
+                p->sub_assigned = true;
+        return r;
 }
 
 static void sub_stop(struct worker *w, struct pair *p) {
-        rd_kafka_topic_partition_list_t *l;
-        rd_kafka_error_t *e;
-
         if (!p->sub_assigned || !w->sub_reader)
                 return;
         set_side_paused(w, p, SUB, false);      /* a pause could outlive the assignment */
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, w->cfg->topic_subscriptions, p->partition);
-        e = rd_kafka_incremental_unassign(w->sub_reader, l);
-        rd_kafka_topic_partition_list_destroy(l);
-        if (e) {
-                log_error("partition %" PRId32 ": cannot stop reading %s: %s", p->partition,
-                          w->cfg->topic_subscriptions, rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-                return;
-        }
-        p->sub_assigned = false;
+        if (side_op(w, p, SUB, SIDE_UNASSIGN, RD_KAFKA_OFFSET_INVALID) == 0)
+                p->sub_assigned = false;
 }
 
 static void set_paused(struct worker *w, struct pair *p, bool paused) {
@@ -977,7 +982,7 @@ static void scan_free(struct changelog_scan *sc) {
  * reads the whole changelog, and parsing each state there would cost a JSON
  * parse per record and partition.  -1 for any other form (parsed instead). */
 static json_int_t record_partition(const char *v, size_t len) {
-        static const char front[] = "{\"partition\":";
+        static const char front[] = CHANGELOG_STATE_FRONT;
         size_t i = sizeof(front) - 1;
         json_int_t part = 0;
 
@@ -1231,8 +1236,6 @@ static int start_offset(struct worker *w, const struct pair *p, int t, int64_t s
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 static int pair_init(struct worker *w, struct pair *p) {
-        rd_kafka_topic_partition_list_t *l;
-        rd_kafka_error_t *e;
         bool stored;
         int r;
 
@@ -1241,20 +1244,15 @@ static int pair_init(struct worker *w, struct pair *p) {
                 if (r < 0)
                         return r;
                 p->phase = PAIR_RECONCILE;
-                r = mcd_store_offsets_stored(w->store, p->partition, &stored);
-                if (r < 0) {
-                        p->phase = PAIR_INIT;
-                        return r;
-                }
-                p->rebuild = !stored;
         }
-        /* A failed rebuild is tried again (pair_init_failed). */
-        if (p->rebuild) {
+        /* No offsets: Redis is new or lost the partition, or a rebuild was
+         * cut short (the restore writes them last).  A failed rebuild is
+         * tried again (pair_init_failed). */
+        r = mcd_store_offsets_stored(w->store, p->partition, &stored);
+        if (r >= 0 && !stored)
                 r = rebuild_partition(w, p);
-                if (r < 0)
-                        return r;
-                p->rebuild = false;
-        }
+        if (r < 0)
+                return r;
         r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
         if (r < 0)
                 return r;
@@ -1266,16 +1264,9 @@ static int pair_init(struct worker *w, struct pair *p) {
         if ((r = start_offset(w, p, REL, p->committed.rel, &p->expect[REL])) < 0 ||
             (r = start_offset(w, p, SUB, p->committed.sub, &p->expect[SUB])) < 0)
                 return r;
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, w->cfg->topic_relationships, p->partition)->offset = p->expect[REL];
-        e = rd_kafka_seek_partitions(w->consumer, l, 5000);
-        if (e) {
-                log_warning("partition %" PRId32 ": seek failed: %s", p->partition, rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-                rd_kafka_topic_partition_list_destroy(l);
-                return -EAGAIN;
-        }
-        rd_kafka_topic_partition_list_destroy(l);
+        r = side_op(w, p, REL, SIDE_SEEK, p->expect[REL]);
+        if (r < 0)
+                return r;
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         p->at_end[REL] = p->at_end[SUB] = false;
@@ -2070,7 +2061,7 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
 
         for (size_t i = 0; r >= 0 && i < b->n_ids; i++) {
                 char *val = NULL;
-                if (asprintf(&val, "{\"partition\":%" PRId32 ",\"state\":%s}", b->id_partition[i], b->json[i]) < 0)
+                if (asprintf(&val, CHANGELOG_STATE_FRONT "%" PRId32 ",\"state\":%s}", b->id_partition[i], b->json[i]) < 0)
                         return -ENOMEM;
                 r = clog_push(w, seq, b->id_partition[i], b->ids[i], val);
                 if (r < 0)

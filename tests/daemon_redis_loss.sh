@@ -28,9 +28,7 @@ start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
 wait_until 60 outcomes_at_least "$TMP/mcd.conf" 300
 ok $? "daemon is processing"
 
-kill -KILL "$REDIS_PID"
-wait "$REDIS_PID" 2>/dev/null
-rm -rf "$TMP/redis"
+lose_redis
 before=$(count_outcomes "$TMP/mcd.conf")
 start_redis "$REDIS_PORT"
 ok $? "Redis restarted empty on the same port after $before outcomes"
@@ -87,13 +85,8 @@ ok $? "daemon exits 0 on SIGTERM"
 #     partition, dropping the unsent frames; their changelog records are
 #     held until the outbox is reconciled, then appended: emptied
 #     afterwards, Redis is rebuilt from them, and nothing is published twice.
-stopped() {  # stopped PID: the process is in state T (stopped)
-        [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
-}
 stopped_case() {  # stopped_case lost|kept
-        kill -KILL "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
-        wait "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
-        rm -rf "$TMP/redis"
+        stop_services
         start_redis; start_kafka 1
         ok $? "$1: Redis and a one-partition mock cluster started"
         write_config "$TMP/mcd.conf" "batch.max_events = 100" "batch.wait = 2s" "merge_wait = 20ms"
@@ -110,9 +103,7 @@ stopped_case() {  # stopped_case lost|kept
         [ "$offs" = 2/3 ]
         ok $? "$1: the batch held all 5 events (next offsets $offs, want 2/3)"
         if [ "$1" = lost ]; then
-                kill -KILL "$REDIS_PID"
-                wait "$REDIS_PID" 2>/dev/null
-                rm -rf "$TMP/redis"
+                lose_redis
                 start_redis "$REDIS_PORT"
                 ok $? "$1: Redis restarted empty"
                 kill -CONT "$DAEMON_PID"

@@ -14,10 +14,6 @@ now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 $MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
 n_want=$(wc -l < "$TMP/want")
 
-stopped() {  # stopped PID: the process is in state T (stopped)
-        [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
-}
-
 run_case() {  # run_case WHERE: commit | publish
         where=$1
         start_redis
@@ -53,9 +49,7 @@ run_case() {  # run_case WHERE: commit | publish
         ok $? "$where: A exits 0 on SIGTERM"
         wait "$B"
         ok $? "$where: B exits 0 on SIGTERM"
-        kill -KILL "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
-        wait "$REDIS_PID" "$KAFKA_PID" 2>/dev/null
-        rm -rf "$TMP/redis"
+        stop_services
 }
 
 for where in ${MCD_ZOMBIE_CASES:-commit publish}; do

@@ -63,6 +63,22 @@ start_redis() {  # start_redis [PORT]: sets REDIS_PORT; AOF on, as production sh
         wait_until 20 redis-cli -p "$REDIS_PORT" ping
 }
 
+lose_redis() {  # lose_redis: redis-server killed and its data dir deleted (a lost disk)
+        kill -KILL "$REDIS_PID" 2>/dev/null
+        wait "$REDIS_PID" 2>/dev/null
+        rm -rf "$TMP/redis"
+}
+
+stop_services() {  # stop_services: Redis lost as above, the mock cluster killed
+        lose_redis
+        kill -KILL "$KAFKA_PID" 2>/dev/null
+        wait "$KAFKA_PID" 2>/dev/null
+}
+
+stopped() {  # stopped PID: the process is in state T (stopped)
+        [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
+}
+
 start_kafka() {  # start_kafka PARTITIONS: a mock cluster in its own process; sets BOOTSTRAP
         rm -f "$TMP/bootstrap"
         "$MCD_BIN" mock-cluster --partitions "${1:-4}" > "$TMP/bootstrap" 2> "$TMP/mock.log" &
