@@ -162,12 +162,13 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                 {"config", required_argument, NULL, 'c'},
                 {"partitions", required_argument, NULL, 'p'},
                 {"brokers", required_argument, NULL, 'b'},
+                {"sync-group-delay", required_argument, NULL, 'd'},
                 {0},
         };
         struct mcd_worker_signals sig = {0};
         struct mcd_embedded *emb = NULL;
         const char *path = NULL;
-        long partitions = 4, brokers = 1;
+        long partitions = 4, brokers = 1, sync_delay = 0;
         struct mcd_config cfg;
         int c, r;
 
@@ -189,6 +190,12 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                         if (*end || brokers < 1 || brokers > 9)
                                 return mcd_cli_error("mock-cluster", "--brokers: expected 1..9, got '%s'", optarg);
                         break;
+                case 'd':
+                        sync_delay = strtol(optarg, &end, 10);
+                        if (*end || sync_delay < 1 || sync_delay > 600000)
+                                return mcd_cli_error("mock-cluster",
+                                                     "--sync-group-delay: expected 1..600000 (ms), got '%s'", optarg);
+                        break;
                 default:
                         return mcd_cli_error("mock-cluster", "unknown or incomplete option '%s'", argv[optind - 1]);
                 }
@@ -203,6 +210,8 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                 mcd_config_clear(&cfg);
                 return 1;
         }
+        if (sync_delay > 0 && mcd_embedded_delay_sync_group(emb, (int)sync_delay) < 0)
+                log_warning("mock-cluster: cannot delay SyncGroup responses");
         printf("%s\n", mcd_embedded_bootstraps(emb));
         fflush(stdout);
         /* SIGUSR1 takes the brokers down, SIGUSR2 brings them back: an

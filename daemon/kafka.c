@@ -280,6 +280,16 @@ void mcd_embedded_set_up(struct mcd_embedded *e, bool up) {
         log_notice("embedded Kafka: %d broker(s) %s", e->brokers, up ? "up" : "down");
 }
 
+#define KAFKA_API_SYNC_GROUP 14     /* the protocol's ApiKey; librdkafka's constant is internal */
+
+int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms) {
+        for (int32_t id = 1; id <= e->brokers; id++)
+                if (rd_kafka_mock_broker_push_request_error_rtts(e->cluster, id, KAFKA_API_SYNC_GROUP, 1,
+                                                                 RD_KAFKA_RESP_ERR_NO_ERROR, ms) != 0)
+                        return -EINVAL;
+        return 0;
+}
+
 void mcd_embedded_stop(struct mcd_embedded *e) {
         if (!e)
                 return;

@@ -34,6 +34,10 @@ const char *mcd_embedded_bootstraps(const struct mcd_embedded *e);
 /* Takes every broker of the cluster down (connections refused) or up again,
  * to rehearse a Kafka outage. */
 void mcd_embedded_set_up(struct mcd_embedded *e, bool up);
+/* Fault injection: every broker answers its next SyncGroup request `ms`
+ * late, so that a consumer stays between joining its group and receiving
+ * its assignment for that long.  0 or negative errno. */
+int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms);
 void mcd_embedded_stop(struct mcd_embedded *e);
 
 /* Waits up to timeout_ms for everything queued to be delivered or to fail;

@@ -172,6 +172,7 @@ struct worker {
         int64_t verified_at;         /* monotonic ms when that commit was sent */
         uint64_t watchdog_usec;      /* systemd's WatchdogSec, 0 when off */
         int64_t next_watchdog;       /* monotonic us of the next keep-alive */
+        bool group_synced;           /* an assignment (maybe empty) came from the group: see consumer_destroy */
 };
 
 /* The commit script checks every generation atomically.  Frames produced
@@ -464,6 +465,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 
         switch (err) {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+                w->group_synced = true;
+                log_debug("rebalance: %d partition(s) assigned", parts->cnt);
                 e = rd_kafka_incremental_assign(rk, parts);
                 for (int i = 0; i < parts->cnt; i++) {
                         struct pair *p = pair_add(w, parts->elems[i].partition);
@@ -2580,13 +2583,35 @@ static int worker_setup(struct worker *w) {
         return r;
 }
 
+/* The group consumer, closed: it has left the group.
+ *
+ * librdkafka before 2.3.0 asserts in rd_kafka_destroy() when its
+ * cooperative-sticky assignor has no state yet: a consumer that joined the
+ * group but was stopped before its first assignment arrived (librdkafka
+ * issue 4312).  The daemon would abort instead of exiting 0 when stopped
+ * during a rebalance, which a joining instance may wait out for seconds.
+ * Such a handle is not destroyed; it stays reachable from kept_consumer, and
+ * the process exit, which follows, releases it. */
+static rd_kafka_t *kept_consumer;
+
+static void consumer_destroy(struct worker *w) {
+        if (!w->group_synced && rd_kafka_version() < 0x020300ff) {
+                log_info("the consumer left the group before its first assignment; not destroyed "
+                         "(librdkafka %s would abort: its issue 4312)", rd_kafka_version_str());
+                kept_consumer = w->consumer;
+        } else {
+                rd_kafka_destroy(w->consumer);
+        }
+        w->consumer = NULL;
+}
+
 static void worker_teardown(struct worker *w) {
         batch_destroy(w->ahead);
         w->ahead = NULL;
         free_spent(w);
         if (w->consumer) {
                 rd_kafka_consumer_close(w->consumer);   /* leaves the group cleanly */
-                rd_kafka_destroy(w->consumer);
+                consumer_destroy(w);
         }
         /* Pairs the close did not revoke leave sub_reader's assignment
          * while it still exists. */

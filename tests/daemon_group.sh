@@ -36,8 +36,8 @@ start_daemon "$TMP/mcd.conf" "$TMP/i3.log"; I3=$DAEMON_PID
 ok $? "second third published while a third instance joins"
 sleep 4
 kill -TERM "$I1"
-wait "$I1"
-ok $? "instance 1 leaves the group cleanly (SIGTERM, exit 0)"
+wait "$I1"; st=$?
+ok $st "instance 1 leaves the group cleanly (SIGTERM, exit $st)"
 kill -KILL "$I2"
 wait "$I2" 2>/dev/null
 start_daemon "$TMP/mcd.conf" "$TMP/i4.log"; I4=$DAEMON_PID

@@ -79,9 +79,11 @@ stopped() {  # stopped PID: the process is in state T (stopped)
         [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
 }
 
-start_kafka() {  # start_kafka PARTITIONS: a mock cluster in its own process; sets BOOTSTRAP
+start_kafka() {  # start_kafka PARTITIONS [MOCK-CLUSTER OPTIONS]: a mock cluster in its own process; sets BOOTSTRAP
         rm -f "$TMP/bootstrap"
-        "$MCD_BIN" mock-cluster --partitions "${1:-4}" > "$TMP/bootstrap" 2> "$TMP/mock.log" &
+        _parts=${1:-4}
+        shift 2>/dev/null || true
+        "$MCD_BIN" mock-cluster --partitions "$_parts" "$@" > "$TMP/bootstrap" 2> "$TMP/mock.log" &
         KAFKA_PID=$!
         PIDS="$PIDS $KAFKA_PID"
         wait_until 30 test -s "$TMP/bootstrap" || return 1
