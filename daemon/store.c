@@ -964,6 +964,65 @@ int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {
         return r;
 }
 
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until) {
+        struct args a = {0};
+        int64_t v;
+
+        args_add_str(&a, "HSET");
+        args_add_key(&a, s, "redo", partition);
+        args_add_str(&a, "marks");
+        args_add_str(&a, marks);
+        args_add_str(&a, "rel");
+        args_addf(&a, "%" PRId64, until.rel);
+        args_add_str(&a, "sub");
+        args_addf(&a, "%" PRId64, until.sub);
+        return integer_command(s, &a, &v);
+}
+
+int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
+                       struct mcd_offsets *until) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *found = false;
+        *marks = NULL;
+        args_add_str(&a, "HMGET");
+        args_add_key(&a, s, "redo", partition);
+        args_add_str(&a, "marks");
+        args_add_str(&a, "rel");
+        args_add_str(&a, "sub");
+        r = command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+                r = -EBADMSG;
+        else if (reply->element[0]->type == REDIS_REPLY_NIL)
+                goto out;               /* none */
+        if (r == 0 && reply->element[0]->type != REDIS_REPLY_STRING)
+                r = -EBADMSG;
+        if (r == 0)
+                r = parse_int64(reply->element[1], &until->rel);
+        if (r == 0)
+                r = parse_int64(reply->element[2], &until->sub);
+        if (r == 0 && !(*marks = strndup(reply->element[0]->str, reply->element[0]->len)))
+                r = -ENOMEM;
+        *found = r == 0;
+out:
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_clear_redo(struct mcd_store *s, int32_t partition) {
+        struct args a = {0};
+        int64_t v;
+
+        args_add_str(&a, "DEL");
+        args_add_key(&a, s, "redo", partition);
+        return integer_command(s, &a, &v);
+}
+
 void mcd_store_frames_free(void **frames, size_t *lens, size_t n) {
         if (frames)
                 for (size_t i = 0; i < n; i++)

@@ -10,6 +10,10 @@
  *   P due:<partition>      zset; member customer_id, score = its next due time (ms)
  *   P outbox:<partition>   list of outbox frames (outbox.h), oldest first
  *   P gen:<partition>      string; owner generation of the partition (fencing)
+ *   P redo:<partition>     hash {marks, rel, sub}: the partition was rebuilt from
+ *                          the changelog and is re-processed up to input offsets
+ *                          rel/sub; outputs already published may lie on the
+ *                          output topics from marks on (worker.c, redo_check)
  *
  * One batch = one atomic Lua script (mcd_store_commit): it checks that meta
  * exists and that every partition's generation is still ours, then writes the
@@ -125,6 +129,15 @@ int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_off
 /* Does Redis hold the partition's offsets (its P off:<partition>)?  A
  * partition without them never committed here: it is new, or Redis lost it. */
 int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored);
+
+/* A rebuilt partition's re-processing (P redo:<partition>): set before
+ * the restored offsets are written; read back at each start (*found false
+ * when there is none, else *marks a heap string, maybe empty); cleared once
+ * the offsets have passed `until`. */
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until);
+int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
+                       struct mcd_offsets *until);
+int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
 
 /* The marks stored for a partition (heap string), *marks NULL when none. */
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);

@@ -152,7 +152,7 @@ struct worker {
         int64_t status_mono, status_events;
         struct mcd_stats st;
         struct mcd_metrics *metrics;
-        uint64_t fault_stop_before_commit, fault_stop_before_publish;
+        uint64_t fault_stop_before_commit, fault_stop_before_publish, fault_stop_before_changelog;
         int64_t last_batch_us;
         double state_per_customer;   /* bytes of a customer's state, averaged over the last batches */
         /* A batch whose commit was sent but not answered (Redis lost): its
@@ -199,9 +199,10 @@ static void watchdog_kick(struct worker *w) {
 }
 
 /* Fault injection for the tests of fencing (tests/daemon_zombie.sh): with
- * MCD_FAULT_STOP_BEFORE_COMMIT=N (or ..._PUBLISH=N) in the environment, the
- * process stops itself (SIGSTOP) just before the Nth batch's commit (or
- * publish), as a stalled zombie would.  Unset in production: no effect. */
+ * MCD_FAULT_STOP_BEFORE_COMMIT=N (or ..._PUBLISH=N, ..._CHANGELOG=N) in the
+ * environment, the process stops itself (SIGSTOP) just before the Nth batch's
+ * commit (or publish, or the changelog append that follows the delivery of
+ * its outputs), as a stalled zombie would.  Unset in production: no effect. */
 static uint64_t fault_env(const char *name) {
         const char *v = getenv(name);
         return v ? strtoull(v, NULL, 10) : 0;
@@ -842,6 +843,10 @@ static void clog_release(struct worker *w, uint64_t upto) {
                         w->clog[kept++] = *c;
                         continue;
                 }
+                if (c->batch == w->fault_stop_before_changelog) {
+                        fault_point(w->fault_stop_before_changelog, c->batch, "changelog append");
+                        w->fault_stop_before_changelog = 0;
+                }
                 changelog_produce(w, c->key, c->value);
                 free(c->key);
                 free(c->value);
@@ -1098,6 +1103,67 @@ out:
         return r;
 }
 
+/* Re-processing a rebuilt partition.  The events after the restored
+ * offsets are applied again, and the outputs they had before Redis was lost
+ * may already be on the output topics after the restored marks: the
+ * rebuild looks those up (collect_published) and publishing skips them.  That
+ * lookup lives in memory, so Redis keeps where it started (P redo:<p>) and
+ * how far re-processing goes: the input partitions' ends at the rebuild,
+ * below which lies everything processed before the loss.  A restart short of
+ * them looks the outputs up again (redo_check); one past them forgets it. */
+static int redo_mark(struct worker *w, const struct pair *p, const char *marks) {
+        int64_t lo, hi[2];
+
+        for (int t = REL; t <= SUB; t++) {
+                rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+                        t == REL ? w->consumer : w->sub_reader, topic_of(w, t), p->partition, &lo, &hi[t], 5000);
+                if (err) {
+                        log_warning("partition %" PRId32 ": cannot read where %s ends: %s", p->partition,
+                                    topic_of(w, t), rd_kafka_err2str(err));
+                        return -EAGAIN;
+                }
+        }
+        return mcd_store_set_redo(w->store, p->partition, marks ? marks : "",
+                                  (struct mcd_offsets){.rel = hi[REL], .sub = hi[SUB]});
+}
+
+static int redo_check(struct worker *w, const struct pair *p) {
+        int64_t *from[2] = {NULL, NULL};
+        struct mcd_offsets until;
+        char *marks = NULL;
+        bool found;
+        int r = mcd_store_get_redo(w->store, p->partition, &found, &marks, &until);
+
+        if (r == -EBADMSG) {
+                log_warning("partition %" PRId32 ": its re-processing record is unreadable; "
+                            "the output topics are read from their start", p->partition);
+                until = (struct mcd_offsets){.rel = INT64_MAX, .sub = INT64_MAX};
+                found = true;
+                r = 0;
+        }
+        if (r < 0 || !found)
+                return r;
+        if ((until.rel <= 0 || p->committed.rel >= until.rel) && (until.sub <= 0 || p->committed.sub >= until.sub)) {
+                free(marks);
+                return mcd_store_clear_redo(w->store, p->partition);
+        }
+        log_notice("partition %" PRId32 ": re-processing after a rebuild is unfinished (offsets %" PRId64 "/%" PRId64
+                   " of %" PRId64 "/%" PRId64 "); looking up what it already published",
+                   p->partition, p->committed.rel, p->committed.sub, until.rel, until.sub);
+        from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
+        from[1] = calloc((size_t)w->n_out_parts[1] + 1, 8);
+        if (from[0] && from[1]) {
+                marks_parse(w, marks, from);
+                r = collect_published(w, from);
+        } else {
+                r = -ENOMEM;
+        }
+        free(from[0]);
+        free(from[1]);
+        free(marks);
+        return r;
+}
+
 /* Writes the scanned customers of a partition back to Redis, in chunks,
  * the offsets and marks last. */
 static int restore_partition(struct worker *w, struct pair *p, struct changelog_scan *sc, int64_t *from[2]) {
@@ -1141,6 +1207,7 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
                                         marks = m && *m ? strdup(m) : NULL;
                                         sp.marks = marks;
                                         marks_parse(w, marks, from);
+                                        r = redo_mark(w, p, marks);
                                 } else {
                                         log_error("partition %" PRId32 ": the changelog's offsets record is unreadable",
                                                   p->partition);
@@ -1257,6 +1324,8 @@ static int pair_init(struct worker *w, struct pair *p) {
         if (r < 0)
                 return r;
         r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
+        if (r >= 0 && stored)
+                r = redo_check(w, p);
         if (r < 0)
                 return r;
         p->next = p->committed;
@@ -2515,6 +2584,7 @@ static int worker_setup(struct worker *w) {
         w->rules.park_grace = w->cfg->park_grace;
         w->fault_stop_before_commit = fault_env("MCD_FAULT_STOP_BEFORE_COMMIT");
         w->fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
+        w->fault_stop_before_changelog = fault_env("MCD_FAULT_STOP_BEFORE_CHANGELOG");
         if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
                 return r;
         if ((r = batch_threads_start(w, w->cfg->batch_threads)) < 0) {

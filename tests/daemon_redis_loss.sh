@@ -132,4 +132,66 @@ stopped_case() {  # stopped_case lost|kept
 }
 stopped_case lost
 stopped_case kept
+
+# A restart while a rebuilt partition is being re-processed.  The outputs
+# the re-processed events had before Redis was lost are looked up on the
+# output topics by the rebuild, in memory; Redis must keep enough to look
+# them up again.  On one partition, in batches of 20:
+#   1. a first daemon delivers batch 3's outputs and is stopped before their
+#      changelog records are appended, then killed; Redis is lost;
+#   2. a second daemon rebuilds from the changelog (batch 2's state),
+#      commits a batch re-processing batch 3's events, and is stopped before
+#      publishing it, then killed;
+#   3. a third finds the re-processing unfinished and looks the published
+#      outputs up again: nothing is published twice.
+reprocess_case() {
+        stop_services
+        start_redis; start_kafka 1
+        ok $? "re-process: Redis and a one-partition mock cluster started"
+        write_config "$TMP/mcd.conf" "batch.max_events = 20" "batch.wait = 2s" "merge_wait = 20ms"
+        future_stream 12 300 30 "$TMP/in.jsonl"
+        $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
+        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
+        ok $? "re-process: published $(wc -l < "$TMP/in.jsonl") events ($(wc -l < "$TMP/want") outcomes expected)"
+        for step in 1 2; do
+                if [ $step = 1 ]; then fault=MCD_FAULT_STOP_BEFORE_CHANGELOG=3; else fault=MCD_FAULT_STOP_BEFORE_PUBLISH=1; fi
+                env "$fault" $MCD run -c "$TMP/mcd.conf" 2> "$TMP/re$step.log" &
+                DAEMON_PID=$!
+                PIDS="$PIDS $DAEMON_PID"
+                wait_until 60 stopped "$DAEMON_PID"
+                ok $? "re-process: daemon $step stopped ($fault)"
+                kill -KILL "$DAEMON_PID"
+                wait "$DAEMON_PID" 2>/dev/null
+                if [ $step = 1 ]; then
+                        published=$(count_outcomes "$TMP/mcd.conf")
+                        lose_redis
+                        start_redis "$REDIS_PORT"
+                        ok $? "re-process: $published outcomes published; Redis restarted empty"
+                fi
+        done
+        grep -q "restored .* from the changelog" "$TMP/re2.log"
+        ok $? "re-process: daemon 2 rebuilt the partition from the changelog"
+        start_daemon "$TMP/mcd.conf" "$TMP/re3.log"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
+        ok $? "re-process: daemon 3 publishes the rest"
+        grep -q "re-processing after a rebuild is unfinished" "$TMP/re3.log"
+        ok $? "re-process: daemon 3 found the re-processing unfinished"
+        sleep 2
+        assert_exactly_once "$TMP/mcd.conf" "re-process: "
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "re-process: daemon 3 exits 0 on SIGTERM"
+        # Started again past the end of the re-processing, it forgets it.
+        [ "$(redis-cli -p "$REDIS_PORT" exists mcd:redo:0)" = 1 ]
+        ok $? "re-process: Redis still holds the re-processing record"
+        start_daemon "$TMP/mcd.conf" "$TMP/re4.log"
+        wait_until 60 daemon_ready "$TMP/re4.log"
+        ok $? "re-process: daemon 4 is ready"
+        [ "$(redis-cli -p "$REDIS_PORT" exists mcd:redo:0)" = 0 ] && ! grep -q "is unfinished" "$TMP/re4.log"
+        ok $? "re-process: daemon 4, past its end, dropped the record without a lookup"
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "re-process: daemon 4 exits 0 on SIGTERM"
+}
+reprocess_case
 tap_done

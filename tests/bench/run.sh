@@ -276,7 +276,8 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_DLQ=$(metric multichanneld_dead_letters_total)
         RUN_REDIS_MEM=$(redis_info used_memory_human memory)
         redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | grep '^cmdstat_' |
-                sed 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/\2 \1/' | sort -rn | head -8 > "$PH/commandstats"
+                sed 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),usec=\([0-9]*\),.*/\2 \3 \1/' | sort -k2,2rn | head -10 |
+                awk '{ printf "%8d calls %10.1f ms %7.1f us/call  %s\n", $1, $2 / 1000, $1 ? $2 / $1 : 0, $3 }' > "$PH/commandstats"
         metric_dump > "$PH/metrics.txt"
         if [ -n "${PERF:-}" ]; then
                 kill -INT "$PERF_PID"; wait "$PERF_PID"; forget_pid "$PERF_PID"
@@ -469,7 +470,7 @@ echo
 echo "== multichanneld benchmark ($(nproc) cores, $(uname -r); batch.max_events=$BATCH_MAX batch.wait=$BATCH_WAIT merge_wait=$MERGE_WAIT) =="
 cat "$TABLE"
 if [ -f "$WORK/commandstats.throughput" ]; then
-        echo "Redis commands during (b), by count:"
+        echo "Redis commands during (b), by time spent (a script's time includes the commands it calls):"
         sed 's/^/    /' "$WORK/commandstats.throughput"
 fi
 echo "Other jobs may share the CPU: compare the load averages above with the 2 cores."
