@@ -901,23 +901,37 @@ int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch 
 
 /* -------------------------------------------------------------- reads -- */
 
-int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o) {
+/* HMGET of n fields of P <kind>:<partition>: *reply is an array of n. */
+static int hmget(struct mcd_store *s, const char *kind, int32_t partition, const char *const *fields, size_t n,
+                 redisReply **reply) {
         struct args a = {0};
-        redisReply *reply;
         int r;
 
         args_add_str(&a, "HMGET");
-        args_add_key(&a, s, "off", partition);
-        args_add_str(&a, "rel");
-        args_add_str(&a, "sub");
-        r = command(s, &a, &reply);
+        args_add_key(&a, s, kind, partition);
+        for (size_t i = 0; i < n; i++)
+                args_add_str(&a, fields[i]);
+        r = command(s, &a, reply);
         args_free(&a);
         if (r < 0)
                 return r;
+        if ((*reply)->type != REDIS_REPLY_ARRAY || (*reply)->elements != n) {
+                freeReplyObject(*reply);
+                *reply = NULL;
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o) {
+        static const char *const fields[] = {"rel", "sub"};
+        redisReply *reply;
+        int r = hmget(s, "off", partition, fields, 2, &reply);
+
         o->rel = o->sub = -1;
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
-                r = -EBADMSG;
-        if (r == 0 && reply->element[0]->type != REDIS_REPLY_NIL)
+        if (r < 0)
+                return r;
+        if (reply->element[0]->type != REDIS_REPLY_NIL)
                 r = parse_int64(reply->element[0], &o->rel);
         if (r == 0 && reply->element[1]->type != REDIS_REPLY_NIL)
                 r = parse_int64(reply->element[1], &o->sub);
@@ -981,26 +995,18 @@ int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks
 
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
                        struct mcd_offsets *until) {
-        struct args a = {0};
+        static const char *const fields[] = {"marks", "rel", "sub"};
         redisReply *reply;
         int r;
 
         *found = false;
         *marks = NULL;
-        args_add_str(&a, "HMGET");
-        args_add_key(&a, s, "redo", partition);
-        args_add_str(&a, "marks");
-        args_add_str(&a, "rel");
-        args_add_str(&a, "sub");
-        r = command(s, &a, &reply);
-        args_free(&a);
+        r = hmget(s, "redo", partition, fields, 3, &reply);
         if (r < 0)
                 return r;
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
-                r = -EBADMSG;
-        else if (reply->element[0]->type == REDIS_REPLY_NIL)
+        if (reply->element[0]->type == REDIS_REPLY_NIL)
                 goto out;               /* none */
-        if (r == 0 && reply->element[0]->type != REDIS_REPLY_STRING)
+        if (reply->element[0]->type != REDIS_REPLY_STRING)
                 r = -EBADMSG;
         if (r == 0)
                 r = parse_int64(reply->element[1], &until->rel);

@@ -132,8 +132,9 @@ int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *store
 
 /* A rebuilt partition's re-processing (P redo:<partition>): set before
  * the restored offsets are written; read back at each start (*found false
- * when there is none, else *marks a heap string, maybe empty); cleared once
- * the offsets have passed `until`. */
+ * when there is none, else *marks a heap string, maybe empty; *until is
+ * undefined unless found); cleared once the offsets have reached `until`
+ * and the partition's frames are delivered. */
 int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until);
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
                        struct mcd_offsets *until);

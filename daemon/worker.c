@@ -93,6 +93,8 @@ struct pair {
          * the outbox, the frames are reconciled and the records go out; if
          * Redis lost it, the rebuild drops them.  UINT64_MAX: none held. */
         uint64_t clog_hold;
+        bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
+        struct mcd_offsets redo_until;
 };
 
 /* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
@@ -198,7 +200,8 @@ static void watchdog_kick(struct worker *w) {
         }
 }
 
-/* Fault injection for the tests of fencing (tests/daemon_zombie.sh): with
+/* Fault injection for the tests of fencing and of Redis losses
+ * (tests/daemon_zombie.sh, tests/daemon_redis_loss.sh): with
  * MCD_FAULT_STOP_BEFORE_COMMIT=N (or ..._PUBLISH=N, ..._CHANGELOG=N) in the
  * environment, the process stops itself (SIGSTOP) just before the Nth batch's
  * commit (or publish, or the changelog append that follows the delivery of
@@ -1109,47 +1112,58 @@ out:
  * rebuild looks those up (collect_published) and publishing skips them.  That
  * lookup lives in memory, so Redis keeps where it started (P redo:<p>) and
  * how far re-processing goes: the input partitions' ends at the rebuild,
- * below which lies everything processed before the loss.  A restart short of
- * them looks the outputs up again (redo_check); one past them forgets it. */
-static int redo_mark(struct worker *w, const struct pair *p, const char *marks) {
-        int64_t lo, hi[2];
+ * below which lies everything processed before the loss.  A start that finds
+ * the record looks the outputs up again (redo_check), even past those ends:
+ * its outbox may hold frames re-made from those events, unsent.  The record
+ * goes once the offsets have reached the ends and every frame committed for
+ * the partition is delivered (redo_settle). */
+static bool redo_reached(const struct mcd_offsets *at, const struct mcd_offsets *until) {
+        return (until->rel <= 0 || at->rel >= until->rel) && (until->sub <= 0 || at->sub >= until->sub);
+}
+
+/* Before the restored offsets are written.  A side with nothing after the
+ * restored offset (or its first) is done already: 0. */
+static int redo_mark(struct worker *w, struct pair *p, const char *marks, const struct mcd_offsets *restored) {
+        int64_t lo, hi, until[2], from[2] = {restored->rel, restored->sub};
+        int r;
 
         for (int t = REL; t <= SUB; t++) {
                 rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-                        t == REL ? w->consumer : w->sub_reader, topic_of(w, t), p->partition, &lo, &hi[t], 5000);
+                        t == REL ? w->consumer : w->sub_reader, topic_of(w, t), p->partition, &lo, &hi, 5000);
                 if (err) {
                         log_warning("partition %" PRId32 ": cannot read where %s ends: %s", p->partition,
                                     topic_of(w, t), rd_kafka_err2str(err));
                         return -EAGAIN;
                 }
+                until[t] = hi > (from[t] > lo ? from[t] : lo) ? hi : 0;
         }
-        return mcd_store_set_redo(w->store, p->partition, marks ? marks : "",
-                                  (struct mcd_offsets){.rel = hi[REL], .sub = hi[SUB]});
+        p->redo_until = (struct mcd_offsets){.rel = until[REL], .sub = until[SUB]};
+        if (until[REL] == 0 && until[SUB] == 0)
+                return 0;
+        r = mcd_store_set_redo(w->store, p->partition, marks ? marks : "", p->redo_until);
+        p->redo = r >= 0;
+        return r;
 }
 
-static int redo_check(struct worker *w, const struct pair *p) {
+static int redo_check(struct worker *w, struct pair *p) {
         int64_t *from[2] = {NULL, NULL};
-        struct mcd_offsets until;
         char *marks = NULL;
         bool found;
-        int r = mcd_store_get_redo(w->store, p->partition, &found, &marks, &until);
+        int r = mcd_store_get_redo(w->store, p->partition, &found, &marks, &p->redo_until);
 
         if (r == -EBADMSG) {
-                log_warning("partition %" PRId32 ": its re-processing record is unreadable; "
-                            "the output topics are read from their start", p->partition);
-                until = (struct mcd_offsets){.rel = INT64_MAX, .sub = INT64_MAX};
-                found = true;
-                r = 0;
+                log_warning("partition %" PRId32 ": its re-processing record is unreadable; dropped, after "
+                            "looking the outputs up from the start of the output topics", p->partition);
+                r = mcd_store_clear_redo(w->store, p->partition);
+                p->redo_until = (struct mcd_offsets){0, 0};
+                found = r >= 0;
         }
         if (r < 0 || !found)
                 return r;
-        if ((until.rel <= 0 || p->committed.rel >= until.rel) && (until.sub <= 0 || p->committed.sub >= until.sub)) {
-                free(marks);
-                return mcd_store_clear_redo(w->store, p->partition);
-        }
-        log_notice("partition %" PRId32 ": re-processing after a rebuild is unfinished (offsets %" PRId64 "/%" PRId64
+        p->redo = marks != NULL;        /* an unreadable record is not kept */
+        log_notice("partition %" PRId32 ": re-processing after a rebuild not known done (offsets %" PRId64 "/%" PRId64
                    " of %" PRId64 "/%" PRId64 "); looking up what it already published",
-                   p->partition, p->committed.rel, p->committed.sub, until.rel, until.sub);
+                   p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
         from[1] = calloc((size_t)w->n_out_parts[1] + 1, 8);
         if (from[0] && from[1]) {
@@ -1162,6 +1176,21 @@ static int redo_check(struct worker *w, const struct pair *p) {
         free(from[1]);
         free(marks);
         return r;
+}
+
+static void redo_settle(struct worker *w) {
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                bool owed = false;
+                if (!p->redo || p->phase != PAIR_READY || !redo_reached(&p->committed, &p->redo_until))
+                        continue;
+                for (size_t j = 0; j < w->n_pending && !owed; j++)
+                        owed = w->pending[j]->partition == p->partition && w->pending[j]->status != 1;
+                if (owed || mcd_store_clear_redo(w->store, p->partition) < 0)
+                        continue;
+                p->redo = false;
+                log_info("partition %" PRId32 ": re-processing after the rebuild done", p->partition);
+        }
 }
 
 /* Writes the scanned customers of a partition back to Redis, in chunks,
@@ -1207,7 +1236,7 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
                                         marks = m && *m ? strdup(m) : NULL;
                                         sp.marks = marks;
                                         marks_parse(w, marks, from);
-                                        r = redo_mark(w, p, marks);
+                                        r = redo_mark(w, p, marks, &sp.offsets);
                                 } else {
                                         log_error("partition %" PRId32 ": the changelog's offsets record is unreadable",
                                                   p->partition);
@@ -1318,6 +1347,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         /* No offsets: Redis is new or lost the partition, or a rebuild was
          * cut short (the restore writes them last).  A failed rebuild is
          * tried again (pair_init_failed). */
+        p->redo = false;
         r = mcd_store_offsets_stored(w->store, p->partition, &stored);
         if (r >= 0 && !stored)
                 r = rebuild_partition(w, p);
@@ -2923,6 +2953,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                 if ((w.n_pending > 0 || w.n_clog > 0) && publish_pending(&w, w.publish_stuck ? 1000 : 0) < 0 &&
                     w.publish_stuck)
                         continue;
+                redo_settle(&w);
                 for (size_t i = 0; i < w.n_pairs; i++) {
                         struct pair *p = w.pairs[i];
                         if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(&w, p)) < 0)
