@@ -701,6 +701,16 @@ static int produce_frame(struct worker *w, struct pending *pf) {
         return 0;
 }
 
+/* A partition's offsets record in the changelog (heap string). */
+static char *offsets_record(const struct mcd_offsets *o, const char *marks) {
+        char *val = NULL;
+
+        if (asprintf(&val, "{\"rel\":%" PRId64 ",\"sub\":%" PRId64 ",\"marks\":\"%s\"}", o->rel, o->sub,
+                     marks ? marks : "") < 0)
+                return NULL;
+        return val;
+}
+
 static void changelog_produce(struct worker *w, const char *key, const char *value) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
                 w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_changelog), RD_KAFKA_V_KEY(key, strlen(key)),
@@ -1268,6 +1278,28 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
         return r;
 }
 
+/* A partition the changelog holds no offsets for starts from its
+ * beginning.  The changelog is told so before anything of it is processed,
+ * with the output topics' ends as its marks: a Redis lost before the
+ * partition's first batch reached the changelog is then rebuilt with the
+ * outputs published since looked up, like any other. */
+static int changelog_origin(struct worker *w, const struct pair *p, const char *key) {
+        const struct mcd_offsets start = {.rel = -1, .sub = -1};
+        char *marks = marks_format(w), *val = marks ? offsets_record(&start, marks) : NULL;
+        int r = -ENOMEM;
+
+        if (val) {
+                changelog_produce(w, key, val);
+                r = mcd_kafka_flush(w->producer, 30000);
+                if (r < 0)
+                        log_warning("partition %" PRId32 ": its first changelog record is not delivered yet",
+                                    p->partition);
+        }
+        free(val);
+        free(marks);
+        return r;
+}
+
 /* A partition without offsets in Redis: Redis is new, or lost its data.
  * What the changelog holds for the partition is written back, its offsets
  * last (a restore cut short by a crash is done again), and the outputs
@@ -1299,6 +1331,8 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
                 r = restore_partition(w, p, &sc, from);
         if (r >= 0 && mcd_strmap_get(&sc.latest, sc.offsets_key))
                 r = collect_published(w, from);
+        else if (r >= 0)
+                r = changelog_origin(w, p, sc.offsets_key);
         scan_free(&sc);
         free(from[0]);
         free(from[1]);
@@ -2182,8 +2216,7 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
                 if (p->phase != PAIR_READY || !touched)
                         continue;
                 snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
-                if (asprintf(&val, "{\"rel\":%" PRId64 ",\"sub\":%" PRId64 ",\"marks\":\"%s\"}", p->committed.rel,
-                             p->committed.sub, marks ? marks : "") < 0)
+                if (!(val = offsets_record(&p->committed, marks)))
                         return -ENOMEM;
                 r = clog_push(w, seq, p->partition, key, val);
                 if (r < 0)

@@ -146,8 +146,10 @@ stopped_case kept
 #   3. a third finds the re-processing record and looks the published
 #      outputs up again: nothing is published twice.  Once its outbox is
 #      delivered past the end of the re-processing, it drops the record.
+# first: as mid, with batch 1 in place of batch 3: the changelog holds no
+# batch of the partition, only the record of where it started.
 redo_gone() { [ "$(redis-cli -p "$REDIS_PORT" exists mcd:redo:0)" = 0 ]; }
-reprocess_case() {  # reprocess_case mid|end
+reprocess_case() {  # reprocess_case mid|end|first
         stop_services
         start_redis; start_kafka 1
         ok $? "re-process $1: Redis and a one-partition mock cluster started"
@@ -161,17 +163,19 @@ reprocess_case() {  # reprocess_case mid|end
         $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
         "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
         ok $? "re-process $1: published $(wc -l < "$TMP/in.jsonl") events ($(wc -l < "$TMP/want") outcomes expected)"
-        MCD_FAULT_STOP_BEFORE_CHANGELOG=3 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/re1.log" &
+        fault_batch=3
+        [ "$1" = first ] && fault_batch=1
+        MCD_FAULT_STOP_BEFORE_CHANGELOG=$fault_batch $MCD run -c "$TMP/mcd.conf" 2> "$TMP/re1.log" &
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
         wait_until 60 stopped "$DAEMON_PID"
-        ok $? "re-process $1: daemon 1 delivered batch 3 and stopped before its changelog append"
+        ok $? "re-process $1: daemon 1 delivered batch $fault_batch and stopped before its changelog append"
         kill -KILL "$DAEMON_PID"
         wait "$DAEMON_PID" 2>/dev/null
         published=$(count_outcomes "$TMP/mcd.conf")
         lose_redis
         start_redis "$REDIS_PORT"
-        [ "$published" -ge 30 ]
+        [ "$published" -ge $((fault_batch * 10)) ]
         ok $? "re-process $1: $published outcomes published; Redis restarted empty"
         MCD_FAULT_STOP_BEFORE_PUBLISH=1 $MCD run -c "$TMP/mcd2.conf" 2> "$TMP/re2.log" &
         DAEMON_PID=$!
@@ -197,4 +201,5 @@ reprocess_case() {  # reprocess_case mid|end
 }
 reprocess_case mid
 reprocess_case end
+reprocess_case first
 tap_done
