@@ -317,8 +317,11 @@ int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms)
         err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0)
                 n = md->topics[0].partition_cnt;
-        else if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        else if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+                 md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
                 n = -ENOENT;
+        else if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                n = -EAGAIN;    /* a leader election, a topic being created: ask again */
         if (md)
                 rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(rkt);

@@ -45,7 +45,9 @@ void mcd_embedded_stop(struct mcd_embedded *e);
  * are reported to the producer's delivery report callback, not here. */
 int mcd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
 
-/* Partition count of a topic (metadata round trip); negative errno. */
+/* Partition count of a topic (metadata round trip); -ENOENT when the broker
+ * does not know the topic, -EAGAIN for another error of the topic's
+ * metadata (no leader yet, say), -EIO when the broker did not answer. */
 int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
 
 #endif

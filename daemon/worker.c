@@ -95,6 +95,7 @@ struct pair {
         uint64_t clog_hold;
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
+        char *redo_marks;            /* where the lookup starts; the pair's marks while redo */
 };
 
 /* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
@@ -330,10 +331,13 @@ static struct pair *pair_add(struct worker *w, int32_t partition) {
 
 static void sub_stop(struct worker *w, struct pair *p);
 
+static void redo_forget(struct pair *p);
+
 static void pair_remove(struct worker *w, int32_t partition) {
         for (size_t i = 0; i < w->n_pairs; i++)
                 if (w->pairs[i]->partition == partition) {
                         sub_stop(w, w->pairs[i]);
+                        redo_forget(w->pairs[i]);
                         q_free(&w->pairs[i]->q[REL]);
                         q_free(&w->pairs[i]->q[SUB]);
                         free(w->pairs[i]);
@@ -857,6 +861,7 @@ static void clog_release(struct worker *w, uint64_t upto) {
                         continue;
                 }
                 if (c->batch == w->fault_stop_before_changelog) {
+                        mcd_kafka_flush(w->producer, 5000);     /* the earlier batches' records are in */
                         fault_point(w->fault_stop_before_changelog, c->batch, "changelog append");
                         w->fault_stop_before_changelog = 0;
                 }
@@ -1124,11 +1129,30 @@ out:
  * how far re-processing goes: the input partitions' ends at the rebuild,
  * below which lies everything processed before the loss.  A start that finds
  * the record looks the outputs up again (redo_check), even past those ends:
- * its outbox may hold frames re-made from those events, unsent.  The record
- * goes once the offsets have reached the ends and every frame committed for
- * the partition is delivered (redo_settle). */
-static bool redo_reached(const struct mcd_offsets *at, const struct mcd_offsets *until) {
-        return (until->rel <= 0 || at->rel >= until->rel) && (until->sub <= 0 || at->sub >= until->sub);
+ * its outbox may hold frames re-made from those events, unsent.  Meanwhile
+ * the partition's commits and changelog records carry the record's marks,
+ * not later ones, so that a second loss looks up as far back as the first.
+ * The record goes once every side is re-processed and every frame committed
+ * for the partition is delivered (redo_settle). */
+static void redo_forget(struct pair *p) {
+        p->redo = false;
+        free(p->redo_marks);
+        p->redo_marks = NULL;
+}
+
+static const char *pair_marks(const struct pair *p, const char *marks) {
+        return p->redo ? p->redo_marks : marks;
+}
+
+/* A side is re-processed when its committed offset reached the recorded
+ * end, or when it reached the partition's end with everything read
+ * committed (the recorded end may count transaction markers, never read). */
+static bool redo_side_done(const struct pair *p, int t) {
+        int64_t until = t == REL ? p->redo_until.rel : p->redo_until.sub;
+        int64_t committed = t == REL ? p->committed.rel : p->committed.sub;
+        int64_t next = t == REL ? p->next.rel : p->next.sub;
+
+        return until <= 0 || committed >= until || (p->at_end[t] && q_len(&p->q[t]) == 0 && committed == next);
 }
 
 /* Before the restored offsets are written.  A side with nothing after the
@@ -1147,10 +1171,13 @@ static int redo_mark(struct worker *w, struct pair *p, const char *marks, const 
                 }
                 until[t] = hi > (from[t] > lo ? from[t] : lo) ? hi : 0;
         }
+        redo_forget(p);
         p->redo_until = (struct mcd_offsets){.rel = until[REL], .sub = until[SUB]};
         if (until[REL] == 0 && until[SUB] == 0)
                 return 0;
-        r = mcd_store_set_redo(w->store, p->partition, marks ? marks : "", p->redo_until);
+        if (!(p->redo_marks = strdup(marks ? marks : "")))
+                return -ENOMEM;
+        r = mcd_store_set_redo(w->store, p->partition, p->redo_marks, p->redo_until);
         p->redo = r >= 0;
         return r;
 }
@@ -1158,22 +1185,21 @@ static int redo_mark(struct worker *w, struct pair *p, const char *marks, const 
 static int redo_check(struct worker *w, struct pair *p) {
         int64_t *from[2] = {NULL, NULL};
         char *marks = NULL;
-        bool found;
+        bool found, unreadable = false;
         int r = mcd_store_get_redo(w->store, p->partition, &found, &marks, &p->redo_until);
 
         if (r == -EBADMSG) {
-                log_warning("partition %" PRId32 ": its re-processing record is unreadable; dropped, after "
-                            "looking the outputs up from the start of the output topics", p->partition);
-                r = mcd_store_clear_redo(w->store, p->partition);
-                p->redo_until = (struct mcd_offsets){0, 0};
-                found = r >= 0;
+                log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
+                            "looked up from the start of the output topics, and the record dropped", p->partition);
+                unreadable = found = true;
+                r = 0;
         }
         if (r < 0 || !found)
                 return r;
-        p->redo = marks != NULL;        /* an unreadable record is not kept */
-        log_notice("partition %" PRId32 ": re-processing after a rebuild not known done (offsets %" PRId64 "/%" PRId64
-                   " of %" PRId64 "/%" PRId64 "); looking up what it already published",
-                   p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
+        if (!unreadable)
+                log_notice("partition %" PRId32 ": re-processing after a rebuild not known done (offsets %" PRId64
+                           "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
+                           p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
         from[1] = calloc((size_t)w->n_out_parts[1] + 1, 8);
         if (from[0] && from[1]) {
@@ -1181,6 +1207,13 @@ static int redo_check(struct worker *w, struct pair *p) {
                 r = collect_published(w, from);
         } else {
                 r = -ENOMEM;
+        }
+        if (r >= 0 && unreadable)
+                r = mcd_store_clear_redo(w->store, p->partition);
+        else if (r >= 0) {
+                p->redo = true;
+                p->redo_marks = marks;
+                marks = NULL;
         }
         free(from[0]);
         free(from[1]);
@@ -1192,13 +1225,13 @@ static void redo_settle(struct worker *w) {
         for (size_t i = 0; i < w->n_pairs; i++) {
                 struct pair *p = w->pairs[i];
                 bool owed = false;
-                if (!p->redo || p->phase != PAIR_READY || !redo_reached(&p->committed, &p->redo_until))
+                if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB))
                         continue;
                 for (size_t j = 0; j < w->n_pending && !owed; j++)
                         owed = w->pending[j]->partition == p->partition && w->pending[j]->status != 1;
                 if (owed || mcd_store_clear_redo(w->store, p->partition) < 0)
                         continue;
-                p->redo = false;
+                redo_forget(p);
                 log_info("partition %" PRId32 ": re-processing after the rebuild done", p->partition);
         }
 }
@@ -1327,12 +1360,13 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
                 r = mcd_kafka_flush(w->producer, 30000);
         if (r >= 0)
                 r = scan_changelog(w, &sc);
+        /* Before the restore's offsets: a failed append is tried again. */
+        if (r >= 0 && sc.latest.n == 0)
+                r = changelog_origin(w, p, sc.offsets_key);
         if (r >= 0)
                 r = restore_partition(w, p, &sc, from);
         if (r >= 0 && mcd_strmap_get(&sc.latest, sc.offsets_key))
                 r = collect_published(w, from);
-        else if (r >= 0)
-                r = changelog_origin(w, p, sc.offsets_key);
         scan_free(&sc);
         free(from[0]);
         free(from[1]);
@@ -1381,7 +1415,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         /* No offsets: Redis is new or lost the partition, or a rebuild was
          * cut short (the restore writes them last).  A failed rebuild is
          * tried again (pair_init_failed). */
-        p->redo = false;
+        redo_forget(p);
         r = mcd_store_offsets_stored(w->store, p->partition, &stored);
         if (r >= 0 && !stored)
                 r = rebuild_partition(w, p);
@@ -2152,7 +2186,7 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks, struct b
                         .frame_lens = b->frame_lens[i],
                         .n_frames = b->n_frames[i],
                         .trim = p->untrimmed,
-                        .marks = marks,
+                        .marks = pair_marks(p, marks),
                 };
         }
         fault_point(w->fault_stop_before_commit, w->st.batches + 1, "commit");
@@ -2216,7 +2250,7 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
                 if (p->phase != PAIR_READY || !touched)
                         continue;
                 snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
-                if (!(val = offsets_record(&p->committed, marks)))
+                if (!(val = offsets_record(&p->committed, pair_marks(p, marks))))
                         return -ENOMEM;
                 r = clog_push(w, seq, p->partition, key, val);
                 if (r < 0)

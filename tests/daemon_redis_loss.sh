@@ -148,23 +148,27 @@ stopped_case kept
 #      delivered past the end of the re-processing, it drops the record.
 # first: as mid, with batch 1 in place of batch 3: the changelog holds no
 # batch of the partition, only the record of where it started.
+# twice: daemon 2 re-processes in batches of 5, appends its batches 1 and 2
+# to the changelog and is stopped before batch 3's append; Redis is lost
+# again.  Daemon 3 rebuilds from daemon 2's records, whose marks must still
+# reach back to the outputs of before the first loss.
 redo_gone() { [ "$(redis-cli -p "$REDIS_PORT" exists mcd:redo:0)" = 0 ]; }
-reprocess_case() {  # reprocess_case mid|end|first
+reprocess_case() {  # reprocess_case mid|end|first|twice
         stop_services
         start_redis; start_kafka 1
         ok $? "re-process $1: Redis and a one-partition mock cluster started"
         write_config "$TMP/mcd.conf" "batch.max_events = 20" "batch.wait = 2s" "merge_wait = 20ms"
-        if [ "$1" = end ]; then
-                write_config "$TMP/mcd2.conf" "batch.max_events = 1000" "batch.wait = 2s" "merge_wait = 20ms"
-        else
-                cp "$TMP/mcd.conf" "$TMP/mcd2.conf"
-        fi
+        fault_batch=3 batch2=20 fault2=MCD_FAULT_STOP_BEFORE_PUBLISH=1
+        case $1 in
+        end) batch2=1000 ;;
+        first) fault_batch=1 ;;
+        twice) batch2=5 fault2=MCD_FAULT_STOP_BEFORE_CHANGELOG=3 ;;
+        esac
+        write_config "$TMP/mcd2.conf" "batch.max_events = $batch2" "batch.wait = 2s" "merge_wait = 20ms"
         future_stream 12 300 30 "$TMP/in.jsonl"
         $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
         "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
         ok $? "re-process $1: published $(wc -l < "$TMP/in.jsonl") events ($(wc -l < "$TMP/want") outcomes expected)"
-        fault_batch=3
-        [ "$1" = first ] && fault_batch=1
         MCD_FAULT_STOP_BEFORE_CHANGELOG=$fault_batch $MCD run -c "$TMP/mcd.conf" 2> "$TMP/re1.log" &
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
@@ -177,19 +181,24 @@ reprocess_case() {  # reprocess_case mid|end|first
         start_redis "$REDIS_PORT"
         [ "$published" -ge $((fault_batch * 10)) ]
         ok $? "re-process $1: $published outcomes published; Redis restarted empty"
-        MCD_FAULT_STOP_BEFORE_PUBLISH=1 $MCD run -c "$TMP/mcd2.conf" 2> "$TMP/re2.log" &
+        env "$fault2" $MCD run -c "$TMP/mcd2.conf" 2> "$TMP/re2.log" &
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
         wait_until 60 stopped "$DAEMON_PID"
-        ok $? "re-process $1: daemon 2 committed a batch and stopped before publishing it"
+        ok $? "re-process $1: daemon 2 rebuilt, re-processed, and stopped ($fault2)"
         kill -KILL "$DAEMON_PID"
         wait "$DAEMON_PID" 2>/dev/null
         grep -q "restored .* from the changelog" "$TMP/re2.log"
         ok $? "re-process $1: daemon 2 had rebuilt the partition from the changelog"
+        if [ "$1" = twice ]; then
+                lose_redis
+                start_redis "$REDIS_PORT"
+                ok $? "re-process $1: Redis restarted empty again"
+        fi
         start_daemon "$TMP/mcd.conf" "$TMP/re3.log"
         wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
         ok $? "re-process $1: daemon 3 publishes the rest"
-        grep -q "re-processing after a rebuild not known done" "$TMP/re3.log"
+        grep -q -e "re-processing after a rebuild not known done" -e "restored .* from the changelog" "$TMP/re3.log"
         ok $? "re-process $1: daemon 3 looked the published outputs up again"
         wait_until 30 redo_gone
         ok $? "re-process $1: daemon 3 dropped the re-processing record once past it"
@@ -202,4 +211,5 @@ reprocess_case() {  # reprocess_case mid|end|first
 reprocess_case mid
 reprocess_case end
 reprocess_case first
+reprocess_case twice
 tap_done
