@@ -1311,28 +1311,6 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
         return r;
 }
 
-/* A partition the changelog holds no offsets for starts from its
- * beginning.  The changelog is told so before anything of it is processed,
- * with the output topics' ends as its marks: a Redis lost before the
- * partition's first batch reached the changelog is then rebuilt with the
- * outputs published since looked up, like any other. */
-static int changelog_origin(struct worker *w, const struct pair *p, const char *key) {
-        const struct mcd_offsets start = {.rel = -1, .sub = -1};
-        char *marks = marks_format(w), *val = marks ? offsets_record(&start, marks) : NULL;
-        int r = -ENOMEM;
-
-        if (val) {
-                changelog_produce(w, key, val);
-                r = mcd_kafka_flush(w->producer, 30000);
-                if (r < 0)
-                        log_warning("partition %" PRId32 ": its first changelog record is not delivered yet",
-                                    p->partition);
-        }
-        free(val);
-        free(marks);
-        return r;
-}
-
 /* A partition without offsets in Redis: Redis is new, or lost its data.
  * What the changelog holds for the partition is written back, its offsets
  * last (a restore cut short by a crash is done again), and the outputs
@@ -1360,9 +1338,6 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
                 r = mcd_kafka_flush(w->producer, 30000);
         if (r >= 0)
                 r = scan_changelog(w, &sc);
-        /* Before the restore's offsets: a failed append is tried again. */
-        if (r >= 0 && sc.latest.n == 0)
-                r = changelog_origin(w, p, sc.offsets_key);
         if (r >= 0)
                 r = restore_partition(w, p, &sc, from);
         if (r >= 0 && mcd_strmap_get(&sc.latest, sc.offsets_key))
