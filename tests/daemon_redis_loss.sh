@@ -151,6 +151,16 @@ stopped_case kept
 # again.  Daemon 3 rebuilds from daemon 2's records, whose marks must still
 # reach back to the outputs of before the first loss.
 redo_gone() { [ "$(redis-cli -p "$REDIS_PORT" exists mcd:redo:0)" = 0 ]; }
+run_stopped() {  # run_stopped FAULT CONFIG LOG: a daemon with FAULT set, killed once it stopped there
+        env "$1" $MCD run -c "$2" 2> "$3" &
+        DAEMON_PID=$!
+        PIDS="$PIDS $DAEMON_PID"
+        wait_until 60 stopped "$DAEMON_PID"
+        _st=$?
+        kill -KILL "$DAEMON_PID"
+        wait "$DAEMON_PID" 2>/dev/null
+        return $_st
+}
 reprocess_case() {  # reprocess_case mid|end|twice
         stop_services
         start_redis; start_kafka 1
@@ -166,25 +176,15 @@ reprocess_case() {  # reprocess_case mid|end|twice
         $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
         "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
         ok $? "re-process $1: published $(wc -l < "$TMP/in.jsonl") events ($(wc -l < "$TMP/want") outcomes expected)"
-        MCD_FAULT_STOP_BEFORE_CHANGELOG=$fault_batch $MCD run -c "$TMP/mcd.conf" 2> "$TMP/re1.log" &
-        DAEMON_PID=$!
-        PIDS="$PIDS $DAEMON_PID"
-        wait_until 60 stopped "$DAEMON_PID"
+        run_stopped MCD_FAULT_STOP_BEFORE_CHANGELOG=$fault_batch "$TMP/mcd.conf" "$TMP/re1.log"
         ok $? "re-process $1: daemon 1 delivered batch $fault_batch and stopped before its changelog append"
-        kill -KILL "$DAEMON_PID"
-        wait "$DAEMON_PID" 2>/dev/null
         published=$(count_outcomes "$TMP/mcd.conf")
         lose_redis
         start_redis "$REDIS_PORT"
         [ "$published" -ge $((fault_batch * 10)) ]
         ok $? "re-process $1: $published outcomes published; Redis restarted empty"
-        env "$fault2" $MCD run -c "$TMP/mcd2.conf" 2> "$TMP/re2.log" &
-        DAEMON_PID=$!
-        PIDS="$PIDS $DAEMON_PID"
-        wait_until 60 stopped "$DAEMON_PID"
+        run_stopped "$fault2" "$TMP/mcd2.conf" "$TMP/re2.log"
         ok $? "re-process $1: daemon 2 rebuilt, re-processed, and stopped ($fault2)"
-        kill -KILL "$DAEMON_PID"
-        wait "$DAEMON_PID" 2>/dev/null
         grep -q "restored .* from the changelog" "$TMP/re2.log"
         ok $? "re-process $1: daemon 2 had rebuilt the partition from the changelog"
         if [ "$1" = twice ]; then
