@@ -644,6 +644,21 @@ out:
         return r;
 }
 
+/* collect_published from stored marks (from the topics' start where they
+ * say nothing). */
+static int collect_published_after(struct worker *w, const char *marks) {
+        int64_t *from[2] = {calloc((size_t)w->n_out_parts[0] + 1, 8), calloc((size_t)w->n_out_parts[1] + 1, 8)};
+        int r = -ENOMEM;
+
+        if (from[0] && from[1]) {
+                marks_parse(w, marks, from);
+                r = collect_published(w, from);
+        }
+        free(from[0]);
+        free(from[1]);
+        return r;
+}
+
 /* --------------------------------------------------------------- producing -- */
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -951,7 +966,6 @@ static int publish_pending(struct worker *w, int timeout_ms) {
 static int pair_reconcile(struct worker *w, struct pair *p) {
         void **frames = NULL;
         size_t *lens = NULL, n = 0;
-        int64_t *from[2] = {NULL, NULL};
         char *marks = NULL;
         int r;
 
@@ -964,14 +978,8 @@ static int pair_reconcile(struct worker *w, struct pair *p) {
         rd_kafka_flush(w->producer, 30000);
         log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
         r = mcd_store_get_marks(w->store, p->partition, &marks);
-        from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
-        from[1] = calloc((size_t)w->n_out_parts[1] + 1, 8);
-        if (r >= 0 && (!from[0] || !from[1]))
-                r = -ENOMEM;
-        if (r < 0)
-                goto out;
-        marks_parse(w, marks, from);
-        r = collect_published(w, from);
+        if (r >= 0)
+                r = collect_published_after(w, marks);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 r = pending_push(w, frames[i], lens[i], p->partition, 0);
                 if (r >= 0)
@@ -982,8 +990,6 @@ static int pair_reconcile(struct worker *w, struct pair *p) {
 out:
         mcd_store_frames_free(frames, lens, n);
         free(marks);
-        free(from[0]);
-        free(from[1]);
         return r;
 }
 
@@ -1183,7 +1189,6 @@ static int redo_mark(struct worker *w, struct pair *p, const char *marks, const 
 }
 
 static int redo_check(struct worker *w, struct pair *p) {
-        int64_t *from[2] = {NULL, NULL};
         char *marks = NULL;
         bool found, unreadable = false;
         int r = mcd_store_get_redo(w->store, p->partition, &found, &marks, &p->redo_until);
@@ -1200,14 +1205,7 @@ static int redo_check(struct worker *w, struct pair *p) {
                 log_notice("partition %" PRId32 ": re-processing after a rebuild not known done (offsets %" PRId64
                            "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                            p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
-        from[0] = calloc((size_t)w->n_out_parts[0] + 1, 8);
-        from[1] = calloc((size_t)w->n_out_parts[1] + 1, 8);
-        if (from[0] && from[1]) {
-                marks_parse(w, marks, from);
-                r = collect_published(w, from);
-        } else {
-                r = -ENOMEM;
-        }
+        r = collect_published_after(w, marks);
         if (r >= 0 && unreadable)
                 r = mcd_store_clear_redo(w->store, p->partition);
         else if (r >= 0) {
@@ -1215,8 +1213,6 @@ static int redo_check(struct worker *w, struct pair *p) {
                 p->redo_marks = marks;
                 marks = NULL;
         }
-        free(from[0]);
-        free(from[1]);
         free(marks);
         return r;
 }
