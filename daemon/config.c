@@ -9,6 +9,7 @@
  * with its line at load time instead.  Loading reports every bad line, not
  * only the first, so that one check-config run shows all of them. */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include "daemon/cli.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "handlers/rules.h"
 
 #define KAFKA_PREFIX "kafka."
 #define KEYS_DOC "see multichanneld(8)"
@@ -30,7 +32,7 @@ enum key_type {
         KEY_STRING,            /* char *, non-empty */
         KEY_OPTIONAL_STRING,   /* char *, empty means NULL */
         KEY_INT,               /* int, min..max */
-        KEY_DURATION,          /* mcd_time_t, at least min ms */
+        KEY_DURATION,          /* mcd_time_t, at least min ms, at most max ms unless max is 0 */
         KEY_DURATION_INT,      /* int milliseconds, min..max ms */
         KEY_LOG_LEVEL,         /* int syslog priority */
         KEY_LISTEN,            /* char *, host:port or empty */
@@ -59,6 +61,10 @@ static const struct key_def keys[] = {
         {"redis.key_prefix", KEY_STRING, OFF(redis_key_prefix), 0, 0, "mcd:"},
         {"redis.timeout", KEY_DURATION_INT, OFF(redis_timeout_ms), 1, INT_MAX, "2s"},
         {"park_grace", KEY_DURATION, OFF(park_grace), 0, 0, "10m"},
+        {"dedup_window", KEY_DURATION, OFF(dedup_window), 1, MCD_DEDUP_WINDOW_MAX, "30d"},
+        {"limits.seen_ids", KEY_INT, OFF(limit_seen_ids), 1, MCD_SEEN_IDS_MAX, "10000"},
+        {"limits.subscriptions", KEY_INT, OFF(limit_subscriptions), 1, MCD_LIMIT_MAX, "1000"},
+        {"limits.parked", KEY_INT, OFF(limit_parked), 1, MCD_LIMIT_MAX, "100"},
         {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 0, "500ms"},
         {"batch.max_events", KEY_INT, OFF(batch_max), 1, 100000, "1000"},
         {"batch.max_bytes", KEY_INT, OFF(batch_max_bytes), 4096, INT_MAX, "1048576"},
@@ -120,6 +126,23 @@ static int parse_int(const char *s, long long min, long long max, long long *out
         return 0;
 }
 
+/* ms as the file would write it, in the largest unit that divides it
+ * ("30d", "90m", "1500ms"); returns buf. */
+static const char *duration_text(mcd_time_t ms, char *buf, size_t len) {
+        static const struct {
+                const char *unit;
+                mcd_time_t factor;
+        } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+                if (ms != 0 && ms % units[i].factor == 0) {
+                        snprintf(buf, len, "%" PRId64 "%s", ms / units[i].factor, units[i].unit);
+                        return buf;
+                }
+        snprintf(buf, len, "%" PRId64 "ms", ms);
+        return buf;
+}
+
 /* host:port, host a name, an IPv4 address or an IPv6 address in brackets. */
 static int check_listen(const char *s) {
         const char *colon = strrchr(s, ':');
@@ -179,10 +202,15 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                 return 0;
 
         case KEY_DURATION:
-                if (mcd_parse_duration(value, &ms) < 0 || ms < k->min)
+                if (mcd_parse_duration(value, &ms) < 0 || ms < k->min || (k->max > 0 && ms > k->max)) {
+                        char max[40] = "", text[24];
+
+                        if (k->max > 0)
+                                snprintf(max, sizeof(max), " up to %s", duration_text(k->max, text, sizeof(text)));
                         return why_set(why, whylen,
-                                       "%s: expected a %sduration such as 500ms, 10s, 5m, 1h or 1d, got '%s'",
-                                       k->name, k->min > 0 ? "positive " : "", value);
+                                       "%s: expected a %sduration%s such as 500ms, 10s, 5m, 1h or 1d, got '%s'",
+                                       k->name, k->min > 0 ? "positive " : "", max, value);
+                }
                 *(mcd_time_t *)base = ms;
                 return 0;
 
@@ -320,6 +348,15 @@ int mcd_config_defaults(struct mcd_config *cfg) {
 fail:
         mcd_config_clear(cfg);
         return r;
+}
+
+void mcd_config_rules(const struct mcd_config *cfg, struct mcd_rules_config *rules) {
+        *rules = MCD_RULES_CONFIG_DEFAULT;
+        rules->park_grace = cfg->park_grace;
+        rules->dedup_window = cfg->dedup_window;
+        rules->max_seen_ids = (size_t)cfg->limit_seen_ids;
+        rules->max_subscriptions = (size_t)cfg->limit_subscriptions;
+        rules->max_parked = (size_t)cfg->limit_parked;
 }
 
 const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name) {
@@ -491,6 +528,27 @@ static int load_stream(struct loader *l, struct mcd_config *cfg, FILE *f) {
         return r;
 }
 
+/* The checks across keys, once the whole file is read.  dedup_window must be
+ * at least park_grace, so that the id of a parked event is remembered for as
+ * long as the event can stay parked.  A violation is reported on
+ * dedup_window's line when the file sets it, else on park_grace's. */
+static void check_across(struct loader *l, const struct mcd_config *cfg) {
+        char window[24], grace[24];
+        unsigned line = seen_line(&l->seen, "dedup_window");
+
+        if (cfg->dedup_window >= cfg->park_grace)
+                return;
+        duration_text(cfg->dedup_window, window, sizeof(window));
+        duration_text(cfg->park_grace, grace, sizeof(grace));
+        if (line > 0)
+                report(l, line, "dedup_window: %s is shorter than park_grace (%s); it must be at least park_grace",
+                       window, grace);
+        else
+                report(l, seen_line(&l->seen, "park_grace"),
+                       "park_grace: %s is longer than dedup_window (%s); dedup_window must be at least park_grace",
+                       grace, window);
+}
+
 int mcd_config_load(const char *path, struct mcd_config *cfg, FILE *errors, unsigned *n_errors) {
         struct loader l = {.path = path, .errors = errors};
         FILE *f;
@@ -505,6 +563,8 @@ int mcd_config_load(const char *path, struct mcd_config *cfg, FILE *errors, unsi
         r = replace_string(&cfg->path, path);
         if (r == 0)
                 r = load_stream(&l, cfg, f);
+        if (r == 0)
+                check_across(&l, cfg);
         fclose(f);
         seen_clear(&l.seen);
         if (r == -ENOMEM)

@@ -13,6 +13,19 @@
 
 #define MCD_CONFIG_DEFAULT_PATH MCD_SYSCONFDIR "/multichanneld/multichanneld.conf"
 
+/* The largest values of the rules' bounds (CONTRACT.md "Bounds"), shared by
+ * the configuration keys and replay's options.  The changelog record size is
+ * worked out for the defaults; larger limits are the operator's choice (and
+ * may need larger Kafka records), but these maxima keep the limits inside an
+ * int, every count times a per-entry size far inside size_t, and
+ * latest - dedup_window clear of 64-bit overflow for any plausible
+ * occurred_at. */
+#define MCD_SEEN_IDS_MAX 10000000                            /* limits.seen_ids */
+#define MCD_LIMIT_MAX 1000000                                /* limits.subscriptions, limits.parked */
+#define MCD_DEDUP_WINDOW_MAX ((mcd_time_t)36500 * 86400000)  /* dedup_window: 36500d, about 100 years */
+
+struct mcd_rules_config;
+
 struct mcd_kv {
         char *key;                   /* librdkafka property name, without "kafka." */
         char *value;
@@ -42,6 +55,10 @@ struct mcd_config {
         int redis_timeout_ms;        /* redis.timeout, 2s */
 
         mcd_time_t park_grace;       /* 10m */
+        mcd_time_t dedup_window;     /* 30d, at least park_grace */
+        int limit_seen_ids;          /* limits.seen_ids, 10000 */
+        int limit_subscriptions;     /* limits.subscriptions, 1000 */
+        int limit_parked;            /* limits.parked, 100 */
         mcd_time_t merge_wait;       /* 500ms */
         int batch_max;               /* batch.max_events, 1000 */
         int batch_max_bytes;         /* batch.max_bytes, 1 MiB: customer state a batch holds, estimated */
@@ -59,8 +76,10 @@ int mcd_config_defaults(struct mcd_config *cfg);
 
 /* Loads a file over the defaults.  Every problem is written to `errors` as
  * "FILE:LINE: what is wrong" (one line each) and counted; returns 0 when the
- * file is valid, -EINVAL when some line is bad (cfg then holds what was
- * valid), -ENOENT / -EACCES when the file cannot be read (also reported), or
+ * file is valid, -EINVAL when some line is bad or keys disagree (dedup_window
+ * shorter than park_grace, named on dedup_window's line, else park_grace's;
+ * cfg then holds what was valid), -ENOENT / -EACCES when the file cannot be
+ * read (also reported), or
  * -ENOMEM.  Unknown keys are errors (a typo must not pass silently); so are
  * librdkafka properties that librdkafka refuses. */
 int mcd_config_load(const char *path, struct mcd_config *cfg, FILE *errors, unsigned *n_errors);
@@ -69,6 +88,10 @@ int mcd_config_load(const char *path, struct mcd_config *cfg, FILE *errors, unsi
  * overrides).  0, or -EINVAL with why[] set. */
 int mcd_config_set(struct mcd_config *cfg, const char *key, const char *value, unsigned line, char *why,
                    size_t whylen);
+
+/* Fills the rules' settings from cfg: park_grace, dedup_window and the three
+ * limits.*.  This function can't fail. */
+void mcd_config_rules(const struct mcd_config *cfg, struct mcd_rules_config *rules);
 
 /* The value of kafka.<name>, or NULL. */
 const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name);

@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "daemon/cli.h"
 #include "daemon/commands.h"
+#include "daemon/config.h"
 #include "daemon/replay.h"
 #include "handlers/timefmt.h"
 
@@ -19,7 +20,9 @@ static void usage(FILE *f) {
               "commands:\n"
               "  run [-c FILE] [--embedded-kafka [--partitions N]]\n"
               "                     the daemon: consume, apply, store, publish, until SIGTERM\n"
-              "  replay [--now TIME] [--park-grace DURATION] [--state-out FILE] [FILE]\n"
+              "  replay [--now TIME] [--park-grace DURATION] [--dedup-window DURATION]\n"
+              "         [--max-seen-ids N] [--max-subscriptions N] [--max-parked N]\n"
+              "         [--state-out FILE] [FILE]\n"
               "                     apply the rules to JSON-lines events, print outcomes\n"
               "  check-config [-c FILE]\n"
               "                     validate a configuration file, naming each bad line\n"
@@ -36,15 +39,81 @@ static void usage(FILE *f) {
               f);
 }
 
+/* A count for a --max-* option: digits only, 1..max.  0 or -EINVAL. */
+static int parse_count(const char *s, unsigned long long max, size_t *out) {
+        unsigned long long v;
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || *end != '\0' || v < 1 || v > max)
+                return -EINVAL;
+        *out = (size_t)v;
+        return 0;
+}
+
+static int count_error(const char *option, const char *arg, unsigned long long max) {
+        return mcd_cli_error("replay", "%s: invalid count '%s' (expected an integer 1..%llu)", option, arg, max);
+}
+
+/* One of replay's rules options (the contract's --park-grace, --dedup-window,
+ * --max-seen-ids, --max-subscriptions, --max-parked; the same bounds as the
+ * configuration keys): sets it in rules.  0, or 2 once the option at fault
+ * is named on stderr. */
+static int replay_rules_option(int c, const char *arg, struct mcd_rules_config *rules) {
+        switch (c) {
+        case 'g':
+                if (mcd_parse_duration(arg, &rules->park_grace) < 0)
+                        return mcd_cli_error("replay", "--park-grace: invalid duration '%s' "
+                                             "(expected e.g. 10m, 30s, 500ms)", arg);
+                return 0;
+        case 'w':
+                if (mcd_parse_duration(arg, &rules->dedup_window) < 0 || rules->dedup_window < 1 ||
+                    rules->dedup_window > MCD_DEDUP_WINDOW_MAX)
+                        return mcd_cli_error("replay", "--dedup-window: invalid duration '%s' "
+                                             "(expected a positive duration up to 36500d, e.g. 30d, 12h)", arg);
+                return 0;
+        case 'i':
+                return parse_count(arg, MCD_SEEN_IDS_MAX, &rules->max_seen_ids) < 0
+                               ? count_error("--max-seen-ids", arg, MCD_SEEN_IDS_MAX) : 0;
+        case 'u':
+                return parse_count(arg, MCD_LIMIT_MAX, &rules->max_subscriptions) < 0
+                               ? count_error("--max-subscriptions", arg, MCD_LIMIT_MAX) : 0;
+        default:
+                return parse_count(arg, MCD_LIMIT_MAX, &rules->max_parked) < 0
+                               ? count_error("--max-parked", arg, MCD_LIMIT_MAX) : 0;
+        }
+}
+
+/* The dedup window must be at least the park grace (as the configuration's
+ * dedup_window and park_grace); window and grace are the options as given,
+ * or NULL.  0, or 2 once the option at fault is named on stderr. */
+static int replay_rules_check(const struct mcd_rules_config *rules, const char *window, const char *grace) {
+        if (rules->dedup_window >= rules->park_grace)
+                return 0;
+        if (window)
+                return mcd_cli_error("replay", "--dedup-window: '%s' is shorter than the park grace (%s); "
+                                     "it must be at least as long", window, grace ? grace : "10m");
+        return mcd_cli_error("replay", "--park-grace: '%s' is longer than the dedup window (30d); "
+                             "give a --dedup-window at least as long", grace);
+}
+
 static int cmd_replay(int argc, char **argv) {
         static const struct option opts[] = {
                 {"now", required_argument, NULL, 'n'},
                 {"park-grace", required_argument, NULL, 'g'},
+                {"dedup-window", required_argument, NULL, 'w'},
+                {"max-seen-ids", required_argument, NULL, 'i'},
+                {"max-subscriptions", required_argument, NULL, 'u'},
+                {"max-parked", required_argument, NULL, 'p'},
                 {"state-out", required_argument, NULL, 's'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
-        struct mcd_replay_options opt = {.rules = {.park_grace = MCD_PARK_GRACE_DEFAULT}};
+        struct mcd_replay_options opt = {.rules = MCD_RULES_CONFIG_DEFAULT};
+        const char *window = NULL, *grace = NULL;
         FILE *in = stdin;
         int c, r;
 
@@ -59,9 +128,16 @@ static int cmd_replay(int argc, char **argv) {
                         opt.has_now = true;
                         break;
                 case 'g':
-                        if (mcd_parse_duration(optarg, &opt.rules.park_grace) < 0)
-                                return mcd_cli_error("replay", "--park-grace: invalid duration '%s' "
-                                                     "(expected e.g. 10m, 30s, 500ms)", optarg);
+                case 'w':
+                case 'i':
+                case 'u':
+                case 'p':
+                        if (replay_rules_option(c, optarg, &opt.rules) != 0)
+                                return 2;
+                        if (c == 'g')
+                                grace = optarg;
+                        else if (c == 'w')
+                                window = optarg;
                         break;
                 case 's':
                         if (opt.state_out)
@@ -78,6 +154,8 @@ static int cmd_replay(int argc, char **argv) {
                         return mcd_cli_error("replay", "unknown or incomplete option '%s'", argv[optind - 1]);
                 }
         }
+        if (replay_rules_check(&opt.rules, window, grace) != 0)
+                return 2;
         if (argc - optind > 1)
                 return mcd_cli_error("replay", "unexpected argument '%s' (only one FILE is read)", argv[optind + 1]);
         if (optind < argc && strcmp(argv[optind], "-") != 0) {

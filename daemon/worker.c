@@ -2649,7 +2649,7 @@ static int worker_setup(struct worker *w) {
         const char *out_topics[2] = {w->cfg->topic_outcomes, w->cfg->topic_dlq};
         int r, n_sub;
 
-        w->rules.park_grace = w->cfg->park_grace;
+        mcd_config_rules(w->cfg, &w->rules);
         w->fault_stop_before_commit = fault_env("MCD_FAULT_STOP_BEFORE_COMMIT");
         w->fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
         w->fault_stop_before_changelog = fault_env("MCD_FAULT_STOP_BEFORE_CHANGELOG");
@@ -2919,6 +2919,10 @@ static void reload(struct worker *w) {
                 bool differs = restart_keys_differ(&fresh, w->cfg);
                 w->cfg->log_level = fresh.log_level;
                 w->cfg->park_grace = fresh.park_grace;
+                w->cfg->dedup_window = fresh.dedup_window;
+                w->cfg->limit_seen_ids = fresh.limit_seen_ids;
+                w->cfg->limit_subscriptions = fresh.limit_subscriptions;
+                w->cfg->limit_parked = fresh.limit_parked;
                 w->cfg->merge_wait = fresh.merge_wait;
                 w->cfg->batch_max = fresh.batch_max;
                 w->cfg->batch_max_bytes = fresh.batch_max_bytes;
@@ -2939,7 +2943,7 @@ static void reload(struct worker *w) {
                 w->cfg->buffer_max = fresh.buffer_max;
                 w->cfg->batch_wait = fresh.batch_wait;
                 w->cfg->status_interval = fresh.status_interval;
-                w->rules.park_grace = fresh.park_grace;
+                mcd_config_rules(w->cfg, &w->rules);
                 mcd_log_set_level(fresh.log_level);
                 if (differs)
                         log_warning("reload: changes to %s.*, %s.*, %s.* or %s.* keys take effect at the next start",

@@ -12,12 +12,14 @@ no equals sign here
 park_grace = soon
 kafka.no.such.property = 1
 wat = 1
+limits.parked = 0
+dedup_window = 5m
 CONF
 $MCD check-config -c "$TMP/bad.conf" > "$TMP/out" 2> "$TMP/err"
 rc=$?
 ok $([ $rc -eq 1 ]; echo $?) "check-config exits 1 on a bad file (got $rc)"
 diag < "$TMP/err"
-for l in 2 4 5 6 7; do
+for l in 2 4 5 6 7 8 9; do
         grep -q "bad.conf:$l: " "$TMP/err"
         ok $? "check-config names line $l"
 done
@@ -44,6 +46,52 @@ expect_usage "--topic: expected relationships or subscriptions, got 'x'" "publis
 expect_usage "expected a CUSTOMER_ID argument" "state: missing argument named" -- state
 expect_usage "unexpected argument 'extra'" "tail: stray argument named" -- tail extra
 expect_usage "unknown command 'frobnicate'" "unknown command named" -- frobnicate
+expect_usage "--dedup-window: invalid duration 'soon'" "replay: bad --dedup-window named" -- replay --dedup-window soon
+expect_usage "--dedup-window: invalid duration '0s'" "replay: a zero --dedup-window refused" -- replay --dedup-window 0s
+expect_usage "--max-seen-ids: invalid count '0'" "replay: --max-seen-ids 0 refused" -- replay --max-seen-ids 0
+expect_usage "--max-subscriptions: invalid count 'x'" "replay: bad --max-subscriptions named" -- replay --max-subscriptions x
+expect_usage "--max-parked: invalid count '-1'" "replay: bad --max-parked named" -- replay --max-parked -1
+expect_usage "--dedup-window: '5m' is shorter than the park grace (20m)" "replay: --dedup-window below --park-grace refused" \
+        -- replay --park-grace 20m --dedup-window 5m
+expect_usage "--park-grace: '31d' is longer than the dedup window" "replay: --park-grace above the default window refused" \
+        -- replay --park-grace 31d
+
+# replay's bounds (CONTRACT.md "Bounds"): an event before the customer's
+# horizon is EVENT_TOO_OLD, where the default keeps its id and drops it as a
+# duplicate.
+ev() {  # ev EVENT_ID TIME TYPE FIELDS: one input line for customer c-1
+        echo "{\"event_id\":\"$1\",\"occurred_at\":\"2026-01-05T$2:00.000Z\",\"customer_id\":\"c-1\",\"cloud\":\"COMMERCIAL\",\"type\":\"$3\",$4}"
+}
+rel() { ev "$1" "$2" RelationshipRequested '"partner_id":"p-1"'; }
+replay_reasons() {  # replay_reasons INPUT OPTIONS...: the rejection reasons, one a line
+        in=$1; shift
+        $MCD replay "$@" "$in" > "$TMP/replay.out" 2> "$TMP/replay.err" || { echo "replay failed"; return 1; }
+        grep -o '"reason":"[A-Z_]*"' "$TMP/replay.out" | sed 's/.*:"\(.*\)"/\1/'
+}
+{ rel r-1 10:00; rel r-2 10:01; rel r-3 10:02; rel r-1 10:00; } > "$TMP/seen.jsonl"
+[ "$(replay_reasons "$TMP/seen.jsonl")" = "" ] && [ "$(wc -l < "$TMP/replay.out")" -eq 1 ]
+ok $? "replay: a repeated id is a duplicate by default (no output)"
+[ "$(replay_reasons "$TMP/seen.jsonl" --max-seen-ids 2)" = EVENT_TOO_OLD ]
+ok $? "replay --max-seen-ids 2: the repeat of a forgotten id is EVENT_TOO_OLD"
+{ rel r-1 10:00; rel r-2 12:00; rel r-1 10:00; } > "$TMP/window.jsonl"
+[ "$(replay_reasons "$TMP/window.jsonl")" = "" ] && [ "$(wc -l < "$TMP/replay.out")" -eq 1 ]
+ok $? "replay: a repeat within the default window is a duplicate"
+[ "$(replay_reasons "$TMP/window.jsonl" --dedup-window 1h)" = EVENT_TOO_OLD ]
+ok $? "replay --dedup-window 1h: a repeat from before the window is EVENT_TOO_OLD"
+sub='"offer_name":"Azure plan","billing":"USAGE_BASED","channel":"DIRECT"'
+{ ev s-1 10:00 SubscriptionReported "\"subscription_id\":\"sub-1\",$sub"
+  ev s-2 10:01 SubscriptionReported "\"subscription_id\":\"sub-2\",$sub"
+  rel r-1 10:02
+  ev w-1 10:03 SwitchRequested '"subscription_id":"sub-1","target_partner_id":"p-1"'
+  ev w-2 10:04 SwitchRequested '"subscription_id":"sub-1","target_partner_id":"p-1"'
+} > "$TMP/limits.jsonl"
+[ "$(replay_reasons "$TMP/limits.jsonl")" = "" ]
+ok $? "replay: two subscriptions and two parked events within the default limits"
+[ "$(replay_reasons "$TMP/limits.jsonl" --max-subscriptions 1)" = SUBSCRIPTION_LIMIT ]
+ok $? "replay --max-subscriptions 1: the second subscription is SUBSCRIPTION_LIMIT"
+[ "$(replay_reasons "$TMP/limits.jsonl" --max-parked 1)" = PARK_LIMIT ]
+ok $? "replay --max-parked 1: the second parked event is PARK_LIMIT"
+
 $MCD help | grep -q "check-config"
 ok $? "help lists the subcommands"
 tap_done

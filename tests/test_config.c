@@ -10,6 +10,7 @@
 
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "handlers/rules.h"
 #include "tests/tap.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";
@@ -80,6 +81,19 @@ static unsigned count_lines(const char *s) {
         return n;
 }
 
+/* The defaults give the rules engine's own defaults. */
+static void test_rules_default(const struct mcd_config *cfg) {
+        const struct mcd_rules_config want = MCD_RULES_CONFIG_DEFAULT;
+        struct mcd_rules_config got;
+
+        mcd_config_rules(cfg, &got);
+        is_int(got.park_grace, want.park_grace, "rules: default park_grace");
+        is_int(got.dedup_window, want.dedup_window, "rules: default dedup_window");
+        is_int(got.max_seen_ids, want.max_seen_ids, "rules: default max_seen_ids");
+        is_int(got.max_subscriptions, want.max_subscriptions, "rules: default max_subscriptions");
+        is_int(got.max_parked, want.max_parked, "rules: default max_parked");
+}
+
 static void test_defaults(void) {
         struct mcd_config cfg;
 
@@ -110,6 +124,11 @@ static void test_defaults(void) {
         is_str(cfg.metrics_listen, "127.0.0.1:9464", "metrics.listen");
         is_int(cfg.log_level, LOG_INFO, "log.level info");
         is_int(cfg.status_interval, 5000, "status.interval 5s");
+        is_int(cfg.dedup_window, 30LL * 86400000, "dedup_window 30d");
+        is_int(cfg.limit_seen_ids, 10000, "limits.seen_ids 10000");
+        is_int(cfg.limit_subscriptions, 1000, "limits.subscriptions 1000");
+        is_int(cfg.limit_parked, 100, "limits.parked 100");
+        test_rules_default(&cfg);
         mcd_config_clear(&cfg);
         ok(cfg.kafka == NULL && cfg.redis_host == NULL, "clear empties");
 }
@@ -250,6 +269,79 @@ static void test_bad_lines(void) {
         is_str(l.cfg.redis_key_prefix, "mcd:", "a bad value keeps the default");
         is_int(l.cfg.log_level, LOG_INFO, "a bad log.level keeps the default");
         loaded_clear(&l);
+}
+
+/* Loads text as a file and checks it is refused with exactly one error,
+ * `want_tail` (after "PATH:"). */
+static void expect_one_error(const char *name, const char *text, const char *want_tail, const char *what) {
+        struct loaded l;
+        char want[1024];
+        const char *path = write_file(name, text);
+
+        load(&l, path);
+        snprintf(want, sizeof(want), "%s:%s", path, want_tail);
+        ok(l.r == -EINVAL && l.n_errors == 1, "%s: refused with one error (r %d, %u errors)", what, l.r,
+           l.n_errors);
+        is_str(error_line(&l, 1), want, "%s: reported", what);
+        loaded_clear(&l);
+}
+
+/* CONTRACT.md "Bounds": dedup_window and limits.*, their ranges, and
+ * dedup_window at least park_grace, named on a line of the file. */
+static void test_bounds(void) {
+        struct mcd_rules_config rules;
+        struct loaded l;
+        const char *path = write_file("bounds.conf",
+                                      "park_grace = 1h\n"
+                                      "dedup_window = 1h\n"
+                                      "limits.seen_ids = 10000000\n"
+                                      "limits.subscriptions = 1\n"
+                                      "limits.parked = 1000000\n");
+
+        load(&l, path);
+        is_int(l.r, 0, "bounds file loads: dedup_window may equal park_grace");
+        is_str(l.errors, "", "bounds file: nothing reported");
+        is_int(l.cfg.dedup_window, 3600000, "dedup_window");
+        is_int(l.cfg.limit_seen_ids, 10000000, "limits.seen_ids at its maximum");
+        is_int(l.cfg.limit_subscriptions, 1, "limits.subscriptions at its minimum");
+        is_int(l.cfg.limit_parked, 1000000, "limits.parked at its maximum");
+        mcd_config_rules(&l.cfg, &rules);
+        ok(rules.park_grace == 3600000 && rules.dedup_window == 3600000 && rules.max_seen_ids == 10000000 &&
+                   rules.max_subscriptions == 1 && rules.max_parked == 1000000,
+           "mcd_config_rules carries all five settings");
+        loaded_clear(&l);
+
+        expect_one_error("seen0.conf", "limits.seen_ids = 0\n",
+                         "1: limits.seen_ids: expected an integer 1..10000000, got '0'", "limits.seen_ids 0");
+        expect_one_error("seen-big.conf", "\nlimits.seen_ids = 10000001\n",
+                         "2: limits.seen_ids: expected an integer 1..10000000, got '10000001'",
+                         "limits.seen_ids past its maximum");
+        expect_one_error("subs0.conf", "limits.subscriptions = 0\n",
+                         "1: limits.subscriptions: expected an integer 1..1000000, got '0'",
+                         "limits.subscriptions 0");
+        expect_one_error("parked0.conf", "# none\nlimits.parked = 0\n",
+                         "2: limits.parked: expected an integer 1..1000000, got '0'", "limits.parked 0");
+        expect_one_error("parked-x.conf", "limits.parked = many\n",
+                         "1: limits.parked: expected an integer 1..1000000, got 'many'", "limits.parked many");
+        expect_one_error("window0.conf", "park_grace = 0s\ndedup_window = 0s\n",
+                         "2: dedup_window: expected a positive duration up to 36500d such as 500ms, 10s, 5m, 1h "
+                         "or 1d, got '0s'",
+                         "dedup_window 0");
+        expect_one_error("window-big.conf", "dedup_window = 36501d\n",
+                         "1: dedup_window: expected a positive duration up to 36500d such as 500ms, 10s, 5m, 1h "
+                         "or 1d, got '36501d'",
+                         "dedup_window past 100 years");
+        expect_one_error("window-short.conf", "dedup_window = 5m\n",
+                         "1: dedup_window: 5m is shorter than park_grace (10m); it must be at least park_grace",
+                         "dedup_window below the default park_grace");
+        expect_one_error("grace-long.conf", "# comment\npark_grace = 31d\n",
+                         "2: park_grace: 31d is longer than dedup_window (30d); dedup_window must be at least "
+                         "park_grace",
+                         "park_grace beyond the default dedup_window");
+        expect_one_error("both.conf", "dedup_window = 90m\npark_grace = 5400001ms\n# end\n",
+                         "1: dedup_window: 90m is shorter than park_grace (5400001ms); it must be at least "
+                         "park_grace",
+                         "both set: dedup_window's line named");
 }
 
 static void test_kafka_properties(void) {
@@ -403,6 +495,7 @@ int main(void) {
         test_defaults();
         test_valid_file();
         test_bad_lines();
+        test_bounds();
         test_kafka_properties();
         test_missing_file();
         test_set();
