@@ -18,6 +18,8 @@
 #include "daemon/config.h"
 #include "daemon/jsonl.h"
 #include "daemon/kafka.h"
+#include "daemon/state_codec.h"
+#include "daemon/state_json.h"
 #include "daemon/store.h"
 
 static volatile sig_atomic_t interrupted;
@@ -309,9 +311,13 @@ out_cfg:
 
 /* ----------------------------------------------------------------- state -- */
 
+/* The stored state, decoded (binary or the JSON of earlier versions), as
+ * JSON (state_json.h). */
 static int print_state(struct mcd_store *store, const char *id, bool compact) {
-        char *raw = NULL;
-        int r = mcd_store_get_customer_json(store, id, &raw);
+        struct mcd_customer c;
+        char *raw = NULL, *text = NULL, why[256] = "";
+        size_t len = 0;
+        int r = mcd_store_get_customer_raw(store, id, &raw, &len);
 
         if (r < 0)
                 return r;
@@ -319,16 +325,26 @@ static int print_state(struct mcd_store *store, const char *id, bool compact) {
                 fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", id);
                 return -ENOENT;
         }
+        r = mcd_state_decode(raw, len, &c, why, sizeof(why));
+        free(raw);
+        if (r < 0) {
+                fprintf(stderr, "multichanneld: state: the stored state of '%s' is unreadable: %s\n", id, why);
+                return r;
+        }
+        text = mcd_state_to_json(&c);
+        mcd_customer_clear(&c);
+        if (!text)
+                return -ENOMEM;
         if (compact) {
-                puts(raw);
+                puts(text);
         } else {
-                json_t *j = json_loads(raw, 0, NULL);
+                json_t *j = json_loads(text, 0, NULL);
                 char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-                puts(pretty ? pretty : raw);
+                puts(pretty ? pretty : text);
                 free(pretty);
                 json_decref(j);
         }
-        free(raw);
+        free(text);
         return 0;
 }
 

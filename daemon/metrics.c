@@ -134,6 +134,8 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         scalar_u64(f, "multichanneld_redis_errors_total", "counter", "Redis errors.", s->redis_errors);
         scalar_u64(f, "multichanneld_kafka_errors_total", "counter", "Kafka errors.", s->kafka_errors);
         scalar_i64(f, "multichanneld_partitions", "Partition pairs owned.", s->partitions);
+        scalar_i64(f, "multichanneld_changelog_stopped_partitions",
+                   "Partition pairs that stopped committing because a changelog append failed.", s->changelog_stopped);
         scalar_i64(f, "multichanneld_redis_up", "1 while Redis answers.", s->redis_up ? 1 : 0);
         scalar_i64(f, "multichanneld_ready", "1 once Redis answers and every owned partition is ready.",
                    s->ready ? 1 : 0);
@@ -223,6 +225,8 @@ static const char *not_ready_reason(const struct mcd_stats *s, bool have) {
                 return NULL;
         if (!s->redis_up)
                 return "Redis unreachable\n";
+        if (s->changelog_stopped > 0)
+                return "a changelog append failed: partitions stopped committing (see the log)\n";
         if (s->partitions == 0)
                 return "no partitions assigned yet\n";
         return "partitions not ready yet\n";

@@ -8,6 +8,7 @@
  * never trusts its input: every type is checked and every failure is a
  * -EINVAL with a one-line reason. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,9 @@
 #include "daemon/strbuf.h"
 #include "handlers/timefmt.h"
 
-#define STATE_JSON_VERSION 1
+/* Version 2 keeps seen ids as [hash, occurred_at] pairs (handlers/seen.h);
+ * version 1 kept them as strings, read as ids of no known time. */
+#define STATE_JSON_VERSION 2
 
 /* ----------------------------------------------------------------- format */
 
@@ -79,6 +82,29 @@ static void parked_write(struct mcd_strbuf *b, const struct mcd_parked *p) {
         free(line);
 }
 
+/* "seen":[["<hash, 16 hex digits>","<occurred_at>"|null],..],"seen_forgot_at":..
+ * (null: the time of an id read from a version 1 state, not known yet). */
+static void seen_write(struct mcd_strbuf *b, const struct mcd_seen *s) {
+        const struct mcd_seen_id *ids = mcd_seen_ids(s);
+
+        key(b, "seen", false);
+        mcd_sb_putn(b, "[", 1);
+        for (size_t i = 0; i < mcd_seen_count(s); i++) {
+                mcd_sb_printf(b, "%s[\"%016" PRIx64 "\",", i ? "," : "", ids[i].hash);
+                if (ids[i].occurred_at == MCD_SEEN_LEGACY)
+                        mcd_sb_puts(b, "null");
+                else
+                        time_value(b, ids[i].occurred_at);
+                mcd_sb_putn(b, "]", 1);
+        }
+        mcd_sb_putn(b, "]", 1);
+        key(b, "seen_forgot_at", false);
+        if (s->has_forgot)
+                time_value(b, s->forgot_at);
+        else
+                mcd_sb_puts(b, "null");
+}
+
 static void lists_write(struct mcd_strbuf *b, const struct mcd_customer *c) {
         bool first = true;
 
@@ -113,14 +139,7 @@ static void lists_write(struct mcd_strbuf *b, const struct mcd_customer *c) {
                 mcd_sb_putn(b, "}", 1);
         }
         mcd_sb_putn(b, "]", 1);
-        key(b, "seen", false);
-        mcd_sb_putn(b, "[", 1);
-        for (size_t i = 0; i < c->n_seen; i++) {
-                if (i)
-                        mcd_sb_putn(b, ",", 1);
-                mcd_sb_json_string(b, c->seen[i]);
-        }
-        mcd_sb_putn(b, "]", 1);
+        seen_write(b, &c->seen);
 }
 
 char *mcd_state_to_json(const struct mcd_customer *c) {
@@ -299,7 +318,27 @@ static int parse_parked(struct parse_ctx *p, json_t *o, size_t i, struct mcd_cus
         return r;
 }
 
-static int parse_lists(struct parse_ctx *p, json_t *root, struct mcd_customer *c) {
+/* Version 1: the id itself, of no known time.  Version 2: [hash, time]. */
+static int parse_seen_id(struct parse_ctx *p, json_t *item, size_t i, int version, struct mcd_customer *c) {
+        const char *hex = json_string_value(json_array_get(item, 0));
+        json_t *at = json_array_get(item, 1);
+        mcd_time_t t = MCD_SEEN_LEGACY;
+        uint64_t hash = 0;
+
+        if (version == 1) {
+                if (!json_is_string(item))
+                        return fail(p, "seen[%zu]: must be a string", i);
+                return mcd_customer_mark_seen(c, json_string_value(item), MCD_SEEN_LEGACY);
+        }
+        if (!json_is_array(item) || json_array_size(item) != 2 || !hex || strlen(hex) != 16 ||
+            strspn(hex, "0123456789abcdef") != 16 || (hash = strtoull(hex, NULL, 16)) == 0)
+                return fail(p, "seen[%zu]: must be [\"<16 hex digits>\", time or null]", i);
+        if (!json_is_null(at) && (!json_is_string(at) || mcd_time_parse(json_string_value(at), &t) < 0))
+                return fail(p, "seen[%zu]: the time must be an ISO-8601 UTC time or null", i);
+        return mcd_seen_add(&c->seen, hash, t);
+}
+
+static int parse_lists(struct parse_ctx *p, json_t *root, int version, struct mcd_customer *c) {
         json_t *subs, *parked, *seen, *item;
         size_t i;
         int r;
@@ -314,22 +353,20 @@ static int parse_lists(struct parse_ctx *p, json_t *root, struct mcd_customer *c
         json_array_foreach(parked, i, item)
                 if ((r = parse_parked(p, item, i, c)) < 0)
                         return r;
-        json_array_foreach(seen, i, item) {
-                if (!json_is_string(item))
-                        return fail(p, "seen[%zu]: must be a string", i);
-                if ((r = mcd_customer_mark_seen(c, json_string_value(item))) < 0)
+        json_array_foreach(seen, i, item)
+                if ((r = parse_seen_id(p, item, i, version, c)) < 0)
                         return r;
-        }
-        return 0;
+        return get_time(p, root, "", "seen_forgot_at", false, &c->seen.has_forgot, &c->seen.forgot_at);
 }
 
 static int parse_customer(struct parse_ctx *p, json_t *root, struct mcd_customer *c) {
         json_t *v = json_object_get(root, "v");
         char *id = NULL;
-        int state = 0, cloud = 0, r;
+        int state = 0, cloud = 0, version, r;
 
-        if (!json_is_integer(v) || json_integer_value(v) != STATE_JSON_VERSION)
-                return fail(p, "field \"v\" must be %d", STATE_JSON_VERSION);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > STATE_JSON_VERSION)
+                return fail(p, "field \"v\" must be 1 to %d", STATE_JSON_VERSION);
+        version = (int)json_integer_value(v);
         r = get_string(p, root, "", "customer_id", true, &id);
         if (r < 0)
                 return r;
@@ -349,7 +386,7 @@ static int parse_customer(struct parse_ctx *p, json_t *root, struct mcd_customer
             (r = get_string(p, root, "", "indirect_reseller_id", false, &c->indirect_reseller_id)) < 0)
                 return r;
         c->state = state;
-        return parse_lists(p, root, c);
+        return parse_lists(p, root, version, c);
 }
 
 int mcd_state_from_json(const char *json, size_t len, struct mcd_customer *c, char *why, size_t whylen) {

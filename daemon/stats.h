@@ -15,8 +15,9 @@
                 "ALREADY_WITH_PARTNER", "SUBSCRIPTION_UNKNOWN", "TARGET_NOT_RELATIONSHIP_PARTNER", \
                 "SUBSCRIPTION_CLOSED", "CREATE_AZURE_CSP_SUBSCRIPTION_INSTEAD", "PARTNER_MISMATCH", \
                 "SWITCH_BLOCKED_UNTIL_TERM_END", "SWITCH_NOT_REQUESTED", "NO_ACCEPTED_RELATIONSHIP", \
-                "CLOUD_MISMATCH", "CSP_TO_CSP_RESALE_NOT_SUPPORTED"
-#define MCD_N_REJECTION_REASONS 14
+                "CLOUD_MISMATCH", "CSP_TO_CSP_RESALE_NOT_SUPPORTED", "EVENT_TOO_OLD", "SUBSCRIPTION_LIMIT", \
+                "PARK_LIMIT"
+#define MCD_N_REJECTION_REASONS 17
 
 /* Dead-letter codes (avro_codec.h). */
 #define MCD_DEAD_LETTER_REASONS \
@@ -46,6 +47,7 @@ struct mcd_stats {
         int64_t parked;              /* parked events among the customers of the last batches */
         int64_t pending_timers;      /* customers with a due time in Redis, owned partitions */
         int64_t partitions;          /* partition pairs owned */
+        int64_t changelog_stopped;   /* of them, stopped by a failed changelog append */
         bool ready;                  /* Redis answers and every owned partition is ready */
         bool redis_up;
 };

@@ -23,7 +23,7 @@
 #include <hiredis.h>
 
 #include "daemon/parallel.h"
-#include "daemon/state_json.h"
+#include "daemon/state_codec.h"
 #include "daemon/store.h"
 #include "handlers/rules.h"
 
@@ -39,7 +39,7 @@
  *   per partition: partition, generation, set_offsets ("1"/"0"), rel, sub,
  *                  marks ("" to leave them), trim, n_frames,
  *                  frame_1 .. frame_n  (frames binary)
- *   per customer:  customer_id, json, score (due time in ms; "" for none,
+ *   per customer:  customer_id, state, score (due time in ms; "" for none,
  *                  removing any; "-" for none, with none before)
  *
  * Frames are pushed, and customers written with MSET, 1000 arguments at a
@@ -162,8 +162,9 @@ static void args_add_str(struct args *a, const char *s) {
         args_add(a, s, strlen(s));
 }
 
-/* Adds a heap string and takes ownership of it (frees it on failure). */
-static void args_take(struct args *a, char *s) {
+/* Adds a heap buffer of len bytes and takes ownership of it (frees it on
+ * failure). */
+static void args_take_n(struct args *a, char *s, size_t len) {
         char **owned;
 
         if (!s && a->err == 0)
@@ -184,7 +185,12 @@ static void args_take(struct args *a, char *s) {
                 a->cap_owned = ncap;
         }
         a->owned[a->n_owned++] = s;
-        args_add_str(a, s);
+        args_add(a, s, len);
+}
+
+/* Adds a heap string and takes ownership of it (frees it on failure). */
+static void args_take(struct args *a, char *s) {
+        args_take_n(a, s, s ? strlen(s) : 0);
 }
 
 static void args_addf(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -638,7 +644,7 @@ static int load_one(const redisReply *r, const char *id, struct mcd_customer *c)
                 return mcd_customer_init(c, id);
         if (r->type != REDIS_REPLY_STRING)
                 return -EBADMSG;
-        e = mcd_state_from_json(r->str, r->len, c, NULL, 0);
+        e = mcd_state_decode(r->str, r->len, c, NULL, 0);
         if (e == -ENOMEM)
                 return e;
         if (e < 0)
@@ -741,10 +747,14 @@ static void add_customer(struct args *keys, struct args *argv, const struct mcd_
         args_take(keys, key_of(s, "c:%s", c->customer_id));
         args_add_key(keys, s, "due", sc->partition);
         args_add_str(argv, c->customer_id);
-        if (sc->json)
-                args_add_str(argv, sc->json);
-        else
-                args_take(argv, mcd_state_to_json(c));
+        if (sc->state) {
+                args_add(argv, sc->state, sc->state_len);
+        } else {
+                char *buf = NULL;
+                size_t len = 0;
+                mcd_state_encode(c, &buf, &len);
+                args_take_n(argv, buf, len);
+        }
         if (mcd_next_due(c, &due, NULL))
                 args_addf(argv, "%" PRId64, due);
         else
@@ -1241,12 +1251,13 @@ int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_pa
         return r;
 }
 
-int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, char **json) {
+int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len) {
         struct args a = {0};
         redisReply *reply;
         int r;
 
-        *json = NULL;
+        *buf = NULL;
+        *len = 0;
         args_add_str(&a, "GET");
         args_take(&a, key_of(s, "c:%s", customer_id));
         r = command(s, &a, &reply);
@@ -1254,9 +1265,14 @@ int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, ch
         if (r < 0)
                 return r;
         if (reply->type == REDIS_REPLY_STRING) {
-                *json = strndup(reply->str, reply->len);
-                if (!*json)
+                *buf = malloc(reply->len + 1);
+                if (*buf) {
+                        memcpy(*buf, reply->str, reply->len);
+                        (*buf)[reply->len] = '\0';
+                        *len = reply->len;
+                } else {
                         r = -ENOMEM;
+                }
         } else if (reply->type != REDIS_REPLY_NIL)
                 r = -EBADMSG;
         freeReplyObject(reply);

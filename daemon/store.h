@@ -3,7 +3,8 @@
  * Keys, all under the configured prefix P (default "mcd:"):
  *   P meta                 hash; exists while Redis holds the daemon's state.  Its
  *                          absence after start-up means Redis lost its data.
- *   P c:<customer_id>      string; the customer's state as JSON (state_json.h)
+ *   P c:<customer_id>      string; the customer's state, binary (state_codec.h;
+ *                          JSON written by earlier versions is read too)
  *   P off:<partition>      hash {rel, sub}: next input offsets to consume;
  *                          {marks}: where reconciliation starts reading the
  *                          output topics (opaque to the store)
@@ -55,7 +56,8 @@ struct mcd_offsets {
 struct mcd_store_customer {
         const struct mcd_customer *customer;
         int32_t partition;
-        const char *json;            /* its state JSON if the caller has it, else NULL */
+        const char *state;           /* its encoded state if the caller has it, else NULL */
+        size_t state_len;            /* of state */
         bool no_due_before;          /* it had no due time when loaded: no ZREM needed */
 };
 
@@ -160,8 +162,9 @@ void mcd_store_ids_free(char **ids, size_t n);
 int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_parts, int64_t *due,
                      int64_t *outbox);
 
-/* Raw customer JSON (for `multichanneld state`); *json NULL when unknown. */
-int mcd_store_get_customer_json(struct mcd_store *s, const char *customer_id, char **json);
+/* A customer's stored state as it is stored (for `multichanneld state`):
+ * *buf is a heap copy of *len bytes, NULL when the customer is unknown. */
+int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len);
 
 /* Number of Redis round trips made so far (a pipeline counts once). */
 uint64_t mcd_store_round_trips(const struct mcd_store *s);

@@ -38,7 +38,7 @@
 #include "daemon/metrics.h"
 #include "daemon/outbox.h"
 #include "daemon/parallel.h"
-#include "daemon/state_json.h"
+#include "daemon/state_codec.h"
 #include "daemon/store.h"
 #include "daemon/strmap.h"
 #include "daemon/worker.h"
@@ -48,8 +48,9 @@ enum { REL = 0, SUB = 1 };
 enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
 
 #define CHANGELOG_OFFSETS_KEY "__offsets__:"
-/* A customer's changelog record is {"partition":N,"state":{...}}; rebuilds
- * read N off the front (record_partition). */
+/* A customer's changelog record is binary (state_codec.h); earlier versions
+ * wrote {"partition":N,"state":{...}}, whose N rebuilds read off the front
+ * (record_partition). */
 #define CHANGELOG_STATE_FRONT "{\"partition\":"
 
 /* A buffered input message: a copy of what the daemon uses of it.  Holding
@@ -93,6 +94,7 @@ struct pair {
          * the outbox, the frames are reconciled and the records go out; if
          * Redis lost it, the rebuild drops them.  UINT64_MAX: none held. */
         uint64_t clog_hold;
+        bool clog_failed;            /* a changelog append failed: no more commits (changelog_failed) */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
         char *redo_marks;            /* where the lookup starts; the pair's marks while redo */
@@ -116,6 +118,7 @@ struct clog {
         int32_t partition;           /* the input partition the record belongs to */
         char *key;
         char *value;
+        size_t value_len;
 };
 
 struct batch;
@@ -661,11 +664,18 @@ static int collect_published_after(struct worker *w, const char *marks) {
 
 /* --------------------------------------------------------------- producing -- */
 
+static void changelog_failed(struct worker *w, int32_t partition, rd_kafka_resp_err_t err);
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         struct worker *w = opaque;
         struct pending *pf = m->_private;
         int t;
 
+        if (strcmp(rd_kafka_topic_name(m->rkt), w->cfg->topic_changelog) == 0) {
+                if (m->err)     /* its opaque is the input partition, not a frame */
+                        changelog_failed(w, (int32_t)(intptr_t)m->_private, m->err);
+                return;
+        }
         if (m->err) {
                 w->st.kafka_errors++;
                 log_warning("delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
@@ -730,13 +740,31 @@ static char *offsets_record(const struct mcd_offsets *o, const char *marks) {
         return val;
 }
 
-static void changelog_produce(struct worker *w, const char *key, const char *value) {
+/* A changelog append of the partition failed: the changelog would fall
+ * behind Redis, and a rebuild from it would be stale, so the partition stops
+ * committing until it is claimed again (log, STATUS, /healthz). */
+static void changelog_failed(struct worker *w, int32_t partition, rd_kafka_resp_err_t err) {
+        struct pair *p = pair_find(w, partition);
+
+        w->st.kafka_errors++;
+        if (!p || p->clog_failed)
+                return;
+        p->clog_failed = true;
+        log_error("partition %" PRId32 ": cannot append to the changelog %s: %s; the partition stops committing "
+                  "until it is claimed again (a restart or a rebalance)",
+                  partition, w->cfg->topic_changelog, rd_kafka_err2str(err));
+}
+
+/* Appends one record; its delivery report names the partition
+ * (dr_msg_cb). */
+static void changelog_produce(struct worker *w, int32_t partition, const char *key, const char *value,
+                              size_t len) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
                 w->producer, RD_KAFKA_V_TOPIC(w->cfg->topic_changelog), RD_KAFKA_V_KEY(key, strlen(key)),
-                RD_KAFKA_V_VALUE((void *)value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
+                RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE((void *)(intptr_t)partition), RD_KAFKA_V_END);
         if (err)
-                log_warning("cannot append to the changelog %s: %s", w->cfg->topic_changelog, rd_kafka_err2str(err));
+                changelog_failed(w, partition, err);
 }
 
 static int pending_push(struct worker *w, void *buf, size_t len, int32_t partition, uint64_t batch) {
@@ -838,7 +866,8 @@ out:
         return r;
 }
 
-static int clog_push(struct worker *w, uint64_t batch, int32_t partition, const char *key, char *value) {
+static int clog_push(struct worker *w, uint64_t batch, int32_t partition, const char *key, char *value,
+                     size_t len) {
         if (w->n_clog == w->cap_clog) {
                 size_t cap = w->cap_clog ? w->cap_clog * 2 : 256;
                 struct clog *v = realloc(w->clog, cap * sizeof(*v));
@@ -852,6 +881,7 @@ static int clog_push(struct worker *w, uint64_t batch, int32_t partition, const 
                 return -ENOMEM;
         w->clog[w->n_clog].batch = batch;
         w->clog[w->n_clog].partition = partition;
+        w->clog[w->n_clog].value_len = len;
         w->clog[w->n_clog++].value = value;
         return 0;
 }
@@ -880,7 +910,7 @@ static void clog_release(struct worker *w, uint64_t upto) {
                         fault_point(w->fault_stop_before_changelog, c->batch, "changelog append");
                         w->fault_stop_before_changelog = 0;
                 }
-                changelog_produce(w, c->key, c->value);
+                changelog_produce(w, c->partition, c->key, c->value, c->value_len);
                 free(c->key);
                 free(c->value);
         }
@@ -999,7 +1029,14 @@ out:
 struct changelog_scan {
         int32_t partition;
         char offsets_key[64];
-        struct mcd_strmap latest;    /* key -> malloc'd JSON value */
+        struct mcd_strmap latest;    /* key -> struct scanned */
+};
+
+/* A record's value as scanned: its bytes, NUL-terminated too (an offsets
+ * record, and a customer record of earlier versions, are JSON text). */
+struct scanned {
+        size_t len;
+        char data[];
 };
 
 static void scan_free(struct changelog_scan *sc) {
@@ -1025,33 +1062,47 @@ static json_int_t record_partition(const char *v, size_t len) {
         return i < len && v[i] == ',' ? part : -1;
 }
 
-static int scan_take(struct changelog_scan *sc, const rd_kafka_message_t *m) {
-        char key[1024];
-        char *val;
-        void *old;
-        json_t *rec;
+/* The input partition a record belongs to: the offsets record's own (when
+ * it is JSON), a customer record's (binary, or the JSON of earlier versions),
+ * or -1. */
+static json_int_t scanned_partition(const struct changelog_scan *sc, const char *key, const rd_kafka_message_t *m) {
+        bool offsets = strcmp(key, sc->offsets_key) == 0;
         json_int_t part = -1;
+        const char *state;
+        size_t state_len;
+        json_t *rec;
+
+        if (!offsets && (part = mcd_state_record_partition(m->payload, m->len, &state, &state_len)) >= 0)
+                return part;
+        if (!offsets && (part = record_partition(m->payload, m->len)) >= 0)
+                return part;
+        rec = json_loadb(m->payload, m->len, 0, NULL);
+        if (rec && offsets)
+                part = sc->partition;
+        else if (!rec || json_unpack(rec, "{s:I}", "partition", &part) < 0)
+                part = -1;
+        json_decref(rec);
+        return part;
+}
+
+static int scan_take(struct changelog_scan *sc, const rd_kafka_message_t *m) {
+        struct scanned *val;
+        char key[1024];
+        void *old;
         int r;
 
         if (!m->key || m->key_len >= sizeof(key) || !m->payload)
                 return 0;
         memcpy(key, m->key, m->key_len);
         key[m->key_len] = '\0';
-        if (strcmp(key, sc->offsets_key) == 0 || (part = record_partition(m->payload, m->len)) < 0) {
-                rec = json_loadb(m->payload, m->len, 0, NULL);
-                if (!rec)
-                        return 0;
-                if (strcmp(key, sc->offsets_key) == 0)
-                        part = sc->partition;
-                else if (json_unpack(rec, "{s:I}", "partition", &part) < 0)
-                        part = -1;
-                json_decref(rec);
-        }
-        if (part != sc->partition)
+        if (scanned_partition(sc, key, m) != sc->partition)
                 return 0;
-        val = strndup(m->payload, m->len);
+        val = malloc(sizeof(*val) + m->len + 1);
         if (!val)
                 return -ENOMEM;
+        val->len = m->len;
+        memcpy(val->data, m->payload, m->len);
+        val->data[m->len] = '\0';
         old = mcd_strmap_get(&sc->latest, key);
         r = mcd_strmap_put(&sc->latest, key, val);
         if (r < 0) {
@@ -1232,6 +1283,28 @@ static void redo_settle(struct worker *w) {
         }
 }
 
+/* A customer's state from its changelog record, binary or the JSON of
+ * earlier versions.  0, -ENOMEM, or -EINVAL with why set. */
+static int record_state(const struct scanned *v, struct mcd_customer *c, char *why, size_t whylen) {
+        const char *state;
+        size_t len;
+        json_t *rec, *js;
+        char *text;
+        int r;
+
+        if (mcd_state_record_partition(v->data, v->len, &state, &len) >= 0)
+                return mcd_state_decode(state, len, c, why, whylen);
+        rec = json_loads(v->data, 0, NULL);
+        js = json_object_get(rec, "state");
+        text = js ? json_dumps(js, JSON_COMPACT) : NULL;
+        r = text ? mcd_state_decode(text, strlen(text), c, why, whylen) : -EINVAL;
+        if (!text)
+                snprintf(why, whylen, "neither a binary record nor JSON with a state");
+        free(text);
+        json_decref(rec);
+        return r;
+}
+
 /* Writes the scanned customers of a partition back to Redis, in chunks,
  * the offsets and marks last. */
 static int restore_partition(struct worker *w, struct pair *p, struct changelog_scan *sc, int64_t *from[2]) {
@@ -1239,7 +1312,8 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
         struct mcd_store_customer sc_items[256];
         struct mcd_store_partition sp = {.partition = p->partition, .generation = p->generation};
         struct mcd_store_batch b = {.customers = sc_items, .partitions = &sp, .n_partitions = 1};
-        const char *offsets_json = mcd_strmap_get(&sc->latest, sc->offsets_key);
+        const struct scanned *offsets_rec = mcd_strmap_get(&sc->latest, sc->offsets_key);
+        const char *offsets_json = offsets_rec ? offsets_rec->data : NULL;
         char *marks = NULL;
         size_t n = 0, restored = 0;
         int r = 0;
@@ -1249,18 +1323,15 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
         for (size_t i = 0; i <= sc->latest.size && r >= 0; i++) {
                 bool last = i == sc->latest.size;
                 if (!last && sc->latest.keys[i] && strcmp(sc->latest.keys[i], sc->offsets_key) != 0) {
-                        json_t *rec = json_loads(sc->latest.values[i], 0, NULL), *state = json_object_get(rec, "state");
-                        char *text = state ? json_dumps(state, JSON_COMPACT) : NULL;
-                        char why[256];
-                        if (text && mcd_state_from_json(text, strlen(text), &cs[n], why, sizeof(why)) == 0) {
+                        char why[256] = "";
+                        if (record_state(sc->latest.values[i], &cs[n], why, sizeof(why)) == 0) {
                                 sc_items[n] = (struct mcd_store_customer){.customer = &cs[n],
                                                                           .partition = p->partition};
                                 n++;
                         } else {
-                                log_error("changelog record of customer %s is unreadable; skipped", sc->latest.keys[i]);
+                                log_error("changelog record of customer %s is unreadable (%s); skipped",
+                                          sc->latest.keys[i], why);
                         }
-                        free(text);
-                        json_decref(rec);
                 }
                 if (n == 256 || last) {
                         /* The offsets go last, always: they mark the
@@ -1733,7 +1804,8 @@ struct batch {
         struct mcd_strmap index;     /* id -> index + 1 */
         struct mcd_customer *customers;
         bool *had_due;               /* customer had a due time when loaded */
-        char **json;                 /* customer state JSON, made once for Redis and the changelog */
+        char **state;                /* customers' encoded state, made once for Redis and the changelog */
+        size_t *state_len;
         struct mcd_outcomes out;
         /* frames per pair, in order */
         void ***frames;
@@ -1786,10 +1858,11 @@ static void batch_free(struct batch *b) {
                 for (size_t i = 0; i < b->n_ids; i++)
                         mcd_customer_clear(&b->customers[i]);
         free(b->customers);
-        if (b->json)
+        if (b->state)
                 for (size_t i = 0; i < b->n_ids; i++)
-                        free(b->json[i]);
-        free(b->json);
+                        free(b->state[i]);
+        free(b->state);
+        free(b->state_len);
         free(b->had_due);
         for (size_t i = 0; i < b->n_ids; i++)
                 free(b->ids[i]);
@@ -1944,7 +2017,7 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
                 struct pair *p = w->pairs[(w->next_pair + k) % w->n_pairs];
                 struct inmsg *m;
                 int t;
-                if (p->phase != PAIR_READY)
+                if (p->phase != PAIR_READY || p->clog_failed)
                         continue;
                 while (b->n_items < max && (m = merge_next(w, p, &t, mono_now))) {
                         struct item *it = &b->items[b->n_items++];
@@ -2018,7 +2091,7 @@ static void batch_rewind(struct worker *w, struct batch *b) {
  * buffered and nothing arrived for merge_wait: only then may the wall clock fire its timers, so that input
  * replayed from history fires them in stream time, exactly as replay does. */
 static bool pair_idle(const struct worker *w, const struct pair *p) {
-        return p->phase == PAIR_READY && p->at_end[REL] && p->at_end[SUB] && q_len(&p->q[REL]) == 0 &&
+        return p->phase == PAIR_READY && !p->clog_failed && p->at_end[REL] && p->at_end[SUB] && q_len(&p->q[REL]) == 0 &&
                q_len(&p->q[SUB]) == 0 && mono_ms() - p->last_arrival >= w->cfg->merge_wait;
 }
 
@@ -2140,7 +2213,8 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks, struct b
         for (size_t i = 0; i < b->n_ids; i++) {
                 sc[i].customer = &b->customers[i];
                 sc[i].partition = b->id_partition[i];
-                sc[i].json = b->json[i];
+                sc[i].state = b->state[i];
+                sc[i].state_len = b->state_len[i];
                 sc[i].no_due_before = !b->had_due[i];
         }
         sb.n_customers = b->n_ids;
@@ -2202,9 +2276,10 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
 
         for (size_t i = 0; r >= 0 && i < b->n_ids; i++) {
                 char *val = NULL;
-                if (asprintf(&val, CHANGELOG_STATE_FRONT "%" PRId32 ",\"state\":%s}", b->id_partition[i], b->json[i]) < 0)
+                size_t len = 0;
+                if (mcd_state_record(b->id_partition[i], b->state[i], b->state_len[i], &val, &len) < 0)
                         return -ENOMEM;
-                r = clog_push(w, seq, b->id_partition[i], b->ids[i], val);
+                r = clog_push(w, seq, b->id_partition[i], b->ids[i], val, len);
                 if (r < 0)
                         free(val);
                 parked += (int64_t)b->customers[i].n_parked;
@@ -2223,7 +2298,7 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
                 snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
                 if (!(val = offsets_record(&p->committed, pair_marks(p, marks))))
                         return -ENOMEM;
-                r = clog_push(w, seq, p->partition, key, val);
+                r = clog_push(w, seq, p->partition, key, val, strlen(val));
                 if (r < 0)
                         free(val);
         }
@@ -2280,8 +2355,10 @@ static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
         b->n_frames = calloc(b->n_pairs + 1, sizeof(*b->n_frames));
         b->customers = calloc(b->n_ids + 1, sizeof(*b->customers));
         b->had_due = calloc(b->n_ids + 1, sizeof(*b->had_due));
-        b->json = calloc(b->n_ids + 1, sizeof(*b->json));
-        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->json)
+        b->state = calloc(b->n_ids + 1, sizeof(*b->state));
+        b->state_len = calloc(b->n_ids + 1, sizeof(*b->state_len));
+        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->state ||
+            !b->state_len)
                 return -ENOMEM;
         return 0;
 }
@@ -2352,14 +2429,14 @@ static void write_state(void *ctx, size_t i, unsigned thread) {
         struct batch *b = ctx;
 
         (void)thread;
-        b->json[i] = mcd_state_to_json(&b->customers[i]);
+        (void)mcd_state_encode(&b->customers[i], &b->state[i], &b->state_len[i]);    /* NULL on failure */
 }
 
-/* The customers' new state as JSON, on the batch threads. */
+/* The customers' new state, encoded on the batch threads. */
 static int batch_write_states(struct worker *w, struct batch *b) {
         mcd_par_for(w->par, b->n_ids, write_state, b);
         for (size_t i = 0; i < b->n_ids; i++)
-                if (!b->json[i])
+                if (!b->state[i])
                         return -ENOMEM;
         return 0;
 }
@@ -2379,7 +2456,7 @@ static void note_state_size(struct worker *w, const struct batch *b) {
         if (b->n_ids == 0)
                 return;
         for (size_t i = 0; i < b->n_ids; i++)
-                bytes += b->json[i] ? strlen(b->json[i]) : 0;
+                bytes += b->state_len[i];
         v = (double)bytes / (double)b->n_ids;
         w->state_per_customer = w->state_per_customer > 0 ? 0.7 * w->state_per_customer + 0.3 * v : v;
 }
@@ -2816,6 +2893,9 @@ static void refresh_figures(struct worker *w) {
         w->st.lag = lag;
         w->st.pending_timers = timers;
         w->st.partitions = (int64_t)w->n_pairs;
+        w->st.changelog_stopped = 0;
+        for (size_t i = 0; i < w->n_pairs; i++)
+                w->st.changelog_stopped += w->pairs[i]->clog_failed;
         if (w->redis_ok && mcd_store_ping(w->store, &w->st.redis_rtt_us) < 0)
                 w->st.redis_errors++;
         w->st.redis_up = w->redis_ok;
@@ -2828,7 +2908,7 @@ static void refresh_figures(struct worker *w) {
 static void report_status(struct worker *w, bool *ready_sent) {
         int64_t mono = mono_ms(), rate, events = 0;
 
-        w->st.ready = w->redis_ok && all_ready(w);
+        w->st.ready = w->redis_ok && all_ready(w) && w->st.changelog_stopped == 0;
         if (!*ready_sent && w->st.ready) {
                 sd_notify(0, "READY=1");
                 *ready_sent = true;
@@ -2850,8 +2930,9 @@ static void report_status(struct worker *w, bool *ready_sent) {
                         dead += w->st.dead_letters[k];
                 sd_notifyf(0,
                            "STATUS=%" PRId64 " events/s, lag %" PRId64 ", %" PRId64 " parked, %" PRIu64
-                           " dead letters, %zu partitions%s",
-                           rate, w->st.lag, w->st.parked, dead, w->n_pairs, w->redis_ok ? "" : ", Redis unreachable");
+                           " dead letters, %zu partitions%s%s",
+                           rate, w->st.lag, w->st.parked, dead, w->n_pairs, w->redis_ok ? "" : ", Redis unreachable",
+                           w->st.changelog_stopped ? ", changelog append failed: partitions stopped" : "");
         }
         if (w->metrics)
                 mcd_metrics_update(w->metrics, &w->st);

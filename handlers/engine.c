@@ -1,13 +1,16 @@
 /* engine.c -- the steps around the rules (CONTRACT.md "The rules").
  *
- * For every input event: 1. a duplicate event_id changes nothing; 2. the first
- * event fixes the customer's cloud, a later one from the other cloud is
- * rejected CLOUD_MISMATCH; then the event's own rule (one file per event
- * type).  After the rule, the customer's state is settled; then the cause's
- * outcomes are stamped with the resulting customer_state and a message; then,
- * if the customer's state changed, parked events are retried in arrival
- * order, each as its own cause.  Timers and park deadlines are derived from
- * the state (mcd_next_due) and fired one at a time (mcd_fire_next_due). */
+ * For every input event: 1. a duplicate event_id changes nothing; 2. an event
+ * before the customer's horizon is rejected EVENT_TOO_OLD and not recorded;
+ * 3. the first event fixes the customer's cloud, a later one from the other
+ * cloud is rejected CLOUD_MISMATCH; then the event's own rule (one file per
+ * event type), or PARK_LIMIT when it would park one event too many.  After
+ * the rule, the customer's state is settled; then the cause's outcomes are
+ * stamped with the resulting customer_state and a message; then, if the
+ * customer's state changed, parked events are retried in arrival order, each
+ * as its own cause; last, seen ids past the window or the count are
+ * forgotten (seen.h).  Timers and park deadlines are derived from the state
+ * (mcd_next_due) and fired one at a time (mcd_fire_next_due). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,10 +169,11 @@ static bool event_has_partner_id(enum mcd_event_type t) {
 }
 
 static void cause_from_event(struct mcd_cause *cx, struct mcd_customer *c, struct mcd_outcomes *out,
-                             const struct mcd_event *ev) {
+                             const struct mcd_rules_config *cfg, const struct mcd_event *ev) {
         *cx = (struct mcd_cause){
                 .c = c,
                 .out = out,
+                .cfg = cfg,
                 .id = ev->event_id,
                 .occurred_at = ev->occurred_at,
                 .partner_id = event_has_partner_id(ev->type) ? ev->partner_id : NULL,
@@ -233,14 +237,14 @@ static int settle_and_stamp(struct mcd_cause *cx) {
 
 /* One pass over the parked events, in arrival order: each one the rules no
  * longer park is applied as its own cause and leaves the queue. */
-static int retry_pass(struct mcd_customer *c, struct mcd_outcomes *out) {
+static int retry_pass(struct mcd_customer *c, const struct mcd_rules_config *cfg, struct mcd_outcomes *out) {
         size_t i = 0;
 
         while (i < c->n_parked) {
                 struct mcd_cause cx;
                 int r;
 
-                cause_from_event(&cx, c, out, &c->parked[i].event);
+                cause_from_event(&cx, c, out, cfg, &c->parked[i].event);
                 r = run_rule(&cx, &c->parked[i].event);
                 if (r == MCD_RULE_PARK) {
                         i++;
@@ -258,12 +262,13 @@ static int retry_pass(struct mcd_customer *c, struct mcd_outcomes *out) {
 
 /* Parked events are retried each time the customer's state changes,
  * including changes made by the retried events themselves. */
-static int retry_parked(struct mcd_customer *c, enum mcd_customer_state before, struct mcd_outcomes *out) {
+static int retry_parked(struct mcd_customer *c, enum mcd_customer_state before,
+                        const struct mcd_rules_config *cfg, struct mcd_outcomes *out) {
         while (c->state != before && c->n_parked > 0) {
                 int r;
 
                 before = c->state;
-                r = retry_pass(c, out);
+                r = retry_pass(c, cfg, out);
                 if (r < 0)
                         return r;
         }
@@ -275,12 +280,37 @@ static int finish_cause(struct mcd_cause *cx, enum mcd_customer_state before) {
 
         if (r < 0)
                 return r;
-        return retry_parked(cx->c, before, cx->out);
+        return retry_parked(cx->c, before, cx->cfg, cx->out);
+}
+
+/* Rule 2: before the customer's horizon (seen.h), an event might repeat an
+ * id already forgotten. */
+static bool too_old(const struct mcd_customer *c, const struct mcd_event *ev, const struct mcd_rules_config *cfg) {
+        mcd_time_t horizon;
+
+        return mcd_seen_horizon(&c->seen, cfg->dedup_window, &horizon) && ev->occurred_at < horizon;
+}
+
+/* The event's own rule, or the rejection that comes first: the other cloud
+ * (rule 3), or one parked event too many (PARK_LIMIT). */
+static int apply_rule(struct mcd_cause *cx, const struct mcd_event *ev, mcd_time_t now) {
+        struct mcd_customer *c = cx->c;
+        int r;
+
+        if (ev->cloud != c->cloud)
+                return mcd_emit_rejected(cx, "CLOUD_MISMATCH");
+        r = run_rule(cx, ev);
+        if (r != MCD_RULE_PARK)
+                return r;
+        if (c->n_parked >= cx->cfg->max_parked)
+                return mcd_emit_rejected(cx, "PARK_LIMIT");
+        r = mcd_customer_add_parked(c, ev, now + cx->cfg->park_grace);
+        return r < 0 ? r : MCD_RULE_PARK;
 }
 
 int mcd_apply_event(struct mcd_customer *c, const struct mcd_event *ev, mcd_time_t now,
                     const struct mcd_rules_config *cfg, struct mcd_outcomes *out) {
-        mcd_time_t grace = cfg ? cfg->park_grace : MCD_PARK_GRACE_DEFAULT;
+        const struct mcd_rules_config defaults = MCD_RULES_CONFIG_DEFAULT;
         enum mcd_customer_state before = c->state;
         struct mcd_cause cx;
         int r;
@@ -289,26 +319,30 @@ int mcd_apply_event(struct mcd_customer *c, const struct mcd_event *ev, mcd_time
                 return -EINVAL;
         if (c->customer_id && ev->customer_id && strcmp(c->customer_id, ev->customer_id) != 0)
                 return -EINVAL;
+        if (!cfg)
+                cfg = &defaults;
         if (mcd_customer_has_seen(c, ev->event_id))
                 return 0;
-        r = mcd_customer_mark_seen(c, ev->event_id);
+        mcd_seen_stamp_legacy(&c->seen, ev->occurred_at);
+        cause_from_event(&cx, c, out, cfg, ev);
+        if (too_old(c, ev, cfg)) {
+                r = mcd_emit_rejected(&cx, "EVENT_TOO_OLD");
+                return r < 0 ? r : settle_and_stamp(&cx);
+        }
+        r = mcd_customer_mark_seen(c, ev->event_id, ev->occurred_at);
         if (r < 0)
                 return r;
         if (!c->has_cloud) {
                 c->has_cloud = true;
                 c->cloud = ev->cloud;
         }
-
-        cause_from_event(&cx, c, out, ev);
-        if (ev->cloud != c->cloud)
-                r = mcd_emit_rejected(&cx, "CLOUD_MISMATCH");
-        else
-                r = run_rule(&cx, ev);
-        if (r == MCD_RULE_PARK)
-                return mcd_customer_add_parked(c, ev, now + grace);
+        r = apply_rule(&cx, ev, now);
+        if (r >= 0 && r != MCD_RULE_PARK)
+                r = finish_cause(&cx, before);
         if (r < 0)
                 return r;
-        return finish_cause(&cx, before);
+        mcd_seen_forget(&c->seen, cfg->dedup_window, cfg->max_seen_ids);
+        return 0;
 }
 
 /* ------------------------------------------------------------ timers -- */
@@ -382,7 +416,8 @@ bool mcd_next_due(const struct mcd_customer *c, mcd_time_t *due, const char **su
         return true;
 }
 
-static int fire_timer(struct mcd_customer *c, size_t i, struct mcd_outcomes *out) {
+static int fire_timer(struct mcd_customer *c, size_t i, const struct mcd_rules_config *cfg,
+                      struct mcd_outcomes *out) {
         enum mcd_customer_state before = c->state;
         struct mcd_subscription *s = &c->subs[i];
         struct mcd_cause cx;
@@ -395,6 +430,7 @@ static int fire_timer(struct mcd_customer *c, size_t i, struct mcd_outcomes *out
         cx = (struct mcd_cause){
                 .c = c,
                 .out = out,
+                .cfg = cfg,
                 .id = id,
                 .occurred_at = s->term_end,
                 .subscription_id = s->subscription_id,
@@ -409,35 +445,38 @@ static int fire_timer(struct mcd_customer *c, size_t i, struct mcd_outcomes *out
         free(id);
         if (r < 0)
                 return r;
-        return retry_parked(c, before, out);
+        return retry_parked(c, before, cfg, out);
 }
 
-static int fire_deadline(struct mcd_customer *c, size_t i, struct mcd_outcomes *out) {
+static int fire_deadline(struct mcd_customer *c, size_t i, const struct mcd_rules_config *cfg,
+                         struct mcd_outcomes *out) {
         enum mcd_customer_state before = c->state;
         struct mcd_cause cx;
         int r;
 
-        cause_from_event(&cx, c, out, &c->parked[i].event);
+        cause_from_event(&cx, c, out, cfg, &c->parked[i].event);
         r = mcd_emit_rejected(&cx, "NO_ACCEPTED_RELATIONSHIP");
         if (r >= 0)
                 r = settle_and_stamp(&cx);
         if (r < 0)
                 return r;
         mcd_customer_remove_parked(c, i);
-        return retry_parked(c, before, out);
+        return retry_parked(c, before, cfg, out);
 }
 
 int mcd_fire_next_due(struct mcd_customer *c, mcd_time_t now, const struct mcd_rules_config *cfg,
                       struct mcd_outcomes *out) {
+        const struct mcd_rules_config defaults = MCD_RULES_CONFIG_DEFAULT;
         struct due_item it;
         int r;
 
-        (void)cfg;                      /* the deadline was set when parked */
+        if (!cfg)
+                cfg = &defaults;
         if (!earliest_due(c, &it) || it.due > now)
                 return 0;
         if (it.is_deadline)
-                r = fire_deadline(c, it.index, out);
+                r = fire_deadline(c, it.index, cfg, out);
         else
-                r = fire_timer(c, it.index, out);
+                r = fire_timer(c, it.index, cfg, out);
         return r < 0 ? r : 1;
 }

@@ -18,6 +18,7 @@
 struct mcd_cause {
         struct mcd_customer *c;
         struct mcd_outcomes *out;
+        const struct mcd_rules_config *cfg;
         const char *id;               /* caused_by */
         mcd_time_t occurred_at;
         const char *partner_id;       /* the cause's own partner_id field, or NULL */

@@ -165,6 +165,18 @@ static char *rejected(const struct mcd_outcome *o) {
                 return text("The %s for customer %s was refused because the customer belongs to %s and the two "
                             "clouds never mix; send it from the customer's own Partner Center.", t, c,
                             cloud_title(o->cloud));
+        if (strcmp(r, "EVENT_TOO_OLD") == 0)
+                return text("The %s for customer %s was refused because it happened before the customer's "
+                            "duplicate-detection horizon, so it could repeat an event already applied; send a "
+                            "new event with a current time if it is still needed.", t, c);
+        if (strcmp(r, "SUBSCRIPTION_LIMIT") == 0)
+                return text("Subscription %s was not recorded because customer %s already has the most "
+                            "subscriptions one customer may hold; raise limits.subscriptions if that is "
+                            "expected.", s, c);
+        if (strcmp(r, "PARK_LIMIT") == 0)
+                return text("The %s for subscription %s was refused because customer %s already has the most "
+                            "events that may wait for an accepted relationship; have the customer accept the "
+                            "relationship, then send it again.", t, s, c);
         return text("The %s for customer %s was refused (%s).", t, c, r);
 }
 

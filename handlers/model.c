@@ -165,6 +165,33 @@ static bool time_in_range(mcd_time_t t) {
         return t >= -62167219200000LL && t <= 253402300799999LL;
 }
 
+static bool id_too_long(const char *id) {
+        return id && strnlen(id, MCD_ID_MAX + 1) > MCD_ID_MAX;
+}
+
+#define LONGER " is longer than 128 bytes"
+
+/* CONTRACT.md "Bounds": identifiers are at most MCD_ID_MAX bytes. */
+static int validate_ids(const struct mcd_event *ev, const char **why) {
+        const struct {
+                const char *value, *why;
+        } ids[] = {
+                {ev->event_id, "event_id" LONGER},
+                {ev->customer_id, "customer_id" LONGER},
+                {ev->partner_id, "partner_id" LONGER},
+                {ev->subscription_id, "subscription_id" LONGER},
+                {ev->csp_subscription_id, "csp_subscription_id" LONGER},
+                {ev->target_partner_id, "target_partner_id" LONGER},
+                {ev->seller_partner_id, "seller_partner_id" LONGER},
+                {ev->indirect_reseller_id, "indirect_reseller_id" LONGER},
+        };
+
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+                if (id_too_long(ids[i].value))
+                        return invalid(why, ids[i].why);
+        return 0;
+}
+
 int mcd_event_validate(const struct mcd_event *ev, const char **why) {
         if (!ev)
                 return invalid(why, "no event");
@@ -180,6 +207,8 @@ int mcd_event_validate(const struct mcd_event *ev, const char **why) {
                 return invalid(why, "occurred_at and term_end must lie in the years 0000 to 9999");
         if (has_partner_id(ev->type) && !ev->partner_id)
                 return invalid(why, "partner_id is required");
+        if (validate_ids(ev, why) < 0)
+                return -EINVAL;
         if (mcd_event_is_relationship(ev->type))
                 return 0;
         if (!ev->subscription_id)
@@ -318,9 +347,7 @@ void mcd_customer_clear(struct mcd_customer *c) {
         for (size_t i = 0; i < c->n_parked; i++)
                 mcd_event_clear(&c->parked[i].event);
         free(c->parked);
-        for (size_t i = 0; i < c->n_seen; i++)
-                free(c->seen[i]);
-        free(c->seen);
+        mcd_seen_clear(&c->seen);
         memset(c, 0, sizeof(*c));
 }
 
@@ -333,55 +360,32 @@ struct mcd_subscription *mcd_customer_find_sub(const struct mcd_customer *c, con
         return NULL;
 }
 
-/* Binary search in the sorted seen ids: true when found, else *pos is where
- * the id belongs. */
-static bool seen_search(const struct mcd_customer *c, const char *event_id, size_t *pos) {
-        size_t lo = 0, hi = c->n_seen;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int r = strcmp(c->seen[mid], event_id);
-                if (r == 0) {
-                        *pos = mid;
-                        return true;
-                }
-                if (r < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        *pos = lo;
-        return false;
-}
-
 bool mcd_customer_has_seen(const struct mcd_customer *c, const char *event_id) {
-        size_t pos;
-
-        if (!event_id)
-                return false;
-        return seen_search(c, event_id, &pos);
+        return event_id && mcd_seen_has(&c->seen, mcd_id_hash(event_id));
 }
 
-int mcd_customer_mark_seen(struct mcd_customer *c, const char *event_id) {
-        size_t pos;
-        char *copy;
-        char **v;
-
+int mcd_customer_mark_seen(struct mcd_customer *c, const char *event_id, mcd_time_t occurred_at) {
         if (!event_id)
                 return -EINVAL;
-        if (seen_search(c, event_id, &pos))
+        return mcd_seen_add(&c->seen, mcd_id_hash(event_id), occurred_at);
+}
+
+/* A copy of the first MCD_OFFER_NAME_KEPT bytes of name, cut before a UTF-8
+ * continuation byte.  0 or -ENOMEM. */
+static int dup_offer_name(char **dst, const char *name) {
+        size_t n;
+
+        *dst = NULL;
+        if (!name)
                 return 0;
-        v = grow(c->seen, c->n_seen, &c->cap_seen, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        c->seen = v;
-        copy = strdup(event_id);
-        if (!copy)
-                return -ENOMEM;
-        memmove(&c->seen[pos + 1], &c->seen[pos], (c->n_seen - pos) * sizeof(char *));
-        c->seen[pos] = copy;
-        c->n_seen++;
-        return 0;
+        n = strnlen(name, MCD_OFFER_NAME_KEPT + 1);
+        if (n > MCD_OFFER_NAME_KEPT) {
+                n = MCD_OFFER_NAME_KEPT;
+                while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80)
+                        n--;
+        }
+        *dst = strndup(name, n);
+        return *dst ? 0 : -ENOMEM;
 }
 
 int mcd_customer_add_sub(struct mcd_customer *c, const struct mcd_subscription *s) {
@@ -396,7 +400,7 @@ int mcd_customer_add_sub(struct mcd_customer *c, const struct mcd_subscription *
         d = &c->subs[c->n_subs];
         *d = *s;
         if (dup_str(&d->subscription_id, s->subscription_id) < 0 ||
-            dup_str(&d->offer_name, s->offer_name) < 0 ||
+            dup_offer_name(&d->offer_name, s->offer_name) < 0 ||
             dup_str(&d->seller_partner_id, s->seller_partner_id) < 0) {
                 subscription_clear(d);
                 return -ENOMEM;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "seen.h"
+
 /* Milliseconds since the Unix epoch, UTC (Avro timestamp-millis). */
 typedef int64_t mcd_time_t;
 
@@ -158,8 +160,7 @@ struct mcd_customer {
         struct mcd_parked *parked;       /* in arrival order */
         size_t n_parked, cap_parked;
 
-        char **seen;                     /* event ids seen, sorted (strcmp) */
-        size_t n_seen, cap_seen;
+        struct mcd_seen seen;            /* event ids seen (rule 1), bounded */
 };
 
 struct mcd_outcome {
@@ -221,10 +222,17 @@ static inline bool mcd_event_is_relationship(enum mcd_event_type t) {
         return t <= MCD_EV_RELATIONSHIP_REMOVED;
 }
 
+/* The most bytes an identifier may have (CONTRACT.md "Bounds"); a longer
+ * one is bad input.  A subscription keeps at most MCD_OFFER_NAME_KEPT bytes
+ * of its offer name (cut at a character boundary): it is shown, never
+ * matched, and this bounds a customer's state. */
+#define MCD_ID_MAX 128
+#define MCD_OFFER_NAME_KEPT 128
+
 /* Checks the fields an event of its type must carry (the contract's "required
- * field missing for its case").  Returns 0, or -EINVAL with *why set to a
- * static English phrase such as "term_end is required for a LICENSE_BASED
- * subscription". */
+ * field missing for its case") and the length of its identifiers.  Returns 0,
+ * or -EINVAL with *why set to a static English phrase such as "term_end is
+ * required for a LICENSE_BASED subscription". */
 int mcd_event_validate(const struct mcd_event *ev, const char **why);
 
 /* Deep copy; 0 or -ENOMEM. */
@@ -236,7 +244,8 @@ int mcd_customer_init(struct mcd_customer *c, const char *customer_id);
 void mcd_customer_clear(struct mcd_customer *c);
 struct mcd_subscription *mcd_customer_find_sub(const struct mcd_customer *c, const char *subscription_id);
 bool mcd_customer_has_seen(const struct mcd_customer *c, const char *event_id);
-int mcd_customer_mark_seen(struct mcd_customer *c, const char *event_id);
+/* Records event_id as seen at occurred_at (see seen.h).  0 or -ENOMEM. */
+int mcd_customer_mark_seen(struct mcd_customer *c, const char *event_id, mcd_time_t occurred_at);
 /* Appends (deep copies) a subscription / parked event; used by the engine and
  * by state deserialisers.  0 or -ENOMEM. */
 int mcd_customer_add_sub(struct mcd_customer *c, const struct mcd_subscription *s);

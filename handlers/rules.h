@@ -14,16 +14,32 @@
 
 #include "model.h"
 
+/* The rules' settings (CONTRACT.md "Parking" and "Bounds"). */
 struct mcd_rules_config {
         mcd_time_t park_grace;       /* ms; contract default 10 minutes */
+        mcd_time_t dedup_window;     /* ms; seen ids kept this far behind the latest */
+        size_t max_seen_ids;         /* limits.seen_ids, at least 1 */
+        size_t max_subscriptions;    /* limits.subscriptions, at least 1 */
+        size_t max_parked;           /* limits.parked, at least 1 */
 };
 
 #define MCD_PARK_GRACE_DEFAULT ((mcd_time_t)10 * 60 * 1000)
+#define MCD_DEDUP_WINDOW_DEFAULT ((mcd_time_t)30 * 24 * 3600 * 1000)
+#define MCD_MAX_SEEN_IDS_DEFAULT 10000
+#define MCD_MAX_SUBSCRIPTIONS_DEFAULT 1000
+#define MCD_MAX_PARKED_DEFAULT 100
+#define MCD_RULES_CONFIG_DEFAULT                                                                        \
+        ((struct mcd_rules_config){.park_grace = MCD_PARK_GRACE_DEFAULT,                                \
+                                   .dedup_window = MCD_DEDUP_WINDOW_DEFAULT,                            \
+                                   .max_seen_ids = MCD_MAX_SEEN_IDS_DEFAULT,                            \
+                                   .max_subscriptions = MCD_MAX_SUBSCRIPTIONS_DEFAULT,                  \
+                                   .max_parked = MCD_MAX_PARKED_DEFAULT})
 
 /* Applies one input event for customer c (c->customer_id must equal
  * ev->customer_id).  `now` is the engine's clock: the wall clock in the
  * daemon, stream time in replay; it sets the park deadline of an event parked
- * now.  Returns 0 or a negative errno. */
+ * now.  cfg NULL means MCD_RULES_CONFIG_DEFAULT.  Returns 0 or a negative
+ * errno. */
 int mcd_apply_event(struct mcd_customer *c, const struct mcd_event *ev, mcd_time_t now,
                     const struct mcd_rules_config *cfg, struct mcd_outcomes *out);
 

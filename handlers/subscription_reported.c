@@ -3,6 +3,7 @@
  *   already known                        nothing
  *   channel CSP, and the seller is the partner of an active relationship
  *   (REQUESTED, ACCEPTED or MIGRATED)    TransitionRejected ALREADY_WITH_PARTNER
+ *   one more than limits.subscriptions   TransitionRejected SUBSCRIPTION_LIMIT
  *   state NONE or CANCELLED              recorded REPORTED; RelationshipRequestRequired
  *   state REQUESTED                      recorded REPORTED
  *   state ACCEPTED or MIGRATED           recorded SUPPORTED; MultiChannelSupportEnabled */
@@ -51,6 +52,8 @@ int mcd_rule_subscription_reported(struct mcd_cause *cx, const struct mcd_event 
         if (ev->channel == MCD_CHANNEL_CSP && mcd_relationship_active(c) &&
             mcd_is_partner(c, ev->seller_partner_id))
                 return mcd_emit_rejected(cx, "ALREADY_WITH_PARTNER");
+        if (c->n_subs >= cx->cfg->max_subscriptions)
+                return mcd_emit_rejected(cx, "SUBSCRIPTION_LIMIT");
         if (c->state == MCD_CS_REQUESTED)
                 return record(cx, ev, MCD_SS_REPORTED, &s);
         if (!mcd_relationship_accepted(c)) {

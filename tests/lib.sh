@@ -144,7 +144,7 @@ daemon_ready() {  # daemon_ready LOG: the daemon logged that it owns its partiti
 }
 
 compare_states() {  # compare_states CONFIG REPLAY_STATES: Redis holds replay's final states
-        sed 's/^{"v":1,"customer_id":"\([^"]*\)".*/\1/' "$2" > "$TMP/ids"
+        sed 's/^{"v":[0-9]*,"customer_id":"\([^"]*\)".*/\1/' "$2" > "$TMP/ids"
         xargs "$MCD_BIN" state -c "$1" --compact < "$TMP/ids" > "$TMP/redis_states" 2>&1
         cmp -s "$2" "$TMP/redis_states"
 }

@@ -173,8 +173,9 @@ static bool has_line(const char *text, const char *line) {
 static void test_indexes(void) {
         is_int(mcd_stats_rejection_index("RELATIONSHIP_HELD_BY_OTHER_PARTNER"), 0, "first rejection reason");
         is_int(mcd_stats_rejection_index("CLOUD_MISMATCH"), 12, "CLOUD_MISMATCH's index");
-        is_int(mcd_stats_rejection_index("CSP_TO_CSP_RESALE_NOT_SUPPORTED"), MCD_N_REJECTION_REASONS - 1,
-               "last rejection reason");
+        is_int(mcd_stats_rejection_index("CSP_TO_CSP_RESALE_NOT_SUPPORTED"), 13, "CSP_TO_CSP_RESALE_NOT_SUPPORTED's index");
+        is_int(mcd_stats_rejection_index("EVENT_TOO_OLD"), 14, "EVENT_TOO_OLD's index");
+        is_int(mcd_stats_rejection_index("PARK_LIMIT"), MCD_N_REJECTION_REASONS - 1, "last rejection reason");
         is_int(mcd_stats_rejection_index("cloud_mismatch"), -1, "rejection reasons are case-sensitive");
         is_int(mcd_stats_rejection_index(NULL), -1, "no rejection reason");
         is_int(mcd_stats_dead_letter_index("BAD_MAGIC"), 0, "first dead-letter code");

@@ -3,6 +3,7 @@
  * cloud, settling, parking, timers, outcome ids, order and common fields.
  * Events are built in C directly; output is TAP (tests/tap.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +34,7 @@ static void fx_init(struct fx *f) {
         if (mcd_customer_init(&f->c, "c-1") < 0)
                 abort();
         mcd_outcomes_init(&f->out);
-        f->cfg.park_grace = 10 * MIN;
+        f->cfg = MCD_RULES_CONFIG_DEFAULT;
 }
 
 static void fx_done(struct fx *f) {
@@ -271,18 +272,48 @@ static void test_event_copy(void) {
 static void test_seen(void) {
         struct mcd_customer c;
         const char *ids[] = { "m", "c", "x", "a", "c", "z", "b" };
+        const mcd_time_t times[] = { 5, 3, 9, 3, 1, 0, 3 };
+        const struct mcd_seen_id *v;
         bool sorted = true;
 
         mcd_customer_init(&c, "c-1");
         for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
-                mcd_customer_mark_seen(&c, ids[i]);
-        is_int(c.n_seen, 6, "seen: a repeated id is kept once");
-        for (size_t i = 1; i < c.n_seen; i++)
-                sorted = sorted && strcmp(c.seen[i - 1], c.seen[i]) < 0;
-        ok(sorted, "seen: kept sorted");
+                mcd_customer_mark_seen(&c, ids[i], times[i]);
+        is_int(mcd_seen_count(&c.seen), 6, "seen: a repeated id is kept once");
+        v = mcd_seen_ids(&c.seen);
+        for (size_t i = 1; i < mcd_seen_count(&c.seen); i++)
+                sorted = sorted && v[i - 1].occurred_at <= v[i].occurred_at;
+        ok(sorted, "seen: kept in occurred_at order");
+        ok(v[1].hash == mcd_id_hash("c") && v[2].hash == mcd_id_hash("a") && v[3].hash == mcd_id_hash("b"),
+           "seen: ties in the order they were seen");
         ok(mcd_customer_has_seen(&c, "x") && mcd_customer_has_seen(&c, "a"), "seen: found");
         ok(!mcd_customer_has_seen(&c, "y"), "seen: not found");
         mcd_customer_clear(&c);
+}
+
+/* Many ids, past the point where lookups go through the hash set, and
+ * forgotten again: every answer stays right. */
+static void test_seen_set(void) {
+        struct mcd_seen s = {0};
+        char id[32];
+        bool right = true;
+
+        for (int i = 0; i < 5000; i++) {
+                snprintf(id, sizeof(id), "e-%d", i);
+                mcd_seen_add(&s, mcd_id_hash(id), i);
+        }
+        mcd_seen_forget(&s, 1000000, 1000);
+        is_int(mcd_seen_count(&s), 1000, "seen set: the count keeps 1000");
+        for (int i = 0; i < 5000; i++) {
+                snprintf(id, sizeof(id), "e-%d", i);
+                right = right && mcd_seen_has(&s, mcd_id_hash(id)) == (i >= 4000);
+        }
+        ok(right, "seen set: exactly the 1000 latest are found");
+        mcd_seen_forget(&s, 5, 1000);
+        is_int(mcd_seen_count(&s), 6, "seen set: the window keeps 4994..4999");
+        ok(mcd_seen_has(&s, mcd_id_hash("e-4999")) && !mcd_seen_has(&s, mcd_id_hash("e-4993")),
+           "seen set: back to a scan, still right");
+        mcd_seen_clear(&s);
 }
 
 static void test_timer_cause(void) {
@@ -717,6 +748,7 @@ static void test_switch_already(void) {
         struct fx f;
 
         setup_accepted(&f);
+        f.cfg.dedup_window = 365 * 24 * 60 * MIN;        /* events four months apart */
         apply(&f, license("s-1", "2026-03-02T09:00:00Z", "sub-1", "2026-06-30T00:00:00Z"));
         apply(&f, switch_req("w-1", "2026-03-02T09:01:00Z", "sub-1", "p-1"));
         apply(&f, switch_req("w-2", "2026-07-02T09:01:00Z", "sub-1", "p-1"));
@@ -1367,6 +1399,7 @@ static void test_timer_rearmed(void) {
         struct fx f;
 
         setup_accepted(&f);
+        f.cfg.dedup_window = 365 * 24 * 60 * MIN;        /* a late event a month behind */
         apply(&f, license("s-1", "2026-03-02T09:00:00Z", "sub-1", "2026-06-30T00:00:00Z"));
         apply(&f, switch_req("w-1", "2026-03-03T09:00:00Z", "sub-1", "p-1"));
         is_int(fire(&f, "2026-07-01T00:00:00Z"), 1, "%s: first firing", t);
@@ -1494,6 +1527,182 @@ static void test_messages(void) {
         free(m);
 }
 
+/* ------------------------------------------------------------ bounds -- */
+
+static mcd_time_t horizon(const struct fx *f) {
+        mcd_time_t h = 0;
+        return mcd_seen_horizon(&f->c.seen, f->cfg.dedup_window, &h) ? h : INT64_MIN;
+}
+
+/* Window: ids older than latest - dedup_window are forgotten; an event
+ * before that horizon is rejected EVENT_TOO_OLD, not recorded. */
+static void test_bound_window(void) {
+        const char *t = "bound window";
+        struct fx f;
+
+        fx_init(&f);
+        f.cfg.dedup_window = 60 * MIN;
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        ok(horizon(&f) == at("2026-03-01T08:00:00Z"), "%s: horizon is latest - window", t);
+        apply(&f, accepted("a-1", "2026-03-01T10:00:00Z", "p-1"));
+        is_int(mcd_seen_count(&f.c.seen), 2, "%s: 09:00 is exactly one window behind, kept", t);
+        apply(&f, license("s-1", "2026-03-01T10:30:00Z", "sub-1", "2027-01-01T00:00:00Z"));
+        is_int(mcd_seen_count(&f.c.seen), 2, "%s: 09:00 forgotten once 10:30 is the latest", t);
+        ok(!mcd_customer_has_seen(&f.c, "r-1"), "%s: r-1 forgotten", t);
+        ok(horizon(&f) == at("2026-03-01T09:30:00Z"), "%s: horizon 09:30", t);
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        is_int(f.out.n, 1, "%s: the forgotten duplicate is not applied again", t);
+        rejected_is(&f, 0, "EVENT_TOO_OLD", "RelationshipRequested", t);
+        ok(O(&f, 0)->subscription_id == NULL, "%s: no subscription_id for a relationship event", t);
+        is_str(mcd_customer_state_name(O(&f, 0)->customer_state), "ACCEPTED", "%s: customer_state as it is", t);
+        ok(!mcd_customer_has_seen(&f.c, "r-1"), "%s: its id is not recorded", t);
+        apply(&f, term_ended("x-1", "2026-03-01T09:30:00Z", "sub-9"));
+        rejected_is(&f, 0, "SUBSCRIPTION_UNKNOWN", "SubscriptionTermEnded", t);
+        ok(mcd_customer_has_seen(&f.c, "x-1"), "%s: an event at the horizon itself is applied", t);
+        apply(&f, term_ended("x-2", "2026-03-01T09:29:59.999Z", "sub-1"));
+        rejected_is(&f, 0, "EVENT_TOO_OLD", "SubscriptionTermEnded", t);
+        is_str(O(&f, 0)->subscription_id, "sub-1", "%s: the cause's subscription_id", t);
+        fx_done(&f);
+}
+
+/* Count: past limits.seen_ids the earliest id (ties: the first seen) is
+ * forgotten, and the horizon becomes 1 ms after its occurred_at. */
+static void test_bound_count(void) {
+        const char *t = "bound count";
+        struct fx f;
+
+        fx_init(&f);
+        f.cfg.max_seen_ids = 2;
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        apply(&f, term_ended("x-1", "2026-03-01T09:00:00Z", "sub-9"));
+        apply(&f, term_ended("x-2", "2026-03-01T11:00:00Z", "sub-9"));
+        is_int(mcd_seen_count(&f.c.seen), 2, "%s: two kept", t);
+        ok(!mcd_customer_has_seen(&f.c, "r-1") && mcd_customer_has_seen(&f.c, "x-1"),
+           "%s: of a tie, the first seen is forgotten", t);
+        ok(horizon(&f) == at("2026-03-01T09:00:00.001Z"), "%s: horizon 1 ms after the forgotten id", t);
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        rejected_is(&f, 0, "EVENT_TOO_OLD", "RelationshipRequested", t);
+        is_str(cstate(&f), "REQUESTED", "%s: nothing else changes", t);
+        apply(&f, term_ended("x-3", "2026-03-01T09:00:00.001Z", "sub-9"));
+        rejected_is(&f, 0, "SUBSCRIPTION_UNKNOWN", "SubscriptionTermEnded", t);
+        ok(mcd_customer_has_seen(&f.c, "x-3") && !mcd_customer_has_seen(&f.c, "x-1"),
+           "%s: x-1, now the earliest, forgotten; x-3 kept", t);
+        ok(horizon(&f) == at("2026-03-01T09:00:00.001Z"), "%s: horizon 1 ms after x-1", t);
+        fx_done(&f);
+}
+
+/* Both: the horizon is the later of the two. */
+static void test_bound_both(void) {
+        const char *t = "bound both";
+        struct fx f;
+
+        fx_init(&f);
+        f.cfg.max_seen_ids = 2;
+        f.cfg.dedup_window = 60 * MIN;
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        apply(&f, term_ended("x-1", "2026-03-01T09:50:00Z", "sub-9"));
+        apply(&f, term_ended("x-2", "2026-03-01T09:55:00Z", "sub-9"));
+        ok(horizon(&f) == at("2026-03-01T09:00:00.001Z"), "%s: the count's horizon when later", t);
+        apply(&f, term_ended("x-3", "2026-03-01T11:30:00Z", "sub-9"));
+        is_int(mcd_seen_count(&f.c.seen), 1, "%s: the window forgot x-1 and x-2", t);
+        ok(horizon(&f) == at("2026-03-01T10:30:00Z"), "%s: the window's horizon when later", t);
+        ok(f.c.seen.has_forgot && f.c.seen.forgot_at == at("2026-03-01T09:00:00Z"),
+           "%s: the window does not move the count's mark", t);
+        fx_done(&f);
+}
+
+/* limits.subscriptions: one more than the limit is rejected; a known one,
+ * or one rejected ALREADY_WITH_PARTNER, is not counted. */
+static void test_bound_subscriptions(void) {
+        const char *t = "bound subscriptions";
+        struct fx f;
+
+        setup_accepted(&f);
+        f.cfg.max_subscriptions = 2;
+        apply(&f, azure("s-1", "2026-03-01T11:00:00Z", "sub-1"));
+        apply(&f, azure("s-2", "2026-03-01T11:01:00Z", "sub-2"));
+        apply(&f, azure("s-1b", "2026-03-01T11:02:00Z", "sub-1"));
+        nothing(&f, t);
+        apply(&f, azure_csp("s-3", "2026-03-01T11:03:00Z", "sub-3", "p-1"));
+        rejected_is(&f, 0, "ALREADY_WITH_PARTNER", "SubscriptionReported", t);
+        apply(&f, azure("s-4", "2026-03-01T11:04:00Z", "sub-4"));
+        is_int(f.out.n, 1, "%s: one outcome", t);
+        rejected_is(&f, 0, "SUBSCRIPTION_LIMIT", "SubscriptionReported", t);
+        is_str(O(&f, 0)->subscription_id, "sub-4", "%s: about the refused subscription", t);
+        ok(!sub(&f, "sub-4") && f.c.n_subs == 2, "%s: not recorded", t);
+        fx_done(&f);
+}
+
+/* limits.parked: an event that would be parked past the limit is rejected
+ * PARK_LIMIT; the ones parked before it stay. */
+static void test_bound_parked(void) {
+        const char *t = "bound parked";
+        struct fx f;
+
+        fx_init(&f);
+        f.cfg.max_parked = 1;
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        apply(&f, license("s-1", "2026-03-01T09:01:00Z", "sub-1", "2027-01-01T00:00:00Z"));
+        apply(&f, switch_req("w-1", "2026-03-01T09:02:00Z", "sub-1", "p-1"));
+        nothing(&f, t);
+        apply(&f, switch_req("w-2", "2026-03-01T09:03:00Z", "sub-1", "p-1"));
+        is_int(f.out.n, 1, "%s: one outcome", t);
+        rejected_is(&f, 0, "PARK_LIMIT", "SwitchRequested", t);
+        ok(f.c.n_parked == 1 && strcmp(f.c.parked[0].event.event_id, "w-1") == 0, "%s: w-1 still parked", t);
+        ok(mcd_customer_has_seen(&f.c, "w-2"), "%s: the refused id is seen", t);
+        apply(&f, accepted("a-1", "2026-03-01T10:00:00Z", "p-1"));
+        ok(f.c.n_parked == 0 && sub(&f, "sub-1")->state == MCD_SS_SWITCH_BLOCKED, "%s: w-1 retried on acceptance",
+           t);
+        fx_done(&f);
+}
+
+/* Identifiers of more than 128 bytes are bad input; an offer name is kept
+ * to its first 128 bytes, cut at a character boundary. */
+static void test_bound_identifiers(void) {
+        const char *t = "bound identifiers";
+        char id128[129], id129[130], name[300];
+        struct mcd_event ev = requested("r-1", "2026-03-01T09:00:00Z", "p-1");
+        const char *why = NULL;
+        struct fx f;
+
+        memset(id128, 'a', 128);
+        id128[128] = '\0';
+        memset(id129, 'a', 129);
+        id129[129] = '\0';
+        ev.event_id = id128;
+        is_int(mcd_event_validate(&ev, &why), 0, "%s: 128 bytes pass", t);
+        ev.indirect_reseller_id = id129;
+        is_int(mcd_event_validate(&ev, &why), -EINVAL, "%s: 129 bytes are bad input", t);
+        is_str(why, "indirect_reseller_id is longer than 128 bytes", "%s: named", t);
+
+        setup_accepted(&f);
+        memset(name, 'x', 127);
+        strcpy(name + 127, "\xc3\xa9 and more");        /* é straddles byte 128 */
+        ev = azure("s-1", "2026-03-01T11:00:00Z", "sub-1");
+        ev.offer_name = name;
+        apply(&f, ev);
+        is_int(strlen(sub(&f, "sub-1")->offer_name), 127, "%s: offer name cut before a split character", t);
+        fx_done(&f);
+}
+
+/* A state read from version 1 has ids of no known time: the next event
+ * gives them its own, so they are kept a whole window from then. */
+static void test_bound_legacy_ids(void) {
+        const char *t = "bound legacy ids";
+        struct fx f;
+
+        fx_init(&f);
+        f.cfg.dedup_window = 60 * MIN;
+        mcd_customer_mark_seen(&f.c, "old-1", MCD_SEEN_LEGACY);
+        f.c.has_cloud = true;
+        apply(&f, requested("r-1", "2026-03-01T09:00:00Z", "p-1"));
+        ok(mcd_seen_ids(&f.c.seen)[0].occurred_at == at("2026-03-01T09:00:00Z"), "%s: stamped with the event's time",
+           t);
+        apply(&f, requested("old-1", "2026-03-01T09:10:00Z", "p-1"));
+        nothing(&f, t);
+        fx_done(&f);
+}
+
 static void test_bad_calls(void) {
         struct fx f;
         struct mcd_event ev = requested("r-1", "2026-03-01T09:00:00Z", "p-1");
@@ -1512,7 +1721,15 @@ int main(void) {
         test_validate();
         test_event_copy();
         test_seen();
+        test_seen_set();
         test_timer_cause();
+        test_bound_window();
+        test_bound_count();
+        test_bound_both();
+        test_bound_subscriptions();
+        test_bound_parked();
+        test_bound_identifiers();
+        test_bound_legacy_ids();
 
         test_requested_csp_partner();
         test_requested_none();

@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "daemon/parallel.h"
+#include "daemon/state_codec.h"
 #include "daemon/state_json.h"
 #include "daemon/store.h"
 #include "handlers/rules.h"
@@ -189,8 +190,10 @@ static int rich_customer(struct mcd_customer *c, const char *id) {
             (r = mcd_customer_add_parked(c, &e3, T0 + 600003)) < 0)
                 return r;
         for (const char *const *e = (const char *const[]){"r-2", "r-1", "e-sw", "e-csp", "z", NULL}; *e; e++)
-                if ((r = mcd_customer_mark_seen(c, *e)) < 0)
+                if ((r = mcd_customer_mark_seen(c, *e, T0 + (e[0][0] == 'z' ? -5 : 7))) < 0)
                         return r;
+        c->seen.has_forgot = true;
+        c->seen.forgot_at = T0 - 9;
         return 0;
 }
 
@@ -209,7 +212,7 @@ static int simple_customer(struct mcd_customer *c, const char *id, enum mcd_sub_
                 return -ENOMEM;
         if ((r = mcd_customer_add_sub(c, &s)) < 0)
                 return r;
-        return mcd_customer_mark_seen(c, "e-1");
+        return mcd_customer_mark_seen(c, "e-1", T0);
 }
 
 static bool str_eq(const char *a, const char *b) {
@@ -240,15 +243,17 @@ static bool same_customer(const struct mcd_customer *a, const struct mcd_custome
         bool same = str_eq(a->customer_id, b->customer_id) && a->has_cloud == b->has_cloud &&
                     a->cloud == b->cloud && a->state == b->state && str_eq(a->partner_id, b->partner_id) &&
                     str_eq(a->indirect_reseller_id, b->indirect_reseller_id) && a->n_subs == b->n_subs &&
-                    a->n_parked == b->n_parked && a->n_seen == b->n_seen;
+                    a->n_parked == b->n_parked && mcd_seen_count(&a->seen) == mcd_seen_count(&b->seen) &&
+                    a->seen.has_forgot == b->seen.has_forgot && a->seen.forgot_at == b->seen.forgot_at;
 
         for (size_t i = 0; same && i < a->n_subs; i++)
                 same = same_sub(&a->subs[i], &b->subs[i]);
         for (size_t i = 0; same && i < a->n_parked; i++)
                 same = a->parked[i].deadline == b->parked[i].deadline &&
                        same_event(&a->parked[i].event, &b->parked[i].event);
-        for (size_t i = 0; same && i < a->n_seen; i++)
-                same = str_eq(a->seen[i], b->seen[i]);
+        for (size_t i = 0; same && i < mcd_seen_count(&a->seen); i++)
+                same = mcd_seen_ids(&a->seen)[i].hash == mcd_seen_ids(&b->seen)[i].hash &&
+                       mcd_seen_ids(&a->seen)[i].occurred_at == mcd_seen_ids(&b->seen)[i].occurred_at;
         return same;
 }
 
@@ -270,7 +275,9 @@ static void test_json_roundtrip(void) {
         ok(b.n_parked == 3 && b.parked[2].event.n_services == 2 &&
            strcmp(b.parked[2].event.event_id, "e-cancel\"\\\n\xc3\xa9") == 0,
            "parked event with services and escapes kept");
-        ok(b.n_seen == 5 && strcmp(b.seen[0], "e-csp") == 0 && strcmp(b.seen[4], "z") == 0, "seen ids sorted");
+        ok(mcd_seen_count(&b.seen) == 5 && mcd_seen_ids(&b.seen)[0].hash == mcd_id_hash("z") &&
+           mcd_seen_ids(&b.seen)[4].hash == mcd_id_hash("e-csp") && b.seen.forgot_at == T0 - 9,
+           "seen ids in occurred_at order, the count's mark kept");
         j2 = mcd_state_to_json(&b);
         is_str(j2, j1, "JSON is stable across a round trip");
         {
@@ -300,7 +307,7 @@ static void test_json_roundtrip(void) {
         }
         ok(strstr(j1, "\"timers\":[{\"subscription_id\":\"s-1\",\"due\":\"2027-03-31T00:00:00.000Z\"}]") != NULL,
            "derived timers listed");
-        ok(strncmp(j1, "{\"v\":1,\"customer_id\":\"c-rich\",\"cloud\":\"US_GOVERNMENT\",\"state\":\"ACCEPTED\"", 72) ==
+        ok(strncmp(j1, "{\"v\":2,\"customer_id\":\"c-rich\",\"cloud\":\"US_GOVERNMENT\",\"state\":\"ACCEPTED\"", 72) ==
                    0,
            "field order as documented");
 
@@ -308,8 +315,9 @@ static void test_json_roundtrip(void) {
         mcd_customer_init(&empty, "c-empty");
         j3 = mcd_state_to_json(&empty);
         is_str(j3,
-               "{\"v\":1,\"customer_id\":\"c-empty\",\"cloud\":null,\"state\":\"NONE\",\"partner_id\":null,"
-               "\"indirect_reseller_id\":null,\"subscriptions\":[],\"parked\":[],\"timers\":[],\"seen\":[]}",
+               "{\"v\":2,\"customer_id\":\"c-empty\",\"cloud\":null,\"state\":\"NONE\",\"partner_id\":null,"
+               "\"indirect_reseller_id\":null,\"subscriptions\":[],\"parked\":[],\"timers\":[],\"seen\":[],"
+               "\"seen_forgot_at\":null}",
                "fresh customer JSON");
         ok(j3 && mcd_state_from_json(j3, strlen(j3), &e2, why, sizeof(why)) == 0 && same_customer(&empty, &e2) &&
                    !e2.has_cloud,
@@ -365,7 +373,15 @@ static void test_json_malformed(void) {
                 {"[]", "not a JSON object"},
                 {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\"", "invalid JSON"},
                 {"{\"customer_id\":\"c\",\"state\":\"NONE\"}", "\"v\""},
-                {"{\"v\":2,\"customer_id\":\"c\",\"state\":\"NONE\"}", "\"v\""},
+                {"{\"v\":3,\"customer_id\":\"c\",\"state\":\"NONE\"}", "\"v\""},
+                {"{\"v\":0,\"customer_id\":\"c\",\"state\":\"NONE\"}", "\"v\""},
+                {"{\"v\":2,\"customer_id\":\"c\",\"state\":\"NONE\",\"seen\":[\"e-1\"]}", "seen[0]: must be ["},
+                {"{\"v\":2,\"customer_id\":\"c\",\"state\":\"NONE\",\"seen\":[[\"-00000000000000f\",null]]}",
+                 "seen[0]: must be ["},
+                {"{\"v\":2,\"customer_id\":\"c\",\"state\":\"NONE\",\"seen\":[[\"000000000000000f\",\"then\"]]}",
+                 "seen[0]: the time"},
+                {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"NONE\",\"seen\":[[\"000000000000000f\",null]]}",
+                 "seen[0]: must be a string"},
                 {"{\"v\":1,\"state\":\"NONE\"}", "missing field \"customer_id\""},
                 {"{\"v\":1,\"customer_id\":7,\"state\":\"NONE\"}", "\"customer_id\" must be a string"},
                 {"{\"v\":1,\"customer_id\":\"c\",\"state\":\"LOST\"}", "\"state\" has an unknown value"},
@@ -446,10 +462,168 @@ static int commit_one(struct mcd_store *s, const struct mcd_customer *c, int32_t
         return mcd_store_commit(s, &b);
 }
 
+/* ------------------------------------------------------ binary state -- */
+
+static void test_codec_roundtrip(void) {
+        struct mcd_customer a, b, e;
+        char why[256] = "", *buf = NULL, *buf2 = NULL, *rec = NULL;
+        size_t len = 0, len2 = 0, rec_len = 0, st_len = 0, fails = 0;
+        const char *st = NULL;
+
+        ok(rich_customer(&a, "c-rich") == 0, "codec: rich customer built");
+        is_int(mcd_state_encode(&a, &buf, &len), 0, "codec: encoded");
+        ok(mcd_state_is_binary(buf, len) && memcmp(buf, "MCS\x02", 4) == 0, "codec: MCS, version 2");
+        is_int(mcd_state_decode(buf, len, &b, why, sizeof(why)), 0, "codec: decoded");
+        ok(same_customer(&a, &b), "codec: every field round-trips");
+        is_int(mcd_state_encode(&b, &buf2, &len2), 0, "codec: encoded again");
+        ok(len == len2 && memcmp(buf, buf2, len) == 0, "codec: byte for byte stable");
+        /* every cut is refused with a reason, never read past the end */
+        for (size_t n = 4; n < len; n++) {
+                char *cut = malloc(n);
+                memcpy(cut, buf, n);
+                if (mcd_state_decode(cut, n, &e, why, sizeof(why)) == -EINVAL && why[0])
+                        fails++;
+                free(cut);
+        }
+        is_int(fails, len - 4, "codec: each of the %zu truncations is -EINVAL with a reason", len - 4);
+        buf[4] = (char)0xfe;                             /* an id longer than what is left */
+        buf[5] = 0x7f;
+        ok(mcd_state_decode(buf, len, &e, why, sizeof(why)) == -EINVAL && strstr(why, "customer_id"),
+           "codec: a length past the end is named (%s)", why);
+        is_int(mcd_state_record(7, buf2, len2, &rec, &rec_len), 0, "codec: changelog record");
+        ok(mcd_state_record_partition(rec, rec_len, &st, &st_len) == 7 && st_len == len2 && memcmp(st, buf2, len2) == 0,
+           "codec: the record gives back its partition and state");
+        ok(mcd_state_record_partition("{\"partition\":7}", 15, &st, &st_len) == -1, "codec: JSON is not a record");
+        mcd_customer_clear(&a);
+        mcd_customer_clear(&b);
+        free(buf);
+        free(buf2);
+        free(rec);
+}
+
+/* A state written by the previous version (JSON, "v":1, seen ids as
+ * strings) is read: its ids are still duplicates, of a time not known yet. */
+static const char LEGACY_STATE[] =
+        "{\"v\":1,\"customer_id\":\"c-old\",\"cloud\":\"COMMERCIAL\",\"state\":\"ACCEPTED\",\"partner_id\":\"p-1\","
+        "\"indirect_reseller_id\":null,\"subscriptions\":[{\"subscription_id\":\"s-1\",\"offer_name\":\"E3\","
+        "\"billing\":\"LICENSE_BASED\",\"channel\":\"EA\",\"seller_partner_id\":null,\"term_end\":"
+        "\"2027-03-31T00:00:00.000Z\",\"state\":\"SUPPORTED\",\"timer_outcomes\":0}],\"parked\":[],"
+        "\"timers\":[],"
+        "\"seen\":[\"a-1\",\"r-1\",\"s-1\",\"w-1\"]}";
+
+static void test_codec_legacy(void) {
+        struct mcd_customer c;
+        char why[256] = "";
+
+        is_int(mcd_state_decode(LEGACY_STATE, strlen(LEGACY_STATE), &c, why, sizeof(why)), 0,
+               "legacy: a version 1 JSON state is read (%s)", why);
+        ok(c.n_subs == 1 && c.subs[0].state == MCD_SS_SUPPORTED && c.state == MCD_CS_ACCEPTED,
+           "legacy: its subscriptions and state carried over");
+        ok(mcd_seen_count(&c.seen) == 4 && mcd_customer_has_seen(&c, "w-1") && mcd_customer_has_seen(&c, "a-1"),
+           "legacy: its seen ids are still seen");
+        ok(mcd_seen_ids(&c.seen)[0].occurred_at == MCD_SEEN_LEGACY, "legacy: of a time not known yet");
+        mcd_customer_clear(&c);
+}
+
+static char *id_of(char fill, int n) {
+        char *s = malloc(MCD_ID_MAX + 1);
+        snprintf(s, MCD_ID_MAX + 1, "%0*d", MCD_ID_MAX, n);
+        s[0] = fill;
+        return s;
+}
+
+/* The largest state the default bounds allow: limits.subscriptions
+ * subscriptions, limits.parked parked events, limits.seen_ids seen ids,
+ * every identifier and the offer name at their 128 bytes.  Its changelog
+ * record, with its key, fits Kafka's default message.max.bytes. */
+static void test_codec_worst_case(void) {
+        const struct mcd_rules_config cfg = MCD_RULES_CONFIG_DEFAULT;
+        struct mcd_customer c, back;
+        char *buf = NULL, *rec = NULL, *id = id_of('c', 0), why[256] = "";
+        size_t len = 0, rec_len = 0;
+
+        mcd_customer_init(&c, id);
+        c.has_cloud = true;
+        c.state = MCD_CS_ACCEPTED;
+        c.partner_id = id_of('p', 1);
+        c.indirect_reseller_id = id_of('i', 2);
+        for (size_t i = 0; i < cfg.max_subscriptions; i++) {
+                char *sid = id_of('s', (int)i), *seller = id_of('x', (int)i), *offer = id_of('o', (int)i);
+                struct mcd_subscription s = sub(sid, MCD_BILLING_USAGE_BASED, MCD_CHANNEL_CSP, seller, true,
+                                                INT64_MAX / 2, MCD_SS_SWITCH_BLOCKED, UINT32_MAX);
+                s.offer_name = offer;
+                mcd_customer_add_sub(&c, &s);
+                free(sid);
+                free(seller);
+                free(offer);
+        }
+        for (size_t i = 0; i < cfg.max_parked; i++) {
+                struct mcd_event ev = {.type = MCD_EV_CSP_SUBSCRIPTION_CREATED, .occurred_at = INT64_MAX / 2,
+                                       .customer_id = id};
+                ev.event_id = id_of('e', (int)i);
+                ev.partner_id = id_of('p', (int)i);
+                ev.subscription_id = id_of('s', (int)i);
+                ev.csp_subscription_id = id_of('k', (int)i);
+                ev.target_partner_id = id_of('t', (int)i);
+                mcd_customer_add_parked(&c, &ev, INT64_MAX / 2);
+                ev.customer_id = NULL;
+                mcd_event_clear(&ev);
+        }
+        for (size_t i = 0; i < cfg.max_seen_ids; i++) {       /* each a window apart: the widest deltas */
+                char sid[32];
+                snprintf(sid, sizeof(sid), "seen-%zu", i);
+                mcd_customer_mark_seen(&c, sid, (mcd_time_t)i * cfg.dedup_window);
+        }
+        c.seen.has_forgot = true;
+        c.seen.forgot_at = INT64_MIN / 2;
+        ok(c.n_subs == cfg.max_subscriptions && c.n_parked == cfg.max_parked &&
+                   mcd_seen_count(&c.seen) == cfg.max_seen_ids,
+           "worst case: %zu subscriptions, %zu parked, %zu seen ids", c.n_subs, c.n_parked, mcd_seen_count(&c.seen));
+        is_int(mcd_state_encode(&c, &buf, &len), 0, "worst case: encoded");
+        is_int(mcd_state_record(INT32_MAX, buf, len, &rec, &rec_len), 0, "worst case: changelog record");
+        tap_diag("worst case: state %zu bytes, record %zu bytes", len, rec_len);
+        ok(rec_len + MCD_ID_MAX + 1024 <= 1000000,
+           "worst case: record (%zu bytes) + key + 1 KiB of overhead fit message.max.bytes 1,000,000", rec_len);
+        is_int(mcd_state_decode(buf, len, &back, why, sizeof(why)), 0, "worst case: decoded (%s)", why);
+        ok(same_customer(&c, &back), "worst case: round-trips");
+        mcd_customer_clear(&c);
+        mcd_customer_clear(&back);
+        free(id);
+        free(buf);
+        free(rec);
+}
+
+/* Redis holding a version 1 state: loaded, applied to, written back binary. */
+static void test_legacy_in_redis(struct mcd_store *s, int port, int64_t gen) {
+        const char *ids[] = {"c-old"};
+        struct mcd_customer c;
+        char *stored = NULL;
+        size_t stored_len = 0;
+        redisContext *rc = raw_connect(port);
+        redisReply *r1 = rc ? redisCommand(rc, "SELECT 3") : NULL;
+        redisReply *r2 = rc ? redisCommand(rc, "SET t:c:c-old %s", LEGACY_STATE) : NULL;
+
+        ok(r1 && r2, "legacy: a version 1 state stored in Redis");
+        if (r1)
+                freeReplyObject(r1);
+        if (r2)
+                freeReplyObject(r2);
+        if (rc)
+                redisFree(rc);
+        is_int(mcd_store_load(s, ids, 1, &c), 0, "legacy: loaded");
+        ok(mcd_customer_has_seen(&c, "r-1") && c.n_subs == 1, "legacy: as it was");
+        is_int(commit_one(s, &c, 0, gen), 0, "legacy: committed again");
+        is_int(mcd_store_get_customer_raw(s, "c-old", &stored, &stored_len), 0, "legacy: read back");
+        ok(mcd_state_is_binary(stored, stored_len), "legacy: now stored binary");
+        free(stored);
+        mcd_customer_clear(&c);
+}
+
 static void test_load_and_commit(struct mcd_store *s, int64_t gen) {
         const char *ids[] = {"c-rich", "c-unknown", "c-x"};
         struct mcd_customer rich, out[3];
         char *json = NULL, *stored = NULL;
+        size_t json_len = 0, stored_len = 0;
         uint64_t rt;
 
         is_int(mcd_store_load(s, ids, 3, out), 0, "load of unknown ids");
@@ -473,12 +647,13 @@ static void test_load_and_commit(struct mcd_store *s, int64_t gen) {
         for (int i = 0; i < 3; i++)
                 mcd_customer_clear(&out[i]);
 
-        is_int(mcd_store_get_customer_json(s, "c-rich", &stored), 0, "raw customer JSON");
-        json = mcd_state_to_json(&rich);
-        is_str(stored, json, "stored JSON is state_json's");
+        is_int(mcd_store_get_customer_raw(s, "c-rich", &stored, &stored_len), 0, "raw customer state");
+        is_int(mcd_state_encode(&rich, &json, &json_len), 0, "rich customer encoded");
+        ok(stored && stored_len == json_len && memcmp(stored, json, json_len) == 0, "stored state is state_codec's");
+        ok(mcd_state_is_binary(stored, stored_len), "and binary");
         free(stored);
         free(json);
-        is_int(mcd_store_get_customer_json(s, "c-nobody", &stored), 0, "raw JSON of an unknown customer");
+        is_int(mcd_store_get_customer_raw(s, "c-nobody", &stored, &stored_len), 0, "raw state of an unknown customer");
         ok(stored == NULL, "is NULL");
         mcd_customer_clear(&rich);
 }
@@ -907,6 +1082,7 @@ static void test_store(struct server *sv) {
         is_int(mcd_store_claim(s, 0, &gen), 0, "claim partition 0");
         is_int(gen, 1, "generation 1");
         test_load_and_commit(s, gen);
+        test_legacy_in_redis(s, sv->port, gen);
         test_corrupt(s, sv->port);
         test_parallel_load(s, sv->port, gen);
         test_offsets(s, gen);
@@ -940,6 +1116,9 @@ int main(void) {
 
         test_json_roundtrip();
         test_json_malformed();
+        test_codec_roundtrip();
+        test_codec_legacy();
+        test_codec_worst_case();
 
         snprintf(sv.dir, sizeof(sv.dir), "/tmp/test_store.XXXXXX");
         sv.port = free_port();

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct mcd_replay_options opt = {
                 .has_now = true,
                 .now = NOW,
-                .rules = { .park_grace = MCD_PARK_GRACE_DEFAULT },
+                .rules = MCD_RULES_CONFIG_DEFAULT,
         };
         char *states = NULL, *line, *save = NULL;
         size_t states_len = 0;

@@ -37,6 +37,7 @@
 #include "daemon/avro_codec.h"
 #include "daemon/jsonl.h"
 #include "daemon/outbox.h"
+#include "daemon/state_codec.h"
 #include "daemon/replay.h"
 #include "handlers/rules.h"
 
@@ -413,7 +414,7 @@ static void keep_outcomes(struct mcd_outcomes *out) {
 /* Every line of a scenario: a jsonl seed; the events as Avro seeds and the
  * outcomes the engine derives from them as Avro outcome seeds. */
 static void from_scenario(const char *path) {
-        const struct mcd_rules_config cfg = { .park_grace = MCD_PARK_GRACE_DEFAULT };
+        const struct mcd_rules_config cfg = MCD_RULES_CONFIG_DEFAULT;
         struct customers cs = { .n = 0 };
         struct mcd_outcomes out;
         size_t len;
@@ -455,7 +456,7 @@ static void states_of(const char *in_text, size_t in_len, bool late) {
         struct mcd_replay_options opt = {
                 .has_now = late,
                 .now = LATE,
-                .rules = { .park_grace = MCD_PARK_GRACE_DEFAULT },
+                .rules = MCD_RULES_CONFIG_DEFAULT,
         };
         char *states = NULL, *line, *save = NULL;
         size_t slen = 0;
@@ -469,8 +470,17 @@ static void states_of(const char *in_text, size_t in_len, bool late) {
         fclose(opt.state_out);
         fclose(in);
         fclose(null);
-        for (line = strtok_r(states, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        for (line = strtok_r(states, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                struct mcd_customer c;
+                char *bin = NULL;
+                size_t bin_len = 0;
                 write_seed("fuzz_state", late ? "state-late" : "state", -1, line, strlen(line));
+                if (mcd_state_decode(line, strlen(line), &c, NULL, 0) < 0 || mcd_state_encode(&c, &bin, &bin_len) < 0)
+                        die("state");
+                write_seed("fuzz_state", late ? "binstate-late" : "binstate", -1, bin, bin_len);
+                mcd_customer_clear(&c);
+                free(bin);
+        }
         free(states);
 }
 

@@ -16,7 +16,7 @@
 #   fuzz_avro    daemon/avro_codec.c, strbuf.c, schemas_embedded.c (schemas/embed.sh),
 #                daemon/outbox.c, daemon/jsonl.c, handlers/model.c, timefmt.c
 #   fuzz_jsonl   daemon/jsonl.c, handlers/model.c, handlers/timefmt.c
-#   fuzz_state   daemon/state_json.c, strbuf.c, daemon/jsonl.c, handlers/model.c, timefmt.c
+#   fuzz_state   daemon/state_codec.c, state_json.c, strbuf.c, daemon/jsonl.c, handlers/model.c, seen.c, timefmt.c
 #   fuzz_replay  daemon/replay.c, state_json.c, jsonl.c, strmap.c, handlers/*.c
 # BUILDDIR/make_seeds regenerates the seed corpus (see make_seeds.c):
 #   BUILDDIR/make_seeds tests/scenarios tests/fuzz/corpus
@@ -60,11 +60,12 @@ CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$top $(pkg-config --cflags j
 LIBS=$(pkg-config --libs jansson avro-c 2>/dev/null) || LIBS="-ljansson -lavro"
 WARN="-Wall -Wextra -Wno-unused-parameter"
 OWN_WARN="$WARN -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
-PROJECT_SRC="handlers/model.c handlers/engine.c handlers/timefmt.c handlers/messages.c
+PROJECT_SRC="handlers/model.c handlers/seen.c handlers/engine.c handlers/timefmt.c handlers/messages.c
 handlers/relationship_requested.c handlers/relationship_accepted.c handlers/relationship_removed.c
 handlers/subscription_reported.c handlers/switch_requested.c handlers/csp_subscription_created.c
 handlers/subscription_cancelled.c handlers/subscription_term_ended.c
-daemon/jsonl.c daemon/avro_codec.c daemon/outbox.c daemon/state_json.c daemon/replay.c daemon/strmap.c daemon/strbuf.c"
+daemon/jsonl.c daemon/avro_codec.c daemon/outbox.c daemon/state_json.c daemon/state_codec.c daemon/replay.c
+daemon/strmap.c daemon/strbuf.c"
 
 build() {
         command -v "$CC" > /dev/null || { echo "$CC not found (tests/setup.sh installs clang)"; return 1; }
