@@ -2,14 +2,19 @@
  * lines, for the property test, the crash tests and the benchmark.
  *
  * usage: gen_events [-s SEED] [-n EVENTS] [-c CUSTOMERS] [-t relationships|subscriptions]
- *                   [-T START_MS]
+ *                   [-T START_MS] [-H HOT_EVENTS]
  *
  * The mix follows a customer's life: requests, acceptances, subscriptions
  * reported, switches, CSP subscriptions, cancellations, term ends, removals;
  * with wrong partners, unknown subscriptions, repeated events, the other cloud and
  * slightly out-of-order timestamps thrown in.  Timestamps advance with the
  * stream.  With -t only events of that topic are printed (the same stream,
- * filtered), so the two topics can be produced separately. */
+ * filtered), so the two topics can be produced separately.
+ *
+ * -H N prints instead a hot customer's stream (customer "cust-hot"): N
+ * distinct events a second apart, each the cancellation of a subscription
+ * never reported (rejected SUBSCRIPTION_UNKNOWN), the input that once made a
+ * customer's state grow without bound. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,31 @@ static unsigned pick(unsigned n) {
         return (unsigned)(rnd() % n);
 }
 
+static int hot_stream(unsigned long seed, unsigned long n, mcd_time_t t) {
+        char eid[64], sid[64];
+
+        for (unsigned long i = 0; i < n; i++) {
+                struct mcd_event ev = {
+                        .type = MCD_EV_SUBSCRIPTION_CANCELLED,
+                        .event_id = eid,
+                        .occurred_at = t + (mcd_time_t)i * 1000,
+                        .customer_id = (char *)"cust-hot",
+                        .cloud = MCD_CLOUD_COMMERCIAL,
+                        .subscription_id = sid,
+                        .scope = MCD_SCOPE_ENTIRE_SUBSCRIPTION,
+                };
+                char *line;
+                snprintf(eid, sizeof(eid), "hot-%lu-%lu", seed, i);
+                snprintf(sid, sizeof(sid), "never-reported-%lu", i);
+                line = mcd_jsonl_format_event(&ev);
+                if (!line)
+                        return 1;
+                puts(line);
+                free(line);
+        }
+        return 0;
+}
+
 int main(int argc, char **argv) {
         unsigned long n = 1000, customers = 100, seed = 1;
         const char *only = NULL;
@@ -38,15 +68,16 @@ int main(int argc, char **argv) {
         char *prev = NULL;
         int c;
 
-        while ((c = getopt(argc, argv, "s:n:c:t:T:")) != -1) {
+        while ((c = getopt(argc, argv, "s:n:c:t:T:H:")) != -1) {
                 switch (c) {
                 case 's': seed = strtoul(optarg, NULL, 10); break;
                 case 'n': n = strtoul(optarg, NULL, 10); break;
                 case 'c': customers = strtoul(optarg, NULL, 10); break;
                 case 't': only = optarg; break;
                 case 'T': t = strtoll(optarg, NULL, 10); break;
+                case 'H': return hot_stream(seed, strtoul(optarg, NULL, 10), t);
                 default:
-                        fprintf(stderr, "usage: gen_events [-s SEED] [-n EVENTS] [-c CUSTOMERS] [-t TOPIC]\n");
+                        fprintf(stderr, "usage: gen_events [-s SEED] [-n EVENTS] [-c CUSTOMERS] [-t TOPIC] [-T START_MS] [-H HOT_EVENTS]\n");
                         return 2;
                 }
         }

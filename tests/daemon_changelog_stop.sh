@@ -1,0 +1,68 @@
+#!/bin/sh
+# daemon_changelog_stop.sh -- a changelog append that fails stops its
+# partition instead of letting the changelog fall behind Redis unnoticed:
+# with the producers' message.max.bytes cut to 4,000 bytes, a customer whose
+# state grows past it makes the append fail (librdkafka refuses the record);
+# the log names the partition, /healthz answers 503 with the reason, the
+# metric counts it, and the partition commits nothing more while the fault
+# lasts.  Restarted with the default size, the daemon goes on from Redis and
+# the outcome topic equals replay's outcomes, each once.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+start_redis; ok $? "redis-server started on port $REDIS_PORT"
+start_kafka 2; ok $? "mock cluster started at $BOOTSTRAP"
+METRICS_PORT=$(free_port)
+write_config "$TMP/big.conf" "metrics.listen = 127.0.0.1:$METRICS_PORT"
+write_config "$TMP/small.conf" "metrics.listen = 127.0.0.1:$METRICS_PORT" "kafka.message.max.bytes = 4000"
+
+# 40 subscriptions of 120-byte ids for one customer: about 6 KB of state.
+pad=$(printf '%0100d' 0)
+sub_event() {  # sub_event N: SubscriptionReported number N of customer c-big
+        printf '{"event_id":"big-%d","occurred_at":"2031-01-01T00:%02d:%02d.000Z","customer_id":"c-big","cloud":"COMMERCIAL","type":"SubscriptionReported","subscription_id":"sub-%s-%04d","offer_name":"Azure","billing":"USAGE_BASED","channel":"DIRECT"}\n' \
+                "$1" $(($1 / 60)) $(($1 % 60)) "$pad" "$1"
+}
+i=0; while [ $i -lt 40 ]; do sub_event $i; i=$((i + 1)); done > "$TMP/wave1.jsonl"
+while [ $i -lt 50 ]; do sub_event $i; i=$((i + 1)); done > "$TMP/wave2.jsonl"
+cat "$TMP/wave1.jsonl" "$TMP/wave2.jsonl" > "$TMP/all.jsonl"
+$MCD replay "$TMP/all.jsonl" | strip_messages > "$TMP/want"
+n_wave1=$(wc -l < "$TMP/wave1.jsonl")
+
+"$MCD_BIN" publish -c "$TMP/big.conf" "$TMP/wave1.jsonl" 2> "$TMP/publish.err"
+ok $? "published the first 40 events"
+start_daemon "$TMP/small.conf" "$TMP/daemon.1.log"
+wait_until 60 grep -q "cannot append to the changelog.*stops committing" "$TMP/daemon.1.log"
+ok $? "the failed append is logged, naming the partition and that it stops"
+grep "cannot append to the changelog" "$TMP/daemon.1.log" | head -2 | diag
+wait_until 20 sh -c "\"$MCD_BUILDDIR/tests/http_get\" 127.0.0.1:$METRICS_PORT /healthz 2>/dev/null | grep -q 'changelog append failed'"
+ok $? "/healthz answers 503 with the reason"
+"$MCD_BUILDDIR/tests/http_get" "127.0.0.1:$METRICS_PORT" /metrics 2>/dev/null |
+        grep -q '^multichanneld_changelog_stopped_partitions 1$'
+ok $? "multichanneld_changelog_stopped_partitions is 1"
+off_before=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | sort | xargs -r -n1 redis-cli -p "$REDIS_PORT" hgetall | tr '\n' ' ')
+n_before=$(count_outcomes "$TMP/big.conf")
+ok $([ "$n_before" -lt "$n_wave1" ]; echo $?) "the partition stopped before the end of the first wave ($n_before of $n_wave1 outcomes)"
+
+"$MCD_BIN" publish -c "$TMP/big.conf" "$TMP/wave2.jsonl" 2>> "$TMP/publish.err"
+sleep 4
+n_after=$(count_outcomes "$TMP/big.conf")
+off_after=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | sort | xargs -r -n1 redis-cli -p "$REDIS_PORT" hgetall | tr '\n' ' ')
+ok $([ "$n_after" -eq "$n_before" ] && [ "$off_after" = "$off_before" ]; echo $?) \
+        "while stopped, nothing more is committed or published ($n_after outcomes; offsets '$off_after')"
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
+
+start_daemon "$TMP/big.conf" "$TMP/daemon.2.log"
+wait_until 60 outcomes_at_least "$TMP/big.conf" "$(wc -l < "$TMP/want")"
+ok $? "restarted with the default size, the daemon catches up"
+sleep 2
+"$MCD_BIN" tail -c "$TMP/big.conf" --exit-at-end | strip_messages > "$TMP/got"
+diff "$TMP/want" "$TMP/got" | head -6 | cut -c1-250 | diag
+cmp -s "$TMP/want" "$TMP/got"
+ok $? "outcome topic equals replay's outcomes, each once ($(wc -l < "$TMP/got") of $(wc -l < "$TMP/want"))"
+n_err=$(grep -c "cannot append to the changelog" "$TMP/daemon.2.log")
+ok $([ "$n_err" -eq 0 ]; echo $?) "no append fails with the default size"
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
+tap_done

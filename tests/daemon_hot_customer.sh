@@ -1,0 +1,63 @@
+#!/bin/sh
+# daemon_hot_customer.sh -- a customer's state is bounded (CONTRACT.md rule 2
+# and "Bounds"), through the daemon: one customer's MCD_HOT_EVENTS (40,000)
+# distinct events (each the cancellation of a subscription never reported)
+# among ordinary customers give replay's outcomes, each once, and replay's
+# final states in Redis, with no changelog append failing; the hot customer
+# keeps limits.seen_ids ids, not one per event.  Then a repeat of its first
+# event, whose id the count has forgotten, is rejected EVENT_TOO_OLD, as in
+# replay.  (Its speed and the daemon's RSS are a benchmark phase,
+# tests/bench/run.sh, not a timed test.)
+. "$MCD_SRCDIR/tests/lib.sh"
+
+HOT=${MCD_HOT_EVENTS:-40000}
+SEEN=${MCD_HOT_SEEN_IDS:-10000}
+T0=1924992000000                # 2031-01-01: no timer falls due by the wall clock
+start_redis; ok $? "redis-server started on port $REDIS_PORT"
+start_kafka 2; ok $? "mock cluster started at $BOOTSTRAP"
+write_config "$TMP/mcd.conf" "limits.seen_ids = $SEEN"
+
+"$MCD_BUILDDIR/tests/gen_events" -H "$HOT" -T "$T0" > "$TMP/hot.jsonl"
+future_stream 3 600 40 "$TMP/others.jsonl"
+sort_by_time < "$TMP/hot.jsonl" > "$TMP/hot.sorted"
+cat "$TMP/hot.sorted" "$TMP/others.jsonl" | sort_by_time > "$TMP/in.jsonl"
+head -1 "$TMP/hot.jsonl" > "$TMP/repeat.jsonl"
+cat "$TMP/in.jsonl" "$TMP/repeat.jsonl" > "$TMP/all.jsonl"
+$MCD replay --max-seen-ids "$SEEN" --state-out "$TMP/want_states.all" "$TMP/all.jsonl" | strip_messages > "$TMP/want"
+$MCD replay --max-seen-ids "$SEEN" "$TMP/in.jsonl" | strip_messages > "$TMP/want.before"
+n_in=$(wc -l < "$TMP/in.jsonl")
+repeat_id=$(sed 's/.*"event_id":"\([^"]*\)".*/\1/' "$TMP/repeat.jsonl")
+n_rejected=$(grep -c "\"caused_by\":\"$repeat_id\".*EVENT_TOO_OLD" "$TMP/want")
+ok $([ "$n_rejected" -eq 1 ]; echo $?) "replay: the repeat of $repeat_id, forgotten by the count, is EVENT_TOO_OLD"
+
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+ok $? "published $n_in events, $HOT of them for the hot customer"
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
+wait_until 600 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want.before")"
+ok $? "the daemon published the $(wc -l < "$TMP/want.before") outcomes of the stream"
+
+"$MCD_BIN" state -c "$TMP/mcd.conf" --compact cust-hot > "$TMP/hot.state" 2>&1
+n_seen=$(grep -o '\["[0-9a-f]\{16\}",' "$TMP/hot.state" | wc -l)
+ok $([ "$n_seen" -eq "$SEEN" ]; echo $?) "the hot customer keeps $SEEN seen ids after $HOT events (has $n_seen)"
+bytes=$(redis-cli -p "$REDIS_PORT" strlen "mcd:c:cust-hot")
+echo "# the hot customer's state: $bytes bytes in Redis"
+
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/repeat.jsonl" 2>> "$TMP/publish.err"
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
+ok $? "the repeat of $repeat_id gave an outcome"
+sleep 2
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end | strip_messages > "$TMP/got"
+diff "$TMP/want" "$TMP/got" | head -6 | cut -c1-250 | diag
+cmp -s "$TMP/want" "$TMP/got"
+ok $? "outcome topic equals replay's outcomes, each once ($(wc -l < "$TMP/got") of $(wc -l < "$TMP/want"))"
+grep -q "\"caused_by\":\"$repeat_id\".*EVENT_TOO_OLD" "$TMP/got"
+ok $? "live: the repeat is rejected EVENT_TOO_OLD"
+compare_states "$TMP/mcd.conf" "$TMP/want_states.all"
+ok $? "Redis holds replay's final state for all $(wc -l < "$TMP/want_states.all") customers"
+n_err=$(grep -c "cannot append to the changelog" "$TMP/daemon.log")
+ok $([ "$n_err" -eq 0 ]; echo $?) "no changelog append failed ($n_err)"
+
+kill -TERM "$DAEMON_PID"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 on SIGTERM"
+tap_done
