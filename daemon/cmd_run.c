@@ -155,6 +155,28 @@ int mcd_cmd_run(int argc, char **argv) {
         return 0;
 }
 
+/* --fetch-delay's TOPIC:PARTITION:MS (a topic name may hold no colon):
+ * the string is cut at its last two colons.  0 or -EINVAL. */
+static int parse_fetch_delay(char *arg, long *partition, long *ms) {
+        char *c2 = strrchr(arg, ':'), *c1, *end = NULL;
+
+        if (!c2 || c2 == arg)
+                return -EINVAL;
+        *c2 = '\0';
+        c1 = strrchr(arg, ':');
+        *c2 = ':';
+        if (!c1 || c1 == arg)
+                return -EINVAL;
+        *ms = strtol(c2 + 1, &end, 10);
+        if (*end || end == c2 + 1 || *ms < 1 || *ms > 600000)
+                return -EINVAL;
+        *partition = strtol(c1 + 1, &end, 10);
+        if (end != c2 || end == c1 + 1 || *partition < 0)
+                return -EINVAL;
+        *c1 = '\0';                   /* arg is the topic from here on */
+        return 0;
+}
+
 /* A Kafka-protocol cluster for tests and demonstrations, in its own process
  * so that daemons can be killed and restarted against it. */
 int mcd_cmd_mock_cluster(int argc, char **argv) {
@@ -163,12 +185,14 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                 {"partitions", required_argument, NULL, 'p'},
                 {"brokers", required_argument, NULL, 'b'},
                 {"sync-group-delay", required_argument, NULL, 'd'},
+                {"fetch-delay", required_argument, NULL, 'f'},
                 {0},
         };
         struct mcd_worker_signals sig = {0};
         struct mcd_embedded *emb = NULL;
         const char *path = NULL;
-        long partitions = 4, brokers = 1, sync_delay = 0;
+        char *fetch_topic = NULL;
+        long partitions = 4, brokers = 1, sync_delay = 0, fetch_partition = 0, fetch_delay = 0;
         struct mcd_config cfg;
         int c, r;
 
@@ -196,15 +220,25 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                                 return mcd_cli_error("mock-cluster",
                                                      "--sync-group-delay: expected 1..600000 (ms), got '%s'", optarg);
                         break;
+                case 'f':
+                        fetch_topic = optarg;
+                        if (parse_fetch_delay(optarg, &fetch_partition, &fetch_delay) < 0)
+                                return mcd_cli_error("mock-cluster",
+                                                     "--fetch-delay: expected TOPIC:PARTITION:MS (1..600000), got '%s'",
+                                                     optarg);
+                        break;
                 default:
                         return mcd_cli_error("mock-cluster", "unknown or incomplete option '%s'", argv[optind - 1]);
                 }
         }
+        if (fetch_topic && fetch_partition >= partitions)
+                return mcd_cli_error("mock-cluster", "--fetch-delay: partition %ld of %ld", fetch_partition, partitions);
         r = mcd_load_config_for("mock-cluster", path, &cfg);
         if (r != 0)
                 return r;
         install_signals(&sig);
-        r = mcd_embedded_start(&cfg, (int)brokers, (int)partitions, &emb);
+        /* The delayed partition gets a broker of its own, one more. */
+        r = mcd_embedded_start(&cfg, (int)brokers + (fetch_topic != NULL), (int)partitions, &emb);
         if (r < 0) {
                 fprintf(stderr, "multichanneld: mock-cluster: %s\n", strerror(-r));
                 mcd_config_clear(&cfg);
@@ -212,6 +246,14 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         }
         if (sync_delay > 0 && mcd_embedded_delay_sync_group(emb, (int)sync_delay) < 0)
                 log_warning("mock-cluster: cannot delay SyncGroup responses");
+        if (fetch_topic && (r = mcd_embedded_delay_fetch(emb, &cfg, fetch_topic, (int32_t)fetch_partition,
+                                                         (int)fetch_delay)) < 0) {
+                fprintf(stderr, "multichanneld: mock-cluster: --fetch-delay %s: %s\n", fetch_topic,
+                        r == -ENOENT ? "not one of the configuration's topics" : strerror(-r));
+                mcd_embedded_stop(emb);
+                mcd_config_clear(&cfg);
+                return 1;
+        }
         printf("%s\n", mcd_embedded_bootstraps(emb));
         fflush(stdout);
         /* SIGUSR1 takes the brokers down, SIGUSR2 brings them back: an

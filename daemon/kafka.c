@@ -23,6 +23,7 @@
 struct mcd_embedded {
         rd_kafka_t *host;            /* the client instance that hosts the cluster */
         int brokers;
+        int partitions;              /* of each topic */
         rd_kafka_mock_cluster_t *cluster;
         char *bootstraps;
 };
@@ -235,6 +236,7 @@ int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, stru
                 goto fail;
         }
         e->brokers = brokers;
+        e->partitions = partitions;
         e->cluster = rd_kafka_mock_cluster_new(e->host, brokers);
         if (!e->cluster) {
                 log_error("embedded Kafka: cannot start the mock cluster");
@@ -287,6 +289,36 @@ int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms) {
                 if (rd_kafka_mock_broker_push_request_error_rtts(e->cluster, id, KAFKA_API_SYNC_GROUP, 1,
                                                                  RD_KAFKA_RESP_ERR_NO_ERROR, ms) != 0)
                         return -EINVAL;
+        return 0;
+}
+
+#define KAFKA_API_FETCH 1
+
+/* The partition's own broker is the cluster's last; every other partition of
+ * the five topics is led by one of the others, round robin, and so is the
+ * consumer group (its coordinator). */
+int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic,
+                             int32_t partition, int ms) {
+        const char *topics[] = {cfg->topic_relationships, cfg->topic_subscriptions, cfg->topic_outcomes,
+                                cfg->topic_dlq, cfg->topic_changelog};
+        int32_t slow = e->brokers;
+        bool found = false;
+
+        if (e->brokers < 2 || partition < 0 || partition >= e->partitions)
+                return -EINVAL;
+        for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+                for (int32_t q = 0; q < e->partitions; q++) {
+                        bool it = strcmp(topics[i], topic) == 0 && q == partition;
+                        found = found || it;
+                        if (rd_kafka_mock_partition_set_leader(e->cluster, topics[i], q, it ? slow : 1 + q % (slow - 1)))
+                                return -EIO;
+                }
+        if (!found)
+                return -ENOENT;
+        if (rd_kafka_mock_coordinator_set(e->cluster, "group", mcd_config_kafka(cfg, "group.id"), 1) ||
+            rd_kafka_mock_broker_push_request_error_rtts(e->cluster, slow, KAFKA_API_FETCH, 1, RD_KAFKA_RESP_ERR_NO_ERROR,
+                                                         ms))
+                return -EIO;
         return 0;
 }
 

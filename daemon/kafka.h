@@ -38,6 +38,14 @@ void mcd_embedded_set_up(struct mcd_embedded *e, bool up);
  * late, so that a consumer stays between joining its group and receiving
  * its assignment for that long.  0 or negative errno. */
 int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms);
+/* Fault injection: partition `partition` of `topic` (one of cfg's five) is
+ * moved to a broker of its own, the cluster's last, which answers its next
+ * Fetch request `ms` late: a consumer of that partition gets nothing of it
+ * for that long while the other partitions flow.  Needs two brokers at
+ * least.  0, -EINVAL (too few brokers, no such partition), -ENOENT (no such
+ * topic) or -EIO. */
+int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic,
+                             int32_t partition, int ms);
 void mcd_embedded_stop(struct mcd_embedded *e);
 
 /* Waits up to timeout_ms for everything queued to be delivered or to fail;

@@ -33,6 +33,7 @@ static void usage(FILE *f) {
               "  state [-c FILE] [--compact] CUSTOMER_ID...\n"
               "                     print a customer's state from Redis\n"
               "  mock-cluster [-c FILE] [--partitions N] [--brokers N] [--sync-group-delay MS]\n"
+              "               [--fetch-delay TOPIC:PARTITION:MS]\n"
               "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
               "  help               this text\n"
               "  version            print the version\n",
