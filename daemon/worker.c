@@ -85,6 +85,12 @@ struct pair {
         mcd_time_t stream_time;      /* latest occurred_at applied: the rules' clock for input */
         int64_t last_arrival;        /* monotonic ms of the last message buffered */
         bool at_end[2];              /* the side reached its partition's end (PARTITION_EOF) */
+        int64_t end_pos[2];          /* where that end was: the fetch position, past transaction markers */
+        bool heard[2];               /* a message or the end came since the pair became ready: the
+                                      * handle's high watermark is not an earlier ownership's */
+        int64_t wait_logged;         /* monotonic ms a long wait for one side was last logged, 0 none */
+        int64_t wait_since;          /* monotonic ms that wait began */
+        int wait_for;                /* the side waited for */
         bool side_paused[2];         /* paused for backpressure */
         size_t untrimmed;            /* delivered frames still at the outbox head */
         uint64_t incarnation;        /* distinct each time the pair becomes ready */
@@ -1481,7 +1487,8 @@ static int pair_init(struct worker *w, struct pair *p) {
                 return r;
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
-        p->at_end[REL] = p->at_end[SUB] = false;
+        p->at_end[REL] = p->at_end[SUB] = p->heard[REL] = p->heard[SUB] = false;
+        p->wait_logged = 0;
         /* The rules' clock goes back with the offsets, as after a restart:
          * left at what was applied before (a batch lost with Redis, say),
          * it would fire timers early when those events are applied again. */
@@ -1526,8 +1533,10 @@ static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
         struct pair *p;
 
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && (p = pair_find(w, m->partition)) &&
-            p->phase == PAIR_READY && (p->expect[t] < 0 || m->offset >= p->expect[t]))
-                p->at_end[t] = true;
+            p->phase == PAIR_READY && (p->expect[t] < 0 || m->offset >= p->expect[t])) {
+                p->at_end[t] = p->heard[t] = true;
+                p->end_pos[t] = m->offset;
+        }
         if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                         w->st.kafka_errors++;
@@ -1544,6 +1553,7 @@ static void take_message(struct worker *w, rd_kafka_message_t *m, int t) {
         p->expect[t] = m->offset + 1;
         p->last_arrival = mono_ms();
         p->at_end[t] = false;
+        p->heard[t] = true;
         mcd_log_full(LOG_DEBUG,
                      &(struct mcd_log_fields){.topic = topic_of(w, t), .partition = m->partition, .offset = m->offset},
                      "buffered message with timestamp %" PRId64, rd_kafka_message_timestamp(m, NULL));
@@ -1663,7 +1673,10 @@ static bool merge_waits_for(const struct worker *w, int t) {
  * than `enough` messages can be merged, for at most wait_ms.  Past the
  * buffer budget a handle is drained only while the merge cannot fill a batch
  * and some pair waits for that handle's topic: what is buffered is of no use
- * without it. */
+ * without it.  So the budget never keeps a side waited for from being
+ * fetched for good: either the merge fills batches from other pairs, making
+ * room, or it cannot, and that side's handle is drained; the side, empty,
+ * is never paused (apply_backpressure). */
 static void poll_inputs(struct worker *w, int wait_ms, size_t enough) {
         int64_t deadline = mono_ms() + wait_ms;
         size_t budget = buffer_budget(w);
@@ -1707,22 +1720,67 @@ struct item {
         struct mcd_avro_error err;
 };
 
-/* How long a buffered message waits for the other, empty side of its pair:
- * merge_wait when that side has reached its partition's end (as Kafka
- * Streams' max.task.idle.ms), longer while it is still fetching what the
- * broker holds (at start-up, or lagging), so that a slow fetch does not
- * reorder history. */
-static int64_t merge_patience(const struct worker *w, const struct pair *p, int empty_side) {
+/* Where side t has read up to: where PARTITION_EOF found its end while it
+ * is there (past transaction markers), else the next offset expected. */
+static int64_t side_position(const struct pair *p, int t) {
+        return p->at_end[t] && p->end_pos[t] > p->expect[t] ? p->end_pos[t] : p->expect[t];
+}
+
+/* The high watermark of side t's partition in the broker's last fetch
+ * answer, or -1 when none came since the pair became ready (the handle's may
+ * be left from an earlier ownership). */
+static int64_t side_end(const struct worker *w, const struct pair *p, int t) {
         int64_t lo, hi;
 
-        /* At its end, unless the last fetch saw the broker holding more. */
-        if (p->at_end[empty_side] &&
-            !(p->expect[empty_side] >= 0 &&
-              rd_kafka_get_watermark_offsets(empty_side == REL ? w->consumer : w->sub_reader,
-                                             topic_of(w, empty_side), p->partition, &lo, &hi) == 0 &&
-              hi > p->expect[empty_side]))
-                return w->cfg->merge_wait;
-        return w->cfg->merge_wait > 30000 ? w->cfg->merge_wait : 30000;
+        if (!p->heard[t] || rd_kafka_get_watermark_offsets(t == REL ? w->consumer : w->sub_reader, topic_of(w, t),
+                                                           p->partition, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return -1;
+        return hi >= 0 ? hi : -1;
+}
+
+/* Has side t read all its partition holds, as far as the broker's last
+ * fetch answer tells (Kafka Streams' test, KIP-695)?  An open transaction
+ * keeps the high watermark ahead of what read_committed delivers: the side
+ * has not caught up until it is decided. */
+static bool side_caught_up(const struct worker *w, const struct pair *p, int t) {
+        int64_t end = side_end(w, p, t);
+
+        return end >= 0 && side_position(p, t) >= end;
+}
+
+/* How long a buffered message waits for the other, empty side of its pair:
+ * merge_wait once that side has caught up (as Kafka Streams applies
+ * max.task.idle.ms); for as long as it takes (INT64_MAX) while its end is
+ * unknown or ahead of it (start-up, lag, its leader unavailable): order
+ * comes before progress. */
+static int64_t merge_patience(const struct worker *w, const struct pair *p, int empty_side) {
+        return side_caught_up(w, p, empty_side) ? w->cfg->merge_wait : INT64_MAX;
+}
+
+#define LONG_WAIT_MS 10000           /* a side waiting this long for the other is logged, */
+#define LONG_WAIT_LOG_MS 30000       /* at most once per this per pair */
+
+/* Logs that side t of a pair has waited `waited` ms for the other, empty
+ * side, and why, once past LONG_WAIT_MS and then every LONG_WAIT_LOG_MS at
+ * most: the operator sees why the partition is not progressing. */
+static void merge_wait_log(struct worker *w, struct pair *p, int t, int64_t waited, int64_t mono_now) {
+        int64_t end;
+
+        if (waited < LONG_WAIT_MS || (p->wait_logged && mono_now - p->wait_logged < LONG_WAIT_LOG_MS))
+                return;
+        end = side_end(w, p, !t);
+        p->wait_logged = mono_now;
+        p->wait_since = mono_now - waited;
+        p->wait_for = !t;
+        if (end < 0)
+                log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
+                            "which has not answered a fetch yet; the merge waits for it",
+                            p->partition, q_len(&p->q[t]), topic_of(w, t), waited / 1000, topic_of(w, !t));
+        else
+                log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
+                            "read up to offset %" PRId64 " of %" PRId64 "; the merge waits for it",
+                            p->partition, q_len(&p->q[t]), topic_of(w, t), waited / 1000, topic_of(w, !t),
+                            side_position(p, !t), end);
 }
 
 /* Takes the next message of a pair in timestamp order (a relationship first
@@ -1734,18 +1792,25 @@ static struct inmsg *merge_next(struct worker *w, struct pair *p, int *topic, in
         if (q_len(r) && q_len(s)) {
                 t = r->v[r->head]->timestamp <= s->v[s->head]->timestamp ? REL : SUB;
         } else if (q_len(r) || q_len(s)) {
+                int64_t waited;
                 t = q_len(r) ? REL : SUB;
-                if (mono_now - p->q[t].v[p->q[t].head]->arrived < merge_patience(w, p, !t))
+                waited = mono_now - p->q[t].v[p->q[t].head]->arrived;
+                if (waited < merge_patience(w, p, !t)) {
+                        merge_wait_log(w, p, t, waited, mono_now);
                         return NULL;
+                }
         } else {
                 return NULL;
+        }
+        if (p->wait_logged) {
+                log_notice("partition %" PRId32 ": merging again after waiting %" PRId64 " s for %s", p->partition,
+                           (mono_now - p->wait_since) / 1000, topic_of(w, p->wait_for));
+                p->wait_logged = 0;
         }
         *topic = t;
         return p->q[t].v[p->q[t].head++];
 }
 
-/* How many buffered messages the merge could take now, at most: both sides
- * of a pair while neither is empty, a lone side once its patience is over. */
 /* How many of a queue's messages have a timestamp at or before t (their
  * timestamps are taken as ascending, as a partition's mostly are). */
 static size_t count_until(const struct msgq *q, int64_t t) {
@@ -3079,6 +3144,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                 redo_settle(&w);
                 for (size_t i = 0; i < w.n_pairs; i++) {
                         struct pair *p = w.pairs[i];
+                        watchdog_kick(&w);      /* each may wait seconds for a partition's leader */
                         if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(&w, p)) < 0)
                                 pair_init_failed(&w, p, r);
                 }
