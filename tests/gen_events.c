@@ -61,7 +61,7 @@ static int hot_stream(unsigned long seed, unsigned long n, mcd_time_t t) {
 }
 
 int main(int argc, char **argv) {
-        unsigned long n = 1000, customers = 100, seed = 1;
+        unsigned long n = 1000, customers = 100, seed = 1, hot = 0;
         const char *only = NULL;
         mcd_time_t t = 1767225600000LL;  /* 2026-01-01 */
         char eid[64], cid[64], pid[32], sid[32], csp[32], tgt[32], seller[32];
@@ -75,12 +75,14 @@ int main(int argc, char **argv) {
                 case 'c': customers = strtoul(optarg, NULL, 10); break;
                 case 't': only = optarg; break;
                 case 'T': t = strtoll(optarg, NULL, 10); break;
-                case 'H': return hot_stream(seed, strtoul(optarg, NULL, 10), t);
+                case 'H': hot = strtoul(optarg, NULL, 10); break;
                 default:
                         fprintf(stderr, "usage: gen_events [-s SEED] [-n EVENTS] [-c CUSTOMERS] [-t TOPIC] [-T START_MS] [-H HOT_EVENTS]\n");
                         return 2;
                 }
         }
+        if (hot)
+                return hot_stream(seed, hot, t);
         if (customers == 0)
                 customers = 1;
         rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;

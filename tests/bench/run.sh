@@ -27,6 +27,11 @@
 #      BENCH_LAT_PARTITIONS ("4 64"; see the comment at the phase).
 #   3. peak RSS with 10,000 and with 1,000,000 customers (N events each,
 #      --rss-events to change).
+#   4. a hot customer (issue 13): BENCH_HOT_EVENTS (40,000) events of one
+#      customer (gen_events -H: each the cancellation of a subscription never
+#      reported), against the same number spread over 2,000 customers;
+#      events/s of each, their ratio (goal: at least 0.5), the daemon's peak
+#      RSS and the hot customer's stored state.
 # and prints a table.  --soak MINUTES (default 10) instead runs the daemon at
 # a steady 2,000 events/s for that long, sampling its RSS every 30 s.
 #
@@ -53,6 +58,8 @@ LAT_SECS=25
 DO_RSS=1
 DO_LAT=1
 DO_TPUT=1
+DO_HOT=1
+HOT_EVENTS=${BENCH_HOT_EVENTS:-40000}
 CUSTOMERS=${BENCH_CUSTOMERS:-100000}
 PARTS=${BENCH_PARTITIONS:-64}
 BATCH_MAX=${BENCH_BATCH_MAX:-2000}
@@ -76,6 +83,7 @@ while [ $# -gt 0 ]; do
         --no-rss) DO_RSS=0 ;;
         --no-latency) DO_LAT=0 ;;
         --no-throughput) DO_TPUT=0 ;;
+        --no-hot) DO_HOT=0 ;;
         --latency-rate) LAT_RATE=${2:?}; shift ;;
         --latency-seconds) LAT_SECS=${2:?}; shift ;;
         --soak-rate) SOAK_RATE=${2:?}; shift ;;
@@ -464,6 +472,31 @@ if [ "$DO_RSS" = 1 ]; then
                 row "daemon peak RSS, $c customers, $PUB_EVENTS events" "$(fdiv "$RUN_HWM" 1024 1) MiB ($(fdiv "$PUB_EVENTS" "$RUN_SECS") events/s, Redis $RUN_REDIS_MEM)"
                 services_down
         done
+fi
+
+# ---- 4. a hot customer --------------------------------------------------------------
+hot_run() {  # hot_run LABEL GEN-ARGS...: publishes gen_events' stream, runs it; sets HOT_RATE HOT_HWM
+        _label=$1; shift
+        services_up "hot-$_label"
+        "$GEN" "$@" > "$PH/in.jsonl" || die "gen_events"
+        _n=$(wc -l < "$PH/in.jsonl")
+        "$MCD" publish -c "$CONF" "$PH/in.jsonl" 2> "$PH/publish.err" || die "publish (see $PH/publish.err)"
+        rm -f "$PH/in.jsonl"
+        run_to_completion "$_n"
+        HOT_RATE=$(fdiv "$RUN_STEADY_EVENTS" "$RUN_STEADY_SECS")
+        HOT_HWM=$(fdiv "$RUN_HWM" 1024 1)
+        HOT_STATE=$(redis-cli -p "$REDIS_PORT" strlen mcd:c:cust-hot)
+        HOT_ERRORS=$(grep -c "cannot append to the changelog" "$PH/daemon.log")
+        services_down
+}
+if [ "$DO_HOT" = 1 ]; then
+        log "hot customer: $HOT_EVENTS events of one customer, then over 2,000 customers"
+        hot_run one -H "$HOT_EVENTS" -T 1924992000000
+        hot_one=$HOT_RATE; hot_hwm=$HOT_HWM; hot_state=$HOT_STATE; hot_err=$HOT_ERRORS
+        hot_run spread -s 5 -n "$HOT_EVENTS" -c 2000 -T 1924992000000
+        row "hot customer: $HOT_EVENTS events of one customer" "$hot_one events/s (peak RSS $hot_hwm MiB, state $hot_state bytes, $hot_err changelog errors)"
+        row "the same number over 2,000 customers" "$HOT_RATE events/s (peak RSS $HOT_HWM MiB)"
+        row "hot / spread (goal >= 0.5)" "$(fdiv "$hot_one" "$HOT_RATE" 2)"
 fi
 
 echo
