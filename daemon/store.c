@@ -36,8 +36,8 @@
  *   per customer j (nc of them):     P c:<id>, P due:<partition of the customer>
  *
  *   ARGV[1] = np, ARGV[2] = nc, then
- *   per partition: partition, generation, set_offsets ("1"/"0"), rel, sub,
- *                  marks ("" to leave them), trim, n_frames,
+ *   per partition: partition, generation, seq, set_offsets ("1"/"0"), rel,
+ *                  sub, marks ("" to leave them), trim, n_frames,
  *                  frame_1 .. frame_n  (frames binary)
  *   per customer:  customer_id, state, score (due time in ms; "" for none,
  *                  removing any; "-" for none, with none before)
@@ -46,8 +46,11 @@
  * time (unpack() is bounded by the Lua stack); one MSET per 500 customers
  * costs Redis less than a SET each.
  *
+ * Each commit adds one to every partition's commit counter (P off:<p> seq).
+ *
  * Replies: +OK; -NODATA when meta is missing; -STALE <partition> when a
- * partition's generation is not the batch's. */
+ * partition's generation is not the batch's; -ROLLBACK <partition> when its
+ * commit counter is not the batch's (seq "0" is not checked). */
 static const char COMMIT_SCRIPT[] =
         "local np, nc = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
         "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
@@ -58,26 +61,30 @@ static const char COMMIT_SCRIPT[] =
         "  if redis.call('GET', KEYS[k]) ~= ARGV[a + 1] then\n"
         "    return redis.error_reply('STALE partition ' .. ARGV[a])\n"
         "  end\n"
-        "  a = a + 8 + tonumber(ARGV[a + 7])\n"
+        "  if ARGV[a + 2] ~= '0' and (redis.call('HGET', KEYS[k + 1], 'seq') or '0') ~= ARGV[a + 2] then\n"
+        "    return redis.error_reply('ROLLBACK partition ' .. ARGV[a])\n"
+        "  end\n"
+        "  a = a + 9 + tonumber(ARGV[a + 8])\n"
         "  k = k + 3\n"
         "end\n"
         "a, k = 3, 2\n"
         "for i = 1, np do\n"
-        "  if ARGV[a + 2] == '1' then\n"
-        "    redis.call('HSET', KEYS[k + 1], 'rel', ARGV[a + 3], 'sub', ARGV[a + 4])\n"
+        "  redis.call('HINCRBY', KEYS[k + 1], 'seq', 1)\n"
+        "  if ARGV[a + 3] == '1' then\n"
+        "    redis.call('HSET', KEYS[k + 1], 'rel', ARGV[a + 4], 'sub', ARGV[a + 5])\n"
         "  end\n"
-        "  if ARGV[a + 5] ~= '' then\n"
-        "    redis.call('HSET', KEYS[k + 1], 'marks', ARGV[a + 5])\n"
+        "  if ARGV[a + 6] ~= '' then\n"
+        "    redis.call('HSET', KEYS[k + 1], 'marks', ARGV[a + 6])\n"
         "  end\n"
-        "  local trim, n = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7])\n"
+        "  local trim, n = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])\n"
         "  if trim > 0 then redis.call('LTRIM', KEYS[k + 2], trim, -1) end\n"
-        "  local f = a + 8\n"
-        "  while f < a + 8 + n do\n"
-        "    local last = math.min(f + 999, a + 7 + n)\n"
+        "  local f = a + 9\n"
+        "  while f < a + 9 + n do\n"
+        "    local last = math.min(f + 999, a + 8 + n)\n"
         "    redis.call('RPUSH', KEYS[k + 2], unpack(ARGV, f, last))\n"
         "    f = last + 1\n"
         "  end\n"
-        "  a = a + 8 + n\n"
+        "  a = a + 9 + n\n"
         "  k = k + 3\n"
         "end\n"
         "local sets = {}\n"
@@ -110,6 +117,7 @@ struct mcd_store {
         redisContext *ctx;
         char script_sha[41];
         uint64_t round_trips;
+        uint64_t connections;        /* connections made (and handshaken) so far */
         bool unflushed;              /* commands appended since the last reply read */
         struct mcd_par *par;         /* borrowed: threads that parse loaded customers */
 };
@@ -423,6 +431,8 @@ static int ensure_connected(struct mcd_store *s) {
         r = handshake(s);
         if (r < 0)
                 disconnect(s);
+        else
+                s->connections++;
         return r;
 }
 
@@ -499,6 +509,10 @@ void mcd_store_free(struct mcd_store *s) {
         free(s->password);
         free(s->prefix);
         free(s);
+}
+
+uint64_t mcd_store_connections(const struct mcd_store *s) {
+        return s->connections;
 }
 
 uint64_t mcd_store_round_trips(const struct mcd_store *s) {
@@ -582,11 +596,23 @@ int mcd_store_meta_exists(struct mcd_store *s, bool *exists) {
         return r;
 }
 
-int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t *generation) {
+/* INCR, then up to floor + 1 if that is not past it: one round trip. */
+static const char CLAIM_SCRIPT[] =
+        "local g = redis.call('INCR', KEYS[1])\n"
+        "if g <= tonumber(ARGV[1]) then\n"
+        "  g = tonumber(ARGV[1]) + 1\n"
+        "  redis.call('SET', KEYS[1], g)\n"
+        "end\n"
+        "return g\n";
+
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t *generation) {
         struct args a = {0};
 
-        args_add_str(&a, "INCR");
+        args_add_str(&a, "EVAL");
+        args_add_str(&a, CLAIM_SCRIPT);
+        args_add_str(&a, "1");
         args_add_key(&a, s, "gen", partition);
+        args_addf(&a, "%" PRId64, floor);
         return integer_command(s, &a, generation);
 }
 
@@ -729,6 +755,7 @@ static void add_partition_keys(struct args *keys, const struct mcd_store *s, con
 static void add_partition_argv(struct args *argv, const struct mcd_store_partition *p) {
         args_addf(argv, "%" PRId32, p->partition);
         args_addf(argv, "%" PRId64, p->generation);
+        args_addf(argv, "%" PRId64, p->seq);
         args_add_str(argv, p->set_offsets ? "1" : "0");
         args_addf(argv, "%" PRId64, p->offsets.rel);
         args_addf(argv, "%" PRId64, p->offsets.sub);
@@ -818,6 +845,8 @@ static int commit_result(struct mcd_store *s, const redisReply *reply) {
                 return -ESTALE;
         if (strncmp(reply->str, "NODATA", 6) == 0)
                 return -ENODATA;
+        if (strncmp(reply->str, "ROLLBACK", 8) == 0)
+                return MCD_STORE_ROLLBACK;
         disconnect(s);
         return reply_error(reply);
 }
@@ -933,10 +962,11 @@ static int hmget(struct mcd_store *s, const char *kind, int32_t partition, const
         return 0;
 }
 
-int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o) {
-        static const char *const fields[] = {"rel", "sub"};
+int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o, int64_t *seq) {
+        static const char *const fields[] = {"rel", "sub", "seq"};
         redisReply *reply;
-        int r = hmget(s, "off", partition, fields, 2, &reply);
+        int64_t n = 0;
+        int r = hmget(s, "off", partition, fields, 3, &reply);
 
         o->rel = o->sub = -1;
         if (r < 0)
@@ -945,23 +975,45 @@ int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_off
                 r = parse_int64(reply->element[0], &o->rel);
         if (r == 0 && reply->element[1]->type != REDIS_REPLY_NIL)
                 r = parse_int64(reply->element[1], &o->sub);
+        if (r == 0 && reply->element[2]->type != REDIS_REPLY_NIL)
+                r = parse_int64(reply->element[2], &n);
+        if (seq)
+                *seq = r < 0 ? 0 : n;
         if (r < 0)
                 o->rel = o->sub = -1;
         freeReplyObject(reply);
         return r;
 }
 
-int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored) {
-        struct args a = {0};
-        int64_t v = 0;
-        int r;
+static const char RAISE_SCRIPT[] =
+        "if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') < tonumber(ARGV[1]) then\n"
+        "  redis.call('HSET', KEYS[1], 'seq', ARGV[1])\n"
+        "end\n"
+        "return 0\n";
 
-        args_add_str(&a, "EXISTS");
+int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq) {
+        struct args a = {0};
+        int64_t ignored;
+
+        args_add_str(&a, "EVAL");
+        args_add_str(&a, RAISE_SCRIPT);
+        args_add_str(&a, "1");
         args_add_key(&a, s, "off", partition);
-        r = integer_command(s, &a, &v);
-        if (r == 0)
-                *stored = v > 0;
-        return r;
+        args_addf(&a, "%" PRId64, seq);
+        return integer_command(s, &a, &ignored);
+}
+
+/* Any field but the commit counter, which a restore cut short also leaves. */
+int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored) {
+        static const char *const fields[] = {"rel", "marks"};
+        redisReply *reply;
+        int r = hmget(s, "off", partition, fields, 2, &reply);
+
+        if (r < 0)
+                return r;
+        *stored = reply->element[0]->type != REDIS_REPLY_NIL || reply->element[1]->type != REDIS_REPLY_NIL;
+        freeReplyObject(reply);
+        return 0;
 }
 
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {

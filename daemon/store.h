@@ -7,7 +7,10 @@
  *                          JSON written by earlier versions is read too)
  *   P off:<partition>      hash {rel, sub}: next input offsets to consume;
  *                          {marks}: where reconciliation starts reading the
- *                          output topics (opaque to the store)
+ *                          output topics (opaque to the store); {seq}: the
+ *                          partition's commit counter, one more each commit:
+ *                          an owner that finds it behind what it committed
+ *                          knows Redis came back older (a rollback)
  *   P due:<partition>      zset; member customer_id, score = its next due time (ms)
  *   P outbox:<partition>   list of outbox frames (outbox.h), oldest first
  *   P gen:<partition>      string; owner generation of the partition (fencing)
@@ -28,6 +31,7 @@
 #ifndef MCD_STORE_H
 #define MCD_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +68,7 @@ struct mcd_store_customer {
 struct mcd_store_partition {
         int32_t partition;
         int64_t generation;          /* must equal P gen:<partition> */
+        int64_t seq;                 /* must equal its commit counter; 0: not checked */
         bool set_offsets;
         struct mcd_offsets offsets;  /* next offsets to consume */
         const void *const *frames;   /* outbox frames to append */
@@ -105,8 +110,10 @@ int mcd_store_init_meta(struct mcd_store *s, bool *created);
 /* Does P meta exist? 0 with *exists set. */
 int mcd_store_meta_exists(struct mcd_store *s, bool *exists);
 
-/* Takes ownership of a partition: INCR P gen:<partition>. */
-int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t *generation);
+/* Takes ownership of a partition: INCR P gen:<partition>, and never to a
+ * generation at or below floor (one this instance, or the group, knows was
+ * handed out before, whatever a rolled-back Redis says now). */
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t *generation);
 int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation);
 /* The generations of several partitions in one round trip (0: never claimed). */
 int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t n, int64_t *generations);
@@ -115,6 +122,14 @@ int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t
  * the callee: the stored state, or a fresh customer when none is stored.
  * On error nothing in out needs clearing. */
 int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct mcd_customer *out);
+
+/* Sets a partition's commit counter forward to seq (never back): after a
+ * rollback, the counter goes on from what its owners had counted. */
+int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq);
+
+/* A commit refused because a partition's commit counter in Redis is not
+ * the owner's: Redis came back older than what was committed. */
+#define MCD_STORE_ROLLBACK (-EUCLEAN)
 
 /* The atomic batch write described above. */
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
@@ -126,8 +141,9 @@ int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
 int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r);
 
-/* Offsets of a partition; both -1 when none are stored. */
-int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o);
+/* Offsets of a partition, both -1 when none are stored; *seq its commit
+ * counter (0 when none; seq may be NULL). */
+int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o, int64_t *seq);
 /* Does Redis hold the partition's offsets (its P off:<partition>)?  A
  * partition without them never committed here: it is new, or Redis lost it. */
 int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored);
@@ -165,6 +181,10 @@ int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_pa
 /* A customer's stored state as it is stored (for `multichanneld state`):
  * *buf is a heap copy of *len bytes, NULL when the customer is unknown. */
 int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len);
+
+/* Connections made to Redis so far: a change means whatever the last one
+ * said may no longer hold (a restart, a failover). */
+uint64_t mcd_store_connections(const struct mcd_store *s);
 
 /* Number of Redis round trips made so far (a pipeline counts once). */
 uint64_t mcd_store_round_trips(const struct mcd_store *s);

@@ -101,6 +101,8 @@ struct pair {
          * Redis lost it, the rebuild drops them.  UINT64_MAX: none held. */
         uint64_t clog_hold;
         bool clog_failed;            /* a changelog append failed: no more commits (changelog_failed) */
+        int64_t seq;                 /* its commit counter (P off:<p> seq) as this owner left it */
+        bool rolled_back;            /* Redis was found older than our commits: rollback_redo at init */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
         char *redo_marks;            /* where the lookup starts; the pair's marks while redo */
@@ -164,6 +166,7 @@ struct worker {
         int64_t status_mono, status_events;
         struct mcd_stats st;
         struct mcd_metrics *metrics;
+        uint64_t store_conns;        /* mcd_store_connections when last checked (rollback_watch) */
         uint64_t fault_stop_before_commit, fault_stop_before_publish, fault_stop_before_changelog;
         int64_t last_batch_us;
         double state_per_customer;   /* bytes of a customer's state, averaged over the last batches */
@@ -434,8 +437,15 @@ static void pair_fence(struct worker *w, struct pair *p) {
 static bool fence_if_taken(struct worker *w, struct pair *p) {
         int64_t gen = 0;
 
-        if (mcd_store_generation(w->store, p->partition, &gen) < 0 || gen <= p->generation)
+        if (mcd_store_generation(w->store, p->partition, &gen) < 0 || gen == p->generation)
                 return false;
+        if (gen < p->generation) {      /* a claim of ours forgotten: Redis came back older */
+                log_error("partition %" PRId32 ": Redis holds generation %" PRId64 ", older than ours (%" PRId64
+                          "): it came back older than our commits",
+                          p->partition, gen, p->generation);
+                p->rolled_back = true;
+                return false;
+        }
         log_warning("partition %" PRId32 " is owned by another instance (generation %" PRId64 " > %" PRId64 "); fenced",
                     p->partition, gen, p->generation);
         pair_fence(w, p);
@@ -1274,6 +1284,43 @@ static int redo_check(struct worker *w, struct pair *p) {
         return r;
 }
 
+/* Redis came back older than this owner's commits (a rollback: a promoted
+ * replica, an old snapshot): what was committed since is on the output
+ * topics, no longer in Redis.  The partition is re-processed from Redis's
+ * offsets as after a rebuild, under a re-processing record from Redis's
+ * marks (or an older record's) to the input's ends, so that whichever
+ * instance owns it next looks up what is already published; and looked up
+ * now. */
+static int rollback_redo(struct worker *w, struct pair *p, int64_t known_seq) {
+        struct mcd_offsets until;
+        char *marks = NULL;
+        bool found = false;
+        int r = mcd_store_get_redo(w->store, p->partition, &found, &marks, &until);
+
+        if (r == -EBADMSG || (r >= 0 && !found)) {
+                free(marks);
+                marks = NULL;
+                r = mcd_store_get_marks(w->store, p->partition, &marks);
+        }
+        log_notice("partition %" PRId32 ": re-processing from offsets %" PRId64 "/%" PRId64
+                   " after Redis came back older; looking up what was already published",
+                   p->partition, p->committed.rel, p->committed.sub);
+        if (r >= 0)     /* what is in flight lands before the topics are read */
+                r = mcd_kafka_flush(w->producer, 30000);
+        if (r >= 0)
+                r = redo_mark(w, p, marks, &p->committed);
+        if (r >= 0)
+                r = collect_published_after(w, marks);
+        if (r >= 0)             /* the counter goes on from ours, never back */
+                r = mcd_store_raise_seq(w->store, p->partition, known_seq);
+        if (r >= 0) {
+                p->seq = known_seq > p->seq ? known_seq : p->seq;
+                p->rolled_back = false;
+        }
+        free(marks);
+        return r;
+}
+
 static void redo_settle(struct worker *w) {
         for (size_t i = 0; i < w->n_pairs; i++) {
                 struct pair *p = w->pairs[i];
@@ -1451,11 +1498,12 @@ static int start_offset(struct worker *w, const struct pair *p, int t, int64_t s
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 static int pair_init(struct worker *w, struct pair *p) {
+        int64_t known_seq = p->seq;      /* what this owner committed, if it owned the pair before */
         bool stored;
         int r;
 
         if (p->phase == PAIR_INIT) {
-                r = mcd_store_claim(w->store, p->partition, &p->generation);
+                r = mcd_store_claim(w->store, p->partition, p->generation, &p->generation);
                 if (r < 0)
                         return r;
                 p->phase = PAIR_RECONCILE;
@@ -1469,9 +1517,16 @@ static int pair_init(struct worker *w, struct pair *p) {
                 r = rebuild_partition(w, p);
         if (r < 0)
                 return r;
-        r = mcd_store_get_offsets(w->store, p->partition, &p->committed);
+        r = mcd_store_get_offsets(w->store, p->partition, &p->committed, &p->seq);
+        if (r >= 0 && stored && p->seq < known_seq) {
+                log_error("partition %" PRId32 ": Redis's commit counter is %" PRId64 ", ours %" PRId64
+                          ": Redis came back older than our commits",
+                          p->partition, p->seq, known_seq);
+                p->rolled_back = true;
+        }
+        p->rolled_back = p->rolled_back && stored;     /* a rebuild re-processes under its own record */
         if (r >= 0 && stored)
-                r = redo_check(w, p);
+                r = p->rolled_back ? rollback_redo(w, p, known_seq) : redo_check(w, p);
         if (r < 0)
                 return r;
         p->next = p->committed;
@@ -1594,7 +1649,10 @@ static size_t side_limit(const struct worker *w) {
  * hold more than batch.max_bytes of it.  Estimated from the mean state of
  * the last batches' customers, as if each event were another customer's, so
  * the estimate errs on the small side; never fewer than 16 events. */
-static size_t batch_events(const struct worker *w) {
+/* Customers a batch may hold: batch.max_bytes of state, estimated from the
+ * last batches' mean state per customer, within batch.max_events and never
+ * below 16. */
+static size_t batch_customers(const struct worker *w) {
         size_t n = (size_t)w->cfg->batch_max, least = n < 16 ? n : 16;
 
         if (w->state_per_customer > 0 && (double)w->cfg->batch_max_bytes / w->state_per_customer < (double)n)
@@ -2066,8 +2124,29 @@ static void decode_one(void *ctx, size_t i, unsigned thread) {
 }
 
 /* Takes up to max messages from the pairs, in merge order per pair. */
+/* Does m bring one customer too many into the batch (batch_customers)?
+ * Its key is added to the batch's set otherwise.  Keyless messages (dead
+ * letters) load no state and are not counted. */
+static bool customer_limit(struct mcd_seen *keys, const struct inmsg *m, size_t max_customers) {
+        uint64_t h;
+
+        if (!m->key)
+                return false;
+        h = mcd_id_hash_n(m->key, m->key_len);
+        if (mcd_seen_has(keys, h))
+                return false;
+        if (mcd_seen_count(keys) >= max_customers)
+                return true;
+        return mcd_seen_add(keys, h, 0) < 0;    /* out of memory: this batch ends here */
+}
+
+/* Takes up to max events, of at most batch_customers() customers: a
+ * customer's events share its one load and write, however many. */
 static int batch_collect(struct worker *w, struct batch *b, size_t max) {
+        struct mcd_seen keys = {0};
+        size_t max_customers = batch_customers(w);
         int64_t mono_now = mono_ms();
+        bool full = false;
 
         b->epoch = w->pairs_epoch;
         b->n_pairs = w->n_pairs;
@@ -2078,14 +2157,19 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
                 return -ENOMEM;
         /* Round robin over the pairs, so that no partition starves. */
         w->next_pair = w->n_pairs ? (w->next_pair + 1) % w->n_pairs : 0;
-        for (size_t k = 0; k < w->n_pairs && b->n_items < max; k++) {
+        for (size_t k = 0; k < w->n_pairs && b->n_items < max && !full; k++) {
                 struct pair *p = w->pairs[(w->next_pair + k) % w->n_pairs];
                 struct inmsg *m;
                 int t;
                 if (p->phase != PAIR_READY || p->clog_failed)
                         continue;
                 while (b->n_items < max && (m = merge_next(w, p, &t, mono_now))) {
-                        struct item *it = &b->items[b->n_items++];
+                        struct item *it;
+                        if ((full = customer_limit(&keys, m, max_customers))) {
+                                p->q[t].head--;         /* left for the next batch */
+                                break;
+                        }
+                        it = &b->items[b->n_items++];
                         it->m = m;
                         it->pair = p;
                         it->incarnation = p->incarnation;
@@ -2096,6 +2180,7 @@ static int batch_collect(struct worker *w, struct batch *b, size_t max) {
                                 p->next.sub = m->offset + 1;
                 }
         }
+        mcd_seen_clear(&keys);
         for (size_t i = 0; i < w->n_pairs; i++)
                 b->next[i] = w->pairs[i]->next;
         return 0;
@@ -2162,7 +2247,7 @@ static bool pair_idle(const struct worker *w, const struct pair *p) {
 
 /* The customers due by the wall clock in the idle pairs, asked for in one
  * round trip at most once a second, up to 1000.  (Bounding it by
- * batch_events() starved customers behind those whose due entry stays.) */
+ * the batch size starved customers behind those whose due entry stays.) */
 static int batch_due(struct worker *w, struct batch *b, int64_t now) {
         int32_t *parts, *id_parts = NULL;
         char **ids = NULL;
@@ -2290,6 +2375,7 @@ static int batch_commit(struct worker *w, struct batch *b, char *marks, struct b
                 sp[sb.n_partitions++] = (struct mcd_store_partition){
                         .partition = p->partition,
                         .generation = p->generation,
+                        .seq = p->seq,
                         .set_offsets = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub,
                         .offsets = b->next[i],
                         .frames = (const void *const *)b->frames[i],
@@ -2320,6 +2406,7 @@ static int batch_committed(struct worker *w, struct batch *b) {
                 if (p->phase != PAIR_READY)
                         continue;
                 p->committed = b->next[i];
+                p->seq++;
                 p->untrimmed = 0;
                 for (size_t j = 0; j < b->n_frames[i]; j++) {
                         r = pending_push(w, b->frames[i][j], b->frame_lens[i][j], p->partition, w->st.batches + 1);
@@ -2375,6 +2462,10 @@ static int changelog_queue(struct worker *w, struct batch *b, const char *marks,
 static void batch_abort(struct worker *w, int r) {
         if (r == -ESTALE)
                 log_warning("a partition was taken over by another instance; dropping the batch");
+        else if (r == MCD_STORE_ROLLBACK)
+                log_error("Redis came back older than this instance's last commits (a rollback): the batch is "
+                          "dropped and the partitions re-processed from Redis's offsets, what was already "
+                          "published looked up");
         else if (r == -ENODATA)
                 log_error("Redis lost the daemon's state (its data was emptied); rebuilding from the changelog");
         else
@@ -2394,6 +2485,7 @@ static void batch_abort(struct worker *w, int r) {
                         continue;
                 if (r == -ESTALE && fence_if_taken(w, p))
                         continue;
+                p->rolled_back = p->rolled_back || r == MCD_STORE_ROLLBACK;
                 pair_restart(w, p);
         }
 }
@@ -2404,7 +2496,7 @@ static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
         int r;
 
         mcd_outcomes_init(&b->out);
-        r = batch_collect(w, b, batch_events(w));
+        r = batch_collect(w, b, (size_t)w->cfg->batch_max);
         if (r >= 0)
                 r = batch_due(w, b, now);
         b->n_due = b->n_ids;
@@ -2481,7 +2573,7 @@ static struct batch *prepare_ahead(struct worker *w, int64_t now) {
         size_t ready = mergeable(w);
 
         log_debug("next batch: %zu messages can be merged, %zu buffered", ready, buffered(w));
-        if (ready < batch_events(w) / 2 + 1 || !(b = calloc(1, sizeof(*b))))
+        if (ready < batch_customers(w) / 2 + 1 || !(b = calloc(1, sizeof(*b))))
                 return NULL;
         if (batch_prepare(w, b, now) < 0 || batch_empty(b)) {
                 batch_give_back(w, b);
@@ -2575,7 +2667,7 @@ static void resolve_unsure(struct worker *w) {
 
         if (!w->unsure.set)
                 return;
-        r = mcd_store_get_offsets(w->store, w->unsure.partition, &o);
+        r = mcd_store_get_offsets(w->store, w->unsure.partition, &o, NULL);
         if (redis_unreachable(r)) {
                 w->redis_ok = false;
                 return;
@@ -2701,7 +2793,7 @@ static int process_batch(struct worker *w) {
                   "%.0f bytes of state per customer, batches of %zu events",
                   w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish, t_commit,
                   w->ahead ? "loaded" : "not collected", age_stamped, age_buffered, w->state_per_customer,
-                  batch_events(w));
+                  batch_customers(w));
 out:
         count_round_trips(w, &rt0);
         free(marks);
@@ -2714,6 +2806,28 @@ out:
 }
 
 /* -------------------------------------------------------------- main loop -- */
+
+/* After Redis was connected to again (a restart, a failover), each ready
+ * pair's commit counter is checked against what this owner committed: one
+ * behind means Redis came back older, and the pair starts again: pair_init
+ * finds the counter behind its own and re-processes (rollback_redo).  An idle daemon finds it so,
+ * before a restart could forget what it committed. */
+static void rollback_watch(struct worker *w) {
+        uint64_t conns = mcd_store_connections(w->store);
+
+        if (conns == w->store_conns)
+                return;
+        w->store_conns = conns;
+        for (size_t i = 0; i < w->n_pairs; i++) {
+                struct pair *p = w->pairs[i];
+                struct mcd_offsets o;
+                int64_t seq = 0;
+                if (p->phase != PAIR_READY || p->seq == 0 ||
+                    mcd_store_get_offsets(w->store, p->partition, &o, &seq) < 0 || seq >= p->seq)
+                        continue;
+                pair_restart(w, p);     /* pair_init finds the counter behind ours */
+        }
+}
 
 static bool redis_check(struct worker *w) {
         int64_t mono = mono_ms();
@@ -3135,6 +3249,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                         continue;
                 }
                 resolve_unsure(&w);
+                rollback_watch(&w);
                 /* Delivery reports are served; after a batch found the last
                  * one's outputs undelivered (Kafka unreachable), nothing new
                  * is processed until the outbox is out. */
@@ -3148,7 +3263,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                         if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(&w, p)) < 0)
                                 pair_init_failed(&w, p, r);
                 }
-                poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, batch_events(&w));
+                poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, batch_customers(&w));
                 r = process_batch(&w);
                 apply_backpressure(&w);
                 if (r < 0 && r != -ENOMEM)

@@ -12,10 +12,14 @@
 /* Up to this many live ids a scan is cheaper than the set. */
 #define SEEN_SCAN_MAX 16
 
-uint64_t mcd_id_hash(const char *id) {
-        uint64_t h = XXH3_64bits(id, strlen(id));
+uint64_t mcd_id_hash_n(const void *id, size_t len) {
+        uint64_t h = XXH3_64bits(id, len);
 
         return h ? h : 1;
+}
+
+uint64_t mcd_id_hash(const char *id) {
+        return mcd_id_hash_n(id, strlen(id));
 }
 
 /* ------------------------------------------------------------- the set -- */

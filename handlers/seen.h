@@ -43,6 +43,7 @@ struct mcd_seen {
 
 /* The hash an id is kept as: XXH3-64 of its bytes, 0 mapped to 1. */
 uint64_t mcd_id_hash(const char *id);
+uint64_t mcd_id_hash_n(const void *id, size_t len);
 
 static inline size_t mcd_seen_count(const struct mcd_seen *s) {
         return s->n - s->head;

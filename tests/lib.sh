@@ -69,6 +69,23 @@ lose_redis() {  # lose_redis: redis-server killed and its data dir deleted (a lo
         rm -rf "$TMP/redis"
 }
 
+snapshot_redis() {  # snapshot_redis: SAVE, and the snapshot kept aside for roll_back_redis
+        redis-cli -p "$REDIS_PORT" save > /dev/null && cp "$TMP/redis/dump.rdb" "$TMP/snapshot.rdb"
+}
+
+roll_back_redis() {  # roll_back_redis: redis-server killed, restarted on its port from the snapshot (AOF on again)
+        kill -KILL "$REDIS_PID" 2>/dev/null
+        wait "$REDIS_PID" 2>/dev/null
+        rm -rf "$TMP/redis"
+        mkdir -p "$TMP/redis"
+        cp "$TMP/snapshot.rdb" "$TMP/redis/dump.rdb"
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+                --dir "$TMP/redis" --logfile "$TMP/redis/log" &
+        REDIS_PID=$!
+        PIDS="$PIDS $REDIS_PID"
+        wait_until 20 redis-cli -p "$REDIS_PORT" ping && redis-cli -p "$REDIS_PORT" config set appendonly yes > /dev/null
+}
+
 stop_services() {  # stop_services: Redis lost as above, the mock cluster killed
         lose_redis
         kill -KILL "$KAFKA_PID" 2>/dev/null

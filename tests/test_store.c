@@ -11,6 +11,7 @@
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -87,6 +88,24 @@ static long long raw(int port, const char *cmd) {
                 freeReplyObject(r);
         redisFree(c);
         return v;
+}
+
+/* A raw command in the store's db 3 (SELECT 3 first) through a fresh
+ * connection, with one string argument for cmd's %s, if any; true when
+ * Redis answered it without an error. */
+static bool raw3(int port, const char *cmd, const char *arg) {
+        redisContext *c = raw_connect(port);
+        redisReply *r1 = c ? redisCommand(c, "SELECT 3") : NULL;
+        redisReply *r2 = c ? redisCommand(c, cmd, arg) : NULL;
+        bool answered = r1 && r2 && r2->type != REDIS_REPLY_ERROR;
+
+        if (r1)
+                freeReplyObject(r1);
+        if (r2)
+                freeReplyObject(r2);
+        if (c)
+                redisFree(c);
+        return answered;
 }
 
 static int server_start(struct server *sv) {
@@ -599,17 +618,8 @@ static void test_legacy_in_redis(struct mcd_store *s, int port, int64_t gen) {
         struct mcd_customer c;
         char *stored = NULL;
         size_t stored_len = 0;
-        redisContext *rc = raw_connect(port);
-        redisReply *r1 = rc ? redisCommand(rc, "SELECT 3") : NULL;
-        redisReply *r2 = rc ? redisCommand(rc, "SET t:c:c-old %s", LEGACY_STATE) : NULL;
 
-        ok(r1 && r2, "legacy: a version 1 state stored in Redis");
-        if (r1)
-                freeReplyObject(r1);
-        if (r2)
-                freeReplyObject(r2);
-        if (rc)
-                redisFree(rc);
+        ok(raw3(port, "SET t:c:c-old %s", LEGACY_STATE), "legacy: a version 1 state stored in Redis");
         is_int(mcd_store_load(s, ids, 1, &c), 0, "legacy: loaded");
         ok(mcd_customer_has_seen(&c, "r-1") && c.n_subs == 1, "legacy: as it was");
         is_int(commit_one(s, &c, 0, gen), 0, "legacy: committed again");
@@ -662,18 +672,7 @@ static void test_corrupt(struct mcd_store *s, int port) {
         const char *ids[] = {"c-ok", "c-bad"};
         struct mcd_customer out[2];
 
-        {
-                redisContext *c = raw_connect(port);
-                redisReply *r1 = c ? redisCommand(c, "SELECT 3") : NULL;
-                redisReply *r2 = c ? redisCommand(c, "SET t:c:c-bad {\"v\":1,") : NULL;
-                ok(r1 && r2, "corrupt JSON stored");
-                if (r1)
-                        freeReplyObject(r1);
-                if (r2)
-                        freeReplyObject(r2);
-                if (c)
-                        redisFree(c);
-        }
+        ok(raw3(port, "SET t:c:c-bad %s", "{\"v\":1,"), "corrupt JSON stored");
         is_int(mcd_store_load(s, ids, 2, out), -EBADMSG, "corrupt stored JSON is -EBADMSG");
         is_int(raw(port, "SELECT 3"), 0, "redis still fine");
         {
@@ -737,15 +736,15 @@ static void test_offsets(struct mcd_store *s, int64_t gen) {
         };
         struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
 
-        is_int(mcd_store_get_offsets(s, 5, &o), 0, "offsets of an unused partition");
+        is_int(mcd_store_get_offsets(s, 5, &o, NULL), 0, "offsets of an unused partition");
         ok(o.rel == -1 && o.sub == -1, "are -1, -1");
         is_int(mcd_store_commit(s, &b), 0, "commit with offsets");
-        is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read back");
+        is_int(mcd_store_get_offsets(s, 0, &o, NULL), 0, "offsets read back");
         ok(o.rel == 42 && o.sub == 9000000000LL, "offsets are 42, 9000000000");
         p.set_offsets = false;
         p.offsets = (struct mcd_offsets){1, 1};
         is_int(mcd_store_commit(s, &b), 0, "commit without offsets");
-        is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read again");
+        is_int(mcd_store_get_offsets(s, 0, &o, NULL), 0, "offsets read again");
         ok(o.rel == 42 && o.sub == 9000000000LL, "unchanged when set_offsets is false");
 }
 
@@ -884,9 +883,9 @@ static void test_fencing(struct mcd_store *s, int64_t gen) {
         int64_t g2 = 0, g1 = 0, now_gen = 0, due = 0, len = 0;
 
         simple_customer(&c, id, MCD_SS_SWITCH_BLOCKED);
-        is_int(mcd_store_claim(s, 1, &g1), 0, "claim of partition 1");
+        is_int(mcd_store_claim(s, 1, 0, &g1), 0, "claim of partition 1");
         p[0].generation = g1;
-        is_int(mcd_store_claim(s, 0, &g2), 0, "second claim of partition 0");
+        is_int(mcd_store_claim(s, 0, 0, &g2), 0, "second claim of partition 0");
         ok(g2 == gen + 1, "generation went up by one");
         is_int(mcd_store_generation(s, 0, &now_gen), 0, "generation read");
         is_int(now_gen, g2, "generation is the new one");
@@ -894,7 +893,7 @@ static void test_fencing(struct mcd_store *s, int64_t gen) {
         is_int(mcd_store_load(s, &id, 1, &out), 0, "load after the fenced commit");
         ok(out.n_subs == 0, "customer not written");
         mcd_customer_clear(&out);
-        is_int(mcd_store_get_offsets(s, 0, &o), 0, "offsets read");
+        is_int(mcd_store_get_offsets(s, 0, &o, NULL), 0, "offsets read");
         ok(o.rel == 42, "offsets not written");
         is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts read");
         ok(due == 0 && len == 0, "neither due zset nor outbox written");
@@ -906,6 +905,40 @@ static void test_fencing(struct mcd_store *s, int64_t gen) {
         is_int(mcd_store_counts(s, P0, 1, &due, &len), 0, "counts read");
         ok(due == 1 && len == 1, "now written");
         mcd_customer_clear(&c);
+}
+
+/* Rollbacks: the commit counter refuses a batch whose owner committed more
+ * than Redis holds; a claim never goes back to a generation at or below its
+ * floor. */
+static void test_rollback(struct mcd_store *s, int port) {
+        struct mcd_store_partition p = {.partition = 9};
+        struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
+        struct mcd_offsets o;
+        int64_t gen = 0, g0, seq = -1;
+        bool stored = true;
+
+        is_int(mcd_store_claim(s, 9, 0, &gen), 0, "rollback: claim of partition 9");
+        p.generation = gen;
+        is_int(mcd_store_commit(s, &b), 0, "rollback: a commit unchecked (seq 0)");
+        is_int(mcd_store_offsets_stored(s, 9, &stored), 0, "rollback: offsets stored?");
+        ok(!stored, "rollback: a commit counter alone is no offsets");
+        p.seq = 1;
+        p.set_offsets = true;
+        p.offsets = (struct mcd_offsets){.rel = 5, .sub = 6};
+        is_int(mcd_store_commit(s, &b), 0, "rollback: a commit at counter 1");
+        is_int(mcd_store_get_offsets(s, 9, &o, &seq), 0, "rollback: offsets and counter read");
+        ok(o.rel == 5 && o.sub == 6 && seq == 2, "rollback: counter 2 after two commits (%" PRId64 ")", seq);
+        ok(raw3(port, "HSET t:off:9 seq %s", "1"), "rollback: Redis set back one commit");
+        p.seq = 2;
+        p.offsets.rel = 7;
+        is_int(mcd_store_commit(s, &b), MCD_STORE_ROLLBACK, "rollback: the owner's next commit is refused");
+        is_int(mcd_store_get_offsets(s, 9, &o, &seq), 0, "rollback: read again");
+        ok(o.rel == 5 && seq == 1, "rollback: nothing written");
+        g0 = gen;
+        is_int(mcd_store_claim(s, 9, g0 + 10, &gen), 0, "rollback: a claim with a floor above Redis's");
+        is_int(gen, g0 + 11, "rollback: the floor + 1, not Redis's next");
+        is_int(mcd_store_claim(s, 9, 3, &gen), 0, "rollback: a claim with a floor below");
+        is_int(gen, g0 + 12, "rollback: Redis's next");
 }
 
 static void test_meta_missing(struct mcd_store *s, int port, int64_t gen) {
@@ -946,7 +979,7 @@ static void test_down(struct mcd_store *s, struct server *sv) {
         ok(r1 == -EIO || r1 == -ECONNREFUSED, "load with Redis down fails: %d", r1);
         r2 = mcd_store_ping(s, &rtt);
         is_int(r2, -ECONNREFUSED, "reconnect to a down Redis is -ECONNREFUSED");
-        is_int(mcd_store_claim(s, 0, &gen), -ECONNREFUSED, "claim too");
+        is_int(mcd_store_claim(s, 0, 0, &gen), -ECONNREFUSED, "claim too");
         if (!ok(server_start(sv) == 0, "redis restarted on the same port"))
                 return;
         is_int(mcd_store_ping(s, &rtt), 0, "ping after restart");
@@ -954,7 +987,7 @@ static void test_down(struct mcd_store *s, struct server *sv) {
         is_int(mcd_store_load(s, &id, 1, &out), 0, "load after restart");
         ok(out.n_subs == 3, "data survived the restart (AOF)");
         mcd_customer_clear(&out);
-        is_int(mcd_store_claim(s, 0, &gen), 0, "claim after restart");
+        is_int(mcd_store_claim(s, 0, 0, &gen), 0, "claim after restart");
 }
 
 /* The script cache emptied under us: EVALSHA gets NOSCRIPT, EVAL follows. */
@@ -1079,7 +1112,7 @@ static void test_store(struct server *sv) {
         ok(!created, "meta existed");
         is_int(mcd_store_generation(s, 0, &gen), 0, "generation before any claim");
         is_int(gen, 0, "is 0");
-        is_int(mcd_store_claim(s, 0, &gen), 0, "claim partition 0");
+        is_int(mcd_store_claim(s, 0, 0, &gen), 0, "claim partition 0");
         is_int(gen, 1, "generation 1");
         test_load_and_commit(s, gen);
         test_legacy_in_redis(s, sv->port, gen);
@@ -1095,6 +1128,7 @@ static void test_store(struct server *sv) {
         test_timeout(s, sv);
         test_auth(sv->port);
         test_down(s, sv);
+        test_rollback(s, sv->port);
         test_meta_missing(s, sv->port, gen);
         mcd_store_free(s);
 }

@@ -1,0 +1,103 @@
+#!/bin/sh
+# daemon_rollback.sh -- exactly once when Redis comes back older (issue 15):
+# Redis is snapshotted mid-stream, the daemon goes on committing and
+# publishing past the snapshot, then Redis is killed and restarted from the
+# snapshot.  The snapshot is taken when every partition's outbox is empty
+# (one more event, then its repeat, which emits nothing, made the commits
+# that trimmed them): an owner that reconnects then has nothing to
+# reconcile, and without the commit counter it would re-process and publish
+# again what the lost commits published.  The test first shows the rollback happened (the
+# snapshot's offsets are behind Redis's before the kill) and the outboxes
+# were empty, then that the daemon found it (its commit counter was ahead of
+# Redis's) and re-processed with a lookup of what it had already published:
+# the outcome topic equals replay's outcomes, each once, and Redis replay's
+# final states.
+#   quiet: the daemon is idle when Redis rolls back (it finds the rollback
+#          when it connects again);
+#   kill:  the daemon is SIGKILLed as soon as it found the rollback, and a
+#          new one starts: the re-processing record in Redis makes it look
+#          up the outputs too.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+EVENTS=${MCD_ROLLBACK_EVENTS:-2000}
+offsets_sum() {  # offsets_sum [PORT]: the stored next offsets of every partition, summed
+        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:off:*' | while read -r k; do
+                redis-cli -p "${1:-$REDIS_PORT}" hmget "$k" rel sub
+        done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
+}
+empty_outboxes() {  # partitions whose outbox is empty
+        for q in 0 1 2 3; do redis-cli -p "$REDIS_PORT" llen "mcd:outbox:$q"; done | grep -cx 0
+}
+snapshot_sum() {  # the stored offsets summed in the snapshot, read by a redis-server of its own
+        mkdir -p "$TMP/inspect" && cp "$TMP/snapshot.rdb" "$TMP/inspect/dump.rdb"
+        _port=$(free_port)
+        redis-server --port "$_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/inspect" \
+                --logfile "$TMP/inspect/log" &
+        _pid=$!
+        wait_until 20 redis-cli -p "$_port" ping > /dev/null
+        offsets_sum "$_port"
+        kill "$_pid"; wait "$_pid" 2>/dev/null; rm -rf "$TMP/inspect"
+}
+
+rollback_case() {  # rollback_case NAME
+        name=$1
+        start_redis; ok $? "$name: redis-server started on port $REDIS_PORT"
+        start_kafka 4; ok $? "$name: mock cluster started at $BOOTSTRAP"
+        write_config "$TMP/$name.conf" "batch.max_events = 50" "batch.wait = 10ms"
+        future_stream 11 "$EVENTS" 200 "$TMP/$name.stream"
+        half=$(( $(wc -l < "$TMP/$name.stream") / 2 ))
+        head -n "$half" "$TMP/$name.stream" > "$TMP/$name.first"
+        tail -n +"$((half + 1))" "$TMP/$name.stream" > "$TMP/$name.second"
+        # one event of a customer of its own, and its repeat, between the halves
+        sed -n "${half}p" "$TMP/$name.stream" |
+                sed 's/.*"occurred_at":"\([^"]*\)".*/{"event_id":"nudge","occurred_at":"\1","customer_id":"c-nudge","cloud":"COMMERCIAL","type":"RelationshipRequested","partner_id":"p-1"}/' \
+                > "$TMP/$name.nudge"
+        cat "$TMP/$name.first" "$TMP/$name.nudge" "$TMP/$name.nudge" "$TMP/$name.second" > "$TMP/$name.in"
+        $MCD replay --state-out "$TMP/want_states" "$TMP/$name.in" | strip_messages > "$TMP/want"
+        n_first=$($MCD replay "$TMP/$name.first" | wc -l)
+
+        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.first" 2> "$TMP/publish.err"
+        start_daemon "$TMP/$name.conf" "$TMP/$name.1.log"
+        wait_until 120 outcomes_at_least "$TMP/$name.conf" "$n_first"
+        sleep 2
+        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.nudge" 2>> "$TMP/publish.err"
+        wait_until 60 outcomes_at_least "$TMP/$name.conf" "$((n_first + 1))"
+        sleep 1
+        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.nudge" 2>> "$TMP/publish.err"
+        wait_until 60 sh -c "[ \$(for q in 0 1 2 3; do redis-cli -p $REDIS_PORT llen mcd:outbox:\$q; done | grep -cx 0) -eq 4 ]"
+        n_empty=$(empty_outboxes)
+        snapshot_redis
+        ok $([ "$n_empty" -eq 4 ]; echo $?) "$name: snapshot taken with $n_empty of 4 outboxes empty"
+        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.second" 2>> "$TMP/publish.err"
+        wait_until 180 outcomes_at_least "$TMP/$name.conf" "$(wc -l < "$TMP/want")"
+        ok $? "$name: the whole stream processed past the snapshot"
+        sleep 2
+        before=$(offsets_sum)
+        at_snapshot=$(snapshot_sum)
+        ok $([ "$at_snapshot" -lt "$before" ]; echo $?) \
+                "$name: the snapshot is older: stored offsets summed $at_snapshot there, $before in Redis now"
+        roll_back_redis
+        wait_until 60 grep -q "Redis came back older" "$TMP/$name.1.log"
+        ok $? "$name: the daemon found the rollback"
+        grep "came back older" "$TMP/$name.1.log" | head -2 | diag
+        if [ "$name" = kill ]; then
+                wait_until 30 sh -c "redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | grep -q ."
+                kill -KILL "$DAEMON_PID"
+                wait "$DAEMON_PID" 2>/dev/null
+                redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:redo:*' | grep -q .
+                ok $? "$name: killed with its re-processing record in Redis"
+                start_daemon "$TMP/$name.conf" "$TMP/$name.2.log"
+        fi
+        wait_until 120 sh -c "[ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ]"
+        ok $? "$name: re-processing done (no record left)"
+        sleep 2
+        assert_exactly_once "$TMP/$name.conf" "$name: "
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "$name: daemon exits 0 on SIGTERM"
+        stop_services
+}
+
+rollback_case quiet
+rollback_case kill
+tap_done
