@@ -2790,7 +2790,7 @@ static int process_batch(struct worker *w) {
                   " us, of which %" PRId64 " us waiting for the last batch's delivery, %" PRId64
                   " us committing (and loading the next batch); next batch %s; "
                   "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
-                  "%.0f bytes of state per customer, batches of %zu events",
+                  "%.0f bytes of state per customer, batches of %zu customers",
                   w->st.batches, b->n_items, b->n_due, b->n_ids, w->last_batch_us, t_publish, t_commit,
                   w->ahead ? "loaded" : "not collected", age_stamped, age_buffered, w->state_per_customer,
                   batch_customers(w));
