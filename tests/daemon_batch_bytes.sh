@@ -7,7 +7,7 @@
 # and Redis must still be exactly replay's.
 . "$MCD_SRCDIR/tests/lib.sh"
 
-MAX_EVENTS=400
+MAX_EVENTS=200
 start_redis; ok $? "redis-server started on port $REDIS_PORT"
 start_kafka 2; ok $? "mock cluster with 2 partitions per topic at $BOOTSTRAP"
 write_config "$TMP/mcd.conf" "batch.max_events = $MAX_EVENTS" "batch.max_bytes = 16384" \
