@@ -38,6 +38,7 @@
 #include "daemon/metrics.h"
 #include "daemon/outbox.h"
 #include "daemon/parallel.h"
+#include "daemon/startup.h"
 #include "daemon/state_codec.h"
 #include "daemon/store.h"
 #include "daemon/strmap.h"
@@ -2842,7 +2843,7 @@ static bool redis_check(struct worker *w) {
         if (r >= 0)
                 r = mcd_store_init_meta(w->store, &created);
         if (r < 0) {
-                w->redis_backoff = w->redis_backoff ? (w->redis_backoff * 2 > 5000 ? 5000 : w->redis_backoff * 2) : 100;
+                w->redis_backoff = mcd_backoff_next(w->redis_backoff);
                 w->redis_retry_at = mono + w->redis_backoff;
                 log_warning("Redis at %s:%d unreachable (%s); consumption paused, retrying in %d ms",
                             w->cfg->redis_host, w->cfg->redis_port, strerror(-r), w->redis_backoff);
@@ -2893,6 +2894,11 @@ static int batch_threads_start(struct worker *w, int threads) {
         return 0;
 }
 
+/* Kicks the watchdog while start-up waits for Kafka (startup.h). */
+static void watchdog_alive(void *ctx) {
+        watchdog_kick(ctx);
+}
+
 static int worker_setup(struct worker *w) {
         rd_kafka_conf_t *conf;
         char err[512];
@@ -2903,7 +2909,12 @@ static int worker_setup(struct worker *w) {
                 .timeout_ms = w->cfg->redis_timeout_ms,
         };
         const char *out_topics[2] = {w->cfg->topic_outcomes, w->cfg->topic_dlq};
-        int r, n_sub;
+        struct mcd_startup_wait wait = {
+                .stop = &w->sig->stop, .alive = watchdog_alive, .ctx = w,
+                .bootstrap = mcd_config_kafka(w->cfg, "bootstrap.servers"),
+        };
+        int md_ms = mcd_startup_timeout_ms(w->watchdog_usec);
+        int r, n, n_sub;
 
         mcd_config_rules(w->cfg, &w->rules);
         w->fault_stop_before_commit = fault_env("MCD_FAULT_STOP_BEFORE_COMMIT");
@@ -2924,30 +2935,27 @@ static int worker_setup(struct worker *w) {
                 log_error("cannot create the Kafka producer: %s", err);
                 return -EINVAL;
         }
+        /* Kafka unreachable, a leader not elected yet, a topic not created
+         * yet: waited for (startup.h).  Not being co-partitioned is a
+         * configuration error, which exits. */
         for (int t = 0; t < 2; t++) {
-                r = mcd_kafka_partition_count(w->producer, out_topics[t], 10000);
-                if (r < 0) {
-                        log_error("topic %s: cannot read its partitions (%s); is Kafka at %s up and the topic created?",
-                                  out_topics[t], strerror(-r), mcd_config_kafka(w->cfg, "bootstrap.servers"));
+                if ((r = mcd_startup_partitions(w->producer, out_topics[t], md_ms, &wait, &n)) < 0)
                         return r;
-                }
-                w->n_out_parts[t] = r;
-                w->known_end[t] = calloc((size_t)r, sizeof(int64_t));
+                w->n_out_parts[t] = n;
+                w->known_end[t] = calloc((size_t)n + 1, sizeof(int64_t));
                 if (!w->known_end[t])
                         return -ENOMEM;
-                for (int q = 0; q < r; q++) {
+                for (int q = 0; q < n; q++) {
                         int64_t lo, hi;
-                        if (rd_kafka_query_watermark_offsets(w->producer, out_topics[t], q, &lo, &hi, 10000) == 0)
+                        watchdog_kick(w);
+                        if (rd_kafka_query_watermark_offsets(w->producer, out_topics[t], q, &lo, &hi, md_ms) == 0)
                                 w->known_end[t][q] = hi;
                 }
         }
-        w->n_input_partitions = mcd_kafka_partition_count(w->producer, w->cfg->topic_relationships, 10000);
-        n_sub = mcd_kafka_partition_count(w->producer, w->cfg->topic_subscriptions, 10000);
-        if (w->n_input_partitions < 0 || n_sub < 0) {
-                log_error("input topics %s and %s: cannot read their partitions", w->cfg->topic_relationships,
-                          w->cfg->topic_subscriptions);
-                return -ENOENT;
-        }
+        if ((r = mcd_startup_partitions(w->producer, w->cfg->topic_relationships, md_ms, &wait,
+                                        &w->n_input_partitions)) < 0 ||
+            (r = mcd_startup_partitions(w->producer, w->cfg->topic_subscriptions, md_ms, &wait, &n_sub)) < 0)
+                return r;
         if (w->n_input_partitions != n_sub) {
                 log_error("input topics are not co-partitioned: %s has %d partitions, %s has %d",
                           w->cfg->topic_relationships, w->n_input_partitions, w->cfg->topic_subscriptions, n_sub);
@@ -3223,6 +3231,13 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         if (sd_watchdog_enabled(0, &w.watchdog_usec) <= 0)
                 w.watchdog_usec = 0;
         r = worker_setup(&w);
+        if (r == -ECANCELED && sig->stop) {
+                /* SIGTERM while start-up waited for Kafka: a clean stop */
+                sd_notify(0, "STOPPING=1");
+                log_notice("stopping: stopped while waiting for Kafka at start-up");
+                r = 0;
+                goto out;
+        }
         if (r < 0)
                 goto out;
         if (cfg->metrics_listen && *cfg->metrics_listen) {
