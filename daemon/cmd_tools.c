@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include <jansson.h>
 
@@ -348,6 +349,14 @@ static int print_state(struct mcd_store *store, const char *id, bool compact) {
         return 0;
 }
 
+/* The store's warnings (a Sentinel not answering, a node that is not the
+ * master) on stderr; its lower notes are of no use here. */
+static void state_note(void *ctx, int priority, const char *text) {
+        (void)ctx;
+        if (priority <= LOG_WARNING)
+                fprintf(stderr, "multichanneld: state: %s\n", text);
+}
+
 int mcd_cmd_state(int argc, char **argv) {
         static const struct option opts[] = {
                 {"config", required_argument, NULL, 'c'},
@@ -377,7 +386,8 @@ int mcd_cmd_state(int argc, char **argv) {
                 return status;
         so = (struct mcd_store_options){.host = cfg.redis_host, .port = cfg.redis_port, .db = cfg.redis_db,
                                         .password = cfg.redis_password, .prefix = cfg.redis_key_prefix,
-                                        .timeout_ms = cfg.redis_timeout_ms};
+                                        .timeout_ms = cfg.redis_timeout_ms, .sentinels = cfg.redis_sentinels,
+                                        .master_name = cfg.redis_master_name, .note = state_note};
         r = mcd_store_new(&so, &store);
         for (int i = optind; r >= 0 && i < argc; i++) {
                 r = print_state(store, argv[i], compact);
@@ -387,8 +397,8 @@ int mcd_cmd_state(int argc, char **argv) {
                 }
         }
         if (r < 0) {
-                fprintf(stderr, "multichanneld: state: Redis at %s:%d: %s\n", cfg.redis_host, cfg.redis_port,
-                        strerror(-r));
+                fprintf(stderr, "multichanneld: state: Redis at %s: %s\n",
+                        store ? mcd_store_where(store) : cfg.redis_host, strerror(-r));
                 status = 1;
         }
         mcd_store_free(store);

@@ -23,6 +23,7 @@
 #include "daemon/cli.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "daemon/sentinel.h"
 #include "handlers/rules.h"
 
 #define KAFKA_PREFIX "kafka."
@@ -36,6 +37,7 @@ enum key_type {
         KEY_DURATION_INT,      /* int milliseconds, min..max ms */
         KEY_LOG_LEVEL,         /* int syslog priority */
         KEY_LISTEN,            /* char *, host:port or empty */
+        KEY_SENTINELS,         /* char *, host:port,host:port; empty means NULL */
 };
 
 struct key_def {
@@ -60,6 +62,8 @@ static const struct key_def keys[] = {
         {"redis.password", KEY_OPTIONAL_STRING, OFF(redis_password), 0, 0, NULL},
         {"redis.key_prefix", KEY_STRING, OFF(redis_key_prefix), 0, 0, "mcd:"},
         {"redis.timeout", KEY_DURATION_INT, OFF(redis_timeout_ms), 1, INT_MAX, "2s"},
+        {"redis.sentinels", KEY_SENTINELS, OFF(redis_sentinels), 0, 0, NULL},
+        {"redis.master_name", KEY_STRING, OFF(redis_master_name), 0, 0, "mymaster"},
         {"park_grace", KEY_DURATION, OFF(park_grace), 0, 0, "10m"},
         {"dedup_window", KEY_DURATION, OFF(dedup_window), 1, MCD_DEDUP_WINDOW_MAX, "30d"},
         {"limits.seen_ids", KEY_INT, OFF(limit_seen_ids), 1, MCD_SEEN_IDS_MAX, "10000"},
@@ -174,6 +178,28 @@ static int replace_string(char **slot, const char *value) {
         return 0;
 }
 
+/* redis.sentinels: empty (none, NULL) or a list the store will parse the
+ * same way (sentinel.h). */
+static int set_sentinels(char **slot, const char *name, const char *value, char *why, size_t whylen) {
+        struct mcd_hostport *list;
+        char what[160] = "";
+        size_t n;
+        int r;
+
+        if (*value == '\0')
+                return replace_string(slot, NULL);
+        r = mcd_sentinels_parse(value, &list, &n, what, sizeof(what));
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return why_set(why, whylen,
+                               "%s: expected host:port,host:port,... (port 1..65535, IPv6 host in brackets) or "
+                               "nothing for no Sentinels, got '%s': %s",
+                               name, value, what);
+        free(list);
+        return replace_string(slot, value);
+}
+
 static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char *value, char *why,
                      size_t whylen) {
         char *base = (char *)cfg + k->offset;
@@ -237,6 +263,9 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                                        "or nothing to disable, got '%s'",
                                        k->name, value);
                 return replace_string((char **)base, value);
+
+        case KEY_SENTINELS:
+                return set_sentinels((char **)base, k->name, value, why, whylen);
         }
         return why_set(why, whylen, "%s: unhandled key type", k->name);
 }
@@ -378,6 +407,8 @@ void mcd_config_clear(struct mcd_config *cfg) {
         free(cfg->topic_changelog);
         free(cfg->redis_host);
         free(cfg->redis_password);
+        free(cfg->redis_sentinels);
+        free(cfg->redis_master_name);
         free(cfg->redis_key_prefix);
         free(cfg->metrics_listen);
         *cfg = (struct mcd_config){0};

@@ -53,6 +53,8 @@ struct mcd_config {
         char *redis_password;        /* NULL */
         char *redis_key_prefix;      /* mcd: */
         int redis_timeout_ms;        /* redis.timeout, 2s */
+        char *redis_sentinels;       /* redis.sentinels "host:port,...", NULL: none (redis.host, redis.port) */
+        char *redis_master_name;     /* redis.master_name, mymaster: the master's name for the Sentinels */
 
         mcd_time_t park_grace;       /* 10m */
         mcd_time_t dedup_window;     /* 30d, at least park_grace */

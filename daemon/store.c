@@ -2,9 +2,11 @@
  *
  * The connection is made lazily by the first call that needs it and dropped
  * on any I/O or protocol error, so the next call reconnects (AUTH, SELECT,
- * SCRIPT LOAD of the commit script, in one pipeline).  Every command is sent
- * with binary-safe arguments (redisCommandArgv / redisAppendCommandArgv with
- * lengths); every reply read counts as one round trip.
+ * with Sentinels ROLE, and SCRIPT LOAD of the commit script, in one
+ * pipeline; with Sentinels, after asking them where the master is: see
+ * find_node).  Every command is sent with binary-safe arguments
+ * (redisCommandArgv / redisAppendCommandArgv with lengths); every reply read
+ * counts as one round trip.
  *
  * The commit is one EVALSHA of COMMIT_SCRIPT below; its KEYS and ARGV layout
  * is documented there. */
@@ -18,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <syslog.h>
 #include <time.h>
 
 #include <hiredis.h>
 
 #include "daemon/parallel.h"
+#include "daemon/sentinel.h"
 #include "daemon/state_codec.h"
 #include "daemon/store.h"
 #include "handlers/rules.h"
@@ -113,7 +117,14 @@ struct mcd_store {
         char *password;
         char *prefix;
         int timeout_ms;
+        struct mcd_hostport *sentinels;      /* NULL: host and port are the node */
+        size_t n_sentinels;
+        char *master_name;                   /* the master's name for the Sentinels */
+        void (*note)(void *ctx, int priority, const char *text);
+        void *note_ctx;
 
+        struct mcd_hostport node;            /* connected to, or last tried; host "" before */
+        char where[MCD_HOST_MAX + 160];      /* mcd_store_where's answer */
         redisContext *ctx;
         char script_sha[41];
         uint64_t round_trips;
@@ -299,13 +310,40 @@ static int context_error(const redisContext *c, int errno_saved) {
         }
 }
 
-/* The errno for an error reply that is not the caller's to interpret. */
-static int reply_error(const redisReply *r) {
+/* Passes a line to the owner's note callback, if it set one. */
+static void notef(const struct mcd_store *s, int priority, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void notef(const struct mcd_store *s, int priority, const char *fmt, ...) {
+        char line[768];
+        va_list ap;
+
+        if (!s->note)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        s->note(s->note_ctx, priority, line);
+}
+
+/* The errno for an error reply that is not the caller's to interpret; the
+ * callers drop the connection.  A write refused because the node is a
+ * replica now (READONLY: a demoted master) or is cut off from its replicas
+ * (NOREPLICAS: its min-replicas-to-write) is a connection problem, -EIO:
+ * the next connection goes to the master the Sentinels name then. */
+static int reply_error(const struct mcd_store *s, const redisReply *r) {
+        const char *again = s->sentinels ? "; asking the Sentinels where the master is" : "";
+
         if (strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0 ||
             strstr(r->str, "invalid password") || strstr(r->str, "invalid username-password"))
                 return -EACCES;
         if (strncmp(r->str, "OOM", 3) == 0)
                 return -ENOSPC;
+        if (strncmp(r->str, "READONLY", 8) == 0)
+                notef(s, LOG_WARNING, "Redis at %s refused a write as a read-only replica (READONLY)%s", s->where,
+                      again);
+        else if (strncmp(r->str, "NOREPLICAS", 10) == 0)
+                notef(s, LOG_WARNING, "Redis at %s refused a write: too few replicas in sync (NOREPLICAS)%s",
+                      s->where, again);
         return -EIO;
 }
 
@@ -361,49 +399,96 @@ static struct timeval timeval_of_ms(int ms) {
         return (struct timeval){.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 }
 
-/* AUTH, SELECT and SCRIPT LOAD, pipelined. */
+/* The handshake's commands, in the order they are sent. */
+enum handshake_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD };
+
+/* Checks one handshake reply: 0, or a negative errno.  ROLE must say
+ * "master" (checked with Sentinels only: a node they name may have been
+ * demoted since); SCRIPT LOAD gives the commit script's SHA1. */
+static int handshake_reply(struct mcd_store *s, enum handshake_step step, const redisReply *reply) {
+        char role[32] = "";
+
+        if (reply->type == REDIS_REPLY_ERROR)
+                return reply_error(s, reply);
+        if (step == HS_ROLE && mcd_sentinel_role_is_master(reply, role, sizeof(role)) != 1) {
+                notef(s, LOG_WARNING, "Redis at %s answers ROLE as %s, not as master; asking the Sentinels again",
+                      s->where, role[0] ? role : "something else");
+                return -EIO;
+        }
+        if (step == HS_LOAD) {
+                if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
+                        return -EIO;
+                memcpy(s->script_sha, reply->str, 41);
+        }
+        return 0;
+}
+
+/* AUTH, SELECT, ROLE (with Sentinels) and SCRIPT LOAD, pipelined; every
+ * reply is read, the first error wins. */
 static int handshake(struct mcd_store *s) {
         char db[16];
-        const char *auth[] = {"AUTH", s->password};
-        const char *select_cmd[] = {"SELECT", db};
-        const char *load[] = {"SCRIPT", "LOAD", COMMIT_SCRIPT};
-        size_t auth_len[] = {4, s->password ? strlen(s->password) : 0};
-        size_t select_len[2] = {6, 0};
-        size_t load_len[] = {6, 4, sizeof(COMMIT_SCRIPT) - 1};
+        const char *argv[4][3] = {
+                {"AUTH", s->password}, {"SELECT", db}, {"ROLE"}, {"SCRIPT", "LOAD", COMMIT_SCRIPT},
+        };
+        size_t lens[4][3] = {
+                {4, s->password ? strlen(s->password) : 0}, {6, 0}, {4}, {6, 4, sizeof(COMMIT_SCRIPT) - 1},
+        };
+        const int argc[4] = {2, 2, 1, 3};
+        const bool wanted[4] = {s->password != NULL, s->db != 0, s->sentinels != NULL, true};
+        enum handshake_step sent[4];
         unsigned n = 0;
         redisReply *reply;
         int r = 0;
 
-        select_len[1] = (size_t)snprintf(db, sizeof(db), "%d", s->db);
-        if (s->password) {
-                if ((r = append_argv(s, 2, auth, auth_len)) < 0)
+        lens[HS_SELECT][1] = (size_t)snprintf(db, sizeof(db), "%d", s->db);
+        for (int i = HS_AUTH; i <= HS_LOAD; i++) {
+                if (!wanted[i])
+                        continue;
+                if ((r = append_argv(s, argc[i], argv[i], lens[i])) < 0)
                         return r;
-                n++;
+                sent[n++] = (enum handshake_step)i;
         }
-        if (s->db != 0) {
-                if ((r = append_argv(s, 2, select_cmd, select_len)) < 0)
-                        return r;
-                n++;
-        }
-        if ((r = append_argv(s, 3, load, load_len)) < 0)
-                return r;
-        n++;
-        /* read every reply, the first error wins */
         for (unsigned i = 0; i < n && s->ctx; i++) {
                 int e = read_reply(s, &reply);
                 if (e < 0)
                         return r < 0 ? r : e;
-                if (r == 0 && reply->type == REDIS_REPLY_ERROR)
-                        r = reply_error(reply);
-                else if (r == 0 && i == n - 1) {
-                        if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
-                                r = -EIO;
-                        else
-                                memcpy(s->script_sha, reply->str, 41);
-                }
+                if (r == 0)
+                        r = handshake_reply(s, sent[i], reply);
                 freeReplyObject(reply);
         }
         return r;
+}
+
+/* The node to connect to: redis.host and redis.port, or the master the
+ * Sentinels name (noted at notice level when it is not the node of the
+ * last connection, else at info level).  0 with s->node and s->where set,
+ * or a negative errno. */
+static int find_node(struct mcd_store *s) {
+        struct mcd_hostport master;
+        char addr[MCD_HOST_MAX + 8], by[MCD_HOST_MAX + 8];
+        size_t i = 0;
+        bool moved;
+        int r;
+
+        if (!s->sentinels) {
+                snprintf(s->node.host, sizeof(s->node.host), "%s", s->host);
+                s->node.port = s->port;
+                mcd_hostport_str(&s->node, s->where, sizeof(s->where));
+                return 0;
+        }
+        r = mcd_sentinel_master(s->sentinels, s->n_sentinels, s->master_name, s->timeout_ms, &master, &i, s->note,
+                                s->note_ctx);
+        if (r < 0) {
+                snprintf(s->where, sizeof(s->where), "master %s (no Sentinel named it)", s->master_name);
+                return r;
+        }
+        moved = strcmp(master.host, s->node.host) != 0 || master.port != s->node.port;
+        s->node = master;
+        mcd_hostport_str(&master, addr, sizeof(addr));
+        snprintf(s->where, sizeof(s->where), "%s (master %s)", addr, s->master_name);
+        notef(s, moved ? LOG_NOTICE : LOG_INFO, "Redis master %s is at %s (Redis Sentinel %s)", s->master_name,
+              addr, mcd_hostport_str(&s->sentinels[i], by, sizeof(by)));
+        return 0;
 }
 
 static int ensure_connected(struct mcd_store *s) {
@@ -413,8 +498,10 @@ static int ensure_connected(struct mcd_store *s) {
 
         if (s->ctx)
                 return 0;
+        if ((r = find_node(s)) < 0)
+                return r;
         errno = 0;
-        c = redisConnectWithTimeout(s->host, s->port, tv);
+        c = redisConnectWithTimeout(s->node.host, s->node.port, tv);
         if (!c)
                 return -ENOMEM;
         if (c->err) {
@@ -462,7 +549,7 @@ static int command(struct mcd_store *s, const struct args *a, redisReply **reply
         if (r < 0)
                 return r;
         if ((*reply)->type == REDIS_REPLY_ERROR) {
-                r = reply_error(*reply);
+                r = reply_error(s, *reply);
                 freeReplyObject(*reply);
                 *reply = NULL;
                 disconnect(s);
@@ -482,6 +569,7 @@ static int dup_opt(char **dst, const char *src) {
 
 int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out) {
         struct mcd_store *s;
+        int r;
 
         *out = NULL;
         if (!o || !o->host || o->port <= 0 || o->port > 65535 || o->db < 0)
@@ -492,19 +580,38 @@ int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out) {
         s->port = o->port;
         s->db = o->db;
         s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+        s->note = o->note;
+        s->note_ctx = o->note_ctx;
         if (dup_opt(&s->host, o->host) < 0 || dup_opt(&s->password, o->password) < 0 ||
-            dup_opt(&s->prefix, o->prefix ? o->prefix : "mcd:") < 0) {
+            dup_opt(&s->prefix, o->prefix ? o->prefix : "mcd:") < 0 ||
+            dup_opt(&s->master_name, o->master_name ? o->master_name : "mymaster") < 0) {
                 mcd_store_free(s);
                 return -ENOMEM;
         }
+        r = o->sentinels && *o->sentinels ? mcd_sentinels_parse(o->sentinels, &s->sentinels, &s->n_sentinels, NULL, 0)
+                                          : 0;
+        if (r < 0) {
+                mcd_store_free(s);
+                return r;
+        }
+        if (s->sentinels)
+                snprintf(s->where, sizeof(s->where), "master %s (through the Sentinels)", s->master_name);
+        else
+                find_node(s);   /* the node is known now: no Sentinel to ask */
         *out = s;
         return 0;
+}
+
+const char *mcd_store_where(const struct mcd_store *s) {
+        return s->where;
 }
 
 void mcd_store_free(struct mcd_store *s) {
         if (!s)
                 return;
         disconnect(s);
+        free(s->sentinels);
+        free(s->master_name);
         free(s->host);
         free(s->password);
         free(s->prefix);
@@ -848,7 +955,7 @@ static int commit_result(struct mcd_store *s, const redisReply *reply) {
         if (strncmp(reply->str, "ROLLBACK", 8) == 0)
                 return MCD_STORE_ROLLBACK;
         disconnect(s);
-        return reply_error(reply);
+        return reply_error(s, reply);
 }
 
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b) {
@@ -919,7 +1026,7 @@ int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch 
                 /* committed: whatever happens to the load now is the load's */
                 *load_r = s->ctx ? read_reply(s, &replies[1]) : -ECONNRESET;
                 if (*load_r == 0 && replies[1]->type == REDIS_REPLY_ERROR) {
-                        *load_r = reply_error(replies[1]);
+                        *load_r = reply_error(s, replies[1]);
                         disconnect(s);
                 } else if (*load_r == 0) {
                         *load_r = load_reply(s, replies[1], ids, n, out);
@@ -1168,7 +1275,7 @@ static int pipeline(struct mcd_store *s, struct args *cmds, size_t n, redisReply
         for (; got < n && r == 0; got++) {
                 r = read_reply(s, &replies[got]);
                 if (r == 0 && replies[got]->type == REDIS_REPLY_ERROR) {
-                        r = reply_error(replies[got]);
+                        r = reply_error(s, replies[got]);
                         got++;
                 }
         }

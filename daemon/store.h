@@ -27,7 +27,15 @@
  * Every function returns 0 or a negative errno: -ECONNREFUSED / -EIO /
  * -ETIMEDOUT when Redis is unreachable (the connection is dropped and
  * re-established by the next call), -ESTALE when fenced, -ENODATA when Redis
- * lost its state (meta missing), -ENOMEM. */
+ * lost its state (meta missing), -ENOMEM.
+ *
+ * With Sentinels (redis.sentinels), every connection starts by asking them
+ * where the master is (sentinel.h) and checks with ROLE that the node it
+ * reaches is a master; a node that is not, or a write refused as READONLY (a
+ * demoted master) or NOREPLICAS (a master cut off from its replicas), is a
+ * connection problem like the others: -EIO, the connection dropped, and the
+ * Sentinels asked again by the next call.  -EHOSTUNREACH when no Sentinel
+ * named a master. */
 #ifndef MCD_STORE_H
 #define MCD_STORE_H
 
@@ -41,12 +49,20 @@
 struct mcd_store;
 
 struct mcd_store_options {
-        const char *host;
+        const char *host;            /* the node, unless sentinels is set */
         int port;
         int db;
         const char *password;        /* NULL: no AUTH */
         const char *prefix;          /* e.g. "mcd:" */
-        int timeout_ms;              /* connect and command timeout */
+        int timeout_ms;              /* connect and command timeout, also each Sentinel's */
+        const char *sentinels;       /* "host:port,...": the master is found through them; NULL or "": host, port */
+        const char *master_name;     /* the master's name for the Sentinels; NULL: "mymaster" */
+        /* Called, if set, with what the store has to say about where Redis
+         * is (a syslog priority, one line): the master the Sentinels name,
+         * a Sentinel that did not answer, a node that is not a master, a
+         * write refused as READONLY or NOREPLICAS. */
+        void (*note)(void *ctx, int priority, const char *text);
+        void *note_ctx;
 };
 
 /* Input offsets of one co-partitioned pair. -1 means "none stored". */
@@ -91,8 +107,14 @@ struct mcd_store_batch {
 };
 
 /* Creates a store handle; does not connect yet (the first call does), so a
- * daemon can start while Redis is down. */
+ * daemon can start while Redis is down.  -EINVAL for bad options (a
+ * sentinels list that does not parse). */
 int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out);
+
+/* Where the store connects, for log lines: "host:port", with Sentinels
+ * "host:port (master NAME)" once they named one, "master NAME (through the
+ * Sentinels)" before.  Valid until the next call on s. */
+const char *mcd_store_where(const struct mcd_store *s);
 void mcd_store_free(struct mcd_store *s);
 
 struct mcd_par;

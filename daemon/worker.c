@@ -2845,12 +2845,11 @@ static bool redis_check(struct worker *w) {
         if (r < 0) {
                 w->redis_backoff = mcd_backoff_next(w->redis_backoff);
                 w->redis_retry_at = mono + w->redis_backoff;
-                log_warning("Redis at %s:%d unreachable (%s); consumption paused, retrying in %d ms",
-                            w->cfg->redis_host, w->cfg->redis_port, strerror(-r), w->redis_backoff);
+                log_warning("Redis at %s unreachable (%s); consumption paused, retrying in %d ms",
+                            mcd_store_where(w->store), strerror(-r), w->redis_backoff);
                 return false;
         }
-        log_notice("Redis at %s:%d answers%s", w->cfg->redis_host, w->cfg->redis_port,
-                   created ? " (state initialised)" : "");
+        log_notice("Redis at %s answers%s", mcd_store_where(w->store), created ? " (state initialised)" : "");
         w->redis_ok = true;
         w->redis_backoff = 0;
         return true;
@@ -2899,6 +2898,13 @@ static void watchdog_alive(void *ctx) {
         watchdog_kick(ctx);
 }
 
+/* The store's notes (where the master is, a Sentinel not answering, a
+ * write refused by a replica), logged as they come. */
+static void store_note(void *ctx, int priority, const char *text) {
+        (void)ctx;
+        mcd_log(priority, "%s", text);
+}
+
 static int worker_setup(struct worker *w) {
         rd_kafka_conf_t *conf;
         char err[512];
@@ -2906,7 +2912,8 @@ static int worker_setup(struct worker *w) {
         struct mcd_store_options so = {
                 .host = w->cfg->redis_host, .port = w->cfg->redis_port, .db = w->cfg->redis_db,
                 .password = w->cfg->redis_password, .prefix = w->cfg->redis_key_prefix,
-                .timeout_ms = w->cfg->redis_timeout_ms,
+                .timeout_ms = w->cfg->redis_timeout_ms, .sentinels = w->cfg->redis_sentinels,
+                .master_name = w->cfg->redis_master_name, .note = store_note,
         };
         const char *out_topics[2] = {w->cfg->topic_outcomes, w->cfg->topic_dlq};
         struct mcd_startup_wait wait = {
@@ -3142,6 +3149,8 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
                  a->redis_port != b->redis_port || a->redis_db != b->redis_db ||
                  str_differs(a->redis_password, b->redis_password) ||
                  str_differs(a->redis_key_prefix, b->redis_key_prefix) ||
+                 str_differs(a->redis_sentinels, b->redis_sentinels) ||
+                 str_differs(a->redis_master_name, b->redis_master_name) ||
                  a->redis_timeout_ms != b->redis_timeout_ms || str_differs(a->metrics_listen, b->metrics_listen) ||
                  a->n_kafka != b->n_kafka;
 

@@ -14,12 +14,13 @@ kafka.no.such.property = 1
 wat = 1
 limits.parked = 0
 dedup_window = 5m
+redis.sentinels = 127.0.0.1:26379,localhost
 CONF
 $MCD check-config -c "$TMP/bad.conf" > "$TMP/out" 2> "$TMP/err"
 rc=$?
 ok $([ $rc -eq 1 ]; echo $?) "check-config exits 1 on a bad file (got $rc)"
 diag < "$TMP/err"
-for l in 2 4 5 6 7 8 9; do
+for l in 2 4 5 6 7 8 9 10; do
         grep -q "bad.conf:$l: " "$TMP/err"
         ok $? "check-config names line $l"
 done

@@ -63,6 +63,47 @@ start_redis() {  # start_redis [PORT]: sets REDIS_PORT; AOF on, as production sh
         wait_until 20 redis-cli -p "$REDIS_PORT" ping
 }
 
+start_replica() {  # start_replica MASTER_PORT: a replica of 127.0.0.1:MASTER_PORT (AOF on); sets REPLICA_PORT
+        REPLICA_PORT=$(free_port)
+        mkdir -p "$TMP/replica"
+        redis-server --port "$REPLICA_PORT" --bind 127.0.0.1 --save "" --appendonly yes \
+                --dir "$TMP/replica" --logfile "$TMP/replica/log" --replicaof 127.0.0.1 "$1" &
+        REPLICA_PID=$!
+        PIDS="$PIDS $REPLICA_PID"
+        wait_until 20 redis-cli -p "$REPLICA_PORT" ping
+}
+
+# start_sentinels MASTER_PORT [N]: N (3) redis-sentinel processes watching
+# 127.0.0.1:MASTER_PORT as "mymaster" (quorum 2, down after 1 s), each with a
+# configuration file of its own that it rewrites; logs in $TMP/sentinel.I.log.
+# Sets SENTINEL_PORTS (space-separated) and SENTINELS (redis.sentinels' form).
+start_sentinels() {
+        SENTINEL_PORTS=""
+        SENTINELS=""
+        for _i in $(seq 1 "${2:-3}"); do
+                _p=$(free_port)
+                mkdir -p "$TMP/sentinel.$_i"
+                printf '%s\n' "port $_p" "bind 127.0.0.1" "dir $TMP/sentinel.$_i" "logfile $TMP/sentinel.$_i.log" \
+                        "sentinel monitor mymaster 127.0.0.1 $1 2" "sentinel down-after-milliseconds mymaster 1000" \
+                        "sentinel failover-timeout mymaster 5000" > "$TMP/sentinel.$_i/sentinel.conf"
+                redis-sentinel "$TMP/sentinel.$_i/sentinel.conf" &
+                PIDS="$PIDS $!"
+                SENTINEL_PORTS="$SENTINEL_PORTS $_p"
+                SENTINELS="${SENTINELS:+$SENTINELS,}127.0.0.1:$_p"
+                wait_until 20 redis-cli -p "$_p" ping || return 1
+        done
+}
+
+sentinel_names() {  # sentinel_names SENTINEL_PORT: the port it gives for mymaster
+        redis-cli -p "$1" sentinel get-master-addr-by-name mymaster | sed -n 2p
+}
+
+sentinels_name() {  # sentinels_name PORT: every Sentinel of start_sentinels gives PORT for mymaster
+        for _p in $SENTINEL_PORTS; do
+                [ "$(sentinel_names "$_p")" = "$1" ] || return 1
+        done
+}
+
 lose_redis() {  # lose_redis: redis-server killed and its data dir deleted (a lost disk)
         kill -KILL "$REDIS_PID" 2>/dev/null
         wait "$REDIS_PID" 2>/dev/null

@@ -114,6 +114,8 @@ static void test_defaults(void) {
         ok(cfg.redis_password == NULL, "redis.password unset");
         is_str(cfg.redis_key_prefix, "mcd:", "redis.key_prefix");
         is_int(cfg.redis_timeout_ms, 2000, "redis.timeout 2s");
+        ok(cfg.redis_sentinels == NULL, "redis.sentinels unset: no Sentinel");
+        is_str(cfg.redis_master_name, "mymaster", "redis.master_name");
         is_int(cfg.park_grace, 600000, "park_grace 10m");
         is_int(cfg.merge_wait, 500, "merge_wait 500ms");
         is_int(cfg.batch_max, 1000, "batch.max_events");
@@ -284,6 +286,35 @@ static void expect_one_error(const char *name, const char *text, const char *wan
            l.n_errors);
         is_str(error_line(&l, 1), want, "%s: reported", what);
         loaded_clear(&l);
+}
+
+/* redis.sentinels: a host:port list or nothing; redis.master_name: a
+ * name.  A bad list is named on its line. */
+static void test_sentinels(void) {
+        struct loaded l;
+        const char *path = write_file("sentinels.conf", "redis.sentinels = 10.0.0.1:26379, [::1]:26380,s3:26381\n"
+                                                        "redis.master_name = orders\n");
+
+        load(&l, path);
+        is_int(l.r, 0, "a list of three Sentinels and a master name load");
+        is_str(l.cfg.redis_sentinels, "10.0.0.1:26379, [::1]:26380,s3:26381", "redis.sentinels kept as written");
+        is_str(l.cfg.redis_master_name, "orders", "redis.master_name");
+        loaded_clear(&l);
+        path = write_file("sentinels-empty.conf", "redis.sentinels =\n");
+        load(&l, path);
+        ok(l.r == 0 && l.cfg.redis_sentinels == NULL, "an empty redis.sentinels: none");
+        loaded_clear(&l);
+        expect_one_error("sentinels-bad.conf", "# Sentinels\nredis.sentinels = 10.0.0.1:26379,10.0.0.2\n",
+                         "2: redis.sentinels: expected host:port,host:port,... (port 1..65535, IPv6 host in brackets) "
+                         "or nothing for no Sentinels, got '10.0.0.1:26379,10.0.0.2': entry 2 ('10.0.0.2') is not "
+                         "host:port",
+                         "a Sentinel without a port");
+        expect_one_error("sentinels-port.conf", "redis.sentinels = s1:0\n",
+                         "1: redis.sentinels: expected host:port,host:port,... (port 1..65535, IPv6 host in brackets) "
+                         "or nothing for no Sentinels, got 's1:0': entry 1 ('s1:0') is not host:port",
+                         "a Sentinel on port 0");
+        expect_one_error("master-empty.conf", "redis.master_name =\n",
+                         "1: redis.master_name: expected a non-empty value", "an empty redis.master_name");
 }
 
 /* CONTRACT.md "Bounds": dedup_window and limits.*, their ranges, and
@@ -496,6 +527,7 @@ int main(void) {
         test_valid_file();
         test_bad_lines();
         test_bounds();
+        test_sentinels();
         test_kafka_properties();
         test_missing_file();
         test_set();
