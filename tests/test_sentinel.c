@@ -365,7 +365,7 @@ static void test_failover(struct proc *master, struct proc *replica, const struc
         if (!ok(a && b, "two stores through the Sentinels"))
                 goto out;
         is_int(mcd_store_init_meta(a, NULL), 0, "meta initialised on the master");
-        is_int(mcd_store_claim(a, 0, &gen), 0, "partition 0 claimed");
+        is_int(mcd_store_claim(a, 0, 0, &gen), 0, "partition 0 claimed");
         is_int(commit_one(a, "c-before", gen), 0, "a commit on the master");
         is_int(mcd_store_ping(b, &rtt), 0, "the second store connected to the master too");
         r = raw(master->port, "WAIT 1 5000");
