@@ -8,6 +8,7 @@ int mcd_cmd_check_config(int argc, char **argv);
 int mcd_cmd_publish(int argc, char **argv);
 int mcd_cmd_tail(int argc, char **argv);
 int mcd_cmd_state(int argc, char **argv);
+int mcd_cmd_lag(int argc, char **argv);
 int mcd_cmd_mock_cluster(int argc, char **argv);
 
 /* Loads the configuration for a subcommand: the file given with -c (which

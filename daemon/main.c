@@ -32,6 +32,9 @@ static void usage(FILE *f) {
               "                     print the outcome (or dead-letter) topic as JSON lines\n"
               "  state [-c FILE] [--compact] CUSTOMER_ID...\n"
               "                     print a customer's state from Redis\n"
+              "  lag [-c FILE] [-b BOOTSTRAP]\n"
+              "                     per input partition: the offset Redis holds (the truth), the\n"
+              "                     consumer group's committed offset (a copy) and the end\n"
               "  mock-cluster [-c FILE] [--partitions N] [--brokers N] [--sync-group-delay MS]\n"
               "               [--fetch-delay TOPIC:PARTITION:MS]\n"
               "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
@@ -196,6 +199,7 @@ static const struct {
         {"publish", mcd_cmd_publish},
         {"tail", mcd_cmd_tail},
         {"state", mcd_cmd_state},
+        {"lag", mcd_cmd_lag},
         {"mock-cluster", mcd_cmd_mock_cluster},
         {"version", cmd_version},
         {"--version", cmd_version},

@@ -126,6 +126,12 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         scalar_u64(f, "multichanneld_redis_batch_round_trips_total", "counter",
                    "Redis round trips made by batches: load, commit, fencing check, due scan.",
                    s->redis_batch_round_trips);
+        scalar_u64(f, "multichanneld_group_commits_total", "counter",
+                   "Commits of the input offsets Redis holds to the consumer group, a copy for lag monitors.",
+                   s->group_commits);
+        scalar_u64(f, "multichanneld_group_commit_failures_total", "counter",
+                   "Of those commits, the ones refused or failed: monitoring only, the daemon resumes from Redis.",
+                   s->group_commit_failures);
         scalar_i64(f, "multichanneld_parked_events", "Parked events among the customers of the last batches.",
                    s->parked);
         scalar_i64(f, "multichanneld_pending_timers", "Customers with a due time in Redis, on owned partitions.",

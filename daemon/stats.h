@@ -42,6 +42,8 @@ struct mcd_stats {
         uint64_t kafka_errors;
         uint64_t redis_round_trips;
         uint64_t redis_batch_round_trips;       /* of them, made by batches (load, commit, fencing, due scan) */
+        uint64_t group_commits;      /* Redis's offsets copied to the consumer group (group_offsets.h) */
+        uint64_t group_commit_failures;         /* of them, refused or failed */
         int64_t redis_rtt_us;        /* last PING */
         int64_t lag;                 /* messages behind the input partitions' high watermarks */
         int64_t parked;              /* parked events among the customers of the last batches */

@@ -33,6 +33,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/avro_codec.h"
+#include "daemon/group_offsets.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -138,6 +139,7 @@ struct worker {
         rd_kafka_t *consumer;        /* group member, relationships topic */
         rd_kafka_t *sub_reader;      /* assign()-only, subscriptions topic */
         rd_kafka_t *producer;
+        struct mcd_group_offsets *group_offsets; /* Redis's offsets copied to the group, for lag monitors */
         struct mcd_avro *avro;
         struct mcd_store *store;
         struct mcd_par *par;         /* batch.threads: decode, parse and write the customers' state */
@@ -199,6 +201,11 @@ struct worker {
  * commit races the produce, where the check would narrow that to one round
  * trip; only a broker's own fencing closes it. */
 #define FENCE_LEASE_MS 100
+
+/* How often, at most, the offsets Redis holds are copied to the consumer
+ * group for lag monitors: not after every batch, which would cost the group
+ * coordinator a write per batch (group_offsets.h). */
+#define GROUP_OFFSETS_INTERVAL_MS 1000
 
 /* ------------------------------------------------------------ utilities -- */
 
@@ -349,6 +356,7 @@ static void redo_forget(struct pair *p);
 static void pair_remove(struct worker *w, int32_t partition) {
         for (size_t i = 0; i < w->n_pairs; i++)
                 if (w->pairs[i]->partition == partition) {
+                        mcd_group_offsets_forget(w->group_offsets, partition);
                         sub_stop(w, w->pairs[i]);
                         redo_forget(w->pairs[i]);
                         q_free(&w->pairs[i]->q[REL]);
@@ -428,6 +436,7 @@ static void pair_fence(struct worker *w, struct pair *p) {
         q_clear(&p->q[SUB]);
         p->phase = PAIR_FENCED;
         w->pairs_epoch++;
+        mcd_group_offsets_forget(w->group_offsets, p->partition);
         set_paused(w, p, true);
         sub_stop(w, p);
 }
@@ -481,6 +490,7 @@ static void pair_restart(struct worker *w, struct pair *p) {
         q_clear(&p->q[SUB]);
         p->phase = PAIR_INIT;
         w->pairs_epoch++;
+        mcd_group_offsets_forget(w->group_offsets, p->partition);
         set_paused(w, p, true);
 }
 
@@ -517,6 +527,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                 if (!rd_kafka_assignment_lost(rk) && publish_pending(w, 10000) < 0)
                         log_warning("handing partitions over with %zu frames unpublished; the next owner publishes them",
                                     w->n_pending);
+                /* So do the offsets Redis holds, to the group, for lag
+                 * monitors (unless this is a close during a join): sent
+                 * before the unassign, they carry this generation; never
+                 * waited for (librdkafka holds the rejoin until the answer,
+                 * one round trip). */
+                if (!rd_kafka_assignment_lost(rk))
+                        mcd_group_offsets_flush(w->group_offsets, rk, mono_ms(), true);
                 for (int i = 0; i < parts->cnt; i++) {
                         log_notice("partition %" PRId32 " revoked%s", parts->elems[i].partition,
                                    rd_kafka_assignment_lost(rk) ? " (assignment lost)" : "");
@@ -534,6 +551,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                 log_error("rebalance: %s", rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
         }
+}
+
+/* The group's answer to a copy of Redis's offsets (group_offsets.h). */
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                             void *opaque) {
+        struct worker *w = opaque;
+
+        mcd_group_offsets_answer(w->group_offsets, err, offsets);
 }
 
 /* --------------------------------------------------------------- markers -- */
@@ -1558,6 +1583,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         p->incarnation = ++w->pairs_epoch;
         p->clog_hold = UINT64_MAX;      /* rebuilt, or its outbox reconciled */
         set_paused(w, p, false);
+        mcd_group_offsets_note(w->group_offsets, p->partition, p->committed.rel, p->committed.sub);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);
         return 0;
@@ -2406,6 +2432,8 @@ static int batch_committed(struct worker *w, struct batch *b) {
                 struct pair *p = w->pairs[i];
                 if (p->phase != PAIR_READY)
                         continue;
+                if (b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub)
+                        mcd_group_offsets_note(w->group_offsets, p->partition, b->next[i].rel, b->next[i].sub);
                 p->committed = b->next[i];
                 p->seq++;
                 p->untrimmed = 0;
@@ -2968,10 +2996,19 @@ static int worker_setup(struct worker *w) {
                           w->cfg->topic_relationships, w->n_input_partitions, w->cfg->topic_subscriptions, n_sub);
                 return -EINVAL;
         }
+        r = mcd_group_offsets_new(w->cfg->topic_relationships, w->cfg->topic_subscriptions, w->n_input_partitions,
+                                  GROUP_OFFSETS_INTERVAL_MS, &w->group_offsets);
+        if (r < 0)
+                return r;
 
         conf = rd_kafka_conf_new();
         rd_kafka_conf_set_opaque(conf, w);
         rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
+        if ((r = mcd_group_offsets_watch(w->group_offsets, conf)) < 0) {
+                rd_kafka_conf_destroy(conf);
+                return r;
+        }
         w->consumer = mcd_kafka_new(w->cfg, MCD_KAFKA_GROUP_CONSUMER, conf, err, sizeof(err));
         if (!w->consumer) {
                 log_error("cannot create the Kafka consumer: %s", err);
@@ -3002,12 +3039,15 @@ static int worker_setup(struct worker *w) {
  * Such a handle is not destroyed; it stays reachable from kept_consumer, and
  * the process exit, which follows, releases it. */
 static rd_kafka_t *kept_consumer;
+static struct mcd_group_offsets *kept_group_offsets;   /* its interceptors' opaque */
 
 static void consumer_destroy(struct worker *w) {
         if (!w->group_synced && rd_kafka_version() < 0x020300ff) {
                 log_info("the consumer left the group before its first assignment; not destroyed "
                          "(librdkafka %s would abort: its issue 4312)", rd_kafka_version_str());
                 kept_consumer = w->consumer;
+                kept_group_offsets = w->group_offsets;
+                w->group_offsets = NULL;
         } else {
                 rd_kafka_destroy(w->consumer);
         }
@@ -3027,6 +3067,9 @@ static void worker_teardown(struct worker *w) {
         for (size_t i = w->n_pairs; i > 0; i--)
                 pair_remove(w, w->pairs[i - 1]->partition);
         free(w->pairs);
+        mcd_group_offsets_free(w->group_offsets);      /* after the consumer: its close answers commits, and
+                                                         * its broker threads call the interceptors */
+        w->group_offsets = NULL;
         if (w->sub_reader) {
                 rd_kafka_assign(w->sub_reader, NULL);
                 rd_kafka_consumer_close(w->sub_reader);
@@ -3094,6 +3137,7 @@ static void refresh_figures(struct worker *w) {
                 w->st.redis_errors++;
         w->st.redis_up = w->redis_ok;
         w->st.redis_round_trips = mcd_store_round_trips(w->store);
+        mcd_group_offsets_counts(w->group_offsets, &w->st.group_commits, &w->st.group_commit_failures);
         /* Batches allocate and free in bursts; give what is free back to
          * the system, so that RSS follows what the daemon holds. */
         malloc_trim(0);
@@ -3289,6 +3333,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                 }
                 poll_inputs(&w, w.ahead ? 0 : (int)cfg->batch_wait, batch_customers(&w));
                 r = process_batch(&w);
+                mcd_group_offsets_flush(w.group_offsets, w.consumer, mono_ms(), false);
                 apply_backpressure(&w);
                 if (r < 0 && r != -ENOMEM)
                         continue;

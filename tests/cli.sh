@@ -46,6 +46,8 @@ expect_usage "--partitions: expected 1..1024, got 'x'" "run: bad --partitions na
 expect_usage "--topic: expected relationships or subscriptions, got 'x'" "publish: bad --topic named" -- publish --topic x
 expect_usage "expected a CUSTOMER_ID argument" "state: missing argument named" -- state
 expect_usage "unexpected argument 'extra'" "tail: stray argument named" -- tail extra
+expect_usage "lag: unexpected argument 'extra'" "lag: stray argument named" -- lag extra
+expect_usage "lag: unknown or incomplete option '--frob'" "lag: unknown option named" -- lag --frob
 expect_usage "unknown command 'frobnicate'" "unknown command named" -- frobnicate
 expect_usage "--dedup-window: invalid duration 'soon'" "replay: bad --dedup-window named" -- replay --dedup-window soon
 expect_usage "--dedup-window: invalid duration '0s'" "replay: a zero --dedup-window refused" -- replay --dedup-window 0s
@@ -93,6 +95,7 @@ ok $? "replay --max-subscriptions 1: the second subscription is SUBSCRIPTION_LIM
 [ "$(replay_reasons "$TMP/limits.jsonl" --max-parked 1)" = PARK_LIMIT ]
 ok $? "replay --max-parked 1: the second parked event is PARK_LIMIT"
 
-$MCD help | grep -q "check-config"
-ok $? "help lists the subcommands"
+$MCD help > "$TMP/help"
+grep -q "check-config" "$TMP/help" && grep -q "  lag " "$TMP/help"
+ok $? "help lists the subcommands, lag among them"
 tap_done

@@ -3,7 +3,8 @@
 # cluster and one Redis, while thousands of events flow: instances start,
 # one leaves with SIGTERM, one is killed with SIGKILL and replaced.  The
 # partitions move each time; the outcome topic must hold exactly replay's
-# outcomes, each once, and Redis replay's final states.
+# outcomes, each once, and Redis replay's final states.  No copy of the
+# offsets to the group may cross a join (group_offsets.h).
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_GROUP_EVENTS:-4000}
@@ -55,4 +56,6 @@ for i in 3 4; do
         wait "$pid"
         ok $? "instance $i exits 0 on SIGTERM"
 done
+crossed=$(cat "$TMP"/i[1-4].log | grep -c "crossed the group's move to a new generation")
+ok "$crossed" "no commit of the offsets to the group crossed a join ($crossed): librdkafka 2.0 takes that for a lost assignment"
 tap_done

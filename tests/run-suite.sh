@@ -28,7 +28,7 @@ VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=de
 # Smaller streams under valgrind, which runs the daemon some 20 times slower.
 export MCD_HOT_EVENTS=3000 MCD_HOT_SEEN_IDS=1000
 export MCD_CRASH_EVENTS=800 MCD_CRASH_KILLS=3 MCD_LOSS_EVENTS=1500 MCD_GROUP_EVENTS=1500 MCD_ZOMBIE_EVENTS=800 \
-	MCD_LAG_EVENTS=1000 MCD_ROLLBACK_EVENTS=600 MCD_SENTINEL_EVENTS=1200
+	MCD_LAG_EVENTS=1000 MCD_ROLLBACK_EVENTS=600 MCD_SENTINEL_EVENTS=1200 MCD_GROUP_OFFSETS_EVENTS=3000
 export MCD_FUZZ_SECONDS=5
 (cd _build/valgrind && make -j2 check LOG_COMPILER="$VG" MCD_WRAPPER="$VG") || status=1
 

@@ -214,6 +214,8 @@ static struct mcd_stats sample_stats(void) {
         mcd_stats_observe_latency(&s, 2000000);
         s.redis_rtt_us = 250;
         s.redis_round_trips = 9;
+        s.group_commits = 7;
+        s.group_commit_failures = 1;
         s.lag = 42;
         s.parked = 2;
         s.pending_timers = 5;
@@ -235,6 +237,8 @@ static void test_render(void) {
                 {"multichanneld_consumer_lag", "gauge"},
                 {"multichanneld_redis_rtt_seconds", "gauge"},
                 {"multichanneld_redis_round_trips_total", "counter"},
+                {"multichanneld_group_commits_total", "counter"},
+                {"multichanneld_group_commit_failures_total", "counter"},
                 {"multichanneld_parked_events", "gauge"},
                 {"multichanneld_pending_timers", "gauge"},
                 {"multichanneld_timers_fired_total", "counter"},
@@ -285,6 +289,8 @@ static void test_render(void) {
         has_line_ok(text, "multichanneld_consumer_lag 42");
         has_line_ok(text, "multichanneld_redis_rtt_seconds 0.000250");
         has_line_ok(text, "multichanneld_redis_round_trips_total 9");
+        has_line_ok(text, "multichanneld_group_commits_total 7");
+        has_line_ok(text, "multichanneld_group_commit_failures_total 1");
         has_line_ok(text, "multichanneld_parked_events 2");
         has_line_ok(text, "multichanneld_pending_timers 5");
         has_line_ok(text, "multichanneld_timers_fired_total 6");

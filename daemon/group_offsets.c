@@ -1,0 +1,214 @@
+/* group_offsets.c -- Redis's input offsets copied to the consumer group, for
+ * lag monitors (group_offsets.h). */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/group_offsets.h"
+#include "daemon/log.h"
+
+enum { REL = 0, SUB = 1 };
+
+/* Kafka protocol ApiKeys (librdkafka's constants are internal). */
+#define API_JOIN_GROUP 11
+#define API_SYNC_GROUP 14
+
+/* Owned by the worker thread, as every call is; but `joining`. */
+struct mcd_group_offsets {
+        atomic_bool joining;         /* the member's JoinGroup sent, its SyncGroup not yet answered:
+                                      * written by librdkafka's broker threads (interceptors) */
+        char *topic[2];              /* relationships, subscriptions */
+        int32_t n;                   /* partitions of each */
+        int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
+        int64_t *sent[2];            /* per partition: what was last sent, -1 nothing (or refused) */
+        int interval_ms;
+        int64_t next_send;           /* monotonic ms before which nothing is sent (but with `now`) */
+        uint64_t n_sent, n_failed;   /* commits */
+        bool failing;                /* the last answer was a refusal (logged at info once) */
+};
+
+int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t n_partitions, int interval_ms,
+                          struct mcd_group_offsets **out) {
+        struct mcd_group_offsets *g = calloc(1, sizeof(*g));
+        size_t n = n_partitions > 0 ? (size_t)n_partitions : 0;
+
+        if (!g)
+                return -ENOMEM;
+        atomic_init(&g->joining, false);
+        g->n = (int32_t)n;
+        g->interval_ms = interval_ms;
+        g->topic[REL] = strdup(rel_topic);
+        g->topic[SUB] = strdup(sub_topic);
+        for (int t = REL; t <= SUB; t++) {
+                g->held[t] = malloc((n + 1) * sizeof(int64_t));
+                g->sent[t] = malloc((n + 1) * sizeof(int64_t));
+                if (!g->topic[t] || !g->held[t] || !g->sent[t]) {
+                        mcd_group_offsets_free(g);
+                        return -ENOMEM;
+                }
+                for (size_t p = 0; p < n; p++)
+                        g->held[t][p] = g->sent[t][p] = -1;
+        }
+        *out = g;
+        return 0;
+}
+
+void mcd_group_offsets_free(struct mcd_group_offsets *g) {
+        if (!g)
+                return;
+        for (int t = REL; t <= SUB; t++) {
+                free(g->topic[t]);
+                free(g->held[t]);
+                free(g->sent[t]);
+        }
+        free(g);
+}
+
+void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, int64_t rel, int64_t sub) {
+        if (!g || partition < 0 || partition >= g->n)
+                return;
+        g->held[REL][partition] = rel >= 0 ? rel : -1;
+        g->held[SUB][partition] = sub >= 0 ? sub : -1;
+}
+
+void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
+        if (!g || partition < 0 || partition >= g->n)
+                return;
+        for (int t = REL; t <= SUB; t++)
+                g->held[t][partition] = g->sent[t][partition] = -1;
+}
+
+/* The member's requests, from its broker thread: a join in progress, from
+ * its JoinGroup sent to its SyncGroup answered.  When the SyncGroup fails,
+ * librdkafka sends a JoinGroup again; until then a commit carries the
+ * generation the coordinator has, whose next one needs that JoinGroup. */
+static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
+                                           int16_t api, int16_t version, int32_t corr_id, size_t size, void *opaque) {
+        struct mcd_group_offsets *g = opaque;
+
+        if (api == API_JOIN_GROUP)
+                atomic_store(&g->joining, true);
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t on_response_received(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
+                                                int16_t api, int16_t version, int32_t corr_id, size_t size,
+                                                int64_t rtt, rd_kafka_resp_err_t err, void *opaque) {
+        struct mcd_group_offsets *g = opaque;
+
+        if (api == API_SYNC_GROUP)
+                atomic_store(&g->joining, false);
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque, char *errstr,
+                                  size_t errstr_size) {
+        rd_kafka_resp_err_t err = rd_kafka_interceptor_add_on_request_sent(rk, "mcd-group-offsets", on_request_sent,
+                                                                           opaque);
+
+        if (!err)
+                err = rd_kafka_interceptor_add_on_response_received(rk, "mcd-group-offsets", on_response_received,
+                                                                    opaque);
+        if (err)
+                snprintf(errstr, errstr_size, "cannot watch the group member's requests: %s", rd_kafka_err2str(err));
+        return err;
+}
+
+int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf) {
+        return rd_kafka_conf_interceptor_add_on_new(conf, "mcd-group-offsets", on_new, g) ? -EINVAL : 0;
+}
+
+/* The offsets held and not yet sent, marked sent; NULL when there are none. */
+static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
+        rd_kafka_topic_partition_list_t *l = NULL;
+
+        for (int t = REL; t <= SUB; t++)
+                for (int32_t p = 0; p < g->n; p++) {
+                        if (g->held[t][p] < 0 || g->held[t][p] == g->sent[t][p])
+                                continue;
+                        if (!l && !(l = rd_kafka_topic_partition_list_new(2 * g->n)))
+                                return NULL;
+                        rd_kafka_topic_partition_list_add(l, g->topic[t], p)->offset = g->held[t][p];
+                        g->sent[t][p] = g->held[t][p];
+                }
+        return l;
+}
+
+/* An offset the group did not take is sent again at the next flush, unless
+ * the partition was forgotten or noted afresh since. */
+static void send_again(struct mcd_group_offsets *g, const rd_kafka_topic_partition_t *tp) {
+        for (int t = REL; t <= SUB; t++)
+                if (strcmp(tp->topic, g->topic[t]) == 0 && tp->partition >= 0 && tp->partition < g->n &&
+                    g->sent[t][tp->partition] == tp->offset)
+                        g->sent[t][tp->partition] = -1;
+}
+
+/* Monitoring, not correctness: a failure is logged at info when commits
+ * start failing, then at debug until they succeed again; one a rebalance
+ * causes only at debug.  A commit that crossed the group's move to a new
+ * generation is logged at info each time: with the join guard it means the
+ * member was left behind (a stall past its session), or that the guard
+ * failed, and librdkafka before 2.10 takes the assignment for lost. */
+static void refused(struct mcd_group_offsets *g, rd_kafka_resp_err_t err, int n) {
+        g->n_failed++;
+        if (err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) {
+                log_info("consumer group: a commit of %d offset(s) crossed the group's move to a new generation "
+                         "(librdkafka %s then takes the assignment for lost)", n, rd_kafka_version_str());
+        } else if (g->failing || err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS) {
+                log_debug("consumer group: a commit of %d offset(s) failed: %s", n, rd_kafka_err2str(err));
+        } else {
+                g->failing = true;
+                log_info("consumer group: committing %d offset(s) failed: %s; lag monitors show older offsets "
+                         "until a commit succeeds (the daemon resumes from Redis's, unaffected)", n,
+                         rd_kafka_err2str(err));
+        }
+}
+
+int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, int64_t mono_ms, bool now) {
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_resp_err_t err;
+        int n;
+
+        if (!g || !consumer || (!now && mono_ms < g->next_send) || atomic_load(&g->joining) || !(l = take_due(g)))
+                return 0;
+        n = l->cnt;
+        g->next_send = mono_ms + g->interval_ms;
+        g->n_sent++;
+        err = rd_kafka_commit(consumer, l, 1 /* async: the answer comes to the offset_commit_cb */);
+        if (err) {
+                for (int i = 0; i < l->cnt; i++)
+                        send_again(g, &l->elems[i]);
+                refused(g, err, n);
+                n = -EAGAIN;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        return n;
+}
+
+void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t err,
+                              const rd_kafka_topic_partition_list_t *offsets) {
+        rd_kafka_resp_err_t first = err;
+        int n_refused = 0;
+
+        for (int i = 0; offsets && i < offsets->cnt; i++) {
+                if (!err && !offsets->elems[i].err)
+                        continue;
+                if (!first)
+                        first = offsets->elems[i].err;
+                send_again(g, &offsets->elems[i]);
+                n_refused++;
+        }
+        if (first) {
+                refused(g, first, n_refused);
+        } else if (g->failing) {
+                g->failing = false;
+                log_info("consumer group: commits succeed again");
+        }
+}
+
+void mcd_group_offsets_counts(const struct mcd_group_offsets *g, uint64_t *sent, uint64_t *failed) {
+        *sent = g ? g->n_sent : 0;
+        *failed = g ? g->n_failed : 0;
+}

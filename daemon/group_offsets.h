@@ -1,0 +1,75 @@
+/* group_offsets.h -- the input offsets Redis holds, copied to the daemon's
+ * consumer group, so that the lag monitors operators run (kafka-consumer-
+ * groups --describe, Burrow, kminion, kafka-lag-exporter), which read a
+ * group's committed offsets, see how far the daemon has read.
+ *
+ * A copy, never the source of truth: Redis is the commit point and a
+ * restart seeks to Redis's offsets.  Only offsets Redis held for a pair this
+ * instance owned (just committed under its generation, or just claimed) are
+ * sent, so the group is never ahead of Redis.  Both input topics go through
+ * the group member's handle, the subscriptions side included: a commit
+ * carries the member id and generation, without which a broker refuses it
+ * while the group has members.
+ *
+ * Asynchronous, never waited for, and never while the member is joining
+ * the group: librdkafka before 2.10 takes an ILLEGAL_GENERATION answer to a
+ * commit for a lost assignment (its issue 4059), and a commit sent while
+ * the member's JoinGroup is in flight carries the generation that join
+ * replaces, so it gets that answer.  Seen in tests/daemon_group.sh before
+ * this guard: as a third instance joined, the two others' rebalances failed
+ * (one lost its assignment) and no partition moved until one left.  The guard
+ * watches the member's own requests (librdkafka interceptors): from a
+ * JoinGroup sent to the SyncGroup answered, offsets wait.  At most once per
+ * interval besides, to spare the group coordinator a write per batch.
+ * Failures are counted and logged (a rebalance's at debug, others at info
+ * when they start), and the offsets sent again at the next interval.
+ *
+ * Used by the worker thread only (the rebalance and commit callbacks run on
+ * it, inside its polls of the consumer), but for the interceptors, which set
+ * an atomic flag from librdkafka's broker threads. */
+#ifndef MCD_GROUP_OFFSETS_H
+#define MCD_GROUP_OFFSETS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+struct mcd_group_offsets;
+
+/* For partitions 0..n_partitions-1 of both input topics (the strings are
+ * copied), sent at most once per interval_ms.  0 or -ENOMEM. */
+int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t n_partitions, int interval_ms,
+                          struct mcd_group_offsets **out);
+void mcd_group_offsets_free(struct mcd_group_offsets *g);
+
+/* The next offsets Redis holds for a partition pair the caller owns, to be
+ * sent; a side at -1 (nothing stored) is left out.  Replaces what was noted
+ * for the partition before. */
+void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, int64_t rel, int64_t sub);
+
+/* The pair is fenced, restarted or gone: nothing more is sent for it until
+ * it is noted again. */
+void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition);
+
+/* Watches the group member's handle to be made from conf (call before
+ * rd_kafka_new): its JoinGroup and SyncGroup requests, from its broker
+ * threads.  g must outlive that handle.  0 or -EINVAL. */
+int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf);
+
+/* Sends, through the group member `consumer` and without waiting, the
+ * offsets noted and not yet sent, once interval_ms has passed since the last
+ * send (at once with `now`), unless the member is joining the group.
+ * Returns how many offsets went, or a negative errno when librdkafka refused
+ * them at once (counted as a failure). */
+int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, int64_t mono_ms, bool now);
+
+/* The group's answer to a send, as the consumer's offset_commit_cb gets it:
+ * counted; the offsets it refused are sent again at the next flush. */
+void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t err,
+                              const rd_kafka_topic_partition_list_t *offsets);
+
+/* Commits sent, and of them refused (at once or by the group). */
+void mcd_group_offsets_counts(const struct mcd_group_offsets *g, uint64_t *sent, uint64_t *failed);
+
+#endif
