@@ -107,7 +107,7 @@ static int read_redis(const struct mcd_config *cfg, struct side sides[2]) {
 
         for (int p = 0; r >= 0 && p < n; p++) {
                 struct mcd_offsets o;
-                r = mcd_store_get_offsets(store, p, &o);
+                r = mcd_store_get_offsets(store, p, &o, NULL);
                 if (r >= 0 && p < sides[0].n)
                         sides[0].redis[p] = o.rel;
                 if (r >= 0 && p < sides[1].n)
