@@ -30,8 +30,12 @@ wait_until 30 sentinels_name "$REDIS_PORT"
 ok $? "every Sentinel names the master's port $REDIS_PORT"
 start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
 # redis.port names a port where nothing listens: only the Sentinels lead to Redis.
+# The stream is published in pieces while the daemon runs, each piece to both
+# topics at once: merge_wait must cover one topic's piece arriving after the
+# other's on a loaded machine (200 ms did not: a SwitchRequested merged ahead
+# of its RelationshipAccepted, parked, and expired in stream time).
 write_config "$TMP/mcd.conf" "redis.sentinels = $SENTINELS" "redis.master_name = mymaster" "redis.port = 1" \
-        "batch.max_events = 10" "batch.wait = 10ms"
+        "batch.max_events = 10" "batch.wait = 10ms" "merge_wait = 5s"
 $MCD check-config -c "$TMP/mcd.conf" > /dev/null
 ok $? "check-config accepts redis.sentinels = $SENTINELS"
 
