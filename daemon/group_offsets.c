@@ -1,6 +1,7 @@
 /* group_offsets.c -- Redis's input offsets copied to the consumer group, for
  * lag monitors (group_offsets.h). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct mcd_group_offsets {
         int32_t n;                   /* partitions of each */
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
         int64_t *sent[2];            /* per partition: what was last sent, -1 nothing (or refused) */
+        int64_t *seq, *gen;          /* per partition: commit counter and generation of what is held */
         int interval_ms;
         int64_t next_send;           /* monotonic ms before which nothing is sent (but with `now`) */
         uint64_t n_sent, n_failed;   /* commits */
@@ -51,6 +53,12 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
                 for (size_t p = 0; p < n; p++)
                         g->held[t][p] = g->sent[t][p] = -1;
         }
+        g->seq = calloc(n + 1, sizeof(int64_t));
+        g->gen = calloc(n + 1, sizeof(int64_t));
+        if (!g->seq || !g->gen) {
+                mcd_group_offsets_free(g);
+                return -ENOMEM;
+        }
         *out = g;
         return 0;
 }
@@ -63,14 +71,18 @@ void mcd_group_offsets_free(struct mcd_group_offsets *g) {
                 free(g->held[t]);
                 free(g->sent[t]);
         }
+        free(g->seq);
+        free(g->gen);
         free(g);
 }
 
-void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, int64_t rel, int64_t sub) {
+void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, const struct mcd_group_mark *m) {
         if (!g || partition < 0 || partition >= g->n)
                 return;
-        g->held[REL][partition] = rel >= 0 ? rel : -1;
-        g->held[SUB][partition] = sub >= 0 ? sub : -1;
+        g->held[REL][partition] = m->rel >= 0 ? m->rel : -1;
+        g->held[SUB][partition] = m->sub >= 0 ? m->sub : -1;
+        g->seq[partition] = m->seq;
+        g->gen[partition] = m->generation;
 }
 
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
@@ -120,6 +132,20 @@ int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf) 
         return rd_kafka_conf_interceptor_add_on_new(conf, "mcd-group-offsets", on_new, g) ? -EINVAL : 0;
 }
 
+/* The metadata an offset carries: the pair's commit counter and generation.
+ * 0 or -ENOMEM. */
+static int set_metadata(rd_kafka_topic_partition_t *tp, int64_t seq, int64_t gen) {
+        char buf[96];
+        int n = snprintf(buf, sizeof(buf), MCD_GROUP_MARK_PREFIX "seq=%" PRId64 " gen=%" PRId64, seq, gen);
+
+        tp->metadata = malloc((size_t)n);       /* freed with the list */
+        if (!tp->metadata)
+                return -ENOMEM;
+        memcpy(tp->metadata, buf, (size_t)n);
+        tp->metadata_size = (size_t)n;
+        return 0;
+}
+
 /* The offsets held and not yet sent, marked sent; NULL when there are none. */
 static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
         rd_kafka_topic_partition_list_t *l = NULL;
@@ -130,7 +156,12 @@ static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
                                 continue;
                         if (!l && !(l = rd_kafka_topic_partition_list_new(2 * g->n)))
                                 return NULL;
-                        rd_kafka_topic_partition_list_add(l, g->topic[t], p)->offset = g->held[t][p];
+                        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, g->topic[t], p);
+                        tp->offset = g->held[t][p];
+                        if (set_metadata(tp, g->seq[p], g->gen[p]) < 0) {
+                                rd_kafka_topic_partition_list_destroy(l);
+                                return NULL;
+                        }
                         g->sent[t][p] = g->held[t][p];
                 }
         return l;
@@ -206,6 +237,53 @@ void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t e
                 g->failing = false;
                 log_info("consumer group: commits succeed again");
         }
+}
+
+/* Parses "multichanneld/1 seq=N gen=G" into *m (kept at its maximum):
+ * metadata of any other form (another tool's commit) says nothing. */
+static void parse_metadata(const rd_kafka_topic_partition_t *tp, struct mcd_group_mark *m) {
+        char buf[96];
+        long long seq, gen;
+
+        if (!tp->metadata || tp->metadata_size >= sizeof(buf) || tp->err)
+                return;
+        memcpy(buf, tp->metadata, tp->metadata_size);
+        buf[tp->metadata_size] = '\0';
+        if (sscanf(buf, MCD_GROUP_MARK_PREFIX "seq=%lld gen=%lld", &seq, &gen) != 2)
+                return;
+        m->seq = seq > m->seq ? seq : m->seq;
+        m->generation = gen > m->generation ? gen : m->generation;
+}
+
+int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consumer, const int32_t *partitions,
+                           size_t n, int timeout_ms, struct mcd_group_mark *out) {
+        rd_kafka_topic_partition_list_t *l;
+        rd_kafka_resp_err_t err;
+
+        for (size_t i = 0; i < n; i++)
+                out[i] = (struct mcd_group_mark){.rel = -1, .sub = -1};
+        if (n == 0)
+                return 0;
+        if (!(l = rd_kafka_topic_partition_list_new((int)(2 * n))))
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                for (int t = REL; t <= SUB; t++)
+                        rd_kafka_topic_partition_list_add(l, g->topic[t], partitions[i])->opaque = &out[i];
+        err = rd_kafka_committed(consumer, l, timeout_ms);
+        for (int i = 0; !err && i < l->cnt; i++) {
+                const rd_kafka_topic_partition_t *tp = &l->elems[i];
+                struct mcd_group_mark *m = tp->opaque;
+                parse_metadata(tp, m);
+                if (!tp->err && tp->offset >= 0)
+                        *(strcmp(tp->topic, g->topic[REL]) == 0 ? &m->rel : &m->sub) = tp->offset;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        if (err) {
+                log_warning("consumer group: cannot read the committed offsets of %zu partition(s): %s", n,
+                            rd_kafka_err2str(err));
+                return err == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
+        }
+        return 0;
 }
 
 void mcd_group_offsets_counts(const struct mcd_group_offsets *g, uint64_t *sent, uint64_t *failed) {

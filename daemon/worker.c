@@ -104,6 +104,9 @@ struct pair {
         uint64_t clog_hold;
         bool clog_failed;            /* a changelog append failed: no more commits (changelog_failed) */
         int64_t seq;                 /* its commit counter (P off:<p> seq) as this owner left it */
+        int64_t seq_floor;           /* the highest counter known committed: the group's at the claim */
+        bool group_read;             /* the group's copy read for the next claim (read_group_marks) */
+        int64_t group_generation;    /* the generation it names, 0 none */
         bool rolled_back;            /* Redis was found older than our commits: rollback_redo at init */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
@@ -1310,6 +1313,15 @@ static int redo_check(struct worker *w, struct pair *p) {
         return r;
 }
 
+/* Redis's commit counter of the pair set forward to seq, never back. */
+static int raise_seq(struct worker *w, struct pair *p, int64_t seq) {
+        int r = mcd_store_raise_seq(w->store, p->partition, seq);
+
+        if (r >= 0 && seq > p->seq)
+                p->seq = seq;
+        return r;
+}
+
 /* Redis came back older than this owner's commits (a rollback: a promoted
  * replica, an old snapshot): what was committed since is on the output
  * topics, no longer in Redis.  The partition is re-processed from Redis's
@@ -1338,11 +1350,9 @@ static int rollback_redo(struct worker *w, struct pair *p, int64_t known_seq) {
         if (r >= 0)
                 r = collect_published_after(w, marks);
         if (r >= 0)             /* the counter goes on from ours, never back */
-                r = mcd_store_raise_seq(w->store, p->partition, known_seq);
-        if (r >= 0) {
-                p->seq = known_seq > p->seq ? known_seq : p->seq;
+                r = raise_seq(w, p, known_seq);
+        if (r >= 0)
                 p->rolled_back = false;
-        }
         free(marks);
         return r;
 }
@@ -1521,19 +1531,76 @@ static int start_offset(struct worker *w, const struct pair *p, int t, int64_t s
         return 0;
 }
 
+/* The pair's offsets, counter and generation copied to the group. */
+static void group_note(struct worker *w, const struct pair *p) {
+        const struct mcd_group_mark m = {
+                .rel = p->committed.rel, .sub = p->committed.sub, .seq = p->seq, .generation = p->generation};
+
+        mcd_group_offsets_note(w->group_offsets, p->partition, &m);
+}
+
+/* The group's copy of the pairs about to be claimed, read in one request:
+ * their last owners' commit counters and generations (group_offsets.h).
+ * A pair whose copy could not be read waits for the next round. */
+static void read_group_marks(struct worker *w) {
+        int32_t *parts = calloc(w->n_pairs + 1, sizeof(*parts));
+        struct mcd_group_mark *m = calloc(w->n_pairs + 1, sizeof(*m));
+        size_t n = 0;
+
+        for (size_t i = 0; parts && m && i < w->n_pairs; i++)
+                if (w->pairs[i]->phase == PAIR_INIT && !w->pairs[i]->group_read)
+                        parts[n++] = w->pairs[i]->partition;
+        if (n > 0 && (!w->consumer ||
+                      mcd_group_offsets_read(w->group_offsets, w->consumer, parts, n, 10000, m) >= 0))
+                for (size_t i = 0; i < n; i++) {
+                        struct pair *p = pair_find(w, parts[i]);
+                        p->group_read = true;
+                        p->group_generation = m[i].generation;
+                        p->seq_floor = m[i].seq > p->seq_floor ? m[i].seq : p->seq_floor;
+                }
+        free(parts);
+        free(m);
+}
+
+/* Claims the partition in Redis, fencing any previous owner, under a
+ * generation above any handed out before: ours, and the one the group's
+ * copy names (Redis's may have come back older, and reusing one would let a
+ * fenced owner commit again).  A pair this instance claimed before whose
+ * copy names a later generation was claimed by another instance since: it
+ * is fenced (-ESTALE), whatever an older Redis says.  -EAGAIN until the
+ * copy is read. */
+static int claim(struct worker *w, struct pair *p) {
+        int64_t floor = p->generation > p->group_generation ? p->generation : p->group_generation;
+
+        if (!p->group_read)
+                return -EAGAIN;
+        p->group_read = false;
+        if (p->generation > 0 && p->group_generation > p->generation) {
+                log_warning("partition %" PRId32 " was claimed by another instance (the consumer group's offsets "
+                            "name generation %" PRId64 " > %" PRId64 "); fenced",
+                            p->partition, p->group_generation, p->generation);
+                pair_fence(w, p);
+                return -ESTALE;
+        }
+        return mcd_store_claim(w->store, p->partition, floor, &p->generation);
+}
+
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 static int pair_init(struct worker *w, struct pair *p) {
-        int64_t known_seq = p->seq;      /* what this owner committed, if it owned the pair before */
+        int64_t known_seq;
         bool stored;
         int r;
 
         if (p->phase == PAIR_INIT) {
-                r = mcd_store_claim(w->store, p->partition, p->generation, &p->generation);
+                r = claim(w, p);
                 if (r < 0)
                         return r;
                 p->phase = PAIR_RECONCILE;
         }
+        /* What this owner committed, if it owned the pair before, or the
+         * last owner did by the group's copy. */
+        known_seq = p->seq > p->seq_floor ? p->seq : p->seq_floor;
         /* No offsets: Redis is new or lost the partition, or a rebuild was
          * cut short (the restore writes them last).  A failed rebuild is
          * tried again (pair_init_failed). */
@@ -1544,6 +1611,8 @@ static int pair_init(struct worker *w, struct pair *p) {
         if (r < 0)
                 return r;
         r = mcd_store_get_offsets(w->store, p->partition, &p->committed, &p->seq);
+        if (r >= 0 && !stored && p->seq < known_seq)    /* rebuilt: the counter goes on from the last owner's */
+                r = raise_seq(w, p, known_seq);
         if (r >= 0 && stored && p->seq < known_seq) {
                 log_error("partition %" PRId32 ": Redis's commit counter is %" PRId64 ", ours %" PRId64
                           ": Redis came back older than our commits",
@@ -1583,7 +1652,7 @@ static int pair_init(struct worker *w, struct pair *p) {
         p->incarnation = ++w->pairs_epoch;
         p->clog_hold = UINT64_MAX;      /* rebuilt, or its outbox reconciled */
         set_paused(w, p, false);
-        mcd_group_offsets_note(w->group_offsets, p->partition, p->committed.rel, p->committed.sub);
+        group_note(w, p);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);
         return 0;
@@ -1595,6 +1664,8 @@ static int pair_init(struct worker *w, struct pair *p) {
  * again, and its offsets checked again for a rebuild; unless the claim was
  * lost to another instance, which fences it. */
 static void pair_init_failed(struct worker *w, struct pair *p, int r) {
+        if (p->phase == PAIR_FENCED)
+                return;
         if (redis_unreachable(r)) {
                 w->redis_ok = false;
                 p->phase = PAIR_INIT;
@@ -2432,10 +2503,11 @@ static int batch_committed(struct worker *w, struct batch *b) {
                 struct pair *p = w->pairs[i];
                 if (p->phase != PAIR_READY)
                         continue;
-                if (b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub)
-                        mcd_group_offsets_note(w->group_offsets, p->partition, b->next[i].rel, b->next[i].sub);
+                bool moved = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub;
                 p->committed = b->next[i];
                 p->seq++;
+                if (moved)
+                        group_note(w, p);
                 p->untrimmed = 0;
                 for (size_t j = 0; j < b->n_frames[i]; j++) {
                         r = pending_push(w, b->frames[i][j], b->frame_lens[i][j], p->partition, w->st.batches + 1);
@@ -3325,9 +3397,12 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                     w.publish_stuck)
                         continue;
                 redo_settle(&w);
+                read_group_marks(&w);
                 for (size_t i = 0; i < w.n_pairs; i++) {
                         struct pair *p = w.pairs[i];
                         watchdog_kick(&w);      /* each may wait seconds for a partition's leader */
+                        if (p->phase == PAIR_INIT && !p->group_read)
+                                continue;       /* the group's copy is read first (claim) */
                         if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(&w, p)) < 0)
                                 pair_init_failed(&w, p, r);
                 }
