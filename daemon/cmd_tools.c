@@ -1,7 +1,8 @@
 /* cmd_tools.c -- the helper subcommands pipelines and people need:
  *   publish   JSON lines of the replay format, encoded to Avro and produced;
  *   tail      the outcome (or dead-letter) topic decoded to JSON lines;
- *   state     one customer's state from Redis, as JSON. */
+ *   state     one customer's state from Redis, as JSON;
+ * and the helpers the tools that read Redis share (commands.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -312,49 +313,54 @@ out_cfg:
 
 /* ----------------------------------------------------------------- state -- */
 
-/* The stored state, decoded (binary or the JSON of earlier versions), as
- * JSON (state_json.h). */
-static int print_state(struct mcd_store *store, const char *id, bool compact) {
-        struct mcd_customer c;
-        char *raw = NULL, *text = NULL, why[256] = "";
+/* The store's warnings (a Sentinel not answering, a node that is not the
+ * master) on stderr, named by the command (ctx); its lower notes are of no
+ * use to a tool. */
+static void tool_store_note(void *ctx, int priority, const char *text) {
+        if (priority <= LOG_WARNING)
+                fprintf(stderr, "multichanneld: %s: %s\n", (const char *)ctx, text);
+}
+
+int mcd_tool_store_new(const char *cmd, const struct mcd_config *cfg, struct mcd_store **out) {
+        struct mcd_store_options so = {
+                .host = cfg->redis_host, .port = cfg->redis_port, .db = cfg->redis_db,
+                .password = cfg->redis_password, .prefix = cfg->redis_key_prefix,
+                .timeout_ms = cfg->redis_timeout_ms, .sentinels = cfg->redis_sentinels,
+                .master_name = cfg->redis_master_name, .note = tool_store_note, .note_ctx = (void *)cmd,
+        };
+
+        return mcd_store_new(&so, out);
+}
+
+int mcd_tool_load_customer(const char *cmd, struct mcd_store *store, const char *id, struct mcd_customer *c) {
+        char *raw = NULL, why[256] = "";
         size_t len = 0;
         int r = mcd_store_get_customer_raw(store, id, &raw, &len);
 
         if (r < 0)
                 return r;
-        if (!raw) {
-                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", id);
+        if (!raw)
                 return -ENOENT;
-        }
-        r = mcd_state_decode(raw, len, &c, why, sizeof(why));
+        r = mcd_state_decode(raw, len, c, why, sizeof(why));
         free(raw);
-        if (r < 0) {
-                fprintf(stderr, "multichanneld: state: the stored state of '%s' is unreadable: %s\n", id, why);
-                return r;
-        }
-        text = mcd_state_to_json(&c);
-        mcd_customer_clear(&c);
-        if (!text)
-                return -ENOMEM;
-        if (compact) {
-                puts(text);
-        } else {
-                json_t *j = json_loads(text, 0, NULL);
-                char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-                puts(pretty ? pretty : text);
-                free(pretty);
-                json_decref(j);
-        }
-        free(text);
-        return 0;
+        if (r == -EINVAL)
+                fprintf(stderr, "multichanneld: %s: the stored state of '%s' is unreadable: %s\n", cmd, id, why);
+        return r;
 }
 
-/* The store's warnings (a Sentinel not answering, a node that is not the
- * master) on stderr; its lower notes are of no use here. */
-static void state_note(void *ctx, int priority, const char *text) {
-        (void)ctx;
-        if (priority <= LOG_WARNING)
-                fprintf(stderr, "multichanneld: state: %s\n", text);
+/* The stored state, decoded (binary or the JSON of earlier versions), as
+ * JSON (state_json.h). */
+static int print_state(struct mcd_store *store, const char *id, bool compact) {
+        struct mcd_customer c;
+        int r = mcd_tool_load_customer("state", store, id, &c);
+
+        if (r == -ENOENT)
+                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", id);
+        if (r < 0)
+                return r;
+        r = mcd_state_print(stdout, &c, !compact);
+        mcd_customer_clear(&c);
+        return r;
 }
 
 int mcd_cmd_state(int argc, char **argv) {
@@ -364,7 +370,6 @@ int mcd_cmd_state(int argc, char **argv) {
                 {0},
         };
         const char *path = NULL;
-        struct mcd_store_options so;
         struct mcd_store *store = NULL;
         struct mcd_config cfg;
         bool compact = false;
@@ -384,11 +389,7 @@ int mcd_cmd_state(int argc, char **argv) {
                 return mcd_cli_error("state", "expected a CUSTOMER_ID argument");
         if ((status = mcd_load_config_for("state", path, &cfg)) != 0)
                 return status;
-        so = (struct mcd_store_options){.host = cfg.redis_host, .port = cfg.redis_port, .db = cfg.redis_db,
-                                        .password = cfg.redis_password, .prefix = cfg.redis_key_prefix,
-                                        .timeout_ms = cfg.redis_timeout_ms, .sentinels = cfg.redis_sentinels,
-                                        .master_name = cfg.redis_master_name, .note = state_note};
-        r = mcd_store_new(&so, &store);
+        r = mcd_tool_store_new("state", &cfg, &store);
         for (int i = optind; r >= 0 && i < argc; i++) {
                 r = print_state(store, argv[i], compact);
                 if (r == -ENOENT) {
