@@ -38,6 +38,9 @@ static void usage(FILE *f) {
               "  whatif [-c FILE] [--now TIME] [--compact] CUSTOMER_ID [FILE]\n"
               "                     apply JSON-lines events to a customer's state from Redis and\n"
               "                     print the outcomes and the resulting state; writes nothing\n"
+              "  redrive [-c FILE] [--error CODE] [--since TIME] [--until TIME] [--dry-run]\n"
+              "                     produce the selected dead letters back to their input topic\n"
+              "                     and partition; prints a summary by error code\n"
               "  mock-cluster [-c FILE] [--partitions N] [--brokers N] [--sync-group-delay MS]\n"
               "               [--fetch-delay TOPIC:PARTITION:MS]\n"
               "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
@@ -202,6 +205,7 @@ static const struct {
         {"state", mcd_cmd_state},
         {"lag", mcd_cmd_lag},
         {"whatif", mcd_cmd_whatif},
+        {"redrive", mcd_cmd_redrive},
         {"mock-cluster", mcd_cmd_mock_cluster},
         {"version", cmd_version},
         {"--version", cmd_version},
