@@ -260,6 +260,14 @@ static int send_letter(struct redrive *r, const rd_kafka_message_t *m, int t, co
         return 0;
 }
 
+/* Does the source record hold the letter's key and value (else the topic
+ * was recreated, its offsets reused)? */
+static bool same_message(const rd_kafka_message_t *letter, const rd_kafka_message_t *src) {
+        return letter->key_len == src->key_len && letter->len == src->len &&
+               (letter->key_len == 0 || memcmp(letter->key, src->key, letter->key_len) == 0) &&
+               (letter->len == 0 || memcmp(letter->payload, src->payload, letter->len) == 0);
+}
+
 /* One dead letter: tallied, and if selected and not a copy of a letter
  * selected before, sent (or counted, on a dry run).  0, or a negative errno
  * that stops the run (its source could not be read). */
@@ -293,6 +301,12 @@ static int letter(struct redrive *r, const rd_kafka_message_t *m) {
                 fprintf(stderr, "multichanneld: %s: %s: cannot read its source record %s [%s] at %s: %s\n", CMD,
                         from, topic, part, off, strerror(-ret));
                 return ret;
+        }
+        if (src && !same_message(m, src)) {
+                fprintf(stderr, "multichanneld: %s: %s: the record at %s [%s] offset %s is another message; "
+                        "the letter goes with its own timestamp\n", CMD, from, topic, part, off);
+                rd_kafka_message_destroy(src);
+                src = NULL;
         }
         if ((ret = mcd_strmap_put(&r->covered, from, r)) < 0)
                 goto out;

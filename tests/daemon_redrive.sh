@@ -2,10 +2,11 @@
 # daemon_redrive.sh -- `multichanneld redrive` through the real daemon.
 # Garbage (two text values: BAD_MAGIC; a license-based subscription without
 # term_end: INVALID_EVENT; a fingerprint of no schema: UNKNOWN_SCHEMA) is
-# dead-lettered among good events.  Two letters of our own stand for events
+# dead-lettered among good events.  Three letters of our own stand for events
 # whose schema was missing and has since been added: valid events written to
 # the dead-letter topic as UNKNOWN_SCHEMA letters, their source records gone
-# (the redrive falls back to the letter's own timestamp).
+# or, for the third, another message (the redrive falls back to the letter's
+# own timestamp).
 #   - redrive --dry-run counts every letter by code and sends nothing;
 #     --since/--until select by the time a letter was written;
 #   - redrive --error BAD_MAGIC sends the two back, to their partition, value
@@ -41,6 +42,7 @@ EOF
 cat > "$TMP/fixed.jsonl" <<'EOF'
 {"event_id":"f-1","occurred_at":"2030-03-02T08:00:00.000Z","customer_id":"cust-fixed","cloud":"COMMERCIAL","type":"RelationshipRequested","partner_id":"partner-fabrikam"}
 {"event_id":"f-2","occurred_at":"2030-03-02T09:00:00.000Z","customer_id":"cust-fixed","cloud":"COMMERCIAL","type":"RelationshipAccepted","partner_id":"partner-fabrikam"}
+{"event_id":"f-3","occurred_at":"2030-03-02T10:00:00.000Z","customer_id":"cust-fixed","cloud":"COMMERCIAL","type":"RelationshipRemoved","partner_id":"partner-fabrikam"}
 EOF
 $MCD replay "$TMP/good.jsonl" | strip_messages > "$TMP/want_good"
 $MCD replay "$TMP/fixed.jsonl" | strip_messages > "$TMP/want_fixed"
@@ -66,13 +68,18 @@ EOF
 garbage UNKNOWN_SCHEMA -t "$REL" -m flipfp <<'EOF'
 {"event_id":"x-2","occurred_at":"2030-03-01T11:00:00.000Z","customer_id":"cust-bravo","cloud":"COMMERCIAL","type":"RelationshipAccepted","partner_id":"partner-fabrikam"}
 EOF
+# Source offsets of our letters: two gone, one holding another message.
+other=$("$PRODUCE" -b "$BOOTSTRAP" -t "$REL" -d | awk -F '\t' '$2 == 0 { print $3; exit }')
+[ -n "$other" ]; ok $? "partition 0 of $REL holds a message (offset $other) for a letter that is not its"
+set -- 1000000 1000001 "${other:-1000002}"
 n_i=0
 while IFS= read -r line; do
         printf '%s\n' "$line" | "$PRODUCE" -b "$BOOTSTRAP" -t "$DLQ" -p 0 -m valid -H error=UNKNOWN_SCHEMA \
                 -H "error_message=unknown writer schema (test)" -H "source_topic=$REL" -H source_partition=0 \
-                -H "source_offset=$((1000000 + n_i))" >> "$TMP/own_letters" 2>> "$TMP/produce.err"
-        ok $? "wrote a letter of our own: UNKNOWN_SCHEMA, source record gone ($(echo "$line" | cut -c1-22))"
+                -H "source_offset=$1" >> "$TMP/own_letters" 2>> "$TMP/produce.err"
+        ok $? "wrote a letter of our own: UNKNOWN_SCHEMA, source offset $1 ($(echo "$line" | cut -c1-22))"
         n_i=$((n_i + 1))
+        shift
 done < "$TMP/fixed.jsonl"
 head -20 "$TMP/produce.err" | diag
 
@@ -104,18 +111,19 @@ n_sub=$(count_topic "$SUB")
 # ---- dry runs ---------------------------------------------------------------------
 redrive dry --dry-run
 [ "$(row dry BAD_MAGIC)" = "2 2 2" ] && [ "$(row dry INVALID_EVENT)" = "1 1 1" ] &&
-        [ "$(row dry UNKNOWN_SCHEMA)" = "3 3 3" ] && [ "$(row dry total)" = "6 6 6" ]
+        [ "$(row dry UNKNOWN_SCHEMA)" = "4 4 4" ] && [ "$(row dry total)" = "7 7 7" ]
 ok $? "dry run: every letter counted by code, all would be sent"
-grep -q "^dry run: would send 6 of 6 selected; nothing sent$" "$TMP/dry.out"
+grep -q "^dry run: would send 7 of 7 selected; nothing sent$" "$TMP/dry.out"
 ok $? "dry run says what it would send"
-grep -q "^2 letter(s) would go with the dead letter's own timestamp" "$TMP/dry.out"
-ok $? "dry run: the two letters whose source record is gone are told apart"
+grep -q "^3 letter(s) would go with the dead letter's own timestamp" "$TMP/dry.out" &&
+        grep -q "the record at $REL \[0\] offset $other is another message" "$TMP/dry.err"
+ok $? "dry run: our three letters, their source records gone or another message, are told apart"
 redrive dry_bad --dry-run --error BAD_MAGIC
-[ "$(row dry_bad BAD_MAGIC)" = "2 2 2" ] && [ "$(row dry_bad total)" = "6 2 2" ]
+[ "$(row dry_bad BAD_MAGIC)" = "2 2 2" ] && [ "$(row dry_bad total)" = "7 2 2" ]
 ok $? "dry run --error BAD_MAGIC selects the 2 BAD_MAGIC letters"
 redrive dry_time --dry-run --since 2040-01-01T00:00:00.000Z
 redrive dry_time2 --dry-run --until 2020-01-01T00:00:00.000Z
-[ "$(row dry_time total)" = "6 0 0" ] && [ "$(row dry_time2 total)" = "6 0 0" ]
+[ "$(row dry_time total)" = "7 0 0" ] && [ "$(row dry_time2 total)" = "7 0 0" ]
 ok $? "--since and --until select by the time a letter was written"
 sleep 2
 [ "$(count_dlq)" -eq "$n_dlq" ] && [ "$(count_topic "$REL")" -eq "$n_rel" ] && [ "$(count_topic "$SUB")" -eq "$n_sub" ]
@@ -150,8 +158,8 @@ ok $? "each went back with its original timestamp (read from its source record)"
 
 # ---- the "fixed" events come in, once ---------------------------------------------
 redrive unknown --error UNKNOWN_SCHEMA
-grep -q "^sent 3 of 3 selected, 0 failed$" "$TMP/unknown.out"
-ok $? "redrive --error UNKNOWN_SCHEMA sent 3"
+grep -q "^sent 4 of 4 selected, 0 failed$" "$TMP/unknown.out"
+ok $? "redrive --error UNKNOWN_SCHEMA sent 4"
 n_dlq=$((n_dlq + 1))
 wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$((n_good + n_fixed))"
 ok $? "the fixed events' outcomes are out"
@@ -165,9 +173,9 @@ ok $? "the outcomes are the good events' and the fixed events', each once ($(wc 
 
 # ---- again: nothing changes, the copies are skipped -----------------------------------
 redrive again
-grep -q "^sent 6 of 9 selected, 0 failed$" "$TMP/again.out" &&
+grep -q "^sent 7 of 10 selected, 0 failed$" "$TMP/again.out" &&
         grep -q "^skipped 3 re-dead-lettered copies of letters selected in this run$" "$TMP/again.out"
-ok $? "a second redrive of everything sends the 6 letters again, not their 3 copies"
+ok $? "a second redrive of everything sends the 7 letters again, not their 3 copies"
 n_dlq=$((n_dlq + 4))
 wait_until 60 dlq_is "$n_dlq"
 ok $? "the 4 letters of garbage are dead-lettered again ($(count_dlq) letters of $n_dlq)"
