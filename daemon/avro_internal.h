@@ -5,7 +5,8 @@
  *   avro_schema.c   canonical form, fingerprints, the registry of schemas
  *   avro_value.c    the checked walk of a body; generic value <-> JSON
  *   avro_encode.c   model -> Avro; the one envelope (header) writer
- *   avro_decode.c   Avro -> model, with the reader's defaults */
+ *   avro_decode.c   Avro -> model, with the reader's defaults
+ *   avro_dir.c      writer schemas read from a folder (schemas.dir) */
 #ifndef MCD_AVRO_INTERNAL_H
 #define MCD_AVRO_INTERNAL_H
 
@@ -35,6 +36,7 @@ struct schema_entry {
         json_t *records;                /* full name -> record definition (borrowed from root) */
         avro_schema_t schema;           /* libavro-c's form */
         avro_value_iface_t *iface;      /* generic value class of schema */
+        bool from_dir;                  /* read from schemas.dir (avro_dir.c): replaced by the next read */
 };
 
 struct mcd_avro {
@@ -58,6 +60,10 @@ const char *mcd_avro_short_name(const char *fullname);
 int mcd_avro_entry_init(struct schema_entry *e, const char *json);
 /* Frees what e holds and zeroes it. */
 void mcd_avro_entry_clear(struct schema_entry *e);
+/* "RelationshipEvent.v3.avsc" -> kind and 3.  0 or -EINVAL. */
+int mcd_avro_parse_file_name(const char *name, enum mcd_avro_kind *kind, int *version);
+/* mcd_avro_register, marking the entry as read from schemas.dir or not. */
+int mcd_avro_register_from(struct mcd_avro *a, enum mcd_avro_kind kind, const char *schema_json, bool from_dir);
 /* The entry of a fingerprint, or NULL. */
 struct schema_entry *mcd_avro_find_entry(struct mcd_avro *a, uint64_t fp);
 

@@ -484,8 +484,7 @@ static int add_entry(struct mcd_avro *a, struct schema_entry *e) {
         return 0;
 }
 
-/* "RelationshipEvent.v3.avsc" -> kind and 3.  0 or -EINVAL. */
-static int parse_file_name(const char *name, enum mcd_avro_kind *kind, int *version) {
+int mcd_avro_parse_file_name(const char *name, enum mcd_avro_kind *kind, int *version) {
         const char *v = strstr(name, ".v");
         char *end;
         long n;
@@ -510,7 +509,7 @@ static int add_embedded(struct mcd_avro *a, const struct mcd_schema_file *f, int
         enum mcd_avro_kind kind;
         int version, r;
 
-        if ((r = parse_file_name(f->name, &kind, &version)) < 0)
+        if ((r = mcd_avro_parse_file_name(f->name, &kind, &version)) < 0)
                 return r;
         if ((r = mcd_avro_entry_init(&e, f->json)) < 0)
                 return r;
@@ -557,6 +556,10 @@ void mcd_avro_free(struct mcd_avro *a) {
 }
 
 int mcd_avro_register(struct mcd_avro *a, enum mcd_avro_kind kind, const char *schema_json) {
+        return mcd_avro_register_from(a, kind, schema_json, false);
+}
+
+int mcd_avro_register_from(struct mcd_avro *a, enum mcd_avro_kind kind, const char *schema_json, bool from_dir) {
         struct schema_entry e;
         char *copy;
         int r;
@@ -572,6 +575,7 @@ int mcd_avro_register(struct mcd_avro *a, enum mcd_avro_kind kind, const char *s
         }
         e.owned_json = copy;
         e.kind = kind;
+        e.from_dir = from_dir;
         return add_entry(a, &e);
 }
 

@@ -147,6 +147,7 @@ struct worker {
         struct mcd_store *store;
         struct mcd_par *par;         /* batch.threads: decode, parse and write the customers' state */
         struct mcd_avro **decoders;  /* one per batch thread; [0] is avro */
+        struct mcd_avro_dir *schemas; /* schemas.dir's writer schemas, known to every codec */
         struct mcd_rules_config rules;
 
         struct pair **pairs;
@@ -2980,7 +2981,8 @@ static int batch_threads_start(struct worker *w, int threads) {
         if (r == 0)
                 decoders[0] = w->avro;
         for (int i = 1; r == 0 && i < threads; i++)
-                r = mcd_avro_new(&decoders[i]);
+                if ((r = mcd_avro_new(&decoders[i])) == 0)
+                        r = mcd_avro_use_dir(decoders[i], w->schemas);
         if (r == 0)
                 r = mcd_par_new((unsigned)threads, &par);
         if (r < 0) {
@@ -2990,6 +2992,37 @@ static int batch_threads_start(struct worker *w, int threads) {
         w->par = par;
         w->decoders = decoders;
         mcd_store_set_parallel(w->store, par);
+        return 0;
+}
+
+/* Reads schemas.dir `dir` and gives its writer schemas to every codec (the
+ * batch threads' too), replacing the folder's previous ones.  A bad folder
+ * changes nothing: a negative errno, logged. */
+static int schemas_load(struct worker *w, const char *dir) {
+        unsigned n = w->decoders ? mcd_par_threads(w->par) : 1;
+        struct mcd_avro_dir *d = NULL;
+        char why[768];
+        int r;
+
+        r = mcd_avro_dir_read(dir, true, &d, why, sizeof(why));
+        if (r < 0) {
+                log_error("%s%s", w->schemas ? "reload: the writer schemas in use are kept: " : "", why);
+                return r;
+        }
+        for (unsigned i = 0; r == 0 && i < n; i++)
+                r = mcd_avro_use_dir(w->decoders ? w->decoders[i] : w->avro, d);
+        if (r < 0) {
+                log_error("schemas.dir %s: %s; the writer schemas in use are kept", dir, strerror(-r));
+                for (unsigned i = 0; i < n; i++)
+                        mcd_avro_use_dir(w->decoders ? w->decoders[i] : w->avro, w->schemas);
+                mcd_avro_dir_free(d);
+                return r;
+        }
+        if (mcd_avro_dir_missing(d) && strcmp(dir, MCD_SCHEMADIR) != 0)
+                log_warning("schemas.dir %s does not exist: only the built-in schemas are known", dir);
+        log_notice("schemas.dir %s: %zu writer schema file(s)", dir, mcd_avro_dir_count(d));
+        mcd_avro_dir_free(w->schemas);
+        w->schemas = d;
         return 0;
 }
 
@@ -3028,6 +3061,8 @@ static int worker_setup(struct worker *w) {
         w->fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
         w->fault_stop_before_changelog = fault_env("MCD_FAULT_STOP_BEFORE_CHANGELOG");
         if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
+                return r;
+        if ((r = schemas_load(w, w->cfg->schemas_dir)) < 0)
                 return r;
         if ((r = batch_threads_start(w, w->cfg->batch_threads)) < 0) {
                 log_error("cannot start %d batch threads: %s", w->cfg->batch_threads, strerror(-r));
@@ -3160,6 +3195,7 @@ static void worker_teardown(struct worker *w) {
         mcd_store_free(w->store);
         batch_threads_stop(w->par, w->decoders);
         mcd_avro_free(w->avro);
+        mcd_avro_dir_free(w->schemas);
 }
 
 static bool all_ready(const struct worker *w) {
@@ -3248,8 +3284,9 @@ static void report_status(struct worker *w, bool *ready_sent) {
                 mcd_metrics_update(w->metrics, &w->st);
 }
 
-/* SIGHUP: re-reads the configuration file.  A bad file is refused (each bad
- * line logged) and the running configuration kept.  The keys that shape the
+/* SIGHUP: re-reads the configuration file and schemas.dir.  A bad file is
+ * refused (each bad line logged) and the running configuration kept; so is a
+ * bad schema folder (the file named), and the writer schemas in use.  The keys that shape the
  * rules, batching and logging apply at once; the others (Kafka, topics,
  * Redis, metrics address) at the next start, which is logged. */
 static bool str_differs(const char *a, const char *b) {
@@ -3287,6 +3324,7 @@ static void reload(struct worker *w) {
         sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRId64, mono_us());
         if (!w->cfg->path) {
                 log_notice("reload: running on the defaults, no configuration file to re-read");
+                schemas_load(w, w->cfg->schemas_dir);
                 sd_notify(0, "READY=1");
                 return;
         }
@@ -3336,6 +3374,11 @@ static void reload(struct worker *w) {
                 w->cfg->buffer_max = fresh.buffer_max;
                 w->cfg->batch_wait = fresh.batch_wait;
                 w->cfg->status_interval = fresh.status_interval;
+                if (schemas_load(w, fresh.schemas_dir) == 0) {
+                        char *old = w->cfg->schemas_dir;
+                        w->cfg->schemas_dir = fresh.schemas_dir;
+                        fresh.schemas_dir = old;
+                }
                 mcd_config_rules(w->cfg, &w->rules);
                 mcd_log_set_level(fresh.log_level);
                 if (differs)

@@ -6,6 +6,7 @@
  * with the codec, and used to encode through mcd_avro_encode_event_with(). */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -954,6 +955,112 @@ out:
         mcd_avro_free(t.codecs[1]);
 }
 
+/* Writes text to dir/name. */
+static void put_file(const char *dir, const char *name, const char *text) {
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "w");
+        if (f) {
+                fputs(text, f);
+                fclose(f);
+        }
+}
+
+static void rm_file(const char *dir, const char *name) {
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        remove(path);
+}
+
+/* schemas.dir: a folder's writers known after mcd_avro_use_dir, forgotten
+ * when the next folder lacks them; bad files refused with their name. */
+static void test_schema_dir(void) {
+        char dir[] = "/tmp/mcd-test-avro-dir.XXXXXX", why[512] = "";
+        struct mcd_avro *a = NULL;
+        struct mcd_avro_dir *d = NULL;
+        struct mcd_event ev = sample_event(MCD_EV_RELATIONSHIP_ACCEPTED), got = { 0 };
+        struct mcd_avro_error err = { 0 };
+        json_t *s;
+        char *writer;
+        void *buf = NULL;
+        size_t len = 0;
+
+        if (!mkdtemp(dir) || mcd_avro_new(&a) < 0) {
+                ok(false, "a temporary folder and a codec");
+                return;
+        }
+        s = reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT);
+        add_field(s, 0, "{\"name\":\"source_system\",\"type\":[\"null\",\"string\"],\"default\":null}");
+        writer = json_dumps(s, 0);
+        json_decref(s);
+        is_int(mcd_avro_encode_event_with(a, writer, &ev, &buf, &len), 0, "an event encoded with a v2 writer");
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == -EBADMSG &&
+           strcmp(err.code, MCD_DLQ_UNKNOWN_SCHEMA) == 0, "before the folder has it, it is UNKNOWN_SCHEMA");
+
+        is_int(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)), 0, "an empty folder reads");
+        is_int((int)mcd_avro_dir_count(d), 0, "an empty folder holds no schema");
+        mcd_avro_dir_free(d);
+        put_file(dir, "README", "not a schema, ignored");
+        put_file(dir, "RelationshipEvent.v2.avsc", writer);
+        put_file(dir, "RelationshipEvent.v1.avsc", mcd_avro_reader_schema(a, MCD_AVRO_RELATIONSHIP_EVENT));
+        is_int(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)), 0, "a folder with v1 and v2 reads");
+        is_int((int)mcd_avro_dir_count(d), 2, "both schema files are counted, the README ignored");
+        is_int(mcd_avro_use_dir(a, d), 0, "the codec takes the folder (v1 it already knows)");
+        mcd_avro_dir_free(d);
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == 0 &&
+           !event_diff(&ev, &got), "after it, the v2 event decodes to the same event");
+        mcd_event_clear(&got);
+
+        put_file(dir, "SubscriptionEvent.v2.avsc", "{\"type\": \"record\"");
+        ok(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)) == -EINVAL && !d &&
+           strstr(why, "SubscriptionEvent.v2.avsc"), "a file that is not JSON is refused by name (%s)", why);
+        put_file(dir, "SubscriptionEvent.v2.avsc", writer);
+        ok(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)) == -EINVAL && strstr(why, "named"),
+           "a record named otherwise than its file is refused (%s)", why);
+        rm_file(dir, "SubscriptionEvent.v2.avsc");
+        put_file(dir, "Relationship.v2.avsc", writer);
+        ok(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)) == -EINVAL && strstr(why, "Relationship.v2.avsc"),
+           "a schema file of no known record is refused (%s)", why);
+        rm_file(dir, "Relationship.v2.avsc");
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == 0,
+           "a refused folder changes nothing in the codec");
+        mcd_event_clear(&got);
+
+        rm_file(dir, "RelationshipEvent.v2.avsc");
+        is_int(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)), 0, "the folder without v2 reads");
+        is_int(mcd_avro_use_dir(a, d), 0, "the codec takes it");
+        mcd_avro_dir_free(d);
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == -EBADMSG &&
+           strcmp(err.code, MCD_DLQ_UNKNOWN_SCHEMA) == 0, "a writer removed from the folder is forgotten");
+        ev = sample_event(MCD_EV_RELATIONSHIP_ACCEPTED);
+        free(buf);
+        buf = NULL;
+        ok(mcd_avro_encode_event(a, &ev, &buf, &len) == 0 &&
+           mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == 0,
+           "the reader schema still decodes");
+        mcd_event_clear(&got);
+
+        {
+                char missing[sizeof(dir) + 16];
+
+                snprintf(missing, sizeof(missing), "%s-missing", dir);
+                ok(mcd_avro_dir_read(missing, false, &d, why, sizeof(why)) == -ENOENT,
+                   "a missing folder is an error");
+                ok(mcd_avro_dir_read(missing, true, &d, why, sizeof(why)) == 0 && mcd_avro_dir_count(d) == 0,
+                   "unless it may be missing");
+                mcd_avro_dir_free(d);
+        }
+        rm_file(dir, "README");
+        rm_file(dir, "RelationshipEvent.v1.avsc");
+        remove(dir);
+        free(buf);
+        free(writer);
+        mcd_avro_free(a);
+}
+
 int main(void) {
         struct mcd_avro *a = NULL;
 
@@ -969,6 +1076,7 @@ int main(void) {
         test_hostile_structure(a);
         test_robustness(a);
         test_threads(a);
+        test_schema_dir();
         mcd_avro_free(a);
         return tap_done();
 }
