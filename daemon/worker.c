@@ -3285,10 +3285,11 @@ static void report_status(struct worker *w, bool *ready_sent) {
 }
 
 /* SIGHUP: re-reads the configuration file and schemas.dir.  A bad file is
- * refused (each bad line logged) and the running configuration kept; so is a
- * bad schema folder (the file named), and the writer schemas in use.  The keys that shape the
- * rules, batching and logging apply at once; the others (Kafka, topics,
- * Redis, metrics address) at the next start, which is logged. */
+ * refused (each bad line logged) and the running configuration kept; a bad
+ * schema folder is logged (the file named) and the writer schemas in use
+ * kept.  The keys that shape the rules, batching and logging apply at once;
+ * the others (Kafka, topics, Redis, metrics address) at the next start,
+ * which is logged. */
 static bool str_differs(const char *a, const char *b) {
         return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
