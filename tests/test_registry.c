@@ -1,0 +1,187 @@
+/* test_registry.c -- the Schema Registry client (registry.c) against the
+ * stand-in tests/registry_stub, started here on a free loopback port.
+ *
+ * Covers: registering a schema gives an id, the same id again for the same
+ * text and another for another text; a schema fetched by id equals what was
+ * registered, and a second fetch is served from the cache (the stub counts
+ * no new request, and answers it even while down); an unknown id is -ENOENT
+ * and is not cached; an outage (503) is -EAGAIN for an uncached id and for a
+ * registration; the registry gone (connection refused) is -EAGAIN; basic
+ * authentication: 401 without credentials (-EPROTO), accepted with them;
+ * concurrent fetches from several threads. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "daemon/registry.h"
+#include "tests/tap.h"
+
+static char dir[] = "/tmp/test_registry.XXXXXX";
+static pid_t stub;
+
+static void control(const char *name, const char *content) {
+        char path[256];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (!content) {
+                unlink(path);
+                return;
+        }
+        if ((f = fopen(path, "w"))) {
+                fputs(content, f);
+                fclose(f);
+        }
+}
+
+/* Starts the stub; returns its port, or 0. */
+static int start_stub(void) {
+        char path[256], bin[1024];
+        const char *b = getenv("MCD_BUILDDIR");
+        int port = 0;
+        FILE *f;
+
+        snprintf(bin, sizeof(bin), "%s/tests/registry_stub", b ? b : ".");
+        snprintf(path, sizeof(path), "%s/port", dir);
+        stub = fork();
+        if (stub == 0) {
+                execl(bin, bin, "0", dir, (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 100 && !port; i++) {
+                usleep(50000);
+                if ((f = fopen(path, "r"))) {
+                        if (fscanf(f, "%d", &port) != 1)
+                                port = 0;
+                        fclose(f);
+                }
+        }
+        return port;
+}
+
+static void stop_stub(void) {
+        if (stub > 0) {
+                kill(stub, SIGTERM);
+                waitpid(stub, NULL, 0);
+                stub = 0;
+        }
+}
+
+struct fetcher {
+        struct mcd_registry *r;
+        uint32_t id;
+        int failures;
+        const char *want;
+};
+
+static void *fetch_many(void *arg) {
+        struct fetcher *f = arg;
+
+        for (int i = 0; i < 50; i++) {
+                char *json = NULL, why[256];
+                if (mcd_registry_schema(f->r, f->id, &json, why, sizeof(why)) != 0 || strcmp(json, f->want) != 0)
+                        f->failures++;
+                free(json);
+        }
+        return NULL;
+}
+
+int main(void) {
+        const char *s1 = "{\"type\":\"record\",\"name\":\"A\",\"fields\":[]}";
+        const char *s2 = "{\"type\":\"record\",\"name\":\"B\",\"fields\":[]}";
+        struct mcd_registry *r = NULL, *r2 = NULL;
+        uint32_t id1 = 0, id1b = 0, id2 = 0, idx = 0;
+        char url[64], why[256], *json = NULL;
+        int port;
+
+        if (!mkdtemp(dir)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        port = start_stub();
+        if (!ok(port > 0, "the stub started")) {
+                stop_stub();
+                return tap_done();
+        }
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+        is_int(mcd_registry_new(url, NULL, 2000, &r), 0, "client created");
+
+        is_int(mcd_registry_register(r, "out-value", s1, &id1, why, sizeof(why)), 0, "schema registered");
+        is_int(mcd_registry_register(r, "out-value", s1, &id1b, why, sizeof(why)), 0, "registered again");
+        is_int(id1b, id1, "the same text has the same id");
+        is_int(mcd_registry_register(r, "other-value", s2, &id2, why, sizeof(why)), 0, "another schema");
+        ok(id2 != id1, "another text has another id");
+
+        /* A fresh client: nothing cached. */
+        is_int(mcd_registry_new(url, NULL, 2000, &r2), 0, "second client");
+        is_int(mcd_registry_schema(r2, id2, &json, why, sizeof(why)), 0, "schema fetched by id");
+        is_str(json, s2, "the fetched schema is the registered text");
+        free(json);
+        json = NULL;
+        is_int(mcd_registry_cached(r2), 1, "one schema cached");
+        control("down", "");
+        is_int(mcd_registry_schema(r2, id2, &json, why, sizeof(why)), 0, "a cached schema needs no request");
+        is_str(json, s2, "cached text");
+        free(json);
+        json = NULL;
+        is_int(mcd_registry_schema(r2, id1, &json, why, sizeof(why)), -EAGAIN, "503: -EAGAIN");
+        ok(strstr(why, "503") != NULL, "the reason names the status: %s", why);
+        is_int(mcd_registry_register(r2, "x-value", s1, &idx, why, sizeof(why)), -EAGAIN, "503 on register: -EAGAIN");
+        control("down", NULL);
+        is_int(mcd_registry_schema(r2, 99999, &json, why, sizeof(why)), -ENOENT, "unknown id: -ENOENT");
+        is_int(mcd_registry_cached(r2), 1, "an unknown id is not cached");
+        is_int(mcd_registry_schema(r2, id1, &json, why, sizeof(why)), 0, "after the outage, fetched");
+        is_str(json, s1, "the first schema");
+        free(json);
+        json = NULL;
+
+        {
+                struct fetcher f[4];
+                pthread_t t[4];
+                struct mcd_registry *r3 = NULL;
+                int fails = 0;
+                mcd_registry_new(url, NULL, 2000, &r3);
+                for (int i = 0; i < 4; i++) {
+                        f[i] = (struct fetcher){.r = r3, .id = i % 2 ? id1 : id2, .want = i % 2 ? s1 : s2};
+                        pthread_create(&t[i], NULL, fetch_many, &f[i]);
+                }
+                for (int i = 0; i < 4; i++) {
+                        pthread_join(t[i], NULL);
+                        fails += f[i].failures;
+                }
+                is_int(fails, 0, "four threads fetching at once");
+                is_int(mcd_registry_cached(r3), 2, "each id cached once");
+                mcd_registry_free(r3);
+        }
+
+        control("basic_auth", "alice:secret\n");
+        {
+                struct mcd_registry *ra = NULL;
+                is_int(mcd_registry_schema(r, 99998, &json, why, sizeof(why)), -EPROTO, "401 without credentials");
+                ok(strstr(why, "401") != NULL, "the reason names 401: %s", why);
+                mcd_registry_new(url, "alice:secret", 2000, &ra);
+                is_int(mcd_registry_register(ra, "auth-value", s2, &idx, why, sizeof(why)), 0,
+                       "accepted with credentials");
+                is_int(idx, id2, "same id");
+                mcd_registry_free(ra);
+        }
+        control("basic_auth", NULL);
+
+        stop_stub();
+        is_int(mcd_registry_schema(r2, 12345, &json, why, sizeof(why)), -EAGAIN, "registry gone: -EAGAIN");
+        ok(strstr(why, "did not answer") != NULL, "the reason says so: %s", why);
+
+        mcd_registry_free(r);
+        mcd_registry_free(r2);
+        mcd_registry_free(NULL);
+        is_int(mcd_registry_new("", NULL, 0, &r), -EINVAL, "an empty URL is refused");
+        control("port", NULL);
+        rmdir(dir);
+        return tap_done();
+}
