@@ -37,11 +37,16 @@ enum mcd_avro_kind {
 #define MCD_DLQ_CORRUPT_AVRO       "CORRUPT_AVRO"       /* truncated, trailing bytes, bad union index, bad enum... */
 #define MCD_DLQ_INVALID_EVENT      "INVALID_EVENT"      /* decodes, but a field required for its case is missing */
 #define MCD_DLQ_KEY_MISMATCH       "KEY_MISMATCH"       /* Kafka key differs from customer_id */
+/* Not a dead letter: the schema registry could not be asked (unreachable,
+ * timeout, 5xx); the message is to be decoded again later. */
+#define MCD_DLQ_REGISTRY_UNAVAILABLE "REGISTRY_UNAVAILABLE"
 
 struct mcd_avro_error {
         const char *code;            /* one of MCD_DLQ_* (static) */
         char message[256];           /* one English sentence */
 };
+
+struct mcd_registry;
 
 /* Creates a codec with every embedded schema version.  0 or negative errno. */
 int mcd_avro_new(struct mcd_avro **out);
@@ -82,10 +87,25 @@ int mcd_avro_fingerprint(const char *schema_json, uint64_t *fp);
 /* The reader (current) schema of a kind, as JSON text (static). */
 const char *mcd_avro_reader_schema(const struct mcd_avro *a, enum mcd_avro_kind kind);
 
-/* Decodes one input message.  `expected` is the envelope of the topic it came
- * from (RELATIONSHIP_EVENT or SUBSCRIPTION_EVENT).  Validates the event
- * (mcd_event_validate).  Returns 0, or -EBADMSG with *err filled. The key
- * check is the caller's (it has the key). */
+/* The Confluent wire format (0x00, a 4-byte big-endian schema id, the body):
+ * writer schemas named by id are fetched from registry r (registry.h,
+ * borrowed: it must outlive the codec; NULL: such messages are dead letters
+ * UNKNOWN_SCHEMA) and kept by the codec.  A codec is used by one thread at
+ * a time; r may be shared by the codecs of several threads. */
+void mcd_avro_use_registry(struct mcd_avro *a, struct mcd_registry *r);
+
+/* Outcomes encoded from now on are framed in the Confluent wire format with
+ * schema id `id` (the id the registry gave the outcome reader schema). */
+void mcd_avro_frame_outcomes_confluent(struct mcd_avro *a, uint32_t id);
+
+/* Decodes one input message, in either framing, by its first byte: 0xC3
+ * single-object encoding, 0x00 the Confluent wire format.  `expected` is the
+ * envelope of the topic it came from (RELATIONSHIP_EVENT or
+ * SUBSCRIPTION_EVENT).  Validates the event (mcd_event_validate).  Returns
+ * 0, -EBADMSG with *err filled (a dead letter), or -EAGAIN with err->code
+ * MCD_DLQ_REGISTRY_UNAVAILABLE (the registry could not be asked: not a dead
+ * letter, decode it again later).  The key check is the caller's (it has
+ * the key). */
 int mcd_avro_decode_event(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf,
                           size_t len, struct mcd_event *ev, struct mcd_avro_error *err);
 
@@ -98,7 +118,16 @@ int mcd_avro_encode_event(struct mcd_avro *a, const struct mcd_event *ev, void *
 int mcd_avro_encode_event_with(struct mcd_avro *a, const char *writer_schema_json,
                                const struct mcd_event *ev, void **buf, size_t *len);
 
+/* As mcd_avro_encode_event_with (writer NULL: the reader schema of the
+ * event's envelope), framed in the Confluent wire format with schema id
+ * `id` (the id the registry gave that writer schema). */
+int mcd_avro_encode_event_confluent(struct mcd_avro *a, const char *writer_schema_json, uint32_t id,
+                                    const struct mcd_event *ev, void **buf, size_t *len);
+
+/* Encodes an outcome with the reader schema, single-object encoded or, after
+ * mcd_avro_frame_outcomes_confluent, in the Confluent wire format. */
 int mcd_avro_encode_outcome(struct mcd_avro *a, const struct mcd_outcome *o, void **buf, size_t *len);
+/* Decodes an outcome in either framing (as mcd_avro_decode_event). */
 int mcd_avro_decode_outcome(struct mcd_avro *a, const void *buf, size_t len, struct mcd_outcome *o,
                             struct mcd_avro_error *err);
 

@@ -40,38 +40,61 @@ static int fail(struct mcd_avro_error *err, const char *code, const char *fmt, .
 
 /* ------------------------------------------------------- decoding -- */
 
-/* Checks the header, finds the writer schema, checks the body and decodes it
- * into JSON.  On success *out is the envelope as JSON. */
-static int decode_json(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
-                       json_t **out, struct mcd_avro_error *err) {
-        const unsigned char *p = buf;
-        const struct schema_entry *e;
-        struct walk w;
-        avro_reader_t reader;
-        avro_value_t v;
+/* The writer schema of a single-object encoded message. */
+static int single_object_writer(struct mcd_avro *a, const unsigned char *p, size_t len,
+                                const struct schema_entry **e, struct mcd_avro_error *err) {
         uint64_t fp = 0;
-        int r;
 
-        if (!p || len < SOE_HEADER_SIZE)
+        if (len < SOE_HEADER_SIZE)
                 return fail(err, MCD_DLQ_BAD_MAGIC,
                             "The message is %zu bytes long, shorter than the 10-byte Avro single-object header.",
                             len);
-        if (p[0] != SOE_MAGIC0 || p[1] != SOE_MAGIC1)
-                return fail(err, MCD_DLQ_BAD_MAGIC,
-                            "The message starts with 0x%02X 0x%02X, not the Avro single-object marker 0xC3 0x01.",
-                            p[0], p[1]);
         for (int i = 0; i < 8; i++)
                 fp |= (uint64_t)p[2 + i] << (8 * i);
-        e = mcd_avro_find_entry(a, fp);
-        if (!e)
+        *e = mcd_avro_find_entry(a, fp);
+        if (!*e)
                 return fail(err, MCD_DLQ_UNKNOWN_SCHEMA,
                             "The writer schema fingerprint 0x%016llx is not a schema this daemon knows.",
                             (unsigned long long)fp);
+        return 0;
+}
+
+/* Checks the header (either framing), finds the writer schema, checks the
+ * body and decodes it into JSON.  On success *out is the envelope as JSON.
+ * -EAGAIN when the registry could not be asked (mcd_avro_decode_event). */
+static int decode_json(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
+                       json_t **out, struct mcd_avro_error *err) {
+        const unsigned char *p = buf;
+        const struct schema_entry *e = NULL;
+        struct walk w;
+        avro_reader_t reader;
+        avro_value_t v;
+        size_t hdr;
+        int r;
+
+        if (!p || len < 2 || !((p[0] == SOE_MAGIC0 && p[1] == SOE_MAGIC1) || p[0] == CONFLUENT_MAGIC)) {
+                if (!p || len < 2)
+                        return fail(err, MCD_DLQ_BAD_MAGIC,
+                                    "The message is %zu bytes long, shorter than any Avro header.", p ? len : 0);
+                return fail(err, MCD_DLQ_BAD_MAGIC,
+                            "The message starts with 0x%02X 0x%02X, neither the Avro single-object marker "
+                            "0xC3 0x01 nor the Confluent wire-format byte 0x00.",
+                            p[0], p[1]);
+        }
+        if (p[0] == CONFLUENT_MAGIC) {
+                hdr = CONFLUENT_HEADER_SIZE;
+                r = mcd_avro_confluent_writer(a, p, len, &e, err);
+        } else {
+                hdr = SOE_HEADER_SIZE;
+                r = single_object_writer(a, p, len, &e, err);
+        }
+        if (r < 0)
+                return r;
         if (e->kind != expected)
                 return fail(err, MCD_DLQ_WRONG_TOPIC, "The message is a %s, but this topic carries %s values.",
                             mcd_avro_kind_names[e->kind], mcd_avro_kind_names[expected]);
 
-        w = (struct walk){ .p = p + SOE_HEADER_SIZE, .end = p + len, .items_left = len + MAX_ITEMS_SLACK };
+        w = (struct walk){ .p = p + hdr, .end = p + len, .items_left = len + MAX_ITEMS_SLACK };
         if (mcd_avro_walk_value(&w, e->schema, 0) < 0)
                 return fail(err, MCD_DLQ_CORRUPT_AVRO, "The Avro body is corrupt: %s.", w.why);
         if (w.p != w.end)
@@ -80,7 +103,7 @@ static int decode_json(struct mcd_avro *a, enum mcd_avro_kind expected, const vo
 
         if (avro_generic_value_new(e->iface, &v) != 0)
                 return fail(err, MCD_DLQ_CORRUPT_AVRO, "The Avro body could not be decoded: out of memory.");
-        reader = avro_reader_memory((const char *)p + SOE_HEADER_SIZE, (int64_t)(len - SOE_HEADER_SIZE));
+        reader = avro_reader_memory((const char *)p + hdr, (int64_t)(len - hdr));
         if (!reader)
                 r = fail(err, MCD_DLQ_CORRUPT_AVRO, "The Avro body could not be decoded: out of memory.");
         else if (avro_value_read(reader, &v) != 0)

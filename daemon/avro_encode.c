@@ -21,7 +21,9 @@
 #include "daemon/avro_internal.h"
 
 /* Writes value v (of schema entry e) as a single-object encoded buffer. */
-int mcd_avro_frame_write(const struct schema_entry *e, avro_value_t *v, void **buf, size_t *len) {
+int mcd_avro_frame_write(const struct schema_entry *e, const uint32_t *confluent_id, avro_value_t *v, void **buf,
+                         size_t *len) {
+        size_t hdr = confluent_id ? CONFLUENT_HEADER_SIZE : SOE_HEADER_SIZE;
         avro_writer_t w = NULL;
         unsigned char *out = NULL;
         size_t size = 0;
@@ -29,20 +31,26 @@ int mcd_avro_frame_write(const struct schema_entry *e, avro_value_t *v, void **b
 
         if (avro_value_sizeof(v, &size) != 0)
                 goto done;
-        out = malloc(SOE_HEADER_SIZE + size);
+        out = malloc(hdr + size);
         if (!out)
                 goto done;
-        out[0] = SOE_MAGIC0;
-        out[1] = SOE_MAGIC1;
-        for (int i = 0; i < 8; i++)
-                out[2 + i] = (unsigned char)(e->fp >> (8 * i));
-        w = avro_writer_memory((const char *)out + SOE_HEADER_SIZE, (int64_t)size);
+        if (confluent_id) {
+                out[0] = CONFLUENT_MAGIC;
+                for (int i = 0; i < 4; i++)
+                        out[1 + i] = (unsigned char)(*confluent_id >> (8 * (3 - i)));
+        } else {
+                out[0] = SOE_MAGIC0;
+                out[1] = SOE_MAGIC1;
+                for (int i = 0; i < 8; i++)
+                        out[2 + i] = (unsigned char)(e->fp >> (8 * i));
+        }
+        w = avro_writer_memory((const char *)out + hdr, (int64_t)size);
         if (!w || avro_value_write(w, v) != 0) {
                 r = -EIO;
                 goto done;
         }
         *buf = out;
-        *len = SOE_HEADER_SIZE + size;
+        *len = hdr + size;
         out = NULL;
         r = 0;
 done:
@@ -52,9 +60,10 @@ done:
         return r;
 }
 
-/* Encodes JSON value j (a record) with schema entry e into a single-object
- * encoded buffer. */
-static int encode_json(const struct schema_entry *e, json_t *j, void **buf, size_t *len) {
+/* Encodes JSON value j (a record) with schema entry e into a buffer framed
+ * by mcd_avro_frame_write (confluent_id NULL: single-object encoding). */
+static int encode_json(const struct schema_entry *e, const uint32_t *confluent_id, json_t *j, void **buf,
+                       size_t *len) {
         avro_value_t v;
         int r;
 
@@ -62,7 +71,7 @@ static int encode_json(const struct schema_entry *e, json_t *j, void **buf, size
                 return -ENOMEM;
         r = mcd_avro_value_from_json(e->records, j, &v);
         if (r == 0)
-                r = mcd_avro_frame_write(e, &v, buf, len);
+                r = mcd_avro_frame_write(e, confluent_id, &v, buf, len);
         avro_value_decref(&v);
         return r;
 }
@@ -337,12 +346,13 @@ int mcd_avro_encode_event(struct mcd_avro *a, const struct mcd_event *ev, void *
         kind = mcd_event_is_relationship(ev->type) ? MCD_AVRO_RELATIONSHIP_EVENT : MCD_AVRO_SUBSCRIPTION_EVENT;
         if ((r = event_to_json(ev, &j)) < 0)
                 return r;
-        r = encode_json(&a->v[a->reader[kind]], j, buf, len);
+        r = encode_json(&a->v[a->reader[kind]], NULL, j, buf, len);
         json_decref(j);
         return r;
 }
 
-int mcd_avro_encode_event_with(struct mcd_avro *a, const char *writer_schema_json,
+/* mcd_avro_encode_event_with, framed by mcd_avro_frame_write. */
+static int encode_event_framed(struct mcd_avro *a, const char *writer_schema_json, const uint32_t *confluent_id,
                                const struct mcd_event *ev, void **buf, size_t *len) {
         struct schema_entry tmp, *e;
         uint64_t fp;
@@ -361,7 +371,7 @@ int mcd_avro_encode_event_with(struct mcd_avro *a, const char *writer_schema_jso
         }
         r = event_to_json(ev, &j);
         if (r == 0) {
-                r = encode_json(e, j, buf, len);
+                r = encode_json(e, confluent_id, j, buf, len);
                 json_decref(j);
         }
         if (e == &tmp)
@@ -381,7 +391,23 @@ int mcd_avro_encode_outcome(struct mcd_avro *a, const struct mcd_outcome *o, voi
                 return -ENOMEM;
         r = outcome_to_value(o, &v);
         if (r == 0)
-                r = mcd_avro_frame_write(e, &v, buf, len);
+                r = mcd_avro_frame_write(e, a->outcome_confluent ? &a->outcome_id : NULL, &v, buf, len);
         avro_value_decref(&v);
         return r;
+}
+
+int mcd_avro_encode_event_with(struct mcd_avro *a, const char *writer_schema_json,
+                               const struct mcd_event *ev, void **buf, size_t *len) {
+        return encode_event_framed(a, writer_schema_json, NULL, ev, buf, len);
+}
+
+int mcd_avro_encode_event_confluent(struct mcd_avro *a, const char *writer_schema_json, uint32_t id,
+                                    const struct mcd_event *ev, void **buf, size_t *len) {
+        enum mcd_avro_kind kind;
+
+        if (!a || !ev || (unsigned)ev->type >= MCD_EV__COUNT)
+                return -EINVAL;
+        kind = mcd_event_is_relationship(ev->type) ? MCD_AVRO_RELATIONSHIP_EVENT : MCD_AVRO_SUBSCRIPTION_EVENT;
+        return encode_event_framed(a, writer_schema_json ? writer_schema_json : mcd_avro_reader_schema(a, kind), &id,
+                                   ev, buf, len);
 }

@@ -6,7 +6,8 @@
  *   avro_value.c    the checked walk of a body; generic value <-> JSON
  *   avro_encode.c   model -> Avro; the one envelope (header) writer
  *   avro_decode.c   Avro -> model, with the reader's defaults
- *   avro_dir.c      writer schemas read from a folder (schemas.dir) */
+ *   avro_dir.c      writer schemas read from a folder (schemas.dir)
+ *   avro_confluent.c  the Confluent wire format: schema ids and the registry */
 #ifndef MCD_AVRO_INTERNAL_H
 #define MCD_AVRO_INTERNAL_H
 
@@ -22,6 +23,8 @@
 #define SOE_MAGIC0 0xC3
 #define SOE_MAGIC1 0x01
 #define SOE_HEADER_SIZE 10
+#define CONFLUENT_MAGIC 0x00
+#define CONFLUENT_HEADER_SIZE 5         /* 0x00, 4-byte big-endian schema id */
 #define MAX_DEPTH 128                   /* records, arrays and maps nested in a value; schema nesting */
 #define MAX_ITEMS_SLACK 65536           /* array/map items allowed beyond one per byte */
 
@@ -39,10 +42,21 @@ struct schema_entry {
         bool from_dir;                  /* read from schemas.dir (avro_dir.c): replaced by the next read */
 };
 
+/* A Confluent schema id and the fingerprint of the schema it names. */
+struct id_fp {
+        uint32_t id;
+        uint64_t fp;
+};
+
 struct mcd_avro {
         struct schema_entry *v;         /* every known schema */
         size_t n, cap;
         size_t reader[MCD_AVRO__KIND_COUNT];    /* index in v of each kind's reader schema */
+        struct mcd_registry *registry;  /* borrowed: where Confluent ids are resolved, or NULL */
+        struct id_fp *ids;              /* Confluent ids resolved so far */
+        size_t n_ids, cap_ids;
+        bool outcome_confluent;         /* frame outcomes with outcome_id (output.format confluent) */
+        uint32_t outcome_id;            /* the registry's id of the outcome reader schema */
 };
 
 /* Envelope names by kind: "RelationshipEvent", ... */
@@ -90,9 +104,22 @@ int mcd_avro_value_from_json(json_t *records, json_t *j, avro_value_t *v);
 
 /* ---- avro_encode.c */
 
-/* The one writer of the single-object envelope, for events and outcomes
- * alike: 0xC3 0x01, e's fingerprint (8 bytes, little-endian), then value v
- * (of e's schema) in Avro binary.  *buf is malloc'd.  0, -ENOMEM or -EIO. */
-int mcd_avro_frame_write(const struct schema_entry *e, avro_value_t *v, void **buf, size_t *len);
+/* The one writer of the envelope, for events and outcomes alike: 0xC3 0x01,
+ * e's fingerprint (8 bytes, little-endian) -- or, when confluent_id is not
+ * NULL, 0x00 and *confluent_id (4 bytes, big-endian) -- then value v (of e's
+ * schema) in Avro binary.  *buf is malloc'd.  0, -ENOMEM or -EIO. */
+int mcd_avro_frame_write(const struct schema_entry *e, const uint32_t *confluent_id, avro_value_t *v, void **buf,
+                         size_t *len);
+
+/* ---- avro_confluent.c */
+
+/* The writer schema of a message in the Confluent wire format (p[0] is
+ * 0x00): its entry, found by the id in the header, through the registry the
+ * first time.  0; -EBADMSG with err filled (a dead letter: short header, no
+ * registry configured, an id the registry does not know, a schema that is
+ * none of ours); -EAGAIN with err->code MCD_DLQ_REGISTRY_UNAVAILABLE (not a
+ * dead letter: try again later); -ENOMEM. */
+int mcd_avro_confluent_writer(struct mcd_avro *a, const unsigned char *p, size_t len,
+                              const struct schema_entry **e, struct mcd_avro_error *err);
 
 #endif

@@ -552,6 +552,7 @@ void mcd_avro_free(struct mcd_avro *a) {
         for (size_t i = 0; i < a->n; i++)
                 mcd_avro_entry_clear(&a->v[i]);
         free(a->v);
+        free(a->ids);
         free(a);
 }
 

@@ -38,6 +38,8 @@ enum key_type {
         KEY_LOG_LEVEL,         /* int syslog priority */
         KEY_LISTEN,            /* char *, host:port or empty */
         KEY_SENTINELS,         /* char *, host:port,host:port; empty means NULL */
+        KEY_URL,               /* char *, http:// or https:// URL; empty means NULL */
+        KEY_OUTPUT_FORMAT,     /* enum mcd_output_format */
 };
 
 struct key_def {
@@ -76,6 +78,10 @@ static const struct key_def keys[] = {
         {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
         {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "10000"},
         {"schemas.dir", KEY_STRING, OFF(schemas_dir), 0, 0, MCD_SCHEMADIR},
+        {"schema_registry.url", KEY_URL, OFF(registry_url), 0, 0, NULL},
+        {"schema_registry.basic_auth", KEY_OPTIONAL_STRING, OFF(registry_basic_auth), 0, 0, NULL},
+        {"schema_registry.timeout", KEY_DURATION_INT, OFF(registry_timeout_ms), 100, 600000, "5s"},
+        {"output.format", KEY_OUTPUT_FORMAT, OFF(output_format), 0, 0, "single-object"},
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
         {"log.level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info"},
         {"status.interval", KEY_DURATION, OFF(status_interval), 1, 0, "5s"},
@@ -267,6 +273,22 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
 
         case KEY_SENTINELS:
                 return set_sentinels((char **)base, k->name, value, why, whylen);
+
+        case KEY_URL:
+                if (*value != '\0' && strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+                        return why_set(why, whylen, "%s: expected an http:// or https:// URL or nothing, got '%s'",
+                                       k->name, value);
+                return replace_string((char **)base, *value ? value : NULL);
+
+        case KEY_OUTPUT_FORMAT:
+                if (strcmp(value, "single-object") == 0)
+                        *(enum mcd_output_format *)base = MCD_OUTPUT_SINGLE_OBJECT;
+                else if (strcmp(value, "confluent") == 0)
+                        *(enum mcd_output_format *)base = MCD_OUTPUT_CONFLUENT;
+                else
+                        return why_set(why, whylen, "%s: expected single-object or confluent, got '%s'", k->name,
+                                       value);
+                return 0;
         }
         return why_set(why, whylen, "%s: unhandled key type", k->name);
 }
@@ -413,6 +435,8 @@ void mcd_config_clear(struct mcd_config *cfg) {
         free(cfg->redis_key_prefix);
         free(cfg->metrics_listen);
         free(cfg->schemas_dir);
+        free(cfg->registry_url);
+        free(cfg->registry_basic_auth);
         *cfg = (struct mcd_config){0};
 }
 
@@ -569,6 +593,9 @@ static void check_across(struct loader *l, const struct mcd_config *cfg) {
         char window[24], grace[24];
         unsigned line = seen_line(&l->seen, "dedup_window");
 
+        if (cfg->output_format == MCD_OUTPUT_CONFLUENT && !cfg->registry_url)
+                report(l, seen_line(&l->seen, "output.format"),
+                       "output.format: confluent needs schema_registry.url, where the outcome schema is registered");
         if (cfg->dedup_window >= cfg->park_grace)
                 return;
         duration_text(cfg->dedup_window, window, sizeof(window));

@@ -32,6 +32,12 @@ struct mcd_kv {
         unsigned line;
 };
 
+/* output.format: how outcomes are framed (avro_codec.h). */
+enum mcd_output_format {
+        MCD_OUTPUT_SINGLE_OBJECT,    /* 0xC3 0x01, 8-byte fingerprint */
+        MCD_OUTPUT_CONFLUENT,        /* 0x00, 4-byte schema id from schema_registry.url */
+};
+
 struct mcd_config {
         char *path;                  /* file it was loaded from, or NULL for defaults */
 
@@ -70,6 +76,10 @@ struct mcd_config {
 
         char *schemas_dir;           /* schemas.dir, $(datadir)/multichanneld/schemas: writer schemas
                                       * read at start and on SIGHUP (avro_codec.h, mcd_avro_dir_read) */
+        char *registry_url;          /* schema_registry.url, NULL: Confluent-framed input is a dead letter */
+        char *registry_basic_auth;   /* schema_registry.basic_auth "user:password", NULL */
+        int registry_timeout_ms;     /* schema_registry.timeout, 5s: each registry request */
+        enum mcd_output_format output_format; /* output.format, single-object */
         char *metrics_listen;        /* metrics.listen, 127.0.0.1:9464; "" disables */
         int log_level;               /* log.level: syslog priority, LOG_INFO */
         mcd_time_t status_interval;  /* status.interval, 5s */

@@ -8,7 +8,14 @@
  * and is not cached; an outage (503) is -EAGAIN for an uncached id and for a
  * registration; the registry gone (connection refused) is -EAGAIN; basic
  * authentication: 401 without credentials (-EPROTO), accepted with them;
- * concurrent fetches from several threads. */
+ * concurrent fetches from several threads.  Then the codec's Confluent wire
+ * format: an event written with a v2 writer (an added optional field)
+ * registered in the registry decodes to the same event as single-object
+ * encoding gives; an unknown id is a dead letter UNKNOWN_SCHEMA; an id while
+ * the registry is down is -EAGAIN (REGISTRY_UNAVAILABLE), read once it is
+ * back; no registry configured: UNKNOWN_SCHEMA; a relationship schema id on
+ * the subscriptions topic: WRONG_TOPIC; an outcome framed with an id decodes
+ * back; a 3-byte Confluent message: BAD_MAGIC. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +26,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "daemon/avro_codec.h"
+#include "daemon/jsonl.h"
 #include "daemon/registry.h"
 #include "tests/tap.h"
 
@@ -90,6 +101,121 @@ static void *fetch_many(void *arg) {
                 free(json);
         }
         return NULL;
+}
+
+static const char *EVENT =
+        "{\"event_id\": \"e1\", \"occurred_at\": \"2026-03-01T09:00:00.000Z\", \"customer_id\": \"cust-a\", "
+        "\"cloud\": \"COMMERCIAL\", \"type\": \"RelationshipRequested\", \"partner_id\": \"partner-f\"}";
+
+/* The reader schema of RelationshipEvent with an optional field first. */
+static char *v2_writer(struct mcd_avro *a) {
+        json_t *s = json_loads(mcd_avro_reader_schema(a, MCD_AVRO_RELATIONSHIP_EVENT), 0, NULL);
+        json_t *f = json_loads("{\"name\":\"source_system\",\"type\":[\"null\",\"string\"],\"default\":null}", 0,
+                               NULL);
+        char *out;
+
+        json_array_insert_new(json_object_get(s, "fields"), 0, f);
+        out = json_dumps(s, 0);
+        json_decref(s);
+        return out;
+}
+
+static void codec_tests(const char *url) {
+        struct mcd_registry *r = NULL;
+        struct mcd_avro *a = NULL, *plain = NULL;
+        struct mcd_avro_error err = {0};
+        struct mcd_event ev = {0}, got = {0};
+        struct mcd_outcome oc = {.type = MCD_OUT_TRANSITION_REJECTED}, ocgot = {0};
+        char why[256], *writer, *want, *text;
+        uint32_t id = 0, oid = 0;
+        void *buf = NULL, *sbuf = NULL;
+        size_t len = 0, slen = 0;
+        unsigned char bad[16];
+
+        mcd_registry_new(url, NULL, 2000, &r);
+        mcd_avro_new(&a);
+        mcd_avro_new(&plain);
+        mcd_avro_use_registry(a, r);
+        is_int(mcd_jsonl_parse_event(EVENT, strlen(EVENT), &ev, why, sizeof(why)), 0, "an event");
+        want = mcd_jsonl_format_event(&ev);
+        writer = v2_writer(a);
+        is_int(mcd_registry_register(r, "relationships-value", writer, &id, why, sizeof(why)), 0,
+               "v2 writer registered");
+        is_int(mcd_avro_encode_event_confluent(a, writer, id, &ev, &buf, &len), 0, "encoded, Confluent framing");
+        ok(len > 5 && ((unsigned char *)buf)[0] == 0 && ((unsigned char *)buf)[4] == (id & 0xff),
+           "0x00 and the id, big-endian");
+        is_int(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err), 0,
+               "decoded through the registry");
+        text = mcd_jsonl_format_event(&got);
+        is_str(text, want, "the same event");
+        free(text);
+        mcd_event_clear(&got);
+        is_int(mcd_avro_encode_event_with(a, mcd_avro_reader_schema(a, MCD_AVRO_RELATIONSHIP_EVENT), &ev, &sbuf,
+                                          &slen), 0, "single-object encoded");
+        is_int(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, sbuf, slen, &got, &err), 0,
+               "both framings through one codec");
+        mcd_event_clear(&got);
+        err = (struct mcd_avro_error){0};
+        is_int(mcd_avro_decode_event(a, MCD_AVRO_SUBSCRIPTION_EVENT, buf, len, &got, &err), -EBADMSG,
+               "on the subscriptions topic");
+        is_str(err.code, MCD_DLQ_WRONG_TOPIC, "WRONG_TOPIC");
+        is_int(mcd_avro_decode_event(plain, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err), -EBADMSG,
+               "no registry configured");
+        is_str(err.code, MCD_DLQ_UNKNOWN_SCHEMA, "UNKNOWN_SCHEMA (%s)", err.message);
+        memcpy(bad, buf, 5);
+        bad[1] = 0x7f;
+        is_int(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, bad, 5, &got, &err), -EBADMSG, "unknown id");
+        is_str(err.code, MCD_DLQ_UNKNOWN_SCHEMA, "UNKNOWN_SCHEMA (%s)", err.message);
+        is_int(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, bad, 3, &got, &err), -EBADMSG, "3 bytes");
+        is_str(err.code, MCD_DLQ_BAD_MAGIC, "BAD_MAGIC");
+
+        /* A second id, asked for while the registry is down. */
+        {
+                struct mcd_registry *r2 = NULL;
+                struct mcd_avro *b = NULL;
+                mcd_registry_new(url, NULL, 2000, &r2);
+                mcd_avro_new(&b);
+                mcd_avro_use_registry(b, r2);
+                control("down", "");
+                err = (struct mcd_avro_error){0};
+                is_int(mcd_avro_decode_event(b, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err), -EAGAIN,
+                       "registry down: -EAGAIN");
+                is_str(err.code, MCD_DLQ_REGISTRY_UNAVAILABLE, "REGISTRY_UNAVAILABLE (%s)", err.message);
+                control("down", NULL);
+                is_int(mcd_avro_decode_event(b, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err), 0,
+                       "registry back: read");
+                mcd_event_clear(&got);
+                mcd_avro_free(b);
+                mcd_registry_free(r2);
+        }
+
+        is_int(mcd_registry_register(r, "outcomes-value", mcd_avro_reader_schema(a, MCD_AVRO_OUTCOME), &oid, why,
+                                     sizeof(why)), 0, "outcome schema registered");
+        mcd_avro_frame_outcomes_confluent(a, oid);
+        oc.event_id = "e1#1";
+        oc.caused_by = "e1";
+        oc.rejected_event_type = "SwitchRequested";
+        oc.customer_id = "cust-a";
+        oc.occurred_at = 1000;
+        oc.subscription_id = "sub-a";
+        oc.reason = "TERM_NOT_ENDED";
+        oc.message = "no";
+        free(buf);
+        buf = NULL;
+        is_int(mcd_avro_encode_outcome(a, &oc, &buf, &len), 0, "outcome encoded");
+        ok(len > 5 && ((unsigned char *)buf)[0] == 0, "framed Confluent");
+        is_int(mcd_avro_decode_outcome(a, buf, len, &ocgot, &err), 0, "and decoded back (%s)", err.message);
+        is_str(ocgot.event_id, "e1#1", "its event_id");
+        mcd_outcome_clear(&ocgot);
+
+        free(buf);
+        free(sbuf);
+        free(want);
+        free(writer);
+        mcd_event_clear(&ev);
+        mcd_avro_free(a);
+        mcd_avro_free(plain);
+        mcd_registry_free(r);
 }
 
 int main(void) {
@@ -172,6 +298,7 @@ int main(void) {
                 mcd_registry_free(ra);
         }
         control("basic_auth", NULL);
+        codec_tests(url);
 
         stop_stub();
         is_int(mcd_registry_schema(r2, 12345, &json, why, sizeof(why)), -EAGAIN, "registry gone: -EAGAIN");

@@ -13,8 +13,10 @@
 # The project sources the fuzzers need are compiled straight from the source
 # tree (not through configure), with coverage instrumentation, into
 # BUILDDIR/libmcdfuzz.a:
-#   fuzz_avro    daemon/avro_{schema,value,encode,decode}.c, strbuf.c, schemas_embedded.c (schemas/embed.sh),
-#                daemon/outbox.c, daemon/jsonl.c, handlers/model.c, timefmt.c
+#   fuzz_avro    daemon/avro_{schema,value,encode,decode,confluent}.c, strbuf.c, schemas_embedded.c
+#                (schemas/embed.sh), daemon/outbox.c, daemon/jsonl.c, handlers/model.c, timefmt.c,
+#                daemon/registry.c (linked only: no registry is configured, Confluent-framed input
+#                is UNKNOWN_SCHEMA)
 #   fuzz_jsonl   daemon/jsonl.c, handlers/model.c, handlers/timefmt.c
 #   fuzz_state   daemon/state_codec.c, state_json.c, strbuf.c, daemon/jsonl.c, handlers/model.c, seen.c, timefmt.c
 #   fuzz_replay  daemon/replay.c, state_json.c, jsonl.c, strmap.c, handlers/*.c
@@ -56,15 +58,16 @@ finish() {
 
 # ------------------------------------------------------------------ build --
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
-CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$top $(pkg-config --cflags jansson avro-c 2>/dev/null)"
-LIBS=$(pkg-config --libs jansson avro-c 2>/dev/null) || LIBS="-ljansson -lavro"
+CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$top $(pkg-config --cflags jansson avro-c libcurl 2>/dev/null)"
+LIBS=$(pkg-config --libs jansson avro-c libcurl 2>/dev/null) || LIBS="-ljansson -lavro -lcurl -lpthread"
 WARN="-Wall -Wextra -Wno-unused-parameter"
 OWN_WARN="$WARN -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
 PROJECT_SRC="handlers/model.c handlers/seen.c handlers/engine.c handlers/timefmt.c handlers/messages.c
 handlers/relationship_requested.c handlers/relationship_accepted.c handlers/relationship_removed.c
 handlers/subscription_reported.c handlers/switch_requested.c handlers/csp_subscription_created.c
 handlers/subscription_cancelled.c handlers/subscription_term_ended.c
-daemon/jsonl.c daemon/avro_schema.c daemon/avro_value.c daemon/avro_encode.c daemon/avro_decode.c daemon/outbox.c daemon/state_json.c daemon/state_codec.c daemon/replay.c
+daemon/jsonl.c daemon/avro_schema.c daemon/avro_value.c daemon/avro_encode.c daemon/avro_decode.c
+daemon/avro_confluent.c daemon/registry.c daemon/outbox.c daemon/state_json.c daemon/state_codec.c daemon/replay.c
 daemon/strmap.c daemon/strbuf.c"
 
 build() {
