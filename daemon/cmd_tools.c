@@ -1,6 +1,8 @@
 /* cmd_tools.c -- the helper subcommands pipelines and people need:
  *   publish   JSON lines of the replay format, encoded to Avro and produced
- *             (with the reader schemas, or a writer schema file given);
+ *             (with the reader schemas, or a writer schema file given;
+ *             single-object encoded, or --format confluent with the ids
+ *             the schema registry gives);
  *   tail      the outcome (or dead-letter) topic decoded to JSON lines;
  *   state     one customer's state from Redis, as JSON;
  * and the helpers the tools that read Redis share (commands.h). */
@@ -21,6 +23,7 @@
 #include "daemon/config.h"
 #include "daemon/jsonl.h"
 #include "daemon/kafka.h"
+#include "daemon/registry.h"
 #include "daemon/state_codec.h"
 #include "daemon/state_json.h"
 #include "daemon/store.h"
@@ -81,16 +84,46 @@ static int load_writer_schema(const char *path, char *writers[2]) {
 }
 
 /* Encodes an event with its envelope's writer schema from --writer-schema,
- * else with the reader schema. */
-static int encode_with(struct mcd_avro *avro, char *const writers[2], const struct mcd_event *ev, void **buf,
-                       size_t *len) {
-        const char *w = writers[mcd_event_is_relationship(ev->type) ? 0 : 1];
+ * else with the reader schema; framed in the Confluent wire format with
+ * ids[envelope] when ids is not NULL (--format confluent). */
+static int encode_with(struct mcd_avro *avro, char *const writers[2], const uint32_t *ids,
+                       const struct mcd_event *ev, void **buf, size_t *len) {
+        int k = mcd_event_is_relationship(ev->type) ? 0 : 1;
+        const char *w = writers[k];
 
+        if (ids)
+                return mcd_avro_encode_event_confluent(avro, w, ids[k], ev, buf, len);
         return w ? mcd_avro_encode_event_with(avro, w, ev, buf, len) : mcd_avro_encode_event(avro, ev, buf, len);
 }
 
+/* --format confluent: registers the writer schema of each input topic (from
+ * --writer-schema, else the reader schema) under "<topic>-value", as
+ * Confluent's serializers do, and gives the ids.  0, or 1 with the error
+ * printed. */
+static int register_writers(const struct mcd_config *cfg, struct mcd_avro *avro, char *const writers[2],
+                            uint32_t ids[2]) {
+        const char *topics[2] = {cfg->topic_relationships, cfg->topic_subscriptions};
+        const enum mcd_avro_kind kinds[2] = {MCD_AVRO_RELATIONSHIP_EVENT, MCD_AVRO_SUBSCRIPTION_EVENT};
+        struct mcd_registry *reg = NULL;
+        char subject[512], why[512];
+        int r, status = 0;
+
+        if (!cfg->registry_url)
+                return mcd_cli_error("publish", "--format confluent needs schema_registry.url in the configuration");
+        if ((r = mcd_registry_new(cfg->registry_url, cfg->registry_basic_auth, cfg->registry_timeout_ms, &reg)) < 0)
+                return mcd_cli_error("publish", "schema registry: %s", strerror(-r));
+        for (int k = 0; k < 2 && status == 0; k++) {
+                snprintf(subject, sizeof(subject), "%s-value", topics[k]);
+                if (mcd_registry_register(reg, subject, writers[k] ? writers[k] : mcd_avro_reader_schema(avro, kinds[k]),
+                                          &ids[k], why, sizeof(why)) < 0)
+                        status = mcd_cli_error("publish", "registering the writer schema under %s: %s", subject, why);
+        }
+        mcd_registry_free(reg);
+        return status;
+}
+
 static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char *const writers[2],
-                          const struct mcd_config *cfg, const char *only, unsigned long *n_ok) {
+                          const uint32_t *ids, const struct mcd_config *cfg, const char *only, unsigned long *n_ok) {
         char *line = NULL, why[512];
         size_t cap = 0, lineno = 0;
         ssize_t len;
@@ -117,7 +150,7 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
                         fprintf(stderr, "line %zu: a %s event does not belong on the %s topic\n", lineno,
                                 mcd_event_type_name(ev.type), only);
                         status = 1;
-                } else if (encode_with(avro, writers, &ev, &buf, &blen) < 0) {
+                } else if (encode_with(avro, writers, ids, &ev, &buf, &blen) < 0) {
                         fprintf(stderr, "line %zu: cannot encode the event as Avro\n", lineno);
                         status = 1;
                 } else {
@@ -150,10 +183,13 @@ int mcd_cmd_publish(int argc, char **argv) {
                 {"bootstrap", required_argument, NULL, 'b'},
                 {"topic", required_argument, NULL, 't'},
                 {"writer-schema", required_argument, NULL, 'w'},
+                {"format", required_argument, NULL, 'f'},
                 {0},
         };
         struct tool_opts o = {0};
         const char *only = NULL;
+        bool confluent = false;
+        uint32_t ids[2] = {0, 0};
         char *writers[2] = {NULL, NULL};
         struct mcd_config cfg;
         struct mcd_avro *avro = NULL;
@@ -167,10 +203,19 @@ int mcd_cmd_publish(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:b:t:w:", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "+c:b:t:w:f:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c': o.config = optarg; break;
                 case 'b': o.bootstrap = optarg; break;
+                case 'f':
+                        if (strcmp(optarg, "confluent") != 0 && strcmp(optarg, "single-object") != 0) {
+                                status = mcd_cli_error("publish",
+                                                       "--format: expected single-object or confluent, got '%s'",
+                                                       optarg);
+                                goto out_writers;
+                        }
+                        confluent = strcmp(optarg, "confluent") == 0;
+                        break;
                 case 't':
                         if (strcmp(optarg, "relationships") != 0 && strcmp(optarg, "subscriptions") != 0) {
                                 status = mcd_cli_error("publish",
@@ -215,7 +260,11 @@ int mcd_cmd_publish(int argc, char **argv) {
                 status = mcd_cli_error("publish", "cannot load the Avro schemas");
                 goto out_rk;
         }
-        status = publish_stream(in, rk, avro, writers, &cfg, only, &n_ok);
+        if (confluent && (status = register_writers(&cfg, avro, writers, ids)) != 0) {
+                mcd_avro_free(avro);
+                goto out_rk;
+        }
+        status = publish_stream(in, rk, avro, writers, confluent ? ids : NULL, &cfg, only, &n_ok);
         if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 fprintf(stderr, "multichanneld: publish: not every event was delivered within 30 s\n");
                 status = 1;
@@ -293,6 +342,7 @@ int mcd_cmd_tail(int argc, char **argv) {
         bool at_end = false, dlq = false;
         struct mcd_config cfg;
         struct mcd_avro *avro = NULL;
+        struct mcd_registry *reg = NULL;
         rd_kafka_topic_partition_list_t *l;
         rd_kafka_t *rk;
         char err[512];
@@ -334,6 +384,16 @@ int mcd_cmd_tail(int argc, char **argv) {
                 status = mcd_cli_error("tail", "cannot load the Avro schemas");
                 goto out_rk;
         }
+        /* Outcomes in the Confluent wire format name their schema by id. */
+        if (cfg.registry_url) {
+                int r = mcd_registry_new(cfg.registry_url, cfg.registry_basic_auth, cfg.registry_timeout_ms, &reg);
+                if (r < 0) {
+                        status = mcd_cli_error("tail", "schema registry: %s", strerror(-r));
+                        mcd_avro_free(avro);
+                        goto out_rk;
+                }
+                mcd_avro_use_registry(avro, reg);
+        }
         l = rd_kafka_topic_partition_list_new(n_parts);
         for (int i = 0; i < n_parts; i++)
                 rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -355,6 +415,7 @@ int mcd_cmd_tail(int argc, char **argv) {
                 rd_kafka_message_destroy(m);
         }
         mcd_avro_free(avro);
+        mcd_registry_free(reg);
         rd_kafka_consumer_close(rk);
 out_rk:
         rd_kafka_destroy(rk);

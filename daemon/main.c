@@ -26,7 +26,7 @@ static void usage(FILE *f) {
               "                     apply the rules to JSON-lines events, print outcomes\n"
               "  check-config [-c FILE]\n"
               "                     validate a configuration file, naming each bad line\n"
-              "  publish [-c FILE] [-b BOOTSTRAP] [--topic relationships|subscriptions] [--writer-schema FILE] [FILE]\n"
+              "  publish [-c FILE] [-b BOOTSTRAP] [--topic relationships|subscriptions] [--writer-schema FILE] [--format single-object|confluent] [FILE]\n"
               "                     produce JSON-lines events to the input topics as Avro\n"
               "  tail [-c FILE] [-b BOOTSTRAP] [--exit-at-end] [--dlq]\n"
               "                     print the outcome (or dead-letter) topic as JSON lines\n"

@@ -227,6 +227,8 @@ static mhd_result_t serve_metrics(struct mcd_metrics *m, struct MHD_Connection *
 static const char *not_ready_reason(const struct mcd_stats *s, bool have) {
         if (!have)
                 return "starting\n";
+        if (s->registry_down)
+                return "schema registry unreachable: consumption paused (see the log)\n";
         if (s->ready)
                 return NULL;
         if (!s->redis_up)

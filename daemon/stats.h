@@ -52,6 +52,7 @@ struct mcd_stats {
         int64_t changelog_stopped;   /* of them, stopped by a failed changelog append */
         bool ready;                  /* Redis answers and every owned partition is ready */
         bool redis_up;
+        bool registry_down;          /* consumption paused: the schema registry cannot be asked */
 };
 
 /* Index of a reason in the lists above, or -1. */

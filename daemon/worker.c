@@ -39,6 +39,7 @@
 #include "daemon/metrics.h"
 #include "daemon/outbox.h"
 #include "daemon/parallel.h"
+#include "daemon/registry_gate.h"
 #include "daemon/startup.h"
 #include "daemon/state_codec.h"
 #include "daemon/store.h"
@@ -148,6 +149,7 @@ struct worker {
         struct mcd_par *par;         /* batch.threads: decode, parse and write the customers' state */
         struct mcd_avro **decoders;  /* one per batch thread; [0] is avro */
         struct mcd_avro_dir *schemas; /* schemas.dir's writer schemas, known to every codec */
+        struct mcd_registry_gate *registry; /* schema_registry.url (registry_gate.h), or NULL */
         struct mcd_rules_config rules;
 
         struct pair **pairs;
@@ -2592,6 +2594,20 @@ static void batch_abort(struct worker *w, int r) {
         }
 }
 
+/* -EAGAIN when an item could not be decoded because the schema registry
+ * could not be asked (the batch is to be given back, consumption paused:
+ * registry_gate.h); else 0. */
+static int registry_unavailable(struct worker *w, struct batch *b) {
+        for (size_t i = 0; i < b->n_items; i++)
+                if (!b->items[i].good && b->items[i].err.code &&
+                    strcmp(b->items[i].err.code, MCD_DLQ_REGISTRY_UNAVAILABLE) == 0) {
+                        mcd_registry_gate_failed(w->registry, &w->st, mono_ms(), b->items[i].err.message);
+                        return -EAGAIN;
+                }
+        mcd_registry_gate_ok(w->registry, &w->st);
+        return 0;
+}
+
 /* Collects a batch from what is buffered (and the customers due by the
  * wall clock), decodes it and lists its customers; they are not loaded. */
 static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
@@ -2604,6 +2620,8 @@ static int batch_prepare(struct worker *w, struct batch *b, int64_t now) {
         b->n_due = b->n_ids;
         if (r >= 0)
                 mcd_par_for(w->par, b->n_items, decode_one, &(struct decode_job){.w = w, .b = b});
+        if (r >= 0)
+                r = registry_unavailable(w, b);
         for (size_t i = 0; r >= 0 && i < b->n_items; i++)
                 if (b->items[i].good)
                         r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition);
@@ -2798,6 +2816,10 @@ static int process_batch(struct worker *w) {
                 if (!b)
                         return -ENOMEM;
                 r = batch_prepare(w, b, now);
+                if (r == -EAGAIN) {     /* schema registry unavailable: the messages back in their queues */
+                        batch_give_back(w, b);
+                        return r;
+                }
                 if (r >= 0 && batch_empty(b))
                         goto out;
                 if (r >= 0 && b->n_ids > 0) {
@@ -2981,8 +3003,10 @@ static int batch_threads_start(struct worker *w, int threads) {
         if (r == 0)
                 decoders[0] = w->avro;
         for (int i = 1; r == 0 && i < threads; i++)
-                if ((r = mcd_avro_new(&decoders[i])) == 0)
+                if ((r = mcd_avro_new(&decoders[i])) == 0) {
                         r = mcd_avro_use_dir(decoders[i], w->schemas);
+                        mcd_registry_gate_attach(w->registry, decoders[i], false);
+                }
         if (r == 0)
                 r = mcd_par_new((unsigned)threads, &par);
         if (r < 0) {
@@ -3062,6 +3086,9 @@ static int worker_setup(struct worker *w) {
         w->fault_stop_before_changelog = fault_env("MCD_FAULT_STOP_BEFORE_CHANGELOG");
         if ((r = mcd_avro_new(&w->avro)) < 0 || (r = mcd_store_new(&so, &w->store)) < 0)
                 return r;
+        if ((r = mcd_registry_gate_new(w->cfg, &w->registry)) < 0)
+                return r;
+        mcd_registry_gate_attach(w->registry, w->avro, true);
         if ((r = schemas_load(w, w->cfg->schemas_dir)) < 0)
                 return r;
         if ((r = batch_threads_start(w, w->cfg->batch_threads)) < 0) {
@@ -3196,6 +3223,7 @@ static void worker_teardown(struct worker *w) {
         batch_threads_stop(w->par, w->decoders);
         mcd_avro_free(w->avro);
         mcd_avro_dir_free(w->schemas);
+        mcd_registry_gate_free(w->registry);
 }
 
 static bool all_ready(const struct worker *w) {
@@ -3426,7 +3454,7 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                         reload(&w);
                 }
                 report_status(&w, &ready_sent);
-                if (!redis_check(&w)) {
+                if (!redis_check(&w) || !mcd_registry_gate_open(w.registry, &w.st, mono_ms())) {
                         rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 100);
                         if (m)
                                 take_message(&w, m, REL);

@@ -1,0 +1,150 @@
+#!/bin/sh
+# daemon_registry.sh -- the Confluent wire format with a Schema Registry
+# (issue 14 part 2), against tests/registry_stub (the real REST paths and
+# media type).  Events written with a v2 writer schema that adds an optional
+# field, through both framings (single-object with the v2 file in
+# schemas.dir, Confluent with the v2 schema in the registry), give replay's
+# outcomes; outcomes are framed with the id the registry gave the outcome
+# schema (output.format confluent); the registry down for a while (503 to a
+# schema id the daemon has not seen): consumption pauses, /healthz says
+# why, no dead letter and no loss once it is back; an id the registry does
+# not know: a dead letter UNKNOWN_SCHEMA.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+TAB=$(printf '\t')
+start_redis; ok $? "redis-server started on port $REDIS_PORT"
+start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
+mkdir -p "$TMP/reg" "$TMP/schemas"
+"$MCD_BUILDDIR/tests/registry_stub" 0 "$TMP/reg" 2> "$TMP/stub.log" &
+PIDS="$PIDS $!"
+wait_until 20 test -s "$TMP/reg/port"; ok $? "registry stub started"
+REG="http://127.0.0.1:$(cat "$TMP/reg/port")"
+MPORT=$(free_port)
+write_config "$TMP/mcd.conf" "park_grace = 7d" "merge_wait = 5s" "schemas.dir = $TMP/schemas" \
+        "schema_registry.url = $REG" "output.format = confluent" "metrics.listen = 127.0.0.1:$MPORT"
+write_config "$TMP/noreg.conf" "park_grace = 7d"
+
+# v2: v1 with an optional envelope field first; v3: another one (an id the
+# daemon has not seen when the registry goes down).
+sed 's/^  "fields": \[$/  "fields": [\n    {"name": "source_system", "type": ["null", "string"], "default": null},/' \
+        "$MCD_SRCDIR/schemas/RelationshipEvent.v1.avsc" > "$TMP/schemas/RelationshipEvent.v2.avsc"
+sed 's/^  "fields": \[$/  "fields": [\n    {"name": "region", "type": ["null", "string"], "default": null},/' \
+        "$MCD_SRCDIR/schemas/RelationshipEvent.v1.avsc" > "$TMP/RelationshipEvent.v3.avsc"
+grep -q source_system "$TMP/schemas/RelationshipEvent.v2.avsc" && grep -q region "$TMP/RelationshipEvent.v3.avsc"
+ok $? "v2 and v3 writer schemas made from v1"
+
+cat > "$TMP/part1.jsonl" <<'EOF'
+{"event_id": "p1-a1", "occurred_at": "2026-03-01T09:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
+{"event_id": "p1-b1", "occurred_at": "2026-03-01T09:30:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "SubscriptionReported", "subscription_id": "azure-b", "offer_name": "Azure plan", "billing": "USAGE_BASED", "channel": "EA"}
+{"event_id": "p1-a2", "occurred_at": "2026-03-01T10:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "SubscriptionReported", "subscription_id": "sub-a", "offer_name": "Microsoft 365 E3", "billing": "LICENSE_BASED", "channel": "EA", "term_end": "2026-06-30T23:59:59.000Z"}
+{"event_id": "p1-b2", "occurred_at": "2026-03-01T11:00:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
+EOF
+# v2 through the Confluent framing.
+cat > "$TMP/part2.jsonl" <<'EOF'
+{"event_id": "p2-a3", "occurred_at": "2026-03-02T08:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "RelationshipAccepted", "partner_id": "partner-fabrikam"}
+{"event_id": "p2-x1", "occurred_at": "2026-03-02T08:10:00.000Z", "customer_id": "cust-xray", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
+EOF
+# v2 through single-object encoding (schemas.dir).
+cat > "$TMP/part3.jsonl" <<'EOF'
+{"event_id": "p3-b3", "occurred_at": "2026-03-02T10:00:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "RelationshipAccepted", "partner_id": "partner-fabrikam"}
+EOF
+# v3 through the Confluent framing while the registry is down, then
+# subscriptions with the reader schema.
+cat > "$TMP/part4.jsonl" <<'EOF'
+{"event_id": "p4-x2", "occurred_at": "2026-03-02T10:30:00.000Z", "customer_id": "cust-xray", "cloud": "COMMERCIAL", "type": "RelationshipAccepted", "partner_id": "partner-fabrikam"}
+EOF
+cat > "$TMP/part5.jsonl" <<'EOF'
+{"event_id": "p5-a4", "occurred_at": "2026-03-03T08:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "SwitchRequested", "subscription_id": "sub-a", "target_partner_id": "partner-fabrikam"}
+{"event_id": "p5-b4", "occurred_at": "2026-03-03T09:00:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "CspSubscriptionCreated", "subscription_id": "azure-b", "csp_subscription_id": "azure-csp-b", "partner_id": "partner-fabrikam"}
+EOF
+cat "$TMP/part1.jsonl" "$TMP/part2.jsonl" "$TMP/part3.jsonl" "$TMP/part4.jsonl" "$TMP/part5.jsonl" > "$TMP/all.jsonl"
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+$MCD replay --now "$now" --park-grace 7d "$TMP/all.jsonl" > "$TMP/want.raw"
+ok $? "replay of the $(wc -l < "$TMP/all.jsonl") events"
+strip_messages < "$TMP/want.raw" > "$TMP/want"
+n_want=$(wc -l < "$TMP/want")
+[ "$n_want" -ge 6 ]; ok $? "replay gives $n_want outcomes"
+
+count_dlq() { "$MCD_BIN" tail -c "$1" --dlq --exit-at-end 2>/dev/null | wc -l; }
+dlq_at_least() { [ "$(count_dlq "$1")" -ge "$2" ]; }
+healthz_says() { "$MCD_BUILDDIR/tests/http_get" "127.0.0.1:$MPORT" /healthz 2>/dev/null | grep -q "$1"; }
+
+"$MCD_BIN" publish -c "$TMP/mcd.conf" --format nonsense "$TMP/part1.jsonl" 2> "$TMP/bad.err"
+ok $([ $? -ne 0 ]; echo $?) "publish refuses --format nonsense"
+"$MCD_BIN" publish -c "$TMP/noreg.conf" --format confluent "$TMP/part1.jsonl" 2> "$TMP/bad.err"
+[ $? -ne 0 ] && grep -q "schema_registry.url" "$TMP/bad.err"
+ok $? "publish --format confluent without schema_registry.url: an error naming the key"
+
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part1.jsonl" 2> "$TMP/publish.err"
+ok $? "published part 1 (single-object, reader schemas)"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/schemas/RelationshipEvent.v2.avsc" \
+        "$TMP/part2.jsonl" 2>> "$TMP/publish.err"
+ok $? "published part 2 (Confluent framing, v2 writer registered)"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" --writer-schema "$TMP/schemas/RelationshipEvent.v2.avsc" \
+        "$TMP/part3.jsonl" 2>> "$TMP/publish.err"
+ok $? "published part 3 (single-object, v2 writer)"
+
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
+wait_until 60 daemon_ready "$TMP/daemon.log"; ok $? "daemon ready"
+grep -q "outcome schema registered under partnercenter.multichannel.outcomes.v1-value as id" "$TMP/daemon.log"
+ok $? "the outcome schema registered under <topic.outcomes>-value at start"
+n3=$(cat "$TMP/part1.jsonl" "$TMP/part2.jsonl" "$TMP/part3.jsonl" | $MCD replay --now "$now" --park-grace 7d | wc -l)
+wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n3"
+ok $? "parts 1-3 read: $n3 outcomes"
+
+# ---- the registry down for a while -------------------------------------------
+kill -STOP "$DAEMON_PID"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/RelationshipEvent.v3.avsc" \
+        "$TMP/part4.jsonl" 2>> "$TMP/publish.err"
+ok $? "published part 4 (Confluent framing, a v3 writer the daemon has not seen)"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent "$TMP/part5.jsonl" 2>> "$TMP/publish.err"
+ok $? "published part 5 (Confluent framing, reader schema)"
+touch "$TMP/reg/down"
+kill -CONT "$DAEMON_PID"
+wait_until 60 grep -q "consumption paused, retrying" "$TMP/daemon.log"
+ok $? "registry down: the daemon logs that consumption is paused"
+wait_until 20 healthz_says "schema registry"
+ok $? "/healthz says the schema registry is why"
+sleep 4
+[ "$(count_dlq "$TMP/mcd.conf")" -eq 0 ]; ok $? "no dead letter while the registry is down"
+rm "$TMP/reg/down"
+wait_until 60 grep -q "answers again; consumption resumed" "$TMP/daemon.log"
+ok $? "registry back: consumption resumed (logged)"
+wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $? "daemon published $n_want outcomes"
+sleep 2
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end 2> "$TMP/tail.err" | strip_messages > "$TMP/got"
+diff "$TMP/want" "$TMP/got" | head -10 | cut -c1-250 | diag
+cmp -s "$TMP/want" "$TMP/got"
+ok $? "outcome topic equals replay's ($(wc -l < "$TMP/got") of $n_want): no loss, none twice"
+[ "$(count_dlq "$TMP/mcd.conf")" -eq 0 ]; ok $? "no dead letter after the outage"
+wait_until 20 sh -c "! \"$MCD_BUILDDIR/tests/http_get\" 127.0.0.1:$MPORT /healthz 2>/dev/null | grep -q registry"
+ok $? "/healthz no longer names the registry"
+
+# Outcomes are Confluent-framed: without the registry tail cannot read them.
+"$MCD_BIN" tail -c "$TMP/noreg.conf" --exit-at-end > "$TMP/noreg.out" 2> "$TMP/noreg.err"
+[ ! -s "$TMP/noreg.out" ] && grep -q "UNKNOWN_SCHEMA.*Confluent wire format" "$TMP/noreg.err"
+ok $? "outcomes are in the Confluent wire format (tail without a registry cannot read them)"
+
+# ---- an id the registry does not know ------------------------------------------
+printf 'cust-alpha\t000000270f0000\n' |
+        "$MCD_BUILDDIR/tests/produce_raw" -b "$BOOTSTRAP" -t partnercenter.relationships.v1 \
+        > /dev/null 2>> "$TMP/publish.err"
+ok $? "produced a message naming schema id 9999"
+wait_until 60 dlq_at_least "$TMP/mcd.conf" 1
+ok $? "it is dead-lettered"
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --dlq --exit-at-end > "$TMP/dlq" 2>/dev/null
+[ "$(wc -l < "$TMP/dlq")" -eq 1 ] && grep -q '"error":"UNKNOWN_SCHEMA"' "$TMP/dlq"
+ok $? "one dead letter, UNKNOWN_SCHEMA"
+cut -c1-300 "$TMP/dlq" | diag
+
+kill -TERM "$DAEMON_PID"
+wait_until 20 sh -c "! kill -0 $DAEMON_PID"
+ok $? "daemon stops on SIGTERM"
+wait "$DAEMON_PID"
+ok $? "daemon exits 0 after SIGTERM"
+! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log"
+ok $? "no sanitizer report in the daemon's log"
+grep -E "registry|error" "$TMP/daemon.log" | grep -v "kafka " | head -12 | cut -c1-250 | diag
+head -5 "$TMP/publish.err" | diag
+tap_done
