@@ -466,6 +466,41 @@ static void test_set(void) {
         mcd_config_clear(&cfg);
 }
 
+/* schema_registry.* and output.format: defaults, a good set, a URL that is
+ * not http(s), a format not known, confluent without a registry. */
+static void test_registry_keys(void) {
+        struct loaded l;
+        const char *path;
+
+        path = write_file("registry-none.conf", "");
+        load(&l, path);
+        ok(l.r == 0 && !l.cfg.registry_url && !l.cfg.registry_basic_auth && l.cfg.registry_timeout_ms == 5000 &&
+           l.cfg.output_format == MCD_OUTPUT_SINGLE_OBJECT, "registry defaults: none, 5s, single-object");
+        loaded_clear(&l);
+        path = write_file("registry.conf", "schema_registry.url = https://sr.example:8081\n"
+                                           "schema_registry.basic_auth = alice:secret\n"
+                                           "schema_registry.timeout = 800ms\n"
+                                           "output.format = confluent\n");
+        load(&l, path);
+        is_int(l.r, 0, "a registry configuration loads");
+        is_str(l.cfg.registry_url, "https://sr.example:8081", "schema_registry.url");
+        is_str(l.cfg.registry_basic_auth, "alice:secret", "schema_registry.basic_auth");
+        is_int(l.cfg.registry_timeout_ms, 800, "schema_registry.timeout");
+        is_int(l.cfg.output_format, MCD_OUTPUT_CONFLUENT, "output.format confluent");
+        loaded_clear(&l);
+        expect_one_error("registry-url.conf", "schema_registry.url = sr.example:8081\n",
+                         "1: schema_registry.url: expected an http:// or https:// URL or nothing, got "
+                         "'sr.example:8081'",
+                         "a URL without a scheme");
+        expect_one_error("registry-format.conf", "output.format = avro\n",
+                         "1: output.format: expected single-object or confluent, got 'avro'",
+                         "an unknown output.format");
+        expect_one_error("registry-alone.conf", "merge_wait = 1s\noutput.format = confluent\n",
+                         "2: output.format: confluent needs schema_registry.url, where the outcome schema is "
+                         "registered",
+                         "confluent without a registry");
+}
+
 static void test_log_levels(void) {
         static const struct {
                 const char *name;
@@ -536,6 +571,7 @@ int main(void) {
         test_missing_file();
         test_set();
         test_log_levels();
+        test_registry_keys();
         test_log_stderr();
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
         if (system(cmd) != 0)
