@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -27,6 +28,7 @@
 
 #define DEFAULT_TIMEOUT_MS 5000L
 #define MAX_ANSWER (16L << 20)          /* an answer larger than this is refused */
+#define FAIL_FAST_MS 1000               /* after a failure, schema fetches fail at once for this long */
 
 struct cached {
         uint32_t id;                    /* schema id */
@@ -37,10 +39,19 @@ struct mcd_registry {
         char *url;                      /* base URL, without trailing '/' */
         char *basic_auth;               /* "user:password" or NULL */
         long timeout_ms;                /* per request */
-        pthread_mutex_t lock;           /* guards v, n, cap */
+        pthread_mutex_t lock;           /* guards v, n, cap, down_until, down_why */
         struct cached *v;               /* the cache, unordered */
         size_t n, cap;
+        int64_t down_until;             /* monotonic ms: until then fetches fail at once (-EAGAIN) */
+        char down_why[512];             /* the failure that set down_until */
 };
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
@@ -246,21 +257,35 @@ int mcd_registry_schema(struct mcd_registry *r, uint32_t id, char **json, char *
         long status = 0;
         json_t *j;
         bool oom;
-        int ret;
+        int ret = 0;
 
         if ((*json = cache_get(r, id, &oom)))
                 return 0;
         if (oom)
                 return -ENOMEM;
+        /* A registry that just failed is not asked again at once: the
+         * threads decoding a batch would each wait a timeout. */
+        pthread_mutex_lock(&r->lock);
+        if (mono_ms() < r->down_until)
+                ret = say(why, whylen, -EAGAIN, "%s", r->down_why);
+        pthread_mutex_unlock(&r->lock);
+        if (ret < 0)
+                return ret;
         snprintf(path, sizeof(path), "/schemas/ids/%" PRIu32, id);
         snprintf(what, sizeof(what), "GET %s", path);
-        if ((ret = request(r, path, NULL, &status, &answer, why, whylen)) < 0)
-                return ret;
-        if (status / 100 != 2) {
+        ret = request(r, path, NULL, &status, &answer, why, whylen);
+        if (ret == 0 && status / 100 != 2) {
                 ret = status_error(r, status, answer, what, why, whylen);
                 free(answer);
-                return ret;
         }
+        if (ret == -EAGAIN) {
+                pthread_mutex_lock(&r->lock);
+                r->down_until = mono_ms() + FAIL_FAST_MS;
+                snprintf(r->down_why, sizeof(r->down_why), "%s", why ? why : "the schema registry failed");
+                pthread_mutex_unlock(&r->lock);
+        }
+        if (ret < 0)
+                return ret;
         j = json_loads(answer, 0, NULL);
         free(answer);
         schema = json_string_value(json_object_get(j, "schema"));

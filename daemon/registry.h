@@ -30,8 +30,9 @@ void mcd_registry_free(struct mcd_registry *r);
  * registry, as a heap copy of its JSON text in *json.  Returns 0; -ENOENT
  * when the registry answers 404 (no such id: not cached, asked again next
  * time); -EAGAIN when it is unreachable, times out or answers 5xx or 429
- * (try later); -EPROTO for any other answer.  On failure why[] is one
- * sentence. */
+ * (try later; for one second after such a failure, ids not cached fail at
+ * once with the same reason, without a request); -EPROTO for any other
+ * answer.  On failure why[] is one sentence. */
 int mcd_registry_schema(struct mcd_registry *r, uint32_t id, char **json, char *why, size_t whylen);
 
 /* Registers `schema_json` under `subject` (POST /subjects/{subject}/versions)

@@ -84,6 +84,25 @@ static void stop_stub(void) {
         }
 }
 
+/* The stub's request count (GET /_stub/requests, itself counted). */
+static unsigned long stub_requests(const char *url) {
+        char cmd[1200];
+        unsigned long n = 0;
+        FILE *p;
+
+        const char *b = getenv("MCD_BUILDDIR");
+        int len = (int)strcspn(url + strlen("http://"), "/");
+
+        snprintf(cmd, sizeof(cmd), "%s/tests/http_get %.*s /_stub/requests", b ? b : ".", len,
+                 url + strlen("http://"));
+        if ((p = popen(cmd, "r"))) {
+                if (fscanf(p, "%lu", &n) != 1)
+                        n = 0;
+                pclose(p);
+        }
+        return n;
+}
+
 struct fetcher {
         struct mcd_registry *r;
         uint32_t id;
@@ -182,6 +201,7 @@ static void codec_tests(const char *url) {
                        "registry down: -EAGAIN");
                 is_str(err.code, MCD_DLQ_REGISTRY_UNAVAILABLE, "REGISTRY_UNAVAILABLE (%s)", err.message);
                 control("down", NULL);
+                usleep(1100 * 1000);    /* the client fails fast for a second */
                 is_int(mcd_avro_decode_event(b, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err), 0,
                        "registry back: read");
                 mcd_event_clear(&got);
@@ -260,6 +280,14 @@ int main(void) {
         ok(strstr(why, "503") != NULL, "the reason names the status: %s", why);
         is_int(mcd_registry_register(r2, "x-value", s1, &idx, why, sizeof(why)), -EAGAIN, "503 on register: -EAGAIN");
         control("down", NULL);
+        {
+                unsigned long before = stub_requests(url), after;
+                is_int(mcd_registry_schema(r2, id1, &json, why, sizeof(why)), -EAGAIN,
+                       "just after a failure: -EAGAIN at once");
+                after = stub_requests(url);
+                is_int(after, before + 1, "without a request (only the count's own)");
+                usleep(1100 * 1000);
+        }
         is_int(mcd_registry_schema(r2, 99999, &json, why, sizeof(why)), -ENOENT, "unknown id: -ENOENT");
         is_int(mcd_registry_cached(r2), 1, "an unknown id is not cached");
         is_int(mcd_registry_schema(r2, id1, &json, why, sizeof(why)), 0, "after the outage, fetched");
