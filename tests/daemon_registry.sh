@@ -6,19 +6,26 @@
 # schemas.dir, Confluent with the v2 schema in the registry), give replay's
 # outcomes; outcomes are framed with the id the registry gave the outcome
 # schema (output.format confluent); the registry down for a while (503 to a
-# schema id the daemon has not seen): consumption pauses, /healthz says
-# why, no dead letter and no loss once it is back; an id the registry does
-# not know: a dead letter UNKNOWN_SCHEMA.
+# schema id the daemon has not seen) and then unreachable (stopped, started
+# again on its port): consumption pauses, /healthz says why, no dead letter
+# and no loss once it is back; an id the registry does not know: a dead
+# letter UNKNOWN_SCHEMA.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 TAB=$(printf '\t')
 start_redis; ok $? "redis-server started on port $REDIS_PORT"
 start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
 mkdir -p "$TMP/reg" "$TMP/schemas"
-"$MCD_BUILDDIR/tests/registry_stub" 0 "$TMP/reg" 2> "$TMP/stub.log" &
-PIDS="$PIDS $!"
-wait_until 20 test -s "$TMP/reg/port"; ok $? "registry stub started"
-REG="http://127.0.0.1:$(cat "$TMP/reg/port")"
+start_stub() {  # start_stub PORT: sets STUB_PID
+        rm -f "$TMP/reg/port"
+        "$MCD_BUILDDIR/tests/registry_stub" "$1" "$TMP/reg" 2>> "$TMP/stub.log" &
+        STUB_PID=$!
+        PIDS="$PIDS $STUB_PID"
+        wait_until 20 test -s "$TMP/reg/port"
+}
+start_stub 0; ok $? "registry stub started"
+STUB_PORT=$(cat "$TMP/reg/port")
+REG="http://127.0.0.1:$STUB_PORT"
 MPORT=$(free_port)
 write_config "$TMP/mcd.conf" "park_grace = 7d" "merge_wait = 5s" "schemas.dir = $TMP/schemas" \
         "schema_registry.url = $REG" "output.format = confluent" "metrics.listen = 127.0.0.1:$MPORT"
@@ -30,6 +37,8 @@ sed 's/^  "fields": \[$/  "fields": [\n    {"name": "source_system", "type": ["n
         "$MCD_SRCDIR/schemas/RelationshipEvent.v1.avsc" > "$TMP/schemas/RelationshipEvent.v2.avsc"
 sed 's/^  "fields": \[$/  "fields": [\n    {"name": "region", "type": ["null", "string"], "default": null},/' \
         "$MCD_SRCDIR/schemas/RelationshipEvent.v1.avsc" > "$TMP/RelationshipEvent.v3.avsc"
+sed 's/^  "fields": \[$/  "fields": [\n    {"name": "tenant", "type": ["null", "string"], "default": null},/' \
+        "$MCD_SRCDIR/schemas/RelationshipEvent.v1.avsc" > "$TMP/RelationshipEvent.v4.avsc"
 grep -q source_system "$TMP/schemas/RelationshipEvent.v2.avsc" && grep -q region "$TMP/RelationshipEvent.v3.avsc"
 ok $? "v2 and v3 writer schemas made from v1"
 
@@ -57,7 +66,13 @@ cat > "$TMP/part5.jsonl" <<'EOF'
 {"event_id": "p5-a4", "occurred_at": "2026-03-03T08:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "SwitchRequested", "subscription_id": "sub-a", "target_partner_id": "partner-fabrikam"}
 {"event_id": "p5-b4", "occurred_at": "2026-03-03T09:00:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "CspSubscriptionCreated", "subscription_id": "azure-b", "csp_subscription_id": "azure-csp-b", "partner_id": "partner-fabrikam"}
 EOF
-cat "$TMP/part1.jsonl" "$TMP/part2.jsonl" "$TMP/part3.jsonl" "$TMP/part4.jsonl" "$TMP/part5.jsonl" > "$TMP/all.jsonl"
+# v4 through the Confluent framing while the registry is unreachable.
+cat > "$TMP/part6.jsonl" <<'EOF'
+{"event_id": "p6-c1", "occurred_at": "2026-03-03T10:00:00.000Z", "customer_id": "cust-charlie", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
+{"event_id": "p6-c2", "occurred_at": "2026-03-03T10:30:00.000Z", "customer_id": "cust-charlie", "cloud": "COMMERCIAL", "type": "RelationshipAccepted", "partner_id": "partner-fabrikam"}
+EOF
+cat "$TMP/part1.jsonl" "$TMP/part2.jsonl" "$TMP/part3.jsonl" "$TMP/part4.jsonl" "$TMP/part5.jsonl" \
+        "$TMP/part6.jsonl" > "$TMP/all.jsonl"
 now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 $MCD replay --now "$now" --park-grace 7d "$TMP/all.jsonl" > "$TMP/want.raw"
 ok $? "replay of the $(wc -l < "$TMP/all.jsonl") events"
@@ -110,16 +125,38 @@ sleep 4
 rm "$TMP/reg/down"
 wait_until 60 grep -q "answers again; consumption resumed" "$TMP/daemon.log"
 ok $? "registry back: consumption resumed (logged)"
+n5=$(cat "$TMP/part1.jsonl" "$TMP/part2.jsonl" "$TMP/part3.jsonl" "$TMP/part4.jsonl" "$TMP/part5.jsonl" |
+        $MCD replay --now "$now" --park-grace 7d | wc -l)
+wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n5"
+ok $? "parts 4-5 read after the 503s: $n5 outcomes"
+wait_until 20 sh -c "! \"$MCD_BUILDDIR/tests/http_get\" 127.0.0.1:$MPORT /healthz 2>/dev/null | grep -q registry"
+ok $? "/healthz no longer names the registry"
+
+# ---- the registry unreachable for a while ---------------------------------------
+kill -STOP "$DAEMON_PID"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/RelationshipEvent.v4.avsc" \
+        "$TMP/part6.jsonl" 2>> "$TMP/publish.err"
+ok $? "published part 6 (Confluent framing, a v4 writer the daemon has not seen)"
+kill -TERM "$STUB_PID"
+wait "$STUB_PID" 2>/dev/null
+kill -CONT "$DAEMON_PID"
+wait_until 60 grep -q "consumption paused, retrying in [0-9]* ms: .*did not answer" "$TMP/daemon.log"
+ok $? "registry unreachable: consumption paused (logged)"
+wait_until 20 healthz_says "schema registry"
+ok $? "/healthz says the schema registry is why"
+sleep 3
+[ "$(count_dlq "$TMP/mcd.conf")" -eq 0 ]; ok $? "no dead letter while the registry is unreachable"
+start_stub "$STUB_PORT"; ok $? "registry started again on its port"
 wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "daemon published $n_want outcomes"
+[ "$(grep -c "answers again; consumption resumed" "$TMP/daemon.log")" -ge 2 ]
+ok $? "consumption resumed after each outage (logged)"
 sleep 2
 "$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end 2> "$TMP/tail.err" | strip_messages > "$TMP/got"
 diff "$TMP/want" "$TMP/got" | head -10 | cut -c1-250 | diag
 cmp -s "$TMP/want" "$TMP/got"
 ok $? "outcome topic equals replay's ($(wc -l < "$TMP/got") of $n_want): no loss, none twice"
-[ "$(count_dlq "$TMP/mcd.conf")" -eq 0 ]; ok $? "no dead letter after the outage"
-wait_until 20 sh -c "! \"$MCD_BUILDDIR/tests/http_get\" 127.0.0.1:$MPORT /healthz 2>/dev/null | grep -q registry"
-ok $? "/healthz no longer names the registry"
+[ "$(count_dlq "$TMP/mcd.conf")" -eq 0 ]; ok $? "no dead letter after the outages"
 
 # Outcomes are Confluent-framed: without the registry tail cannot read them.
 "$MCD_BIN" tail -c "$TMP/noreg.conf" --exit-at-end > "$TMP/noreg.out" 2> "$TMP/noreg.err"

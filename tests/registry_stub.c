@@ -14,6 +14,9 @@
  * CONTROL_DIR/down exists every request is answered 503 (an outage the
  * tests switch on and off with touch and rm).  If CONTROL_DIR/basic_auth
  * exists, requests must carry those credentials ("user:password") or get 401.
+ * Schemas are also kept as files CONTROL_DIR/schema.N (N from 0), read
+ * again at start, so that a stub stopped and started again on its port (a
+ * registry that was unreachable for a while) still knows every id.
  * Runs until SIGTERM or SIGINT. */
 #include <errno.h>
 #include <signal.h>
@@ -101,6 +104,41 @@ static mhd_result_t get_schema(struct MHD_Connection *c, const char *idtext) {
         return r;
 }
 
+/* Keeps schema i as CONTROL_DIR/schema.i.  0 or -1. */
+static int save_schema(size_t i) {
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/schema.%zu", control_dir, i);
+        if (!(f = fopen(path, "w")))
+                return -1;
+        fputs(schemas[i], f);
+        return fclose(f) == 0 ? 0 : -1;
+}
+
+/* Reads the schemas kept by an earlier run. */
+static void load_schemas(void) {
+        char path[4096];
+        FILE *f;
+
+        while (n_schemas < MAX_SCHEMAS) {
+                char *text = NULL;
+                size_t cap = 0;
+                ssize_t n;
+
+                snprintf(path, sizeof(path), "%s/schema.%zu", control_dir, n_schemas);
+                if (!(f = fopen(path, "r")))
+                        return;
+                n = getdelim(&text, &cap, '\0', f);
+                fclose(f);
+                if (n < 0) {
+                        free(text);
+                        return;
+                }
+                schemas[n_schemas++] = text;
+        }
+}
+
 static mhd_result_t post_version(struct MHD_Connection *c, const struct upload *u) {
         json_t *j = json_loadb(u->p ? u->p : "", u->len, 0, NULL);
         const char *schema = json_string_value(json_object_get(j, "schema"));
@@ -118,7 +156,11 @@ static mhd_result_t post_version(struct MHD_Connection *c, const struct upload *
                 if (strcmp(schemas[i], schema) == 0)
                         break;
         if (i == n_schemas) {
-                if (n_schemas == MAX_SCHEMAS || !(schemas[n_schemas] = strdup(schema))) {
+                if (n_schemas == MAX_SCHEMAS || !(schemas[n_schemas] = strdup(schema)) || save_schema(n_schemas) < 0) {
+                        if (n_schemas < MAX_SCHEMAS) {
+                                free(schemas[n_schemas]);
+                                schemas[n_schemas] = NULL;
+                        }
                         json_decref(j);
                         return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, 50001, "Store full");
                 }
@@ -220,6 +262,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
         control_dir = argv[2];
+        load_schemas();
         sa.sin_port = htons((unsigned short)atoi(argv[1]));
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_request, NULL,
