@@ -115,6 +115,10 @@ int mcd_cmd_check_config(int argc, char **argv) {
         printf("%s: OK\n", path);
         if (n_schemas)
                 printf("schemas.dir %s: %zu schema file(s)\n", cfg.schemas_dir, n_schemas);
+        if (cfg.registry_url)   /* not asked here: check-config reads files only */
+                printf("schema registry %s: Confluent-framed input read by schema id%s\n", cfg.registry_url,
+                       cfg.output_format == MCD_OUTPUT_CONFLUENT ? "; outcomes framed with the id of their schema"
+                                                                 : "");
         mcd_config_clear(&cfg);
         return 0;
 }

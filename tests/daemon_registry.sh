@@ -84,6 +84,12 @@ count_dlq() { "$MCD_BIN" tail -c "$1" --dlq --exit-at-end 2>/dev/null | wc -l; }
 dlq_at_least() { [ "$(count_dlq "$1")" -ge "$2" ]; }
 healthz_says() { "$MCD_BUILDDIR/tests/http_get" "127.0.0.1:$MPORT" /healthz 2>/dev/null | grep -q "$1"; }
 
+"$MCD_BIN" check-config -c "$TMP/mcd.conf" > "$TMP/cc.out" 2>&1 && grep -q "schema registry $REG: .*outcomes framed" "$TMP/cc.out"
+ok $? "check-config names the registry and the outcome framing"
+write_config "$TMP/alone.conf" "output.format = confluent"
+"$MCD_BIN" check-config -c "$TMP/alone.conf" > "$TMP/cc.out" 2>&1
+[ $? -eq 1 ] && grep -q "output.format: confluent needs schema_registry.url" "$TMP/cc.out"
+ok $? "check-config refuses output.format = confluent without schema_registry.url"
 "$MCD_BIN" publish -c "$TMP/mcd.conf" --format nonsense "$TMP/part1.jsonl" 2> "$TMP/bad.err"
 ok $([ $? -ne 0 ]; echo $?) "publish refuses --format nonsense"
 "$MCD_BIN" publish -c "$TMP/noreg.conf" --format confluent "$TMP/part1.jsonl" 2> "$TMP/bad.err"
