@@ -532,7 +532,7 @@ int process_batch(struct batcher *bt) {
         t_publish = mono_us() - t_publish;
         if (undelivered) {
                 log_warning("the last batch's outputs are not delivered yet; this batch is undone until they are");
-                bt->pub->publish_stuck = true;
+                publish_set_stuck(bt->pub);
         }
         /* The wait also checked the fencing of what it published: a pair
          * found taken over or lost meanwhile must not have its customers
@@ -547,7 +547,7 @@ int process_batch(struct batcher *bt) {
                 goto out;
         }
         /* The lease of the fencing check starts when the commit is sent. */
-        bt->pub->verified_at = mono_ms();
+        publish_commit_sent(bt->pub, mono_ms());
         if (r >= 0) {
                 commit_sent = true;
                 t_commit = mono_us();
@@ -574,7 +574,7 @@ int process_batch(struct batcher *bt) {
                 ahead = NULL;
         }
         bt->ahead = ahead;
-        bt->pub->verified_batch = bt->env->st.batches + 1;
+        publish_committed(bt->pub, bt->env->st.batches + 1);
         r = batch_committed(bt, b);
         if (r >= 0)
                 r = changelog_queue(bt, b, marks, bt->env->st.batches + 1);

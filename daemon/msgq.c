@@ -5,10 +5,6 @@
 
 #include "daemon/msgq.h"
 
-size_t q_len(const struct msgq *q) {
-        return q->tail - q->head;
-}
-
 struct inmsg *inmsg_copy(const rd_kafka_message_t *m, int64_t arrived) {
         struct inmsg *c = malloc(sizeof(*c) + m->key_len + m->len);
 

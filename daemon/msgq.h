@@ -29,7 +29,11 @@ struct msgq {
         size_t head, tail, cap;
 };
 
-size_t q_len(const struct msgq *q);
+/* Messages queued (inline: the merge asks it for every message). */
+static inline size_t q_len(const struct msgq *q) {
+        return q->tail - q->head;
+}
+
 /* A heap copy of m (NULL when out of memory), buffered at `arrived`. */
 struct inmsg *inmsg_copy(const rd_kafka_message_t *m, int64_t arrived);
 /* Appends m (the queue owns it); -ENOMEM. */

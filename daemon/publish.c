@@ -490,7 +490,7 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
         }
         clog_release(pub, pub->n_pending ? pub->pending[0]->batch : UINT64_MAX);
         if (pub->n_pending == 0)
-                pub->publish_stuck = false;
+                pub->stuck = false;
         return pub->n_pending == 0 ? 0 : -EAGAIN;
 }
 
@@ -534,4 +534,40 @@ void publish_free(struct publisher *pub) {
         free(pub->known_end[1]);
         pub->known_end[0] = pub->known_end[1] = NULL;
         mcd_strmap_clear(&pub->published);
+}
+
+int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms) {
+        const char *topic = t == OUT_OUTCOMES ? pub->env->cfg->topic_outcomes : pub->env->cfg->topic_dlq;
+
+        pub->n_out_parts[t] = n;
+        pub->known_end[t] = calloc((size_t)n + 1, sizeof(int64_t));
+        if (!pub->known_end[t])
+                return -ENOMEM;
+        for (int q = 0; q < n; q++) {
+                int64_t lo, hi;
+                watchdog_kick();
+                if (rd_kafka_query_watermark_offsets(pub->env->producer, topic, q, &lo, &hi, timeout_ms) == 0)
+                        pub->known_end[t][q] = hi;
+        }
+        return 0;
+}
+
+size_t publish_owed_frames(const struct publisher *pub) {
+        return pub->n_pending;
+}
+
+void publish_set_stuck(struct publisher *pub) {
+        pub->stuck = true;
+}
+
+bool publish_stuck(const struct publisher *pub) {
+        return pub->stuck;
+}
+
+void publish_commit_sent(struct publisher *pub, int64_t mono) {
+        pub->verified_at = mono;
+}
+
+void publish_committed(struct publisher *pub, uint64_t batch) {
+        pub->verified_batch = batch;
 }

@@ -59,10 +59,14 @@ struct publisher {
         uint64_t fault_stop_before_changelog;
         uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
         int64_t verified_at;         /* monotonic ms when that commit was sent */
-        bool publish_stuck;          /* a batch found the last one's outputs undelivered: set by it, cleared
+        bool stuck;                  /* a batch found the last one's outputs undelivered: set by it, cleared
                                       * once nothing is pending */
 };
 
+/* Output topic t (OUT_OUTCOMES, OUT_DLQ) has n partitions; their ends,
+ * asked of the broker (waiting up to timeout_ms), are where frames produced
+ * from now on land at the earliest.  0 or -ENOMEM. */
+int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms);
 /* The producer's delivery report callback; its opaque is the publisher. */
 void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 /* Frees what the publisher holds (not the producer). */
@@ -89,6 +93,16 @@ uint64_t publish_drop_unsent(struct publisher *pub, int32_t partition);
 bool publish_owed(const struct publisher *pub, int32_t partition);
 /* Anything pending: frames or changelog records? */
 bool publish_busy(const struct publisher *pub);
+/* Frames not known delivered. */
+size_t publish_owed_frames(const struct publisher *pub);
+/* A batch found the last one's frames undelivered: nothing new is processed
+ * until they are out (publish_stuck, cleared once nothing is pending). */
+void publish_set_stuck(struct publisher *pub);
+bool publish_stuck(const struct publisher *pub);
+/* The commit of a batch was sent at `mono` (monotonic ms), and was applied:
+ * its frames' fencing was checked by the commit script (FENCE_LEASE_MS). */
+void publish_commit_sent(struct publisher *pub, int64_t mono);
+void publish_committed(struct publisher *pub, uint64_t batch);
 /* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
  * for all of them, else only serves the delivery reports that are in.
  * Returns 0 when nothing is pending any more, else -EAGAIN. */

@@ -112,7 +112,7 @@ void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
                  * aborted by now: callbacks run between batches). */
                 if (!rd_kafka_assignment_lost(rk) && publish_pending(tm->pub, 10000) < 0)
                         log_warning("handing partitions over with %zu frames unpublished; the next owner "
-                                    "publishes them", tm->pub->n_pending);
+                                    "publishes them", publish_owed_frames(tm->pub));
                 /* So do the offsets Redis holds, to the group, for lag
                  * monitors (unless this is a close during a join): sent
                  * before the unassign, they carry this generation; never

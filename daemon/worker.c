@@ -168,18 +168,9 @@ static int worker_setup(struct worker *w) {
          * yet: waited for (startup.h).  Not being co-partitioned is a
          * configuration error, which exits. */
         for (int t = 0; t < 2; t++) {
-                if ((r = mcd_startup_partitions(w->env.producer, out_topics[t], md_ms, &wait, &n)) < 0)
+                if ((r = mcd_startup_partitions(w->env.producer, out_topics[t], md_ms, &wait, &n)) < 0 ||
+                    (r = publish_outputs(&w->pub, t, n, md_ms)) < 0)
                         return r;
-                w->pub.n_out_parts[t] = n;
-                w->pub.known_end[t] = calloc((size_t)n + 1, sizeof(int64_t));
-                if (!w->pub.known_end[t])
-                        return -ENOMEM;
-                for (int q = 0; q < n; q++) {
-                        int64_t lo, hi;
-                        watchdog_kick();
-                        if (rd_kafka_query_watermark_offsets(w->env.producer, out_topics[t], q, &lo, &hi, md_ms) == 0)
-                                w->pub.known_end[t][q] = hi;
-                }
         }
         if ((r = mcd_startup_partitions(w->env.producer, w->env.cfg->topic_relationships, md_ms, &wait,
                                         &w->n_input_partitions)) < 0 ||
@@ -478,8 +469,8 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
                 /* Delivery reports are served; after a batch found the last
                  * one's outputs undelivered (Kafka unreachable), nothing new
                  * is processed until the outbox is out. */
-                if (publish_busy(&w.pub) && publish_pending(&w.pub, w.pub.publish_stuck ? 1000 : 0) < 0 &&
-                    w.pub.publish_stuck)
+                if (publish_busy(&w.pub) && publish_pending(&w.pub, publish_stuck(&w.pub) ? 1000 : 0) < 0 &&
+                    publish_stuck(&w.pub))
                         continue;
                 redo_settle(&w.rs);
                 tasks_claim(&w.tm);
@@ -499,7 +490,8 @@ int mcd_worker_run(struct mcd_config *cfg, struct mcd_worker_signals *sig) {
         sd_notify(0, "STOPPING=1");
         batcher_free(&w.bt);            /* collected, not committed: read again by the next owner */
         if (publish_busy(&w.pub) && publish_pending(&w.pub, 10000) < 0)
-                log_warning("stopping with %zu frames unpublished; the next owner publishes them", w.pub.n_pending);
+                log_warning("stopping with %zu frames unpublished; the next owner publishes them",
+                            publish_owed_frames(&w.pub));
         r = 0;
         log_notice("stopping: leaving the consumer group");
 out:
