@@ -69,7 +69,8 @@ struct pair_hooks {
 struct pairs {
         struct pair **v;
         size_t n;
-        uint64_t epoch;              /* bumped whenever a pair is added, removed, or enters or leaves READY */
+        uint64_t epoch;              /* bumped when a pair is added or removed, or changes phase but between
+                                      * INIT and RECONCILE */
         struct pair_hooks hooks;
 };
 
