@@ -1,4 +1,7 @@
-# lib.sh -- TAP helpers for the shell tests (sourced).
+# lib.sh -- TAP helpers for the shell tests (sourced), then the services the
+# integration tests start and the checks they share.  A script that wants
+# only the TAP helpers (ok, diag, tap_done; tests/fuzz/run.sh) sets
+# MCD_TAP_ONLY=1 before sourcing it: nothing else is defined or required.
 tap_n=0
 tap_failed=0
 ok() {  # ok STATUS DESCRIPTION
@@ -15,6 +18,7 @@ tap_done() {
         echo "1..$tap_n"
         [ "$tap_failed" -eq 0 ]
 }
+[ -n "${MCD_TAP_ONLY:-}" ] && return 0
 : "${MCD_BIN:?MCD_BIN must name the multichanneld binary}"
 : "${MCD_BUILDDIR:?}"
 : "${MCD_SRCDIR:?}"
