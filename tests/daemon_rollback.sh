@@ -87,13 +87,13 @@ rollback_case() {  # rollback_case NAME
         fi
         roll_back_redis
         if [ "$name" = gone ]; then
-                "$MCD_BIN" lag -c "$TMP/$name.conf" > "$TMP/lag" 2>&1
+                "$MCD_BIN" lag -c "$TMP/mcd.conf" > "$TMP/lag" 2>&1
                 ahead=$(awk '$3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 > $3' "$TMP/lag" | wc -l)
                 ok $([ "$ahead" -gt 0 ]; echo $?) \
                         "$name: the owner is gone, and the group's copy is ahead of Redis on $ahead partition side(s)"
                 diag < "$TMP/lag"
                 log="$TMP/$name.2.log"
-                start_daemon "$TMP/$name.conf" "$log"
+                start_daemon "$TMP/mcd.conf" "$log"
         fi
         wait_until 60 grep -q "Redis came back older" "$log"
         ok $? "$name: the daemon found the rollback"
