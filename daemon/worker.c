@@ -107,6 +107,8 @@ struct pair {
         int64_t seq_floor;           /* the highest counter known committed: the group's at the claim */
         bool group_read;             /* the group's copy read for the next claim (read_group_marks) */
         int64_t group_generation;    /* the generation it names, 0 none */
+        char *origin_marks;          /* where the partition's outputs begin on the output topics: the
+                                      * group's copy's marks, or ours at a start from nothing; NULL none */
         bool rolled_back;            /* Redis was found older than our commits: rollback_redo at init */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
@@ -363,6 +365,7 @@ static void pair_remove(struct worker *w, int32_t partition) {
                         mcd_group_offsets_forget(w->group_offsets, partition);
                         sub_stop(w, w->pairs[i]);
                         redo_forget(w->pairs[i]);
+                        free(w->pairs[i]->origin_marks);
                         q_free(&w->pairs[i]->q[REL]);
                         q_free(&w->pairs[i]->q[SUB]);
                         free(w->pairs[i]);
@@ -1397,6 +1400,22 @@ static int record_state(const struct scanned *v, struct mcd_customer *c, char *w
 
 /* Writes the scanned customers of a partition back to Redis, in chunks,
  * the offsets and marks last. */
+/* A partition the changelog holds no offsets for is re-processed from its
+ * beginning.  Its first batches may be on the output topics all the same
+ * (Redis lost after their delivery, before their changelog records): when
+ * the group's copy names where its outputs begin (send_origin), they are
+ * looked up from there, under a re-processing record as after any rebuild. */
+static int restore_origin(struct worker *w, struct pair *p, int64_t *from[2]) {
+        const struct mcd_offsets none = {.rel = -1, .sub = -1};
+
+        if (!p->origin_marks)
+                return 0;
+        log_notice("partition %" PRId32 ": the changelog holds nothing of it, the consumer group says where its "
+                   "outputs begin: looking them up from there", p->partition);
+        marks_parse(w, p->origin_marks, from);
+        return redo_mark(w, p, p->origin_marks, &none);
+}
+
 static int restore_partition(struct worker *w, struct pair *p, struct changelog_scan *sc, int64_t *from[2]) {
         struct mcd_customer *cs = calloc(256, sizeof(*cs));
         struct mcd_store_customer sc_items[256];
@@ -1445,6 +1464,7 @@ static int restore_partition(struct worker *w, struct pair *p, struct changelog_
                                 json_decref(rec);
                         } else if (last) {
                                 sp.offsets = (struct mcd_offsets){.rel = -1, .sub = -1};
+                                r = restore_origin(w, p, from);
                         }
                         sp.set_offsets = last;
                         if (r < 0)
@@ -1497,7 +1517,7 @@ static int rebuild_partition(struct worker *w, struct pair *p) {
                 r = scan_changelog(w, &sc);
         if (r >= 0)
                 r = restore_partition(w, p, &sc, from);
-        if (r >= 0 && mcd_strmap_get(&sc.latest, sc.offsets_key))
+        if (r >= 0 && (mcd_strmap_get(&sc.latest, sc.offsets_key) || p->origin_marks))
                 r = collect_published(w, from);
         scan_free(&sc);
         free(from[0]);
@@ -1534,10 +1554,29 @@ static int start_offset(struct worker *w, const struct pair *p, int t, int64_t s
 
 /* The pair's offsets, counter and generation copied to the group. */
 static void group_note(struct worker *w, const struct pair *p) {
-        const struct mcd_group_mark m = {
-                .rel = p->committed.rel, .sub = p->committed.sub, .seq = p->seq, .generation = p->generation};
+        const struct mcd_group_mark m = {.rel = p->committed.rel, .sub = p->committed.sub, .seq = p->seq,
+                                         .generation = p->generation, .marks = p->origin_marks};
 
         mcd_group_offsets_note(w->group_offsets, p->partition, &m);
+}
+
+/* A pair starting with nothing in Redis and nothing in the group's copy
+ * (a new partition): the marks of the output topics now, before it produces
+ * anything, go to the group with its first offsets, and are waited for.
+ * They are where its outputs begin: should Redis be lost before its first
+ * batch reaches the changelog, the rebuild looks its outputs up from there
+ * (rebuild_partition), with no changelog scan of its own.  -EAGAIN: try
+ * again (the member is joining the group, or the group refused). */
+static int send_origin(struct worker *w, struct pair *p) {
+        const struct mcd_group_mark m = {.rel = p->expect[REL], .sub = p->expect[SUB], .seq = p->seq,
+                                         .generation = p->generation, .marks = p->origin_marks};
+
+        if (!w->consumer || p->committed.rel >= 0 || p->committed.sub >= 0)
+                return 0;
+        if (!p->origin_marks && !(p->origin_marks = marks_format(w)))
+                return -ENOMEM;
+        mcd_group_offsets_note(w->group_offsets, p->partition, &m);
+        return mcd_group_offsets_send_now(w->group_offsets, w->consumer, p->partition) < 0 ? -EAGAIN : 0;
 }
 
 /* The group's copy of the pairs about to be claimed, read in one request:
@@ -1558,7 +1597,14 @@ static void read_group_marks(struct worker *w) {
                         p->group_read = true;
                         p->group_generation = m[i].generation;
                         p->seq_floor = m[i].seq > p->seq_floor ? m[i].seq : p->seq_floor;
+                        if (m[i].marks) {
+                                free(p->origin_marks);
+                                p->origin_marks = m[i].marks;
+                                m[i].marks = NULL;
+                        }
                 }
+        for (size_t i = 0; m && i < n; i++)
+                mcd_group_mark_clear(&m[i]);
         free(parts);
         free(m);
 }
@@ -1632,6 +1678,8 @@ static int pair_init(struct worker *w, struct pair *p) {
                 return r;
         if ((r = start_offset(w, p, REL, p->committed.rel, &p->expect[REL])) < 0 ||
             (r = start_offset(w, p, SUB, p->committed.sub, &p->expect[SUB])) < 0)
+                return r;
+        if ((r = send_origin(w, p)) < 0)
                 return r;
         r = side_op(w, p, REL, SIDE_SEEK, p->expect[REL]);
         if (r < 0)

@@ -198,7 +198,42 @@ reprocess_case() {  # reprocess_case mid|end|twice
         wait "$DAEMON_PID"
         ok $? "re-process $1: daemon 3 exits 0 on SIGTERM"
 }
-reprocess_case mid
-reprocess_case end
-reprocess_case twice
+# first batch: daemon 1 delivers its first batch and is stopped before that
+# batch's changelog append; Redis is lost.  The changelog holds nothing of
+# the partition, so it is re-processed from its beginning: what says where
+# its outputs begin is the consumer group's copy, sent before the first
+# batch (send_origin), and daemon 2 looks the outputs up from there.
+first_batch_case() {
+        stop_services
+        start_services -p "first batch: " 1 "batch.max_events = 20" "batch.wait = 2s" "merge_wait = 20ms"
+        future_stream 13 300 30 "$TMP/in.jsonl"
+        expect_replay "$TMP/in.jsonl"
+        publish_events "$TMP/in.jsonl"
+        ok $? "first batch: published $(wc -l < "$TMP/in.jsonl") events ($n_want outcomes expected)"
+        run_stopped MCD_FAULT_STOP_BEFORE_CHANGELOG=1 "$TMP/mcd.conf" "$TMP/first1.log"
+        ok $? "first batch: daemon 1 delivered batch 1 and stopped before its changelog append"
+        published=$(count_outcomes "$TMP/mcd.conf")
+        clog=$("$MCD_BUILDDIR/tests/produce_raw" -b "$BOOTSTRAP" -t partnercenter.multichannel.changelog.v1 -d \
+                2>/dev/null | wc -l)
+        lose_redis
+        start_redis "$REDIS_PORT"
+        [ "$published" -ge 10 ] && [ "$clog" -eq 0 ]
+        ok $? "first batch: $published outcomes published, $clog changelog records; Redis restarted empty"
+        start_daemon "$TMP/mcd.conf" "$TMP/first2.log"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+        ok $? "first batch: daemon 2 publishes the rest"
+        grep -q "the consumer group says where its outputs begin" "$TMP/first2.log"
+        ok $? "first batch: daemon 2 looked the outputs up from where the group says they begin"
+        wait_until 30 redo_gone
+        ok $? "first batch: daemon 2 dropped the re-processing record once past it"
+        sleep 2
+        assert_exactly_once "$TMP/mcd.conf" "first batch: "
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "first batch: daemon 2 exits 0 on SIGTERM"
+}
+for c in ${MCD_REPROCESS_CASES-mid end twice}; do
+        reprocess_case "$c"
+done
+first_batch_case
 tap_done
