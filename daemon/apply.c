@@ -310,7 +310,8 @@ int batch_threads_start(struct applier *ap, int threads) {
         if (r == 0)
                 decoders[0] = ap->avro;
         for (int i = 1; r == 0 && i < threads; i++)
-                r = mcd_avro_new(&decoders[i]);
+                if ((r = mcd_avro_new(&decoders[i])) == 0)
+                        r = mcd_avro_use_dir(decoders[i], ap->schemas);
         if (r == 0)
                 r = mcd_par_new((unsigned)threads, &par);
         if (r < 0) {
@@ -323,3 +324,31 @@ int batch_threads_start(struct applier *ap, int threads) {
         return 0;
 }
 
+
+int apply_schemas_load(struct applier *ap, const char *dir) {
+        unsigned n = ap->decoders ? mcd_par_threads(ap->par) : 1;
+        struct mcd_avro_dir *d = NULL;
+        char why[768];
+        int r;
+
+        r = mcd_avro_dir_read(dir, true, &d, why, sizeof(why));
+        if (r < 0) {
+                log_error("%s%s", ap->schemas ? "reload: the writer schemas in use are kept: " : "", why);
+                return r;
+        }
+        for (unsigned i = 0; r == 0 && i < n; i++)
+                r = mcd_avro_use_dir(ap->decoders ? ap->decoders[i] : ap->avro, d);
+        if (r < 0) {
+                log_error("schemas.dir %s: %s; the writer schemas in use are kept", dir, strerror(-r));
+                for (unsigned i = 0; i < n; i++)
+                        mcd_avro_use_dir(ap->decoders ? ap->decoders[i] : ap->avro, ap->schemas);
+                mcd_avro_dir_free(d);
+                return r;
+        }
+        if (mcd_avro_dir_missing(d) && strcmp(dir, MCD_SCHEMADIR) != 0)
+                log_warning("schemas.dir %s does not exist: only the built-in schemas are known", dir);
+        log_notice("schemas.dir %s: %zu writer schema file(s)", dir, mcd_avro_dir_count(d));
+        mcd_avro_dir_free(ap->schemas);
+        ap->schemas = d;
+        return 0;
+}

@@ -60,6 +60,7 @@ struct applier {
         struct mcd_avro *avro;
         struct mcd_par *par;         /* batch.threads: decode, parse and write the customers' state */
         struct mcd_avro **decoders;  /* one per batch thread; [0] is avro */
+        struct mcd_avro_dir *schemas; /* schemas.dir's writer schemas, known to every codec */
 };
 
 /* Starts `threads` batch threads with a codec each (a codec is not shared
@@ -67,6 +68,11 @@ struct applier {
  * (batch_threads_stop, which frees a pool and its helpers' codecs). */
 int batch_threads_start(struct applier *ap, int threads);
 void batch_threads_stop(struct mcd_par *par, struct mcd_avro **decoders);
+
+/* Reads schemas.dir `dir` and gives its writer schemas to every codec (the
+ * batch threads' too), replacing the folder's previous ones.  A bad folder
+ * changes nothing: a negative errno, logged (the file named). */
+int apply_schemas_load(struct applier *ap, const char *dir);
 
 /* Adds a customer to load (once), of the given input partition. */
 int batch_add_id(struct batch *b, const char *id, int32_t partition);

@@ -14,6 +14,7 @@
 #ifndef MCD_AVRO_CODEC_H
 #define MCD_AVRO_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,24 @@ void mcd_avro_free(struct mcd_avro *a);
  * producer's newer version.  Returns 0, -EINVAL when it does not parse or is
  * not a record, -EEXIST when its fingerprint is already known. */
 int mcd_avro_register(struct mcd_avro *a, enum mcd_avro_kind kind, const char *schema_json);
+
+/* Writer schemas read from a folder (schemas.dir): avro_dir.c. */
+struct mcd_avro_dir;
+
+/* Reads and validates every <Kind>.v<N>.avsc file of folder `path` (other
+ * .avsc names are errors, other files ignored).  A missing folder is an
+ * empty set (mcd_avro_dir_missing) when missing_ok, else an error.  0, or a negative errno with
+ * why[] set to one sentence naming the bad file. */
+int mcd_avro_dir_read(const char *path, bool missing_ok, struct mcd_avro_dir **out, char *why, size_t whylen);
+/* Number of schema files read. */
+size_t mcd_avro_dir_count(const struct mcd_avro_dir *d);
+/* Was the folder missing (read as empty with missing_ok)? */
+bool mcd_avro_dir_missing(const struct mcd_avro_dir *d);
+void mcd_avro_dir_free(struct mcd_avro_dir *d);
+/* Gives a codec the writer schemas of d (NULL: none), replacing those of
+ * the folder it was given before.  Reader schemas never change.  0 or
+ * -ENOMEM (the codec then knows part of d). */
+int mcd_avro_use_dir(struct mcd_avro *a, const struct mcd_avro_dir *d);
 
 /* Parsing Canonical Form of a schema given as JSON text (heap string, or NULL
  * with -EINVAL / -ENOMEM in *err). */

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "daemon/batch.h"
-#include "daemon/group_offsets.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/state_codec.h"
@@ -239,10 +238,11 @@ static int batch_committed(struct batcher *bt, struct batch *b) {
                 struct pair *p = bt->pairs->v[i];
                 if (p->phase != PAIR_READY)
                         continue;
-                if (b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub)
-                        mcd_group_offsets_note(bt->env->group_offsets, p->partition, b->next[i].rel, b->next[i].sub);
+                bool moved = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub;
                 p->committed = b->next[i];
                 p->seq++;
+                if (moved)
+                        group_note(bt->tm, p);
                 p->untrimmed = 0;
                 for (size_t j = 0; j < b->n_frames[i]; j++) {
                         r = pending_push(bt->pub, b->frames[i][j], b->frame_lens[i][j], p->partition,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "daemon/cli.h"
+#include "handlers/timefmt.h"
 
 int mcd_cli_error(const char *cmd, const char *fmt, ...) {
         va_list ap;
@@ -41,4 +42,26 @@ int mcd_parse_duration(const char *s, mcd_time_t *ms) {
                         return 0;
                 }
         return -EINVAL;
+}
+
+int mcd_cli_parse_time(const char *cmd, const char *option, const char *arg, mcd_time_t *out) {
+        if (mcd_time_parse(arg, out) < 0)
+                return mcd_cli_error(cmd, "%s: invalid time '%s' (expected ISO-8601 UTC, e.g. 2026-12-01T00:00:00.000Z)",
+                                     option, arg);
+        return 0;
+}
+
+int mcd_cli_open_input(const char *cmd, const char *path, FILE **in) {
+        *in = stdin;
+        if (!path || strcmp(path, "-") == 0)
+                return 0;
+        *in = fopen(path, "re");
+        if (!*in)
+                return mcd_cli_error(cmd, "FILE: cannot open '%s': %s", path, strerror(errno));
+        return 0;
+}
+
+void mcd_cli_close_input(FILE *in) {
+        if (in && in != stdin)
+                fclose(in);
 }

@@ -2,6 +2,8 @@
 #ifndef MCD_CLI_H
 #define MCD_CLI_H
 
+#include <stdio.h>
+
 #include "handlers/model.h"
 
 /* Prints "multichanneld: CMD: <message>" on stderr; returns 2 (usage error). */
@@ -10,5 +12,14 @@ int mcd_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(p
 /* Parses a duration: a non-negative integer with a unit ms, s, m, h or d
  * ("500ms", "10m").  Returns 0 or -EINVAL. */
 int mcd_parse_duration(const char *s, mcd_time_t *ms);
+
+/* Parses the TIME argument of an option (ISO-8601 UTC, timefmt.h) into
+ * *out.  0, or 2 once "CMD: OPTION: invalid time ..." is on stderr. */
+int mcd_cli_parse_time(const char *cmd, const char *option, const char *arg, mcd_time_t *out);
+
+/* Opens the FILE argument for reading: NULL or "-" is stdin.  0, or 2 once
+ * "CMD: FILE: cannot open ..." is on stderr.  Close with mcd_cli_close_input. */
+int mcd_cli_open_input(const char *cmd, const char *path, FILE **in);
+void mcd_cli_close_input(FILE *in);
 
 #endif

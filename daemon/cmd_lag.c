@@ -98,12 +98,9 @@ static int read_ends(rd_kafka_t *rk, struct side *s) {
 /* The offsets Redis holds for each partition number (-1: none).  0, or the
  * first error (logged). */
 static int read_redis(const struct mcd_config *cfg, struct side sides[2]) {
-        struct mcd_store_options so = {.host = cfg->redis_host, .port = cfg->redis_port, .db = cfg->redis_db,
-                                       .password = cfg->redis_password, .prefix = cfg->redis_key_prefix,
-                                       .timeout_ms = cfg->redis_timeout_ms};
         struct mcd_store *store = NULL;
         int n = sides[0].n > sides[1].n ? sides[0].n : sides[1].n;
-        int r = mcd_store_new(&so, &store);
+        int r = mcd_tool_store_new("lag", cfg, &store);
 
         for (int p = 0; r >= 0 && p < n; p++) {
                 struct mcd_offsets o;

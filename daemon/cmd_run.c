@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/avro_codec.h"
 #include "daemon/cli.h"
 #include "daemon/commands.h"
 #include "daemon/config.h"
@@ -67,10 +68,31 @@ int mcd_load_config_for(const char *cmd, const char *path, struct mcd_config *cf
         return 0;
 }
 
+/* Reads and validates cfg's schemas.dir, as the daemon does at start (a
+ * missing folder holds no schema; noted on stderr unless it is the
+ * default).  0 with *n set, or 1 with the error printed (a configuration
+ * error). */
+static int check_schemas_dir(const char *cmd, const struct mcd_config *cfg, size_t *n) {
+        struct mcd_avro_dir *d = NULL;
+        char why[768];
+
+        if (mcd_avro_dir_read(cfg->schemas_dir, true, &d, why, sizeof(why)) < 0) {
+                fprintf(stderr, "multichanneld: %s: %s\n", cmd, why);
+                return 1;
+        }
+        if (mcd_avro_dir_missing(d) && strcmp(cfg->schemas_dir, MCD_SCHEMADIR) != 0)
+                fprintf(stderr, "multichanneld: %s: warning: schemas.dir %s does not exist: only the built-in "
+                        "schemas are known\n", cmd, cfg->schemas_dir);
+        *n = mcd_avro_dir_count(d);
+        mcd_avro_dir_free(d);
+        return 0;
+}
+
 int mcd_cmd_check_config(int argc, char **argv) {
         static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {0}};
         const char *path = MCD_CONFIG_DEFAULT_PATH;
         struct mcd_config cfg;
+        size_t n_schemas = 0;
         int c, r;
 
         optind = 1;
@@ -86,7 +108,13 @@ int mcd_cmd_check_config(int argc, char **argv) {
         r = mcd_load_config_for("check-config", path, &cfg);
         if (r != 0)
                 return r;
+        if (check_schemas_dir("check-config", &cfg, &n_schemas) != 0) {
+                mcd_config_clear(&cfg);
+                return 1;
+        }
         printf("%s: OK\n", path);
+        if (n_schemas)
+                printf("schemas.dir %s: %zu schema file(s)\n", cfg.schemas_dir, n_schemas);
         mcd_config_clear(&cfg);
         return 0;
 }
@@ -104,6 +132,7 @@ int mcd_cmd_run(int argc, char **argv) {
         bool embedded = false;
         struct mcd_config cfg;
         long partitions = 4;
+        size_t n_schemas = 0;
         int c, r;
 
         optind = 1;
@@ -132,6 +161,10 @@ int mcd_cmd_run(int argc, char **argv) {
         r = mcd_load_config_for("run", path, &cfg);
         if (r != 0)
                 return r;
+        if (check_schemas_dir("run", &cfg, &n_schemas) != 0) {
+                mcd_config_clear(&cfg);
+                return 1;
+        }
         install_signals(&sig);
         if (embedded) {
                 r = mcd_embedded_start(&cfg, 1, (int)partitions, &emb);

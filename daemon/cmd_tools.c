@@ -1,7 +1,9 @@
 /* cmd_tools.c -- the helper subcommands pipelines and people need:
- *   publish   JSON lines of the replay format, encoded to Avro and produced;
+ *   publish   JSON lines of the replay format, encoded to Avro and produced
+ *             (with the reader schemas, or a writer schema file given);
  *   tail      the outcome (or dead-letter) topic decoded to JSON lines;
- *   state     one customer's state from Redis, as JSON. */
+ *   state     one customer's state from Redis, as JSON;
+ * and the helpers the tools that read Redis share (commands.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -51,8 +53,44 @@ static void dr_count_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         }
 }
 
-static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, const struct mcd_config *cfg,
-                          const char *only, unsigned long *n_ok) {
+/* --writer-schema FILE: the schema's text (heap) in writers[] at the index of
+ * its envelope (RelationshipEvent or SubscriptionEvent, by record name).
+ * 0, or 1 with the error printed. */
+static int load_writer_schema(const char *path, char *writers[2]) {
+        static const char *const names[2] = {"RelationshipEvent", "SubscriptionEvent"};
+        json_error_t jerr;
+        json_t *root = json_load_file(path, 0, &jerr);
+        const char *name = json_string_value(json_object_get(root, "name")), *dot;
+        int k;
+
+        if (!root)
+                return mcd_cli_error("publish", "--writer-schema: %s: line %d: %s", path, jerr.line, jerr.text);
+        dot = name ? strrchr(name, '.') : NULL;
+        name = dot ? dot + 1 : name;
+        for (k = 0; k < 2 && !(name && strcmp(name, names[k]) == 0); k++)
+                ;
+        if (k == 2) {
+                json_decref(root);
+                return mcd_cli_error("publish", "--writer-schema: %s: not a RelationshipEvent or SubscriptionEvent "
+                                     "record schema", path);
+        }
+        free(writers[k]);
+        writers[k] = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        return writers[k] ? 0 : mcd_cli_error("publish", "out of memory");
+}
+
+/* Encodes an event with its envelope's writer schema from --writer-schema,
+ * else with the reader schema. */
+static int encode_with(struct mcd_avro *avro, char *const writers[2], const struct mcd_event *ev, void **buf,
+                       size_t *len) {
+        const char *w = writers[mcd_event_is_relationship(ev->type) ? 0 : 1];
+
+        return w ? mcd_avro_encode_event_with(avro, w, ev, buf, len) : mcd_avro_encode_event(avro, ev, buf, len);
+}
+
+static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char *const writers[2],
+                          const struct mcd_config *cfg, const char *only, unsigned long *n_ok) {
         char *line = NULL, why[512];
         size_t cap = 0, lineno = 0;
         ssize_t len;
@@ -79,7 +117,7 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, const
                         fprintf(stderr, "line %zu: a %s event does not belong on the %s topic\n", lineno,
                                 mcd_event_type_name(ev.type), only);
                         status = 1;
-                } else if (mcd_avro_encode_event(avro, &ev, &buf, &blen) < 0) {
+                } else if (encode_with(avro, writers, &ev, &buf, &blen) < 0) {
                         fprintf(stderr, "line %zu: cannot encode the event as Avro\n", lineno);
                         status = 1;
                 } else {
@@ -111,10 +149,12 @@ int mcd_cmd_publish(int argc, char **argv) {
                 {"config", required_argument, NULL, 'c'},
                 {"bootstrap", required_argument, NULL, 'b'},
                 {"topic", required_argument, NULL, 't'},
+                {"writer-schema", required_argument, NULL, 'w'},
                 {0},
         };
         struct tool_opts o = {0};
         const char *only = NULL;
+        char *writers[2] = {NULL, NULL};
         struct mcd_config cfg;
         struct mcd_avro *avro = NULL;
         rd_kafka_conf_t *conf;
@@ -127,24 +167,34 @@ int mcd_cmd_publish(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:b:t:", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "+c:b:t:w:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c': o.config = optarg; break;
                 case 'b': o.bootstrap = optarg; break;
                 case 't':
-                        if (strcmp(optarg, "relationships") != 0 && strcmp(optarg, "subscriptions") != 0)
-                                return mcd_cli_error("publish", "--topic: expected relationships or subscriptions, got '%s'",
-                                                     optarg);
+                        if (strcmp(optarg, "relationships") != 0 && strcmp(optarg, "subscriptions") != 0) {
+                                status = mcd_cli_error("publish",
+                                                       "--topic: expected relationships or subscriptions, got '%s'",
+                                                       optarg);
+                                goto out_writers;
+                        }
                         only = optarg;
                         break;
+                case 'w':
+                        if ((status = load_writer_schema(optarg, writers)) != 0)
+                                goto out_writers;
+                        break;
                 default:
-                        return mcd_cli_error("publish", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        status = mcd_cli_error("publish", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        goto out_writers;
                 }
         }
-        if (argc - optind > 1)
-                return mcd_cli_error("publish", "unexpected argument '%s'", argv[optind + 1]);
+        if (argc - optind > 1) {
+                status = mcd_cli_error("publish", "unexpected argument '%s'", argv[optind + 1]);
+                goto out_writers;
+        }
         if ((status = mcd_load_config_for("publish", o.config, &cfg)) != 0)
-                return status;
+                goto out_writers;
         if ((status = apply_bootstrap("publish", &cfg, o.bootstrap)) != 0)
                 goto out_cfg;
         if (optind < argc && strcmp(argv[optind], "-") != 0 && !(in = fopen(argv[optind], "re"))) {
@@ -165,7 +215,7 @@ int mcd_cmd_publish(int argc, char **argv) {
                 status = mcd_cli_error("publish", "cannot load the Avro schemas");
                 goto out_rk;
         }
-        status = publish_stream(in, rk, avro, &cfg, only, &n_ok);
+        status = publish_stream(in, rk, avro, writers, &cfg, only, &n_ok);
         if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 fprintf(stderr, "multichanneld: publish: not every event was delivered within 30 s\n");
                 status = 1;
@@ -181,6 +231,9 @@ out_in:
                 fclose(in);
 out_cfg:
         mcd_config_clear(&cfg);
+out_writers:
+        free(writers[0]);
+        free(writers[1]);
         return status;
 }
 
@@ -312,49 +365,54 @@ out_cfg:
 
 /* ----------------------------------------------------------------- state -- */
 
-/* The stored state, decoded (binary or the JSON of earlier versions), as
- * JSON (state_json.h). */
-static int print_state(struct mcd_store *store, const char *id, bool compact) {
-        struct mcd_customer c;
-        char *raw = NULL, *text = NULL, why[256] = "";
+/* The store's warnings (a Sentinel not answering, a node that is not the
+ * master) on stderr, named by the command (ctx); its lower notes are of no
+ * use to a tool. */
+static void tool_store_note(void *ctx, int priority, const char *text) {
+        if (priority <= LOG_WARNING)
+                fprintf(stderr, "multichanneld: %s: %s\n", (const char *)ctx, text);
+}
+
+int mcd_tool_store_new(const char *cmd, const struct mcd_config *cfg, struct mcd_store **out) {
+        struct mcd_store_options so = {
+                .host = cfg->redis_host, .port = cfg->redis_port, .db = cfg->redis_db,
+                .password = cfg->redis_password, .prefix = cfg->redis_key_prefix,
+                .timeout_ms = cfg->redis_timeout_ms, .sentinels = cfg->redis_sentinels,
+                .master_name = cfg->redis_master_name, .note = tool_store_note, .note_ctx = (void *)cmd,
+        };
+
+        return mcd_store_new(&so, out);
+}
+
+int mcd_tool_load_customer(const char *cmd, struct mcd_store *store, const char *id, struct mcd_customer *c) {
+        char *raw = NULL, why[256] = "";
         size_t len = 0;
         int r = mcd_store_get_customer_raw(store, id, &raw, &len);
 
         if (r < 0)
                 return r;
-        if (!raw) {
-                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", id);
+        if (!raw)
                 return -ENOENT;
-        }
-        r = mcd_state_decode(raw, len, &c, why, sizeof(why));
+        r = mcd_state_decode(raw, len, c, why, sizeof(why));
         free(raw);
-        if (r < 0) {
-                fprintf(stderr, "multichanneld: state: the stored state of '%s' is unreadable: %s\n", id, why);
-                return r;
-        }
-        text = mcd_state_to_json(&c);
-        mcd_customer_clear(&c);
-        if (!text)
-                return -ENOMEM;
-        if (compact) {
-                puts(text);
-        } else {
-                json_t *j = json_loads(text, 0, NULL);
-                char *pretty = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-                puts(pretty ? pretty : text);
-                free(pretty);
-                json_decref(j);
-        }
-        free(text);
-        return 0;
+        if (r == -EINVAL)
+                fprintf(stderr, "multichanneld: %s: the stored state of '%s' is unreadable: %s\n", cmd, id, why);
+        return r;
 }
 
-/* The store's warnings (a Sentinel not answering, a node that is not the
- * master) on stderr; its lower notes are of no use here. */
-static void state_note(void *ctx, int priority, const char *text) {
-        (void)ctx;
-        if (priority <= LOG_WARNING)
-                fprintf(stderr, "multichanneld: state: %s\n", text);
+/* The stored state, decoded (binary or the JSON of earlier versions), as
+ * JSON (state_json.h). */
+static int print_state(struct mcd_store *store, const char *id, bool compact) {
+        struct mcd_customer c;
+        int r = mcd_tool_load_customer("state", store, id, &c);
+
+        if (r == -ENOENT)
+                fprintf(stderr, "multichanneld: state: no state for customer '%s'\n", id);
+        if (r < 0)
+                return r;
+        r = mcd_state_print(stdout, &c, !compact);
+        mcd_customer_clear(&c);
+        return r;
 }
 
 int mcd_cmd_state(int argc, char **argv) {
@@ -364,7 +422,6 @@ int mcd_cmd_state(int argc, char **argv) {
                 {0},
         };
         const char *path = NULL;
-        struct mcd_store_options so;
         struct mcd_store *store = NULL;
         struct mcd_config cfg;
         bool compact = false;
@@ -384,11 +441,7 @@ int mcd_cmd_state(int argc, char **argv) {
                 return mcd_cli_error("state", "expected a CUSTOMER_ID argument");
         if ((status = mcd_load_config_for("state", path, &cfg)) != 0)
                 return status;
-        so = (struct mcd_store_options){.host = cfg.redis_host, .port = cfg.redis_port, .db = cfg.redis_db,
-                                        .password = cfg.redis_password, .prefix = cfg.redis_key_prefix,
-                                        .timeout_ms = cfg.redis_timeout_ms, .sentinels = cfg.redis_sentinels,
-                                        .master_name = cfg.redis_master_name, .note = state_note};
-        r = mcd_store_new(&so, &store);
+        r = mcd_tool_store_new("state", &cfg, &store);
         for (int i = optind; r >= 0 && i < argc; i++) {
                 r = print_state(store, argv[i], compact);
                 if (r == -ENOENT) {

@@ -75,6 +75,7 @@ static const struct key_def keys[] = {
         {"batch.threads", KEY_INT, OFF(batch_threads), 1, 64, "2"},
         {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
         {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "10000"},
+        {"schemas.dir", KEY_STRING, OFF(schemas_dir), 0, 0, MCD_SCHEMADIR},
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
         {"log.level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info"},
         {"status.interval", KEY_DURATION, OFF(status_interval), 1, 0, "5s"},
@@ -411,6 +412,7 @@ void mcd_config_clear(struct mcd_config *cfg) {
         free(cfg->redis_master_name);
         free(cfg->redis_key_prefix);
         free(cfg->metrics_listen);
+        free(cfg->schemas_dir);
         *cfg = (struct mcd_config){0};
 }
 

@@ -68,6 +68,8 @@ struct mcd_config {
         int buffer_max;              /* buffer.max_events, 10000: input buffered across all partitions */
         mcd_time_t batch_wait;       /* batch.wait, 50ms: how long a batch collects */
 
+        char *schemas_dir;           /* schemas.dir, $(datadir)/multichanneld/schemas: writer schemas
+                                      * read at start and on SIGHUP (avro_codec.h, mcd_avro_dir_read) */
         char *metrics_listen;        /* metrics.listen, 127.0.0.1:9464; "" disables */
         int log_level;               /* log.level: syslog priority, LOG_INFO */
         mcd_time_t status_interval;  /* status.interval, 5s */

@@ -24,6 +24,16 @@
  * Failures are counted and logged (a rebalance's at debug, others at info
  * when they start), and the offsets sent again at the next interval.
  *
+ * One thing the copy is the truth for: how far the partition's commits went,
+ * whatever Redis says now.  Each offset carries, as its metadata, the pair's
+ * commit counter and generation at that commit.  Redis can come back older
+ * (a promoted replica, an old snapshot) after its owner is gone, with nobody
+ * left who remembers the counter; the next owner reads the group's before
+ * it claims (mcd_group_offsets_read): a counter there above Redis's is a
+ * rollback, and a generation there is a floor for its claim.  The copy lags
+ * Redis by the interval at most, so a rollback of less than that, with its
+ * owner gone as well, goes unseen.
+ *
  * Used by the worker thread only (the rebalance and commit callbacks run on
  * it, inside its polls of the consumer), but for the interceptors, which set
  * an atomic flag from librdkafka's broker threads. */
@@ -37,16 +47,44 @@
 
 struct mcd_group_offsets;
 
+/* What a commit of a pair's offsets says (group_offsets.h's DESIGN below):
+ * the next offsets, and as the offsets' metadata the pair's commit counter
+ * and generation in Redis when they were committed. */
+struct mcd_group_mark {
+        int64_t rel, sub;            /* next offsets, -1 none */
+        int64_t seq;                 /* the commit counter (P off:<p> seq), 0 none */
+        int64_t generation;          /* the owner's generation (gen:<p>), 0 none */
+        char *marks;                 /* the output topics' marks stored with the offsets (worker.c's
+                                      * form, no spaces), NULL none: copied by note, heap from read */
+};
+
+/* The most metadata a commit carries; marks that would not fit are left out
+ * (Kafka's offset.metadata.max.bytes is 4096 by default). */
+#define MCD_GROUP_MARK_MAX 4000
+
+/* Frees m->marks; the struct itself is the caller's. */
+void mcd_group_mark_clear(struct mcd_group_mark *m);
+
+/* The metadata's form; another tool's commit, without it, says nothing. */
+#define MCD_GROUP_MARK_PREFIX "multichanneld/1 "
+
 /* For partitions 0..n_partitions-1 of both input topics (the strings are
  * copied), sent at most once per interval_ms.  0 or -ENOMEM. */
 int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t n_partitions, int interval_ms,
                           struct mcd_group_offsets **out);
 void mcd_group_offsets_free(struct mcd_group_offsets *g);
 
-/* The next offsets Redis holds for a partition pair the caller owns, to be
- * sent; a side at -1 (nothing stored) is left out.  Replaces what was noted
- * for the partition before. */
-void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, int64_t rel, int64_t sub);
+/* The next offsets Redis holds for a partition pair the caller owns, with
+ * its commit counter and generation, to be sent; a side at -1 (nothing
+ * stored) is left out.  Replaces what was noted for the partition before. */
+void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, const struct mcd_group_mark *m);
+
+/* Sends what is noted for the partition now and waits for the group's
+ * answer (timeout_ms at most): for a pair starting with nothing in Redis,
+ * so that the group knows where its outputs begin before any is produced.
+ * 0; -EAGAIN while the member is joining the group (try again); -EIO when
+ * the group refused it, -ENOMEM. */
+int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer, int32_t partition);
 
 /* The pair is fenced, restarted or gone: nothing more is sent for it until
  * it is noted again. */
@@ -68,6 +106,14 @@ int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, i
  * counted; the offsets it refused are sent again at the next flush. */
 void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t err,
                               const rd_kafka_topic_partition_list_t *offsets);
+
+/* What the group holds for n partition pairs, committed by whichever
+ * instance owned each last: out[i] the largest commit counter and generation
+ * of partitions[i]'s two sides (0 when none was committed, or by an earlier
+ * version), their offsets (-1 none).  One request; waits for the
+ * coordinator at most timeout_ms.  0, -ETIMEDOUT, -EIO (logged) or -ENOMEM. */
+int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consumer, const int32_t *partitions,
+                           size_t n, int timeout_ms, struct mcd_group_mark *out);
 
 /* Commits sent, and of them refused (at once or by the group). */
 void mcd_group_offsets_counts(const struct mcd_group_offsets *g, uint64_t *sent, uint64_t *failed);

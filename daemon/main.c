@@ -26,7 +26,7 @@ static void usage(FILE *f) {
               "                     apply the rules to JSON-lines events, print outcomes\n"
               "  check-config [-c FILE]\n"
               "                     validate a configuration file, naming each bad line\n"
-              "  publish [-c FILE] [-b BOOTSTRAP] [--topic relationships|subscriptions] [FILE]\n"
+              "  publish [-c FILE] [-b BOOTSTRAP] [--topic relationships|subscriptions] [--writer-schema FILE] [FILE]\n"
               "                     produce JSON-lines events to the input topics as Avro\n"
               "  tail [-c FILE] [-b BOOTSTRAP] [--exit-at-end] [--dlq]\n"
               "                     print the outcome (or dead-letter) topic as JSON lines\n"
@@ -35,6 +35,12 @@ static void usage(FILE *f) {
               "  lag [-c FILE] [-b BOOTSTRAP]\n"
               "                     per input partition: the offset Redis holds (the truth), the\n"
               "                     consumer group's committed offset (a copy) and the end\n"
+              "  whatif [-c FILE] [--now TIME] [--compact] CUSTOMER_ID [FILE]\n"
+              "                     apply JSON-lines events to a customer's state from Redis and\n"
+              "                     print the outcomes and the resulting state; writes nothing\n"
+              "  redrive [-c FILE] [--error CODE] [--since TIME] [--until TIME] [--dry-run]\n"
+              "                     produce the selected dead letters back to their input topic\n"
+              "                     and partition; prints a summary by error code\n"
               "  mock-cluster [-c FILE] [--partitions N] [--brokers N] [--sync-group-delay MS]\n"
               "               [--fetch-delay TOPIC:PARTITION:MS]\n"
               "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
@@ -126,9 +132,8 @@ static int cmd_replay(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
                 switch (c) {
                 case 'n':
-                        if (mcd_time_parse(optarg, &opt.now) < 0)
-                                return mcd_cli_error("replay", "--now: invalid time '%s' (expected ISO-8601 UTC, "
-                                                     "e.g. 2026-12-01T00:00:00.000Z)", optarg);
+                        if (mcd_cli_parse_time("replay", "--now", optarg, &opt.now) != 0)
+                                return 2;
                         opt.has_now = true;
                         break;
                 case 'g':
@@ -162,14 +167,13 @@ static int cmd_replay(int argc, char **argv) {
                 return 2;
         if (argc - optind > 1)
                 return mcd_cli_error("replay", "unexpected argument '%s' (only one FILE is read)", argv[optind + 1]);
-        if (optind < argc && strcmp(argv[optind], "-") != 0) {
-                in = fopen(argv[optind], "re");
-                if (!in)
-                        return mcd_cli_error("replay", "FILE: cannot open '%s': %s", argv[optind], strerror(errno));
+        if (mcd_cli_open_input("replay", optind < argc ? argv[optind] : NULL, &in) != 0) {
+                if (opt.state_out)
+                        fclose(opt.state_out);
+                return 2;
         }
         r = mcd_replay(in, stdout, stderr, &opt);
-        if (in != stdin)
-                fclose(in);
+        mcd_cli_close_input(in);
         if (opt.state_out)
                 fclose(opt.state_out);
         if (r < 0) {
@@ -200,6 +204,8 @@ static const struct {
         {"tail", mcd_cmd_tail},
         {"state", mcd_cmd_state},
         {"lag", mcd_cmd_lag},
+        {"whatif", mcd_cmd_whatif},
+        {"redrive", mcd_cmd_redrive},
         {"mock-cluster", mcd_cmd_mock_cluster},
         {"version", cmd_version},
         {"--version", cmd_version},

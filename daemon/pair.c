@@ -49,6 +49,7 @@ void pairs_drop(struct pairs *ps, int32_t partition) {
         for (size_t i = 0; i < ps->n; i++)
                 if (ps->v[i]->partition == partition) {
                         redo_forget(ps->v[i]);
+                        free(ps->v[i]->origin_marks);
                         q_free(&ps->v[i]->q[REL]);
                         q_free(&ps->v[i]->q[SUB]);
                         free(ps->v[i]);

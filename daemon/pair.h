@@ -52,6 +52,11 @@ struct pair {
         uint64_t clog_hold;
         bool clog_failed;            /* a changelog append failed: no more commits (changelog_failed) */
         int64_t seq;                 /* its commit counter (P off:<p> seq) as this owner left it */
+        int64_t seq_floor;           /* the highest counter known committed: the group's at the claim */
+        bool group_read;             /* the group's copy read for the next claim (tasks.c read_group_marks) */
+        int64_t group_generation;    /* the generation it names, 0 none */
+        char *origin_marks;          /* where the partition's outputs begin on the output topics: the
+                                      * group's copy's marks, or ours at a start from nothing; NULL none */
         bool rolled_back;            /* Redis was found older than our commits: rollback_redo at init */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;

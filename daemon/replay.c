@@ -28,14 +28,11 @@ struct replay {
         FILE *outf;
 };
 
-static int lookup(struct replay *r, const char *customer_id, struct entry **out) {
-        struct entry *e = mcd_strmap_get(&r->by_id, customer_id);
+/* Adds a customer entry holding c (taken over: c is left empty). */
+static int add_entry(struct replay *r, struct mcd_customer *c, struct entry **out) {
+        struct entry *e;
         int ret;
 
-        if (e) {
-                *out = e;
-                return 0;
-        }
         if (r->n == r->cap) {
                 size_t cap = r->cap ? r->cap * 2 : 256;
                 struct entry **v = realloc(r->entries, cap * sizeof(*v));
@@ -47,9 +44,9 @@ static int lookup(struct replay *r, const char *customer_id, struct entry **out)
         e = calloc(1, sizeof(*e));
         if (!e)
                 return -ENOMEM;
-        ret = mcd_customer_init(&e->customer, customer_id);
-        if (ret >= 0)
-                ret = mcd_strmap_put(&r->by_id, customer_id, e);
+        e->customer = *c;
+        memset(c, 0, sizeof(*c));
+        ret = mcd_strmap_put(&r->by_id, e->customer.customer_id, e);
         if (ret < 0) {
                 mcd_customer_clear(&e->customer);
                 free(e);
@@ -58,6 +55,20 @@ static int lookup(struct replay *r, const char *customer_id, struct entry **out)
         r->entries[r->n++] = e;
         *out = e;
         return 0;
+}
+
+static int lookup(struct replay *r, const char *customer_id, struct entry **out) {
+        struct mcd_customer c;
+        int ret;
+
+        *out = mcd_strmap_get(&r->by_id, customer_id);
+        if (*out)
+                return 0;
+        if ((ret = mcd_customer_init(&c, customer_id)) < 0)
+                return ret;
+        ret = add_entry(r, &c, out);
+        mcd_customer_clear(&c);
+        return ret;
 }
 
 static void refresh_due(struct entry *e) {
@@ -139,11 +150,9 @@ static int write_states(struct replay *r, FILE *f) {
         if (r->n > 0)
                 qsort(r->entries, r->n, sizeof(*r->entries), cmp_entry_id);
         for (size_t i = 0; i < r->n; i++) {
-                char *json = mcd_state_to_json(&r->entries[i]->customer);
-                if (!json)
-                        return -ENOMEM;
-                fprintf(f, "%s\n", json);
-                free(json);
+                int ret = mcd_state_print(f, &r->entries[i]->customer, r->opt->state_pretty);
+                if (ret < 0)
+                        return ret;
         }
         return fflush(f) == 0 ? 0 : -EIO;
 }
@@ -168,6 +177,12 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
         int ret = 0;
 
         mcd_outcomes_init(&r.out);
+        if (opt->seed) {
+                struct entry *e;
+                if ((ret = add_entry(&r, opt->seed, &e)) < 0)
+                        goto out;
+                refresh_due(e);
+        }
         while ((len = getline(&line, &cap, in)) >= 0) {
                 struct mcd_event ev;
 
@@ -176,6 +191,13 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
                         continue;
                 if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
                         fprintf(err, "line %zu: %s\n", lineno, why);
+                        bad = true;
+                        continue;
+                }
+                if (opt->only_customer && strcmp(ev.customer_id, opt->only_customer) != 0) {
+                        fprintf(err, "line %zu: customer_id \"%s\" is not the customer asked about (\"%s\")\n",
+                                lineno, ev.customer_id, opt->only_customer);
+                        mcd_event_clear(&ev);
                         bad = true;
                         continue;
                 }
@@ -197,6 +219,8 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
         if (ret >= 0 && opt->state_out)
                 ret = write_states(&r, opt->state_out);
 out:
+        if (opt->seed)
+                mcd_customer_clear(opt->seed);
         free(line);
         replay_free(&r);
         if (fflush(out) != 0 && ret >= 0)

@@ -294,6 +294,14 @@ int redo_check(struct restorer *rs, struct pair *p) {
         return r;
 }
 
+int raise_seq(struct restorer *rs, struct pair *p, int64_t seq) {
+        int r = mcd_store_raise_seq(rs->env->store, p->partition, seq);
+
+        if (r >= 0 && seq > p->seq)
+                p->seq = seq;
+        return r;
+}
+
 /* Redis came back older than this owner's commits (a rollback: a promoted
  * replica, an old snapshot): what was committed since is on the output
  * topics, no longer in Redis.  The partition is re-processed from Redis's
@@ -322,11 +330,9 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         if (r >= 0)
                 r = collect_published_after(rs->pub, marks);
         if (r >= 0)             /* the counter goes on from ours, never back */
-                r = mcd_store_raise_seq(rs->env->store, p->partition, known_seq);
-        if (r >= 0) {
-                p->seq = known_seq > p->seq ? known_seq : p->seq;
+                r = raise_seq(rs, p, known_seq);
+        if (r >= 0)
                 p->rolled_back = false;
-        }
         free(marks);
         return r;
 }
@@ -363,6 +369,23 @@ static int record_state(const struct scanned *v, struct mcd_customer *c, char *w
         free(text);
         json_decref(rec);
         return r;
+}
+
+/* A partition the changelog holds no offsets for is re-processed from its
+ * beginning.  Its first batches may be on the output topics all the same
+ * (Redis lost after their delivery, before their changelog records): when
+ * the group's copy names where its outputs begin (tasks.c send_origin), they
+ * are looked up from there, under a re-processing record as after any
+ * rebuild. */
+static int restore_origin(struct restorer *rs, struct pair *p, int64_t *from[2]) {
+        const struct mcd_offsets none = {.rel = -1, .sub = -1};
+
+        if (!p->origin_marks)
+                return 0;
+        log_notice("partition %" PRId32 ": the changelog holds nothing of it, the consumer group says where its "
+                   "outputs begin: looking them up from there", p->partition);
+        marks_parse(rs->pub, p->origin_marks, from);
+        return redo_mark(rs, p, p->origin_marks, &none);
 }
 
 /* Writes the scanned customers of a partition back to Redis, in chunks,
@@ -415,6 +438,7 @@ static int restore_partition(struct restorer *rs, struct pair *p, struct changel
                                 json_decref(rec);
                         } else if (last) {
                                 sp.offsets = (struct mcd_offsets){.rel = -1, .sub = -1};
+                                r = restore_origin(rs, p, from);
                         }
                         sp.set_offsets = last;
                         if (r < 0)
@@ -468,7 +492,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
                 r = scan_changelog(rs, &sc);
         if (r >= 0)
                 r = restore_partition(rs, p, &sc, from);
-        if (r >= 0 && mcd_strmap_get(&sc.latest, sc.offsets_key))
+        if (r >= 0 && (mcd_strmap_get(&sc.latest, sc.offsets_key) || p->origin_marks))
                 r = collect_published(rs->pub, from);
         scan_free(&sc);
         free(from[0]);

@@ -30,6 +30,9 @@ int rebuild_partition(struct restorer *rs, struct pair *p);
 /* At a start: a re-processing record found in Redis is taken up (its
  * outputs looked up again). */
 int redo_check(struct restorer *rs, struct pair *p);
+/* Redis's commit counter of the pair set forward to seq, never back (and
+ * p->seq with it). */
+int raise_seq(struct restorer *rs, struct pair *p, int64_t seq);
 /* Redis came back older than this owner's commits (known_seq): the
  * partition re-processes from Redis's offsets under a re-processing record. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq);

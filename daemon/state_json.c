@@ -163,6 +163,24 @@ char *mcd_state_to_json(const struct mcd_customer *c) {
         return mcd_sb_take(&b);
 }
 
+int mcd_state_print(FILE *f, const struct mcd_customer *c, bool pretty) {
+        char *text = mcd_state_to_json(c), *indented = NULL;
+        json_t *j;
+
+        if (!text)
+                return -ENOMEM;
+        if (pretty) {
+                j = json_loads(text, 0, NULL);
+                indented = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+                json_decref(j);
+        }
+        fputs(indented ? indented : text, f);
+        fputc('\n', f);
+        free(indented);
+        free(text);
+        return ferror(f) ? -EIO : 0;
+}
+
 /* ------------------------------------------------------------------ parse */
 
 struct parse_ctx {

@@ -9,12 +9,18 @@
 #ifndef MCD_STATE_JSON_H
 #define MCD_STATE_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "handlers/model.h"
 
 /* Heap string (compact JSON) or NULL on allocation failure. */
 char *mcd_state_to_json(const struct mcd_customer *c);
+
+/* Writes c's JSON to f and a newline: one line, or indented by two spaces
+ * as `multichanneld state` prints it.  0, -ENOMEM or -EIO. */
+int mcd_state_print(FILE *f, const struct mcd_customer *c, bool pretty);
 
 /* Parses into c (initialised by the callee).  0, or -EINVAL with why set. */
 int mcd_state_from_json(const char *json, size_t len, struct mcd_customer *c, char *why, size_t whylen);

@@ -173,19 +173,104 @@ static int start_offset(struct tasks *tm, const struct pair *p, int t, int64_t s
         return 0;
 }
 
+/* The pair's offsets, counter, generation and origin copied to the group. */
+void group_note(struct tasks *tm, const struct pair *p) {
+        const struct mcd_group_mark m = {.rel = p->committed.rel, .sub = p->committed.sub, .seq = p->seq,
+                                         .generation = p->generation, .marks = p->origin_marks};
+
+        mcd_group_offsets_note(tm->env->group_offsets, p->partition, &m);
+}
+
+/* A pair starting with nothing in Redis and nothing in the group's copy
+ * (a new partition): the marks of the output topics now, before it produces
+ * anything, go to the group with its first offsets, and are waited for.
+ * They are where its outputs begin: should Redis be lost before its first
+ * batch reaches the changelog, the rebuild looks its outputs up from there
+ * (restore.c restore_origin), with no changelog scan of its own.  -EAGAIN:
+ * try again (the member is joining the group, or the group refused). */
+static int send_origin(struct tasks *tm, struct pair *p) {
+        const struct mcd_group_mark m = {.rel = p->expect[REL], .sub = p->expect[SUB], .seq = p->seq,
+                                         .generation = p->generation, .marks = p->origin_marks};
+
+        if (!tm->env->consumer || p->committed.rel >= 0 || p->committed.sub >= 0)
+                return 0;
+        if (!p->origin_marks && !(p->origin_marks = marks_format(tm->pub)))
+                return -ENOMEM;
+        mcd_group_offsets_note(tm->env->group_offsets, p->partition, &m);
+        return mcd_group_offsets_send_now(tm->env->group_offsets, tm->env->consumer, p->partition) < 0 ? -EAGAIN
+                                                                                                         : 0;
+}
+
+/* The group's copy of the pairs about to be claimed, read in one request:
+ * their last owners' commit counters, generations and origin marks
+ * (group_offsets.h).  A pair whose copy could not be read waits for the
+ * next round. */
+static void read_group_marks(struct tasks *tm) {
+        int32_t *parts = calloc(tm->pairs->n + 1, sizeof(*parts));
+        struct mcd_group_mark *m = calloc(tm->pairs->n + 1, sizeof(*m));
+        size_t n = 0;
+
+        for (size_t i = 0; parts && m && i < tm->pairs->n; i++)
+                if (tm->pairs->v[i]->phase == PAIR_INIT && !tm->pairs->v[i]->group_read)
+                        parts[n++] = tm->pairs->v[i]->partition;
+        if (n > 0 && (!tm->env->consumer || mcd_group_offsets_read(tm->env->group_offsets, tm->env->consumer,
+                                                                   parts, n, 10000, m) >= 0))
+                for (size_t i = 0; i < n; i++) {
+                        struct pair *p = pair_find(tm->pairs, parts[i]);
+                        p->group_read = true;
+                        p->group_generation = m[i].generation;
+                        p->seq_floor = m[i].seq > p->seq_floor ? m[i].seq : p->seq_floor;
+                        if (m[i].marks) {
+                                free(p->origin_marks);
+                                p->origin_marks = m[i].marks;
+                                m[i].marks = NULL;
+                        }
+                }
+        for (size_t i = 0; m && i < n; i++)
+                mcd_group_mark_clear(&m[i]);
+        free(parts);
+        free(m);
+}
+
+/* Claims the partition in Redis, fencing any previous owner, under a
+ * generation above any handed out before: ours, and the one the group's
+ * copy names (Redis's may have come back older, and reusing one would let a
+ * fenced owner commit again).  A pair this instance claimed before whose
+ * copy names a later generation was claimed by another instance since: it
+ * is fenced (-ESTALE), whatever an older Redis says.  -EAGAIN until the
+ * copy is read. */
+static int claim(struct tasks *tm, struct pair *p) {
+        int64_t floor = p->generation > p->group_generation ? p->generation : p->group_generation;
+
+        if (!p->group_read)
+                return -EAGAIN;
+        p->group_read = false;
+        if (p->generation > 0 && p->group_generation > p->generation) {
+                log_warning("partition %" PRId32 " was claimed by another instance (the consumer group's offsets "
+                            "name generation %" PRId64 " > %" PRId64 "); fenced",
+                            p->partition, p->group_generation, p->generation);
+                pair_fence(tm, p);
+                return -ESTALE;
+        }
+        return mcd_store_claim(tm->env->store, p->partition, floor, &p->generation);
+}
+
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
  * the stored offsets, reconcile the outbox. */
 int pair_init(struct tasks *tm, struct pair *p) {
-        int64_t known_seq = p->seq;      /* what this owner committed, if it owned the pair before */
+        int64_t known_seq;
         bool stored;
         int r;
 
         if (p->phase == PAIR_INIT) {
-                r = mcd_store_claim(tm->env->store, p->partition, p->generation, &p->generation);
+                r = claim(tm, p);
                 if (r < 0)
                         return r;
                 pair_set_phase(tm->pairs, p, PAIR_RECONCILE);
         }
+        /* What this owner committed, if it owned the pair before, or the
+         * last owner did by the group's copy. */
+        known_seq = p->seq > p->seq_floor ? p->seq : p->seq_floor;
         /* No offsets: Redis is new or lost the partition, or a rebuild was
          * cut short (the restore writes them last).  A failed rebuild is
          * tried again (pair_init_failed). */
@@ -196,6 +281,8 @@ int pair_init(struct tasks *tm, struct pair *p) {
         if (r < 0)
                 return r;
         r = mcd_store_get_offsets(tm->env->store, p->partition, &p->committed, &p->seq);
+        if (r >= 0 && !stored && p->seq < known_seq)    /* rebuilt: the counter goes on from the last owner's */
+                r = raise_seq(tm->rs, p, known_seq);
         if (r >= 0 && stored && p->seq < known_seq) {
                 log_error("partition %" PRId32 ": Redis's commit counter is %" PRId64 ", ours %" PRId64
                           ": Redis came back older than our commits",
@@ -214,6 +301,8 @@ int pair_init(struct tasks *tm, struct pair *p) {
                 return r;
         if ((r = start_offset(tm, p, REL, p->committed.rel, &p->expect[REL])) < 0 ||
             (r = start_offset(tm, p, SUB, p->committed.sub, &p->expect[SUB])) < 0)
+                return r;
+        if ((r = send_origin(tm, p)) < 0)
                 return r;
         r = side_op(tm->in, p, REL, SIDE_SEEK, p->expect[REL]);
         if (r < 0)
@@ -235,7 +324,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
         p->incarnation = tm->pairs->epoch;
         p->clog_hold = UINT64_MAX;      /* rebuilt, or its outbox reconciled */
         set_paused(tm->in, p, false);
-        mcd_group_offsets_note(tm->env->group_offsets, p->partition, p->committed.rel, p->committed.sub);
+        group_note(tm, p);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);
         return 0;
@@ -247,6 +336,8 @@ int pair_init(struct tasks *tm, struct pair *p) {
  * again, and its offsets checked again for a rebuild; unless the claim was
  * lost to another instance, which fences it. */
 void pair_init_failed(struct tasks *tm, struct pair *p, int r) {
+        if (p->phase == PAIR_FENCED)
+                return;
         if (redis_unreachable(r)) {
                 tm->env->redis_ok = false;
                 pair_set_phase(tm->pairs, p, PAIR_INIT);
@@ -311,9 +402,12 @@ void consumer_destroy(struct tasks *tm) {
 void tasks_claim(struct tasks *tm) {
         int r;
 
+        read_group_marks(tm);
         for (size_t i = 0; i < tm->pairs->n; i++) {
                 struct pair *p = tm->pairs->v[i];
                 watchdog_kick();        /* each may wait seconds for a partition's leader */
+                if (p->phase == PAIR_INIT && !p->group_read)
+                        continue;       /* the group's copy is read first (claim) */
                 if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(tm, p)) < 0)
                         pair_init_failed(tm, p, r);
         }

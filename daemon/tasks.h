@@ -48,6 +48,10 @@ bool fence_if_taken(struct tasks *tm, struct pair *p);
 /* Back to INIT: buffered messages and unsent frames dropped, re-read from
  * Redis's offsets. */
 void pair_restart(struct tasks *tm, struct pair *p);
+/* The pair's offsets, commit counter, generation and origin marks noted for
+ * the consumer group's copy (group_offsets.h): at its start and after each
+ * commit that moved its offsets. */
+void group_note(struct tasks *tm, const struct pair *p);
 /* Gives a pair up (revoked, lost, teardown). */
 void pair_remove(struct tasks *tm, int32_t partition);
 /* After Redis was connected to again: pairs whose commit counter went back

@@ -151,6 +151,8 @@ static int worker_setup(struct worker *w) {
         w->pub.fault_stop_before_changelog = fault_env("MCD_FAULT_STOP_BEFORE_CHANGELOG");
         if ((r = mcd_avro_new(&w->ap.avro)) < 0 || (r = mcd_store_new(&so, &w->env.store)) < 0)
                 return r;
+        if ((r = apply_schemas_load(&w->ap, w->env.cfg->schemas_dir)) < 0)
+                return r;
         if ((r = batch_threads_start(&w->ap, w->env.cfg->batch_threads)) < 0) {
                 log_error("cannot start %d batch threads: %s", w->env.cfg->batch_threads, strerror(-r));
                 return r;
@@ -242,6 +244,7 @@ static void worker_teardown(struct worker *w) {
         mcd_store_free(w->env.store);
         batch_threads_stop(w->ap.par, w->ap.decoders);
         mcd_avro_free(w->ap.avro);
+        mcd_avro_dir_free(w->ap.schemas);
 }
 
 /* Refreshes the figures that cost a look outside: consumer lag (cached
@@ -322,10 +325,6 @@ static void report_status(struct worker *w, bool *ready_sent) {
                 mcd_metrics_update(w->env.metrics, &w->env.st);
 }
 
-/* SIGHUP: re-reads the configuration file.  A bad file is refused (each bad
- * line logged) and the running configuration kept.  The keys that shape the
- * rules, batching and logging apply at once; the others (Kafka, topics,
- * Redis, metrics address) at the next start, which is logged. */
 static bool str_differs(const char *a, const char *b) {
         return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
@@ -349,6 +348,12 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
         return d;
 }
 
+/* SIGHUP: re-reads the configuration file and schemas.dir.  A bad file is
+ * refused (each bad line logged) and the running configuration kept; a bad
+ * schema folder is logged (the file named) and the writer schemas in use
+ * kept.  The keys that shape the rules, batching and logging apply at once;
+ * the others (Kafka, topics, Redis, metrics address) at the next start,
+ * which is logged. */
 static void reload(struct worker *w) {
         static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics"};
         struct mcd_config fresh;
@@ -361,6 +366,7 @@ static void reload(struct worker *w) {
         sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRId64, mono_us());
         if (!w->env.cfg->path) {
                 log_notice("reload: running on the defaults, no configuration file to re-read");
+                apply_schemas_load(&w->ap, w->env.cfg->schemas_dir);
                 sd_notify(0, "READY=1");
                 return;
         }
@@ -410,6 +416,11 @@ static void reload(struct worker *w) {
                 w->env.cfg->buffer_max = fresh.buffer_max;
                 w->env.cfg->batch_wait = fresh.batch_wait;
                 w->env.cfg->status_interval = fresh.status_interval;
+                if (apply_schemas_load(&w->ap, fresh.schemas_dir) == 0) {
+                        char *old = w->env.cfg->schemas_dir;
+                        w->env.cfg->schemas_dir = fresh.schemas_dir;
+                        fresh.schemas_dir = old;
+                }
                 mcd_config_rules(w->env.cfg, &w->ap.rules);
                 mcd_log_set_level(fresh.log_level);
                 if (differs)

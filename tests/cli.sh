@@ -49,6 +49,12 @@ expect_usage "unexpected argument 'extra'" "tail: stray argument named" -- tail 
 expect_usage "lag: unexpected argument 'extra'" "lag: stray argument named" -- lag extra
 expect_usage "lag: unknown or incomplete option '--frob'" "lag: unknown option named" -- lag --frob
 expect_usage "unknown command 'frobnicate'" "unknown command named" -- frobnicate
+expect_usage "whatif: expected a CUSTOMER_ID argument" "whatif: missing argument named" -- whatif
+expect_usage "whatif: --now: invalid time 'soon'" "whatif: bad --now named" -- whatif --now soon cust-1
+expect_usage "whatif: unexpected argument 'extra'" "whatif: a second FILE named" -- whatif cust-1 a.jsonl extra
+expect_usage "redrive: --error: unknown code 'NOPE'" "redrive: unknown --error code named" -- redrive --error NOPE
+expect_usage "redrive: --since: invalid time 'x'" "redrive: bad --since named" -- redrive --since x
+expect_usage "redrive: unexpected argument 'extra'" "redrive: stray argument named" -- redrive extra
 expect_usage "--dedup-window: invalid duration 'soon'" "replay: bad --dedup-window named" -- replay --dedup-window soon
 expect_usage "--dedup-window: invalid duration '0s'" "replay: a zero --dedup-window refused" -- replay --dedup-window 0s
 expect_usage "--max-seen-ids: invalid count '0'" "replay: --max-seen-ids 0 refused" -- replay --max-seen-ids 0
@@ -96,6 +102,7 @@ ok $? "replay --max-subscriptions 1: the second subscription is SUBSCRIPTION_LIM
 ok $? "replay --max-parked 1: the second parked event is PARK_LIMIT"
 
 $MCD help > "$TMP/help"
-grep -q "check-config" "$TMP/help" && grep -q "  lag " "$TMP/help"
-ok $? "help lists the subcommands, lag among them"
+grep -q "check-config" "$TMP/help" && grep -q "  lag " "$TMP/help" && grep -q "  whatif " "$TMP/help" &&
+        grep -q "  redrive " "$TMP/help"
+ok $? "help lists the subcommands, lag, whatif and redrive among them"
 tap_done

@@ -37,7 +37,11 @@
  *   TOPIC<TAB>PARTITION<TAB>OFFSET<TAB>KEY<TAB>HEXVALUE[<TAB>NAME=VALUE]...
  *
  * one NAME=VALUE per header, in order (keys and header values are printed
- * as they are: the tests use printable ones).
+ * as they are: the tests use printable ones); with -T, then
+ * "@timestamp=MS", the record's timestamp.
+ *
+ * -H NAME=VALUE (repeatable) adds that header to every message produced
+ * (the redrive test writes dead letters of its own with it).
  *
  * Exit status: 0 when every message was delivered (dumped), 1 on a bad
  * input line, any delivery failure or a Kafka error, 2 on a usage error. */
@@ -91,9 +95,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 }
 
 static void usage(void) {
-        fprintf(stderr, "usage: produce_raw -b BOOTSTRAP -t TOPIC [-p PARTITION] [-k KEY] "
+        fprintf(stderr, "usage: produce_raw -b BOOTSTRAP -t TOPIC [-p PARTITION] [-k KEY] [-H NAME=VALUE]... "
                         "[-m raw|valid|badmagic|flipfp|truncate|trailing|noterm]\n"
-                        "       produce_raw -b BOOTSTRAP -t TOPIC -d\n");
+                        "       produce_raw -b BOOTSTRAP -t TOPIC -d [-T]\n");
         exit(2);
 }
 
@@ -104,7 +108,7 @@ static void print_hex(const void *buf, size_t len) {
 }
 
 /* -d: prints every message of the topic, up to each partition's end. */
-static int dump(const char *bootstrap, const char *topic) {
+static int dump(const char *bootstrap, const char *topic, bool with_ts) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_partition_list_t *l;
@@ -170,6 +174,8 @@ static int dump(const char *bootstrap, const char *topic) {
                         if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                                 for (size_t i = 0; !rd_kafka_header_get_all(h, i, &name, &v, &vn); i++)
                                         printf("\t%s=%.*s", name, (int)vn, v ? (const char *)v : "");
+                        if (with_ts)
+                                printf("\t@timestamp=%" PRId64, rd_kafka_message_timestamp(m, NULL));
                         putchar('\n');
                 }
                 rd_kafka_message_destroy(m);
@@ -307,11 +313,19 @@ int main(int argc, char **argv) {
         size_t cap = 0, lineno = 0;
         ssize_t n;
         int c, status = 0;
-        bool dump_mode = false;
+        bool dump_mode = false, with_ts = false;
+        const char *hdrs[8];
+        size_t n_hdrs = 0;
 
-        while ((c = getopt(argc, argv, "b:t:p:k:m:d")) != -1) {
+        while ((c = getopt(argc, argv, "b:t:p:k:m:dTH:")) != -1) {
                 switch (c) {
+                case 'H':
+                        if (n_hdrs == sizeof(hdrs) / sizeof(hdrs[0]) || !strchr(optarg, '='))
+                                usage();
+                        hdrs[n_hdrs++] = optarg;
+                        break;
                 case 'd': dump_mode = true; break;
+                case 'T': with_ts = true; break;
                 case 'b': bootstrap = optarg; break;
                 case 't': topic = optarg; break;
                 case 'k': key_opt = optarg; break;
@@ -337,7 +351,7 @@ int main(int argc, char **argv) {
         if (!bootstrap || !topic || optind != argc)
                 usage();
         if (dump_mode)
-                return dump(bootstrap, topic);
+                return dump(bootstrap, topic, with_ts);
         if (mode != M_RAW && mcd_avro_new(&avro) < 0) {
                 fprintf(stderr, "produce_raw: cannot load the Avro schemas\n");
                 return 1;
@@ -402,11 +416,19 @@ int main(int argc, char **argv) {
                 }
                 msgs[n_msgs] = (struct msg){.key = key, .val = val, .len = len, .err = RD_KAFKA_RESP_ERR_NO_ERROR};
                 do {
+                        rd_kafka_headers_t *h = rd_kafka_headers_new(n_hdrs + 1);
+                        for (size_t i = 0; i < n_hdrs; i++) {
+                                const char *eq = strchr(hdrs[i], '=');
+                                rd_kafka_header_add(h, hdrs[i], eq - hdrs[i], eq + 1, -1);
+                        }
                         /* An empty value is produced as a zero-length value. */
                         err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                                                 RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
                                                 RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)n_msgs), RD_KAFKA_V_END);
+                                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)n_msgs),
+                                                RD_KAFKA_V_END);
+                        if (err)
+                                rd_kafka_headers_destroy(h);
                         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 rd_kafka_poll(rk, 100);
                 } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);

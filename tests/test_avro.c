@@ -6,6 +6,7 @@
  * with the codec, and used to encode through mcd_avro_encode_event_with(). */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +14,8 @@
 
 #include "daemon/avro_codec.h"
 #include "daemon/parallel.h"
+#include "tests/samples.h"
 #include "tests/tap.h"
-
-#define T0 INT64_C(1767607200000)       /* 2026-01-05T10:00:00.000Z */
 
 /* ------------------------------------------------------------ helpers -- */
 
@@ -111,122 +111,6 @@ static const char *outcome_diff(const struct mcd_outcome *a, const struct mcd_ou
         if (!streq(a->rejected_event_type, b->rejected_event_type))
                 return "rejected_event_type";
         return NULL;
-}
-
-/* A sample event of each type (strings are literals: never cleared). */
-static struct mcd_event sample_event(enum mcd_event_type t) {
-        static char *services[] = { "Exchange Online", "SharePoint Online", "Teams \xc3\xa9" };
-        struct mcd_event ev = {
-                .type = t,
-                .event_id = "ev-1",
-                .occurred_at = T0,
-                .customer_id = "c-1",
-                .cloud = MCD_CLOUD_US_GOVERNMENT,
-        };
-
-        switch (t) {
-        case MCD_EV_RELATIONSHIP_REQUESTED:
-                ev.partner_id = "p-1";
-                ev.indirect_reseller_id = "ir-9";
-                ev.customer_is_csp_partner = true;
-                break;
-        case MCD_EV_RELATIONSHIP_ACCEPTED:
-                ev.partner_id = "p-1";
-                break;
-        case MCD_EV_RELATIONSHIP_REMOVED:
-                ev.partner_id = "p-1";
-                ev.reason = "customer asked";
-                break;
-        case MCD_EV_SUBSCRIPTION_REPORTED:
-                ev.subscription_id = "s-1";
-                ev.offer_name = "Microsoft 365 E3";
-                ev.billing = MCD_BILLING_LICENSE_BASED;
-                ev.channel = MCD_CHANNEL_CSP;
-                ev.seller_partner_id = "p-0";
-                ev.has_term_end = true;
-                ev.term_end = T0 + 86400000;
-                break;
-        case MCD_EV_SWITCH_REQUESTED:
-                ev.subscription_id = "s-1";
-                ev.target_partner_id = "p-1";
-                break;
-        case MCD_EV_CSP_SUBSCRIPTION_CREATED:
-                ev.subscription_id = "s-1";
-                ev.csp_subscription_id = "csp-1";
-                ev.partner_id = "p-1";
-                break;
-        case MCD_EV_SUBSCRIPTION_CANCELLED:
-                ev.subscription_id = "s-1";
-                ev.scope = MCD_SCOPE_SOME_SERVICES;
-                ev.services = services;
-                ev.n_services = 3;
-                break;
-        case MCD_EV_SUBSCRIPTION_TERM_ENDED:
-                ev.subscription_id = "s-1";
-                break;
-        default:
-                break;
-        }
-        return ev;
-}
-
-static struct mcd_outcome sample_outcome(enum mcd_outcome_type t) {
-        struct mcd_outcome o = {
-                .type = t,
-                .event_id = "ev-1#0",
-                .caused_by = "ev-1",
-                .customer_id = "c-1",
-                .cloud = MCD_CLOUD_US_GOVERNMENT,
-                .occurred_at = T0,
-                .partner_id = "p-1",
-                .subscription_id = "s-1",
-                .customer_state = MCD_CS_ACCEPTED,
-                .message = "Something happened.",
-        };
-
-        switch (t) {
-        case MCD_OUT_CUSTOMER_STATE_CHANGED:
-                o.subscription_id = NULL;
-                o.from_state = MCD_CS_REQUESTED;
-                o.to_state = MCD_CS_ACCEPTED;
-                break;
-        case MCD_OUT_RESALE_REJECTED:
-                o.subscription_id = NULL;
-                o.reason = "CSP_TO_CSP_RESALE_NOT_SUPPORTED";
-                break;
-        case MCD_OUT_RELATIONSHIP_REQUEST_REQUIRED:
-                o.partner_id = NULL;
-                o.billing = MCD_BILLING_USAGE_BASED;
-                o.channel = MCD_CHANNEL_EA;
-                break;
-        case MCD_OUT_MULTI_CHANNEL_SUPPORT_ENABLED:
-                o.billing = MCD_BILLING_USAGE_BASED;
-                o.channel = MCD_CHANNEL_THIRD_PARTY;
-                o.next_action = MCD_NEXT_CREATE_AZURE_CSP_SUBSCRIPTION;
-                break;
-        case MCD_OUT_SWITCH_BLOCKED_UNTIL_TERM_END:
-                o.term_end = T0 + 1000;
-                o.channel = MCD_CHANNEL_OPEN;
-                break;
-        case MCD_OUT_SWITCH_ALLOWED:
-                o.switch_reason = MCD_SWITCH_SUBSCRIPTION_CANCELLED;
-                break;
-        case MCD_OUT_AZURE_CSP_SUBSCRIPTION_CREATED:
-                o.csp_subscription_id = "csp-1";
-                o.channel = MCD_CHANNEL_ADVISOR;
-                o.coexists = true;
-                break;
-        case MCD_OUT_SUBSCRIPTION_MIGRATED:
-                o.csp_subscription_id = NULL;
-                break;
-        case MCD_OUT_TRANSITION_REJECTED:
-                o.reason = "SUBSCRIPTION_UNKNOWN";
-                o.rejected_event_type = "SwitchRequested";
-                break;
-        default:
-                break;
-        }
-        return o;
 }
 
 static enum mcd_avro_kind kind_of(enum mcd_event_type t) {
@@ -954,6 +838,112 @@ out:
         mcd_avro_free(t.codecs[1]);
 }
 
+/* Writes text to dir/name. */
+static void put_file(const char *dir, const char *name, const char *text) {
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "w");
+        if (f) {
+                fputs(text, f);
+                fclose(f);
+        }
+}
+
+static void rm_file(const char *dir, const char *name) {
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        remove(path);
+}
+
+/* schemas.dir: a folder's writers known after mcd_avro_use_dir, forgotten
+ * when the next folder lacks them; bad files refused with their name. */
+static void test_schema_dir(void) {
+        char dir[] = "/tmp/mcd-test-avro-dir.XXXXXX", why[512] = "";
+        struct mcd_avro *a = NULL;
+        struct mcd_avro_dir *d = NULL;
+        struct mcd_event ev = sample_event(MCD_EV_RELATIONSHIP_ACCEPTED), got = { 0 };
+        struct mcd_avro_error err = { 0 };
+        json_t *s;
+        char *writer;
+        void *buf = NULL;
+        size_t len = 0;
+
+        if (!mkdtemp(dir) || mcd_avro_new(&a) < 0) {
+                ok(false, "a temporary folder and a codec");
+                return;
+        }
+        s = reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT);
+        add_field(s, 0, "{\"name\":\"source_system\",\"type\":[\"null\",\"string\"],\"default\":null}");
+        writer = json_dumps(s, 0);
+        json_decref(s);
+        is_int(mcd_avro_encode_event_with(a, writer, &ev, &buf, &len), 0, "an event encoded with a v2 writer");
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == -EBADMSG &&
+           strcmp(err.code, MCD_DLQ_UNKNOWN_SCHEMA) == 0, "before the folder has it, it is UNKNOWN_SCHEMA");
+
+        is_int(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)), 0, "an empty folder reads");
+        is_int((int)mcd_avro_dir_count(d), 0, "an empty folder holds no schema");
+        mcd_avro_dir_free(d);
+        put_file(dir, "README", "not a schema, ignored");
+        put_file(dir, "RelationshipEvent.v2.avsc", writer);
+        put_file(dir, "RelationshipEvent.v1.avsc", mcd_avro_reader_schema(a, MCD_AVRO_RELATIONSHIP_EVENT));
+        is_int(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)), 0, "a folder with v1 and v2 reads");
+        is_int((int)mcd_avro_dir_count(d), 2, "both schema files are counted, the README ignored");
+        is_int(mcd_avro_use_dir(a, d), 0, "the codec takes the folder (v1 it already knows)");
+        mcd_avro_dir_free(d);
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == 0 &&
+           !event_diff(&ev, &got), "after it, the v2 event decodes to the same event");
+        mcd_event_clear(&got);
+
+        put_file(dir, "SubscriptionEvent.v2.avsc", "{\"type\": \"record\"");
+        ok(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)) == -EINVAL && !d &&
+           strstr(why, "SubscriptionEvent.v2.avsc"), "a file that is not JSON is refused by name (%s)", why);
+        put_file(dir, "SubscriptionEvent.v2.avsc", writer);
+        ok(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)) == -EINVAL && strstr(why, "named"),
+           "a record named otherwise than its file is refused (%s)", why);
+        rm_file(dir, "SubscriptionEvent.v2.avsc");
+        put_file(dir, "Relationship.v2.avsc", writer);
+        ok(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)) == -EINVAL && strstr(why, "Relationship.v2.avsc"),
+           "a schema file of no known record is refused (%s)", why);
+        rm_file(dir, "Relationship.v2.avsc");
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == 0,
+           "a refused folder changes nothing in the codec");
+        mcd_event_clear(&got);
+
+        rm_file(dir, "RelationshipEvent.v2.avsc");
+        is_int(mcd_avro_dir_read(dir, false, &d, why, sizeof(why)), 0, "the folder without v2 reads");
+        is_int(mcd_avro_use_dir(a, d), 0, "the codec takes it");
+        mcd_avro_dir_free(d);
+        ok(mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == -EBADMSG &&
+           strcmp(err.code, MCD_DLQ_UNKNOWN_SCHEMA) == 0, "a writer removed from the folder is forgotten");
+        ev = sample_event(MCD_EV_RELATIONSHIP_ACCEPTED);
+        free(buf);
+        buf = NULL;
+        ok(mcd_avro_encode_event(a, &ev, &buf, &len) == 0 &&
+           mcd_avro_decode_event(a, MCD_AVRO_RELATIONSHIP_EVENT, buf, len, &got, &err) == 0,
+           "the reader schema still decodes");
+        mcd_event_clear(&got);
+
+        {
+                char missing[sizeof(dir) + 16];
+
+                snprintf(missing, sizeof(missing), "%s-missing", dir);
+                ok(mcd_avro_dir_read(missing, false, &d, why, sizeof(why)) == -ENOENT,
+                   "a missing folder is an error");
+                ok(mcd_avro_dir_read(missing, true, &d, why, sizeof(why)) == 0 && mcd_avro_dir_count(d) == 0,
+                   "unless it may be missing");
+                mcd_avro_dir_free(d);
+        }
+        rm_file(dir, "README");
+        rm_file(dir, "RelationshipEvent.v1.avsc");
+        remove(dir);
+        free(buf);
+        free(writer);
+        mcd_avro_free(a);
+}
+
 int main(void) {
         struct mcd_avro *a = NULL;
 
@@ -969,6 +959,7 @@ int main(void) {
         test_hostile_structure(a);
         test_robustness(a);
         test_threads(a);
+        test_schema_dir();
         mcd_avro_free(a);
         return tap_done();
 }

@@ -124,6 +124,7 @@ static void test_defaults(void) {
         is_int(cfg.batch_max_bytes, 1048576, "batch.max_bytes 1 MiB");
         is_int(cfg.buffer_max, 10000, "buffer.max_events 10000");
         is_str(cfg.metrics_listen, "127.0.0.1:9464", "metrics.listen");
+        is_str(cfg.schemas_dir, MCD_SCHEMADIR, "schemas.dir is the installed schema folder");
         is_int(cfg.log_level, LOG_INFO, "log.level info");
         is_int(cfg.status_interval, 5000, "status.interval 5s");
         is_int(cfg.dedup_window, 30LL * 86400000, "dedup_window 30d");
@@ -444,6 +445,9 @@ static void test_set(void) {
         is_int(cfg.redis_port, 1234, "set: applied");
         is_int(mcd_config_set(&cfg, "redis.db", "-1", 0, why, sizeof(why)), -EINVAL, "redis.db -1 refused");
         is_str(why, "redis.db: expected an integer 0 or more, got '-1'", "redis.db why");
+        is_int(mcd_config_set(&cfg, "schemas.dir", "/srv/schemas", 0, why, sizeof(why)), 0, "schemas.dir set");
+        is_str(cfg.schemas_dir, "/srv/schemas", "schemas.dir holds the folder");
+        is_int(mcd_config_set(&cfg, "schemas.dir", "", 0, why, sizeof(why)), -EINVAL, "an empty schemas.dir refused");
         is_int(mcd_config_set(&cfg, "status.interval", "0s", 0, why, sizeof(why)), -EINVAL,
                "status.interval 0 refused");
         is_int(mcd_config_set(&cfg, "nope", "1", 0, why, sizeof(why)), -EINVAL, "unknown key refused");

@@ -1,0 +1,107 @@
+/* store_claims.c -- who owns what in Redis: the meta key whose absence
+ * means Redis lost the daemon's state, and each partition's owner
+ * generation, raised by a claim and checked by every commit (fencing). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis.h>
+
+#include "daemon/store.h"
+#include "daemon/store_internal.h"
+
+int mcd_store_init_meta(struct mcd_store *s, bool *created) {
+        struct args a = {0};
+        int64_t v = 0;
+        int r;
+
+        args_add_str(&a, "HSETNX");
+        args_take(&a, store_key(s, "meta"));
+        args_add_str(&a, "v");
+        args_add_str(&a, "1");
+        r = store_integer_command(s, &a, &v);
+        if (r == 0 && created)
+                *created = v == 1;
+        return r;
+}
+
+int mcd_store_meta_exists(struct mcd_store *s, bool *exists) {
+        struct args a = {0};
+        int64_t v = 0;
+        int r;
+
+        args_add_str(&a, "EXISTS");
+        args_take(&a, store_key(s, "meta"));
+        r = store_integer_command(s, &a, &v);
+        if (r == 0)
+                *exists = v > 0;
+        return r;
+}
+
+/* INCR, then up to floor + 1 if that is not past it: one round trip. */
+static const char CLAIM_SCRIPT[] =
+        "local g = redis.call('INCR', KEYS[1])\n"
+        "if g <= tonumber(ARGV[1]) then\n"
+        "  g = tonumber(ARGV[1]) + 1\n"
+        "  redis.call('SET', KEYS[1], g)\n"
+        "end\n"
+        "return g\n";
+
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t *generation) {
+        struct args a = {0};
+
+        args_add_str(&a, "EVAL");
+        args_add_str(&a, CLAIM_SCRIPT);
+        args_add_str(&a, "1");
+        args_add_key(&a, s, "gen", partition);
+        args_addf(&a, "%" PRId64, floor);
+        return store_integer_command(s, &a, generation);
+}
+
+int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        args_add_str(&a, "GET");
+        args_add_key(&a, s, "gen", partition);
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_NIL)
+                *generation = 0;
+        else
+                r = store_parse_int64(reply, generation);
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t n, int64_t *generations) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        if (n == 0)
+                return 0;
+        args_add_str(&a, "MGET");
+        for (size_t i = 0; i < n; i++)
+                args_add_key(&a, s, "gen", partitions[i]);
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)
+                r = -EBADMSG;
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                if (reply->element[i]->type == REDIS_REPLY_NIL)
+                        generations[i] = 0;
+                else
+                        r = store_parse_int64(reply->element[i], &generations[i]);
+        }
+        freeReplyObject(reply);
+        return r;
+}

@@ -1,0 +1,106 @@
+/* store_internal.h -- what the store's files share, and nothing outside the
+ * store includes: the store's own state, argument vectors, and the commands
+ * over its one connection (store.c).  A function here that fails with an
+ * I/O or protocol error has dropped the connection; the next call
+ * reconnects. */
+#ifndef MCD_STORE_INTERNAL_H
+#define MCD_STORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis.h>
+
+#include "daemon/sentinel.h"
+#include "daemon/store.h"
+
+struct mcd_par;
+
+struct mcd_store {
+        char *host;
+        int port;
+        int db;
+        char *password;
+        char *prefix;
+        int timeout_ms;
+        struct mcd_hostport *sentinels;      /* NULL: host and port are the node */
+        size_t n_sentinels;
+        char *master_name;                   /* the master's name for the Sentinels */
+        void (*note)(void *ctx, int priority, const char *text);
+        void *note_ctx;
+
+        struct mcd_hostport node;            /* connected to, or last tried; host "" before */
+        char where[MCD_HOST_MAX + 160];      /* mcd_store_where's answer */
+        redisContext *ctx;
+        char script_sha[41];                 /* the commit script's SHA1, from the handshake */
+        uint64_t round_trips;
+        uint64_t connections;        /* connections made (and handshaken) so far */
+        bool unflushed;              /* commands appended since the last reply read */
+        struct mcd_par *par;         /* borrowed: threads that parse loaded customers */
+};
+
+/* The commit script (store_commit.c), loaded by every handshake. */
+extern const char *const mcd_store_commit_script;
+extern const size_t mcd_store_commit_script_len;
+
+/* ---- argument vectors */
+
+/* A growing argument vector: borrowed or owned (freed with it) strings.
+ * The first failure is kept in err and makes the later additions no-ops. */
+struct args {
+        const char **v;                 /* the arguments */
+        size_t *len;                    /* their lengths */
+        size_t n, cap;
+        char **owned;                   /* the ones freed with the vector */
+        size_t n_owned, cap_owned;
+        int err;                        /* 0 or the first -ENOMEM */
+};
+
+/* Adds a borrowed argument (must outlive the args). */
+void args_add(struct args *a, const void *p, size_t len);
+void args_add_str(struct args *a, const char *s);
+/* Adds a heap buffer of len bytes and takes ownership of it (frees it on
+ * failure). */
+void args_take_n(struct args *a, char *s, size_t len);
+/* Adds a heap string and takes ownership of it (frees it on failure). */
+void args_take(struct args *a, char *s);
+void args_addf(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds the key P <kind>:<partition>. */
+void args_add_key(struct args *a, const struct mcd_store *s, const char *kind, int32_t partition);
+void args_free(struct args *a);
+
+/* The key P <fmt...> as a heap string, NULL when out of memory. */
+char *store_key(const struct mcd_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A bulk reply as an int64; -EBADMSG when it is not one. */
+int store_parse_int64(const redisReply *r, int64_t *out);
+
+/* ---- the connection */
+
+/* Connects (and handshakes) unless connected.  0 or a negative errno. */
+int store_connect(struct mcd_store *s);
+void store_disconnect(struct mcd_store *s);
+/* The errno for an error reply that is not the caller's to interpret (the
+ * callers drop the connection); READONLY and NOREPLICAS are -EIO. */
+int store_reply_error(const struct mcd_store *s, const redisReply *r);
+/* Appends one command to the pipeline. */
+int store_append_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens);
+/* Sends what is appended without waiting for a reply. */
+int store_flush(struct mcd_store *s);
+/* Reads one reply of a pipeline; an error reply is returned as a reply. */
+int store_read_reply(struct mcd_store *s, redisReply **reply);
+/* One command, one round trip.  0 with *reply set (possibly an error reply,
+ * which the caller interprets), or a negative errno. */
+int store_command_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens, redisReply **reply);
+/* As store_command_argv, but an error reply is an error. */
+int store_command(struct mcd_store *s, const struct args *a, redisReply **reply);
+/* A command whose reply is an integer; a is freed. */
+int store_integer_command(struct mcd_store *s, struct args *a, int64_t *out);
+/* Sends n commands in one pipeline and reads their n replies: one round
+ * trip.  Error replies are errors; on failure every reply read is freed. */
+int store_pipeline(struct mcd_store *s, struct args *cmds, size_t n, redisReply **replies);
+void store_replies_free(redisReply **replies, size_t n);
+/* Frees n argument vectors and the array holding them. */
+void store_cmds_free(struct args *cmds, size_t n);
+
+#endif

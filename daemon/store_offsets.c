@@ -1,0 +1,221 @@
+/* store_offsets.c -- a partition's progress as Redis holds it: the next
+ * input offsets and commit counter, the reconciliation marks, the
+ * re-processing record of a rebuilt partition, and the outbox's frames. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis.h>
+
+#include "daemon/store.h"
+#include "daemon/store_internal.h"
+
+/* -------------------------------------------------------------- reads -- */
+
+/* HMGET of n fields of P <kind>:<partition>: *reply is an array of n. */
+static int hmget(struct mcd_store *s, const char *kind, int32_t partition, const char *const *fields, size_t n,
+                 redisReply **reply) {
+        struct args a = {0};
+        int r;
+
+        args_add_str(&a, "HMGET");
+        args_add_key(&a, s, kind, partition);
+        for (size_t i = 0; i < n; i++)
+                args_add_str(&a, fields[i]);
+        r = store_command(s, &a, reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if ((*reply)->type != REDIS_REPLY_ARRAY || (*reply)->elements != n) {
+                freeReplyObject(*reply);
+                *reply = NULL;
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o, int64_t *seq) {
+        static const char *const fields[] = {"rel", "sub", "seq"};
+        redisReply *reply;
+        int64_t n = 0;
+        int r = hmget(s, "off", partition, fields, 3, &reply);
+
+        o->rel = o->sub = -1;
+        if (r < 0)
+                return r;
+        if (reply->element[0]->type != REDIS_REPLY_NIL)
+                r = store_parse_int64(reply->element[0], &o->rel);
+        if (r == 0 && reply->element[1]->type != REDIS_REPLY_NIL)
+                r = store_parse_int64(reply->element[1], &o->sub);
+        if (r == 0 && reply->element[2]->type != REDIS_REPLY_NIL)
+                r = store_parse_int64(reply->element[2], &n);
+        if (seq)
+                *seq = r < 0 ? 0 : n;
+        if (r < 0)
+                o->rel = o->sub = -1;
+        freeReplyObject(reply);
+        return r;
+}
+
+static const char RAISE_SCRIPT[] =
+        "if tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') < tonumber(ARGV[1]) then\n"
+        "  redis.call('HSET', KEYS[1], 'seq', ARGV[1])\n"
+        "end\n"
+        "return 0\n";
+
+int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq) {
+        struct args a = {0};
+        int64_t ignored;
+
+        args_add_str(&a, "EVAL");
+        args_add_str(&a, RAISE_SCRIPT);
+        args_add_str(&a, "1");
+        args_add_key(&a, s, "off", partition);
+        args_addf(&a, "%" PRId64, seq);
+        return store_integer_command(s, &a, &ignored);
+}
+
+/* Any field but the commit counter, which a restore cut short also leaves. */
+int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *stored) {
+        static const char *const fields[] = {"rel", "marks"};
+        redisReply *reply;
+        int r = hmget(s, "off", partition, fields, 2, &reply);
+
+        if (r < 0)
+                return r;
+        *stored = reply->element[0]->type != REDIS_REPLY_NIL || reply->element[1]->type != REDIS_REPLY_NIL;
+        freeReplyObject(reply);
+        return 0;
+}
+
+int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *marks = NULL;
+        args_add_str(&a, "HGET");
+        args_add_key(&a, s, "off", partition);
+        args_add_str(&a, "marks");
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_STRING) {
+                *marks = strndup(reply->str, reply->len);
+                if (!*marks)
+                        r = -ENOMEM;
+        } else if (reply->type != REDIS_REPLY_NIL) {
+                r = -EBADMSG;
+        }
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until) {
+        struct args a = {0};
+        int64_t v;
+
+        args_add_str(&a, "HSET");
+        args_add_key(&a, s, "redo", partition);
+        args_add_str(&a, "marks");
+        args_add_str(&a, marks);
+        args_add_str(&a, "rel");
+        args_addf(&a, "%" PRId64, until.rel);
+        args_add_str(&a, "sub");
+        args_addf(&a, "%" PRId64, until.sub);
+        return store_integer_command(s, &a, &v);
+}
+
+int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
+                       struct mcd_offsets *until) {
+        static const char *const fields[] = {"marks", "rel", "sub"};
+        redisReply *reply;
+        int r;
+
+        *found = false;
+        *marks = NULL;
+        r = hmget(s, "redo", partition, fields, 3, &reply);
+        if (r < 0)
+                return r;
+        if (reply->element[0]->type == REDIS_REPLY_NIL)
+                goto out;               /* none */
+        if (reply->element[0]->type != REDIS_REPLY_STRING)
+                r = -EBADMSG;
+        if (r == 0)
+                r = store_parse_int64(reply->element[1], &until->rel);
+        if (r == 0)
+                r = store_parse_int64(reply->element[2], &until->sub);
+        if (r == 0 && !(*marks = strndup(reply->element[0]->str, reply->element[0]->len)))
+                r = -ENOMEM;
+        *found = r == 0;
+out:
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_clear_redo(struct mcd_store *s, int32_t partition) {
+        struct args a = {0};
+        int64_t v;
+
+        args_add_str(&a, "DEL");
+        args_add_key(&a, s, "redo", partition);
+        return store_integer_command(s, &a, &v);
+}
+
+void mcd_store_frames_free(void **frames, size_t *lens, size_t n) {
+        if (frames)
+                for (size_t i = 0; i < n; i++)
+                        free(frames[i]);
+        free(frames);
+        free(lens);
+}
+
+static int copy_frames(const redisReply *reply, void ***frames, size_t **lens, size_t *n) {
+        size_t m = reply->elements;
+        void **f = calloc(m ? m : 1, sizeof(*f));
+        size_t *l = calloc(m ? m : 1, sizeof(*l));
+
+        if (!f || !l) {
+                free(f);
+                free(l);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < m; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING || !(f[i] = malloc(e->len ? e->len : 1))) {
+                        mcd_store_frames_free(f, l, i);
+                        return e->type != REDIS_REPLY_STRING ? -EBADMSG : -ENOMEM;
+                }
+                memcpy(f[i], e->str, e->len);
+                l[i] = e->len;
+        }
+        *frames = f;
+        *lens = l;
+        *n = m;
+        return 0;
+}
+
+int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames, size_t **lens, size_t *n) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *frames = NULL;
+        *lens = NULL;
+        *n = 0;
+        args_add_str(&a, "LRANGE");
+        args_add_key(&a, s, "outbox", partition);
+        args_add_str(&a, "0");
+        args_add_str(&a, "-1");
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        r = reply->type == REDIS_REPLY_ARRAY ? copy_frames(reply, frames, lens, n) : -EBADMSG;
+        freeReplyObject(reply);
+        return r;
+}

@@ -1,0 +1,160 @@
+/* store_scan.c -- reads across partitions and customers: the customers due
+ * for their timers, the due and outbox counts for status and metrics, and one
+ * customer's stored state as raw bytes (for `multichanneld state`). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis.h>
+
+#include "daemon/store.h"
+#include "daemon/store_internal.h"
+
+void mcd_store_ids_free(char **ids, size_t n) {
+        if (ids)
+                for (size_t i = 0; i < n; i++)
+                        free(ids[i]);
+        free(ids);
+}
+
+/* Appends the ids of one ZRANGEBYSCORE reply, tagged with their partition. */
+static int take_due_ids(const redisReply *reply, int32_t partition, char ***ids, int32_t **parts, size_t *n) {
+        char **v;
+        int32_t *pv;
+
+        if (reply->type != REDIS_REPLY_ARRAY)
+                return -EBADMSG;
+        if (reply->elements == 0)
+                return 0;
+        v = realloc(*ids, (*n + reply->elements) * sizeof(*v));
+        if (v)
+                *ids = v;
+        pv = realloc(*parts, (*n + reply->elements) * sizeof(*pv));
+        if (pv)
+                *parts = pv;
+        if (!v || !pv)
+                return -ENOMEM;
+        for (size_t i = 0; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING)
+                        return -EBADMSG;
+                if (!(v[*n] = strndup(e->str, e->len)))
+                        return -ENOMEM;
+                pv[(*n)++] = partition;
+        }
+        return 0;
+}
+
+int mcd_store_due(struct mcd_store *s, const int32_t *partitions, size_t n_parts, mcd_time_t now, size_t max,
+                  char ***ids, int32_t **id_partitions, size_t *n) {
+        struct args *cmds;
+        redisReply **replies;
+        int r;
+
+        *ids = NULL;
+        *id_partitions = NULL;
+        *n = 0;
+        if (max == 0 || n_parts == 0)
+                return 0;
+        cmds = calloc(n_parts, sizeof(*cmds));
+        replies = calloc(n_parts, sizeof(*replies));
+        if (!cmds || !replies) {
+                free(cmds);
+                free(replies);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_parts; i++) {
+                args_add_str(&cmds[i], "ZRANGEBYSCORE");
+                args_add_key(&cmds[i], s, "due", partitions[i]);
+                args_add_str(&cmds[i], "-inf");
+                args_addf(&cmds[i], "%" PRId64, now);
+                args_add_str(&cmds[i], "LIMIT");
+                args_add_str(&cmds[i], "0");
+                args_addf(&cmds[i], "%zu", max);
+        }
+        r = store_pipeline(s, cmds, n_parts, replies);
+        if (r == 0) {
+                for (size_t i = 0; r == 0 && i < n_parts; i++)
+                        r = take_due_ids(replies[i], partitions[i], ids, id_partitions, n);
+                store_replies_free(replies, n_parts);
+        }
+        if (r < 0) {
+                mcd_store_ids_free(*ids, *n);
+                free(*id_partitions);
+                *ids = NULL;
+                *id_partitions = NULL;
+                *n = 0;
+        }
+        store_cmds_free(cmds, n_parts);
+        free(replies);
+        return r;
+}
+
+/* ZCARD and LLEN of every partition, pipelined: one round trip. */
+int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_parts, int64_t *due,
+                     int64_t *outbox) {
+        struct args *cmds;
+        redisReply **replies;
+        int r;
+
+        *due = *outbox = 0;
+        if (n_parts == 0)
+                return 0;
+        cmds = calloc(2 * n_parts, sizeof(*cmds));
+        replies = calloc(2 * n_parts, sizeof(*replies));
+        if (!cmds || !replies) {
+                free(cmds);
+                free(replies);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_parts; i++) {
+                args_add_str(&cmds[2 * i], "ZCARD");
+                args_add_key(&cmds[2 * i], s, "due", partitions[i]);
+                args_add_str(&cmds[2 * i + 1], "LLEN");
+                args_add_key(&cmds[2 * i + 1], s, "outbox", partitions[i]);
+        }
+        r = store_pipeline(s, cmds, 2 * n_parts, replies);
+        if (r == 0) {
+                for (size_t i = 0; i < 2 * n_parts && r == 0; i++) {
+                        if (replies[i]->type != REDIS_REPLY_INTEGER)
+                                r = -EBADMSG;
+                        else
+                                *(i % 2 ? outbox : due) += replies[i]->integer;
+                }
+                store_replies_free(replies, 2 * n_parts);
+        }
+        store_cmds_free(cmds, 2 * n_parts);
+        free(replies);
+        return r;
+}
+
+int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *buf = NULL;
+        *len = 0;
+        args_add_str(&a, "GET");
+        args_take(&a, store_key(s, "c:%s", customer_id));
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_STRING) {
+                *buf = malloc(reply->len + 1);
+                if (*buf) {
+                        memcpy(*buf, reply->str, reply->len);
+                        (*buf)[reply->len] = '\0';
+                        *len = reply->len;
+                } else {
+                        r = -ENOMEM;
+                }
+        } else if (reply->type != REDIS_REPLY_NIL)
+                r = -EBADMSG;
+        freeReplyObject(reply);
+        return r;
+}
