@@ -283,3 +283,16 @@ assert_exactly_once() {
         assert_outcomes "$TMP/got.raw" "$2"
         assert_states "$1" "$2"
 }
+
+stop_sentinels() {  # stop_sentinels: the processes of start_sentinels killed (found by their ports)
+        for _p in $SENTINEL_PORTS; do
+                _pid=$(redis-cli -p "$_p" info server 2>/dev/null | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+                [ -n "$_pid" ] && kill -KILL "$_pid" 2>/dev/null
+        done
+        SENTINEL_PORTS=""
+        SENTINELS=""
+}
+
+repl_offset() {  # repl_offset PORT: the replication offset the node on PORT has reached
+        redis-cli -p "$1" info replication | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p'
+}
