@@ -25,6 +25,7 @@ struct mcd_group_offsets {
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
         int64_t *sent[2];            /* per partition: what was last sent, -1 nothing (or refused) */
         int64_t *seq, *gen;          /* per partition: commit counter and generation of what is held */
+        char **marks;                /* per partition: its marks, NULL none */
         int interval_ms;
         int64_t next_send;           /* monotonic ms before which nothing is sent (but with `now`) */
         uint64_t n_sent, n_failed;   /* commits */
@@ -55,7 +56,8 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         }
         g->seq = calloc(n + 1, sizeof(int64_t));
         g->gen = calloc(n + 1, sizeof(int64_t));
-        if (!g->seq || !g->gen) {
+        g->marks = calloc(n + 1, sizeof(char *));
+        if (!g->seq || !g->gen || !g->marks) {
                 mcd_group_offsets_free(g);
                 return -ENOMEM;
         }
@@ -71,6 +73,9 @@ void mcd_group_offsets_free(struct mcd_group_offsets *g) {
                 free(g->held[t]);
                 free(g->sent[t]);
         }
+        for (int32_t p = 0; g->marks && p < g->n; p++)
+                free(g->marks[p]);
+        free(g->marks);
         free(g->seq);
         free(g->gen);
         free(g);
@@ -83,6 +88,17 @@ void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, cons
         g->held[SUB][partition] = m->sub >= 0 ? m->sub : -1;
         g->seq[partition] = m->seq;
         g->gen[partition] = m->generation;
+        if (!g->marks[partition] || !m->marks || strcmp(g->marks[partition], m->marks) != 0) {
+                free(g->marks[partition]);
+                g->marks[partition] = m->marks ? strdup(m->marks) : NULL;    /* none, if out of memory */
+        }
+}
+
+void mcd_group_mark_clear(struct mcd_group_mark *m) {
+        if (!m)
+                return;
+        free(m->marks);
+        m->marks = NULL;
 }
 
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
@@ -132,39 +148,22 @@ int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf) 
         return rd_kafka_conf_interceptor_add_on_new(conf, "mcd-group-offsets", on_new, g) ? -EINVAL : 0;
 }
 
-/* The metadata an offset carries: the pair's commit counter and generation.
+/* The metadata an offset carries: the pair's commit counter, generation and
+ * marks (left out when they would make it longer than MCD_GROUP_MARK_MAX).
  * 0 or -ENOMEM. */
-static int set_metadata(rd_kafka_topic_partition_t *tp, int64_t seq, int64_t gen) {
-        char buf[96];
-        int n = snprintf(buf, sizeof(buf), MCD_GROUP_MARK_PREFIX "seq=%" PRId64 " gen=%" PRId64, seq, gen);
+static int set_metadata(rd_kafka_topic_partition_t *tp, int64_t seq, int64_t gen, const char *marks) {
+        char *buf = NULL;
+        int n = -1;
 
-        tp->metadata = malloc((size_t)n);       /* freed with the list */
-        if (!tp->metadata)
+        if (marks && strlen(marks) < MCD_GROUP_MARK_MAX - 96)
+                n = asprintf(&buf, MCD_GROUP_MARK_PREFIX "seq=%" PRId64 " gen=%" PRId64 " marks=%s", seq, gen, marks);
+        else
+                n = asprintf(&buf, MCD_GROUP_MARK_PREFIX "seq=%" PRId64 " gen=%" PRId64, seq, gen);
+        if (n < 0)
                 return -ENOMEM;
-        memcpy(tp->metadata, buf, (size_t)n);
+        tp->metadata = buf;     /* freed with the list */
         tp->metadata_size = (size_t)n;
         return 0;
-}
-
-/* The offsets held and not yet sent, marked sent; NULL when there are none. */
-static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
-        rd_kafka_topic_partition_list_t *l = NULL;
-
-        for (int t = REL; t <= SUB; t++)
-                for (int32_t p = 0; p < g->n; p++) {
-                        if (g->held[t][p] < 0 || g->held[t][p] == g->sent[t][p])
-                                continue;
-                        if (!l && !(l = rd_kafka_topic_partition_list_new(2 * g->n)))
-                                return NULL;
-                        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, g->topic[t], p);
-                        tp->offset = g->held[t][p];
-                        if (set_metadata(tp, g->seq[p], g->gen[p]) < 0) {
-                                rd_kafka_topic_partition_list_destroy(l);
-                                return NULL;
-                        }
-                        g->sent[t][p] = g->held[t][p];
-                }
-        return l;
 }
 
 /* An offset the group did not take is sent again at the next flush, unless
@@ -174,6 +173,39 @@ static void send_again(struct mcd_group_offsets *g, const rd_kafka_topic_partiti
                 if (strcmp(tp->topic, g->topic[t]) == 0 && tp->partition >= 0 && tp->partition < g->n &&
                     g->sent[t][tp->partition] == tp->offset)
                         g->sent[t][tp->partition] = -1;
+}
+
+/* Adds the partition's held offsets to *l (made on first use), marked
+ * sent.  0 or -ENOMEM (the offsets then stay unsent). */
+static int take_partition(struct mcd_group_offsets *g, int32_t p, rd_kafka_topic_partition_list_t **l) {
+        for (int t = REL; t <= SUB; t++) {
+                rd_kafka_topic_partition_t *tp;
+                if (g->held[t][p] < 0 || g->held[t][p] == g->sent[t][p])
+                        continue;
+                if (!*l && !(*l = rd_kafka_topic_partition_list_new(2 * g->n)))
+                        return -ENOMEM;
+                tp = rd_kafka_topic_partition_list_add(*l, g->topic[t], p);
+                tp->offset = g->held[t][p];
+                if (set_metadata(tp, g->seq[p], g->gen[p], g->marks[p]) < 0)
+                        return -ENOMEM;
+                g->sent[t][p] = g->held[t][p];
+        }
+        return 0;
+}
+
+/* The offsets held and not yet sent, marked sent; NULL when there are none. */
+static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
+        rd_kafka_topic_partition_list_t *l = NULL;
+
+        for (int32_t p = 0; p < g->n; p++)
+                if (take_partition(g, p, &l) < 0) {
+                        for (int i = 0; l && i < l->cnt; i++)
+                                send_again(g, &l->elems[i]);
+                        if (l)
+                                rd_kafka_topic_partition_list_destroy(l);
+                        return NULL;
+                }
+        return l;
 }
 
 /* Monitoring, not correctness: a failure is logged at info when commits
@@ -218,6 +250,33 @@ int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, i
         return n;
 }
 
+int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer, int32_t partition) {
+        rd_kafka_topic_partition_list_t *l = NULL;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        int r;
+
+        if (!g || !consumer || partition < 0 || partition >= g->n)
+                return 0;
+        if (atomic_load(&g->joining))
+                return -EAGAIN;
+        r = take_partition(g, partition, &l);
+        if (r >= 0 && l) {
+                g->n_sent++;
+                err = rd_kafka_commit(consumer, l, 0 /* sync: the answer is waited for */);
+                for (int i = 0; !err && i < l->cnt; i++)
+                        err = l->elems[i].err;
+        }
+        if (l && (r < 0 || err)) {
+                for (int i = 0; i < l->cnt; i++)
+                        send_again(g, &l->elems[i]);
+                if (err)
+                        refused(g, err, l->cnt);
+        }
+        if (l)
+                rd_kafka_topic_partition_list_destroy(l);
+        return r < 0 ? r : err ? -EIO : 0;
+}
+
 void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t err,
                               const rd_kafka_topic_partition_list_t *offsets) {
         rd_kafka_resp_err_t first = err;
@@ -239,10 +298,11 @@ void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t e
         }
 }
 
-/* Parses "multichanneld/1 seq=N gen=G" into *m (kept at its maximum):
+/* Parses "multichanneld/1 seq=N gen=G[ marks=M]" into *m (kept at its maximum):
  * metadata of any other form (another tool's commit) says nothing. */
 static void parse_metadata(const rd_kafka_topic_partition_t *tp, struct mcd_group_mark *m) {
-        char buf[96];
+        char buf[MCD_GROUP_MARK_MAX + 1];
+        const char *marks;
         long long seq, gen;
 
         if (!tp->metadata || tp->metadata_size >= sizeof(buf) || tp->err)
@@ -253,6 +313,8 @@ static void parse_metadata(const rd_kafka_topic_partition_t *tp, struct mcd_grou
                 return;
         m->seq = seq > m->seq ? seq : m->seq;
         m->generation = gen > m->generation ? gen : m->generation;
+        if ((marks = strstr(buf, " marks=")) && !m->marks)
+                m->marks = strdup(marks + 7);   /* none, if out of memory: a lookup from the start */
 }
 
 int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consumer, const int32_t *partitions,

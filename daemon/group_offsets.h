@@ -54,7 +54,16 @@ struct mcd_group_mark {
         int64_t rel, sub;            /* next offsets, -1 none */
         int64_t seq;                 /* the commit counter (P off:<p> seq), 0 none */
         int64_t generation;          /* the owner's generation (gen:<p>), 0 none */
+        char *marks;                 /* the output topics' marks stored with the offsets (worker.c's
+                                      * form, no spaces), NULL none: copied by note, heap from read */
 };
+
+/* The most metadata a commit carries; marks that would not fit are left out
+ * (Kafka's offset.metadata.max.bytes is 4096 by default). */
+#define MCD_GROUP_MARK_MAX 4000
+
+/* Frees m->marks; the struct itself is the caller's. */
+void mcd_group_mark_clear(struct mcd_group_mark *m);
 
 /* The metadata's form; another tool's commit, without it, says nothing. */
 #define MCD_GROUP_MARK_PREFIX "multichanneld/1 "
@@ -69,6 +78,13 @@ void mcd_group_offsets_free(struct mcd_group_offsets *g);
  * its commit counter and generation, to be sent; a side at -1 (nothing
  * stored) is left out.  Replaces what was noted for the partition before. */
 void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, const struct mcd_group_mark *m);
+
+/* Sends what is noted for the partition now and waits for the group's
+ * answer (timeout_ms at most): for a pair starting with nothing in Redis,
+ * so that the group knows where its outputs begin before any is produced.
+ * 0; -EAGAIN while the member is joining the group (try again); -EIO when
+ * the group refused it, -ENOMEM. */
+int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer, int32_t partition);
 
 /* The pair is fenced, restarted or gone: nothing more is sent for it until
  * it is noted again. */

@@ -8,17 +8,14 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 MAX_EVENTS=200
-start_redis; ok $? "redis-server started on port $REDIS_PORT"
-start_kafka 2; ok $? "mock cluster with 2 partitions per topic at $BOOTSTRAP"
-write_config "$TMP/mcd.conf" "batch.max_events = $MAX_EVENTS" "batch.max_bytes = 16384" \
+start_services 2 "batch.max_events = $MAX_EVENTS" "batch.max_bytes = 16384" \
         "batch.wait = 20ms" "log.level = debug"
 
 future_stream 7 1500 40 "$TMP/in.jsonl"
-$MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-n_want=$(wc -l < "$TMP/want")
+expect_replay "$TMP/in.jsonl"
 [ "$n_want" -ge 100 ]; ok $? "replay gives $n_want outcomes for $(wc -l < "$TMP/in.jsonl") events of 40 customers"
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+publish_events "$TMP/in.jsonl"
 ok $? "events published"
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
 wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"

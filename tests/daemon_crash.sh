@@ -8,15 +8,11 @@
 
 EVENTS=${MCD_CRASH_EVENTS:-3000}
 KILLS=${MCD_CRASH_KILLS:-6}
-start_redis; ok $? "redis-server started on port $REDIS_PORT"
-start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
-write_config "$TMP/mcd.conf" "batch.max_events = 40" "batch.wait = 10ms"
+start_services 4 "batch.max_events = 40" "batch.wait = 10ms"
 
-"$MCD_BUILDDIR/tests/gen_events" -s 7 -n "$EVENTS" -c 250 | sort_by_time > "$TMP/in.jsonl"
-now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-n_want=$(wc -l < "$TMP/want")
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+current_stream 7 "$EVENTS" 250 "$TMP/in.jsonl"
+expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
+publish_events "$TMP/in.jsonl"
 ok $? "published $EVENTS events ($n_want outcomes expected)"
 
 seed=$$

@@ -16,16 +16,12 @@ EVENTS=${MCD_GROUP_OFFSETS_EVENTS:-8000}
 PARTS=4
 REL_TOPIC=partnercenter.relationships.v1
 METRICS_PORT=$(free_port)
-start_redis; ok $? "redis-server started on port $REDIS_PORT"
-start_kafka $PARTS; ok $? "mock cluster started at $BOOTSTRAP"
-write_config "$TMP/mcd.conf" "batch.max_events = 20" "batch.wait = 10ms" "status.interval = 1s" \
+start_services $PARTS "batch.max_events = 20" "batch.wait = 10ms" "status.interval = 1s" \
         "metrics.listen = 127.0.0.1:$METRICS_PORT"
 
-"$MCD_BUILDDIR/tests/gen_events" -s 23 -n "$EVENTS" -c 200 | sort_by_time > "$TMP/in.jsonl"
-now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-n_want=$(wc -l < "$TMP/want")
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+current_stream 23 "$EVENTS" 200 "$TMP/in.jsonl"
+expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
+publish_events "$TMP/in.jsonl"
 ok $? "published $EVENTS events ($n_want outcomes expected)"
 
 # sample PHASE: reads the group's offsets (multichanneld lag), then Redis's

@@ -8,9 +8,7 @@
 # state is written back in the binary form.
 . "$MCD_SRCDIR/tests/lib.sh"
 
-start_redis; ok $? "redis-server started on port $REDIS_PORT"
-start_kafka 1; ok $? "mock cluster started at $BOOTSTRAP"
-write_config "$TMP/mcd.conf"
+start_services 1
 STATE='{"v":1,"customer_id":"c-old","cloud":"COMMERCIAL","state":"ACCEPTED","partner_id":"p-1","indirect_reseller_id":null,"subscriptions":[{"subscription_id":"s-1","offer_name":"E3","billing":"USAGE_BASED","channel":"EA","seller_partner_id":null,"term_end":null,"state":"SUPPORTED","timer_outcomes":0}],"parked":[],"timers":[],"seen":["a-1","r-1","s-1"]}'
 printf 'c-old|{"partition":0,"state":%s}\n' "$STATE" |
         kcat -P -b "$BOOTSTRAP" -t partnercenter.multichannel.changelog.v1 -K '|' 2> "$TMP/kcat.err"

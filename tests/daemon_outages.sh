@@ -12,14 +12,11 @@
 WATCHDOG_USEC=2000000
 
 EVENTS=${MCD_OUTAGE_EVENTS:-3000}
-start_redis; ok $? "redis-server started on port $REDIS_PORT (AOF on)"
-start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
 METRICS=127.0.0.1:$(free_port)
-write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms" "metrics.listen = $METRICS"
-"$MCD_BUILDDIR/tests/gen_events" -s 41 -n "$EVENTS" -c 200 | sort_by_time > "$TMP/in.jsonl"
-now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+start_services 4 "batch.max_events = 30" "batch.wait = 10ms" "metrics.listen = $METRICS"
+current_stream 41 "$EVENTS" 200 "$TMP/in.jsonl"
+expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
+publish_events "$TMP/in.jsonl"
 ok $? "published $EVENTS events"
 
 # Kafka's brokers down at start-up.
@@ -72,7 +69,7 @@ grep -qi "kafka .*\(refused\|down\|disconnect\)" "$TMP/daemon.log"
 ok $? "daemon logs that Kafka is unreachable"
 kill -USR2 "$KAFKA_PID"
 
-wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
+wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "daemon carries on to the end"
 sleep 3
 assert_exactly_once "$TMP/mcd.conf" ""

@@ -6,22 +6,19 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_LOSS_EVENTS:-5000}
-start_redis; ok $? "redis-server started on port $REDIS_PORT (AOF on)"
-start_kafka 4; ok $? "mock cluster started at $BOOTSTRAP"
 # The second half is published while the daemon runs: merge_wait must cover
 # the lag between the two topics' fetches on a loaded machine.
-write_config "$TMP/mcd.conf" "batch.max_events = 40" "batch.wait = 10ms" "merge_wait = 2s"
+start_services 4 "batch.max_events = 40" "batch.wait = 10ms" "merge_wait = 2s"
 
 # Events of 2031 (future_stream in lib.sh), published in two halves: Redis is
 # lost between them, so the daemon meets the loss with input still to come
 # however fast it went through the first half.
 future_stream 11 "$EVENTS" 300 "$TMP/in.jsonl"
-$MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-n_want=$(wc -l < "$TMP/want")
+expect_replay "$TMP/in.jsonl"
 half=$(($(wc -l < "$TMP/in.jsonl") / 2))
 head -n "$half" "$TMP/in.jsonl" > "$TMP/part1"
 tail -n +"$((half + 1))" "$TMP/in.jsonl" > "$TMP/part2"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part1" 2> "$TMP/publish.err"
+publish_events "$TMP/part1"
 ok $? "published the first half of $EVENTS events ($n_want outcomes expected in all)"
 
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
@@ -32,7 +29,7 @@ lose_redis
 before=$(count_outcomes "$TMP/mcd.conf")
 start_redis "$REDIS_PORT"
 ok $? "Redis restarted empty on the same port after $before outcomes"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part2" 2>> "$TMP/publish.err"
+publish_events "$TMP/part2"
 ok $? "published the second half"
 
 wait_until 300 outcomes_at_least "$TMP/mcd.conf" "$n_want"
@@ -87,13 +84,11 @@ ok $? "daemon exits 0 on SIGTERM"
 #     afterwards, Redis is rebuilt from them, and nothing is published twice.
 stopped_case() {  # stopped_case lost|kept
         stop_services
-        start_redis; start_kafka 1
-        ok $? "$1: Redis and a one-partition mock cluster started"
-        write_config "$TMP/mcd.conf" "batch.max_events = 100" "batch.wait = 2s" "merge_wait = 20ms"
+        start_services -p "$1: " 1 "batch.max_events = 100" "batch.wait = 2s" "merge_wait = 20ms"
         sed 's/"2026-/"2031-/g' "$MCD_SRCDIR/tests/scenarios/05-parked-event-expires-without-acceptance.jsonl" > "$TMP/in.jsonl"
-        $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
-        ok $? "$1: published scenario 05, moved to 2031 ($(wc -l < "$TMP/want") outcomes expected)"
+        expect_replay "$TMP/in.jsonl"
+        publish_events "$TMP/in.jsonl"
+        ok $? "$1: published scenario 05, moved to 2031 ($n_want outcomes expected)"
         MCD_FAULT_STOP_BEFORE_PUBLISH=1 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/$1.log" &
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
@@ -115,7 +110,7 @@ stopped_case() {  # stopped_case lost|kept
                 ok $? "$1: the daemon, continued, finds Redis down"
                 start_redis "$REDIS_PORT"
         fi
-        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
         ok $? "$1: the daemon publishes the batch's outcomes"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$1: "
@@ -163,9 +158,7 @@ run_stopped() {  # run_stopped FAULT CONFIG LOG: a daemon with FAULT set, killed
 }
 reprocess_case() {  # reprocess_case mid|end|twice
         stop_services
-        start_redis; start_kafka 1
-        ok $? "re-process $1: Redis and a one-partition mock cluster started"
-        write_config "$TMP/mcd.conf" "batch.max_events = 20" "batch.wait = 2s" "merge_wait = 20ms"
+        start_services -p "re-process $1: " 1 "batch.max_events = 20" "batch.wait = 2s" "merge_wait = 20ms"
         fault_batch=3 batch2=20 fault2=MCD_FAULT_STOP_BEFORE_PUBLISH=1
         case $1 in
         end) batch2=1000 ;;
@@ -173,9 +166,9 @@ reprocess_case() {  # reprocess_case mid|end|twice
         esac
         write_config "$TMP/mcd2.conf" "batch.max_events = $batch2" "batch.wait = 2s" "merge_wait = 20ms"
         future_stream 12 300 30 "$TMP/in.jsonl"
-        $MCD replay --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2>> "$TMP/publish.err"
-        ok $? "re-process $1: published $(wc -l < "$TMP/in.jsonl") events ($(wc -l < "$TMP/want") outcomes expected)"
+        expect_replay "$TMP/in.jsonl"
+        publish_events "$TMP/in.jsonl"
+        ok $? "re-process $1: published $(wc -l < "$TMP/in.jsonl") events ($n_want outcomes expected)"
         run_stopped MCD_FAULT_STOP_BEFORE_CHANGELOG=$fault_batch "$TMP/mcd.conf" "$TMP/re1.log"
         ok $? "re-process $1: daemon 1 delivered batch $fault_batch and stopped before its changelog append"
         published=$(count_outcomes "$TMP/mcd.conf")
@@ -193,7 +186,7 @@ reprocess_case() {  # reprocess_case mid|end|twice
                 ok $? "re-process $1: Redis restarted empty again"
         fi
         start_daemon "$TMP/mcd.conf" "$TMP/re3.log"
-        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/want")"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
         ok $? "re-process $1: daemon 3 publishes the rest"
         grep -q -e "re-processing after a rebuild not known done" -e "restored .* from the changelog" "$TMP/re3.log"
         ok $? "re-process $1: daemon 3 looked the published outputs up again"
@@ -205,7 +198,42 @@ reprocess_case() {  # reprocess_case mid|end|twice
         wait "$DAEMON_PID"
         ok $? "re-process $1: daemon 3 exits 0 on SIGTERM"
 }
-reprocess_case mid
-reprocess_case end
-reprocess_case twice
+# first batch: daemon 1 delivers its first batch and is stopped before that
+# batch's changelog append; Redis is lost.  The changelog holds nothing of
+# the partition, so it is re-processed from its beginning: what says where
+# its outputs begin is the consumer group's copy, sent before the first
+# batch (send_origin), and daemon 2 looks the outputs up from there.
+first_batch_case() {
+        stop_services
+        start_services -p "first batch: " 1 "batch.max_events = 20" "batch.wait = 2s" "merge_wait = 20ms"
+        future_stream 13 300 30 "$TMP/in.jsonl"
+        expect_replay "$TMP/in.jsonl"
+        publish_events "$TMP/in.jsonl"
+        ok $? "first batch: published $(wc -l < "$TMP/in.jsonl") events ($n_want outcomes expected)"
+        run_stopped MCD_FAULT_STOP_BEFORE_CHANGELOG=1 "$TMP/mcd.conf" "$TMP/first1.log"
+        ok $? "first batch: daemon 1 delivered batch 1 and stopped before its changelog append"
+        published=$(count_outcomes "$TMP/mcd.conf")
+        clog=$("$MCD_BUILDDIR/tests/produce_raw" -b "$BOOTSTRAP" -t partnercenter.multichannel.changelog.v1 -d \
+                2>/dev/null | wc -l)
+        lose_redis
+        start_redis "$REDIS_PORT"
+        [ "$published" -ge 10 ] && [ "$clog" -eq 0 ]
+        ok $? "first batch: $published outcomes published, $clog changelog records; Redis restarted empty"
+        start_daemon "$TMP/mcd.conf" "$TMP/first2.log"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+        ok $? "first batch: daemon 2 publishes the rest"
+        grep -q "the consumer group says where its outputs begin" "$TMP/first2.log"
+        ok $? "first batch: daemon 2 looked the outputs up from where the group says they begin"
+        wait_until 30 redo_gone
+        ok $? "first batch: daemon 2 dropped the re-processing record once past it"
+        sleep 2
+        assert_exactly_once "$TMP/mcd.conf" "first batch: "
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "first batch: daemon 2 exits 0 on SIGTERM"
+}
+for c in ${MCD_REPROCESS_CASES-mid end twice}; do
+        reprocess_case "$c"
+done
+first_batch_case
 tap_done

@@ -44,11 +44,9 @@ snapshot_sum() {  # the stored offsets summed in the snapshot, read by a redis-s
 
 rollback_case() {  # rollback_case NAME
         name=$1
-        start_redis; ok $? "$name: redis-server started on port $REDIS_PORT"
-        start_kafka 4; ok $? "$name: mock cluster started at $BOOTSTRAP"
         # The second half is published to both topics while the daemon runs:
         # merge_wait covers one topic's part arriving late on a loaded machine.
-        write_config "$TMP/$name.conf" "batch.max_events = 50" "batch.wait = 10ms" "merge_wait = 5s"
+        start_services -p "$name: " 4 "batch.max_events = 50" "batch.wait = 10ms" "merge_wait = 5s"
         future_stream 11 "$EVENTS" 200 "$TMP/$name.stream"
         half=$(( $(wc -l < "$TMP/$name.stream") / 2 ))
         head -n "$half" "$TMP/$name.stream" > "$TMP/$name.first"
@@ -58,23 +56,23 @@ rollback_case() {  # rollback_case NAME
                 sed 's/.*"occurred_at":"\([^"]*\)".*/{"event_id":"nudge","occurred_at":"\1","customer_id":"c-nudge","cloud":"COMMERCIAL","type":"RelationshipRequested","partner_id":"p-1"}/' \
                 > "$TMP/$name.nudge"
         cat "$TMP/$name.first" "$TMP/$name.nudge" "$TMP/$name.nudge" "$TMP/$name.second" > "$TMP/$name.in"
-        $MCD replay --state-out "$TMP/want_states" "$TMP/$name.in" | strip_messages > "$TMP/want"
+        expect_replay "$TMP/$name.in"
         n_first=$($MCD replay "$TMP/$name.first" | wc -l)
 
-        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.first" 2> "$TMP/publish.err"
-        start_daemon "$TMP/$name.conf" "$TMP/$name.1.log"
-        wait_until 120 outcomes_at_least "$TMP/$name.conf" "$n_first"
+        publish_events "$TMP/$name.first"
+        start_daemon "$TMP/mcd.conf" "$TMP/$name.1.log"
+        wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_first"
         sleep 2
-        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.nudge" 2>> "$TMP/publish.err"
-        wait_until 60 outcomes_at_least "$TMP/$name.conf" "$((n_first + 1))"
+        publish_events "$TMP/$name.nudge"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$((n_first + 1))"
         sleep 1
-        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.nudge" 2>> "$TMP/publish.err"
+        publish_events "$TMP/$name.nudge"
         wait_until 60 sh -c "[ \$(for q in 0 1 2 3; do redis-cli -p $REDIS_PORT llen mcd:outbox:\$q; done | grep -cx 0) -eq 4 ]"
         n_empty=$(empty_outboxes)
         snapshot_redis
         ok $([ "$n_empty" -eq 4 ]; echo $?) "$name: snapshot taken with $n_empty of 4 outboxes empty"
-        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.second" 2>> "$TMP/publish.err"
-        wait_until 180 outcomes_at_least "$TMP/$name.conf" "$(wc -l < "$TMP/want")"
+        publish_events "$TMP/$name.second"
+        wait_until 180 outcomes_at_least "$TMP/mcd.conf" "$n_want"
         ok $? "$name: the whole stream processed past the snapshot"
         sleep 2
         before=$(offsets_sum)
@@ -89,13 +87,13 @@ rollback_case() {  # rollback_case NAME
         fi
         roll_back_redis
         if [ "$name" = gone ]; then
-                "$MCD_BIN" lag -c "$TMP/$name.conf" > "$TMP/lag" 2>&1
+                "$MCD_BIN" lag -c "$TMP/mcd.conf" > "$TMP/lag" 2>&1
                 ahead=$(awk '$3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 > $3' "$TMP/lag" | wc -l)
                 ok $([ "$ahead" -gt 0 ]; echo $?) \
                         "$name: the owner is gone, and the group's copy is ahead of Redis on $ahead partition side(s)"
                 diag < "$TMP/lag"
                 log="$TMP/$name.2.log"
-                start_daemon "$TMP/$name.conf" "$log"
+                start_daemon "$TMP/mcd.conf" "$log"
         fi
         wait_until 60 grep -q "Redis came back older" "$log"
         ok $? "$name: the daemon found the rollback"
@@ -106,12 +104,12 @@ rollback_case() {  # rollback_case NAME
                 wait "$DAEMON_PID" 2>/dev/null
                 redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:redo:*' | grep -q .
                 ok $? "$name: killed with its re-processing record in Redis"
-                start_daemon "$TMP/$name.conf" "$TMP/$name.2.log"
+                start_daemon "$TMP/mcd.conf" "$TMP/$name.2.log"
         fi
         wait_until 120 sh -c "[ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ]"
         ok $? "$name: re-processing done (no record left)"
         sleep 2
-        assert_exactly_once "$TMP/$name.conf" "$name: "
+        assert_exactly_once "$TMP/mcd.conf" "$name: "
         kill -TERM "$DAEMON_PID"
         wait "$DAEMON_PID"
         ok $? "$name: daemon exits 0 on SIGTERM"

@@ -6,7 +6,9 @@
 # there and SIGHUP, new events written with it are read, and the outcomes
 # equal replay's for every event the daemon read.  A bad file is a
 # configuration error at start (check-config and run name it) and, on SIGHUP,
-# is logged and leaves the schemas in use.
+# is logged and leaves the schemas in use.  Then `redrive --error
+# UNKNOWN_SCHEMA` brings the dead-lettered part in: its outcomes appear, once,
+# and a second redrive changes nothing.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 start_redis; ok $? "redis-server started on port $REDIS_PORT"
@@ -58,7 +60,7 @@ EOF
 # Written with v2 before the daemon knows it: dead letters.
 cat > "$TMP/part2.jsonl" <<'EOF'
 {"event_id": "p2-a3", "occurred_at": "2026-03-02T08:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "RelationshipAccepted", "partner_id": "partner-fabrikam"}
-{"event_id": "p2-x1", "occurred_at": "2026-03-02T08:10:00.000Z", "customer_id": "cust-xray", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
+{"event_id": "p2-y1", "occurred_at": "2026-03-02T08:10:00.000Z", "customer_id": "cust-yankee", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
 EOF
 # Written with v2 after the file is dropped and SIGHUP: read.
 cat > "$TMP/part3.jsonl" <<'EOF'
@@ -125,6 +127,32 @@ ok $? "no dead letter after the v2 writer was added ($(count_dlq "$TMP/mcd.conf"
 diff "$TMP/want" "$TMP/got" | head -10 | cut -c1-250 | diag
 cmp -s "$TMP/want" "$TMP/got"
 ok $? "outcome topic equals replay's ($(wc -l < "$TMP/got") of $n_want)"
+
+# ---- the dead letters re-driven (issue 14 part 3): part 2 comes in, once ------
+# Re-driven, part 2's records follow part 3's on their partitions: replay of
+# the events in the order the daemon reads them.
+cat "$TMP/read.jsonl" "$TMP/part2.jsonl" > "$TMP/read2.jsonl"
+$MCD replay --now "$now" --park-grace 7d "$TMP/read2.jsonl" | strip_messages > "$TMP/want2"
+n_want2=$(wc -l < "$TMP/want2")
+[ "$n_want2" -gt "$n_want" ]; ok $? "replay with part 2 re-driven gives $n_want2 outcomes"
+$MCD redrive -c "$TMP/mcd.conf" --error UNKNOWN_SCHEMA > "$TMP/redrive.out" 2> "$TMP/redrive.err"
+ok $? "redrive --error UNKNOWN_SCHEMA exits 0"
+diag < "$TMP/redrive.out"
+grep -q "^sent 2 of 2 selected, 0 failed$" "$TMP/redrive.out"; ok $? "it sent part 2's 2 letters"
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want2"
+ok $? "their outcomes are out"
+sleep 2
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end 2> "$TMP/tail.err" | strip_messages > "$TMP/got2"
+diff "$TMP/want2" "$TMP/got2" | head -10 | cut -c1-250 | diag
+cmp -s "$TMP/want2" "$TMP/got2"
+ok $? "outcome topic equals replay's with part 2 re-driven ($(wc -l < "$TMP/got2") of $n_want2)"
+[ "$(count_dlq "$TMP/mcd.conf")" -eq 2 ]
+ok $? "no new dead letter: the v2 writer is known now"
+$MCD redrive -c "$TMP/mcd.conf" --error UNKNOWN_SCHEMA > "$TMP/redrive2.out" 2>&1
+sleep 6         # merge_wait and a batch: time for any outcome to come out
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end 2> "$TMP/tail.err" | strip_messages > "$TMP/got3"
+cmp -s "$TMP/want2" "$TMP/got3"
+ok $? "re-driven twice: no outcome changes (rule 1 drops the repeated ids)"
 
 kill -TERM "$DAEMON_PID"
 wait_until 20 sh -c "! kill -0 $DAEMON_PID"

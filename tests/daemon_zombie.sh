@@ -9,17 +9,13 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_ZOMBIE_EVENTS:-1500}
-"$MCD_BUILDDIR/tests/gen_events" -s 23 -n "$EVENTS" -c 150 | sort_by_time > "$TMP/in.jsonl"
-now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-$MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
-n_want=$(wc -l < "$TMP/want")
+current_stream 23 "$EVENTS" 150 "$TMP/in.jsonl"
+expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
 
 run_case() {  # run_case WHERE: commit | publish
         where=$1
-        start_redis
-        start_kafka 4
-        write_config "$TMP/mcd.conf" "batch.max_events = 30" "batch.wait = 10ms"
-        "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+        start_services -p "$where: " 4 "batch.max_events = 30" "batch.wait = 10ms"
+        publish_events "$TMP/in.jsonl"
         ok $? "$where: published $EVENTS events ($n_want outcomes expected)"
 
         if [ "$where" = commit ]; then

@@ -1,7 +1,7 @@
 /* test_sentinel.c -- the store behind Redis Sentinel, against real servers:
  * one master, one replica and three redis-sentinel processes that the test
  * starts on free loopback ports (killed at the end, also when the test
- * dies: PR_SET_PDEATHSIG).
+ * dies: redis_server.h).
  *
  * Covers: redis.sentinels parsing; the master found through the Sentinels,
  * a dead Sentinel skipped; a master name no Sentinel knows
@@ -13,19 +13,12 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,32 +28,14 @@
 #include "daemon/sentinel.h"
 #include "daemon/store.h"
 #include "handlers/rules.h"
+#include "tests/redis_server.h"
 #include "tests/tap.h"
 
 #define N_SENTINELS 3
 
-struct proc {
-        pid_t pid;
-        int port;
-};
-
-static char dir[64];
+static char top[64];    /* the test's temporary folder: the servers' below it */
 
 /* ------------------------------------------------------------ servers -- */
-
-static int free_port(void) {
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-        if (fd < 0)
-                return -1;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-                port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
 
 /* A command through a fresh connection (hiredis format); the reply or NULL. */
 static redisReply *raw(int port, const char *fmt, ...) {
@@ -105,18 +80,6 @@ static int named_port(int sentinel_port, const char *name) {
         return port;
 }
 
-/* Forks argv[0] with argv, dying with the test. */
-static pid_t spawn(char *const argv[]) {
-        pid_t pid = fork();
-
-        if (pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                execvp(argv[0], argv);
-                _exit(127);
-        }
-        return pid;
-}
-
 /* Polls cond(port, arg) every 50 ms for up to ms. */
 static bool wait_for(bool (*cond)(int, const char *), int port, const char *arg, int ms) {
         for (int waited = 0; waited < ms; waited += 50) {
@@ -127,67 +90,8 @@ static bool wait_for(bool (*cond)(int, const char *), int port, const char *arg,
         return cond(port, arg);
 }
 
-static bool answers(int port, const char *unused) {
-        (void)unused;
-        return raw_says(port, "PONG", "PING");
-}
-
 static bool names_port(int sentinel_port, const char *port) {
         return named_port(sentinel_port, "mymaster") == atoi(port);
-}
-
-/* redis-server on p->port, a replica of master_port unless it is 0. */
-static int start_redis(struct proc *p, int master_port) {
-        char port[16], log[128], sub[96], mport[16];
-        char *argv[] = {"redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
-                        "--dir", sub, "--logfile", log, "--replicaof", "127.0.0.1", mport, NULL};
-
-        p->port = free_port();
-        snprintf(port, sizeof(port), "%d", p->port);
-        snprintf(mport, sizeof(mport), "%d", master_port);
-        snprintf(sub, sizeof(sub), "%s/%d", dir, p->port);
-        snprintf(log, sizeof(log), "%s/redis.log", sub);
-        if (master_port == 0)
-                argv[13] = NULL;
-        if (mkdir(sub, 0700) < 0 || (p->pid = spawn(argv)) < 0)
-                return -errno;
-        return wait_for(answers, p->port, NULL, 10000) ? 0 : -ETIMEDOUT;
-}
-
-/* redis-sentinel watching master_port as "mymaster", quorum 2, on a
- * configuration file of its own that it may rewrite. */
-static int start_sentinel(struct proc *p, int master_port) {
-        char conf[128];
-        char *argv[] = {"redis-sentinel", conf, NULL};
-        FILE *f;
-
-        p->port = free_port();
-        snprintf(conf, sizeof(conf), "%s/sentinel-%d.conf", dir, p->port);
-        f = fopen(conf, "w");
-        if (!f)
-                return -errno;
-        fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nlogfile %s/sentinel-%d.log\n"
-                   "sentinel monitor mymaster 127.0.0.1 %d 2\n"
-                   "sentinel down-after-milliseconds mymaster 1000\n"
-                   "sentinel failover-timeout mymaster 5000\n",
-                p->port, dir, dir, p->port, master_port);
-        fclose(f);
-        if ((p->pid = spawn(argv)) < 0)
-                return -errno;
-        return wait_for(answers, p->port, NULL, 10000) ? 0 : -ETIMEDOUT;
-}
-
-static void stop(struct proc *p) {
-        if (p->pid > 0) {
-                kill(p->pid, SIGKILL);
-                waitpid(p->pid, NULL, 0);
-                p->pid = 0;
-        }
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
-        (void)st, (void)flag, (void)f;
-        return remove(path);
 }
 
 /* ------------------------------------------------------------- notes -- */
@@ -258,9 +162,9 @@ static void test_parse(void) {
 }
 
 /* The master found, a dead Sentinel listed first skipped and noted. */
-static void test_found(const struct proc *master, const struct proc *sn) {
+static void test_found(const struct srv *master, const struct srv *sn) {
         char list[256];
-        int dead = free_port();
+        int dead = srv_free_port();
         int64_t rtt;
         struct mcd_store *s;
 
@@ -285,7 +189,7 @@ static void test_found(const struct proc *master, const struct proc *sn) {
 }
 
 /* No Sentinel knows the name: -EHOSTUNREACH, each one's answer noted. */
-static void test_unknown_name(const struct proc *sn) {
+static void test_unknown_name(const struct srv *sn) {
         char list[128];
         int64_t rtt;
         struct mcd_store *s;
@@ -302,7 +206,7 @@ static void test_unknown_name(const struct proc *sn) {
 
 /* A Sentinel naming a replica (a stale view): ROLE says so, the connection
  * is dropped, -EIO. */
-static void test_replica_named(const struct proc *replica, const struct proc *sn) {
+static void test_replica_named(const struct srv *replica, const struct srv *sn) {
         char list[64];
         redisReply *r = raw(sn[0].port, "SENTINEL MONITOR other 127.0.0.1 %d 2", replica->port);
         int64_t rtt;
@@ -338,7 +242,7 @@ static bool role_is(int port, const char *role) {
 
 /* Asks for a failover until a Sentinel takes it (it must know the replica
  * first), then until they all name the replica's port. */
-static bool failover(const struct proc *sn, int to_port) {
+static bool failover(const struct srv *sn, int to_port) {
         char port[16];
         bool started = false;
 
@@ -353,7 +257,7 @@ static bool failover(const struct proc *sn, int to_port) {
         return started;
 }
 
-static void test_failover(struct proc *master, struct proc *replica, const struct proc *sn) {
+static void test_failover(struct srv *master, struct srv *replica, const struct srv *sn) {
         char list[128], want[160];
         int64_t gen = 0, rtt;
         struct mcd_store *a, *b;
@@ -413,21 +317,20 @@ out:
 }
 
 int main(void) {
-        struct proc master = {0}, replica = {0}, sn[N_SENTINELS] = {{0}};
+        struct srv master = {0}, replica = {0}, sn[N_SENTINELS] = {0};
         int r = 0;
 
         signal(SIGPIPE, SIG_IGN);
         test_parse();
-        snprintf(dir, sizeof(dir), "/tmp/test_sentinel.XXXXXX");
-        if (!ok(mkdtemp(dir) != NULL, "temporary directory"))
+        if (!ok(srv_mkdtemp(top, sizeof(top), "test_sentinel") == 0, "temporary directory"))
                 return tap_done();
-        r = start_redis(&master, 0);
+        r = srv_start_redis(&master, top, false, 0);
         if (r == 0)
-                r = start_redis(&replica, master.port);
+                r = srv_start_redis(&replica, top, false, master.port);
         if (!ok(r == 0, "master on port %d, replica on port %d", master.port, replica.port))
                 goto out;
         for (int i = 0; i < N_SENTINELS && r == 0; i++)
-                r = start_sentinel(&sn[i], master.port);
+                r = srv_start_sentinel(&sn[i], top, master.port);
         if (!ok(r == 0, "three Sentinels on ports %d, %d, %d", sn[0].port, sn[1].port, sn[2].port))
                 goto out;
         test_found(&master, sn);
@@ -436,9 +339,9 @@ int main(void) {
         test_failover(&master, &replica, sn);
 out:
         for (int i = 0; i < N_SENTINELS; i++)
-                stop(&sn[i]);
-        stop(&replica);
-        stop(&master);
-        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+                srv_stop(&sn[i], SIGKILL);
+        srv_stop(&replica, SIGKILL);
+        srv_stop(&master, SIGKILL);
+        srv_rmtree(top);
         return tap_done();
 }

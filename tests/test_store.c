@@ -1,26 +1,20 @@
 /* test_store.c -- the Redis store and the state JSON, against a real
  * redis-server that the test starts on a free loopback port (and kills at the
- * end, also when the test dies: the server gets PR_SET_PDEATHSIG).
+ * end, also when the test dies: redis_server.h).
  *
  * Covers: the state JSON round trip and its robustness against malformed
  * input; loading unknown and stored customers; offsets; the outbox with
  * binary frames; the due zset; fencing (-ESTALE), lost state (-ENODATA),
  * Redis going away and coming back; and the round trips of load and commit. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* asprintf, vasprintf, nftw */
+#define _GNU_SOURCE             /* asprintf, vasprintf */
 #endif
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,32 +27,15 @@
 #include "daemon/store.h"
 #include "handlers/rules.h"
 #include "handlers/timefmt.h"
+#include "tests/redis_server.h"
 #include "tests/tap.h"
 
 #define T0 ((mcd_time_t)1767607200000)          /* 2026-01-05T10:00:00.000Z */
 #define TERM_END ((mcd_time_t)1806451200000)    /* 2027-03-31T00:00:00.000Z */
 
-struct server {
-        char dir[64];
-        int port;
-        pid_t pid;
-};
+static char top[64];    /* the test's temporary folder: the server's below it */
 
 /* ------------------------------------------------------------ server -- */
-
-static int free_port(void) {
-        struct sockaddr_in a = {.sin_family = AF_INET};
-        socklen_t len = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-        if (fd < 0)
-                return -1;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-                port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
 
 static redisContext *raw_connect(int port) {
         struct timeval tv = {.tv_sec = 1};
@@ -108,43 +85,12 @@ static bool raw3(int port, const char *cmd, const char *arg) {
         return answered;
 }
 
-static int server_start(struct server *sv) {
-        char port[16], log[128];
-
-        snprintf(port, sizeof(port), "%d", sv->port);
-        snprintf(log, sizeof(log), "%s/redis.log", sv->dir);
-        sv->pid = fork();
-        if (sv->pid < 0)
-                return -errno;
-        if (sv->pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "",
-                       "--appendonly", "yes", "--dir", sv->dir, "--logfile", log, "--daemonize", "no",
-                       (char *)NULL);
-                _exit(127);
-        }
-        for (int i = 0; i < 500; i++) {
-                if (raw(sv->port, "PING") == 0)
-                        return 0;
-                if (waitpid(sv->pid, NULL, WNOHANG) == sv->pid) {
-                        sv->pid = 0;
-                        return -ECHILD;
-                }
-                usleep(10000);
-        }
-        return -ETIMEDOUT;
+static int server_start(struct srv *sv) {
+        return srv_start_redis(sv, top, true, 0);
 }
 
-static void server_stop(struct server *sv) {
-        if (sv->pid <= 0)
-                return;
-        kill(sv->pid, SIGTERM);
-        waitpid(sv->pid, NULL, 0);
-        sv->pid = 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
-        return remove(path);
+static void server_stop(struct srv *sv) {
+        srv_stop(sv, SIGTERM);          /* a clean shutdown: the AOF kept for the restart */
 }
 
 /* ----------------------------------------------------------- fixtures -- */
@@ -968,7 +914,7 @@ static void test_meta_missing(struct mcd_store *s, int port, int64_t gen) {
         mcd_customer_clear(&c);
 }
 
-static void test_down(struct mcd_store *s, struct server *sv) {
+static void test_down(struct mcd_store *s, struct srv *sv) {
         const char *id = "c-rich";
         struct mcd_customer out;
         int64_t rtt = -1, gen = 0;
@@ -1051,7 +997,7 @@ static void test_commit_and_load(struct mcd_store *s, int port, int64_t gen) {
 }
 
 /* A server that accepts but never answers (SIGSTOP): -ETIMEDOUT. */
-static void test_timeout(struct mcd_store *s, struct server *sv) {
+static void test_timeout(struct mcd_store *s, struct srv *sv) {
         struct timespec t0, t1;
         int64_t rtt, ms;
 
@@ -1096,7 +1042,7 @@ static void test_auth(int port) {
                 redisFree(c);
 }
 
-static void test_store(struct server *sv) {
+static void test_store(struct srv *sv) {
         struct mcd_store *s = store_open(sv->port);
         bool created = false, exists = false;
         int64_t gen = 0, rtt = -1;
@@ -1144,7 +1090,7 @@ static void test_store_unreachable(int port) {
 }
 
 int main(void) {
-        struct server sv = {0};
+        struct srv sv = {0};
 
         signal(SIGPIPE, SIG_IGN);       /* as the daemon does: a dead peer is an error, not a signal */
 
@@ -1154,14 +1100,14 @@ int main(void) {
         test_codec_legacy();
         test_codec_worst_case();
 
-        snprintf(sv.dir, sizeof(sv.dir), "/tmp/test_store.XXXXXX");
-        sv.port = free_port();
-        if (!ok(mkdtemp(sv.dir) != NULL && sv.port > 0, "temporary directory and port %d", sv.port))
+        sv.port = srv_free_port();
+        if (!ok(srv_mkdtemp(top, sizeof(top), "test_store") == 0 && sv.port > 0, "temporary directory and port %d",
+                sv.port))
                 return tap_done();
         test_store_unreachable(sv.port);
         if (ok(server_start(&sv) == 0, "redis-server started on port %d", sv.port))
                 test_store(&sv);
         server_stop(&sv);
-        nftw(sv.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        srv_rmtree(top);
         return tap_done();
 }

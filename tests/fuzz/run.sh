@@ -38,23 +38,9 @@ secs=${MCD_FUZZ_SECONDS:-60}
 CC=${MCD_FUZZ_CC:-clang}
 TARGETS=${MCD_FUZZ_TARGETS:-fuzz_avro fuzz_jsonl fuzz_replay fuzz_state}
 
-tap_n=0
-tap_failed=0
-ok() {  # ok STATUS DESCRIPTION
-        tap_n=$((tap_n + 1))
-        if [ "$1" -eq 0 ]; then
-                echo "ok $tap_n - $2"
-        else
-                echo "not ok $tap_n - $2"
-                tap_failed=$((tap_failed + 1))
-        fi
-}
-diag() { sed 's/^/# /'; }
-finish() {
-        echo "1..$tap_n"
-        [ "$tap_failed" -eq 0 ]
-        exit $?
-}
+# The TAP helpers (ok, diag, tap_done) of tests/lib.sh, and nothing else.
+MCD_TAP_ONLY=1
+. "$top/tests/lib.sh"
 
 # ------------------------------------------------------------------ build --
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
@@ -98,14 +84,16 @@ build() {
                 $CC $CFLAGS $OWN_WARN -fsanitize=fuzzer $SAN "$fuzz_src/$t.c" "$B/libmcdfuzz.a" $LIBS \
                         -o "$B/$t" || return 1
         done
-        $CC $CFLAGS $OWN_WARN $SAN "$fuzz_src/make_seeds.c" "$B/libmcdfuzz.a" $LIBS -o "$B/make_seeds"
+        $CC $CFLAGS $OWN_WARN $SAN "$fuzz_src/make_seeds.c" "$top/tests/samples.c" "$B/libmcdfuzz.a" $LIBS \
+                -o "$B/make_seeds"
 }
 build > "$B/build.log" 2>&1
 rc=$?
 ok $rc "fuzzers built with $CC into $B"
 if [ $rc -ne 0 ]; then
         tail -40 "$B/build.log" | diag
-        finish
+        tap_done
+        exit $?
 fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1:abort_on_error=0"
@@ -186,4 +174,4 @@ for t in $TARGETS; do
                 show_failure "$work/log"
         fi
 done
-finish
+tap_done

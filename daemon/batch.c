@@ -1,0 +1,635 @@
+/* batch.c -- collect, load, apply, commit, undo: one batch through its life
+ * (batch.h).
+ *
+ * DESIGN: Redis is the commit point (README "Exactly once").  A batch takes
+ * up to batch.max_events messages round robin over the ready pairs, each
+ * pair's in merge order (intake.h), and the customers due by the wall clock
+ * in idle pairs; its customers are loaded in one round trip, or with the
+ * last batch's commit when the backlog lets the next batch be collected
+ * ahead.  The commit writes states, due times, offsets and frames in one
+ * script fenced by every pair's generation, after the last batch's frames
+ * were delivered.  A commit refused or lost undoes the batch: its pairs go
+ * back to INIT (or are fenced), and what it counted is taken back. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/batch.h"
+#include "daemon/log.h"
+#include "daemon/metrics.h"
+#include "daemon/registry_gate.h"
+#include "daemon/state_codec.h"
+#include "daemon/store.h"
+
+/* Customers a batch may hold: batch.max_bytes of state, estimated from the
+ * last batches' mean state per customer, within batch.max_events and never
+ * below 16. */
+size_t batch_customers(const struct batcher *bt) {
+        size_t n = (size_t)bt->env->cfg->batch_max, least = n < 16 ? n : 16;
+
+        if (bt->state_per_customer > 0 && (double)bt->env->cfg->batch_max_bytes / bt->state_per_customer < (double)n)
+                n = (size_t)((double)bt->env->cfg->batch_max_bytes / bt->state_per_customer);
+        return n > least ? n : least;
+}
+
+/* Does m bring one customer too many into the batch (batch_customers)?
+ * Its key is added to the batch's set otherwise.  Keyless messages (dead
+ * letters) load no state and are not counted. */
+static bool customer_limit(struct mcd_seen *keys, const struct inmsg *m, size_t max_customers) {
+        uint64_t h;
+
+        if (!m->key)
+                return false;
+        h = mcd_id_hash_n(m->key, m->key_len);
+        if (mcd_seen_has(keys, h))
+                return false;
+        if (mcd_seen_count(keys) >= max_customers)
+                return true;
+        return mcd_seen_add(keys, h, 0) < 0;    /* out of memory: this batch ends here */
+}
+
+/* Takes up to max events, of at most batch_customers() customers: a
+ * customer's events share its one load and write, however many. */
+static int batch_collect(struct batcher *bt, struct batch *b, size_t max) {
+        struct mcd_seen keys = {0};
+        size_t max_customers = batch_customers(bt);
+        int64_t mono_now = mono_ms();
+        bool full = false;
+
+        b->epoch = bt->pairs->epoch;
+        b->n_pairs = bt->pairs->n;
+        b->items = calloc(max ? max : 1, sizeof(*b->items));
+        b->next = calloc(bt->pairs->n + 1, sizeof(*b->next));
+        b->stream_time = calloc(bt->pairs->n + 1, sizeof(*b->stream_time));
+        if (!b->items || !b->next || !b->stream_time)
+                return -ENOMEM;
+        /* Round robin over the pairs, so that no partition starves. */
+        bt->next_pair = bt->pairs->n ? (bt->next_pair + 1) % bt->pairs->n : 0;
+        for (size_t k = 0; k < bt->pairs->n && b->n_items < max && !full; k++) {
+                struct pair *p = bt->pairs->v[(bt->next_pair + k) % bt->pairs->n];
+                struct inmsg *m;
+                int t;
+                if (p->phase != PAIR_READY || p->clog_failed)
+                        continue;
+                while (b->n_items < max && (m = merge_next(bt->in, p, &t, mono_now))) {
+                        struct item *it;
+                        if ((full = customer_limit(&keys, m, max_customers))) {
+                                p->q[t].head--;         /* left for the next batch */
+                                break;
+                        }
+                        it = &b->items[b->n_items++];
+                        it->m = m;
+                        it->pair = p;
+                        it->incarnation = p->incarnation;
+                        it->topic = t;
+                        if (t == REL)
+                                p->next.rel = m->offset + 1;
+                        else
+                                p->next.sub = m->offset + 1;
+                }
+        }
+        mcd_seen_clear(&keys);
+        for (size_t i = 0; i < bt->pairs->n; i++)
+                b->next[i] = bt->pairs->v[i]->next;
+        return 0;
+}
+
+/* Gives a batch's messages back to their pairs, as if never collected (the
+ * batch was collected ahead and cannot be used).  The messages of pairs no
+ * longer ready are dropped: those pairs read again from Redis's offsets. */
+static void batch_rewind(struct batcher *bt, struct batch *b);
+
+/* Undoes an applied batch that cannot be committed: the pairs' stream time
+ * goes back, the messages back to their queues (the customers, loaded
+ * copies, are dropped with the batch). */
+static void batch_unapply(struct batcher *bt, struct batch *b) {
+        /* Inside process_batch no rebalance runs: the pairs are where they
+         * were when the batch was applied, though some may have changed
+         * phase. */
+        for (size_t i = 0; i < b->n_pairs && b->n_pairs == bt->pairs->n; i++)
+                bt->pairs->v[i]->stream_time = b->stream_time[i];
+        batch_rewind(bt, b);
+}
+
+static void batch_rewind(struct batcher *bt, struct batch *b) {
+        for (size_t i = b->n_items; i-- > 0;) {
+                struct item *it = &b->items[i];
+                struct pair *p = pair_find(bt->pairs, it->m->partition);
+
+                if (!p || p->phase != PAIR_READY || p->incarnation != it->incarnation)
+                        continue;       /* re-read from the stored offsets */
+                if (q_unshift(&p->q[it->topic], it->m) < 0) {
+                        log_error("out of memory; partition %" PRId32 " restarts", p->partition);
+                        pair_restart(bt->tm, p);
+                        continue;
+                }
+                if (it->topic == REL)
+                        p->next.rel = it->m->offset;
+                else
+                        p->next.sub = it->m->offset;
+                it->m = NULL;
+        }
+}
+
+/* The customers due by the wall clock in the idle pairs, asked for in one
+ * round trip at most once a second, up to 1000.  (Bounding it by
+ * the batch size starved customers behind those whose due entry stays.) */
+static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
+        int32_t *parts, *id_parts = NULL;
+        char **ids = NULL;
+        size_t n_parts = 0, n = 0;
+        int r;
+
+        if (now < bt->next_due_scan)
+                return 0;
+        bt->next_due_scan = now + 1000;
+        parts = calloc(bt->pairs->n + 1, sizeof(*parts));
+        if (!parts)
+                return -ENOMEM;
+        for (size_t i = 0; i < bt->pairs->n; i++)
+                if (pair_idle(bt->in, bt->pairs->v[i]))
+                        parts[n_parts++] = bt->pairs->v[i]->partition;
+        r = mcd_store_due(bt->env->store, parts, n_parts, now, 1000, &ids, &id_parts, &n);
+        /* Idle, nothing due: is the state still there?  A Redis restarted
+         * empty has no due index either, and would otherwise be found only
+         * by the next commit, whenever input comes. */
+        if (r >= 0 && n == 0 && n_parts > 0) {
+                bool exists = true;
+                r = mcd_store_meta_exists(bt->env->store, &exists);
+                if (r >= 0 && !exists)
+                        r = -ENODATA;
+        }
+        for (size_t j = 0; r >= 0 && j < n; j++)
+                r = batch_add_id(b, ids[j], id_parts[j]);
+        mcd_store_ids_free(ids, n);
+        free(id_parts);
+        free(parts);
+        return r;
+}
+
+
+/* Frees the last batch: nothing refers to it once committed (its frames
+ * went to the pending list, its changelog records were copied). */
+static void free_spent(void *ctx) {
+        struct batcher *bt = ctx;
+
+        batch_destroy(bt->spent);
+        bt->spent = NULL;
+}
+
+/* Commits a batch; with `ahead`, loads that batch's customers in the same
+ * round trip (*load_r its result), freeing the last batch while Redis runs
+ * them. */
+static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct batch *ahead, int *load_r) {
+        struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
+        struct mcd_store_partition *sp = calloc(bt->pairs->n + 1, sizeof(*sp));
+        struct mcd_store_batch sb = {
+                .customers = sc, .partitions = sp, .while_running = free_spent, .while_running_ctx = bt};
+        int r;
+
+        if (!sc || !sp) {
+                free(sc);
+                free(sp);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < b->n_ids; i++) {
+                sc[i].customer = &b->customers[i];
+                sc[i].partition = b->id_partition[i];
+                sc[i].state = b->state[i];
+                sc[i].state_len = b->state_len[i];
+                sc[i].no_due_before = !b->had_due[i];
+        }
+        sb.n_customers = b->n_ids;
+        for (size_t i = 0; i < bt->pairs->n; i++) {
+                struct pair *p = bt->pairs->v[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                sp[sb.n_partitions++] = (struct mcd_store_partition){
+                        .partition = p->partition,
+                        .generation = p->generation,
+                        .seq = p->seq,
+                        .set_offsets = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub,
+                        .offsets = b->next[i],
+                        .frames = (const void *const *)b->frames[i],
+                        .frame_lens = b->frame_lens[i],
+                        .n_frames = b->n_frames[i],
+                        .trim = p->untrimmed,
+                        .marks = pair_marks(p, marks),
+                };
+        }
+        fault_point(bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
+        if (ahead)
+                r = mcd_store_commit_and_load(bt->env->store, &sb, (const char *const *)ahead->ids, ahead->n_ids,
+                                              ahead->customers, load_r);
+        else
+                r = mcd_store_commit(bt->env->store, &sb);
+        free(sc);
+        free(sp);
+        return r;
+}
+
+/* After a commit: the frames become pending, trims are done, offsets are
+ * the committed ones, the customers go to the changelog once delivered. */
+static int batch_committed(struct batcher *bt, struct batch *b) {
+        int r;
+
+        for (size_t i = 0; i < bt->pairs->n; i++) {
+                struct pair *p = bt->pairs->v[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                bool moved = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub;
+                p->committed = b->next[i];
+                p->seq++;
+                if (moved)
+                        group_note(bt->tm, p);
+                p->untrimmed = 0;
+                for (size_t j = 0; j < b->n_frames[i]; j++) {
+                        r = pending_push(bt->pub, b->frames[i][j], b->frame_lens[i][j], p->partition,
+                                         bt->env->st.batches + 1);
+                        if (r < 0)
+                                return r;
+                        b->frames[i][j] = NULL;
+                }
+        }
+        return 0;
+}
+
+/* Queues the batch's changelog records: each customer's state (the JSON
+ * written to Redis, wrapped with its partition) and the offsets and marks of
+ * the pairs the batch touched.  They go out once the batch's frames are
+ * delivered (publish_pending). */
+static int changelog_queue(struct batcher *bt, struct batch *b, const char *marks, uint64_t seq) {
+        int64_t parked = 0;
+        int r = 0;
+
+        for (size_t i = 0; r >= 0 && i < b->n_ids; i++) {
+                char *val = NULL;
+                size_t len = 0;
+                if (mcd_state_record(b->id_partition[i], b->state[i], b->state_len[i], &val, &len) < 0)
+                        return -ENOMEM;
+                r = clog_push(bt->pub, seq, b->id_partition[i], b->ids[i], val, len);
+                if (r < 0)
+                        free(val);
+                parked += (int64_t)b->customers[i].n_parked;
+        }
+        bt->env->st.parked = parked;
+        for (size_t i = 0; r >= 0 && i < bt->pairs->n; i++) {
+                struct pair *p = bt->pairs->v[i];
+                char key[64], *val = NULL;
+                bool touched = b->n_frames[i] > 0;
+                for (size_t j = 0; j < b->n_items && !touched; j++)
+                        touched = b->items[j].pair == p;
+                for (size_t j = 0; j < b->n_ids && !touched; j++)
+                        touched = b->id_partition[j] == p->partition;
+                if (p->phase != PAIR_READY || !touched)
+                        continue;
+                snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
+                if (!(val = offsets_record(&p->committed, pair_marks(p, marks))))
+                        return -ENOMEM;
+                r = clog_push(bt->pub, seq, p->partition, key, val, strlen(val));
+                if (r < 0)
+                        free(val);
+        }
+        return r;
+}
+
+/* A failed commit: nothing of the batch was written.  Every ready pair goes
+ * back to INIT and re-reads from Redis's offsets. */
+static void batch_abort(struct batcher *bt, int r) {
+        if (r == -ESTALE)
+                log_warning("a partition was taken over by another instance; dropping the batch");
+        else if (r == MCD_STORE_ROLLBACK)
+                log_error("Redis came back older than this instance's last commits (a rollback): the batch is "
+                          "dropped and the partitions re-processed from Redis's offsets, what was already "
+                          "published looked up");
+        else if (r == -ENODATA)
+                log_error("Redis lost the daemon's state (its data was emptied); rebuilding from the changelog");
+        else
+                log_error("batch not committed: %s; retrying from the stored offsets", strerror(-r));
+        if (redis_unreachable(r)) {
+                bt->env->redis_ok = false;
+                bt->env->st.redis_errors++;
+        }
+        if (r == -ENODATA) {
+                bool created;
+                if (mcd_store_init_meta(bt->env->store, &created) < 0)
+                        bt->env->redis_ok = false;
+        }
+        for (size_t i = 0; i < bt->pairs->n; i++) {
+                struct pair *p = bt->pairs->v[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                if (r == -ESTALE && fence_if_taken(bt->tm, p))
+                        continue;
+                p->rolled_back = p->rolled_back || r == MCD_STORE_ROLLBACK;
+                pair_restart(bt->tm, p);
+        }
+}
+
+/* -EAGAIN when an item could not be decoded because the schema registry
+ * could not be asked (the batch is to be given back, consumption paused:
+ * registry_gate.h); else 0. */
+static int registry_unavailable(struct batcher *bt, struct batch *b) {
+        for (size_t i = 0; i < b->n_items; i++)
+                if (!b->items[i].good && b->items[i].err.code &&
+                    strcmp(b->items[i].err.code, MCD_DLQ_REGISTRY_UNAVAILABLE) == 0) {
+                        mcd_registry_gate_failed(bt->ap->registry, &bt->env->st, mono_ms(), b->items[i].err.message);
+                        return -EAGAIN;
+                }
+        mcd_registry_gate_ok(bt->ap->registry, &bt->env->st);
+        return 0;
+}
+
+/* Collects a batch from what is buffered (and the customers due by the
+ * wall clock), decodes it and lists its customers; they are not loaded. */
+static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
+        int r;
+
+        mcd_outcomes_init(&b->out);
+        r = batch_collect(bt, b, (size_t)bt->env->cfg->batch_max);
+        if (r >= 0)
+                r = batch_due(bt, b, now);
+        b->n_due = b->n_ids;
+        if (r >= 0)
+                batch_decode(bt->ap, b);
+        if (r >= 0)
+                r = registry_unavailable(bt, b);
+        for (size_t i = 0; r >= 0 && i < b->n_items; i++)
+                if (b->items[i].good)
+                        r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition);
+        if (r < 0)
+                return r;
+        b->frames = calloc(b->n_pairs + 1, sizeof(*b->frames));
+        b->frame_lens = calloc(b->n_pairs + 1, sizeof(*b->frame_lens));
+        b->n_frames = calloc(b->n_pairs + 1, sizeof(*b->n_frames));
+        b->customers = calloc(b->n_ids + 1, sizeof(*b->customers));
+        b->had_due = calloc(b->n_ids + 1, sizeof(*b->had_due));
+        b->state = calloc(b->n_ids + 1, sizeof(*b->state));
+        b->state_len = calloc(b->n_ids + 1, sizeof(*b->state_len));
+        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->state ||
+            !b->state_len)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Drops a batch that was collected but will not be committed, its messages
+ * back in their queues (see batch_rewind).  NULL is nothing to drop. */
+static void batch_give_back(struct batcher *bt, struct batch *b) {
+        if (b) {
+                batch_rewind(bt, b);
+                batch_destroy(b);
+        }
+}
+
+/* The batch collected ahead, if it can still be used: a pair added,
+ * removed or restarted since makes it refer to what is gone, so its
+ * messages go back to their queues. */
+static struct batch *take_ahead(struct batcher *bt) {
+        struct batch *b = bt->ahead;
+
+        bt->ahead = NULL;
+        if (b && b->epoch != bt->pairs->epoch) {
+                batch_give_back(bt, b);
+                b = NULL;
+        }
+        return b;
+}
+
+/* Collects the next batch while this one is being committed, so that its
+ * customers are loaded in the commit's round trip.  Only from what is
+ * buffered already (polling could run a rebalance in the middle of this
+ * batch), and only when that makes at least half a batch: a trickle is
+ * better collected after a poll.  NULL when there is no such batch. */
+static struct batch *prepare_ahead(struct batcher *bt, int64_t now) {
+        struct batch *b;
+
+        size_t ready = mergeable(bt->in);
+
+        log_debug("next batch: %zu messages can be merged, %zu buffered", ready, buffered(bt->in));
+        if (ready < batch_customers(bt) / 2 + 1 || !(b = calloc(1, sizeof(*b))))
+                return NULL;
+        if (batch_prepare(bt, b, now) < 0 || batch_empty(b)) {
+                batch_give_back(bt, b);
+                return NULL;
+        }
+        return b;
+}
+
+/* Counts the round trips made since *since as the batches'. */
+static void count_round_trips(struct batcher *bt, uint64_t *since) {
+        bt->env->st.redis_round_trips = mcd_store_round_trips(bt->env->store);
+        bt->env->st.redis_batch_round_trips += bt->env->st.redis_round_trips - *since;
+        *since = bt->env->st.redis_round_trips;
+}
+
+/* After a batch: the mean size of its customers' state joins the average. */
+static void note_state_size(struct batcher *bt, const struct batch *b) {
+        size_t bytes = 0;
+        double v;
+
+        if (b->n_ids == 0)
+                return;
+        for (size_t i = 0; i < b->n_ids; i++)
+                bytes += b->state_len[i];
+        v = (double)bytes / (double)b->n_ids;
+        bt->state_per_customer = bt->state_per_customer > 0 ? 0.7 * bt->state_per_customer + 0.3 * v : v;
+}
+
+/* For the debug log: how long ago its oldest message was stamped by Kafka
+ * (wall clock) and buffered here (monotonic), in ms. */
+static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *held) {
+        int64_t ts = now, arrived = mono_ms(), mono = arrived;
+
+        for (size_t i = 0; i < b->n_items; i++) {
+                if (b->items[i].m->timestamp < ts)
+                        ts = b->items[i].m->timestamp;
+                if (b->items[i].m->arrived < arrived)
+                        arrived = b->items[i].m->arrived;
+        }
+        *stamped = now - ts;
+        *held = mono - arrived;
+}
+
+/* A batch that is undone or not committed is read again: what applying it
+ * counted is taken back, or the metrics would count its events twice. */
+static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
+        struct mcd_stats now = *st;
+
+        mcd_stats_add_counts(st, &now, before, -1);
+}
+
+/* A commit whose reply was lost: remembered with one of the batch's pairs
+ * (whose offsets the commit moves) to be settled by resolve_unsure().  A
+ * batch of due customers only moves no offsets; its counts stay taken back. */
+static void note_unsure(struct batcher *bt, const struct batch *b, const struct mcd_stats *before) {
+        for (size_t i = 0; i < b->n_items; i++) {
+                for (size_t k = 0; k < b->n_pairs && k < bt->pairs->n; k++) {
+                        if (bt->pairs->v[k] != b->items[i].pair)
+                                continue;
+                        bt->unsure.set = true;
+                        bt->unsure.partition = bt->pairs->v[k]->partition;
+                        bt->unsure.next = b->next[k];
+                        memset(&bt->unsure.counted, 0, sizeof(bt->unsure.counted));
+                        mcd_stats_add_counts(&bt->unsure.counted, &bt->env->st, before, 1);
+                        return;
+                }
+        }
+}
+
+/* Redis answers again: if the unsure commit moved its pair's stored offsets,
+ * it was applied, and its counts come back. */
+void resolve_unsure(struct batcher *bt) {
+        struct mcd_offsets o;
+        int r;
+
+        if (!bt->unsure.set)
+                return;
+        r = mcd_store_get_offsets(bt->env->store, bt->unsure.partition, &o, NULL);
+        if (redis_unreachable(r)) {
+                bt->env->redis_ok = false;
+                return;
+        }
+        if (r >= 0 && o.rel >= bt->unsure.next.rel && o.sub >= bt->unsure.next.sub) {
+                mcd_stats_add_counts(&bt->env->st, &bt->unsure.counted, NULL, 1);
+                log_info("the batch committed as Redis went away was applied; its counts are kept");
+        }
+        bt->unsure.set = false;
+}
+
+/* One batch: load (unless it was loaded with the last commit), apply the
+ * rules, commit with the next batch's load, publish. */
+int process_batch(struct batcher *bt) {
+        struct batch *b = take_ahead(bt), *ahead = NULL;
+        struct mcd_stats before = bt->env->st;
+        bool commit_sent = false;
+        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, t_commit = 0, age_stamped = 0, age_buffered = 0;
+        uint64_t rt0 = mcd_store_round_trips(bt->env->store);
+        char *marks = NULL;
+        int r = 0, load_r = 0;
+        bool undelivered;
+
+        if (!b) {
+                b = calloc(1, sizeof(*b));
+                if (!b)
+                        return -ENOMEM;
+                r = batch_prepare(bt, b, now);
+                if (r == -EAGAIN) {     /* schema registry unavailable: the messages back in their queues */
+                        batch_give_back(bt, b);
+                        return r;
+                }
+                if (r >= 0 && batch_empty(b))
+                        goto out;
+                if (r >= 0 && b->n_ids > 0) {
+                        r = mcd_store_load(bt->env->store, (const char *const *)b->ids, b->n_ids, b->customers);
+                        if (r < 0) {
+                                free(b->customers);
+                                b->customers = NULL;
+                        }
+                }
+        }
+        if (r >= 0)
+                batch_loaded(b);
+        if (mcd_log_get_level() >= LOG_DEBUG)
+                batch_ages(b, now, &age_stamped, &age_buffered);
+        if (r >= 0)
+                r = batch_apply(bt->ap, b, now, b->n_due);
+        if (r >= 0)
+                r = batch_write_states(bt->ap, b);
+        if (r >= 0)
+                note_state_size(bt, b);
+        marks = marks_format(bt->pub);
+        if (r >= 0 && !marks)
+                r = -ENOMEM;
+        if (r >= 0)
+                ahead = prepare_ahead(bt, now);
+        /* The last batch's frames were produced when it was committed, and
+         * were delivered while this one was applied; they must all be
+         * delivered before this commit, or a stalled instance could have
+         * frames in flight when a new owner reconciles the outbox. */
+        t_publish = mono_us();
+        undelivered = r >= 0 && (publish_busy(bt->pub)) && publish_pending(bt->pub, 10000) < 0;
+        t_publish = mono_us() - t_publish;
+        if (undelivered) {
+                log_warning("the last batch's outputs are not delivered yet; this batch is undone until they are");
+                publish_set_stuck(bt->pub);
+        }
+        /* The wait also checked the fencing of what it published: a pair
+         * found taken over or lost meanwhile must not have its customers
+         * written by this batch.  Either way the batch (and the next one,
+         * collected ahead; it goes back first, being behind in the queues)
+         * is undone and collected again. */
+        if (r >= 0 && (undelivered || bt->pairs->epoch != b->epoch)) {
+                batch_give_back(bt, ahead);
+                batch_unapply(bt, b);
+                stats_take_back(&bt->env->st, &before);
+                r = -EAGAIN;
+                goto out;
+        }
+        /* The lease of the fencing check starts when the commit is sent. */
+        publish_commit_sent(bt->pub, mono_ms());
+        if (r >= 0) {
+                commit_sent = true;
+                t_commit = mono_us();
+                r = batch_commit(bt, b, marks, ahead, &load_r);
+                t_commit = mono_us() - t_commit;
+        }
+        if (r < 0) {
+                batch_give_back(bt, ahead);
+                if (commit_sent && redis_unreachable(r))
+                        note_unsure(bt, b, &before);
+                stats_take_back(&bt->env->st, &before);
+                batch_abort(bt, r);
+                goto out;
+        }
+        if (ahead && load_r < 0) {
+                /* committed, but the next batch's customers did not load */
+                if (load_r != -ECANCELED)
+                        log_warning("loading the next batch failed: %s; it is collected again", strerror(-load_r));
+                if (redis_unreachable(load_r))
+                        bt->env->redis_ok = false;
+                free(ahead->customers);
+                ahead->customers = NULL;
+                batch_give_back(bt, ahead);
+                ahead = NULL;
+        }
+        bt->ahead = ahead;
+        publish_committed(bt->pub, bt->env->st.batches + 1);
+        r = batch_committed(bt, b);
+        if (r >= 0)
+                r = changelog_queue(bt, b, marks, bt->env->st.batches + 1);
+        fault_point(bt->fault_stop_before_publish, bt->env->st.batches + 1, "publish");
+        /* Produced now; delivery is waited for before the next commit. */
+        if (r >= 0)
+                publish_pending(bt->pub, 0);
+        bt->env->st.batches++;
+        bt->last_batch_us = mono_us() - t0;
+        mcd_stats_observe_latency(&bt->env->st, bt->last_batch_us);
+        count_round_trips(bt, &rt0);
+        if (bt->env->metrics)
+                mcd_metrics_update(bt->env->metrics, &bt->env->st);
+        log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
+                  " us, of which %" PRId64 " us waiting for the last batch's delivery, %" PRId64
+                  " us committing (and loading the next batch); next batch %s; "
+                  "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
+                  "%.0f bytes of state per customer, batches of %zu customers",
+                  bt->env->st.batches, b->n_items, b->n_due, b->n_ids, bt->last_batch_us, t_publish, t_commit,
+                  bt->ahead ? "loaded" : "not collected", age_stamped, age_buffered, bt->state_per_customer,
+                  batch_customers(bt));
+out:
+        count_round_trips(bt, &rt0);
+        free(marks);
+        free_spent(bt);
+        if (r >= 0 && commit_sent)
+                bt->spent = b;
+        else
+                batch_destroy(b);
+        return r;
+}
+
+void batcher_free(struct batcher *bt) {
+        batch_destroy(bt->ahead);
+        bt->ahead = NULL;
+        free_spent(bt);
+}

@@ -1,0 +1,382 @@
+/* intake.c -- input: handles, queues, the merge of a pair, merge_wait and
+ * backpressure (intake.h).
+ *
+ * DESIGN: every message fetched is copied into its pair's queue for its side
+ * (a message of a pair not ready, or before the offset it expects, is
+ * dropped: it is read again after the pair's seek).  The merge takes a pair's
+ * messages in timestamp order; a side that is empty is waited for, up to
+ * merge_wait once it has caught up with its partition's end, for as long as
+ * it takes before (CONTRACT.md "Order across the two topics").  Backpressure
+ * pauses a side holding its share of buffer.max_events, and past the whole
+ * budget drains a handle only when the merge waits for it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/intake.h"
+#include "daemon/log.h"
+
+const char *topic_of(const struct intake *in, int t) {
+        return t == REL ? in->env->cfg->topic_relationships : in->env->cfg->topic_subscriptions;
+}
+
+rd_kafka_t *input_handle(const struct intake *in, int t) {
+        return t == REL ? in->env->consumer : in->env->sub_reader;
+}
+
+/* One side of a pair on its handle: sought to `offset`, added to the
+ * handle's assignment there, or removed from it.  Logs, and returns -EAGAIN,
+ * when librdkafka refuses. */
+int side_op(struct intake *in, const struct pair *p, int t, enum side_op op, int64_t offset) {
+        static const char *const what[] = {"seek", "assign", "unassign"};
+        rd_kafka_t *rk = t == REL ? in->env->consumer : in->env->sub_reader;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_error_t *e;
+
+        rd_kafka_topic_partition_list_add(l, topic_of(in, t), p->partition)->offset = offset;
+        if (op == SIDE_SEEK)
+                e = rd_kafka_seek_partitions(rk, l, 5000);
+        else if (op == SIDE_ASSIGN)
+                e = rd_kafka_incremental_assign(rk, l);
+        else
+                e = rd_kafka_incremental_unassign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        if (!e)
+                return 0;
+        log_warning("partition %" PRId32 ": cannot %s %s: %s", p->partition, what[op], topic_of(in, t),
+                    rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -EAGAIN;
+}
+
+/* The subscriptions side of a pair, on its assign()-only handle, one
+ * partition at a time: added when the pair first becomes ready, at its
+ * expected offset, and sought there when it becomes ready again; removed
+ * with the pair or when it is fenced.  Re-assigning the whole handle
+ * instead would restart every other side's fetch, and a pause racing a
+ * fresh assignment can stop a partition for good (librdkafka issue 5591). */
+int sub_start(struct intake *in, struct pair *p) {
+        int r = side_op(in, p, SUB, p->sub_assigned ? SIDE_SEEK : SIDE_ASSIGN, p->expect[SUB]);
+
+        if (r == 0)
+                p->sub_assigned = true;
+        return r;
+}
+
+void sub_stop(struct intake *in, struct pair *p) {
+        if (!p->sub_assigned || !in->env->sub_reader)
+                return;
+        set_side_paused(in, p, SUB, false);      /* a pause could outlive the assignment */
+        if (side_op(in, p, SUB, SIDE_UNASSIGN, RD_KAFKA_OFFSET_INVALID) == 0)
+                p->sub_assigned = false;
+}
+
+void set_paused(struct intake *in, struct pair *p, bool paused) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, in->env->cfg->topic_relationships, p->partition);
+        if (paused)
+                rd_kafka_pause_partitions(in->env->consumer, l);
+        else
+                rd_kafka_resume_partitions(in->env->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* --------------------------------------------------------------- polling -- */
+
+void take_message(struct intake *in, rd_kafka_message_t *m, int t) {
+        struct inmsg *c;
+        struct pair *p;
+
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && (p = pair_find(in->pairs, m->partition)) &&
+            p->phase == PAIR_READY && (p->expect[t] < 0 || m->offset >= p->expect[t])) {
+                p->at_end[t] = p->heard[t] = true;
+                p->end_pos[t] = m->offset;
+        }
+        if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        in->env->st.kafka_errors++;
+                        log_warning("Kafka: %s", rd_kafka_message_errstr(m));
+                }
+                rd_kafka_message_destroy(m);
+                return;
+        }
+        p = pair_find(in->pairs, m->partition);
+        if (!p || p->phase != PAIR_READY || (p->expect[t] >= 0 && m->offset < p->expect[t])) {
+                rd_kafka_message_destroy(m);    /* not ours, or before the stored offset */
+                return;
+        }
+        p->expect[t] = m->offset + 1;
+        p->last_arrival = mono_ms();
+        p->at_end[t] = false;
+        p->heard[t] = true;
+        mcd_log_full(LOG_DEBUG,
+                     &(struct mcd_log_fields){.topic = topic_of(in, t), .partition = m->partition, .offset = m->offset},
+                     "buffered message with timestamp %" PRId64, rd_kafka_message_timestamp(m, NULL));
+        c = inmsg_copy(m, mono_ms());
+        rd_kafka_message_destroy(m);
+        if (!c || q_push(&p->q[t], c) < 0) {
+                log_error("out of memory buffering a message; partition %" PRId32 " restarts", p->partition);
+                free(c);
+                pairs_restart(in->pairs, p);
+        }
+}
+
+/* Backpressure, per side and global.  A side holding side_limit() messages
+ * is paused on its handle, and resumed once the merge has taken half of them:
+ * one topic cannot run far ahead of the other.  Across all pairs, once
+ * buffer.max_events are buffered the handles are no longer drained, so what
+ * is fetched waits in librdkafka's queues, themselves bounded by
+ * queued.max.messages.kbytes; they are drained again when the merge runs out
+ * of work, since what it waits for may be queued there.  Pausing would be
+ * the wrong tool for the global bound: it throws away what librdkafka has
+ * prefetched for the partition, to be fetched again. */
+static size_t buffer_budget(const struct intake *in) {
+        const struct mcd_config *cfg = in->env->cfg;
+
+        return (size_t)(cfg->buffer_max > cfg->batch_max ? cfg->buffer_max : cfg->batch_max);
+}
+
+/* A side's share of the budget (at least 256 messages, at most two
+ * batches): however the merge drains the handles, no side holds more. */
+static size_t side_limit(const struct intake *in) {
+        size_t share = buffer_budget(in) / (2 * (in->pairs->n ? in->pairs->n : 1));
+        size_t most = (size_t)in->env->cfg->batch_max * 2 + 100;
+
+        if (share < 256)
+                share = 256;
+        return share < most ? share : most;
+}
+
+size_t buffered(const struct intake *in) {
+        size_t n = 0;
+        for (size_t i = 0; i < in->pairs->n; i++)
+                if (in->pairs->v[i]->phase == PAIR_READY)
+                        n += q_len(&in->pairs->v[i]->q[REL]) + q_len(&in->pairs->v[i]->q[SUB]);
+        return n;
+}
+
+void set_side_paused(struct intake *in, struct pair *p, int t, bool paused) {
+        rd_kafka_topic_partition_list_t *l;
+
+        if (p->side_paused[t] == paused)
+                return;
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic_of(in, t), p->partition);
+        if (t == REL && paused)
+                rd_kafka_pause_partitions(in->env->consumer, l);
+        else if (t == REL)
+                rd_kafka_resume_partitions(in->env->consumer, l);
+        else if (paused)
+                rd_kafka_pause_partitions(in->env->sub_reader, l);
+        else
+                rd_kafka_resume_partitions(in->env->sub_reader, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        p->side_paused[t] = paused;
+}
+
+void apply_backpressure(struct intake *in) {
+        size_t limit = side_limit(in);
+
+        for (size_t i = 0; i < in->pairs->n; i++) {
+                struct pair *p = in->pairs->v[i];
+                if (p->phase != PAIR_READY)
+                        continue;
+                for (int t = REL; t <= SUB; t++) {
+                        if (q_len(&p->q[t]) >= limit)
+                                set_side_paused(in, p, t, true);
+                        else if (q_len(&p->q[t]) < limit / 2)
+                                set_side_paused(in, p, t, false);
+                }
+        }
+}
+
+/* Drains up to `chunk` messages from one handle; returns how many. */
+static size_t drain(struct intake *in, rd_kafka_t *rk, int t, size_t chunk) {
+        rd_kafka_message_t *m;
+        size_t n = 0;
+        while (n < chunk && (m = rd_kafka_consumer_poll(rk, 0))) {
+                take_message(in, m, t);
+                n++;
+        }
+        return n;
+}
+
+
+/* Does some pair wait for the topic behind handle t: its t side empty, the
+ * other side holding messages? */
+static bool merge_waits_for(const struct intake *in, int t) {
+        for (size_t i = 0; i < in->pairs->n; i++) {
+                const struct pair *p = in->pairs->v[i];
+                if (p->phase == PAIR_READY && q_len(&p->q[t]) == 0 && q_len(&p->q[!t]) > 0)
+                        return true;
+        }
+        return false;
+}
+
+/* Drains what librdkafka has fetched and waits for more only while fewer
+ * than `enough` messages can be merged, for at most wait_ms.  Past the
+ * buffer budget a handle is drained only while the merge cannot fill a batch
+ * and some pair waits for that handle's topic: what is buffered is of no use
+ * without it.  So the budget never keeps a side waited for from being
+ * fetched for good: either the merge fills batches from other pairs, making
+ * room, or it cannot, and that side's handle is drained; the side, empty,
+ * is never paused (apply_backpressure). */
+void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
+        int64_t deadline = mono_ms() + wait_ms;
+        size_t budget = buffer_budget(in);
+        rd_kafka_message_t *first;
+
+        /* The group handle is served at least once, however full the
+         * buffers: rebalances arrive through it. */
+        if ((first = rd_kafka_consumer_poll(in->env->consumer, 0)))
+                take_message(in, first, REL);
+        for (;;) {
+                bool room = buffered(in) < budget;
+                bool starved = !room && mergeable(in) < enough;
+                size_t got = 0;
+
+                if (room || (starved && merge_waits_for(in, REL)))
+                        got += drain(in, in->env->consumer, REL, 1024);
+                if (room || (starved && merge_waits_for(in, SUB)))
+                        got += drain(in, in->env->sub_reader, SUB, 1024);
+                apply_backpressure(in);
+                if (got > 0 && !*in->env->stop)
+                        continue;
+                if (mergeable(in) >= enough || mono_ms() >= deadline || *in->env->stop)
+                        return;
+                if (!room && !merge_waits_for(in, REL) && !merge_waits_for(in, SUB))
+                        return;         /* full: what can be merged goes first */
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(in->env->consumer, 2);
+                if (m)
+                        take_message(in, m, REL);
+        }
+}
+
+
+/* Where side t has read up to: where PARTITION_EOF found its end while it
+ * is there (past transaction markers), else the next offset expected. */
+static int64_t side_position(const struct pair *p, int t) {
+        return p->at_end[t] && p->end_pos[t] > p->expect[t] ? p->end_pos[t] : p->expect[t];
+}
+
+/* The high watermark of side t's partition in the broker's last fetch
+ * answer, or -1 when none came since the pair became ready (the handle's may
+ * be left from an earlier ownership). */
+static int64_t side_end(const struct intake *in, const struct pair *p, int t) {
+        int64_t lo, hi;
+
+        if (!p->heard[t] || rd_kafka_get_watermark_offsets(input_handle(in, t), topic_of(in, t), p->partition, &lo,
+                                                           &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                return -1;
+        return hi >= 0 ? hi : -1;
+}
+
+/* Has side t read all its partition holds, as far as the broker's last
+ * fetch answer tells (Kafka Streams' test, KIP-695)?  An open transaction
+ * keeps the high watermark ahead of what read_committed delivers: the side
+ * has not caught up until it is decided. */
+static bool side_caught_up(const struct intake *in, const struct pair *p, int t) {
+        int64_t end = side_end(in, p, t);
+
+        return end >= 0 && side_position(p, t) >= end;
+}
+
+/* How long a buffered message waits for the other, empty side of its pair:
+ * merge_wait once that side has caught up (as Kafka Streams applies
+ * max.task.idle.ms); for as long as it takes (INT64_MAX) while its end is
+ * unknown or ahead of it (start-up, lag, its leader unavailable): order
+ * comes before progress. */
+static int64_t merge_patience(const struct intake *in, const struct pair *p, int empty_side) {
+        return side_caught_up(in, p, empty_side) ? in->env->cfg->merge_wait : INT64_MAX;
+}
+
+#define LONG_WAIT_MS 10000           /* a side waiting this long for the other is logged, */
+#define LONG_WAIT_LOG_MS 30000       /* at most once per this per pair */
+
+/* Logs that side t of a pair has waited `waited` ms for the other, empty
+ * side, and why, once past LONG_WAIT_MS and then every LONG_WAIT_LOG_MS at
+ * most: the operator sees why the partition is not progressing. */
+static void merge_wait_log(struct intake *in, struct pair *p, int t, int64_t waited, int64_t mono_now) {
+        int64_t end;
+
+        if (waited < LONG_WAIT_MS || (p->wait_logged && mono_now - p->wait_logged < LONG_WAIT_LOG_MS))
+                return;
+        end = side_end(in, p, !t);
+        p->wait_logged = mono_now;
+        p->wait_since = mono_now - waited;
+        p->wait_for = !t;
+        if (end < 0)
+                log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
+                            "which has not answered a fetch yet; the merge waits for it",
+                            p->partition, q_len(&p->q[t]), topic_of(in, t), waited / 1000, topic_of(in, !t));
+        else
+                log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
+                            "read up to offset %" PRId64 " of %" PRId64 "; the merge waits for it",
+                            p->partition, q_len(&p->q[t]), topic_of(in, t), waited / 1000, topic_of(in, !t),
+                            side_position(p, !t), end);
+}
+
+/* Takes the next message of a pair in timestamp order (a relationship first
+ * on a tie), or NULL when the order is not known yet. */
+struct inmsg *merge_next(struct intake *in, struct pair *p, int *topic, int64_t mono_now) {
+        struct msgq *r = &p->q[REL], *s = &p->q[SUB];
+        int t;
+
+        if (q_len(r) && q_len(s)) {
+                t = r->v[r->head]->timestamp <= s->v[s->head]->timestamp ? REL : SUB;
+        } else if (q_len(r) || q_len(s)) {
+                int64_t waited;
+                t = q_len(r) ? REL : SUB;
+                waited = mono_now - p->q[t].v[p->q[t].head]->arrived;
+                if (waited < merge_patience(in, p, !t)) {
+                        merge_wait_log(in, p, t, waited, mono_now);
+                        return NULL;
+                }
+        } else {
+                return NULL;
+        }
+        if (p->wait_logged) {
+                log_notice("partition %" PRId32 ": merging again after waiting %" PRId64 " s for %s", p->partition,
+                           (mono_now - p->wait_since) / 1000, topic_of(in, p->wait_for));
+                p->wait_logged = 0;
+        }
+        *topic = t;
+        return p->q[t].v[p->q[t].head++];
+}
+
+
+/* About how many buffered messages the merge could take now: while both
+ * sides of a pair hold messages, those up to the earlier of the two sides'
+ * last timestamps; a lone side, all of it once its patience is over. */
+size_t mergeable(const struct intake *in) {
+        int64_t mono_now = mono_ms();
+        size_t n = 0;
+
+        for (size_t i = 0; i < in->pairs->n; i++) {
+                const struct pair *p = in->pairs->v[i];
+                const struct msgq *r = &p->q[REL], *s = &p->q[SUB];
+                int t = q_len(r) ? REL : SUB;
+
+                if (p->phase != PAIR_READY)
+                        continue;
+                if (q_len(r) && q_len(s)) {
+                        int64_t upto = r->v[r->tail - 1]->timestamp;
+                        if (s->v[s->tail - 1]->timestamp < upto)
+                                upto = s->v[s->tail - 1]->timestamp;
+                        n += count_until(r, upto) + count_until(s, upto);
+                } else if (q_len(&p->q[t]) &&
+                           mono_now - p->q[t].v[p->q[t].head]->arrived >= merge_patience(in, p, !t)) {
+                        n += q_len(&p->q[t]);
+                }
+        }
+        return n;
+}
+
+/* A pair is idle when both sides reached their partition's end, nothing is
+ * buffered and nothing arrived for merge_wait: only then may the wall clock fire its timers, so that input
+ * replayed from history fires them in stream time, exactly as replay does. */
+bool pair_idle(const struct intake *in, const struct pair *p) {
+        return p->phase == PAIR_READY && !p->clog_failed && p->at_end[REL] && p->at_end[SUB] &&
+               q_len(&p->q[REL]) == 0 && q_len(&p->q[SUB]) == 0 && mono_ms() - p->last_arrival >= in->env->cfg->merge_wait;
+}

@@ -1,0 +1,573 @@
+/* publish.c -- output: frames produced and trimmed, changelog records
+ * appended once delivered, marks and reconciliation's lookup (publish.h).
+ *
+ * DESIGN: a commit turns a batch's frames into pending frames, in commit
+ * order.  publish_pending produces those not sent, after checking again that
+ * their partitions are still ours (drop_fenced); the delivered head of the
+ * list is counted for the next commit to trim from the outbox, and releases
+ * the changelog records of the batches it completes: the changelog never
+ * says more than the output topics hold.  A changelog append that fails
+ * stops its partition committing (changelog_failed). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/kafka.h"
+#include "daemon/log.h"
+#include "daemon/outbox.h"
+#include "daemon/publish.h"
+#include "daemon/store.h"
+
+/* The commit script checks every generation atomically.  Frames produced
+ * within this time of sending that commit need no second check: it would
+ * ask Redis the same question a moment later.  A stall past it (SIGSTOP, a
+ * swapped-out process, a Kafka outage holding the frames back) asks again.
+ * The price: a new owner that claims the partition within this time of the
+ * commit races the produce, where the check would narrow that to one round
+ * trip; only a broker's own fencing closes it. */
+#define FENCE_LEASE_MS 100
+
+
+/* Marks: for each output topic, per partition, an offset at or below which no
+ * frame of ours that is still in an outbox can be.  Text form
+ * "o=1,5,0;d=0,0" (outcomes; dead letters). */
+char *marks_format(const struct publisher *pub) {
+        size_t cap = 16 + 24 * (size_t)(pub->n_out_parts[0] + pub->n_out_parts[1]), n = 0;
+        char *s = malloc(cap);
+
+        if (!s)
+                return NULL;
+        for (int t = 0; t < 2; t++) {
+                n += (size_t)snprintf(s + n, cap - n, "%s%c=", t ? ";" : "", t ? 'd' : 'o');
+                for (int q = 0; q < pub->n_out_parts[t]; q++)
+                        n += (size_t)snprintf(s + n, cap - n, "%s%" PRId64, q ? "," : "", pub->known_end[t][q]);
+        }
+        return s;
+}
+
+/* Parses marks into from[t][q]; missing values stay 0 (read from the start). */
+void marks_parse(const struct publisher *pub, const char *s, int64_t *from[2]) {
+        for (int t = 0; t < 2; t++)
+                memset(from[t], 0, (size_t)pub->n_out_parts[t] * sizeof(int64_t));
+        while (s && *s) {
+                int t = *s == 'd' ? OUT_DLQ : OUT_OUTCOMES;
+                const char *p = strchr(s, '=');
+                if (!p)
+                        return;
+                p++;
+                for (int q = 0; *p && *p != ';'; q++) {
+                        char *end;
+                        long long v = strtoll(p, &end, 10);
+                        if (end == p)
+                                return;
+                        if (q < pub->n_out_parts[t])
+                                from[t][q] = v;
+                        p = *end == ',' ? end + 1 : end;
+                }
+                s = *p == ';' ? p + 1 : p;
+        }
+}
+
+/* ------------------------------------------- reconciliation's lookup -- */
+
+static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf, size_t len) {
+        const void *v;
+        size_t n;
+        if (!h || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || n >= len)
+                return NULL;
+        memcpy(buf, v, n);
+        buf[n] = '\0';
+        return buf;
+}
+
+/* Adds to pub->published the ids of every message of the output topics from
+ * the given offsets to their current ends. */
+int collect_published(struct publisher *pub, int64_t *from[2]) {
+        const char *topics[2] = {pub->env->cfg->topic_outcomes, pub->env->cfg->topic_dlq};
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+        int64_t *end[2] = {calloc((size_t)pub->n_out_parts[0], 8), calloc((size_t)pub->n_out_parts[1], 8)};
+        char err[512];
+        rd_kafka_t *rk = NULL;
+        int remaining = 0, r = 0;
+        int64_t deadline = mono_ms() + 60000;
+
+        if (!end[0] || !end[1]) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (int t = 0; t < 2; t++)
+                for (int q = 0; q < pub->n_out_parts[t]; q++) {
+                        int64_t lo, hi;
+                        if (rd_kafka_query_watermark_offsets(pub->env->producer, topics[t], q, &lo, &hi, 10000)) {
+                                r = -EIO;
+                                goto out;
+                        }
+                        end[t][q] = hi;
+                        if (from[t][q] < lo)
+                                from[t][q] = lo;
+                        if (from[t][q] < hi) {
+                                rd_kafka_topic_partition_list_add(l, topics[t], q)->offset = from[t][q];
+                                remaining++;
+                        }
+                }
+        if (remaining == 0)
+                goto out;
+        rk = mcd_kafka_new(pub->env->cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        if (!rk || rd_kafka_assign(rk, l)) {
+                log_error("reconciliation: cannot read the output topics: %s", rk ? "assign failed" : err);
+                r = -EIO;
+                goto out;
+        }
+        while (remaining > 0 && mono_ms() < deadline && !*pub->env->stop) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                rd_kafka_headers_t *h = NULL;
+                char id[1024];
+                int t;
+
+                watchdog_kick();
+                if (!m)
+                        continue;
+                t = strcmp(rd_kafka_topic_name(m->rkt), topics[0]) == 0 ? 0 : 1;
+                if (!m->err && rd_kafka_message_headers(m, &h) == 0 && header_str(h, MCD_ID_HEADER, id, sizeof(id)))
+                        r = mcd_strmap_put(&pub->published, id, (void *)1);
+                if ((!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) &&
+                    m->offset + (m->err ? 0 : 1) >= end[t][m->partition] && end[t][m->partition] >= 0) {
+                        end[t][m->partition] = -1;      /* done with this partition */
+                        remaining--;
+                }
+                rd_kafka_message_destroy(m);
+                if (r < 0)
+                        break;
+        }
+        if (remaining > 0 && r == 0) {
+                log_error("reconciliation: could not read the output topics to their end");
+                r = -ETIMEDOUT;
+        }
+out:
+        if (rk) {
+                rd_kafka_consumer_close(rk);
+                rd_kafka_destroy(rk);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        free(end[0]);
+        free(end[1]);
+        return r;
+}
+
+/* collect_published from stored marks (from the topics' start where they
+ * say nothing). */
+int collect_published_after(struct publisher *pub, const char *marks) {
+        int64_t *from[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
+        int r = -ENOMEM;
+
+        if (from[0] && from[1]) {
+                marks_parse(pub, marks, from);
+                r = collect_published(pub, from);
+        }
+        free(from[0]);
+        free(from[1]);
+        return r;
+}
+
+/* --------------------------------------------------------------- producing -- */
+
+static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_resp_err_t err);
+
+void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        struct publisher *pub = opaque;
+        struct pending *pf = m->_private;
+        int t;
+
+        if (strcmp(rd_kafka_topic_name(m->rkt), pub->env->cfg->topic_changelog) == 0) {
+                if (m->err)     /* its opaque is the input partition, not a frame */
+                        changelog_failed(pub, (int32_t)(intptr_t)m->_private, m->err);
+                return;
+        }
+        if (m->err) {
+                pub->env->st.kafka_errors++;
+                log_warning("delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        } else {
+                const char *topic = rd_kafka_topic_name(m->rkt);
+                t = strcmp(topic, pub->env->cfg->topic_outcomes) == 0 ? OUT_OUTCOMES
+                    : strcmp(topic, pub->env->cfg->topic_dlq) == 0 ? OUT_DLQ
+                                                             : -1;
+                if (t >= 0 && m->partition < pub->n_out_parts[t] && m->offset + 1 > pub->known_end[t][m->partition])
+                        pub->known_end[t][m->partition] = m->offset + 1;
+        }
+        if (pf)
+                pf->status = m->err ? -EIO : 1;
+}
+
+/* Produces one outbox frame; its delivery report sets pf->status. */
+static int produce_frame(struct publisher *pub, struct pending *pf) {
+        struct mcd_frame f;
+        char names[MCD_FRAME_MAX_HEADERS][64], id[1024];
+        const char *topic;
+        rd_kafka_headers_t *h;
+        rd_kafka_resp_err_t err;
+
+        if (mcd_frame_decode(pf->buf, pf->len, &f, names) < 0 || f.id_len >= sizeof(id)) {
+                log_error("outbox frame of partition %" PRId32 " is corrupt; skipped", pf->partition);
+                pf->status = 1;
+                return 0;
+        }
+        memcpy(id, f.id, f.id_len);
+        id[f.id_len] = '\0';
+        if (mcd_strmap_get(&pub->published, id)) {
+                pf->status = 1;      /* already on the topic: found by reconciliation */
+                return 0;
+        }
+        h = rd_kafka_headers_new(f.n_headers + 1);
+        for (size_t i = 0; i < f.n_headers; i++)
+                rd_kafka_header_add(h, f.headers[i].name, -1, f.headers[i].value, (ssize_t)f.headers[i].len);
+        rd_kafka_header_add(h, MCD_ID_HEADER, -1, id, (ssize_t)f.id_len);
+        topic = f.kind == MCD_FRAME_OUTCOME ? pub->env->cfg->topic_outcomes : pub->env->cfg->topic_dlq;
+        err = rd_kafka_producev(pub->env->producer, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(f.key, f.key_len), RD_KAFKA_V_VALUE((void *)f.value, f.value_len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                RD_KAFKA_V_OPAQUE(pf), RD_KAFKA_V_END);
+        if (err) {
+                rd_kafka_headers_destroy(h);
+                pub->env->st.kafka_errors++;
+                log_warning("cannot produce to Kafka: %s", rd_kafka_err2str(err));
+                return -EAGAIN;
+        }
+        pf->status = 0;
+        pf->sent = true;
+        return 0;
+}
+
+/* A partition's offsets record in the changelog (heap string). */
+char *offsets_record(const struct mcd_offsets *o, const char *marks) {
+        char *val = NULL;
+
+        if (asprintf(&val, "{\"rel\":%" PRId64 ",\"sub\":%" PRId64 ",\"marks\":\"%s\"}", o->rel, o->sub,
+                     marks ? marks : "") < 0)
+                return NULL;
+        return val;
+}
+
+/* A changelog append of the partition failed: the changelog would fall
+ * behind Redis, and a rebuild from it would be stale, so the partition stops
+ * committing until it is claimed again (log, STATUS, /healthz). */
+static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_resp_err_t err) {
+        struct pair *p = pair_find(pub->pairs, partition);
+
+        pub->env->st.kafka_errors++;
+        if (!p || p->clog_failed)
+                return;
+        p->clog_failed = true;
+        log_error("partition %" PRId32 ": cannot append to the changelog %s: %s; the partition stops committing "
+                  "until it is claimed again (a restart or a rebalance)",
+                  partition, pub->env->cfg->topic_changelog, rd_kafka_err2str(err));
+}
+
+/* Appends one record; its delivery report names the partition
+ * (dr_msg_cb). */
+static void changelog_produce(struct publisher *pub, int32_t partition, const char *key, const char *value,
+                              size_t len) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+                pub->env->producer, RD_KAFKA_V_TOPIC(pub->env->cfg->topic_changelog), RD_KAFKA_V_KEY(key, strlen(key)),
+                RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE((void *)(intptr_t)partition), RD_KAFKA_V_END);
+        if (err)
+                changelog_failed(pub, partition, err);
+}
+
+int pending_push(struct publisher *pub, void *buf, size_t len, int32_t partition, uint64_t batch) {
+        struct pending *pf;
+
+        if (pub->n_pending == pub->cap_pending) {
+                size_t cap = pub->cap_pending ? pub->cap_pending * 2 : 256;
+                struct pending **v = realloc(pub->pending, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                pub->pending = v;
+                pub->cap_pending = cap;
+        }
+        pf = calloc(1, sizeof(*pf));
+        if (!pf)
+                return -ENOMEM;
+        pf->buf = buf;
+        pf->len = len;
+        pf->partition = partition;
+        pf->batch = batch;
+        pub->pending[pub->n_pending++] = pf;
+        return 0;
+}
+
+static void pending_clear(struct publisher *pub) {
+        for (size_t i = 0; i < pub->n_pending; i++) {
+                free(pub->pending[i]->buf);
+                free(pub->pending[i]);
+        }
+        pub->n_pending = 0;
+}
+
+/* Fencing, checked again before publishing: frames of a partition that
+ * another instance has claimed since they were committed are dropped (the new
+ * owner reconciles that outbox itself).  Returns -EAGAIN when Redis cannot
+ * tell. */
+static int drop_fenced(struct publisher *pub) {
+        int32_t *parts = calloc(pub->pairs->n + 1, sizeof(*parts));
+        int64_t *gens = calloc(pub->pairs->n + 1, sizeof(*gens));
+        size_t n = 0, kept = 0;
+        bool fresh;
+        int r = 0;
+
+        if (!parts || !gens) {
+                r = -ENOMEM;
+                goto out;
+        }
+        /* The owned partitions with unsent frames, checked in one round trip,
+         * unless the commit of those frames checked them just now. */
+        fresh = mono_ms() - pub->verified_at < FENCE_LEASE_MS;
+        for (size_t i = 0; i < pub->pairs->n; i++) {
+                bool unsent = false;
+                for (size_t j = 0; j < pub->n_pending && !unsent; j++)
+                        unsent = !pub->pending[j]->sent && pub->pending[j]->partition == pub->pairs->v[i]->partition &&
+                                 !(fresh && pub->pending[j]->batch == pub->verified_batch);
+                if (unsent && pub->pairs->v[i]->phase == PAIR_READY)
+                        parts[n++] = pub->pairs->v[i]->partition;
+        }
+        r = mcd_store_generations(pub->env->store, parts, n, gens);
+        if (r < 0) {
+                r = redis_unreachable(r) ? -EAGAIN : r;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct pair *p = pair_find(pub->pairs, parts[i]);
+                if (!p || gens[i] == p->generation)
+                        continue;
+                if (gens[i] > p->generation) {
+                        log_warning("partition %" PRId32 " was claimed by another instance; "
+                                    "its unpublished frames are left to the new owner",
+                                    p->partition);
+                        pairs_fence(pub->pairs, p);
+                } else {
+                        /* The generation is gone: Redis lost its data.  The
+                         * partition is claimed again and rebuilt from the
+                         * changelog; what these frames said is re-derived. */
+                        log_warning("partition %" PRId32 ": Redis lost its state; rebuilding it", p->partition);
+                        pairs_restart(pub->pairs, p);
+                }
+        }
+        for (size_t i = 0; i < pub->n_pending; i++) {
+                struct pending *pf = pub->pending[i];
+                struct pair *p = pair_find(pub->pairs, pf->partition);
+
+                if (!pf->sent && (!p || p->phase == PAIR_FENCED || p->phase == PAIR_INIT)) {
+                        free(pf->buf);
+                        free(pf);
+                        continue;
+                }
+                pub->pending[kept++] = pf;
+        }
+        pub->n_pending = kept;
+out:
+        free(parts);
+        free(gens);
+        return r;
+}
+
+int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, const char *key, char *value,
+              size_t len) {
+        if (pub->n_clog == pub->cap_clog) {
+                size_t cap = pub->cap_clog ? pub->cap_clog * 2 : 256;
+                struct clog *v = realloc(pub->clog, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                pub->clog = v;
+                pub->cap_clog = cap;
+        }
+        pub->clog[pub->n_clog].key = strdup(key);
+        if (!pub->clog[pub->n_clog].key)
+                return -ENOMEM;
+        pub->clog[pub->n_clog].batch = batch;
+        pub->clog[pub->n_clog].partition = partition;
+        pub->clog[pub->n_clog].value_len = len;
+        pub->clog[pub->n_clog++].value = value;
+        return 0;
+}
+
+static bool clog_held(struct publisher *pub, const struct clog *c) {
+        const struct pair *p = pair_find(pub->pairs, c->partition);
+        return p && c->batch >= p->clog_hold;
+}
+
+/* Appends the changelog records of every batch older than `upto`, but
+ * those held (a partition's records are independent of the others'). */
+static void clog_release(struct publisher *pub, uint64_t upto) {
+        size_t kept = 0;
+        bool holds = false;
+
+        for (size_t i = 0; i < pub->pairs->n && !holds; i++)
+                holds = pub->pairs->v[i]->clog_hold != UINT64_MAX;
+        for (size_t i = 0; i < pub->n_clog; i++) {
+                struct clog *c = &pub->clog[i];
+                if (c->batch >= upto || (holds && clog_held(pub, c))) {
+                        pub->clog[kept++] = *c;
+                        continue;
+                }
+                if (c->batch == pub->fault_stop_before_changelog) {
+                        mcd_kafka_flush(pub->env->producer, 5000);     /* the earlier batches' records are in */
+                        fault_point(pub->fault_stop_before_changelog, c->batch, "changelog append");
+                        pub->fault_stop_before_changelog = 0;
+                }
+                changelog_produce(pub, c->partition, c->key, c->value, c->value_len);
+                free(c->key);
+                free(c->value);
+        }
+        pub->n_clog = kept;
+}
+
+/* Forgets a partition's records of batch `from` on: frames of that batch
+ * were dropped unpublished and Redis lost them, and the changelog must not
+ * say more than the output topics do.  What they recorded is derived again. */
+void clog_drop(struct publisher *pub, int32_t partition, uint64_t from) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < pub->n_clog; i++) {
+                if (pub->clog[i].partition == partition && pub->clog[i].batch >= from) {
+                        free(pub->clog[i].key);
+                        free(pub->clog[i].value);
+                        continue;
+                }
+                pub->clog[kept++] = pub->clog[i];
+        }
+        pub->n_clog = kept;
+}
+
+static void clog_clear(struct publisher *pub) {
+        for (size_t i = 0; i < pub->n_clog; i++) {
+                free(pub->clog[i].key);
+                free(pub->clog[i].value);
+        }
+        free(pub->clog);
+        pub->clog = NULL;
+        pub->n_clog = pub->cap_clog = 0;
+}
+
+/* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
+ * for all of them, else only serves the delivery reports that are in.  The
+ * delivered head of the queue is counted for trimming (by the next commit)
+ * and releases the changelog records of the batches it completes.  Returns 0
+ * when nothing is pending any more, else -EAGAIN. */
+int publish_pending(struct publisher *pub, int timeout_ms) {
+        int64_t deadline = mono_ms() + timeout_ms;
+        size_t k = 0;
+        bool all;
+
+        if (drop_fenced(pub) < 0)
+                return -EAGAIN;
+        for (size_t i = 0; i < pub->n_pending; i++) {
+                struct pending *pf = pub->pending[i];
+                if ((pf->status < 0 || !pf->sent) && pf->status != 1 && produce_frame(pub, pf) < 0)
+                        break;
+        }
+        do {
+                if (timeout_ms > 0)
+                        rd_kafka_flush(pub->env->producer, 100);
+                else
+                        rd_kafka_poll(pub->env->producer, 0);
+                all = true;
+                for (size_t i = 0; i < pub->n_pending && all; i++)
+                        all = pub->pending[i]->status == 1;
+        } while (!all && timeout_ms > 0 && mono_ms() < deadline && !*pub->env->stop);
+        while (k < pub->n_pending && pub->pending[k]->status == 1) {
+                struct pair *p = pair_find(pub->pairs, pub->pending[k]->partition);
+                if (p)
+                        p->untrimmed++;
+                free(pub->pending[k]->buf);
+                free(pub->pending[k]);
+                k++;
+        }
+        if (k > 0) {
+                memmove(pub->pending, pub->pending + k, (pub->n_pending - k) * sizeof(*pub->pending));
+                pub->n_pending -= k;
+        }
+        clog_release(pub, pub->n_pending ? pub->pending[0]->batch : UINT64_MAX);
+        if (pub->n_pending == 0)
+                pub->stuck = false;
+        return pub->n_pending == 0 ? 0 : -EAGAIN;
+}
+
+
+uint64_t publish_drop_unsent(struct publisher *pub, int32_t partition) {
+        uint64_t first_dropped = UINT64_MAX;
+        size_t kept = 0;
+
+        for (size_t i = 0; i < pub->n_pending; i++) {
+                struct pending *pf = pub->pending[i];
+                if (!pf->sent && pf->partition == partition) {
+                        if (pf->batch < first_dropped)
+                                first_dropped = pf->batch;
+                        free(pf->buf);
+                        free(pf);
+                        continue;
+                }
+                pub->pending[kept++] = pf;
+        }
+        pub->n_pending = kept;
+        return first_dropped;
+}
+
+bool publish_owed(const struct publisher *pub, int32_t partition) {
+        for (size_t j = 0; j < pub->n_pending; j++)
+                if (pub->pending[j]->partition == partition && pub->pending[j]->status != 1)
+                        return true;
+        return false;
+}
+
+bool publish_busy(const struct publisher *pub) {
+        return pub->n_pending > 0 || pub->n_clog > 0;
+}
+
+void publish_free(struct publisher *pub) {
+        pending_clear(pub);
+        free(pub->pending);
+        pub->pending = NULL;
+        clog_clear(pub);
+        free(pub->known_end[0]);
+        free(pub->known_end[1]);
+        pub->known_end[0] = pub->known_end[1] = NULL;
+        mcd_strmap_clear(&pub->published);
+}
+
+int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms) {
+        const char *topic = t == OUT_OUTCOMES ? pub->env->cfg->topic_outcomes : pub->env->cfg->topic_dlq;
+
+        pub->n_out_parts[t] = n;
+        pub->known_end[t] = calloc((size_t)n + 1, sizeof(int64_t));
+        if (!pub->known_end[t])
+                return -ENOMEM;
+        for (int q = 0; q < n; q++) {
+                int64_t lo, hi;
+                watchdog_kick();
+                if (rd_kafka_query_watermark_offsets(pub->env->producer, topic, q, &lo, &hi, timeout_ms) == 0)
+                        pub->known_end[t][q] = hi;
+        }
+        return 0;
+}
+
+size_t publish_owed_frames(const struct publisher *pub) {
+        return pub->n_pending;
+}
+
+void publish_set_stuck(struct publisher *pub) {
+        pub->stuck = true;
+}
+
+bool publish_stuck(const struct publisher *pub) {
+        return pub->stuck;
+}
+
+void publish_commit_sent(struct publisher *pub, int64_t mono) {
+        pub->verified_at = mono;
+}
+
+void publish_committed(struct publisher *pub, uint64_t batch) {
+        pub->verified_batch = batch;
+}

@@ -1,0 +1,118 @@
+/* publish.h -- output (Kafka Streams' RecordCollector): the frames a commit
+ * put in the outbox, produced to the output topics and trimmed once
+ * delivered; the changelog records, appended once their batch's frames are
+ * delivered; the marks and the lookup of what the output topics already
+ * hold (reconciliation). */
+#ifndef MCD_PUBLISH_H
+#define MCD_PUBLISH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "daemon/pair.h"
+#include "daemon/runtime.h"
+#include "daemon/strmap.h"
+
+enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
+
+/* The changelog's key of a partition's offsets record (then the partition). */
+#define CHANGELOG_OFFSETS_KEY "__offsets__:"
+/* A customer's changelog record is binary (state_codec.h); earlier versions
+ * wrote {"partition":N,"state":{...}}, whose N rebuilds read off the front
+ * (record_partition). */
+#define CHANGELOG_STATE_FRONT "{\"partition\":"
+
+/* A frame owed to Kafka: committed to the outbox, not yet known delivered. */
+struct pending {
+        void *buf;                   /* encoded frame (outbox form) */
+        size_t len;
+        int32_t partition;           /* input partition whose outbox holds it */
+        uint64_t batch;              /* the batch that committed it */
+        int status;                  /* 0 in flight or not sent, 1 delivered, <0 failed */
+        bool sent;
+};
+
+/* A changelog record waiting for its batch's frames to be delivered: the
+ * changelog must never be ahead of what the output topics hold, or a Redis
+ * rebuilt from it would skip outputs that were never published. */
+struct clog {
+        uint64_t batch;
+        int32_t partition;           /* the input partition the record belongs to */
+        char *key;
+        char *value;
+        size_t value_len;
+};
+
+struct publisher {
+        struct mcd_env *env;
+        struct pairs *pairs;
+        int n_out_parts[2];          /* outcomes, dlq */
+        int64_t *known_end[2];       /* lower bounds for frames produced from now on */
+        struct mcd_strmap published; /* ids found on the output topics by reconciliation */
+        struct pending **pending;    /* in commit order */
+        size_t n_pending, cap_pending;
+        struct clog *clog;           /* changelog records waiting for delivery, in batch order */
+        size_t n_clog, cap_clog;
+        uint64_t fault_stop_before_changelog;
+        uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
+        int64_t verified_at;         /* monotonic ms when that commit was sent */
+        bool stuck;                  /* a batch found the last one's outputs undelivered: set by it, cleared
+                                      * once nothing is pending */
+};
+
+/* Output topic t (OUT_OUTCOMES, OUT_DLQ) has n partitions; their ends,
+ * asked of the broker (waiting up to timeout_ms), are where frames produced
+ * from now on land at the earliest.  0 or -ENOMEM. */
+int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms);
+/* The producer's delivery report callback; its opaque is the publisher. */
+void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+/* Frees what the publisher holds (not the producer). */
+void publish_free(struct publisher *pub);
+
+/* Marks: for each output topic, per partition, an offset at or below which
+ * no frame of ours still in an outbox can be ("o=1,5,0;d=0,0"); a heap
+ * string, NULL when out of memory.  marks_parse reads them into from[t][q],
+ * 0 where they say nothing. */
+char *marks_format(const struct publisher *pub);
+void marks_parse(const struct publisher *pub, const char *s, int64_t *from[2]);
+/* Adds to pub->published the ids of the output topics' messages from the
+ * given offsets (from stored marks) to their current ends. */
+int collect_published(struct publisher *pub, int64_t *from[2]);
+int collect_published_after(struct publisher *pub, const char *marks);
+
+/* A frame committed by `batch` (0: found in an outbox), owed to Kafka; the
+ * publisher takes buf over. */
+int pending_push(struct publisher *pub, void *buf, size_t len, int32_t partition, uint64_t batch);
+/* Drops the partition's frames not yet handed to the producer; returns the
+ * first batch they came from, UINT64_MAX when none. */
+uint64_t publish_drop_unsent(struct publisher *pub, int32_t partition);
+/* Is a frame of the partition not known delivered? */
+bool publish_owed(const struct publisher *pub, int32_t partition);
+/* Anything pending: frames or changelog records? */
+bool publish_busy(const struct publisher *pub);
+/* Frames not known delivered. */
+size_t publish_owed_frames(const struct publisher *pub);
+/* A batch found the last one's frames undelivered: nothing new is processed
+ * until they are out (publish_stuck, cleared once nothing is pending). */
+void publish_set_stuck(struct publisher *pub);
+bool publish_stuck(const struct publisher *pub);
+/* The commit of a batch was sent at `mono` (monotonic ms), and was applied:
+ * its frames' fencing was checked by the commit script (FENCE_LEASE_MS). */
+void publish_commit_sent(struct publisher *pub, int64_t mono);
+void publish_committed(struct publisher *pub, uint64_t batch);
+/* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
+ * for all of them, else only serves the delivery reports that are in.
+ * Returns 0 when nothing is pending any more, else -EAGAIN. */
+int publish_pending(struct publisher *pub, int timeout_ms);
+
+/* A partition's offsets record in the changelog (heap string). */
+char *offsets_record(const struct mcd_offsets *o, const char *marks);
+/* Queues a changelog record of `batch` (the publisher takes value over). */
+int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, const char *key, char *value, size_t len);
+/* Forgets a partition's records of batch `from` on. */
+void clog_drop(struct publisher *pub, int32_t partition, uint64_t from);
+
+#endif

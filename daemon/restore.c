@@ -1,0 +1,503 @@
+/* restore.c -- reconciliation, the rebuild from the changelog, and the
+ * re-processing record (restore.h).
+ *
+ * DESIGN: a pair becoming ready (tasks.c's pair_init) first makes Redis
+ * right for it: no offsets stored means Redis is new or lost the partition,
+ * and the changelog (compacted: each customer's latest state and the
+ * partition's offsets record) is read back into it, the offsets last; then
+ * the frames its outbox still holds go out, but those the output topics
+ * already hold.  Events after the restored offsets are processed again
+ * under a re-processing record (below). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "daemon/kafka.h"
+#include "daemon/log.h"
+#include "daemon/restore.h"
+#include "daemon/state_codec.h"
+#include "daemon/store.h"
+#include "daemon/strmap.h"
+
+
+/* On taking a partition over: the frames its outbox still holds were
+ * committed by the previous owner and maybe produced.  Those already on the
+ * output topics (from the stored marks on) are skipped, the rest produced. */
+int pair_reconcile(struct restorer *rs, struct pair *p) {
+        void **frames = NULL;
+        size_t *lens = NULL, n = 0;
+        char *marks = NULL;
+        int r;
+
+        r = mcd_store_read_outbox(rs->env->store, p->partition, &frames, &lens, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                goto out;
+        /* Frames still in flight reach the topics before they are read. */
+        rd_kafka_flush(rs->env->producer, 30000);
+        log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
+        r = mcd_store_get_marks(rs->env->store, p->partition, &marks);
+        if (r >= 0)
+                r = collect_published_after(rs->pub, marks);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                r = pending_push(rs->pub, frames[i], lens[i], p->partition, 0);
+                if (r >= 0)
+                        frames[i] = NULL;
+        }
+        if (r >= 0)
+                r = publish_pending(rs->pub, 30000);
+out:
+        mcd_store_frames_free(frames, lens, n);
+        free(marks);
+        return r;
+}
+
+/* ------------------------------------------------------------- rebuild -- */
+
+/* The latest changelog record of each key that belongs to one partition. */
+struct changelog_scan {
+        int32_t partition;
+        char offsets_key[64];
+        struct mcd_strmap latest;    /* key -> struct scanned */
+};
+
+/* A record's value as scanned: its bytes, NUL-terminated too (an offsets
+ * record, and a customer record of earlier versions, are JSON text). */
+struct scanned {
+        size_t len;
+        char data[];
+};
+
+static void scan_free(struct changelog_scan *sc) {
+        for (size_t i = 0; i < sc->latest.size; i++)
+                if (sc->latest.keys[i])
+                        free(sc->latest.values[i]);
+        mcd_strmap_clear(&sc->latest);
+}
+
+/* The partition of a customer record in the daemon's own form,
+ * {"partition":N,"state":...}, read off its front: every partition's rebuild
+ * reads the whole changelog, and parsing each state there would cost a JSON
+ * parse per record and partition.  -1 for any other form (parsed instead). */
+static json_int_t record_partition(const char *v, size_t len) {
+        static const char front[] = CHANGELOG_STATE_FRONT;
+        size_t i = sizeof(front) - 1;
+        json_int_t part = 0;
+
+        if (len <= i || memcmp(v, front, i) != 0 || v[i] < '0' || v[i] > '9')
+                return -1;
+        for (; i < len && v[i] >= '0' && v[i] <= '9' && part < INT32_MAX; i++)
+                part = part * 10 + (v[i] - '0');
+        return i < len && v[i] == ',' ? part : -1;
+}
+
+/* The input partition a record belongs to: the offsets record's own (when
+ * it is JSON), a customer record's (binary, or the JSON of earlier versions),
+ * or -1. */
+static json_int_t scanned_partition(const struct changelog_scan *sc, const char *key, const rd_kafka_message_t *m) {
+        bool offsets = strcmp(key, sc->offsets_key) == 0;
+        json_int_t part = -1;
+        const char *state;
+        size_t state_len;
+        json_t *rec;
+
+        if (!offsets && (part = mcd_state_record_partition(m->payload, m->len, &state, &state_len)) >= 0)
+                return part;
+        if (!offsets && (part = record_partition(m->payload, m->len)) >= 0)
+                return part;
+        rec = json_loadb(m->payload, m->len, 0, NULL);
+        if (rec && offsets)
+                part = sc->partition;
+        else if (!rec || json_unpack(rec, "{s:I}", "partition", &part) < 0)
+                part = -1;
+        json_decref(rec);
+        return part;
+}
+
+static int scan_take(struct changelog_scan *sc, const rd_kafka_message_t *m) {
+        struct scanned *val;
+        char key[1024];
+        void *old;
+        int r;
+
+        if (!m->key || m->key_len >= sizeof(key) || !m->payload)
+                return 0;
+        memcpy(key, m->key, m->key_len);
+        key[m->key_len] = '\0';
+        if (scanned_partition(sc, key, m) != sc->partition)
+                return 0;
+        val = malloc(sizeof(*val) + m->len + 1);
+        if (!val)
+                return -ENOMEM;
+        val->len = m->len;
+        memcpy(val->data, m->payload, m->len);
+        val->data[m->len] = '\0';
+        old = mcd_strmap_get(&sc->latest, key);
+        r = mcd_strmap_put(&sc->latest, key, val);
+        if (r < 0) {
+                free(val);
+                return r;
+        }
+        free(old);
+        return 0;
+}
+
+/* Reads the whole changelog topic, keeping what belongs to sc->partition. */
+static int scan_changelog(struct restorer *rs, struct changelog_scan *sc) {
+        const char *topic = rs->env->cfg->topic_changelog;
+        int n = mcd_kafka_partition_count(rs->env->producer, topic, 10000), remaining = 0, r = 0;
+        rd_kafka_topic_partition_list_t *l;
+        int64_t *end, deadline = mono_ms() + 120000;
+        rd_kafka_t *rk;
+        char err[512];
+
+        if (n == -ENOENT)
+                return 0;       /* no changelog yet: nothing was ever committed */
+        if (n < 0)
+                return n;
+        end = calloc((size_t)n, sizeof(*end));
+        l = rd_kafka_topic_partition_list_new(n);
+        if (!end || !l) {
+                free(end);
+                if (l)
+                        rd_kafka_topic_partition_list_destroy(l);
+                return -ENOMEM;
+        }
+        for (int q = 0; q < n; q++) {
+                int64_t lo;
+                if (rd_kafka_query_watermark_offsets(rs->env->producer, topic, q, &lo, &end[q], 10000)) {
+                        r = -EIO;
+                        goto out;
+                }
+                if (end[q] > lo) {
+                        rd_kafka_topic_partition_list_add(l, topic, q)->offset = RD_KAFKA_OFFSET_BEGINNING;
+                        remaining++;
+                }
+        }
+        if (remaining == 0)
+                goto out;
+        rk = mcd_kafka_new(rs->env->cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        if (!rk) {
+                r = -EINVAL;
+                goto out;
+        }
+        rd_kafka_assign(rk, l);
+        while (remaining > 0 && r >= 0 && mono_ms() < deadline && !*rs->env->stop) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                watchdog_kick();
+                if (!m)
+                        continue;
+                if (!m->err)
+                        r = scan_take(sc, m);
+                if ((!m->err && m->offset + 1 >= end[m->partition]) ||
+                    (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->offset >= end[m->partition])) {
+                        if (end[m->partition] >= 0)
+                                remaining--;
+                        end[m->partition] = INT64_MAX;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        if (remaining > 0 && r >= 0)
+                r = -ETIMEDOUT;
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+out:
+        free(end);
+        rd_kafka_topic_partition_list_destroy(l);
+        return r;
+}
+
+/* Re-processing a rebuilt partition.  The events after the restored
+ * offsets are applied again, and the outputs they had before Redis was lost
+ * may already be on the output topics after the restored marks: the
+ * rebuild looks those up (collect_published) and publishing skips them.  That
+ * lookup lives in memory, so Redis keeps where it started (P redo:<p>) and
+ * how far re-processing goes: the input partitions' ends at the rebuild,
+ * below which lies everything processed before the loss.  A start that finds
+ * the record looks the outputs up again (redo_check), even past those ends:
+ * its outbox may hold frames re-made from those events, unsent.  Meanwhile
+ * the partition's commits and changelog records carry the record's marks,
+ * not later ones, so that a second loss looks up as far back as the first.
+ * The record goes once every side is re-processed and every frame committed
+ * for the partition is delivered (redo_settle).
+ * (The record in memory: pair.h's redo fields.) */
+
+/* A side is re-processed when its committed offset reached the recorded
+ * end, or when it reached the partition's end with everything read
+ * committed (the recorded end may count transaction markers, never read). */
+static bool redo_side_done(const struct pair *p, int t) {
+        int64_t until = t == REL ? p->redo_until.rel : p->redo_until.sub;
+        int64_t committed = t == REL ? p->committed.rel : p->committed.sub;
+        int64_t next = t == REL ? p->next.rel : p->next.sub;
+
+        return until <= 0 || committed >= until || (p->at_end[t] && q_len(&p->q[t]) == 0 && committed == next);
+}
+
+/* Before the restored offsets are written.  A side with nothing after the
+ * restored offset (or its first) is done already: 0. */
+static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, const struct mcd_offsets *restored) {
+        int64_t lo, hi, until[2], from[2] = {restored->rel, restored->sub};
+        int r;
+
+        for (int t = REL; t <= SUB; t++) {
+                rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+                        input_handle(rs->in, t), topic_of(rs->in, t), p->partition, &lo, &hi, 5000);
+                if (err) {
+                        log_warning("partition %" PRId32 ": cannot read where %s ends: %s", p->partition,
+                                    topic_of(rs->in, t), rd_kafka_err2str(err));
+                        return -EAGAIN;
+                }
+                until[t] = hi > (from[t] > lo ? from[t] : lo) ? hi : 0;
+        }
+        redo_forget(p);
+        p->redo_until = (struct mcd_offsets){.rel = until[REL], .sub = until[SUB]};
+        if (until[REL] == 0 && until[SUB] == 0)
+                return 0;
+        if (!(p->redo_marks = strdup(marks ? marks : "")))
+                return -ENOMEM;
+        r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until);
+        p->redo = r >= 0;
+        return r;
+}
+
+int redo_check(struct restorer *rs, struct pair *p) {
+        char *marks = NULL;
+        bool found, unreadable = false;
+        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &p->redo_until);
+
+        if (r == -EBADMSG) {
+                log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
+                            "looked up from the start of the output topics, and the record dropped", p->partition);
+                unreadable = found = true;
+                r = 0;
+        }
+        if (r < 0 || !found)
+                return r;
+        if (!unreadable)
+                log_notice("partition %" PRId32 ": re-processing after a rebuild not known done (offsets %" PRId64
+                           "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
+                           p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
+        r = collect_published_after(rs->pub, marks);
+        if (r >= 0 && unreadable)
+                r = mcd_store_clear_redo(rs->env->store, p->partition);
+        else if (r >= 0) {
+                p->redo = true;
+                p->redo_marks = marks;
+                marks = NULL;
+        }
+        free(marks);
+        return r;
+}
+
+int raise_seq(struct restorer *rs, struct pair *p, int64_t seq) {
+        int r = mcd_store_raise_seq(rs->env->store, p->partition, seq);
+
+        if (r >= 0 && seq > p->seq)
+                p->seq = seq;
+        return r;
+}
+
+/* Redis came back older than this owner's commits (a rollback: a promoted
+ * replica, an old snapshot): what was committed since is on the output
+ * topics, no longer in Redis.  The partition is re-processed from Redis's
+ * offsets as after a rebuild, under a re-processing record from Redis's
+ * marks (or an older record's) to the input's ends, so that whichever
+ * instance owns it next looks up what is already published; and looked up
+ * now. */
+int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
+        struct mcd_offsets until;
+        char *marks = NULL;
+        bool found = false;
+        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &until);
+
+        if (r == -EBADMSG || (r >= 0 && !found)) {
+                free(marks);
+                marks = NULL;
+                r = mcd_store_get_marks(rs->env->store, p->partition, &marks);
+        }
+        log_notice("partition %" PRId32 ": re-processing from offsets %" PRId64 "/%" PRId64
+                   " after Redis came back older; looking up what was already published",
+                   p->partition, p->committed.rel, p->committed.sub);
+        if (r >= 0)     /* what is in flight lands before the topics are read */
+                r = mcd_kafka_flush(rs->env->producer, 30000);
+        if (r >= 0)
+                r = redo_mark(rs, p, marks, &p->committed);
+        if (r >= 0)
+                r = collect_published_after(rs->pub, marks);
+        if (r >= 0)             /* the counter goes on from ours, never back */
+                r = raise_seq(rs, p, known_seq);
+        if (r >= 0)
+                p->rolled_back = false;
+        free(marks);
+        return r;
+}
+
+void redo_settle(struct restorer *rs) {
+        for (size_t i = 0; i < rs->pairs->n; i++) {
+                struct pair *p = rs->pairs->v[i];
+                if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB))
+                        continue;
+                if (publish_owed(rs->pub, p->partition) || mcd_store_clear_redo(rs->env->store, p->partition) < 0)
+                        continue;
+                redo_forget(p);
+                log_info("partition %" PRId32 ": re-processing after the rebuild done", p->partition);
+        }
+}
+
+/* A customer's state from its changelog record, binary or the JSON of
+ * earlier versions.  0, -ENOMEM, or -EINVAL with why set. */
+static int record_state(const struct scanned *v, struct mcd_customer *c, char *why, size_t whylen) {
+        const char *state;
+        size_t len;
+        json_t *rec, *js;
+        char *text;
+        int r;
+
+        if (mcd_state_record_partition(v->data, v->len, &state, &len) >= 0)
+                return mcd_state_decode(state, len, c, why, whylen);
+        rec = json_loads(v->data, 0, NULL);
+        js = json_object_get(rec, "state");
+        text = js ? json_dumps(js, JSON_COMPACT) : NULL;
+        r = text ? mcd_state_decode(text, strlen(text), c, why, whylen) : -EINVAL;
+        if (!text)
+                snprintf(why, whylen, "neither a binary record nor JSON with a state");
+        free(text);
+        json_decref(rec);
+        return r;
+}
+
+/* A partition the changelog holds no offsets for is re-processed from its
+ * beginning.  Its first batches may be on the output topics all the same
+ * (Redis lost after their delivery, before their changelog records): when
+ * the group's copy names where its outputs begin (tasks.c send_origin), they
+ * are looked up from there, under a re-processing record as after any
+ * rebuild. */
+static int restore_origin(struct restorer *rs, struct pair *p, int64_t *from[2]) {
+        const struct mcd_offsets none = {.rel = -1, .sub = -1};
+
+        if (!p->origin_marks)
+                return 0;
+        log_notice("partition %" PRId32 ": the changelog holds nothing of it, the consumer group says where its "
+                   "outputs begin: looking them up from there", p->partition);
+        marks_parse(rs->pub, p->origin_marks, from);
+        return redo_mark(rs, p, p->origin_marks, &none);
+}
+
+/* Writes the scanned customers of a partition back to Redis, in chunks,
+ * the offsets and marks last. */
+static int restore_partition(struct restorer *rs, struct pair *p, struct changelog_scan *sc, int64_t *from[2]) {
+        struct mcd_customer *cs = calloc(256, sizeof(*cs));
+        struct mcd_store_customer sc_items[256];
+        struct mcd_store_partition sp = {.partition = p->partition, .generation = p->generation};
+        struct mcd_store_batch b = {.customers = sc_items, .partitions = &sp, .n_partitions = 1};
+        const struct scanned *offsets_rec = mcd_strmap_get(&sc->latest, sc->offsets_key);
+        const char *offsets_json = offsets_rec ? offsets_rec->data : NULL;
+        char *marks = NULL;
+        size_t n = 0, restored = 0;
+        int r = 0;
+
+        if (!cs)
+                return -ENOMEM;
+        for (size_t i = 0; i <= sc->latest.size && r >= 0; i++) {
+                bool last = i == sc->latest.size;
+                if (!last && sc->latest.keys[i] && strcmp(sc->latest.keys[i], sc->offsets_key) != 0) {
+                        char why[256] = "";
+                        if (record_state(sc->latest.values[i], &cs[n], why, sizeof(why)) == 0) {
+                                sc_items[n] = (struct mcd_store_customer){.customer = &cs[n],
+                                                                          .partition = p->partition};
+                                n++;
+                        } else {
+                                log_error("changelog record of customer %s is unreadable (%s); skipped",
+                                          sc->latest.keys[i], why);
+                        }
+                }
+                if (n == 256 || last) {
+                        /* The offsets go last, always: they mark the
+                         * partition restored (-1/-1, from the beginning,
+                         * when the changelog holds none). */
+                        if (last && offsets_json) {
+                                json_t *rec = json_loads(offsets_json, 0, NULL);
+                                json_int_t rel = -1, sub = -1;
+                                const char *m = NULL;
+                                if (rec && json_unpack(rec, "{s:I, s:I, s?s}", "rel", &rel, "sub", &sub, "marks", &m) == 0) {
+                                        sp.offsets = (struct mcd_offsets){.rel = rel, .sub = sub};
+                                        marks = m && *m ? strdup(m) : NULL;
+                                        sp.marks = marks;
+                                        marks_parse(rs->pub, marks, from);
+                                        r = redo_mark(rs, p, marks, &sp.offsets);
+                                } else {
+                                        log_error("partition %" PRId32 ": the changelog's offsets record is unreadable",
+                                                  p->partition);
+                                        r = -EBADMSG;
+                                }
+                                json_decref(rec);
+                        } else if (last) {
+                                sp.offsets = (struct mcd_offsets){.rel = -1, .sub = -1};
+                                r = restore_origin(rs, p, from);
+                        }
+                        sp.set_offsets = last;
+                        if (r < 0)
+                                break;
+                        b.n_customers = n;
+                        r = mcd_store_commit(rs->env->store, &b);
+                        restored += n;
+                        for (size_t j = 0; j < n; j++)
+                                mcd_customer_clear(&cs[j]);
+                        n = 0;
+                }
+        }
+        for (size_t j = 0; j < n; j++)
+                mcd_customer_clear(&cs[j]);
+        free(cs);
+        free(marks);
+        if (r >= 0 && (restored > 0 || offsets_json))
+                log_notice("partition %" PRId32 ": restored %zu customers and offsets %" PRId64 "/%" PRId64
+                           " from the changelog",
+                           p->partition, restored, sp.offsets.rel, sp.offsets.sub);
+        return r;
+}
+
+/* A partition without offsets in Redis: Redis is new, or lost its data.
+ * What the changelog holds for the partition is written back, its offsets
+ * last (a restore cut short by a crash is done again), and the outputs
+ * already on the topics after the recorded marks are remembered, so that
+ * re-processing does not publish them again. */
+int rebuild_partition(struct restorer *rs, struct pair *p) {
+        struct changelog_scan sc = {.partition = p->partition};
+        const int *n_out = rs->pub->n_out_parts;
+        int64_t *from[2] = {calloc((size_t)n_out[0] + 1, 8), calloc((size_t)n_out[1] + 1, 8)};
+        int r = 0;
+
+        snprintf(sc.offsets_key, sizeof(sc.offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
+        if (!from[0] || !from[1])
+                r = -ENOMEM;
+        /* The restore commits through the script, which refuses a Redis
+         * without its meta key: an emptied Redis found by its generations
+         * (drop_fenced) has none yet. */
+        if (r >= 0)
+                r = mcd_store_init_meta(rs->env->store, NULL);
+        clog_drop(rs->pub, p->partition, p->clog_hold);
+        /* Our own changelog appends first: what is delivered releases its
+         * batches' records, and they reach the topic before it is read. */
+        if (r >= 0 && (publish_busy(rs->pub)))
+                publish_pending(rs->pub, 30000);
+        if (r >= 0)
+                r = mcd_kafka_flush(rs->env->producer, 30000);
+        if (r >= 0)
+                r = scan_changelog(rs, &sc);
+        if (r >= 0)
+                r = restore_partition(rs, p, &sc, from);
+        if (r >= 0 && (mcd_strmap_get(&sc.latest, sc.offsets_key) || p->origin_marks))
+                r = collect_published(rs->pub, from);
+        scan_free(&sc);
+        free(from[0]);
+        free(from[1]);
+        if (r < 0)
+                log_error("partition %" PRId32 ": cannot rebuild from the changelog: %s", p->partition, strerror(-r));
+        return r;
+}
