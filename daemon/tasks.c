@@ -271,6 +271,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
         /* What this owner committed, if it owned the pair before, or the
          * last owner did by the group's copy. */
         known_seq = p->seq > p->seq_floor ? p->seq : p->seq_floor;
+        p->seq_floor = known_seq;       /* kept should this attempt fail after p->seq is Redis's */
         /* No offsets: Redis is new or lost the partition, or a rebuild was
          * cut short (the restore writes them last).  A failed rebuild is
          * tried again (pair_init_failed). */
