@@ -24,6 +24,7 @@
 
 #include "daemon/avro_codec.h"
 #include "daemon/avro_internal.h"
+#include "daemon/strbuf.h"
 
 #define MAX_SCHEMA_FILE (1024 * 1024)   /* bytes; a schema is a few KiB */
 
@@ -38,19 +39,6 @@ struct mcd_avro_dir {
         size_t n;
         bool missing;                   /* the folder does not exist */
 };
-
-static int dir_fail(char *why, size_t whylen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int dir_fail(char *why, size_t whylen, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (why && whylen) {
-                va_start(ap, fmt);
-                vsnprintf(why, whylen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 void mcd_avro_dir_free(struct mcd_avro_dir *d) {
         if (!d)
@@ -110,15 +98,15 @@ static int check_schema(const char *file, enum mcd_avro_kind kind, const char *j
         int r;
 
         if (!root)
-                return dir_fail(why, whylen, -EINVAL, "%s: not JSON: line %d: %s", file, jerr.line, jerr.text);
+                return mcd_say(why, whylen, -EINVAL, "%s: not JSON: line %d: %s", file, jerr.line, jerr.text);
         name = json_string_value(json_object_get(root, "name"));
         if (!json_is_object(root) || !json_is_string(json_object_get(root, "type")) ||
             strcmp(json_string_value(json_object_get(root, "type")), "record") != 0 || !name) {
                 json_decref(root);
-                return dir_fail(why, whylen, -EINVAL, "%s: not an Avro record schema", file);
+                return mcd_say(why, whylen, -EINVAL, "%s: not an Avro record schema", file);
         }
         if (strcmp(mcd_avro_short_name(name), mcd_avro_kind_names[kind]) != 0) {
-                r = dir_fail(why, whylen, -EINVAL, "%s: the record is named %.80s, not %s as the file name says",
+                r = mcd_say(why, whylen, -EINVAL, "%s: the record is named %.80s, not %s as the file name says",
                              file, name, mcd_avro_kind_names[kind]);
                 json_decref(root);
                 return r;
@@ -126,9 +114,9 @@ static int check_schema(const char *file, enum mcd_avro_kind kind, const char *j
         json_decref(root);
         r = mcd_avro_entry_init(&e, json);
         if (r == -ENOMEM)
-                return dir_fail(why, whylen, r, "%s: out of memory", file);
+                return mcd_say(why, whylen, r, "%s: out of memory", file);
         if (r < 0)
-                return dir_fail(why, whylen, -EINVAL, "%s: not a valid Avro schema (libavro-c or the "
+                return mcd_say(why, whylen, -EINVAL, "%s: not a valid Avro schema (libavro-c or the "
                                 "canonical form refuses it)", file);
         mcd_avro_entry_clear(&e);
         return 0;
@@ -149,21 +137,21 @@ static int read_entry(struct mcd_avro_dir *d, const char *path, const char *file
         if (file[0] == '.' || len < 5 || strcmp(file + len - 5, ".avsc") != 0)
                 return 0;
         if (mcd_avro_parse_file_name(file, &s.kind, &version) < 0)
-                return dir_fail(why, whylen, -EINVAL,
+                return mcd_say(why, whylen, -EINVAL,
                                 "%s/%s: a schema file is named <Name>.v<N>.avsc, Name one of RelationshipEvent, "
                                 "SubscriptionEvent, MultichannelOutcome", path, file);
         if (asprintf(&full, "%s/%s", path, file) < 0)
-                return dir_fail(why, whylen, -ENOMEM, "out of memory");
+                return mcd_say(why, whylen, -ENOMEM, "out of memory");
         r = read_text(full, &s.json);
         if (r < 0)
-                r = dir_fail(why, whylen, r, "%s: cannot read it: %s", full, strerror(-r));
+                r = mcd_say(why, whylen, r, "%s: cannot read it: %s", full, strerror(-r));
         else
                 r = check_schema(full, s.kind, s.json, why, whylen);
         free(full);
         if (r == 0 && !(s.file = strdup(file)))
-                r = dir_fail(why, whylen, -ENOMEM, "out of memory");
+                r = mcd_say(why, whylen, -ENOMEM, "out of memory");
         if (r == 0 && !(v = realloc(d->v, (d->n + 1) * sizeof(*v))))
-                r = dir_fail(why, whylen, -ENOMEM, "out of memory");
+                r = mcd_say(why, whylen, -ENOMEM, "out of memory");
         if (r < 0) {
                 free(s.json);
                 free(s.file);
@@ -182,10 +170,10 @@ int mcd_avro_dir_read(const char *path, bool missing_ok, struct mcd_avro_dir **o
 
         *out = NULL;
         if (!path || !*path)
-                return dir_fail(why, whylen, -EINVAL, "schemas.dir is empty");
+                return mcd_say(why, whylen, -EINVAL, "schemas.dir is empty");
         d = calloc(1, sizeof(*d));
         if (!d)
-                return dir_fail(why, whylen, -ENOMEM, "out of memory");
+                return mcd_say(why, whylen, -ENOMEM, "out of memory");
         dir = opendir(path);
         if (!dir) {
                 r = -errno;
@@ -195,12 +183,12 @@ int mcd_avro_dir_read(const char *path, bool missing_ok, struct mcd_avro_dir **o
                         return 0;
                 }
                 mcd_avro_dir_free(d);
-                return dir_fail(why, whylen, r, "schemas.dir %s: %s", path, strerror(-r));
+                return mcd_say(why, whylen, r, "schemas.dir %s: %s", path, strerror(-r));
         }
         while (r == 0 && (errno = 0, de = readdir(dir)))
                 r = read_entry(d, path, de->d_name, why, whylen);
         if (r == 0 && errno)
-                r = dir_fail(why, whylen, -errno, "schemas.dir %s: %s", path, strerror(errno));
+                r = mcd_say(why, whylen, -errno, "schemas.dir %s: %s", path, strerror(errno));
         closedir(dir);
         if (r < 0) {
                 mcd_avro_dir_free(d);

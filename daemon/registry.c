@@ -60,20 +60,6 @@ static void curl_init(void) {
         curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int say(char *why, size_t whylen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-/* Writes one sentence into why[] and returns r. */
-static int say(char *why, size_t whylen, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (why && whylen) {
-                va_start(ap, fmt);
-                vsnprintf(why, whylen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 int mcd_registry_new(const char *url, const char *basic_auth, long timeout_ms, struct mcd_registry **out) {
         struct mcd_registry *r;
         size_t n;
@@ -149,7 +135,7 @@ static int request(struct mcd_registry *r, const char *path, const char *body, l
         int ret = 0;
 
         if ((size_t)snprintf(url, sizeof(url), "%s%s", r->url, path) >= sizeof(url))
-                return say(why, whylen, -EINVAL, "The schema registry URL is too long.");
+                return mcd_say(why, whylen, -EINVAL, "The schema registry URL is too long.");
         curl = curl_easy_init();
         if (!curl)
                 return -ENOMEM;
@@ -174,7 +160,7 @@ static int request(struct mcd_registry *r, const char *path, const char *body, l
         }
         c = curl_easy_perform(curl);
         if (c != CURLE_OK)
-                ret = say(why, whylen, b.oom ? -ENOMEM : -EAGAIN, "The schema registry at %s did not answer: %s.",
+                ret = mcd_say(why, whylen, b.oom ? -ENOMEM : -EAGAIN, "The schema registry at %s did not answer: %s.",
                           r->url, curl_easy_strerror(c));
         else {
                 curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
@@ -203,7 +189,7 @@ static int status_error(struct mcd_registry *r, long status, const char *answer,
                 ret = -EAGAIN;
         else
                 ret = -EPROTO;
-        say(why, whylen, ret, "The schema registry at %s answered %ld to %s%s%s.", r->url, status, what,
+        mcd_say(why, whylen, ret, "The schema registry at %s answered %ld to %s%s%s.", r->url, status, what,
             msg ? ": " : "", msg ? msg : "");
         json_decref(j);
         return ret;
@@ -267,7 +253,7 @@ int mcd_registry_schema(struct mcd_registry *r, uint32_t id, char **json, char *
          * threads decoding a batch would each wait a timeout. */
         pthread_mutex_lock(&r->lock);
         if (mono_ms() < r->down_until)
-                ret = say(why, whylen, -EAGAIN, "%s", r->down_why);
+                ret = mcd_say(why, whylen, -EAGAIN, "%s", r->down_why);
         pthread_mutex_unlock(&r->lock);
         if (ret < 0)
                 return ret;
@@ -290,7 +276,7 @@ int mcd_registry_schema(struct mcd_registry *r, uint32_t id, char **json, char *
         free(answer);
         schema = json_string_value(json_object_get(j, "schema"));
         if (!schema)
-                ret = say(why, whylen, -EPROTO, "The schema registry at %s answered %s with no \"schema\" string.",
+                ret = mcd_say(why, whylen, -EPROTO, "The schema registry at %s answered %s with no \"schema\" string.",
                           r->url, what);
         else if (!(*json = strdup(schema)))
                 ret = -ENOMEM;
@@ -314,7 +300,7 @@ int mcd_registry_register(struct mcd_registry *r, const char *subject, const cha
         ret = snprintf(path, sizeof(path), "/subjects/%s/versions", esc);
         curl_free(esc);
         if (ret < 0 || (size_t)ret >= sizeof(path))
-                return say(why, whylen, -EINVAL, "The subject name \"%s\" is too long.", subject);
+                return mcd_say(why, whylen, -EINVAL, "The subject name \"%s\" is too long.", subject);
         snprintf(what, sizeof(what), "POST %s", path);
         j = json_pack("{ss}", "schema", schema_json);
         body = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -334,7 +320,7 @@ int mcd_registry_register(struct mcd_registry *r, const char *subject, const cha
         free(answer);
         v = json_integer_value(json_object_get(j, "id"));
         if (!json_is_integer(json_object_get(j, "id")) || v < 0 || v > (json_int_t)UINT32_MAX)
-                ret = say(why, whylen, -EPROTO, "The schema registry at %s answered %s with no valid \"id\".",
+                ret = mcd_say(why, whylen, -EPROTO, "The schema registry at %s answered %s with no valid \"id\".",
                           r->url, what);
         else {
                 *id = (uint32_t)v;

@@ -107,3 +107,14 @@ char *mcd_sb_take(struct mcd_strbuf *b) {
         *b = (struct mcd_strbuf){0};
         return p;
 }
+
+int mcd_say(char *why, size_t whylen, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (why && whylen) {
+                va_start(ap, fmt);
+                vsnprintf(why, whylen, fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}

@@ -24,3 +24,8 @@ void mcd_sb_json_string(struct mcd_strbuf *b, const char *s);
 /* The string (the caller frees it), or NULL after an allocation failure;
  * the buffer is left empty either way. */
 char *mcd_sb_take(struct mcd_strbuf *b);
+
+/* Writes one sentence, formatted, into why[whylen] (nothing when why is
+ * NULL) and returns r: for functions that return a negative errno and say
+ * why in a caller's buffer. */
+int mcd_say(char *why, size_t whylen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -93,8 +93,7 @@ failover_case() {  # failover_case NAME
         ok $? "$name: the Sentinels promoted the replica (port $REPLICA_PORT)"
         log="$TMP/$name.1.log"
         if [ "$name" = restart ]; then
-                "$MCD_BIN" lag -c "$TMP/$name.conf" > "$TMP/lag" 2>&1
-                ahead=$(awk '$3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 > $3' "$TMP/lag" | wc -l)
+                ahead=$(group_ahead "$TMP/$name.conf")
                 ok $([ "$ahead" -gt 0 ]; echo $?) \
                         "$name: the owner is gone, and the group's copy is ahead of Redis on $ahead partition side(s)"
                 diag < "$TMP/lag"

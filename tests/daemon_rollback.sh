@@ -87,8 +87,7 @@ rollback_case() {  # rollback_case NAME
         fi
         roll_back_redis
         if [ "$name" = gone ]; then
-                "$MCD_BIN" lag -c "$TMP/mcd.conf" > "$TMP/lag" 2>&1
-                ahead=$(awk '$3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 > $3' "$TMP/lag" | wc -l)
+                ahead=$(group_ahead "$TMP/mcd.conf")
                 ok $([ "$ahead" -gt 0 ]; echo $?) \
                         "$name: the owner is gone, and the group's copy is ahead of Redis on $ahead partition side(s)"
                 diag < "$TMP/lag"

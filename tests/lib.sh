@@ -296,3 +296,8 @@ stop_sentinels() {  # stop_sentinels: the processes of start_sentinels killed (f
 repl_offset() {  # repl_offset PORT: the replication offset the node on PORT has reached
         redis-cli -p "$1" info replication | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p'
 }
+
+group_ahead() {  # group_ahead CONFIG: partition sides where the group's copy is ahead of Redis (lag in $TMP/lag)
+        "$MCD_BIN" lag -c "$1" > "$TMP/lag" 2>&1
+        awk '$3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 > $3' "$TMP/lag" | wc -l
+}
