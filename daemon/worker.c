@@ -345,6 +345,9 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
                  str_differs(a->redis_sentinels, b->redis_sentinels) ||
                  str_differs(a->redis_master_name, b->redis_master_name) ||
                  a->redis_timeout_ms != b->redis_timeout_ms || str_differs(a->metrics_listen, b->metrics_listen) ||
+                 str_differs(a->registry_url, b->registry_url) ||
+                 str_differs(a->registry_basic_auth, b->registry_basic_auth) ||
+                 a->registry_timeout_ms != b->registry_timeout_ms || a->output_format != b->output_format ||
                  a->n_kafka != b->n_kafka;
 
         for (size_t i = 0; !d && i < a->n_kafka; i++)
@@ -356,10 +359,11 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
  * refused (each bad line logged) and the running configuration kept; a bad
  * schema folder is logged (the file named) and the writer schemas in use
  * kept.  The keys that shape the rules, batching and logging apply at once;
- * the others (Kafka, topics, Redis, metrics address) at the next start,
+ * the others (Kafka, topics, Redis, metrics address, the schema registry and
+ * the output framing) at the next start,
  * which is logged. */
 static void reload(struct worker *w) {
-        static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics"};
+        static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics", "schema_registry"};
         struct mcd_config fresh;
         char *errors = NULL;
         size_t errlen = 0;
@@ -428,8 +432,9 @@ static void reload(struct worker *w) {
                 mcd_config_rules(w->env.cfg, &w->ap.rules);
                 mcd_log_set_level(fresh.log_level);
                 if (differs)
-                        log_warning("reload: changes to %s.*, %s.*, %s.* or %s.* keys take effect at the next start",
-                                    restart_keys[0], restart_keys[1], restart_keys[2], restart_keys[3]);
+                        log_warning("reload: changes to %s.*, %s.*, %s.*, %s.*, %s.* or output.format keys take "
+                                    "effect at the next start", restart_keys[0], restart_keys[1], restart_keys[2],
+                                    restart_keys[3], restart_keys[4]);
                 log_notice("reloaded %s", w->env.cfg->path);
         }
         mcd_config_clear(&fresh);

@@ -181,6 +181,13 @@ ok $? "it is dead-lettered"
 ok $? "one dead letter, UNKNOWN_SCHEMA"
 cut -c1-300 "$TMP/dlq" | diag
 
+# A changed registry key on SIGHUP: applied at the next start, and said so.
+echo "schema_registry.timeout = 7s" >> "$TMP/mcd.conf"
+kill -HUP "$DAEMON_PID"
+wait_until 30 grep -q "reload: changes to .*schema_registry\.\* or output\.format keys take effect at the next start" \
+        "$TMP/daemon.log"
+ok $? "SIGHUP with schema_registry.timeout changed: logged as taking effect at the next start"
+
 kill -TERM "$DAEMON_PID"
 wait_until 20 sh -c "! kill -0 $DAEMON_PID"
 ok $? "daemon stops on SIGTERM"
