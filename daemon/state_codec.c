@@ -22,6 +22,7 @@
  * left over: the bytes come from Redis or Kafka and are not trusted. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,13 +206,37 @@ static size_t get_count(struct reader *r, const char *what, size_t min_size) {
         return (size_t)n;
 }
 
-/* A string of n bytes with no NUL among them; NULL after an error. */
+/* True when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong form, no
+ * surrogate, nothing past U+10FFFF), as jansson requires of every string it
+ * writes: a state read here is printed as JSON (state, whatif). */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+        for (size_t i = 0; i < n;) {
+                unsigned c = s[i], len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                                                     : (c & 0xf8) == 0xf0 ? 4 : 0;
+                uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+                if (len == 0 || i + len > n)
+                        return false;
+                for (unsigned k = 1; k < len; k++) {
+                        if ((s[i + k] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (s[i + k] & 0x3f);
+                }
+                if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+/* A string of n bytes of UTF-8 with no NUL among them; NULL after an
+ * error. */
 static char *get_bytes(struct reader *r, int64_t n, const char *what) {
         char *s;
 
         if (r->err)
                 return NULL;
-        if (n < 0 || n > r->end - r->p || memchr(r->p, '\0', (size_t)n)) {
+        if (n < 0 || n > r->end - r->p || memchr(r->p, '\0', (size_t)n) || !utf8_valid(r->p, (size_t)n)) {
                 bad(r, what);
                 return NULL;
         }
