@@ -17,7 +17,7 @@
  *   P redo:<partition>     hash {marks, rel, sub}: the partition was rebuilt from
  *                          the changelog and is re-processed up to input offsets
  *                          rel/sub; outputs already published may lie on the
- *                          output topics from marks on (worker.c, redo_check)
+ *                          output topics from marks on (restore.c, redo_check)
  *
  * One batch = one atomic Lua script (mcd_store_commit): it checks that meta
  * exists and that every partition's generation is still ours, then writes the
@@ -91,7 +91,7 @@ struct mcd_store_partition {
         const size_t *frame_lens;
         size_t n_frames;
         size_t trim;                 /* drop this many frames from the outbox head first */
-        const char *marks;           /* output-topic marks to store (worker.c), NULL: leave */
+        const char *marks;           /* output-topic marks to store (publish.c marks_format), NULL: leave */
 };
 
 struct mcd_store_batch {
