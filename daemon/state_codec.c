@@ -255,7 +255,10 @@ static char *get_str(struct reader *r, const char *what) {
 
 static char *get_nstr(struct reader *r, const char *what) {
         int64_t n = get_long(r, what);
-        return n == 0 || r->err ? NULL : get_bytes(r, n - 1, what);
+
+        if (n < 0)
+                bad(r, what);
+        return n <= 0 || r->err ? NULL : get_bytes(r, n - 1, what);
 }
 
 static void get_sub(struct reader *r, struct mcd_subscription *s) {
@@ -322,11 +325,14 @@ static void read_parked(struct reader *r, struct mcd_customer *c) {
 
         for (size_t i = 0; i < n && !r->err; i++) {
                 struct mcd_event ev = {0};
+                const char *why;
                 int64_t deadline = get_long(r, "deadline");
                 get_event(r, &ev);
                 ev.customer_id = r->err ? NULL : strdup(c->customer_id);
                 if (!r->err && !ev.customer_id)
                         r->err = -ENOMEM;
+                if (!r->err && mcd_event_validate(&ev, &why) < 0)
+                        bad(r, "parked event");         /* the fields its type requires */
                 if (!r->err && mcd_customer_add_parked(c, &ev, deadline) < 0)
                         r->err = -ENOMEM;
                 mcd_event_clear(&ev);

@@ -90,10 +90,10 @@ awk '$5 != $6' "$TMP/last" | diag
 ok $? "... and Redis holds the same offsets"
 
 # ---- never ahead of Redis -------------------------------------------------------
-# Redis holding nothing ("-") resumes at the partition's beginning, 0 here:
+# Redis holding nothing ("-" or -1) resumes at the partition's beginning, 0 here:
 # the copy a pair sends before its first batch (its first offsets, with
 # where its outputs begin: tasks.c send_origin) says 0, and is not ahead.
-awk '$4 != "-" && ($5 == "-" ? $4 + 0 > 0 : $4 + 0 > $5 + 0)' "$TMP/samples" > "$TMP/ahead"
+awk '{ redis = ($5 == "-" || $5 + 0 < 0) ? 0 : $5 + 0 } $4 != "-" && $4 + 0 > redis' "$TMP/samples" > "$TMP/ahead"
 head -5 "$TMP/ahead" | sed 's/^/ahead: /' | diag
 n_rows=$(wc -l < "$TMP/samples")
 n_before=$(awk '$1 == "before"' "$TMP/samples" | wc -l)
