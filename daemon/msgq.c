@@ -21,34 +21,34 @@ struct inmsg *inmsg_copy(const rd_kafka_message_t *m, int64_t arrived) {
         return c;
 }
 
+/* Doubles the queue's room (256 at first).  0 or -ENOMEM (q unchanged). */
+static int q_grow(struct msgq *q) {
+        size_t cap = q->cap ? q->cap * 2 : 256;
+        struct inmsg **v = realloc(q->v, cap * sizeof(*v));
+
+        if (!v)
+                return -ENOMEM;
+        q->v = v;
+        q->cap = cap;
+        return 0;
+}
+
 int q_push(struct msgq *q, struct inmsg *m) {
         if (q->head > 0 && q->tail == q->cap) {
                 memmove(q->v, q->v + q->head, q_len(q) * sizeof(*q->v));
                 q->tail -= q->head;
                 q->head = 0;
         }
-        if (q->tail == q->cap) {
-                size_t cap = q->cap ? q->cap * 2 : 256;
-                struct inmsg **v = realloc(q->v, cap * sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                q->v = v;
-                q->cap = cap;
-        }
+        if (q->tail == q->cap && q_grow(q) < 0)
+                return -ENOMEM;
         q->v[q->tail++] = m;
         return 0;
 }
 
 int q_unshift(struct msgq *q, struct inmsg *m) {
         if (q->head == 0) {
-                if (q->tail == q->cap) {
-                        size_t cap = q->cap ? q->cap * 2 : 256;
-                        struct inmsg **v = realloc(q->v, cap * sizeof(*v));
-                        if (!v)
-                                return -ENOMEM;
-                        q->v = v;
-                        q->cap = cap;
-                }
+                if (q->tail == q->cap && q_grow(q) < 0)
+                        return -ENOMEM;
                 memmove(q->v + 1, q->v, q->tail * sizeof(*q->v));
                 q->head++;
                 q->tail++;
