@@ -160,9 +160,8 @@ static int validate_cancelled(const struct mcd_event *ev, const char **why) {
         return 0;
 }
 
-/* The range ISO-8601 timestamps can spell: 0000-01-01 .. 9999-12-31. */
 static bool time_in_range(mcd_time_t t) {
-        return t >= -62167219200000LL && t <= 253402300799999LL;
+        return t >= MCD_TIME_MIN && t <= MCD_TIME_MAX;
 }
 
 static bool id_too_long(const char *id) {

@@ -17,6 +17,10 @@
 /* Milliseconds since the Unix epoch, UTC (Avro timestamp-millis). */
 typedef int64_t mcd_time_t;
 
+/* The range an ISO-8601 timestamp can spell: 0000-01-01 .. 9999-12-31. */
+#define MCD_TIME_MIN (-62167219200000LL)
+#define MCD_TIME_MAX 253402300799999LL
+
 enum mcd_cloud { MCD_CLOUD_COMMERCIAL, MCD_CLOUD_US_GOVERNMENT, MCD_CLOUD__COUNT };
 
 enum mcd_customer_state {

@@ -37,10 +37,10 @@ char *mcd_time_format(mcd_time_t t, char buf[static MCD_TIME_BUFSZ]) {
         int64_t days;
 
         /* Clamp to what the format can spell, so the text always parses. */
-        if (t < -62167219200000LL)
-                t = -62167219200000LL;
-        if (t > 253402300799999LL)
-                t = 253402300799999LL;
+        if (t < MCD_TIME_MIN)
+                t = MCD_TIME_MIN;
+        if (t > MCD_TIME_MAX)
+                t = MCD_TIME_MAX;
         days = floor_div(t, 86400000);
         int64_t ms = t - days * 86400000;
         int64_t y;

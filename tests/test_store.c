@@ -523,7 +523,7 @@ static void test_codec_worst_case(void) {
                 free(offer);
         }
         for (size_t i = 0; i < cfg.max_parked; i++) {
-                struct mcd_event ev = {.type = MCD_EV_CSP_SUBSCRIPTION_CREATED, .occurred_at = INT64_MAX / 2,
+                struct mcd_event ev = {.type = MCD_EV_CSP_SUBSCRIPTION_CREATED, .occurred_at = MCD_TIME_MAX,
                                        .customer_id = id};
                 ev.event_id = id_of('e', (int)i);
                 ev.partner_id = id_of('p', (int)i);
