@@ -279,7 +279,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
         if (r < 0 || !found)
                 return r;
         if (!unreadable)
-                log_notice("partition %" PRId32 ": re-processing after a rebuild not known done (offsets %" PRId64
+                log_notice("partition %" PRId32 ": re-processing after a rebuild or a rollback not known done (offsets %" PRId64
                            "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                            p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         r = collect_published_after(rs->pub, marks);

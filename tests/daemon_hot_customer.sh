@@ -17,7 +17,7 @@ SEEN=${MCD_HOT_SEEN_IDS:-10000}
 T0=1924992000000                # 2031-01-01: no timer falls due by the wall clock
 start_services 2 "limits.seen_ids = $SEEN"
 
-"$MCD_BUILDDIR/tests/gen_events" -H "$HOT" -T "$T0" > "$TMP/hot.jsonl"
+gen_events -H "$HOT" -T "$T0" > "$TMP/hot.jsonl"
 future_stream 3 600 40 "$TMP/others.jsonl"
 sort_by_time < "$TMP/hot.jsonl" > "$TMP/hot.sorted"
 cat "$TMP/hot.sorted" "$TMP/others.jsonl" | sort_by_time > "$TMP/in.jsonl"

@@ -188,7 +188,7 @@ reprocess_case() {  # reprocess_case mid|end|twice
         start_daemon "$TMP/mcd.conf" "$TMP/re3.log"
         wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
         ok $? "re-process $1: daemon 3 publishes the rest"
-        grep -q -e "re-processing after a rebuild not known done" -e "restored .* from the changelog" "$TMP/re3.log"
+        grep -q -e "re-processing after a rebuild or a rollback not known done" -e "restored .* from the changelog" "$TMP/re3.log"
         ok $? "re-process $1: daemon 3 looked the published outputs up again"
         wait_until 30 redo_gone
         ok $? "re-process $1: daemon 3 dropped the re-processing record once past it"

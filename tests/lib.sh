@@ -206,20 +206,36 @@ sort_by_time() {  # JSON lines in occurred_at order, a relationship first on a t
                 sort -s -t "$(printf '\t')" -k1,2 | cut -f3-
 }
 
+# gen_events ARGS...: tests/gen_events, which only `make check` builds; a
+# test run by hand without it would pass on empty streams, so it stops the
+# test here (gen_events_built: also before a pipeline, where exit would only
+# leave the pipeline's subshell).
+gen_events_built() {
+        [ -x "$MCD_BUILDDIR/tests/gen_events" ] && return 0
+        echo "Bail out! $MCD_BUILDDIR/tests/gen_events is missing: build it with 'make check TESTS='"
+        exit 99
+}
+gen_events() {
+        gen_events_built
+        "$MCD_BUILDDIR/tests/gen_events" "$@"
+}
+
 # future_stream SEED N CUSTOMERS FILE: gen_events' events of January 2031
 # (no timer falls due by the wall clock during a test: an idle daemon fires
 # due timers by the wall clock, replay only in stream time), in timestamp
 # order, each customer's stream ended by a "tick" on 2031-02-01 so that what
 # falls due in stream time fires in replay and in the daemon alike.
 future_stream() {
-        "$MCD_BUILDDIR/tests/gen_events" -s "$1" -n "$2" -c "$3" -T 1924992000000 | sort_by_time > "$4"
+        gen_events_built
+        gen_events -s "$1" -n "$2" -c "$3" -T 1924992000000 | sort_by_time > "$4"
         sed 's/.*"customer_id":"\([^"]*\)".*/\1/' "$4" | sort -u |
                 sed 's/.*/{"event_id":"tick-&","occurred_at":"2031-02-01T00:00:00.000Z","customer_id":"&","cloud":"COMMERCIAL","type":"SubscriptionTermEnded","subscription_id":"tick"}/' \
                 >> "$4"
 }
 
 current_stream() {  # current_stream SEED N CUSTOMERS FILE: gen_events' events (up to about now), in timestamp order
-        "$MCD_BUILDDIR/tests/gen_events" -s "$1" -n "$2" -c "$3" | sort_by_time > "$4"
+        gen_events_built
+        gen_events -s "$1" -n "$2" -c "$3" | sort_by_time > "$4"
 }
 
 utc_now() {  # the current time in the events' form

@@ -5,7 +5,7 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 for seed in 1 2 3 4 5; do
-        "$MCD_BUILDDIR/tests/gen_events" -s $seed -n 6000 -c $((seed * 150)) > "$TMP/in.jsonl"
+        gen_events -s $seed -n 6000 -c $((seed * 150)) > "$TMP/in.jsonl"
         $MCD replay --now 2030-01-01T00:00:00.000Z "$TMP/in.jsonl" > "$TMP/a" 2> "$TMP/err"
         ok $? "seed $seed: replay of 6000 events exits 0"
         diag < "$TMP/err"
