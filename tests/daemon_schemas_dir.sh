@@ -51,12 +51,8 @@ ok $? "check-config accepts a schemas.dir that does not exist (no schema there)"
 grep -q "warning: schemas.dir .*does not exist" "$TMP/cc.out"; ok $? "with a warning"
 
 # ---- the streams ---------------------------------------------------------------
-cat > "$TMP/part1.jsonl" <<'EOF'
-{"event_id": "p1-a1", "occurred_at": "2026-03-01T09:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
-{"event_id": "p1-b1", "occurred_at": "2026-03-01T09:30:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "SubscriptionReported", "subscription_id": "azure-b", "offer_name": "Azure plan", "billing": "USAGE_BASED", "channel": "EA"}
-{"event_id": "p1-a2", "occurred_at": "2026-03-01T10:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "SubscriptionReported", "subscription_id": "sub-a", "offer_name": "Microsoft 365 E3", "billing": "LICENSE_BASED", "channel": "EA", "term_end": "2026-06-30T23:59:59.000Z"}
-{"event_id": "p1-b2", "occurred_at": "2026-03-01T11:00:00.000Z", "customer_id": "cust-bravo", "cloud": "COMMERCIAL", "type": "RelationshipRequested", "partner_id": "partner-fabrikam"}
-EOF
+# cust-alpha and cust-bravo on their first day (v1, the reader schema).
+cp "$MCD_SRCDIR/tests/fixtures/march_first_day.jsonl" "$TMP/part1.jsonl"
 # Written with v2 before the daemon knows it: dead letters.
 cat > "$TMP/part2.jsonl" <<'EOF'
 {"event_id": "p2-a3", "occurred_at": "2026-03-02T08:00:00.000Z", "customer_id": "cust-alpha", "cloud": "COMMERCIAL", "type": "RelationshipAccepted", "partner_id": "partner-fabrikam"}
