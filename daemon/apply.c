@@ -136,7 +136,7 @@ static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t
 static int dead_letter_frame(struct applier *ap, struct batch *b, size_t pi, const struct item *it) {
         char id[512], part[16], off[24];
         const char *topic = topic_of(ap->in, it->topic);
-        struct mcd_frame f = {.kind = MCD_FRAME_DEAD_LETTER};
+        struct mcd_frame f = {.kind = MCD_FRAME_DEAD_LETTER, .timestamp = it->m->timestamp > 0 ? it->m->timestamp : 0};
 
         snprintf(id, sizeof(id), "dlq:%s:%" PRId32 ":%" PRId64, topic, it->m->partition, it->m->offset);
         snprintf(part, sizeof(part), "%" PRId32, it->m->partition);

@@ -5,13 +5,15 @@
  * DESIGN: the dead-letter topic is read from its start to its end offsets as
  * they are when the command starts (letters dead-lettered meanwhile wait for
  * the next run).  A letter is selected by its `error` header (--error) and
- * its record's timestamp, the time it was dead-lettered (--since inclusive,
- * --until exclusive).  Its key and value are the input message's, as
+ * its record's timestamp (--since inclusive, --until exclusive): the input
+ * message's, which the letter keeps (letters of earlier releases: the time
+ * they were dead-lettered).  Its key and value are the input message's, as
  * received (CONTRACT.md "Bad input"); its headers source_topic,
  * source_partition and source_offset say where that message is.  The letter
- * does not carry the message's timestamp, so the message is read back from
- * its source (a reader that moves forward through nearby offsets and seeks
- * for far ones): its timestamp and headers are sent again with the key and
+ * does not carry the message's headers (nor, in earlier releases, its
+ * timestamp), so the message is read back from its source (a reader that
+ * moves forward through nearby offsets and seeks for far ones): its
+ * timestamp and headers are sent again with the key and
  * value, to the same topic and partition.  A source record no longer on its
  * topic (retention) is sent with the letter's own timestamp, and counted.
  * Each message sent carries the header multichanneld.redrive.from =

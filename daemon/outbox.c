@@ -22,7 +22,7 @@ static void put_u(struct wbuf *w, uint64_t v, int bytes) {
 }
 
 int mcd_frame_encode(const struct mcd_frame *f, void **buf, size_t *len) {
-        size_t size = 2 + 4 + f->id_len + 4 + f->key_len + 4 + f->value_len + 2;
+        size_t size = 2 + (f->timestamp ? 8 : 0) + 4 + f->id_len + 4 + f->key_len + 4 + f->value_len + 2;
         struct wbuf w;
 
         if (f->n_headers > MCD_FRAME_MAX_HEADERS)
@@ -36,8 +36,10 @@ int mcd_frame_encode(const struct mcd_frame *f, void **buf, size_t *len) {
         if (!w.p)
                 return -ENOMEM;
         w.n = 0;
-        put_u(&w, 1, 1);
+        put_u(&w, f->timestamp ? 2 : 1, 1);
         put_u(&w, (uint8_t)f->kind, 1);
+        if (f->timestamp)
+                put_u(&w, (uint64_t)f->timestamp, 8);
         put_u(&w, f->id_len, 4);
         put(&w, f->id, f->id_len);
         put_u(&w, f->key_len, 4);
@@ -83,17 +85,19 @@ static int get_bytes(struct rbuf *r, int len_bytes, const void **out, size_t *le
 
 int mcd_frame_decode(const void *buf, size_t len, struct mcd_frame *f, char names[][64]) {
         struct rbuf r = {buf, len, 0};
-        uint64_t version, kind, nh;
+        uint64_t version, kind, ts = 0, nh;
         const void *id;
 
         memset(f, 0, sizeof(*f));
-        if (get_u(&r, 1, &version) < 0 || version != 1 || get_u(&r, 1, &kind) < 0 ||
+        if (get_u(&r, 1, &version) < 0 || (version != 1 && version != 2) || get_u(&r, 1, &kind) < 0 ||
             (kind != MCD_FRAME_OUTCOME && kind != MCD_FRAME_DEAD_LETTER) ||
+            (version == 2 && get_u(&r, 8, &ts) < 0) ||
             get_bytes(&r, 4, &id, &f->id_len) < 0 || get_bytes(&r, 4, &f->key, &f->key_len) < 0 ||
             get_bytes(&r, 4, &f->value, &f->value_len) < 0 || get_u(&r, 2, &nh) < 0 ||
             nh > MCD_FRAME_MAX_HEADERS)
                 return -EBADMSG;
         f->kind = (enum mcd_frame_kind)kind;
+        f->timestamp = (int64_t)ts;
         f->id = id;
         for (size_t i = 0; i < nh; i++) {
                 const void *name;

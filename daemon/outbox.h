@@ -8,9 +8,12 @@
  * header "mcd.id", so that after a crash the frames already on a topic are
  * recognised and not produced twice.
  *
- * Wire form (all integers big-endian): u8 version=1, u8 kind, u32 id length,
- * id, u32 key length, key, u32 value length, value, u16 header count, then per
- * header: u16 name length, name, u32 value length, value. */
+ * Wire form (all integers big-endian): u8 version, u8 kind, in version 2 an
+ * i64 Kafka timestamp (ms), u32 id length, id, u32 key length, key, u32
+ * value length, value, u16 header count, then per header: u16 name length,
+ * name, u32 value length, value.  A frame with no timestamp of its own is
+ * written as version 1 (as every frame was before dead letters kept their
+ * input's timestamp), so an older daemon still reads outcomes' frames. */
 #ifndef MCD_OUTBOX_H
 #define MCD_OUTBOX_H
 
@@ -34,6 +37,7 @@ struct mcd_frame_header {
 /* A decoded frame borrows from the buffer it was decoded from. */
 struct mcd_frame {
         enum mcd_frame_kind kind;
+        int64_t timestamp;           /* Kafka timestamp to produce with, ms; 0: the producer's clock */
         const char *id;
         size_t id_len;
         const void *key;

@@ -226,8 +226,8 @@ static int produce_frame(struct publisher *pub, struct pending *pf) {
         topic = f.kind == MCD_FRAME_OUTCOME ? pub->env->cfg->topic_outcomes : pub->env->cfg->topic_dlq;
         err = rd_kafka_producev(pub->env->producer, RD_KAFKA_V_TOPIC(topic),
                                 RD_KAFKA_V_KEY(f.key, f.key_len), RD_KAFKA_V_VALUE((void *)f.value, f.value_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-                                RD_KAFKA_V_OPAQUE(pf), RD_KAFKA_V_END);
+                                RD_KAFKA_V_TIMESTAMP(f.timestamp), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(pf), RD_KAFKA_V_END);
         if (err) {
                 rd_kafka_headers_destroy(h);
                 pub->env->st.kafka_errors++;

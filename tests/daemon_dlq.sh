@@ -159,7 +159,7 @@ cmp -s "$TMP/dlq.want.sorted" "$TMP/dlq.got"
 ok $? "the dead-letter topic holds exactly the $n_bad bad messages, each once ($(wc -l < "$TMP/dlq.raw") dead letters)"
 sed -n 's/.*"error_message":"\(\([^"\\]\|\\.\)*\)".*/\1/p' "$TMP/dlq.raw" | sort | uniq -c | diag
 # The values byte for byte, found by their source headers.
-"$PRODUCE" -b "$BOOTSTRAP" -t partnercenter.multichannel.dlq.v1 -d > "$TMP/dlq.dump" 2> "$TMP/dump.err"
+"$PRODUCE" -b "$BOOTSTRAP" -t partnercenter.multichannel.dlq.v1 -d -T > "$TMP/dlq.dump" 2> "$TMP/dump.err"
 ok $? "produce_raw -d reads the dead-letter topic"
 head -20 "$TMP/dump.err" | diag
 awk -F '\t' -v OFS='\t' '{
@@ -174,6 +174,19 @@ awk -F '\t' -v OFS='\t' '{
 sort "$TMP/bytes.want" | diff - "$TMP/bytes.got" | diag
 sort "$TMP/bytes.want" | cmp -s - "$TMP/bytes.got"
 ok $? "each dead letter's key and value are the bad message's, byte for byte"
+# Unchanged includes the timestamp: each letter's is its input's.
+for t in "$REL" "$SUB"; do "$PRODUCE" -b "$BOOTSTRAP" -t "$t" -d -T; done > "$TMP/in.dump" 2>> "$TMP/dump.err"
+n_ts=$(awk -F '\t' '
+        function field(name,   i) {
+                for (i = 6; i <= NF; i++) if (index($i, name "=") == 1) return substr($i, length(name) + 2)
+                return "?"
+        }
+        NR == FNR { ts[$1 FS $2 FS $3] = field("@timestamp"); next }
+        { src = field("source_topic") FS field("source_partition") FS field("source_offset") }
+        (src in ts) && ts[src] == field("@timestamp") && ts[src] > 0 { n++ }
+        END { print n + 0 }' "$TMP/in.dump" "$TMP/dlq.dump")
+[ "$n_ts" -eq "$n_bad" ]
+ok $? "each dead letter keeps its input's Kafka timestamp ($n_ts of $n_bad)"
 
 # Outcomes: exactly replay's for the good events alone.
 "$MCD_BIN" tail -c "$TMP/mcd.conf" --exit-at-end > "$TMP/got.raw" 2>> "$TMP/tail.err"

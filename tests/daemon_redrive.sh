@@ -8,7 +8,7 @@
 # or, for the third, another message (the redrive falls back to the letter's
 # own timestamp).
 #   - redrive --dry-run counts every letter by code and sends nothing;
-#     --since/--until select by the time a letter was written;
+#     --since/--until select by a letter's record timestamp;
 #   - redrive --error BAD_MAGIC sends the two back, to their partition, value
 #     byte for byte, each naming its letter (multichanneld.redrive.from), and
 #     they are dead-lettered again: two more letters;
@@ -124,7 +124,7 @@ ok $? "dry run --error BAD_MAGIC selects the 2 BAD_MAGIC letters"
 redrive dry_time --dry-run --since 2040-01-01T00:00:00.000Z
 redrive dry_time2 --dry-run --until 2020-01-01T00:00:00.000Z
 [ "$(row dry_time total)" = "7 0 0" ] && [ "$(row dry_time2 total)" = "7 0 0" ]
-ok $? "--since and --until select by the time a letter was written"
+ok $? "--since and --until select by the letter's timestamp"
 sleep 2
 [ "$(count_dlq)" -eq "$n_dlq" ] && [ "$(count_topic "$REL")" -eq "$n_rel" ] && [ "$(count_topic "$SUB")" -eq "$n_sub" ]
 ok $? "dry runs sent nothing (input topics and dead-letter topic unchanged)"

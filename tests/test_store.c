@@ -21,6 +21,7 @@
 #include <hiredis.h>
 #include <jansson.h>
 
+#include "daemon/outbox.h"
 #include "daemon/parallel.h"
 #include "daemon/state_codec.h"
 #include "daemon/state_json.h"
@@ -1089,6 +1090,31 @@ static void test_store_unreachable(int port) {
         mcd_store_free(s);
 }
 
+/* Outbox frames: one without a timestamp is written as version 1, as
+ * before; a dead letter's input timestamp makes it version 2, read back. */
+static void test_frames(void) {
+        struct mcd_frame f = {.kind = MCD_FRAME_DEAD_LETTER, .id = "dlq:t:0:7", .id_len = 9, .key = "c-1",
+                              .key_len = 3, .value = "\xc3\x01", .value_len = 2, .n_headers = 1},
+                         back;
+        char names[MCD_FRAME_MAX_HEADERS][64];
+        void *buf = NULL;
+        size_t len = 0;
+
+        f.headers[0] = (struct mcd_frame_header){"error", "BAD_MAGIC", 9};
+        is_int(mcd_frame_encode(&f, &buf, &len), 0, "frame: encoded without a timestamp");
+        ok(len > 0 && ((unsigned char *)buf)[0] == 1, "frame: without a timestamp, version 1");
+        free(buf);
+        f.timestamp = 1772395200000;
+        is_int(mcd_frame_encode(&f, &buf, &len), 0, "frame: encoded with its input's timestamp");
+        ok(((unsigned char *)buf)[0] == 2, "frame: with a timestamp, version 2");
+        is_int(mcd_frame_decode(buf, len, &back, names), 0, "frame: version 2 decoded");
+        ok(back.timestamp == f.timestamp && back.kind == f.kind && back.key_len == 3 && back.n_headers == 1 &&
+                   !strcmp(back.headers[0].name, "error") && back.value_len == 2,
+           "frame: its timestamp, kind, key, value and headers read back");
+        is_int(mcd_frame_decode(buf, 6, &back, names), -EBADMSG, "frame: a cut timestamp is refused");
+        free(buf);
+}
+
 int main(void) {
         struct srv sv = {0};
 
@@ -1099,6 +1125,7 @@ int main(void) {
         test_codec_roundtrip();
         test_codec_legacy();
         test_codec_worst_case();
+        test_frames();
 
         sv.port = srv_free_port();
         if (!ok(srv_mkdtemp(top, sizeof(top), "test_store") == 0 && sv.port > 0, "temporary directory and port %d",
