@@ -3,9 +3,13 @@
  * The client side of Sentinel's protocol as its documentation for clients
  * describes it: ask the Sentinels in turn for the master's address, connect
  * to it, and check with ROLE that it is a master (the store does the last
- * two).  No connection to a Sentinel is kept: a question is asked at each
- * (re)connection to Redis, which follows every connection error. */
+ * two).  A question is asked at each (re)connection to Redis, which follows
+ * every connection error; and one connection to a Sentinel is kept,
+ * subscribed to +switch-master, so that a failover is followed when it is
+ * announced rather than at the next error (a demoted master may go on
+ * answering reads). */
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,4 +187,82 @@ int mcd_sentinel_role_is_master(const struct redisReply *reply, char *role, size
                 return -EBADMSG;
         snprintf(role, rolelen, "%.*s", (int)first->len, first->str);
         return strcmp(role, "master") == 0;
+}
+
+/* -------------------------------------------------------- +switch-master -- */
+
+struct mcd_sentinel_watch {
+        redisContext *c;             /* subscribed; read only when poll() says it is readable */
+};
+
+int mcd_sentinel_watch_open(const struct mcd_hostport *sentinel, int timeout_ms, struct mcd_sentinel_watch **out,
+                            char *why, size_t whylen) {
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+        struct mcd_sentinel_watch *w = calloc(1, sizeof(*w));
+        redisReply *reply = NULL;
+        int r = 0;
+
+        *out = NULL;
+        if (!w || !(w->c = redisConnectWithTimeout(sentinel->host, sentinel->port, tv))) {
+                free(w);
+                return why_set(why, whylen, -ENOMEM, "%s", "out of memory");
+        }
+        if (w->c->err || redisSetTimeout(w->c, tv) != REDIS_OK)
+                r = why_set(why, whylen, -EIO, "%s", w->c->errstr[0] ? w->c->errstr : "cannot connect");
+        else if (!(reply = redisCommand(w->c, "SUBSCRIBE +switch-master")))
+                r = why_set(why, whylen, -EIO, "%s", w->c->errstr[0] ? w->c->errstr : "no answer");
+        else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+                r = why_set(why, whylen, -EIO, "%s", "refused SUBSCRIBE +switch-master");
+        if (reply)
+                freeReplyObject(reply);
+        if (r < 0) {
+                mcd_sentinel_watch_free(w);
+                return r;
+        }
+        *out = w;
+        return 0;
+}
+
+/* A +switch-master message's payload, "<name> <old ip> <old port> <new ip>
+ * <new port>": 1 with *master when it names `name`, else 0. */
+static int switch_of_message(const redisReply *m, const char *name, struct mcd_hostport *master) {
+        char n[256], host[MCD_HOST_MAX], port[8], text[600];
+        const redisReply *payload;
+
+        if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 || m->element[2]->type != REDIS_REPLY_STRING)
+                return 0;
+        payload = m->element[2];
+        if (payload->len >= sizeof(text))
+                return 0;
+        memcpy(text, payload->str, payload->len);
+        text[payload->len] = '\0';
+        if (sscanf(text, "%255s %*s %*s %255s %7s", n, host, port) != 3 || strcmp(n, name) != 0 ||
+            parse_port(port, strlen(port), &master->port) < 0)
+                return 0;
+        snprintf(master->host, sizeof(master->host), "%s", host);
+        return 1;
+}
+
+int mcd_sentinel_watch_poll(struct mcd_sentinel_watch *w, const char *name, struct mcd_hostport *master) {
+        struct pollfd p = {.fd = w->c->fd, .events = POLLIN};
+        void *reply;
+        int moved = 0;
+
+        if (w->c->err)
+                return -EIO;
+        if (poll(&p, 1, 0) > 0 && redisBufferRead(w->c) != REDIS_OK)
+                return -EIO;    /* a readable socket never blocks this one read(); 0 bytes is the end */
+        while (redisGetReplyFromReader(w->c, &reply) == REDIS_OK && reply) {
+                moved |= switch_of_message(reply, name, master);
+                freeReplyObject(reply);
+        }
+        return w->c->err ? -EIO : moved;
+}
+
+void mcd_sentinel_watch_free(struct mcd_sentinel_watch *w) {
+        if (!w)
+                return;
+        if (w->c)
+                redisFree(w->c);
+        free(w);
 }

@@ -37,6 +37,25 @@ const char *mcd_hostport_str(const struct mcd_hostport *a, char *buf, size_t len
 int mcd_sentinel_master(const struct mcd_hostport *sentinels, size_t n, const char *name, int timeout_ms,
                         struct mcd_hostport *master, size_t *by, mcd_sentinel_note_fn *note, void *ctx);
 
+/* ---- +switch-master: a subscription to one Sentinel's announcements */
+
+struct mcd_sentinel_watch;
+
+/* Subscribes to +switch-master on one Sentinel (blocking, timeout_ms to
+ * connect and again for the answer).  0 with *out, -EIO with why[] set, or
+ * -ENOMEM. */
+int mcd_sentinel_watch_open(const struct mcd_hostport *sentinel, int timeout_ms, struct mcd_sentinel_watch **out,
+                            char *why, size_t whylen);
+
+/* Reads what the Sentinel announced since the last call, without blocking.
+ * 1 when it announced that master `name` moved (*master is the new
+ * address, the last one if several came), 0 when nothing for it came, -EIO
+ * when the subscription is lost (free it; open another later). */
+int mcd_sentinel_watch_poll(struct mcd_sentinel_watch *w, const char *name, struct mcd_hostport *master);
+
+/* Closes the subscription.  Accepts NULL. */
+void mcd_sentinel_watch_free(struct mcd_sentinel_watch *w);
+
 /* Does a ROLE reply say "master"?  1 yes, 0 no, with role[] what it says
  * ("slave", "sentinel"); -EBADMSG when it is no ROLE reply (an error reply
  * among them). */

@@ -500,6 +500,7 @@ void mcd_store_free(struct mcd_store *s) {
         if (!s)
                 return;
         store_disconnect(s);
+        mcd_sentinel_watch_free(s->watch);
         free(s->sentinels);
         free(s->master_name);
         free(s->host);
@@ -522,6 +523,54 @@ static int64_t monotonic_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Subscribes to the next Sentinel in turn, unless an attempt failed less
+ * than watch_backoff_ms ago. */
+static void watch_open(struct mcd_store *s) {
+        const struct mcd_hostport *sn = &s->sentinels[s->watch_next++ % s->n_sentinels];
+        char why[256], addr[MCD_HOST_MAX + 8];
+        int64_t now = monotonic_us();
+
+        if (now < s->watch_retry_us)
+                return;
+        if (mcd_sentinel_watch_open(sn, s->timeout_ms, &s->watch, why, sizeof(why)) == 0) {
+                s->watch_backoff_ms = 0;
+                notef(s, LOG_INFO, "Redis Sentinel %s: following +switch-master", mcd_hostport_str(sn, addr, sizeof(addr)));
+                return;
+        }
+        s->watch_backoff_ms = s->watch_backoff_ms ? s->watch_backoff_ms * 2 : 1000;
+        if (s->watch_backoff_ms > 30000)
+                s->watch_backoff_ms = 30000;
+        s->watch_retry_us = now + (int64_t)s->watch_backoff_ms * 1000;
+        notef(s, LOG_WARNING, "Redis Sentinel %s: cannot subscribe to +switch-master (%s); trying again in %d ms",
+              mcd_hostport_str(sn, addr, sizeof(addr)), why, s->watch_backoff_ms);
+}
+
+int mcd_store_follow_master(struct mcd_store *s) {
+        struct mcd_hostport master;
+        char addr[MCD_HOST_MAX + 8];
+        int r;
+
+        if (!s->sentinels)
+                return 0;
+        if (!s->watch)
+                watch_open(s);
+        if (!s->watch)
+                return 0;
+        r = mcd_sentinel_watch_poll(s->watch, s->master_name, &master);
+        if (r < 0) {
+                notef(s, LOG_WARNING, "Redis Sentinel: the +switch-master subscription was lost; subscribing again");
+                mcd_sentinel_watch_free(s->watch);
+                s->watch = NULL;
+                return 0;
+        }
+        if (r == 0 || (s->ctx && strcmp(master.host, s->node.host) == 0 && master.port == s->node.port))
+                return 0;
+        notef(s, LOG_NOTICE, "Redis Sentinel announced +switch-master: master %s is at %s now; reconnecting",
+              s->master_name, mcd_hostport_str(&master, addr, sizeof(addr)));
+        store_disconnect(s);
+        return 1;
 }
 
 void mcd_store_set_parallel(struct mcd_store *s, struct mcd_par *par) {

@@ -123,6 +123,16 @@ struct mcd_par;
  * caller's). */
 void mcd_store_set_parallel(struct mcd_store *s, struct mcd_par *par);
 
+/* Follows a failover the Sentinels announce: with redis.sentinels set,
+ * keeps a subscription to +switch-master on one of them (opened here, again
+ * after a loss, at most every 1 to 30 s, one Sentinel per attempt) and
+ * reads it without blocking.  When master_name moved to another address,
+ * the connection is dropped (the next call asks the Sentinels where the
+ * master is) and 1 is returned; else 0.  Never fails: a Sentinel that
+ * cannot be subscribed to is noted, and the next error still leads to the
+ * new master.  Without Sentinels: 0, nothing done. */
+int mcd_store_follow_master(struct mcd_store *s);
+
 /* Round trip; 0 when Redis answers. *rtt_us gets the round-trip time. */
 int mcd_store_ping(struct mcd_store *s, int64_t *rtt_us);
 

@@ -38,6 +38,10 @@ struct mcd_store {
         uint64_t connections;        /* connections made (and handshaken) so far */
         bool unflushed;              /* commands appended since the last reply read */
         struct mcd_par *par;         /* borrowed: threads that parse loaded customers */
+        struct mcd_sentinel_watch *watch;    /* subscribed to +switch-master, or NULL */
+        size_t watch_next;           /* the Sentinel the next subscription tries */
+        int64_t watch_retry_us;      /* monotonic: no subscription attempt before */
+        int watch_backoff_ms;        /* after a failed attempt: 1 s doubling to 30 s */
 };
 
 /* The commit script (store_commit.c), loaded by every handshake. */

@@ -93,6 +93,8 @@ static bool redis_check(struct worker *w) {
         bool created;
         int r;
 
+        if (mcd_store_follow_master(w->env.store) > 0)
+                w->env.redis_ok = false;        /* a failover announced: connect to the new master */
         if (w->env.redis_ok)
                 return true;
         if (mono < w->redis_retry_at)

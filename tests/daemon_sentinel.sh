@@ -114,6 +114,25 @@ sleep 3
 assert_exactly_once "$TMP/mcd.conf" ""
 [ "$(redis-cli -p "$REPLICA_PORT" exists mcd:meta)" = 1 ] && is_master "$REPLICA_PORT"
 ok $? "the new master (port $REPLICA_PORT) holds the daemon's state"
+
+# A failover while the daemon is idle: nothing it does would fail on the
+# demoted master (it only reads), so it must follow the Sentinels'
+# +switch-master announcement.  Back to the first node, once the Sentinels
+# made it a replica of the new master and it holds all it has.
+back_in_sync() {
+        redis-cli -p "$REDIS_PORT" role | head -1 | grep -q '^slave' || return 1
+        _m=$(redis-cli -p "$REPLICA_PORT" info replication | sed -n 's/^master_repl_offset:\([0-9]*\).*/\1/p')
+        _r=$(redis-cli -p "$REDIS_PORT" info replication | sed -n 's/^slave_repl_offset:\([0-9]*\).*/\1/p')
+        [ -n "$_m" ] && [ "$_m" = "$_r" ]
+}
+wait_until 60 back_in_sync
+ok $? "the first node is a replica of the new master, in sync"
+wait_until 30 failover_taken && wait_until 30 sentinels_name "$REDIS_PORT"
+ok $? "a second SENTINEL FAILOVER, the daemon idle: every Sentinel names port $REDIS_PORT again"
+wait_until 30 grep -q "announced +switch-master: master mymaster is at 127.0.0.1:$REDIS_PORT now" "$TMP/daemon.log"
+ok $? "the idle daemon follows the announcement"
+wait_until 30 grep -q "Redis at 127.0.0.1:$REDIS_PORT (master mymaster) answers" "$TMP/daemon.log"
+ok $? "and connects to the master at its new address, 127.0.0.1:$REDIS_PORT"
 kill -TERM "$DAEMON_PID"
 wait "$DAEMON_PID"
 ok $? "daemon exits 0 on SIGTERM"
