@@ -16,13 +16,14 @@ EVENTS=${MCD_GROUP_OFFSETS_EVENTS:-8000}
 PARTS=4
 REL_TOPIC=partnercenter.relationships.v1
 METRICS_PORT=$(free_port)
+# The stream is published in pieces while the daemon runs, each piece to
+# both topics at once: merge_wait covers one topic's piece arriving after the
+# other's on a loaded machine.
 start_services $PARTS "batch.max_events = 20" "batch.wait = 10ms" "status.interval = 1s" \
-        "metrics.listen = 127.0.0.1:$METRICS_PORT"
+        "metrics.listen = 127.0.0.1:$METRICS_PORT" "merge_wait = 5s"
 
 current_stream 23 "$EVENTS" 200 "$TMP/in.jsonl"
 expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
-publish_events "$TMP/in.jsonl"
-ok $? "published $EVENTS events ($n_want outcomes expected)"
 
 # sample PHASE: reads the group's offsets (multichanneld lag), then Redis's
 # (redis-cli), and appends a line per partition and topic to $TMP/samples:
@@ -60,10 +61,23 @@ caught_up() { sample after; [ "$(wc -l < "$TMP/last")" -eq $((2 * PARTS)) ] && [
 # Sampled until Redis holds a quarter of the input and the group's offsets
 # show the stream partly read, then killed: mid-stream whatever the speed,
 # short of the daemon reading three quarters of the input during one sample.
+# The input goes out in pieces of 100, a fifth of a second apart, so that a
+# daemon faster than the sampling (an optimised build on a small stream)
+# still meets the kill with input left to read.
+split -l 100 "$TMP/in.jsonl" "$TMP/piece."
+(
+        for f in "$TMP"/piece.*; do
+                publish_events "$f" || exit 1
+                sleep 0.2
+        done
+) &
+PUBLISHER=$!
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.1.log"
 wait_until 120 moving
 kill -KILL "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null
+wait "$PUBLISHER"
+ok $? "published $EVENTS events in pieces while the daemon ran ($n_want outcomes expected)"
 at_kill=$(progress)
 seen=$(count_outcomes "$TMP/mcd.conf")
 [ "$seen" -gt 0 ] && [ "$seen" -lt "$n_want" ]
