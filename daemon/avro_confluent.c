@@ -75,7 +75,7 @@ static int remember(struct mcd_avro *a, uint32_t id, uint64_t fp) {
 }
 
 /* The entry id names in this codec, or NULL. */
-static const struct schema_entry *known(struct mcd_avro *a, uint32_t id) {
+static struct schema_entry *known(struct mcd_avro *a, uint32_t id) {
         for (size_t i = 0; i < a->n_ids; i++)
                 if (a->ids[i].id == id)
                         return mcd_avro_find_entry(a, a->ids[i].fp);
@@ -112,7 +112,7 @@ static int fetch(struct mcd_avro *a, uint32_t id, struct mcd_avro_error *err) {
 }
 
 int mcd_avro_confluent_writer(struct mcd_avro *a, const unsigned char *p, size_t len,
-                              const struct schema_entry **e, struct mcd_avro_error *err) {
+                              struct schema_entry **e, struct mcd_avro_error *err) {
         uint32_t id;
         int r;
 

@@ -3,9 +3,10 @@
  * helpers one part of the codec lends another.
  *
  *   avro_schema.c   canonical form, fingerprints, the registry of schemas
- *   avro_value.c    the checked walk of a body; generic value <-> JSON
+ *   avro_value.c    the checked walk of a body; JSON -> generic value (encoding)
  *   avro_encode.c   model -> Avro; the one envelope (header) writer
- *   avro_decode.c   Avro -> model, with the reader's defaults
+ *   avro_decode.c   Avro -> model: framing, reading, the model's fields by name
+ *   avro_view.c     a read value by field name, with the reader's defaults
  *   avro_dir.c      writer schemas read from a folder (schemas.dir)
  *   avro_confluent.c  the Confluent wire format: schema ids and the registry */
 #ifndef MCD_AVRO_INTERNAL_H
@@ -39,6 +40,7 @@ struct schema_entry {
         json_t *records;                /* full name -> record definition (borrowed from root) */
         avro_schema_t schema;           /* libavro-c's form */
         avro_value_iface_t *iface;      /* generic value class of schema */
+        avro_value_t value;             /* of iface, reused by every decode (iface NULL until the first) */
         bool from_dir;                  /* read from schemas.dir (avro_dir.c): replaced by the next read */
 };
 
@@ -57,6 +59,7 @@ struct mcd_avro {
         size_t n_ids, cap_ids;
         bool outcome_confluent;         /* frame outcomes with outcome_id (output.format confluent) */
         uint32_t outcome_id;            /* the registry's id of the outcome reader schema */
+        avro_reader_t mem_reader;       /* memory reader reused by every decode, or NULL before the first */
 };
 
 /* Envelope names by kind: "RelationshipEvent", ... */
@@ -90,14 +93,13 @@ struct walk {
         const unsigned char *p, *end;   /* what remains of the body */
         size_t items_left;              /* array/map items we still accept */
         const char *why;                /* set on failure */
+        bool nonfinite;                 /* a float or double is NaN or infinite */
 };
 
 /* Walks one value of schema s.  0, or -EBADMSG with w->why set. */
 int mcd_avro_walk_value(struct walk *w, avro_schema_t s, int depth);
 /* s with links followed. */
 avro_schema_t mcd_avro_deref(avro_schema_t s);
-/* A generic value as JSON (new reference), NULL when out of memory. */
-json_t *mcd_avro_value_to_json(avro_value_t *v, int depth);
 /* Sets generic value v from JSON j; `records` is the writer schema's record
  * index, whose defaults fill fields j lacks.  0 or -EINVAL / -ENOMEM. */
 int mcd_avro_value_from_json(json_t *records, json_t *j, avro_value_t *v);
@@ -120,6 +122,52 @@ int mcd_avro_frame_write(const struct schema_entry *e, const uint32_t *confluent
  * none of ours); -EAGAIN with err->code MCD_DLQ_REGISTRY_UNAVAILABLE (not a
  * dead letter: try again later); -ENOMEM. */
 int mcd_avro_confluent_writer(struct mcd_avro *a, const unsigned char *p, size_t len,
-                              const struct schema_entry **e, struct mcd_avro_error *err);
+                              struct schema_entry **e, struct mcd_avro_error *err);
+
+/* ---- avro_view.c */
+
+/* Fills err (code, then the sentence made of fmt) and returns -EBADMSG. */
+int mcd_avro_fail(struct mcd_avro_error *err, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* An object of a read value, as Avro's JSON encoding shows it: a record or a
+ * map (names to values), or a union's record branch ({"RecordName": record}).
+ * Borrowed from the value: good until the next read into it. */
+struct mcd_avro_obj {
+        avro_value_t v;                 /* the record or map; the record, for a branch */
+        const char *branch;             /* the record's name when a union branch, else NULL */
+};
+
+/* v (a union's branch followed) as an object.  0, or -EINVAL when it is
+ * none. */
+int mcd_avro_obj_of(const avro_value_t *v, struct mcd_avro_obj *o);
+/* Member `name` of o into *out: true, or false when o has none. */
+bool mcd_avro_obj_get(const struct mcd_avro_obj *o, const char *name, avro_value_t *out);
+/* The one member of o, itself an object, and its name.  0, or -EINVAL when
+ * o has not exactly one member or it is no object. */
+int mcd_avro_obj_only_member(const struct mcd_avro_obj *o, const char **name, struct mcd_avro_obj *member);
+
+/* One record of the writer's value, read into the model's fields. */
+struct mcd_avro_fields {
+        struct mcd_avro_obj obj;        /* the writer's record */
+        json_t *reader_def;             /* the reader's definition: defaults of the fields obj lacks */
+        const char *record;             /* its name, in dead-letter sentences */
+        struct mcd_avro_error *err;     /* filled on failure */
+};
+
+/* Typed getters of field `name`: the writer's value, else the reader's
+ * default.  0, or -EBADMSG with err filled: INVALID_EVENT when the field is
+ * missing without a default or of another kind (naming field and record),
+ * CORRUPT_AVRO for a string with a NUL byte or invalid UTF-8.  Strings are
+ * malloc'd copies (NULL for a null of a nullable field); get_long sets *has
+ * false for a null; get_enum maps the symbol with from_name. */
+int mcd_avro_get_string(struct mcd_avro_fields *f, const char *name, bool nullable, char **dst);
+int mcd_avro_get_long(struct mcd_avro_fields *f, const char *name, bool nullable, bool *has, int64_t *dst);
+int mcd_avro_get_time(struct mcd_avro_fields *f, const char *name, mcd_time_t *dst);
+int mcd_avro_get_bool(struct mcd_avro_fields *f, const char *name, bool *dst);
+int mcd_avro_get_enum(struct mcd_avro_fields *f, const char *name, int (*from_name)(const char *), int *dst);
+/* An array of strings: *dst calloc'd (NULL when empty), *n the strings
+ * copied so far, also on failure (mcd_event_clear frees them). */
+int mcd_avro_get_string_array(struct mcd_avro_fields *f, const char *name, char ***dst, size_t *n);
 
 #endif

@@ -404,6 +404,8 @@ static int index_records(json_t *s, const char *ns, json_t *index, int depth) {
 }
 
 void mcd_avro_entry_clear(struct schema_entry *e) {
+        if (e->value.iface)
+                avro_value_decref(&e->value);
         if (e->iface)
                 avro_value_iface_decref(e->iface);
         if (e->schema)
@@ -553,6 +555,8 @@ void mcd_avro_free(struct mcd_avro *a) {
                 mcd_avro_entry_clear(&a->v[i]);
         free(a->v);
         free(a->ids);
+        if (a->mem_reader)
+                avro_reader_free(a->mem_reader);
         free(a);
 }
 

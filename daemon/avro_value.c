@@ -1,15 +1,15 @@
-/* avro_value.c -- Avro bodies and libavro-c generic values, checked and
- * turned to and from JSON.
+/* avro_value.c -- Avro bodies checked, and JSON onto libavro-c generic
+ * values.
  *
  *   - A bounds-checked walk over an Avro body that rejects anything
  *     libavro-c should not be trusted with (huge lengths, bad indices, deep
  *     nesting, trailing bytes) before avro_value_read() sees it.
- *   - A generic value as JSON, for schema resolution by field name.
  *   - JSON onto a generic value of a writer schema, the writer's defaults
- *     filling the fields the JSON lacks.
+ *     filling the fields the JSON lacks (the encoders' path).
  *
  * In the JSON form of a value a union holding a record is {"RecordName": {...}}
- * (as in Avro's JSON encoding), any other union branch is the bare value. */
+ * (as in Avro's JSON encoding), any other union branch is the bare value.
+ * Decoding reads values by field name without JSON (avro_view.c). */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -66,6 +66,18 @@ static int walk_skip(struct walk *w, int64_t n) {
         return 0;
 }
 
+
+/* A float (4 bytes) or double (8), little-endian IEEE 754: notes in
+ * w->nonfinite when it is NaN or infinite (all exponent bits set). */
+static int walk_real(struct walk *w, int size) {
+        const unsigned char *p = w->p;
+        int r = walk_skip(w, size);
+
+        if (r == 0 && (size == 4 ? (p[3] & 0x7f) == 0x7f && (p[2] & 0x80)
+                                 : (p[7] & 0x7f) == 0x7f && (p[6] & 0xf0) == 0xf0))
+                w->nonfinite = true;
+        return r;
+}
 
 /* Array and map blocks: count, [byte size when count < 0], items. */
 static int walk_blocks(struct walk *w, avro_schema_t item, bool map, int depth) {
@@ -127,9 +139,8 @@ int mcd_avro_walk_value(struct walk *w, avro_schema_t s, int depth) {
         case AVRO_INT64:
                 return walk_long(w, &n);
         case AVRO_FLOAT:
-                return walk_skip(w, 4);
         case AVRO_DOUBLE:
-                return walk_skip(w, 8);
+                return walk_real(w, avro_typeof(s) == AVRO_FLOAT ? 4 : 8);
         case AVRO_STRING:
         case AVRO_BYTES:
                 if ((r = walk_long(w, &n)) < 0)
@@ -169,132 +180,10 @@ int mcd_avro_walk_value(struct walk *w, avro_schema_t s, int depth) {
         return walk_fail(w, "the writer schema has a type the codec does not know");
 }
 
-/* ------------------------------------------- generic value -> JSON -- */
-
 avro_schema_t mcd_avro_deref(avro_schema_t s) {
         while (s && avro_typeof(s) == AVRO_LINK)
                 s = avro_schema_link_target(s);
         return s;
-}
-
-
-/* A record or a map: an object of field names (keys) to values. */
-static json_t *record_to_json(avro_value_t *v, int depth) {
-        json_t *obj = json_object();
-        size_t n = 0;
-
-        if (!obj || avro_value_get_size(v, &n) != 0)
-                goto fail;
-        for (size_t i = 0; i < n; i++) {
-                avro_value_t child;
-                const char *name = NULL;
-                json_t *j;
-
-                if (avro_value_get_by_index(v, i, &child, &name) != 0 || !name)
-                        goto fail;
-                j = mcd_avro_value_to_json(&child, depth + 1);
-                if (!j || json_object_set_new_nocheck(obj, name, j) < 0)
-                        goto fail;
-        }
-        return obj;
-fail:
-        json_decref(obj);
-        return NULL;
-}
-
-static json_t *array_to_json(avro_value_t *v, int depth) {
-        json_t *arr = json_array();
-        size_t n = 0;
-
-        if (!arr || avro_value_get_size(v, &n) != 0)
-                goto fail;
-        for (size_t i = 0; i < n; i++) {
-                avro_value_t child;
-
-                if (avro_value_get_by_index(v, i, &child, NULL) != 0 ||
-                    json_array_append_new(arr, mcd_avro_value_to_json(&child, depth + 1)) < 0)
-                        goto fail;
-        }
-        return arr;
-fail:
-        json_decref(arr);
-        return NULL;
-}
-
-static json_t *union_to_json(avro_value_t *v, int depth) {
-        avro_value_t branch;
-        avro_schema_t bs;
-        json_t *inner, *wrap;
-
-        if (avro_value_get_current_branch(v, &branch) != 0)
-                return NULL;
-        inner = mcd_avro_value_to_json(&branch, depth);
-        bs = mcd_avro_deref(avro_value_get_schema(&branch));
-        if (!inner || !bs || avro_typeof(bs) != AVRO_RECORD)
-                return inner;
-        wrap = json_object();
-        if (!wrap || json_object_set_new_nocheck(wrap, avro_schema_name(bs), inner) < 0) {
-                json_decref(wrap);
-                return NULL;
-        }
-        return wrap;
-}
-
-json_t *mcd_avro_value_to_json(avro_value_t *v, int depth) {
-        const char *s = NULL;
-        const void *bytes = NULL;
-        size_t size = 0;
-        int32_t i32;
-        int64_t i64;
-        float f;
-        double d;
-        int b, e;
-
-        if (depth > MAX_DEPTH)
-                return NULL;            /* the walk has already refused this */
-        switch (avro_value_get_type(v)) {
-        case AVRO_NULL:
-                return json_null();
-        case AVRO_BOOLEAN:
-                return avro_value_get_boolean(v, &b) ? NULL : json_boolean(b);
-        case AVRO_INT32:
-                return avro_value_get_int(v, &i32) ? NULL : json_integer(i32);
-        case AVRO_INT64:
-                return avro_value_get_long(v, &i64) ? NULL : json_integer(i64);
-        case AVRO_FLOAT:
-                return avro_value_get_float(v, &f) ? NULL : json_real(f);
-        case AVRO_DOUBLE:
-                return avro_value_get_double(v, &d) ? NULL : json_real(d);
-        case AVRO_STRING:
-                /* size counts the NUL terminator libavro-c adds. */
-                if (avro_value_get_string(v, &s, &size) || !s || size == 0)
-                        return NULL;
-                return json_stringn_nocheck(s, size - 1);
-        case AVRO_BYTES:
-                if (avro_value_get_bytes(v, &bytes, &size))
-                        return NULL;
-                return json_stringn_nocheck(bytes ? bytes : "", size);
-        case AVRO_FIXED:
-                if (avro_value_get_fixed(v, &bytes, &size))
-                        return NULL;
-                return json_stringn_nocheck(bytes ? bytes : "", size);
-        case AVRO_ENUM:
-                if (avro_value_get_enum(v, &e))
-                        return NULL;
-                s = avro_schema_enum_get(mcd_avro_deref(avro_value_get_schema(v)), e);
-                return s ? json_string_nocheck(s) : NULL;
-        case AVRO_RECORD:
-                return record_to_json(v, depth);
-        case AVRO_MAP:
-                return record_to_json(v, depth);
-        case AVRO_ARRAY:
-                return array_to_json(v, depth);
-        case AVRO_UNION:
-                return union_to_json(v, depth);
-        case AVRO_LINK:
-                break;
-        }
-        return NULL;
 }
 
 /* ------------------------------------------- JSON -> generic value -- */
