@@ -131,7 +131,7 @@ mkdir -p "$BUILD/tests/bench"
 if [ ! -x "$LAT" ] || [ "$SRC/tests/bench/latency.c" -nt "$LAT" ] || [ "$BUILD/libmcd.a" -nt "$LAT" ]; then
         ${CC:-cc} -std=gnu11 -O2 -g -Wall -I"$SRC" -I"$BUILD" -o "$LAT" "$SRC/tests/bench/latency.c" \
                 "$BUILD/libmcd.a" "$BUILD/libmcdrules.a" \
-                $(pkg-config --libs rdkafka avro-c jansson hiredis libsystemd libmicrohttpd) -lpthread -lm ||
+                $(pkg-config --libs rdkafka avro-c jansson hiredis libsystemd libmicrohttpd libcurl) -lpthread -lm ||
                 die "cannot build the latency helper"
 fi
 
