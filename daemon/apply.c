@@ -65,6 +65,7 @@ static void batch_free(struct batch *b) {
         free(b->state);
         free(b->state_len);
         free(b->had_due);
+        free(b->due_before);
         for (size_t i = 0; i < b->n_ids; i++)
                 free(b->ids[i]);
         free(b->ids);
@@ -255,12 +256,11 @@ bool batch_empty(const struct batch *b) {
         return b->n_items == 0 && b->n_ids == 0;
 }
 
-/* Once loaded: which customers had something due, for the due index. */
+/* Once loaded: which customers had something due, and when, for the due
+ * index (written only where that changes). */
 void batch_loaded(struct batch *b) {
-        for (size_t i = 0; i < b->n_ids; i++) {
-                mcd_time_t due;
-                b->had_due[i] = mcd_next_due(&b->customers[i], &due, NULL);
-        }
+        for (size_t i = 0; i < b->n_ids; i++)
+                b->had_due[i] = mcd_next_due(&b->customers[i], &b->due_before[i], NULL);
 }
 
 void batch_destroy(struct batch *b) {

@@ -199,7 +199,9 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
                 sc[i].partition = b->id_partition[i];
                 sc[i].state = b->state[i];
                 sc[i].state_len = b->state_len[i];
-                sc[i].no_due_before = !b->had_due[i];
+                sc[i].due_known = true;
+                sc[i].had_due = b->had_due[i];
+                sc[i].due_before = b->due_before[i];
         }
         sb.n_customers = b->n_ids;
         for (size_t i = 0; i < bt->pairs->n; i++) {
@@ -366,10 +368,11 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         b->n_frames = calloc(b->n_pairs + 1, sizeof(*b->n_frames));
         b->customers = calloc(b->n_ids + 1, sizeof(*b->customers));
         b->had_due = calloc(b->n_ids + 1, sizeof(*b->had_due));
+        b->due_before = calloc(b->n_ids + 1, sizeof(*b->due_before));
         b->state = calloc(b->n_ids + 1, sizeof(*b->state));
         b->state_len = calloc(b->n_ids + 1, sizeof(*b->state_len));
-        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->state ||
-            !b->state_len)
+        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->due_before ||
+            !b->state || !b->state_len)
                 return -ENOMEM;
         return 0;
 }

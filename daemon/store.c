@@ -73,9 +73,9 @@ void args_add_str(struct args *a, const char *s) {
         args_add(a, s, strlen(s));
 }
 
-/* Adds a heap buffer of len bytes and takes ownership of it (frees it on
- * failure). */
-void args_take_n(struct args *a, char *s, size_t len) {
+/* Takes ownership of a heap buffer, freed with the vector (now on
+ * failure); NULL is a failure (-ENOMEM). */
+void args_keep(struct args *a, char *s) {
         char **owned;
 
         if (!s && a->err == 0)
@@ -96,7 +96,14 @@ void args_take_n(struct args *a, char *s, size_t len) {
                 a->cap_owned = ncap;
         }
         a->owned[a->n_owned++] = s;
-        args_add(a, s, len);
+}
+
+/* Adds a heap buffer of len bytes and takes ownership of it (frees it on
+ * failure). */
+void args_take_n(struct args *a, char *s, size_t len) {
+        args_keep(a, s);
+        if (a->err == 0)
+                args_add(a, s, len);
 }
 
 /* Adds a heap string and takes ownership of it (frees it on failure). */

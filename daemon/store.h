@@ -72,13 +72,18 @@ struct mcd_offsets {
 };
 
 /* A customer to write in a batch, with the input partition it belongs to
- * (its due time goes to that partition's zset). */
+ * (its due time goes to that partition's zset).  When the caller knows the
+ * due time the customer was loaded with (due_known), the zset is written
+ * only if the due time changed: it holds the stored state's due time, since
+ * every commit writes both.  Otherwise (false, as zeroed) it is written. */
 struct mcd_store_customer {
         const struct mcd_customer *customer;
         int32_t partition;
         const char *state;           /* its encoded state if the caller has it, else NULL */
         size_t state_len;            /* of state */
-        bool no_due_before;          /* it had no due time when loaded: no ZREM needed */
+        bool due_known;              /* had_due and due_before are what it was loaded with */
+        bool had_due;                /* it had a due time when loaded */
+        mcd_time_t due_before;       /* that due time (when had_due) */
 };
 
 struct mcd_store_partition {

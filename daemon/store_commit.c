@@ -1,7 +1,8 @@
 /* store_commit.c -- one batch's commit: the Lua script that checks the
  * partitions' generations and commit counters and writes customers, due
- * times, offsets and outbox frames atomically; and the load of the
- * customers a batch needs, alone or pipelined behind the previous commit.
+ * times, offsets and outbox frames atomically, with its arguments packed so
+ * that Lua does no work per customer; and the load of the customers a batch
+ * needs, alone or pipelined behind the previous commit.
  *
  * The script is loaded by every connection's handshake (store.c) and run
  * with EVALSHA; a NOSCRIPT answer (Redis restarted or flushed its scripts)
@@ -25,30 +26,47 @@
  *
  *   KEYS[1]                          P meta
  *   per partition i (np of them):    P gen:<p>, P off:<p>, P outbox:<p>
- *   per customer j (nc of them):     P c:<id>, P due:<partition of the customer>
+ *   per due group g (ng of them):    P due:<p>
  *
- *   ARGV[1] = np, ARGV[2] = nc, then
+ *   ARGV[1] = np, ARGV[2] = ng, ARGV[3] = nc, then
  *   per partition: partition, generation, seq, set_offsets ("1"/"0"), rel,
  *                  sub, marks ("" to leave them), trim, n_frames,
  *                  frame_1 .. frame_n  (frames binary)
- *   per customer:  customer_id, state, score (due time in ms; "" for none,
- *                  removing any; "-" for none, with none before)
+ *   per due group: n_add, n_rem, (score, customer_id) x n_add,
+ *                  customer_id x n_rem
+ *   then nc times: P c:<id>, state   (ready for MSET)
  *
- * Frames are pushed, and customers written with MSET, 1000 arguments at a
- * time (unpack() is bounded by the Lua stack); one MSET per 500 customers
- * costs Redis less than a SET each.
+ * DESIGN: no work per customer in Lua.  Redis turns every argument into a
+ * Lua string and every argument of redis.call back into a Redis string;
+ * Lua code per customer (a table built for MSET, a ZADD or ZREM call each)
+ * cost more than that (tests/bench/commit_bench.c: 2,000 customers of 300
+ * bytes took Redis about 1.6 times the CPU the script below takes).  So the
+ * arguments come in contiguous ranges that go to MSET, RPUSH, ZADD and ZREM
+ * as they are, 1000 arguments a call (unpack() is bounded by the Lua
+ * stack; 1000 is even, so no call splits a pair).  The due index only gets
+ * the customers whose due time changed, one group of ZADD/ZREM arguments
+ * per zset.  The customers' keys are arguments, not KEYS, for MSET's sake:
+ * fine for one Redis node, which is all the daemon talks to.
  *
  * Each commit adds one to every partition's commit counter (P off:<p> seq).
  *
  * Replies: +OK; -NODATA when meta is missing; -STALE <partition> when a
  * partition's generation is not the batch's; -ROLLBACK <partition> when its
- * commit counter is not the batch's (seq "0" is not checked). */
+ * commit counter is not the batch's (seq "0" is not checked); an ERR when
+ * the counts do not add up to the arguments (a bug: nothing written). */
 static const char COMMIT_SCRIPT[] =
-        "local np, nc = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+        "local np, ng, nc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+        "local function range(cmd, key, f, last)\n"
+        "  while f <= last do\n"
+        "    local l = math.min(f + 999, last)\n"
+        "    if key then redis.call(cmd, key, unpack(ARGV, f, l)) else redis.call(cmd, unpack(ARGV, f, l)) end\n"
+        "    f = l + 1\n"
+        "  end\n"
+        "end\n"
         "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
         "  return redis.error_reply('NODATA meta is missing')\n"
         "end\n"
-        "local a, k = 3, 2\n"
+        "local a, k = 4, 2\n"
         "for i = 1, np do\n"
         "  if redis.call('GET', KEYS[k]) ~= ARGV[a + 1] then\n"
         "    return redis.error_reply('STALE partition ' .. ARGV[a])\n"
@@ -59,7 +77,12 @@ static const char COMMIT_SCRIPT[] =
         "  a = a + 9 + tonumber(ARGV[a + 8])\n"
         "  k = k + 3\n"
         "end\n"
-        "a, k = 3, 2\n"
+        "local g = a\n"
+        "for i = 1, ng do g = g + 2 + 2 * tonumber(ARGV[g]) + tonumber(ARGV[g + 1]) end\n"
+        "if g + 2 * nc - 1 ~= #ARGV or k + ng - 1 ~= #KEYS then\n"
+        "  return redis.error_reply('ERR commit arguments do not add up')\n"
+        "end\n"
+        "a, k = 4, 2\n"
         "for i = 1, np do\n"
         "  redis.call('HINCRBY', KEYS[k + 1], 'seq', 1)\n"
         "  if ARGV[a + 3] == '1' then\n"
@@ -70,32 +93,18 @@ static const char COMMIT_SCRIPT[] =
         "  end\n"
         "  local trim, n = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])\n"
         "  if trim > 0 then redis.call('LTRIM', KEYS[k + 2], trim, -1) end\n"
-        "  local f = a + 9\n"
-        "  while f < a + 9 + n do\n"
-        "    local last = math.min(f + 999, a + 8 + n)\n"
-        "    redis.call('RPUSH', KEYS[k + 2], unpack(ARGV, f, last))\n"
-        "    f = last + 1\n"
-        "  end\n"
+        "  range('RPUSH', KEYS[k + 2], a + 9, a + 8 + n)\n"
         "  a = a + 9 + n\n"
         "  k = k + 3\n"
         "end\n"
-        "local sets = {}\n"
-        "for j = 1, nc do\n"
-        "  sets[#sets + 1] = KEYS[k]\n"
-        "  sets[#sets + 1] = ARGV[a + 1]\n"
-        "  if #sets >= 1000 then\n"
-        "    redis.call('MSET', unpack(sets))\n"
-        "    sets = {}\n"
-        "  end\n"
-        "  if ARGV[a + 2] == '' then\n"
-        "    redis.call('ZREM', KEYS[k + 1], ARGV[a])\n"
-        "  elseif ARGV[a + 2] ~= '-' then\n"
-        "    redis.call('ZADD', KEYS[k + 1], ARGV[a + 2], ARGV[a])\n"
-        "  end\n"
-        "  a = a + 3\n"
-        "  k = k + 2\n"
+        "for i = 1, ng do\n"
+        "  local na, nr = tonumber(ARGV[a]), tonumber(ARGV[a + 1])\n"
+        "  range('ZADD', KEYS[k], a + 2, a + 1 + 2 * na)\n"
+        "  range('ZREM', KEYS[k], a + 2 + 2 * na, a + 1 + 2 * na + nr)\n"
+        "  a = a + 2 + 2 * na + nr\n"
+        "  k = k + 1\n"
         "end\n"
-        "if #sets > 0 then redis.call('MSET', unpack(sets)) end\n"
+        "range('MSET', nil, a, a + 2 * nc - 1)\n"
         "return redis.status_reply('OK')\n";
 const size_t mcd_store_commit_script_len = sizeof(COMMIT_SCRIPT) - 1;
 const char *const mcd_store_commit_script = COMMIT_SCRIPT;
@@ -205,46 +214,164 @@ static void add_partition_argv(struct args *argv, const struct mcd_store_partiti
                 args_add(argv, p->frames[i], p->frame_lens[i]);
 }
 
-static void add_customer(struct args *keys, struct args *argv, const struct mcd_store *s,
-                         const struct mcd_store_customer *sc) {
-        const struct mcd_customer *c = sc->customer;
-        mcd_time_t due;
+/* One customer's write to the due index. */
+struct due_change {
+        int32_t partition;           /* whose zset */
+        const char *id;              /* the member: the customer's id */
+        mcd_time_t due;              /* the score, when set */
+        bool set;                    /* ZADD (else ZREM) */
+};
 
-        args_take(keys, store_key(s, "c:%s", c->customer_id));
-        args_add_key(keys, s, "due", sc->partition);
-        args_add_str(argv, c->customer_id);
+/* The change customer sc makes to the due index: 1 with *ch set, 0 when its
+ * due time is the one it was loaded with (the zset has it already). */
+static int due_change_of(const struct mcd_store_customer *sc, struct due_change *ch) {
+        const struct mcd_customer *c = sc->customer;
+        bool has = mcd_next_due(c, &ch->due, NULL);
+
+        if (sc->due_known && has == sc->had_due && (!has || ch->due == sc->due_before))
+                return 0;
+        ch->partition = sc->partition;
+        ch->id = c->customer_id;
+        ch->set = has;
+        return 1;
+}
+
+/* By zset, its ZADDs before its ZREMs. */
+static int due_change_cmp(const void *x, const void *y) {
+        const struct due_change *a = x, *b = y;
+
+        if (a->partition != b->partition)
+                return a->partition < b->partition ? -1 : 1;
+        return (int)b->set - (int)a->set;
+}
+
+/* Room in one buffer for the arguments formatted per customer (its key,
+ * a due time), which borrow from it: one allocation per commit. */
+struct text {
+        char *buf;
+        size_t used, cap;
+};
+
+/* Formats into t and adds the result to a as a borrowed argument. */
+static void text_add(struct args *a, struct text *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void text_add(struct args *a, struct text *t, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (a->err < 0)
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(t->buf + t->used, t->cap - t->used, fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= t->cap - t->used) {
+                if (a->err == 0)
+                        a->err = -EOVERFLOW;     /* text_size is wrong: a bug */
+                return;
+        }
+        args_add(a, t->buf + t->used, (size_t)n);
+        t->used += (size_t)n + 1;
+}
+
+/* What the customers' keys and n_due due times take in a text. */
+static size_t text_size(const struct mcd_store *s, const struct mcd_store_batch *b, size_t n_due) {
+        size_t n = 1 + n_due * 24;
+
+        for (size_t i = 0; i < b->n_customers; i++)
+                n += strlen(s->prefix) + 3 + strlen(b->customers[i].customer->customer_id);
+        return n;
+}
+
+/* One zset's group: the key, then n_add, n_rem and their arguments. */
+static size_t add_due_group(const struct mcd_store *s, struct args *keys, struct args *argv, struct text *t,
+                            const struct due_change *ch, size_t n) {
+        size_t end = 0, n_add = 0;
+
+        while (end < n && ch[end].partition == ch[0].partition)
+                n_add += ch[end++].set;
+        args_add_key(keys, s, "due", ch[0].partition);
+        args_addf(argv, "%zu", n_add);
+        args_addf(argv, "%zu", end - n_add);
+        for (size_t i = 0; i < end; i++) {
+                if (ch[i].set)
+                        text_add(argv, t, "%" PRId64, ch[i].due);
+                args_add_str(argv, ch[i].id);
+        }
+        return end;
+}
+
+static size_t count_groups(const struct due_change *ch, size_t n) {
+        size_t groups = 0;
+
+        for (size_t i = 0; i < n; i++)
+                groups += i == 0 || ch[i].partition != ch[i - 1].partition;
+        return groups;
+}
+
+/* A customer's key and state, ready for MSET. */
+static void add_state(const struct mcd_store *s, struct args *argv, struct text *t,
+                      const struct mcd_store_customer *sc) {
+        text_add(argv, t, "%sc:%s", s->prefix, sc->customer->customer_id);
         if (sc->state) {
                 args_add(argv, sc->state, sc->state_len);
         } else {
                 char *buf = NULL;
                 size_t len = 0;
-                mcd_state_encode(c, &buf, &len);
+                mcd_state_encode(sc->customer, &buf, &len);
                 args_take_n(argv, buf, len);
         }
-        if (mcd_next_due(c, &due, NULL))
-                args_addf(argv, "%" PRId64, due);
-        else
-                args_add_str(argv, sc->no_due_before ? "-" : "");     /* "-": nothing to remove */
 }
 
-/* EVALSHA (or EVAL) sha|script numkeys keys.. argv.. */
+static int check_customers(const struct mcd_store_batch *b) {
+        for (size_t i = 0; i < b->n_customers; i++)
+                if (!b->customers[i].customer || !b->customers[i].customer->customer_id)
+                        return -EINVAL;
+        return 0;
+}
+
+/* The due index's changes, sorted by zset, in ch (room for every customer);
+ * returns how many. */
+static size_t due_changes(const struct mcd_store_batch *b, struct due_change *ch) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < b->n_customers; i++)
+                n += due_change_of(&b->customers[i], &ch[n]);
+        if (n > 1)
+                qsort(ch, n, sizeof(*ch), due_change_cmp);
+        return n;
+}
+
+/* The script's keys and arguments, as described above it. */
 static int build_commit(const struct mcd_store *s, const struct mcd_store_batch *b, struct args *keys,
                         struct args *argv) {
+        struct due_change *ch;
+        struct text t = {0};
+        size_t n_ch;
+        int r;
+
+        if ((r = check_customers(b)) < 0)
+                return r;
+        ch = calloc(b->n_customers + 1, sizeof(*ch));
+        if (!ch)
+                return -ENOMEM;
+        n_ch = due_changes(b, ch);
+        t.cap = text_size(s, b, n_ch);
+        t.buf = malloc(t.cap);
+        args_keep(argv, t.buf);
         args_take(keys, store_key(s, "meta"));
         args_addf(argv, "%zu", b->n_partitions);
+        args_addf(argv, "%zu", count_groups(ch, n_ch));
         args_addf(argv, "%zu", b->n_customers);
         for (size_t i = 0; i < b->n_partitions; i++) {
                 add_partition_keys(keys, s, &b->partitions[i]);
                 add_partition_argv(argv, &b->partitions[i]);
         }
-        for (size_t i = 0; i < b->n_customers; i++) {
-                if (!b->customers[i].customer || !b->customers[i].customer->customer_id)
-                        return -EINVAL;
-                add_customer(keys, argv, s, &b->customers[i]);
-        }
-        if (keys->err < 0)
-                return keys->err;
-        return argv->err;
+        for (size_t i = 0; i < n_ch && argv->err == 0;)
+                i += add_due_group(s, keys, argv, &t, &ch[i], n_ch - i);
+        for (size_t i = 0; i < b->n_customers && argv->err == 0; i++)
+                add_state(s, argv, &t, &b->customers[i]);
+        free(ch);
+        return keys->err < 0 ? keys->err : argv->err;
 }
 
 /* EVALSHA (or EVAL) of the commit script with its keys and arguments. */

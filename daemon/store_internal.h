@@ -64,6 +64,9 @@ struct args {
 /* Adds a borrowed argument (must outlive the args). */
 void args_add(struct args *a, const void *p, size_t len);
 void args_add_str(struct args *a, const char *s);
+/* Takes ownership of a heap buffer (freed with the vector, now on failure)
+ * that borrowed arguments may point into; NULL is -ENOMEM. */
+void args_keep(struct args *a, char *s);
 /* Adds a heap buffer of len bytes and takes ownership of it (frees it on
  * failure). */
 void args_take_n(struct args *a, char *s, size_t len);

@@ -126,7 +126,7 @@ static struct mcd_store *store_via(const char *sentinels, const char *name) {
 /* Commits customer `id` in partition 0 at generation gen. */
 static int commit_one(struct mcd_store *s, const char *id, int64_t gen) {
         struct mcd_customer c;
-        struct mcd_store_customer sc = {.customer = &c, .partition = 0, .no_due_before = true};
+        struct mcd_store_customer sc = {.customer = &c, .partition = 0, .due_known = true};
         struct mcd_store_partition p = {.partition = 0, .generation = gen};
         struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1};
         int r = mcd_customer_init(&c, id);

@@ -813,6 +813,112 @@ static void test_due(struct mcd_store *s, int64_t gen) {
         mcd_customer_clear(&allowed);
 }
 
+/* A reply's integer through a fresh connection to db 3: ZSCORE KEY MEMBER
+ * and the like (a bulk reply parsed), -1 for nil or an error. */
+static long long raw3_int(int port, const char *cmd, const char *key, const char *member) {
+        redisContext *c = raw_connect(port);
+        redisReply *r1 = c ? redisCommand(c, "SELECT 3") : NULL;
+        redisReply *r2 = r1 ? redisCommand(c, cmd, key, member) : NULL;
+        long long v = -1;
+
+        if (r2 && r2->type == REDIS_REPLY_INTEGER)
+                v = r2->integer;
+        else if (r2 && r2->type == REDIS_REPLY_STRING)
+                v = strtoll(r2->str, NULL, 10);
+        if (r1)
+                freeReplyObject(r1);
+        if (r2)
+                freeReplyObject(r2);
+        if (c)
+                redisFree(c);
+        return v;
+}
+
+/* Commits sc in a batch of partition 0 (the customers' due times go to
+ * their partitions' zsets, which the tests after these expect empty for
+ * partitions 0 and 1). */
+static int commit_sc(struct mcd_store *s, const struct mcd_store_customer *sc, size_t n, int64_t gen) {
+        struct mcd_store_partition p = {.partition = 0, .generation = gen};
+        struct mcd_store_batch b = {.customers = sc, .n_customers = n, .partitions = &p, .n_partitions = 1};
+
+        return mcd_store_commit(s, &b);
+}
+
+/* The due index is written where a customer's due time changed from the
+ * one it was loaded with, and only there: each skipped write is shown by a
+ * score the test planted staying put. */
+static void test_due_changes(struct mcd_store *s, int port, int64_t gen) {
+        struct mcd_customer blocked, allowed, other;
+        struct mcd_store_customer sc[3] = {
+                {.customer = &blocked, .partition = 6},
+                {.customer = &allowed, .partition = 6},
+                {.customer = &other, .partition = 5},   /* not one of the batch's partitions */
+        };
+
+        simple_customer(&blocked, "c-dc-1", MCD_SS_SWITCH_BLOCKED);
+        simple_customer(&allowed, "c-dc-2", MCD_SS_SWITCH_ALLOWED);
+        simple_customer(&other, "c-dc-3", MCD_SS_SWITCH_BLOCKED);
+        ok(raw3(port, "ZADD t:due:6 1 %s", "c-dc-2"), "due changes: a score planted for a customer with none");
+        is_int(commit_sc(s, sc, 3, gen), 0, "due changes: three customers, due unknown");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:6", "c-dc-1"), TERM_END, "due changes: added");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:6", "c-dc-2"), -1, "due changes: removed");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:5", "c-dc-3"), TERM_END, "due changes: its own partition's zset");
+
+        ok(raw3(port, "ZADD t:due:6 7 %s", "c-dc-1") && raw3(port, "ZADD t:due:6 7 %s", "c-dc-2"), "scores planted");
+        sc[0] = (struct mcd_store_customer){.customer = &blocked, .partition = 6, .due_known = true, .had_due = true,
+                                            .due_before = TERM_END};
+        sc[1] = (struct mcd_store_customer){.customer = &allowed, .partition = 6, .due_known = true};
+        is_int(commit_sc(s, sc, 2, gen), 0, "due changes: loaded with the due times they have");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:6", "c-dc-1"), 7, "due changes: unchanged due time not written");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:6", "c-dc-2"), 7, "due changes: none before, none now: no ZREM");
+
+        sc[0].due_before = TERM_END - 1;
+        sc[1].had_due = true;
+        is_int(commit_sc(s, sc, 2, gen), 0, "due changes: loaded with other due times");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:6", "c-dc-1"), TERM_END, "due changes: a changed due time written");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:6", "c-dc-2"), -1, "due changes: a lost due time removed");
+        mcd_customer_clear(&blocked);
+        mcd_customer_clear(&allowed);
+        mcd_customer_clear(&other);
+}
+
+/* A batch of more customers than one call of the script takes (1000
+ * arguments: 500 states, 500 due times): every state and due time lands. */
+static void test_big_batch(struct mcd_store *s, int port, int64_t gen) {
+        enum { N = 1301 };
+        struct mcd_customer *cs = calloc(N, sizeof(*cs)), *out = calloc(N, sizeof(*out));
+        struct mcd_store_customer *sc = calloc(N, sizeof(*sc));
+        char (*names)[16] = calloc(N, sizeof(*names));
+        const char **ids = calloc(N, sizeof(*ids));
+        bool same = true;
+
+        if (!ok(cs && out && sc && names && ids, "big batch: memory"))
+                goto out;
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof(names[i]), "c-big-%d", i);
+                ids[i] = names[i];
+                simple_customer(&cs[i], names[i], i % 2 ? MCD_SS_SWITCH_ALLOWED : MCD_SS_SWITCH_BLOCKED);
+                sc[i] = (struct mcd_store_customer){.customer = &cs[i], .partition = i % 3 ? 8 : 4};
+        }
+        is_int(commit_sc(s, sc, N, gen), 0, "big batch: %d customers committed", N);
+        is_int(mcd_store_load(s, ids, N, out), 0, "big batch: loaded");
+        for (int i = 0; i < N; i++)
+                same = same && same_customer(&cs[i], &out[i]);
+        ok(same, "big batch: each state as committed");
+        is_int(raw3_int(port, "ZCOUNT %s %s +inf", "t:due:4", "-inf"), (N + 5) / 6, "big batch: due times of partition 4");
+        is_int(raw3_int(port, "ZSCORE %s %s", "t:due:8", "c-big-1000"), TERM_END, "big batch: one past a chunk's end");
+out:
+        for (int i = 0; cs && out && i < N; i++) {
+                mcd_customer_clear(&cs[i]);
+                mcd_customer_clear(&out[i]);
+        }
+        free(cs);
+        free(out);
+        free(sc);
+        free(names);
+        free(ids);
+}
+
 static void test_fencing(struct mcd_store *s, int64_t gen) {
         struct mcd_customer c, out;
         const char *id = "c-fenced";
@@ -1068,6 +1174,8 @@ static void test_store(struct srv *sv) {
         test_offsets(s, gen);
         test_outbox(s, gen);
         test_due(s, gen);
+        test_due_changes(s, sv->port, gen);
+        test_big_batch(s, sv->port, gen);
         test_fencing(s, gen);
         gen++;
         test_noscript(s, sv->port, gen);
