@@ -309,7 +309,8 @@ static void pending_clear(struct publisher *pub) {
 /* Fencing, checked again before publishing: frames of a partition that
  * another instance has claimed since they were committed are dropped (the new
  * owner reconciles that outbox itself).  After a stall past the session
- * timeout since the last commit (SIGSTOP, a swapped-out process), Redis's
+ * timeout since the last commit (SIGSTOP, a swapped-out process), for
+ * frames of our commits (not those a claim found in the outbox), Redis's
  * answer proves nothing: another instance may have claimed the partitions
  * meanwhile in a Redis that has since come back older, its generations ours
  * again.  Those pairs start again instead (their claim reads the consumer
@@ -332,13 +333,18 @@ static int drop_fenced(struct publisher *pub) {
          * unless the commit of those frames checked them just now. */
         for (size_t i = 0; i < pub->pairs->n; i++) {
                 struct pair *p = pub->pairs->v[i];
-                bool unsent = false;
-                for (size_t j = 0; j < pub->n_pending && !unsent; j++)
-                        unsent = !pub->pending[j]->sent && pub->pending[j]->partition == p->partition &&
-                                 !(fresh && pub->pending[j]->batch == pub->verified_batch);
+                bool unsent = false, committed = false;
+                for (size_t j = 0; j < pub->n_pending; j++) {
+                        const struct pending *pf = pub->pending[j];
+                        if (pf->sent || pf->partition != p->partition ||
+                            (fresh && pf->batch == pub->verified_batch))
+                                continue;
+                        unsent = true;
+                        committed = committed || pf->batch != 0;   /* 0: found in the outbox by a claim */
+                }
                 if (!unsent || p->phase != PAIR_READY)
                         continue;
-                if (stalled) {
+                if (stalled && committed) {
                         log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session "
                                     "timeout; claimed again (through the consumer group's copy) before its "
                                     "frames are published", p->partition, since);
