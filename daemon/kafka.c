@@ -359,3 +359,12 @@ int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms)
         rd_kafka_topic_destroy(rkt);
         return n;
 }
+
+int64_t mcd_kafka_session_timeout_ms(rd_kafka_t *rk) {
+        char buf[32];
+        size_t size = sizeof(buf);
+
+        if (rd_kafka_conf_get(rd_kafka_conf(rk), "session.timeout.ms", buf, &size) != RD_KAFKA_CONF_OK)
+                return 0;
+        return strtoll(buf, NULL, 10);
+}

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -57,5 +58,9 @@ int mcd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
  * does not know the topic, -EAGAIN for another error of the topic's
  * metadata (no leader yet, say), -EIO when the broker did not answer. */
 int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
+
+/* A group consumer's session.timeout.ms as configured: a member silent that
+ * long has lost its partitions to the group.  0 when it cannot be read. */
+int64_t mcd_kafka_session_timeout_ms(rd_kafka_t *rk);
 
 #endif

@@ -308,13 +308,21 @@ static void pending_clear(struct publisher *pub) {
 
 /* Fencing, checked again before publishing: frames of a partition that
  * another instance has claimed since they were committed are dropped (the new
- * owner reconciles that outbox itself).  Returns -EAGAIN when Redis cannot
- * tell. */
+ * owner reconciles that outbox itself).  After a stall past the session
+ * timeout since the last commit (SIGSTOP, a swapped-out process), for
+ * frames of our commits (not those a claim found in the outbox), Redis's
+ * answer proves nothing: another instance may have claimed the partitions
+ * meanwhile in a Redis that has since come back older, its generations ours
+ * again.  Those pairs start again instead (their claim reads the consumer
+ * group's copy first, and is fenced if it names a later generation; else
+ * reconciliation publishes what the topics lack).  Returns -EAGAIN when
+ * Redis cannot tell. */
 static int drop_fenced(struct publisher *pub) {
         int32_t *parts = calloc(pub->pairs->n + 1, sizeof(*parts));
         int64_t *gens = calloc(pub->pairs->n + 1, sizeof(*gens));
         size_t n = 0, kept = 0;
-        bool fresh;
+        int64_t since = mono_ms() - pub->verified_at;
+        bool fresh = since < FENCE_LEASE_MS, stalled = pub->stall_ms > 0 && since >= pub->stall_ms;
         int r = 0;
 
         if (!parts || !gens) {
@@ -323,14 +331,27 @@ static int drop_fenced(struct publisher *pub) {
         }
         /* The owned partitions with unsent frames, checked in one round trip,
          * unless the commit of those frames checked them just now. */
-        fresh = mono_ms() - pub->verified_at < FENCE_LEASE_MS;
         for (size_t i = 0; i < pub->pairs->n; i++) {
-                bool unsent = false;
-                for (size_t j = 0; j < pub->n_pending && !unsent; j++)
-                        unsent = !pub->pending[j]->sent && pub->pending[j]->partition == pub->pairs->v[i]->partition &&
-                                 !(fresh && pub->pending[j]->batch == pub->verified_batch);
-                if (unsent && pub->pairs->v[i]->phase == PAIR_READY)
-                        parts[n++] = pub->pairs->v[i]->partition;
+                struct pair *p = pub->pairs->v[i];
+                bool unsent = false, committed = false;
+                for (size_t j = 0; j < pub->n_pending; j++) {
+                        const struct pending *pf = pub->pending[j];
+                        if (pf->sent || pf->partition != p->partition ||
+                            (fresh && pf->batch == pub->verified_batch))
+                                continue;
+                        unsent = true;
+                        committed = committed || pf->batch != 0;   /* 0: found in the outbox by a claim */
+                }
+                if (!unsent || p->phase != PAIR_READY)
+                        continue;
+                if (stalled && committed) {
+                        log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session "
+                                    "timeout; claimed again (through the consumer group's copy) before its "
+                                    "frames are published", p->partition, since);
+                        pairs_restart(pub->pairs, p);
+                } else {
+                        parts[n++] = p->partition;
+                }
         }
         r = mcd_store_generations(pub->env->store, parts, n, gens);
         if (r < 0) {

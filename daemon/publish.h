@@ -59,6 +59,8 @@ struct publisher {
         uint64_t fault_stop_before_changelog;
         uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
         int64_t verified_at;         /* monotonic ms when that commit was sent */
+        int64_t stall_ms;            /* the consumer's session timeout: unsent frames that much older than
+                                      * verified_at are not checked in Redis (drop_fenced); 0: always are */
         bool stuck;                  /* a batch found the last one's outputs undelivered: set by it, cleared
                                       * once nothing is pending */
 };

@@ -207,6 +207,7 @@ static int worker_setup(struct worker *w) {
                 log_error("cannot create the Kafka consumer: %s", err);
                 return -EINVAL;
         }
+        w->pub.stall_ms = mcd_kafka_session_timeout_ms(w->env.consumer);
         w->env.sub_reader = mcd_kafka_new(w->env.cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
         if (!w->env.sub_reader) {
                 log_error("cannot create the Kafka consumer: %s", err);

@@ -21,11 +21,6 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_FAILOVER_EVENTS:-2000}
-offsets_sum() {  # offsets_sum PORT: the stored next offsets of every partition, summed
-        redis-cli -p "$1" --scan --pattern 'mcd:off:*' | while read -r k; do
-                redis-cli -p "$1" hmget "$k" rel sub
-        done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
-}
 is_master() { redis-cli -p "$1" role | head -1 | grep -q '^master'; }
 link_down() {  # link_down PORT: the replica on PORT knows it lost its master
         redis-cli -p "$1" info replication | grep -q '^master_link_status:down'

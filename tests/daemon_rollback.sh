@@ -23,25 +23,9 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_ROLLBACK_EVENTS:-2000}
-offsets_sum() {  # offsets_sum [PORT]: the stored next offsets of every partition, summed
-        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:off:*' | while read -r k; do
-                redis-cli -p "${1:-$REDIS_PORT}" hmget "$k" rel sub
-        done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
-}
 empty_outboxes() {  # partitions whose outbox is empty
         for q in 0 1 2 3; do redis-cli -p "$REDIS_PORT" llen "mcd:outbox:$q"; done | grep -cx 0
 }
-snapshot_sum() {  # the stored offsets summed in the snapshot, read by a redis-server of its own
-        mkdir -p "$TMP/inspect" && cp "$TMP/snapshot.rdb" "$TMP/inspect/dump.rdb"
-        _port=$(free_port)
-        redis-server --port "$_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/inspect" \
-                --logfile "$TMP/inspect/log" &
-        _pid=$!
-        wait_until 20 redis-cli -p "$_port" ping > /dev/null
-        offsets_sum "$_port"
-        kill "$_pid"; wait "$_pid" 2>/dev/null; rm -rf "$TMP/inspect"
-}
-
 rollback_case() {  # rollback_case NAME
         name=$1
         # The second half is published to both topics while the daemon runs:

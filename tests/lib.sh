@@ -131,6 +131,23 @@ roll_back_redis() {  # roll_back_redis: redis-server killed, restarted on its po
         wait_until 20 redis-cli -p "$REDIS_PORT" ping && redis-cli -p "$REDIS_PORT" config set appendonly yes > /dev/null
 }
 
+offsets_sum() {  # offsets_sum [PORT]: the stored next offsets of every partition (Redis on PORT), summed
+        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:off:*' | while read -r _k; do
+                redis-cli -p "${1:-$REDIS_PORT}" hmget "$_k" rel sub
+        done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
+}
+
+snapshot_sum() {  # snapshot_sum: offsets_sum of the snapshot (snapshot_redis), read by a redis-server of its own
+        mkdir -p "$TMP/inspect" && cp "$TMP/snapshot.rdb" "$TMP/inspect/dump.rdb"
+        _port=$(free_port)
+        redis-server --port "$_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/inspect" \
+                --logfile "$TMP/inspect/log" &
+        _pid=$!
+        wait_until 20 redis-cli -p "$_port" ping > /dev/null
+        offsets_sum "$_port"
+        kill "$_pid"; wait "$_pid" 2>/dev/null; rm -rf "$TMP/inspect"
+}
+
 stop_services() {  # stop_services: Redis lost as above, the mock cluster killed
         lose_redis
         kill -KILL "$KAFKA_PID" 2>/dev/null
