@@ -42,7 +42,14 @@ struct mcd_store {
         size_t watch_next;           /* the Sentinel the next subscription tries */
         int64_t watch_retry_us;      /* monotonic: no subscription attempt before */
         int watch_backoff_ms;        /* after a failed attempt: 1 s doubling to 30 s */
+        char *wbuf;                  /* a large command's protocol (store_append_argv) */
+        size_t wbuf_cap;             /* its size: kept up to STORE_WBUF_KEEP */
 };
+
+/* Commands of at least this many argument bytes are formatted by the store
+ * and written at once; wbuf is kept between them up to STORE_WBUF_KEEP. */
+#define STORE_LARGE_COMMAND (64 * 1024)
+#define STORE_WBUF_KEEP (16 * 1024 * 1024)
 
 /* The commit script (store_commit.c), loaded by every handshake. */
 extern const char *const mcd_store_commit_script;
@@ -90,7 +97,8 @@ void store_disconnect(struct mcd_store *s);
 /* The errno for an error reply that is not the caller's to interpret (the
  * callers drop the connection); READONLY and NOREPLICAS are -EIO. */
 int store_reply_error(const struct mcd_store *s, const redisReply *r);
-/* Appends one command to the pipeline. */
+/* Appends one command to the pipeline; a large one (STORE_LARGE_COMMAND)
+ * is sent at once, after what was appended before it. */
 int store_append_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens);
 /* Sends what is appended without waiting for a reply. */
 int store_flush(struct mcd_store *s);
