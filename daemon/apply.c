@@ -53,7 +53,7 @@ static void batch_free(struct batch *b) {
                 free(b->items[i].m);
         }
         free(b->next);
-        free(b->stream_time);
+        free(b->clock);
         free(b->items);
         if (b->customers)
                 for (size_t i = 0; i < b->n_ids; i++)
@@ -211,8 +211,11 @@ static struct mcd_customer *batch_customer(struct batch *b, const char *id, size
 int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) {
         int r;
 
-        for (size_t i = 0; i < b->n_pairs; i++)
-                b->stream_time[i] = ap->pairs->v[i]->stream_time;
+        b->applied = true;
+        for (size_t i = 0; i < b->n_pairs; i++) {
+                const struct pair *p = ap->pairs->v[i];
+                b->clock[i] = (struct pair_clock){p->partition, p->incarnation, p->stream_time};
+        }
 
         /* Timers and park deadlines first: they were due before now. */
         for (size_t i = 0; i < n_due; i++) {

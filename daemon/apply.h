@@ -30,12 +30,21 @@ struct item {
         struct mcd_avro_error err;
 };
 
+/* A pair's stream time before a batch was applied, and which pair that was
+ * (a pair restarted since is another incarnation, and starts over). */
+struct pair_clock {
+        int32_t partition;
+        uint64_t incarnation;
+        mcd_time_t stream_time;
+};
+
 struct batch {
         uint64_t epoch;              /* pairs->epoch when collected: the pairs it refers to */
         size_t n_pairs;              /* pairs->n then: the size of the arrays per pair */
         struct mcd_offsets *next;    /* per pair, the offsets after this batch's messages */
         size_t n_due;                /* the first n_due customers were due by the wall clock */
-        mcd_time_t *stream_time;     /* per pair, before the batch was applied */
+        struct pair_clock *clock;    /* per pair, its stream time before the batch was applied */
+        bool applied;                /* the rules ran on it (batch_apply was called) */
         struct item *items;
         size_t n_items;
         char **ids;                  /* customers to load */
@@ -89,7 +98,7 @@ void batch_decode(struct applier *ap, struct batch *b);
 void batch_loaded(struct batch *b);
 /* Applies timers (of the first n_due customers, due by `now`) and events to
  * the loaded customers, producing frames; the pairs' stream time before is
- * kept in b->stream_time. */
+ * kept in b->clock. */
 int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due);
 /* The customers' new state, encoded on the batch threads. */
 int batch_write_states(struct applier *ap, struct batch *b);

@@ -4,9 +4,10 @@
  * DESIGN: Redis is the commit point (README "Exactly once").  A batch takes
  * up to batch.max_events messages round robin over the ready pairs, each
  * pair's in merge order (intake.h), and the customers due by the wall clock
- * in idle pairs; its customers are loaded in one round trip, or with the
- * last batch's commit when the backlog lets the next batch be collected
- * ahead.  The commit writes states, due times, offsets and frames in one
+ * in idle pairs; its customers are loaded in one round trip, or just
+ * before the last batch's commit when the backlog lets the next batch be
+ * collected ahead, and then applied while Redis runs that commit (struct
+ * overlap).  The commit writes states, due times, offsets and frames in one
  * script fenced by every pair's generation, after the last batch's frames
  * were delivered.  A commit refused or lost undoes the batch: its pairs go
  * back to INIT (or are fenced), and what it counted is taken back. */
@@ -62,8 +63,8 @@ static int batch_collect(struct batcher *bt, struct batch *b, size_t max) {
         b->n_pairs = bt->pairs->n;
         b->items = calloc(max ? max : 1, sizeof(*b->items));
         b->next = calloc(bt->pairs->n + 1, sizeof(*b->next));
-        b->stream_time = calloc(bt->pairs->n + 1, sizeof(*b->stream_time));
-        if (!b->items || !b->next || !b->stream_time)
+        b->clock = calloc(bt->pairs->n + 1, sizeof(*b->clock));
+        if (!b->items || !b->next || !b->clock)
                 return -ENOMEM;
         /* Round robin over the pairs, so that no partition starves. */
         bt->next_pair = bt->pairs->n ? (bt->next_pair + 1) % bt->pairs->n : 0;
@@ -105,11 +106,13 @@ static void batch_rewind(struct batcher *bt, struct batch *b);
  * goes back, the messages back to their queues (the customers, loaded
  * copies, are dropped with the batch). */
 static void batch_unapply(struct batcher *bt, struct batch *b) {
-        /* Inside process_batch no rebalance runs: the pairs are where they
-         * were when the batch was applied, though some may have changed
-         * phase. */
-        for (size_t i = 0; i < b->n_pairs && b->n_pairs == bt->pairs->n; i++)
-                bt->pairs->v[i]->stream_time = b->stream_time[i];
+        /* A batch applied ahead may be undone after a rebalance: a pair's
+         * clock goes back only in the incarnation that moved it. */
+        for (size_t i = 0; i < b->n_pairs; i++) {
+                struct pair *p = pair_find(bt->pairs, b->clock[i].partition);
+                if (p && p->incarnation == b->clock[i].incarnation)
+                        p->stream_time = b->clock[i].stream_time;
+        }
         batch_rewind(bt, b);
 }
 
@@ -172,28 +175,124 @@ static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
 
 /* Frees the last batch: nothing refers to it once committed (its frames
  * went to the pending list, its changelog records were copied). */
-static void free_spent(void *ctx) {
-        struct batcher *bt = ctx;
-
+static void free_spent(struct batcher *bt) {
         batch_destroy(bt->spent);
         bt->spent = NULL;
 }
 
-/* Commits a batch; with `ahead`, loads that batch's customers in the same
- * round trip (*load_r its result), freeing the last batch while Redis runs
- * them. */
-static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct batch *ahead, int *load_r) {
-        struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
-        struct mcd_store_partition *sp = calloc(bt->pairs->n + 1, sizeof(*sp));
-        struct mcd_store_batch sb = {
-                .customers = sc, .partitions = sp, .while_running = free_spent, .while_running_ctx = bt};
+/* After a batch: the mean size of its customers' state joins the average. */
+static void note_state_size(struct batcher *bt, const struct batch *b) {
+        size_t bytes = 0;
+        double v;
+
+        if (b->n_ids == 0)
+                return;
+        for (size_t i = 0; i < b->n_ids; i++)
+                bytes += b->state_len[i];
+        v = (double)bytes / (double)b->n_ids;
+        bt->state_per_customer = bt->state_per_customer > 0 ? 0.7 * bt->state_per_customer + 0.3 * v : v;
+}
+
+/* Applies a loaded batch: the rules, then its customers' new state. */
+static int apply_loaded(struct batcher *bt, struct batch *b, int64_t now) {
         int r;
 
-        if (!sc || !sp) {
-                free(sc);
-                free(sp);
+        batch_loaded(b);
+        r = batch_apply(bt->ap, b, now, b->n_due);
+        if (r >= 0)
+                r = batch_write_states(bt->ap, b);
+        if (r >= 0)
+                note_state_size(bt, b);
+        return r;
+}
+
+/* The batch collected ahead, loaded and applied while the batch before it
+ * is committed (mcd_store_load_and_commit's while_running).
+ *
+ * DESIGN: Redis runs the commit script for most of a batch's round trip.
+ * The next batch's customers are loaded just before the commit is sent
+ * (mcd_store_load_and_commit), and the rules run on them meanwhile.  A customer
+ * both batches hold is not loaded: it is decoded from the state the commit
+ * writes, which is what Redis would answer after it.  Nothing the next
+ * batch makes leaves the process before its own commit; if this commit
+ * fails, the next batch is undone first (batch_give_back), then this one. */
+struct overlap {
+        struct batcher *bt;
+        const struct batch *b;       /* being committed */
+        struct batch *ahead;         /* collected ahead, or NULL */
+        const char **ids;            /* ahead's customers b does not hold: loaded */
+        size_t *at;                  /* where each goes in ahead->customers */
+        struct mcd_customer *loaded; /* as loaded, until moved to ahead */
+        size_t n;
+        int load_r;                  /* the load's result */
+        int apply_r;                 /* ahead's: 0 when applied; -ECANCELED when not tried */
+};
+
+/* Lists ahead's customers that b does not hold, to be loaded. */
+static int overlap_init(struct overlap *o) {
+        const struct batch *b = o->b, *ahead = o->ahead;
+
+        o->ids = calloc(ahead->n_ids + 1, sizeof(*o->ids));
+        o->at = calloc(ahead->n_ids + 1, sizeof(*o->at));
+        o->loaded = calloc(ahead->n_ids + 1, sizeof(*o->loaded));
+        if (!o->ids || !o->at || !o->loaded)
                 return -ENOMEM;
+        for (size_t j = 0; j < ahead->n_ids; j++)
+                if (!mcd_strmap_get(&b->index, ahead->ids[j])) {
+                        o->ids[o->n] = ahead->ids[j];
+                        o->at[o->n++] = j;
+                }
+        return 0;
+}
+
+/* Frees what overlap_init made; the customers loaded and not moved (the
+ * store clears them when the load fails, so these are moved or none). */
+static void overlap_free(struct overlap *o) {
+        free(o->ids);
+        free(o->at);
+        free(o->loaded);
+}
+
+/* Fills ahead->customers: the loaded ones moved, the others decoded from
+ * the state b's commit writes.  On failure the customers not filled stay
+ * zeroed, which batch_destroy clears as empty. */
+static int overlap_fill(struct overlap *o) {
+        struct batch *ahead = o->ahead;
+        size_t k = 0;
+
+        for (size_t i = 0; i < o->n; i++)
+                ahead->customers[o->at[i]] = o->loaded[i];
+        for (size_t j = 0; j < ahead->n_ids; j++) {
+                uintptr_t v;
+                if (k < o->n && o->at[k] == j) {
+                        k++;
+                        continue;
+                }
+                v = (uintptr_t)mcd_strmap_get(&o->b->index, ahead->ids[j]);
+                if (mcd_state_decode(o->b->state[v - 1], o->b->state_len[v - 1], &ahead->customers[j], NULL, 0) < 0)
+                        return -ENOMEM;         /* the bytes were encoded here: memory ran out */
         }
+        return 0;
+}
+
+/* While Redis runs the commit: the last batch freed, the next applied. */
+static void while_committing(void *ctx, int load_r) {
+        struct overlap *o = ctx;
+
+        free_spent(o->bt);
+        o->load_r = load_r;
+        if (!o->ahead || load_r < 0)
+                return;
+        o->bt->ahead_before = o->bt->env->st;
+        o->apply_r = overlap_fill(o);
+        if (o->apply_r == 0)
+                o->apply_r = apply_loaded(o->bt, o->ahead, now_ms());
+}
+
+/* The store's view of a batch's customers and ready pairs, in sc and sp
+ * (room for every customer and pair). */
+static void store_batch(struct batcher *bt, const struct batch *b, const char *marks, struct mcd_store_batch *sb,
+                        struct mcd_store_customer *sc, struct mcd_store_partition *sp) {
         for (size_t i = 0; i < b->n_ids; i++) {
                 sc[i].customer = &b->customers[i];
                 sc[i].partition = b->id_partition[i];
@@ -203,12 +302,14 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
                 sc[i].had_due = b->had_due[i];
                 sc[i].due_before = b->due_before[i];
         }
-        sb.n_customers = b->n_ids;
+        sb->customers = sc;
+        sb->n_customers = b->n_ids;
+        sb->partitions = sp;
         for (size_t i = 0; i < bt->pairs->n; i++) {
                 struct pair *p = bt->pairs->v[i];
                 if (p->phase != PAIR_READY)
                         continue;
-                sp[sb.n_partitions++] = (struct mcd_store_partition){
+                sp[sb->n_partitions++] = (struct mcd_store_partition){
                         .partition = p->partition,
                         .generation = p->generation,
                         .seq = p->seq,
@@ -221,12 +322,30 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
                         .marks = pair_marks(p, marks),
                 };
         }
-        fault_point(bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
-        if (ahead)
-                r = mcd_store_commit_and_load(bt->env->store, &sb, (const char *const *)ahead->ids, ahead->n_ids,
-                                              ahead->customers, load_r);
-        else
-                r = mcd_store_commit(bt->env->store, &sb);
+}
+
+/* Commits a batch; with `ahead`, loads that batch's customers in the same
+ * round trip and applies it while Redis runs the commit (struct overlap),
+ * freeing the last batch meanwhile.  *load_r and *apply_r are ahead's
+ * (-ECANCELED when not tried). */
+static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct batch *ahead, int *load_r,
+                        int *apply_r) {
+        struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
+        struct mcd_store_partition *sp = calloc(bt->pairs->n + 1, sizeof(*sp));
+        struct overlap o = {.bt = bt, .b = b, .ahead = ahead, .load_r = -ECANCELED, .apply_r = -ECANCELED};
+        struct mcd_store_batch sb = {.while_running = while_committing, .while_running_ctx = &o};
+        int r = sc && sp ? 0 : -ENOMEM;
+
+        if (r == 0 && ahead)
+                r = overlap_init(&o);
+        if (r == 0) {
+                store_batch(bt, b, marks, &sb, sc, sp);
+                fault_point(bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
+                r = mcd_store_load_and_commit(bt->env->store, &sb, o.ids, o.n, o.loaded, &o.load_r);
+        }
+        *load_r = o.load_r;
+        *apply_r = o.apply_r;
+        overlap_free(&o);
         free(sc);
         free(sp);
         return r;
@@ -377,16 +496,30 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         return 0;
 }
 
-/* Drops a batch that was collected but will not be committed, its messages
- * back in their queues (see batch_rewind).  NULL is nothing to drop. */
-static void batch_give_back(struct batcher *bt, struct batch *b) {
-        if (b) {
-                batch_rewind(bt, b);
-                batch_destroy(b);
-        }
+/* A batch that is undone or not committed is read again: what applying it
+ * counted is taken back, or the metrics would count its events twice. */
+static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
+        struct mcd_stats now = *st;
+
+        mcd_stats_add_counts(st, &now, before, -1);
 }
 
-/* The batch collected ahead, if it can still be used: a pair added,
+/* Drops a batch that was collected but will not be committed, its messages
+ * back in their queues (see batch_rewind); one applied ahead is undone
+ * (batch_unapply) and what it counted taken back.  NULL is nothing to drop. */
+static void batch_give_back(struct batcher *bt, struct batch *b) {
+        if (!b)
+                return;
+        if (b->applied) {
+                batch_unapply(bt, b);
+                stats_take_back(&bt->env->st, &bt->ahead_before);
+        } else {
+                batch_rewind(bt, b);
+        }
+        batch_destroy(b);
+}
+
+/* The batch collected ahead (and applied), if it can still be used: a pair added,
  * removed or restarted since makes it refer to what is gone, so its
  * messages go back to their queues. */
 static struct batch *take_ahead(struct batcher *bt) {
@@ -400,8 +533,8 @@ static struct batch *take_ahead(struct batcher *bt) {
         return b;
 }
 
-/* Collects the next batch while this one is being committed, so that its
- * customers are loaded in the commit's round trip.  Only from what is
+/* Collects the next batch before this one is committed, so that it is
+ * loaded and applied while Redis runs the commit (struct overlap).  Only from what is
  * buffered already (polling could run a rebalance in the middle of this
  * batch), and only when that makes at least half a batch: a trickle is
  * better collected after a poll.  NULL when there is no such batch. */
@@ -427,19 +560,6 @@ static void count_round_trips(struct batcher *bt, uint64_t *since) {
         *since = bt->env->st.redis_round_trips;
 }
 
-/* After a batch: the mean size of its customers' state joins the average. */
-static void note_state_size(struct batcher *bt, const struct batch *b) {
-        size_t bytes = 0;
-        double v;
-
-        if (b->n_ids == 0)
-                return;
-        for (size_t i = 0; i < b->n_ids; i++)
-                bytes += b->state_len[i];
-        v = (double)bytes / (double)b->n_ids;
-        bt->state_per_customer = bt->state_per_customer > 0 ? 0.7 * bt->state_per_customer + 0.3 * v : v;
-}
-
 /* For the debug log: how long ago its oldest message was stamped by Kafka
  * (wall clock) and buffered here (monotonic), in ms. */
 static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *held) {
@@ -455,13 +575,6 @@ static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int
         *held = mono - arrived;
 }
 
-/* A batch that is undone or not committed is read again: what applying it
- * counted is taken back, or the metrics would count its events twice. */
-static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
-        struct mcd_stats now = *st;
-
-        mcd_stats_add_counts(st, &now, before, -1);
-}
 
 /* A commit whose reply was lost: remembered with one of the batch's pairs
  * (whose offsets the commit moves) to be settled by resolve_unsure().  A
@@ -510,7 +623,7 @@ int process_batch(struct batcher *bt) {
         int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, t_commit = 0, age_stamped = 0, age_buffered = 0;
         uint64_t rt0 = mcd_store_round_trips(bt->env->store);
         char *marks = NULL;
-        int r = 0, load_r = 0;
+        int r = 0, load_r = 0, apply_r = 0;
         bool undelivered;
 
         if (!b) {
@@ -532,16 +645,12 @@ int process_batch(struct batcher *bt) {
                         }
                 }
         }
-        if (r >= 0)
-                batch_loaded(b);
         if (mcd_log_get_level() >= LOG_DEBUG)
                 batch_ages(b, now, &age_stamped, &age_buffered);
-        if (r >= 0)
-                r = batch_apply(bt->ap, b, now, b->n_due);
-        if (r >= 0)
-                r = batch_write_states(bt->ap, b);
-        if (r >= 0)
-                note_state_size(bt, b);
+        if (b->applied)
+                before = bt->ahead_before;      /* applied while the last batch committed */
+        else if (r >= 0)
+                r = apply_loaded(bt, b, now);
         marks = marks_format(bt->pub);
         if (r >= 0 && !marks)
                 r = -ENOMEM;
@@ -575,7 +684,7 @@ int process_batch(struct batcher *bt) {
         if (r >= 0) {
                 commit_sent = true;
                 t_commit = mono_us();
-                r = batch_commit(bt, b, marks, ahead, &load_r);
+                r = batch_commit(bt, b, marks, ahead, &load_r, &apply_r);
                 t_commit = mono_us() - t_commit;
         }
         if (r < 0) {
@@ -586,14 +695,14 @@ int process_batch(struct batcher *bt) {
                 batch_abort(bt, r);
                 goto out;
         }
-        if (ahead && load_r < 0) {
-                /* committed, but the next batch's customers did not load */
-                if (load_r != -ECANCELED)
+        if (ahead && apply_r < 0) {
+                /* committed, but the next batch did not load or apply */
+                if (load_r < 0 && load_r != -ECANCELED)
                         log_warning("loading the next batch failed: %s; it is collected again", strerror(-load_r));
+                else if (load_r == 0)
+                        log_warning("applying the next batch failed: %s; it is collected again", strerror(-apply_r));
                 if (redis_unreachable(load_r))
                         bt->env->redis_ok = false;
-                free(ahead->customers);
-                ahead->customers = NULL;
                 batch_give_back(bt, ahead);
                 ahead = NULL;
         }
@@ -618,7 +727,7 @@ int process_batch(struct batcher *bt) {
                   "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
                   "%.0f bytes of state per customer, batches of %zu customers",
                   bt->env->st.batches, b->n_items, b->n_due, b->n_ids, bt->last_batch_us, t_publish, t_commit,
-                  bt->ahead ? "loaded" : "not collected", age_stamped, age_buffered, bt->state_per_customer,
+                  bt->ahead ? "applied" : "not collected", age_stamped, age_buffered, bt->state_per_customer,
                   batch_customers(bt));
 out:
         count_round_trips(bt, &rt0);

@@ -38,7 +38,8 @@ struct batcher {
                 struct mcd_offsets next;
                 struct mcd_stats counted;
         } unsure;
-        struct batch *ahead;         /* the next batch, collected and loaded with the last commit */
+        struct batch *ahead;         /* the next batch, collected, loaded and applied with the last commit */
+        struct mcd_stats ahead_before; /* the counts before ahead was applied */
         struct batch *spent;         /* the last batch, committed: freed while Redis runs the next commit */
 };
 

@@ -104,10 +104,10 @@ struct mcd_store_batch {
         size_t n_customers;
         const struct mcd_store_partition *partitions;
         size_t n_partitions;
-        /* mcd_store_commit_and_load calls this, if set, once the commit and
-         * the load are sent, while Redis runs them: work that needs neither
-         * reply.  Not called when they could not be sent. */
-        void (*while_running)(void *ctx);
+        /* mcd_store_load_and_commit calls this, if set, once the commit is
+         * sent, with the load's result, while Redis runs the commit.  Not
+         * called when the commit could not be sent. */
+        void (*while_running)(void *ctx, int load_r);
         void *while_running_ctx;
 };
 
@@ -171,11 +171,15 @@ int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq);
 /* The atomic batch write described above. */
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
 
-/* The commit of one batch and the load of the next one's customers (as
- * mcd_store_load) in one round trip; the load sees what the commit wrote.
- * Returns the commit's result, as mcd_store_commit; *load_r is the load's,
- * -ECANCELED when the commit failed (nothing was loaded then). */
-int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
+/* The load of the next batch's customers (as mcd_store_load), then the
+ * commit of this one: two round trips, the second overlapped with the
+ * caller's work.  The load must not name a customer the commit writes (it
+ * would read the state before the commit).  Once the commit is sent,
+ * while_running is called with *load_r set (0 or the load's error), while
+ * Redis runs the commit.
+ * Returns the commit's result, as mcd_store_commit; *load_r is
+ * -ECANCELED when nothing could be sent. */
+int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r);
 
 /* Offsets of a partition, both -1 when none are stored; *seq its commit

@@ -417,89 +417,84 @@ static int commit_result(struct mcd_store *s, const redisReply *reply) {
         return store_reply_error(s, reply);
 }
 
-int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b) {
-        struct args keys = {0}, argv = {0};
+/* Reads the load's reply (the first of the pipeline) into out: 0, the
+ * load's error (an error reply leaves the connection usable for the
+ * commit's reply), or a connection error (the connection is gone). */
+static int read_load(struct mcd_store *s, const char *const *ids, size_t n, struct mcd_customer *out) {
         redisReply *reply = NULL;
-        int r;
+        int r = store_read_reply(s, &reply);
 
-        r = build_commit(s, b, &keys, &argv);
-        if (r == 0)
-                r = eval_commit(s, true, &keys, &argv, &reply);
+        if (r < 0)
+                return r;
+        if (reply->type == REDIS_REPLY_ERROR) {
+                r = store_reply_error(s, reply);
+                freeReplyObject(reply);
+                return r;
+        }
+        return load_reply(s, reply, ids, n, out);
+}
+
+/* Reads the commit's reply; a NOSCRIPT (Redis restarted or flushed its
+ * scripts) sends the script itself. */
+static int read_commit(struct mcd_store *s, const struct args *keys, const struct args *argv) {
+        redisReply *reply = NULL;
+        int r = s->ctx ? store_read_reply(s, &reply) : -ECONNRESET;
+
         if (r == 0 && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
                 freeReplyObject(reply);
                 reply = NULL;
-                r = eval_commit(s, false, &keys, &argv, &reply);
+                r = eval_commit(s, false, keys, argv, &reply);
         }
         if (r == 0)
                 r = commit_result(s, reply);
         if (reply)
                 freeReplyObject(reply);
-        args_free(&keys);
-        args_free(&argv);
         return r;
 }
 
-/* The commit and the next batch's load in one pipeline: Redis runs them in
- * order, so the load sees what the commit wrote.  When the script had to be
- * loaded again (NOSCRIPT: Redis restarted or flushed its scripts), the load
- * ran before the commit and is done again after it. */
-int mcd_store_commit_and_load(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
+/* The next batch's load, then this batch's commit.  The load names no
+ * customer the commit writes, so it reads the same before the commit as
+ * after it.  It is a round trip of its own: Redis writes its replies once it
+ * has run every command it read, so a load sent with the commit would be
+ * answered only after the script.  Answered first, it lets while_running
+ * apply the next batch while Redis runs the commit. */
+int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r) {
         struct args keys = {0}, argv = {0}, cmds[2] = {{0}};
-        redisReply *replies[2] = {NULL, NULL};
         int r;
 
         *load_r = -ECANCELED;
-        if (n == 0) {
-                r = mcd_store_commit(s, b);
-                if (r == 0)
-                        *load_r = 0;
-                return r;
-        }
         r = build_commit(s, b, &keys, &argv);
         if (r == 0) {
-                eval_args(s, true, &keys, &argv, &cmds[0]);
-                load_args(s, ids, n, &cmds[1]);
+                if (n > 0)
+                        load_args(s, ids, n, &cmds[0]);
+                eval_args(s, true, &keys, &argv, &cmds[1]);
                 r = cmds[0].err < 0 ? cmds[0].err : cmds[1].err;
         }
         if (r == 0)
                 r = store_connect(s);
-        for (int i = 0; i < 2 && r == 0; i++)
-                r = store_append_argv(s, (int)cmds[i].n, cmds[i].v, cmds[i].len);
-        if (r == 0 && b->while_running && (r = store_flush(s)) == 0)
-                b->while_running(b->while_running_ctx);
-        if (r == 0)
-                r = store_read_reply(s, &replies[0]);
-        if (r == 0 && replies[0]->type == REDIS_REPLY_ERROR && strncmp(replies[0]->str, "NOSCRIPT", 8) == 0) {
-                /* the load's reply is read and thrown away: it predates the commit */
-                r = store_read_reply(s, &replies[1]);
-                if (r == 0) {
-                        freeReplyObject(replies[0]);
-                        freeReplyObject(replies[1]);
-                        replies[0] = replies[1] = NULL;
-                        r = eval_commit(s, false, &keys, &argv, &replies[0]);
-                }
-                if (r == 0 && (r = commit_result(s, replies[0])) == 0)
-                        *load_r = mcd_store_load(s, ids, n, out);
-        } else if (r == 0 && (r = commit_result(s, replies[0])) == 0) {
-                /* committed: whatever happens to the load now is the load's */
-                *load_r = s->ctx ? store_read_reply(s, &replies[1]) : -ECONNRESET;
-                if (*load_r == 0 && replies[1]->type == REDIS_REPLY_ERROR) {
-                        *load_r = store_reply_error(s, replies[1]);
-                        store_disconnect(s);
-                } else if (*load_r == 0) {
-                        *load_r = load_reply(s, replies[1], ids, n, out);
-                        replies[1] = NULL;
-                }
-        } else if (s->ctx) {
-                store_disconnect(s);  /* the load's reply is left unread */
+        if (r == 0 && n > 0 && (r = store_append_argv(s, (int)cmds[0].n, cmds[0].v, cmds[0].len)) == 0) {
+                *load_r = read_load(s, ids, n, out);
+                if (!s->ctx)
+                        r = *load_r;            /* the connection is gone: no commit sent */
         }
-        for (int i = 0; i < 2; i++)
-                if (replies[i])
-                        freeReplyObject(replies[i]);
+        if (r == 0 && (r = store_append_argv(s, (int)cmds[1].n, cmds[1].v, cmds[1].len)) == 0 &&
+            (r = store_flush(s)) == 0) {
+                if (n == 0)
+                        *load_r = 0;
+                if (b->while_running)
+                        b->while_running(b->while_running_ctx, *load_r);
+                r = read_commit(s, &keys, &argv);
+        }
         args_free(&cmds[0]);
         args_free(&cmds[1]);
         args_free(&keys);
         args_free(&argv);
         return r;
+}
+
+int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b) {
+        int load_r;
+
+        return mcd_store_load_and_commit(s, b, NULL, 0, NULL, &load_r);
 }

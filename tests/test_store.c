@@ -1058,49 +1058,76 @@ static void test_noscript(struct mcd_store *s, int port, int64_t gen) {
         is_int(mcd_store_round_trips(s) - rt, 1, "is EVALSHA again");
 }
 
-/* The commit of one batch with the load of the next: one round trip, and
- * the load sees the commit, also when the script had to be loaded again. */
-static void count_call(void *ctx) {
-        (*(int *)ctx)++;
+/* The load of the next batch, then the commit of this one: two round trips,
+ * the load's reply read (and handed to while_running) before the commit's;
+ * the load stands whatever becomes of the commit, also when the script had
+ * to be loaded again. */
+struct load_seen {
+        int calls;
+        int load_r;
+};
+
+static void note_load(void *ctx, int load_r) {
+        struct load_seen *seen = ctx;
+
+        seen->calls++;
+        seen->load_r = load_r;
 }
 
-static void test_commit_and_load(struct mcd_store *s, int port, int64_t gen) {
-        const char *ids[] = {"c-cal", "c-cal-other"};
-        struct mcd_customer c, out[2];
+static void test_load_then_commit(struct mcd_store *s, int port, int64_t gen) {
+        const char *ids[] = {"c-lac-other", "c-lac-none"};
+        struct mcd_customer c, other, out[2];
         struct mcd_store_customer sc = {.customer = &c, .partition = 0};
         struct mcd_store_partition p = {.partition = 0, .generation = gen};
-        int calls = 0;
+        struct load_seen seen = {0, 1};
         struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1,
-                                    .while_running = count_call, .while_running_ctx = &calls};
+                                    .while_running = note_load, .while_running_ctx = &seen};
         int load_r = 1;
         uint64_t rt;
 
-        simple_customer(&c, "c-cal", MCD_SS_SWITCH_BLOCKED);
+        simple_customer(&other, "c-lac-other", MCD_SS_SWITCH_BLOCKED);
+        sc.customer = &other;
+        is_int(mcd_store_commit(s, &b), 0, "the other customer is committed first");
+        sc.customer = &c;
+        simple_customer(&c, "c-lac", MCD_SS_SWITCH_ALLOWED);
+        seen.calls = 0;
         rt = mcd_store_round_trips(s);
-        is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), 0, "commit and load");
+        is_int(mcd_store_load_and_commit(s, &b, ids, 2, out, &load_r), 0, "load and commit");
         is_int(load_r, 0, "the load succeeded");
-        is_int((long long)(mcd_store_round_trips(s) - rt), 1, "in one round trip");
-        is_int(calls, 1, "while_running called once, while Redis ran them");
-        ok(same_customer(&c, &out[0]) && out[1].n_subs == 0, "the load saw what the commit wrote");
+        is_int((long long)(mcd_store_round_trips(s) - rt), 2, "in two round trips, the load's first");
+        is_int(seen.calls, 1, "while_running called once");
+        is_int(seen.load_r, 0, "with the load's result");
+        ok(same_customer(&other, &out[0]) && out[1].n_subs == 0, "the load read what was stored");
         mcd_customer_clear(&out[0]);
         mcd_customer_clear(&out[1]);
+        is_int(mcd_store_load(s, (const char *[]){"c-lac"}, 1, out), 0, "the committed customer loads");
+        ok(same_customer(&c, &out[0]), "as committed");
+        mcd_customer_clear(&out[0]);
 
         mcd_customer_clear(&c);
-        simple_customer(&c, "c-cal", MCD_SS_SWITCH_ALLOWED);
+        simple_customer(&c, "c-lac", MCD_SS_SWITCH_BLOCKED);
         is_int(raw(port, "SCRIPT FLUSH"), 0, "SCRIPT FLUSH");
-        is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), 0, "commit and load after SCRIPT FLUSH");
+        is_int(mcd_store_load_and_commit(s, &b, ids, 2, out, &load_r), 0, "load and commit after SCRIPT FLUSH");
         is_int(load_r, 0, "the load succeeded");
-        ok(same_customer(&c, &out[0]), "the load was done again after the commit");
+        ok(same_customer(&other, &out[0]), "and read what was stored");
         mcd_customer_clear(&out[0]);
         mcd_customer_clear(&out[1]);
+        is_int(mcd_store_load(s, (const char *[]){"c-lac"}, 1, out), 0, "the committed customer loads");
+        ok(same_customer(&c, &out[0]), "the commit was sent again with its script");
+        mcd_customer_clear(&out[0]);
 
         p.generation = gen - 1;
-        is_int(mcd_store_commit_and_load(s, &b, ids, 2, out, &load_r), -ESTALE, "a stale commit is -ESTALE");
-        is_int(load_r, -ECANCELED, "and nothing is loaded");
+        seen.calls = 0;
+        is_int(mcd_store_load_and_commit(s, &b, ids, 2, out, &load_r), -ESTALE, "a stale commit is -ESTALE");
+        is_int(load_r, 0, "the load before it stands");
+        is_int(seen.calls, 1, "while_running was called before the commit's answer");
+        mcd_customer_clear(&out[0]);
+        mcd_customer_clear(&out[1]);
         p.generation = gen;
-        is_int(mcd_store_commit_and_load(s, &b, ids, 0, out, &load_r), 0, "commit with nothing to load");
+        is_int(mcd_store_load_and_commit(s, &b, ids, 0, out, &load_r), 0, "commit with nothing to load");
         is_int(load_r, 0, "is a plain commit");
         mcd_customer_clear(&c);
+        mcd_customer_clear(&other);
 }
 
 /* A server that accepts but never answers (SIGSTOP): -ETIMEDOUT. */
@@ -1179,7 +1206,7 @@ static void test_store(struct srv *sv) {
         test_fencing(s, gen);
         gen++;
         test_noscript(s, sv->port, gen);
-        test_commit_and_load(s, sv->port, gen);
+        test_load_then_commit(s, sv->port, gen);
         test_timeout(s, sv);
         test_auth(sv->port);
         test_down(s, sv);
