@@ -4,8 +4,8 @@
  * DESIGN: Redis is the commit point (README "Exactly once").  A batch takes
  * up to batch.max_events messages round robin over the ready pairs, each
  * pair's in merge order (intake.h), and the customers due by the wall clock
- * in idle pairs; its customers are loaded in one round trip, or just
- * before the last batch's commit when the backlog lets the next batch be
+ * in idle pairs; its customers are loaded in one round trip, or in front
+ * of the last batch's commit when the backlog lets the next batch be
  * collected ahead, and then applied while Redis runs that commit (struct
  * overlap).  The commit writes states, due times, offsets and frames in one
  * script fenced by every pair's generation, after the last batch's frames
@@ -210,8 +210,9 @@ static int apply_loaded(struct batcher *bt, struct batch *b, int64_t now) {
  * is committed (mcd_store_load_and_commit's while_running).
  *
  * DESIGN: Redis runs the commit script for most of a batch's round trip.
- * The next batch's customers are loaded just before the commit is sent
- * (mcd_store_load_and_commit), and the rules run on them meanwhile.  A customer
+ * The next batch's customers are loaded in front of the commit, in the
+ * same round trip (mcd_store_load_and_commit): their reply comes back
+ * first, and the rules run on them while Redis runs the script.  A customer
  * both batches hold is not loaded: it is decoded from the state the commit
  * writes, which is what Redis would answer after it.  Nothing the next
  * batch makes leaves the process before its own commit; if this commit

@@ -104,9 +104,9 @@ struct mcd_store_batch {
         size_t n_customers;
         const struct mcd_store_partition *partitions;
         size_t n_partitions;
-        /* mcd_store_load_and_commit calls this, if set, once the commit is
-         * sent, with the load's result, while Redis runs the commit.  Not
-         * called when the commit could not be sent. */
+        /* mcd_store_load_and_commit calls this, if set, once the load's
+         * reply is read, with its result, while Redis runs the commit.  Not
+         * called when they could not be sent. */
         void (*while_running)(void *ctx, int load_r);
         void *while_running_ctx;
 };
@@ -171,12 +171,11 @@ int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq);
 /* The atomic batch write described above. */
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
 
-/* The load of the next batch's customers (as mcd_store_load), then the
- * commit of this one: two round trips, the second overlapped with the
- * caller's work.  The load must not name a customer the commit writes (it
- * would read the state before the commit).  Once the commit is sent,
- * while_running is called with *load_r set (0 or the load's error), while
- * Redis runs the commit.
+/* The load of the next batch's customers (as mcd_store_load) and the
+ * commit of this one in one round trip, the load first: it must not name a
+ * customer the commit writes (it would read the state before the commit).
+ * Once both are sent and the load's reply is read, while_running is called
+ * with *load_r set (0 or the load's error), while Redis runs the commit.
  * Returns the commit's result, as mcd_store_commit; *load_r is
  * -ECANCELED when nothing could be sent. */
 int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,

@@ -452,12 +452,14 @@ static int read_commit(struct mcd_store *s, const struct args *keys, const struc
         return r;
 }
 
-/* The next batch's load, then this batch's commit.  The load names no
- * customer the commit writes, so it reads the same before the commit as
- * after it.  It is a round trip of its own: Redis writes its replies once it
- * has run every command it read, so a load sent with the commit would be
- * answered only after the script.  Answered first, it lets while_running
- * apply the next batch while Redis runs the commit. */
+/* The next batch's load and this batch's commit in one pipeline, the load
+ * first.  The load names no customer the commit writes, so it reads the
+ * same before the commit as after it.  Redis writes a client's replies once
+ * it has run the commands it has read whole; a commit of more than one
+ * socket read (any commit worth overlapping) is still arriving when the
+ * load has run, so the load's reply comes back while the script has yet to
+ * run, and while_running applies the next batch meanwhile.  A small commit
+ * may be answered with the load: the overlap is lost, nothing else. */
 int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r) {
         struct args keys = {0}, argv = {0}, cmds[2] = {{0}};
@@ -473,15 +475,10 @@ int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch 
         }
         if (r == 0)
                 r = store_connect(s);
-        if (r == 0 && n > 0 && (r = store_append_argv(s, (int)cmds[0].n, cmds[0].v, cmds[0].len)) == 0) {
-                *load_r = read_load(s, ids, n, out);
-                if (!s->ctx)
-                        r = *load_r;            /* the connection is gone: no commit sent */
-        }
-        if (r == 0 && (r = store_append_argv(s, (int)cmds[1].n, cmds[1].v, cmds[1].len)) == 0 &&
-            (r = store_flush(s)) == 0) {
-                if (n == 0)
-                        *load_r = 0;
+        for (int i = n > 0 ? 0 : 1; i < 2 && r == 0; i++)
+                r = store_append_argv(s, (int)cmds[i].n, cmds[i].v, cmds[i].len);
+        if (r == 0 && (r = store_flush(s)) == 0) {
+                *load_r = n > 0 ? read_load(s, ids, n, out) : 0;
                 if (b->while_running)
                         b->while_running(b->while_running_ctx, *load_r);
                 r = read_commit(s, &keys, &argv);
