@@ -345,8 +345,10 @@ static int store_send_large(struct mcd_store *s, int argc, const char **argv, co
                 need += resp_arg_size(lens[i]);
         if (need > s->wbuf_cap) {
                 char *p = realloc(s->wbuf, need);
-                if (!p)
+                if (!p) {
+                        store_disconnect(s);    /* what was appended before it is not sent */
                         return -ENOMEM;
+                }
                 s->wbuf = p;
                 s->wbuf_cap = need;
         }

@@ -294,6 +294,26 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         stop_pid "$DAEMON_PID"
 }
 
+# How far (b) is from half the ceiling (a), and what holds it.  At 0.5 of (a)
+# the run has T = N / (0.5 (a)) seconds; what the start-up leaves of them, on
+# 2 cores, is the CPU budget per event, set against the daemon's and Redis's
+# CPU per event (over the whole run).  The largest is named; when both fit,
+# the waits (round trips, delivery) hold it.
+half_ceiling_gap() {
+        awk -v n="$N" -v kcat="$KCAT_SECS" -v run="$RUN_SECS" -v ready="$RUN_READY_SECS" \
+            -v dcpu="$RUN_CPU" -v rcpu="$RUN_REDIS_CPU" 'BEGIN {
+                want = 0.5 * n / kcat; t = n / want; d = dcpu * 1e6 / n; r = rcpu * 1e6 / n
+                budget = (t - ready) * 2e6 / n
+                if (budget <= 0) what = sprintf("the start-up alone (%.1f s of %.1f s)", ready, t)
+                else if (d > budget && d >= r) what = sprintf("the daemon'"'"'s CPU (%.1f us/event)", d)
+                else if (r > budget) what = sprintf("Redis'"'"'s CPU (%.1f us/event)", r)
+                else what = "waits, not CPU (round trips, delivery)"
+                if (budget < 0) budget = 0
+                printf "%.1fx faster needed (%.0f events/s, the run in %.1f s): %.1f us of CPU per event after start-up; held by %s\n",
+                        want * run / n, want, t, budget, what }'
+}
+per_event_us() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f", s * 1e6 / n }'; }
+
 TABLE=$WORK/table
 row() { printf '%-58s %s\n' "$1" "$2" >> "$TABLE"; }
 
@@ -366,6 +386,8 @@ row "  of which start-up (start -> every partition claimed)" "$RUN_READY_SECS s"
 row "(b') daemon after start-up ($RUN_STEADY_EVENTS events)" "$(fdiv "$RUN_STEADY_EVENTS" "$RUN_STEADY_SECS") events/s ($RUN_STEADY_SECS s)"
 row "mean batch duration (load+rules+commit+publish)" "$RUN_BATCH_MEAN_MS ms"
 row "CPU time: daemon / redis-server / mock cluster during (b)" "$RUN_CPU s / $RUN_REDIS_CPU s / $RUN_MOCK_CPU s"
+row "CPU per event: daemon / redis-server  [goals <= 6 / 1.5 us]" "$(per_event_us "$RUN_CPU" "$N") us / $(per_event_us "$RUN_REDIS_CPU" "$N") us"
+row "to (b)/(a) = 0.5" "$(half_ceiling_gap)"
 row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
 row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
 row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
