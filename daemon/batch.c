@@ -260,6 +260,7 @@ static void overlap_free(struct overlap *o) {
 static int overlap_fill(struct overlap *o) {
         struct batch *ahead = o->ahead;
         size_t k = 0;
+        int r;
 
         for (size_t i = 0; i < o->n; i++)
                 ahead->customers[o->at[i]] = o->loaded[i];
@@ -270,8 +271,9 @@ static int overlap_fill(struct overlap *o) {
                         continue;
                 }
                 v = (uintptr_t)mcd_strmap_get(&o->b->index, ahead->ids[j]);
-                if (mcd_state_decode(o->b->state[v - 1], o->b->state_len[v - 1], &ahead->customers[j], NULL, 0) < 0)
-                        return -ENOMEM;         /* the bytes were encoded here: memory ran out */
+                r = mcd_state_decode(o->b->state[v - 1], o->b->state_len[v - 1], &ahead->customers[j], NULL, 0);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -337,8 +339,10 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
         struct mcd_store_batch sb = {.while_running = while_committing, .while_running_ctx = &o};
         int r = sc && sp ? 0 : -ENOMEM;
 
-        if (r == 0 && ahead)
-                r = overlap_init(&o);
+        if (r == 0 && ahead && overlap_init(&o) < 0) {
+                overlap_free(&o);       /* out of memory: committed alone, ahead collected again */
+                o = (struct overlap){.bt = bt, .b = b, .load_r = -ECANCELED, .apply_r = -ECANCELED};
+        }
         if (r == 0) {
                 store_batch(bt, b, marks, &sb, sc, sp);
                 fault_point(bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
