@@ -619,8 +619,8 @@ void resolve_unsure(struct batcher *bt) {
         bt->unsure.set = false;
 }
 
-/* One batch: load (unless it was loaded with the last commit), apply the
- * rules, commit with the next batch's load, publish. */
+/* One batch: load and apply (unless that was done during the last commit),
+ * commit with the next batch's load in front, publish. */
 int process_batch(struct batcher *bt) {
         struct batch *b = take_ahead(bt), *ahead = NULL;
         struct mcd_stats before = bt->env->st;

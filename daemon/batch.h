@@ -1,7 +1,8 @@
 /* batch.h -- one batch through its life (Kafka Streams' process, then
  * prepareCommit / commit / postCommit): collected from the merge and the
  * customers due, loaded, applied (apply.h), committed to Redis in one
- * fenced script with the next batch's load, its frames handed to the
+ * fenced script (the next batch loaded in front of it and applied while
+ * Redis runs it), its frames handed to the
  * publisher; or undone, its messages back in their queues. */
 #ifndef MCD_BATCH_H
 #define MCD_BATCH_H
@@ -47,8 +48,8 @@ struct batcher {
  * last batches' mean state per customer, within batch.max_events and never
  * below 16. */
 size_t batch_customers(const struct batcher *bt);
-/* One batch: load (unless it was loaded with the last commit), apply the
- * rules, commit with the next batch's load, publish.  0 (also when there
+/* One batch: load and apply (unless that was done during the last commit),
+ * commit with the next batch's load in front, publish.  0 (also when there
  * was nothing to do), -EAGAIN when undone, or the commit's error. */
 int process_batch(struct batcher *bt);
 /* Redis answers again: settles the counts of a commit whose answer was
