@@ -300,6 +300,7 @@ static void refresh_figures(struct worker *w) {
 
 static void report_status(struct worker *w, bool *ready_sent) {
         int64_t mono = mono_ms(), rate, events = 0;
+        bool was_ready = w->env.st.ready;
 
         w->env.st.ready = w->env.redis_ok && all_ready(&w->pairs) && w->env.st.changelog_stopped == 0;
         if (!*ready_sent && w->env.st.ready) {
@@ -307,6 +308,10 @@ static void report_status(struct worker *w, bool *ready_sent) {
                 *ready_sent = true;
                 log_notice("ready: %zu partition(s) owned", w->pairs.n);
         }
+        /* /metrics shows a change of readiness now, not at the next batch
+         * or status interval (which may be seconds away). */
+        if (w->env.st.ready != was_ready && w->env.metrics && mono < w->next_status)
+                mcd_metrics_update(w->env.metrics, &w->env.st);
         if (mono < w->next_status)
                 return;
         refresh_figures(w);
