@@ -64,8 +64,9 @@ int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms)
  * (either may be NULL: not asked): one ListOffsets request per watermark
  * and leader, however many partitions, where
  * rd_kafka_query_watermark_offsets asks one partition per request pair.
- * 0, -ENOMEM, -ETIMEDOUT, or -EIO when the broker refused a partition (lo
- * and hi hold nothing usable then). */
+ * A partition not answered gets -1.  0, -ENOMEM, -ETIMEDOUT (every
+ * partition -1), or -EIO when the broker refused a partition (the others'
+ * answers are kept). */
 int mcd_kafka_watermarks(rd_kafka_t *rk, const char *topic, const int32_t *parts, int n, int64_t *lo, int64_t *hi,
                          int timeout_ms);
 

@@ -569,8 +569,10 @@ int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms) {
         if (!pub->known_end[t])
                 return -ENOMEM;
         watchdog_kick();
-        /* Unanswered, the ends stay 0: marks made from them look from the start. */
         (void)mcd_kafka_watermarks(pub->env->producer, topic, NULL, n, NULL, pub->known_end[t], timeout_ms);
+        for (int q = 0; q < n; q++)     /* unanswered: 0, marks made from it look from the start */
+                if (pub->known_end[t][q] < 0)
+                        pub->known_end[t][q] = 0;
         return 0;
 }
 
