@@ -360,6 +360,50 @@ int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms)
         return n;
 }
 
+/* One watermark (RD_KAFKA_OFFSET_BEGINNING or _END: ListOffsets takes them
+ * as its timestamps) of the n partitions into out[], -1 for a partition not
+ * answered. */
+static int list_offsets(rd_kafka_t *rk, const char *topic, const int32_t *parts, int n, int64_t which,
+                        int64_t *out, int timeout_ms) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+        rd_kafka_resp_err_t err;
+        int r = 0;
+
+        for (int i = 0; i < n; i++)
+                out[i] = -1;
+        if (!l)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++)
+                rd_kafka_topic_partition_list_add(l, topic, parts ? parts[i] : i)->offset = which;
+        err = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+        if (err)
+                r = err == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
+        for (int i = 0; !err && i < n; i++) {   /* in the order asked: the list keeps it */
+                if (l->elems[i].err || l->elems[i].offset < 0)
+                        r = -EIO;
+                else
+                        out[i] = l->elems[i].offset;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        return r;
+}
+
+int mcd_kafka_watermarks(rd_kafka_t *rk, const char *topic, const int32_t *parts, int n, int64_t *lo, int64_t *hi,
+                         int timeout_ms) {
+        int r = 0, r2 = 0;
+
+        if (n <= 0)
+                return 0;
+        if (lo)
+                r = list_offsets(rk, topic, parts, n, RD_KAFKA_OFFSET_BEGINNING, lo, timeout_ms);
+        if (hi && r != -ENOMEM && r != -ETIMEDOUT)
+                r2 = list_offsets(rk, topic, parts, n, RD_KAFKA_OFFSET_END, hi, timeout_ms);
+        else if (hi)    /* not asked again after a timeout */
+                for (int i = 0; i < n; i++)
+                        hi[i] = -1;
+        return r < 0 ? r : r2;
+}
+
 int64_t mcd_kafka_session_timeout_ms(rd_kafka_t *rk) {
         char buf[32];
         size_t size = sizeof(buf);

@@ -59,6 +59,17 @@ int mcd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
  * metadata (no leader yet, say), -EIO when the broker did not answer. */
 int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
 
+/* The first and next offsets (low and high watermarks) of n partitions of a
+ * topic (parts[i], or 0..n-1 when parts is NULL) into lo[i] and hi[i]
+ * (either may be NULL: not asked): one ListOffsets request per watermark
+ * and leader, however many partitions, where
+ * rd_kafka_query_watermark_offsets asks one partition per request pair.
+ * A partition not answered gets -1.  0, -ENOMEM, -ETIMEDOUT (every
+ * partition -1), or -EIO when the broker refused a partition (the others'
+ * answers are kept). */
+int mcd_kafka_watermarks(rd_kafka_t *rk, const char *topic, const int32_t *parts, int n, int64_t *lo, int64_t *hi,
+                         int timeout_ms);
+
 /* A group consumer's session.timeout.ms as configured: a member silent that
  * long has lost its partitions to the group.  0 when it cannot be read. */
 int64_t mcd_kafka_session_timeout_ms(rd_kafka_t *rk);

@@ -38,6 +38,7 @@ struct pair *pair_add(struct pairs *ps, int32_t partition) {
         p->partition = partition;
         p->phase = PAIR_INIT;
         p->expect[REL] = p->expect[SUB] = -1;
+        p->first[REL] = p->first[SUB] = -1;
         p->stream_time = INT64_MIN;
         p->clog_hold = UINT64_MAX;
         ps->v[ps->n++] = p;

@@ -30,6 +30,8 @@ struct pair {
         int64_t generation;
         struct msgq q[2];
         int64_t expect[2];           /* next offset expected from Kafka, -1 any */
+        int64_t first[2];            /* the side's first offset, read for the claim round in progress
+                                      * (tasks.c read_first_offsets), -1 not read */
         struct mcd_offsets committed;/* next offsets, as stored in Redis */
         struct mcd_offsets next;     /* after the last message taken into the batch */
         mcd_time_t stream_time;      /* latest occurred_at applied: the rules' clock for input */

@@ -87,31 +87,33 @@ static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf
 int collect_published(struct publisher *pub, int64_t *from[2]) {
         const char *topics[2] = {pub->env->cfg->topic_outcomes, pub->env->cfg->topic_dlq};
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
-        int64_t *end[2] = {calloc((size_t)pub->n_out_parts[0], 8), calloc((size_t)pub->n_out_parts[1], 8)};
+        int64_t *end[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
+        int64_t *lo[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
         char err[512];
         rd_kafka_t *rk = NULL;
         int remaining = 0, r = 0;
         int64_t deadline = mono_ms() + 60000;
 
-        if (!end[0] || !end[1]) {
+        if (!end[0] || !end[1] || !lo[0] || !lo[1]) {
                 r = -ENOMEM;
                 goto out;
         }
-        for (int t = 0; t < 2; t++)
+        for (int t = 0; t < 2; t++) {
+                if (mcd_kafka_watermarks(pub->env->producer, topics[t], NULL, pub->n_out_parts[t], lo[t], end[t],
+                                         10000) < 0) {
+                        r = -EIO;
+                        goto out;
+                }
                 for (int q = 0; q < pub->n_out_parts[t]; q++) {
-                        int64_t lo, hi;
-                        if (rd_kafka_query_watermark_offsets(pub->env->producer, topics[t], q, &lo, &hi, 10000)) {
-                                r = -EIO;
-                                goto out;
-                        }
-                        end[t][q] = hi;
-                        if (from[t][q] < lo)
-                                from[t][q] = lo;
+                        int64_t hi = end[t][q];
+                        if (from[t][q] < lo[t][q])
+                                from[t][q] = lo[t][q];
                         if (from[t][q] < hi) {
                                 rd_kafka_topic_partition_list_add(l, topics[t], q)->offset = from[t][q];
                                 remaining++;
                         }
                 }
+        }
         if (remaining == 0)
                 goto out;
         rk = mcd_kafka_new(pub->env->cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
@@ -153,6 +155,8 @@ out:
         rd_kafka_topic_partition_list_destroy(l);
         free(end[0]);
         free(end[1]);
+        free(lo[0]);
+        free(lo[1]);
         return r;
 }
 
@@ -564,12 +568,11 @@ int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms) {
         pub->known_end[t] = calloc((size_t)n + 1, sizeof(int64_t));
         if (!pub->known_end[t])
                 return -ENOMEM;
-        for (int q = 0; q < n; q++) {
-                int64_t lo, hi;
-                watchdog_kick();
-                if (rd_kafka_query_watermark_offsets(pub->env->producer, topic, q, &lo, &hi, timeout_ms) == 0)
-                        pub->known_end[t][q] = hi;
-        }
+        watchdog_kick();
+        (void)mcd_kafka_watermarks(pub->env->producer, topic, NULL, n, NULL, pub->known_end[t], timeout_ms);
+        for (int q = 0; q < n; q++)     /* unanswered: 0, marks made from it look from the start */
+                if (pub->known_end[t][q] < 0)
+                        pub->known_end[t][q] = 0;
         return 0;
 }
 

@@ -152,7 +152,7 @@ static int scan_changelog(struct restorer *rs, struct changelog_scan *sc) {
         const char *topic = rs->env->cfg->topic_changelog;
         int n = mcd_kafka_partition_count(rs->env->producer, topic, 10000), remaining = 0, r = 0;
         rd_kafka_topic_partition_list_t *l;
-        int64_t *end, deadline = mono_ms() + 120000;
+        int64_t *end = NULL, *lo = NULL, deadline = mono_ms() + 120000;
         rd_kafka_t *rk;
         char err[512];
 
@@ -161,20 +161,18 @@ static int scan_changelog(struct restorer *rs, struct changelog_scan *sc) {
         if (n < 0)
                 return n;
         end = calloc((size_t)n, sizeof(*end));
+        lo = calloc((size_t)n, sizeof(*lo));
         l = rd_kafka_topic_partition_list_new(n);
-        if (!end || !l) {
-                free(end);
-                if (l)
-                        rd_kafka_topic_partition_list_destroy(l);
-                return -ENOMEM;
+        if (!end || !lo || !l) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (mcd_kafka_watermarks(rs->env->producer, topic, NULL, n, lo, end, 10000) < 0) {
+                r = -EIO;
+                goto out;
         }
         for (int q = 0; q < n; q++) {
-                int64_t lo;
-                if (rd_kafka_query_watermark_offsets(rs->env->producer, topic, q, &lo, &end[q], 10000)) {
-                        r = -EIO;
-                        goto out;
-                }
-                if (end[q] > lo) {
+                if (end[q] > lo[q]) {
                         rd_kafka_topic_partition_list_add(l, topic, q)->offset = RD_KAFKA_OFFSET_BEGINNING;
                         remaining++;
                 }
@@ -208,7 +206,9 @@ static int scan_changelog(struct restorer *rs, struct changelog_scan *sc) {
         rd_kafka_destroy(rk);
 out:
         free(end);
-        rd_kafka_topic_partition_list_destroy(l);
+        free(lo);
+        if (l)
+                rd_kafka_topic_partition_list_destroy(l);
         return r;
 }
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "daemon/group_offsets.h"
+#include "daemon/kafka.h"
 #include "daemon/log.h"
 #include "daemon/store.h"
 #include "daemon/tasks.h"
@@ -148,13 +149,43 @@ void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
 }
 
 
+/* The first offsets of side t of every pair being claimed in this round
+ * (INIT or RECONCILE), asked in one request, not one per pair: a start of
+ * 64 partitions with nothing stored asked 128 times, each waiting behind
+ * the consumer's fetches.  Asked of the producer's connection, which has no
+ * fetch to wait behind.  Once a round, whatever the answer: a pair left
+ * without its own asks for it alone (start_offset).  tasks_claim forgets
+ * them when the round ends. */
+static void read_first_offsets(struct tasks *tm, int t) {
+        int32_t *parts = calloc(tm->pairs->n + 1, sizeof(*parts));
+        int64_t *lo = calloc(tm->pairs->n + 1, sizeof(*lo));
+        int n = 0, r = -ENOMEM;
+
+        tm->first_read[t] = true;
+        for (size_t i = 0; parts && lo && i < tm->pairs->n; i++) {
+                const struct pair *q = tm->pairs->v[i];
+                if (q->phase == PAIR_INIT || q->phase == PAIR_RECONCILE)
+                        parts[n++] = q->partition;
+        }
+        if (parts && lo)
+                r = mcd_kafka_watermarks(tm->env->producer, topic_of(tm->in, t), parts, n, lo, NULL, 5000);
+        for (int i = 0; r != -ENOMEM && i < n; i++)
+                pair_find(tm->pairs, parts[i])->first[t] = lo[i];       /* -1: not answered */
+        if (r < 0)
+                log_debug("the first offsets of %d %s partition(s) in one request: %s; asked one by one", n,
+                          topic_of(tm->in, t), strerror(-r));
+        free(parts);
+        free(lo);
+}
+
 /* Where a side starts reading: its stored offset, or the partition's first
- * offset when nothing was stored, asked of the broker.  Always a concrete
- * offset: librdkafka resolves a logical one (BEGINNING) by a ListOffsets
- * query of its own, whose reply the seek and resume around a pair's start
- * make outdated (its debug log shows the query restarted), and the pair's
- * first offset is then known before anything is fetched. */
-static int start_offset(struct tasks *tm, const struct pair *p, int t, int64_t stored, int64_t *out) {
+ * offset when nothing was stored, asked of the broker (read_first_offsets,
+ * for all the pairs of the round at once, else for this one).  Always a
+ * concrete offset: librdkafka resolves a logical one (BEGINNING) by a
+ * ListOffsets query of its own, whose reply the seek and resume around a
+ * pair's start make outdated (its debug log shows the query restarted), and
+ * the pair's first offset is then known before anything is fetched. */
+static int start_offset(struct tasks *tm, struct pair *p, int t, int64_t stored, int64_t *out) {
         int64_t lo, hi;
         rd_kafka_resp_err_t err;
 
@@ -162,8 +193,13 @@ static int start_offset(struct tasks *tm, const struct pair *p, int t, int64_t s
                 *out = stored;
                 return 0;
         }
-        err = rd_kafka_query_watermark_offsets(input_handle(tm->in, t), topic_of(tm->in, t), p->partition,
-                                               &lo, &hi, 5000);
+        if (p->first[t] < 0 && !tm->first_read[t])
+                read_first_offsets(tm, t);
+        if (p->first[t] >= 0) {
+                *out = p->first[t];
+                return 0;
+        }
+        err = rd_kafka_query_watermark_offsets(tm->env->producer, topic_of(tm->in, t), p->partition, &lo, &hi, 5000);
         if (err) {
                 log_warning("partition %" PRId32 ": cannot read where %s begins: %s", p->partition, topic_of(tm->in, t),
                             rd_kafka_err2str(err));
@@ -412,6 +448,9 @@ void tasks_claim(struct tasks *tm) {
                 if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(tm, p)) < 0)
                         pair_init_failed(tm, p, r);
         }
+        for (size_t i = 0; i < tm->pairs->n; i++)       /* read again at the next claim */
+                tm->pairs->v[i]->first[REL] = tm->pairs->v[i]->first[SUB] = -1;
+        tm->first_read[REL] = tm->first_read[SUB] = false;
 }
 
 static void hook_fence(void *ctx, struct pair *p) {

@@ -25,6 +25,7 @@ struct tasks {
         struct restorer *rs;
         bool group_synced;           /* an assignment (maybe empty) came from the group: see consumer_destroy */
         uint64_t store_conns;        /* mcd_store_connections when last checked (rollback_watch) */
+        bool first_read[2];          /* read_first_offsets tried for the claim round in progress */
 };
 
 /* Wires the pair set's hooks (pair.h) to this task manager. */

@@ -213,6 +213,14 @@ static int worker_setup(struct worker *w) {
                 log_error("cannot create the Kafka consumer: %s", err);
                 return -EINVAL;
         }
+        /* The assign()-only handle learns the topic's partitions now: left
+         * to learn them when the first pair's side is assigned, it waits
+         * for librdkafka's topic scan (once a second) before it fetches,
+         * and every pair's merge with it (0.75 s of a fresh start of 64
+         * partitions).  Only a delay if it fails. */
+        if (mcd_kafka_partition_count(w->env.sub_reader, w->env.cfg->topic_subscriptions, md_ms) < 0)
+                log_info("%s: its metadata not read ahead; its first fetch may wait up to a second",
+                         w->env.cfg->topic_subscriptions);
         rd_kafka_poll_set_consumer(w->env.consumer);
         topics = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(topics, w->env.cfg->topic_relationships, RD_KAFKA_PARTITION_UA);
@@ -300,6 +308,7 @@ static void refresh_figures(struct worker *w) {
 
 static void report_status(struct worker *w, bool *ready_sent) {
         int64_t mono = mono_ms(), rate, events = 0;
+        bool was_ready = w->env.st.ready;
 
         w->env.st.ready = w->env.redis_ok && all_ready(&w->pairs) && w->env.st.changelog_stopped == 0;
         if (!*ready_sent && w->env.st.ready) {
@@ -307,6 +316,10 @@ static void report_status(struct worker *w, bool *ready_sent) {
                 *ready_sent = true;
                 log_notice("ready: %zu partition(s) owned", w->pairs.n);
         }
+        /* /metrics shows a change of readiness now, not at the next batch
+         * or status interval (which may be seconds away). */
+        if (w->env.st.ready != was_ready && w->env.metrics && mono < w->next_status)
+                mcd_metrics_update(w->env.metrics, &w->env.st);
         if (mono < w->next_status)
                 return;
         refresh_figures(w);
