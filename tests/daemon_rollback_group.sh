@@ -98,6 +98,10 @@ kill_case() {
         done
         ok $([ -n "$held" ]; echo $?) "$name: instance $victim holds partition(s) $held"
         eval "vpid=\$I$victim"
+        # Stopped first: once Redis is back, an idle owner finds the
+        # rollback at once (rollback_watch) and counts on from its own
+        # counters, and the others would have nothing to find behind.
+        kill -STOP "$vpid"
         roll_back_redis
         kill -KILL "$vpid"
         wait "$vpid" 2>/dev/null
