@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "daemon/intake.h"
+#include "daemon/kafka.h"
 #include "daemon/log.h"
 
 const char *topic_of(const struct intake *in, int t) {
@@ -88,6 +89,7 @@ void take_message(struct intake *in, rd_kafka_message_t *m, int t) {
         struct inmsg *c;
         struct pair *p;
 
+        in->heard_at[t] = mono_ms();
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && (p = pair_find(in->pairs, m->partition)) &&
             p->phase == PAIR_READY && (p->expect[t] < 0 || m->offset >= p->expect[t])) {
                 p->at_end[t] = p->heard[t] = true;
@@ -214,6 +216,52 @@ static bool merge_waits_for(const struct intake *in, int t) {
         return false;
 }
 
+#define FETCH_STALL_MS 30            /* a handle silent this long while the merge waits for it, */
+#define FETCH_WAKE_EVERY_MS 100      /* has its fetcher woken at most this often */
+#define FETCH_WAKE_TIMEOUT_MS 10     /* waiting this long at most for the wake-up's answer */
+
+static bool side_caught_up(const struct intake *in, const struct pair *p, int t);
+
+/* The next pair, from wake_next[t] on, whose t side the merge waits for
+ * (empty, the other side holding messages) and has more to fetch (not at
+ * its partition's end, or its end not known yet); NULL when none. */
+static struct pair *waits_to_fetch(struct intake *in, int t) {
+        size_t n = in->pairs->n;
+
+        for (size_t k = 0; k < n; k++) {
+                size_t i = (in->wake_next[t] + k) % n;
+                struct pair *p = in->pairs->v[i];
+                if (p->phase == PAIR_READY && q_len(&p->q[t]) == 0 && q_len(&p->q[!t]) > 0 &&
+                    !side_caught_up(in, p, t)) {
+                        in->wake_next[t] = i + 1;
+                        return p;
+                }
+        }
+        return NULL;
+}
+
+/* A side the merge waits for, with more to fetch, while its handle has
+ * given nothing for FETCH_STALL_MS: librdkafka 2.0 may have stopped
+ * fetching when its queue was full and not decided again since it was
+ * drained (mcd_kafka_wake_fetcher).  Its leader's thread is woken, at most
+ * every FETCH_WAKE_EVERY_MS per handle, the pairs taken in turn so that
+ * every leader gets its turn.  Without it the merge stalled up to a second
+ * at a time in the benchmark, a third of the run. */
+static void wake_stalled(struct intake *in, int t) {
+        int64_t now = mono_ms();
+        struct pair *p;
+
+        if (now - in->heard_at[t] < FETCH_STALL_MS || now - in->woken_at[t] < FETCH_WAKE_EVERY_MS)
+                return;
+        if (!(p = waits_to_fetch(in, t)))
+                return;
+        in->env->st.fetch_wakeups++;
+        mcd_log(LOG_DEBUG, "partition %" PRId32 ": %s silent for %" PRId64 " ms while the merge waits for it; "
+                "waking its fetcher", p->partition, topic_of(in, t), now - in->heard_at[t]);
+        mcd_kafka_wake_fetcher(input_handle(in, t), topic_of(in, t), p->partition, FETCH_WAKE_TIMEOUT_MS);
+        in->woken_at[t] = mono_ms();
+}
+
 /* Drains what librdkafka has fetched and waits for more only while fewer
  * than `enough` messages can be merged, for at most wait_ms.  Past the
  * buffer budget a handle is drained only while the merge cannot fill a batch
@@ -247,6 +295,8 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                         return;
                 if (!room && !merge_waits_for(in, REL) && !merge_waits_for(in, SUB))
                         return;         /* full: what can be merged goes first */
+                wake_stalled(in, REL);
+                wake_stalled(in, SUB);
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(in->env->consumer, 2);
                 if (m)
                         take_message(in, m, REL);

@@ -20,6 +20,9 @@
 struct intake {
         struct mcd_env *env;
         struct pairs *pairs;
+        int64_t heard_at[2];         /* mono ms: handle t last gave a message or an end */
+        int64_t woken_at[2];         /* mono ms: handle t's fetcher last woken (wake_stalled) */
+        size_t wake_next[2];         /* the pair wake_stalled looks at first, round robin */
 };
 
 /* The topic of side t, and its handle (the group consumer for REL, the

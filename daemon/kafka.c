@@ -404,6 +404,13 @@ int mcd_kafka_watermarks(rd_kafka_t *rk, const char *topic, const int32_t *parts
         return r < 0 ? r : r2;
 }
 
+int mcd_kafka_wake_fetcher(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms) {
+        int64_t end;
+        int r = list_offsets(rk, topic, &partition, 1, RD_KAFKA_OFFSET_END, &end, timeout_ms);
+
+        return r == 0 || r == -ETIMEDOUT ? 0 : r == -ENOMEM ? r : -EIO;
+}
+
 int64_t mcd_kafka_session_timeout_ms(rd_kafka_t *rk) {
         char buf[32];
         size_t size = sizeof(buf);

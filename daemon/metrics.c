@@ -139,6 +139,9 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         scalar_u64(f, "multichanneld_timers_fired_total", "counter", "Timers fired.", s->timers_fired);
         scalar_u64(f, "multichanneld_redis_errors_total", "counter", "Redis errors.", s->redis_errors);
         scalar_u64(f, "multichanneld_kafka_errors_total", "counter", "Kafka errors.", s->kafka_errors);
+        scalar_u64(f, "multichanneld_fetch_wakeups_total", "counter",
+                   "Input fetchers woken because the merge waited for a partition they had stopped fetching.",
+                   s->fetch_wakeups);
         scalar_i64(f, "multichanneld_partitions", "Partition pairs owned.", s->partitions);
         scalar_i64(f, "multichanneld_changelog_stopped_partitions",
                    "Partition pairs that stopped committing because a changelog append failed.", s->changelog_stopped);

@@ -40,6 +40,7 @@ struct mcd_stats {
         uint64_t timers_fired;
         uint64_t redis_errors;
         uint64_t kafka_errors;
+        uint64_t fetch_wakeups;      /* input fetchers woken while the merge waited (intake.c) */
         uint64_t redis_round_trips;
         uint64_t redis_batch_round_trips;       /* of them, made by batches (load, commit, fencing, due scan) */
         uint64_t group_commits;      /* Redis's offsets copied to the consumer group (group_offsets.h) */

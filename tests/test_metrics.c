@@ -220,6 +220,7 @@ static struct mcd_stats sample_stats(void) {
         s.parked = 2;
         s.pending_timers = 5;
         s.timers_fired = 6;
+        s.fetch_wakeups = 8;
         s.partitions = 4;
         s.redis_up = true;
         s.ready = true;
@@ -244,6 +245,7 @@ static void test_render(void) {
                 {"multichanneld_timers_fired_total", "counter"},
                 {"multichanneld_redis_errors_total", "counter"},
                 {"multichanneld_kafka_errors_total", "counter"},
+                {"multichanneld_fetch_wakeups_total", "counter"},
                 {"multichanneld_partitions", "gauge"},
                 {"multichanneld_ready", "gauge"},
         };
@@ -296,6 +298,7 @@ static void test_render(void) {
         has_line_ok(text, "multichanneld_timers_fired_total 6");
         has_line_ok(text, "multichanneld_redis_errors_total 0");
         has_line_ok(text, "multichanneld_kafka_errors_total 0");
+        has_line_ok(text, "multichanneld_fetch_wakeups_total 8");
         has_line_ok(text, "multichanneld_partitions 4");
         has_line_ok(text, "multichanneld_ready 1");
         ok(text[strlen(text) - 1] == '\n', "the exposition ends with a newline");
