@@ -50,6 +50,8 @@ struct id_fp {
         uint64_t fp;
 };
 
+#define MCD_OUTCOME_FIELDS 10        /* the outcome record's own fields (avro_encode.c outcome_fields) */
+
 struct mcd_avro {
         struct schema_entry *v;         /* every known schema */
         size_t n, cap;
@@ -60,6 +62,9 @@ struct mcd_avro {
         bool outcome_confluent;         /* frame outcomes with outcome_id (output.format confluent) */
         uint32_t outcome_id;            /* the registry's id of the outcome reader schema */
         avro_reader_t mem_reader;       /* memory reader reused by every decode, or NULL before the first */
+        avro_value_t outcome;           /* reused by every outcome encoded (iface NULL before the first) */
+        uint64_t outcome_fp;            /* the schema outcome and outcome_field were made for */
+        int outcome_field[MCD_OUTCOME_FIELDS];  /* indices of the outcome record's fields (avro_encode.c) */
 };
 
 /* Envelope names by kind: "RelationshipEvent", ... */

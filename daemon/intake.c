@@ -341,6 +341,13 @@ static int64_t merge_patience(const struct intake *in, const struct pair *p, int
         return side_caught_up(in, p, empty_side) ? in->env->cfg->merge_wait : INT64_MAX;
 }
 
+/* Has a message that has waited `waited` ms for the empty side of its pair
+ * waited long enough?  merge_wait is asked first: the patience, which asks
+ * librdkafka for the side's watermark, is never shorter. */
+static bool patience_over(const struct intake *in, const struct pair *p, int empty_side, int64_t waited) {
+        return waited >= in->env->cfg->merge_wait && waited >= merge_patience(in, p, empty_side);
+}
+
 #define LONG_WAIT_MS 10000           /* a side waiting this long for the other is logged, */
 #define LONG_WAIT_LOG_MS 30000       /* at most once per this per pair */
 
@@ -379,7 +386,7 @@ struct inmsg *merge_next(struct intake *in, struct pair *p, int *topic, int64_t 
                 int64_t waited;
                 t = q_len(r) ? REL : SUB;
                 waited = mono_now - p->q[t].v[p->q[t].head]->arrived;
-                if (waited < merge_patience(in, p, !t)) {
+                if (!patience_over(in, p, !t, waited)) {
                         merge_wait_log(in, p, t, waited, mono_now);
                         return NULL;
                 }
@@ -415,8 +422,7 @@ size_t mergeable(const struct intake *in) {
                         if (s->v[s->tail - 1]->timestamp < upto)
                                 upto = s->v[s->tail - 1]->timestamp;
                         n += count_until(r, upto) + count_until(s, upto);
-                } else if (q_len(&p->q[t]) &&
-                           mono_now - p->q[t].v[p->q[t].head]->arrived >= merge_patience(in, p, !t)) {
+                } else if (q_len(&p->q[t]) && patience_over(in, p, !t, mono_now - p->q[t].v[p->q[t].head]->arrived)) {
                         n += q_len(&p->q[t]);
                 }
         }

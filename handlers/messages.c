@@ -9,19 +9,27 @@
 #include "rules.h"
 #include "timefmt.h"
 
+/* The formatted message in a malloc'd string, or NULL.  Formatted once
+ * into a buffer on the stack, which holds every message but those with
+ * very long ids, and formatted again only when it does not fit. */
 __attribute__((format(printf, 1, 2))) static char *text(const char *fmt, ...) {
+        char buf[512];
         va_list ap;
         int len;
         char *s;
 
         va_start(ap, fmt);
-        len = vsnprintf(NULL, 0, fmt, ap);
+        len = vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
         if (len < 0)
                 return NULL;
         s = malloc((size_t)len + 1);
         if (!s)
                 return NULL;
+        if ((size_t)len < sizeof(buf)) {
+                memcpy(s, buf, (size_t)len + 1);
+                return s;
+        }
         va_start(ap, fmt);
         vsnprintf(s, (size_t)len + 1, fmt, ap);
         va_end(ap);
