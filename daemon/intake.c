@@ -86,11 +86,13 @@ void set_paused(struct intake *in, struct pair *p, bool paused) {
 /* --------------------------------------------------------------- polling -- */
 
 void take_message(struct intake *in, rd_kafka_message_t *m, int t) {
+        struct pair *p = pair_find(in->pairs, m->partition);
+        int64_t now = mono_ms();
         struct inmsg *c;
-        struct pair *p;
 
-        in->heard_at[t] = mono_ms();
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && (p = pair_find(in->pairs, m->partition)) &&
+        if (p)
+                p->heard_at[t] = now;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && p &&
             p->phase == PAIR_READY && (p->expect[t] < 0 || m->offset >= p->expect[t])) {
                 p->at_end[t] = p->heard[t] = true;
                 p->end_pos[t] = m->offset;
@@ -103,19 +105,18 @@ void take_message(struct intake *in, rd_kafka_message_t *m, int t) {
                 rd_kafka_message_destroy(m);
                 return;
         }
-        p = pair_find(in->pairs, m->partition);
         if (!p || p->phase != PAIR_READY || (p->expect[t] >= 0 && m->offset < p->expect[t])) {
                 rd_kafka_message_destroy(m);    /* not ours, or before the stored offset */
                 return;
         }
         p->expect[t] = m->offset + 1;
-        p->last_arrival = mono_ms();
+        p->last_arrival = now;
         p->at_end[t] = false;
         p->heard[t] = true;
         mcd_log_full(LOG_DEBUG,
                      &(struct mcd_log_fields){.topic = topic_of(in, t), .partition = m->partition, .offset = m->offset},
                      "buffered message with timestamp %" PRId64, rd_kafka_message_timestamp(m, NULL));
-        c = inmsg_copy(m, mono_ms());
+        c = inmsg_copy(m, now);
         rd_kafka_message_destroy(m);
         if (!c || q_push(&p->q[t], c) < 0) {
                 log_error("out of memory buffering a message; partition %" PRId32 " restarts", p->partition);
@@ -216,23 +217,24 @@ static bool merge_waits_for(const struct intake *in, int t) {
         return false;
 }
 
-#define FETCH_STALL_MS 30            /* a handle silent this long while the merge waits for it, */
-#define FETCH_WAKE_EVERY_MS 100      /* has its fetcher woken at most this often */
-#define FETCH_WAKE_TIMEOUT_MS 10     /* waiting this long at most for the wake-up's answer */
+#define FETCH_STALL_MS 30            /* a side silent this long while the merge waits for it */
+#define FETCH_CHECK_EVERY_MS 10      /* is looked for this often per handle, */
+#define FETCH_WAKE_EVERY_MS 100      /* and has its fetcher woken at most this often per handle */
 
 static bool side_caught_up(const struct intake *in, const struct pair *p, int t);
 
 /* The next pair, from wake_next[t] on, whose t side the merge waits for
- * (empty, the other side holding messages) and has more to fetch (not at
- * its partition's end, or its end not known yet); NULL when none. */
-static struct pair *waits_to_fetch(struct intake *in, int t) {
+ * (empty, the other side holding messages), has heard nothing for
+ * FETCH_STALL_MS and has more to fetch (not at its partition's end, or its
+ * end not known yet); NULL when none. */
+static struct pair *waits_to_fetch(struct intake *in, int t, int64_t now) {
         size_t n = in->pairs->n;
 
         for (size_t k = 0; k < n; k++) {
                 size_t i = (in->wake_next[t] + k) % n;
                 struct pair *p = in->pairs->v[i];
                 if (p->phase == PAIR_READY && q_len(&p->q[t]) == 0 && q_len(&p->q[!t]) > 0 &&
-                    !side_caught_up(in, p, t)) {
+                    now - p->heard_at[t] >= FETCH_STALL_MS && !side_caught_up(in, p, t)) {
                         in->wake_next[t] = i + 1;
                         return p;
                 }
@@ -240,26 +242,27 @@ static struct pair *waits_to_fetch(struct intake *in, int t) {
         return NULL;
 }
 
-/* A side the merge waits for, with more to fetch, while its handle has
- * given nothing for FETCH_STALL_MS: librdkafka 2.0 may have stopped
- * fetching when its queue was full and not decided again since it was
- * drained (mcd_kafka_wake_fetcher).  Its leader's thread is woken, at most
- * every FETCH_WAKE_EVERY_MS per handle, the pairs taken in turn so that
- * every leader gets its turn.  Without it the merge stalled up to a second
- * at a time in the benchmark, a third of the run. */
+/* A side the merge waits for, with more to fetch, silent for
+ * FETCH_STALL_MS: librdkafka 2.0 may have stopped fetching it when its
+ * handle's queue was full and not decided again since it was drained
+ * (mcd_kafka_wake_fetcher).  Its leader's thread is woken, without waiting
+ * for the answer, at most every FETCH_WAKE_EVERY_MS per handle, the pairs
+ * taken in turn so that every leader gets its turn.  Without it the merge
+ * stalled up to a second at a time in the benchmark, a third of the run. */
 static void wake_stalled(struct intake *in, int t) {
         int64_t now = mono_ms();
         struct pair *p;
 
-        if (now - in->heard_at[t] < FETCH_STALL_MS || now - in->woken_at[t] < FETCH_WAKE_EVERY_MS)
+        if (now - in->checked_at[t] < FETCH_CHECK_EVERY_MS || now - in->woken_at[t] < FETCH_WAKE_EVERY_MS)
                 return;
-        if (!(p = waits_to_fetch(in, t)))
+        in->checked_at[t] = now;
+        if (!(p = waits_to_fetch(in, t, now)))
                 return;
-        in->env->st.fetch_wakeups++;
+        in->woken_at[t] = now;
         mcd_log(LOG_DEBUG, "partition %" PRId32 ": %s silent for %" PRId64 " ms while the merge waits for it; "
-                "waking its fetcher", p->partition, topic_of(in, t), now - in->heard_at[t]);
-        mcd_kafka_wake_fetcher(input_handle(in, t), topic_of(in, t), p->partition, FETCH_WAKE_TIMEOUT_MS);
-        in->woken_at[t] = mono_ms();
+                "waking its fetcher", p->partition, topic_of(in, t), now - p->heard_at[t]);
+        if (mcd_kafka_wake_fetcher(input_handle(in, t), topic_of(in, t), p->partition) == 0)
+                in->env->st.fetch_wakeups++;
 }
 
 /* Drains what librdkafka has fetched and waits for more only while fewer
@@ -291,12 +294,12 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                 apply_backpressure(in);
                 if (got > 0 && !*in->env->stop)
                         continue;
+                wake_stalled(in, REL);
+                wake_stalled(in, SUB);
                 if (mergeable(in) >= enough || mono_ms() >= deadline || *in->env->stop)
                         return;
                 if (!room && !merge_waits_for(in, REL) && !merge_waits_for(in, SUB))
                         return;         /* full: what can be merged goes first */
-                wake_stalled(in, REL);
-                wake_stalled(in, SUB);
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(in->env->consumer, 2);
                 if (m)
                         take_message(in, m, REL);

@@ -20,8 +20,8 @@
 struct intake {
         struct mcd_env *env;
         struct pairs *pairs;
-        int64_t heard_at[2];         /* mono ms: handle t last gave a message or an end */
-        int64_t woken_at[2];         /* mono ms: handle t's fetcher last woken (wake_stalled) */
+        int64_t checked_at[2];       /* mono ms: wake_stalled last looked at handle t's pairs */
+        int64_t woken_at[2];         /* mono ms: a fetcher of handle t last woken */
         size_t wake_next[2];         /* the pair wake_stalled looks at first, round robin */
 };
 

@@ -404,9 +404,9 @@ int mcd_kafka_watermarks(rd_kafka_t *rk, const char *topic, const int32_t *parts
         return r < 0 ? r : r2;
 }
 
-int mcd_kafka_wake_fetcher(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms) {
+int mcd_kafka_wake_fetcher(rd_kafka_t *rk, const char *topic, int32_t partition) {
         int64_t end;
-        int r = list_offsets(rk, topic, &partition, 1, RD_KAFKA_OFFSET_END, &end, timeout_ms);
+        int r = list_offsets(rk, topic, &partition, 1, RD_KAFKA_OFFSET_END, &end, 0);
 
         return r == 0 || r == -ETIMEDOUT ? 0 : r == -ENOMEM ? r : -EIO;
 }

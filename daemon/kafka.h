@@ -70,16 +70,18 @@ int mcd_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms)
 int mcd_kafka_watermarks(rd_kafka_t *rk, const char *topic, const int32_t *parts, int n, int64_t *lo, int64_t *hi,
                          int timeout_ms);
 
-/* Wakes the thread of the broker that leads a partition, by asking it the
- * partition's end (one ListOffsets request) and waiting at most timeout_ms
- * for the answer, which is not used: a request the call gives up on is
- * answered into nothing.  librdkafka 2.0 stops fetching a partition while
- * its handle's queue is over queued.max.messages.kbytes and decides again
- * only when that thread next wakes, up to a second after the queue was
- * drained (its loop's fixed timeout; fetch.queue.backoff.ms came in 2.3);
- * a woken thread decides again for every partition it leads.  0, or -EIO
- * when the request could not be made (no leader known, say). */
-int mcd_kafka_wake_fetcher(rd_kafka_t *rk, const char *topic, int32_t partition, int timeout_ms);
+/* Wakes the thread of the broker that leads a partition by sending it a
+ * ListOffsets request for the partition's end, without waiting for the
+ * answer: librdkafka drops an answer its caller gave up on (the response
+ * callback of rd_kafka_offsets_for_times returns on ERR__DESTROY).
+ * librdkafka 2.0 stops fetching a partition while its handle's queue is
+ * over queued.max.messages.kbytes and decides again only when that thread
+ * next wakes, up to a second after the queue was drained (its loop's fixed
+ * timeout; fetch.queue.backoff.ms came in 2.3); a woken thread decides
+ * again for every partition it fetches.  0 when the request was sent (or
+ * is waiting for its leader to be known), -ENOMEM, or -EIO when librdkafka
+ * refused it. */
+int mcd_kafka_wake_fetcher(rd_kafka_t *rk, const char *topic, int32_t partition);
 
 /* A group consumer's session.timeout.ms as configured: a member silent that
  * long has lost its partitions to the group.  0 when it cannot be read. */

@@ -36,6 +36,7 @@ struct pair {
         struct mcd_offsets next;     /* after the last message taken into the batch */
         mcd_time_t stream_time;      /* latest occurred_at applied: the rules' clock for input */
         int64_t last_arrival;        /* monotonic ms of the last message buffered */
+        int64_t heard_at[2];         /* monotonic ms of the side's last message or end (intake.c) */
         bool at_end[2];              /* the side reached its partition's end (PARTITION_EOF) */
         int64_t end_pos[2];          /* where that end was: the fetch position, past transaction markers */
         bool heard[2];               /* a message or the end came since the pair became ready: the
