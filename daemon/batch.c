@@ -549,7 +549,8 @@ static struct batch *prepare_ahead(struct batcher *bt, int64_t now) {
         size_t ready = mergeable(bt->in);
 
         log_debug("next batch: %zu messages can be merged, %zu buffered", ready, buffered(bt->in));
-        if (ready < batch_customers(bt) / 2 + 1 || !(b = calloc(1, sizeof(*b))))
+        bt->ahead_customers = batch_customers(bt);
+        if (ready < bt->ahead_customers / 2 + 1 || !(b = calloc(1, sizeof(*b))))
                 return NULL;
         if (batch_prepare(bt, b, now) < 0 || batch_empty(b)) {
                 batch_give_back(bt, b);
@@ -733,7 +734,7 @@ int process_batch(struct batcher *bt) {
                   "%.0f bytes of state per customer, batches of %zu customers",
                   bt->env->st.batches, b->n_items, b->n_due, b->n_ids, bt->last_batch_us, t_publish, t_commit,
                   bt->ahead ? "applied" : "not collected", age_stamped, age_buffered, bt->state_per_customer,
-                  batch_customers(bt));
+                  bt->ahead ? bt->ahead_customers : batch_customers(bt));
 out:
         count_round_trips(bt, &rt0);
         free(marks);

@@ -41,6 +41,7 @@ struct batcher {
         } unsure;
         struct batch *ahead;         /* the next batch, collected, loaded and applied with the last commit */
         struct mcd_stats ahead_before; /* the counts before ahead was applied */
+        size_t ahead_customers;      /* batch_customers() when ahead was collected: its bound */
         struct batch *spent;         /* the last batch, committed: freed while Redis runs the next commit */
 };
 
