@@ -22,7 +22,7 @@ export MCD_FUZZ_SECONDS=60      # each fuzzer, this phase; shorter in the later 
 (cd _build/asan && make -j2 check) || status=1
 
 phase "make check under valgrind"
-sh tests/setup.sh _build/valgrind >/dev/null || status=1
+sh tests/setup.sh _build/valgrind --without-jemalloc >/dev/null || status=1   # memcheck follows glibc's malloc
 unset ASAN_OPTIONS UBSAN_OPTIONS
 VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --num-callers=40 --suppressions=$top/tests/valgrind.supp"
 # Smaller streams under valgrind, which runs the daemon some 20 times slower.
