@@ -370,7 +370,7 @@ int mcd_cmd_tail(int argc, char **argv) {
         signal(SIGINT, on_interrupt);
         signal(SIGTERM, on_interrupt);
         topic = dlq ? cfg.topic_dlq : cfg.topic_outcomes;
-        rk = mcd_kafka_new(&cfg, MCD_KAFKA_READER, NULL, err, sizeof(err));
+        rk = mcd_kafka_new(&cfg, MCD_KAFKA_TOOL_READER, NULL, err, sizeof(err));
         if (!rk) {
                 status = mcd_cli_error("tail", "Kafka: %s", err);
                 goto out_cfg;

@@ -66,6 +66,22 @@ static const char *const reader_defaults[][2] = {
         {NULL, NULL},
 };
 
+/* A command reading a topic to its end as fast as it can (tail): no bound
+ * of the daemon's on librdkafka's prefetch, whose own defaults (64 MiB
+ * queued, 1 MiB per partition) keep its queue from filling; a full queue
+ * stops librdkafka 2.0's fetching for up to a second (intake.c
+ * wake_stalled), and tail then fell behind a fast daemon by more than the
+ * mock cluster keeps of a partition. */
+static const char *const tool_reader_defaults[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "true"},
+        {"auto.offset.reset", "earliest"},
+        {"fetch.wait.max.ms", "20"},
+        {"socket.nagle.disable", "true"},
+        {NULL, NULL},
+};
+
 static const char *const producer_defaults[][2] = {
         {"enable.idempotence", "true"},
         {"acks", "all"},
@@ -111,7 +127,7 @@ static bool applies(const char *name, enum mcd_kafka_role role) {
         for (size_t i = 0; list[i]; i++)
                 if (strcmp(list[i], name) == 0)
                         return false;
-        if (role == MCD_KAFKA_READER && (strcmp(name, "group.instance.id") == 0))
+        if ((role == MCD_KAFKA_READER || role == MCD_KAFKA_TOOL_READER) && strcmp(name, "group.instance.id") == 0)
                 return false;
         return true;
 }
@@ -130,9 +146,10 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 rd_kafka_t *mcd_kafka_new(const struct mcd_config *cfg, enum mcd_kafka_role role, rd_kafka_conf_t *extra,
                           char *err, size_t errlen) {
         rd_kafka_conf_t *conf = extra ? extra : rd_kafka_conf_new();
-        const char *const(*defaults)[2] = is_producer(role)            ? producer_defaults
-                                          : role == MCD_KAFKA_READER ? reader_defaults
-                                                                     : consumer_defaults;
+        const char *const(*defaults)[2] = is_producer(role)                 ? producer_defaults
+                                          : role == MCD_KAFKA_READER      ? reader_defaults
+                                          : role == MCD_KAFKA_TOOL_READER ? tool_reader_defaults
+                                                                          : consumer_defaults;
         rd_kafka_t *rk;
 
         if (set_all(conf, defaults, err, errlen) < 0)

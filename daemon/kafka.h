@@ -15,7 +15,8 @@
 
 enum mcd_kafka_role {
         MCD_KAFKA_GROUP_CONSUMER,    /* the daemon's consumer: cooperative-sticky group member */
-        MCD_KAFKA_READER,            /* assign()-only consumer: tail, reconciliation, rebuild */
+        MCD_KAFKA_READER,            /* assign()-only consumer: the subscriptions side, reconciliation, rebuild */
+        MCD_KAFKA_TOOL_READER,       /* the same, prefetching as much as librdkafka likes: tail */
         MCD_KAFKA_PRODUCER,          /* idempotent producer */
         MCD_KAFKA_BULK_PRODUCER,     /* the same, batching for throughput (publish) */
 };
