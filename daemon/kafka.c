@@ -55,13 +55,14 @@ static const char *const consumer_defaults[][2] = {
         {NULL, NULL},
 };
 
+/* An assign()-only consumer: positions kept by the caller, ends reported. */
+#define READER_DEFAULTS \
+        {"enable.auto.commit", "false"}, {"enable.auto.offset.store", "false"}, \
+        {"enable.partition.eof", "true"}, {"auto.offset.reset", "earliest"}, \
+        {"fetch.wait.max.ms", "20"}, {"socket.nagle.disable", "true"}
+
 static const char *const reader_defaults[][2] = {
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"enable.partition.eof", "true"},
-        {"auto.offset.reset", "earliest"},
-        {"fetch.wait.max.ms", "20"},
-        {"socket.nagle.disable", "true"},
+        READER_DEFAULTS,
         FETCH_DEFAULTS,
         {NULL, NULL},
 };
@@ -73,12 +74,7 @@ static const char *const reader_defaults[][2] = {
  * wake_stalled), and tail then fell behind a fast daemon by more than the
  * mock cluster keeps of a partition. */
 static const char *const tool_reader_defaults[][2] = {
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"enable.partition.eof", "true"},
-        {"auto.offset.reset", "earliest"},
-        {"fetch.wait.max.ms", "20"},
-        {"socket.nagle.disable", "true"},
+        READER_DEFAULTS,
         {NULL, NULL},
 };
 

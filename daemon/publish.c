@@ -321,34 +321,47 @@ static void pending_clear(struct publisher *pub) {
  * group's copy first, and is fenced if it names a later generation; else
  * reconciliation publishes what the topics lack).  Returns -EAGAIN when
  * Redis cannot tell. */
+enum { UNSENT = 1, COMMITTED = 2 };  /* drop_fenced's marks of a pair */
+
+/* Marks, per pair (by its index in pub->pairs), the unsent frames that the
+ * commit which made them did not check just now (fresh): UNSENT, and
+ * COMMITTED when one of them is of our commits (batch 0: found in the
+ * outbox by a claim).  One pass over the frames. */
+static void mark_unsent(const struct publisher *pub, bool fresh, uint8_t *marks) {
+        for (size_t j = 0; j < pub->n_pending; j++) {
+                const struct pending *pf = pub->pending[j];
+                size_t i = 0;
+
+                if (pf->sent || (fresh && pf->batch == pub->verified_batch))
+                        continue;
+                while (i < pub->pairs->n && pub->pairs->v[i]->partition != pf->partition)
+                        i++;
+                if (i < pub->pairs->n)
+                        marks[i] |= UNSENT | (pf->batch != 0 ? COMMITTED : 0);
+        }
+}
+
 static int drop_fenced(struct publisher *pub) {
         int32_t *parts = calloc(pub->pairs->n + 1, sizeof(*parts));
         int64_t *gens = calloc(pub->pairs->n + 1, sizeof(*gens));
+        uint8_t *marks = calloc(pub->pairs->n + 1, 1);
         size_t n = 0, kept = 0;
         int64_t since = mono_ms() - pub->verified_at;
         bool fresh = since < FENCE_LEASE_MS, stalled = pub->stall_ms > 0 && since >= pub->stall_ms;
         int r = 0;
 
-        if (!parts || !gens) {
+        if (!parts || !gens || !marks) {
                 r = -ENOMEM;
                 goto out;
         }
         /* The owned partitions with unsent frames, checked in one round trip,
          * unless the commit of those frames checked them just now. */
+        mark_unsent(pub, fresh, marks);
         for (size_t i = 0; i < pub->pairs->n; i++) {
                 struct pair *p = pub->pairs->v[i];
-                bool unsent = false, committed = false;
-                for (size_t j = 0; j < pub->n_pending; j++) {
-                        const struct pending *pf = pub->pending[j];
-                        if (pf->sent || pf->partition != p->partition ||
-                            (fresh && pf->batch == pub->verified_batch))
-                                continue;
-                        unsent = true;
-                        committed = committed || pf->batch != 0;   /* 0: found in the outbox by a claim */
-                }
-                if (!unsent || p->phase != PAIR_READY)
+                if (!(marks[i] & UNSENT) || p->phase != PAIR_READY)
                         continue;
-                if (stalled && committed) {
+                if (stalled && (marks[i] & COMMITTED)) {
                         log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session "
                                     "timeout; claimed again (through the consumer group's copy) before its "
                                     "frames are published", p->partition, since);
@@ -394,6 +407,7 @@ static int drop_fenced(struct publisher *pub) {
 out:
         free(parts);
         free(gens);
+        free(marks);
         return r;
 }
 
