@@ -310,23 +310,12 @@ static void pending_clear(struct publisher *pub) {
         pub->n_pending = 0;
 }
 
-/* Fencing, checked again before publishing: frames of a partition that
- * another instance has claimed since they were committed are dropped (the new
- * owner reconciles that outbox itself).  After a stall past the session
- * timeout since the last commit (SIGSTOP, a swapped-out process), for
- * frames of our commits (not those a claim found in the outbox), Redis's
- * answer proves nothing: another instance may have claimed the partitions
- * meanwhile in a Redis that has since come back older, its generations ours
- * again.  Those pairs start again instead (their claim reads the consumer
- * group's copy first, and is fenced if it names a later generation; else
- * reconciliation publishes what the topics lack).  Returns -EAGAIN when
- * Redis cannot tell. */
 enum { UNSENT = 1, COMMITTED = 2 };  /* drop_fenced's marks of a pair */
 
 /* Marks, per pair (by its index in pub->pairs), the unsent frames that the
  * commit which made them did not check just now (fresh): UNSENT, and
- * COMMITTED when one of them is of our commits (batch 0: found in the
- * outbox by a claim).  One pass over the frames. */
+ * COMMITTED when one of them is of our commits (batch 0 marks a frame
+ * a claim found in the outbox).  One pass over the frames. */
 static void mark_unsent(const struct publisher *pub, bool fresh, uint8_t *marks) {
         for (size_t j = 0; j < pub->n_pending; j++) {
                 const struct pending *pf = pub->pending[j];
@@ -341,6 +330,17 @@ static void mark_unsent(const struct publisher *pub, bool fresh, uint8_t *marks)
         }
 }
 
+/* Fencing, checked again before publishing: frames of a partition that
+ * another instance has claimed since they were committed are dropped (the new
+ * owner reconciles that outbox itself).  After a stall past the session
+ * timeout since the last commit (SIGSTOP, a swapped-out process), for
+ * frames of our commits (not those a claim found in the outbox), Redis's
+ * answer proves nothing: another instance may have claimed the partitions
+ * meanwhile in a Redis that has since come back older, its generations ours
+ * again.  Those pairs start again instead (their claim reads the consumer
+ * group's copy first, and is fenced if it names a later generation; else
+ * reconciliation publishes what the topics lack).  Returns -EAGAIN when
+ * Redis cannot tell. */
 static int drop_fenced(struct publisher *pub) {
         int32_t *parts = calloc(pub->pairs->n + 1, sizeof(*parts));
         int64_t *gens = calloc(pub->pairs->n + 1, sizeof(*gens));
