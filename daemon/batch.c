@@ -8,7 +8,7 @@
  * of the last batch's commit when the backlog lets the next batch be
  * collected ahead, and then applied while Redis runs that commit (struct
  * overlap).  The commit writes states, due times, offsets and frames in one
- * script fenced by every pair's generation, after the last batch's frames
+ * transaction fenced by every pair's generation, after the last batch's frames
  * were delivered.  A commit refused or lost undoes the batch: its pairs go
  * back to INIT (or are fenced), and what it counted is taken back. */
 #include <errno.h>
@@ -209,10 +209,10 @@ static int apply_loaded(struct batcher *bt, struct batch *b, int64_t now) {
 /* The batch collected ahead, loaded and applied while the batch before it
  * is committed (mcd_store_load_and_commit's while_running).
  *
- * DESIGN: Redis runs the commit script for most of a batch's round trip.
+ * DESIGN: Redis runs the commit for most of a batch's round trip.
  * The next batch's customers are loaded in front of the commit, in the
  * same round trip (mcd_store_load_and_commit): their reply comes back
- * first, and the rules run on them while Redis runs the script.  A customer
+ * first, and the rules run on them while Redis runs the commit.  A customer
  * both batches hold is not loaded: it is decoded from the state the commit
  * writes, which is what Redis would answer after it.  Nothing the next
  * batch makes leaves the process before its own commit; if this commit

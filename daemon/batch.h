@@ -1,7 +1,7 @@
 /* batch.h -- one batch through its life (Kafka Streams' process, then
  * prepareCommit / commit / postCommit): collected from the merge and the
  * customers due, loaded, applied (apply.h), committed to Redis in one
- * fenced script (the next batch loaded in front of it and applied while
+ * fenced transaction (the next batch loaded in front of it and applied while
  * Redis runs it), its frames handed to the
  * publisher; or undone, its messages back in their queues. */
 #ifndef MCD_BATCH_H

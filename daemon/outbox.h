@@ -2,7 +2,7 @@
  *
  * A frame is one Kafka message the daemon owes the world: an outcome, a dead
  * letter or nothing else.  Frames are written to Redis in the same atomic
- * script as the state that produced them (store.h), then produced; only
+ * commit as the state that produced them (store.h), then produced; only
  * delivered frames are trimmed.  Each frame carries a deterministic id (the
  * outcome's event_id, or "dlq:<topic>:<partition>:<offset>"), sent as the
  * header "mcd.id", so that after a crash the frames already on a topic are

@@ -20,10 +20,11 @@
 #include "daemon/publish.h"
 #include "daemon/store.h"
 
-/* The commit script checks every generation atomically.  Frames produced
- * within this time of sending that commit need no second check: it would
- * ask Redis the same question a moment later.  A stall past it (SIGSTOP, a
- * swapped-out process, a Kafka outage holding the frames back) asks again.
+/* The commit checks every generation atomically (when its EXEC runs, after
+ * it was sent).  Frames produced within this time of sending that commit
+ * need no second check: it would ask Redis the same question a moment
+ * later.  A stall past it (SIGSTOP, a swapped-out process, a Kafka outage
+ * holding the frames back) asks again.
  * The price: a new owner that claims the partition within this time of the
  * commit races the produce, where the check would narrow that to one round
  * trip; only a broker's own fencing closes it. */

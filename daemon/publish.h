@@ -57,7 +57,7 @@ struct publisher {
         struct clog *clog;           /* changelog records waiting for delivery, in batch order */
         size_t n_clog, cap_clog;
         uint64_t fault_stop_before_changelog;
-        uint64_t verified_batch;     /* the last batch committed, its generations checked by the script */
+        uint64_t verified_batch;     /* the last batch committed, its generations checked by its commit */
         int64_t verified_at;         /* monotonic ms when that commit was sent */
         int64_t stall_ms;            /* the consumer's session timeout: unsent frames that much older than
                                       * verified_at are not checked in Redis (drop_fenced); 0: always are */
@@ -102,7 +102,7 @@ size_t publish_owed_frames(const struct publisher *pub);
 void publish_set_stuck(struct publisher *pub);
 bool publish_stuck(const struct publisher *pub);
 /* The commit of a batch was sent at `mono` (monotonic ms), and was applied:
- * its frames' fencing was checked by the commit script (FENCE_LEASE_MS). */
+ * its frames' fencing was checked by the commit (FENCE_LEASE_MS). */
 void publish_commit_sent(struct publisher *pub, int64_t mono);
 void publish_committed(struct publisher *pub, uint64_t batch);
 /* Produces every pending frame not yet delivered; with timeout_ms > 0 waits

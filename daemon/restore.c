@@ -476,7 +476,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         snprintf(sc.offsets_key, sizeof(sc.offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
         if (!from[0] || !from[1])
                 r = -ENOMEM;
-        /* The restore commits through the script, which refuses a Redis
+        /* The restore commits as a batch does, which refuses a Redis
          * without its meta key: an emptied Redis found by its generations
          * (drop_fenced) has none yet. */
         if (r >= 0)

@@ -2,15 +2,14 @@
  * the connection, and the commands every other part of the store sends.
  *
  * The connection is made lazily by the first call that needs it and dropped
- * on any I/O or protocol error, so the next call reconnects (AUTH, SELECT,
- * with Sentinels ROLE, and SCRIPT LOAD of the commit script, in one
- * pipeline; with Sentinels, after asking them where the master is: see
- * find_node).  Every command is sent with binary-safe arguments
+ * on any I/O or protocol error, so the next call reconnects (AUTH, SELECT
+ * and with Sentinels ROLE, in one pipeline; with Sentinels, after asking
+ * them where the master is: see find_node).  Every command is sent with binary-safe arguments
  * (redisCommandArgv / redisAppendCommandArgv with lengths); every reply read
  * counts as one round trip.
  *
  * The rest of the store is built on the helpers declared in store_internal.h:
- *   store_commit.c   the commit script, the batch's load and commit
+ *   store_commit.c   the batch's load and commit, fenced by WATCH
  *   store_claims.c   meta, partition claims and generations (fencing)
  *   store_offsets.c  a partition's offsets, marks, re-processing record, outbox
  *   store_scan.c     due customers, counts, one customer's stored state */
@@ -23,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <syslog.h>
@@ -176,6 +176,7 @@ int store_parse_int64(const redisReply *r, int64_t *out) {
 /* --------------------------------------------------------- connection -- */
 
 void store_disconnect(struct mcd_store *s) {
+        s->fence.ok = false;
         if (s->ctx) {
                 redisFree(s->ctx);
                 s->ctx = NULL;
@@ -336,23 +337,34 @@ static int store_write(struct mcd_store *s, const char *buf, size_t len) {
  * hundreds of kilobytes that is two copies into pages the kernel must fault
  * in, every batch (a quarter of the daemon's CPU in tests/bench/run.sh's
  * profile).  Here the arguments are copied once, into warm memory. */
-static int store_send_large(struct mcd_store *s, int argc, const char **argv, const size_t *lens) {
+static size_t resp_size(int argc, const size_t *lens) {
         size_t need = 24;
-        char *end;
-        int e;
 
         for (int i = 0; i < argc; i++)
                 need += resp_arg_size(lens[i]);
-        if (need > s->wbuf_cap) {
-                char *p = realloc(s->wbuf, need);
-                if (!p) {
-                        store_disconnect(s);    /* what was appended before it is not sent */
-                        return -ENOMEM;
-                }
-                s->wbuf = p;
-                s->wbuf_cap = need;
+        return need;
+}
+
+/* Room for need bytes in wbuf; on failure the connection is dropped (what
+ * was appended before is not sent). */
+static int wbuf_reserve(struct mcd_store *s, size_t need) {
+        char *p;
+
+        if (need <= s->wbuf_cap)
+                return 0;
+        if (!(p = realloc(s->wbuf, need))) {
+                store_disconnect(s);
+                return -ENOMEM;
         }
-        end = resp_format(s->wbuf, argc, argv, lens);
+        s->wbuf = p;
+        s->wbuf_cap = need;
+        return 0;
+}
+
+/* Writes wbuf up to end, then lets it go if it grew past STORE_WBUF_KEEP. */
+static int wbuf_send(struct mcd_store *s, const char *end) {
+        int e;
+
         s->unflushed = true;
         e = store_write(s, s->wbuf, (size_t)(end - s->wbuf));
         if (s->wbuf_cap > STORE_WBUF_KEEP) {
@@ -363,10 +375,47 @@ static int store_send_large(struct mcd_store *s, int argc, const char **argv, co
         return e;
 }
 
+static int store_send_large(struct mcd_store *s, int argc, const char **argv, const size_t *lens) {
+        int e = wbuf_reserve(s, resp_size(argc, lens));
+
+        return e < 0 ? e : wbuf_send(s, resp_format(s->wbuf, argc, argv, lens));
+}
+
+int store_send_commands(struct mcd_store *s, const struct args *cmds, size_t n) {
+        size_t need = 0;
+        char *end;
+        int e;
+
+        for (size_t i = 0; i < n; i++)
+                need += resp_size((int)cmds[i].n, cmds[i].len);
+        if ((e = wbuf_reserve(s, need)) < 0)
+                return e;
+        end = s->wbuf;
+        for (size_t i = 0; i < n; i++)
+                end = resp_format(end, (int)cmds[i].n, cmds[i].v, cmds[i].len);
+        return wbuf_send(s, end);
+}
+
+/* Whether a command leaves the commit's WATCH as it was: one that reads
+ * and nothing else (a write to a watched key would make the next EXEC
+ * refuse, which is safe, but a command ending the WATCH would not be). */
+static bool keeps_fence(const char *cmd, size_t len) {
+        static const char *const reads[] = {
+                "GET", "MGET", "HGET", "HMGET", "EXISTS", "LRANGE", "LLEN", "ZRANGEBYSCORE", "ZCARD", "PING",
+        };
+
+        for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
+                if (strlen(reads[i]) == len && strncasecmp(cmd, reads[i], len) == 0)
+                        return true;
+        return false;
+}
+
 int store_append_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens) {
         size_t bytes = 0;
         int e;
 
+        if (argc < 1 || !keeps_fence(argv[0], lens[0]))
+                s->fence.ok = false;
         for (int i = 0; i < argc; i++)
                 bytes += lens[i];
         if (bytes >= STORE_LARGE_COMMAND)
@@ -398,11 +447,11 @@ static struct timeval timeval_of_ms(int ms) {
 }
 
 /* The handshake's commands, in the order they are sent. */
-enum handshake_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_LOAD };
+enum handshake_step { HS_AUTH, HS_SELECT, HS_ROLE, HS_N };
 
 /* Checks one handshake reply: 0, or a negative errno.  ROLE must say
  * "master" (checked with Sentinels only: a node they name may have been
- * demoted since); SCRIPT LOAD gives the commit script's SHA1. */
+ * demoted since). */
 static int handshake_reply(struct mcd_store *s, enum handshake_step step, const redisReply *reply) {
         char role[32] = "";
 
@@ -413,33 +462,24 @@ static int handshake_reply(struct mcd_store *s, enum handshake_step step, const 
                       s->where, role[0] ? role : "something else");
                 return -EIO;
         }
-        if (step == HS_LOAD) {
-                if (reply->type != REDIS_REPLY_STRING || reply->len != 40)
-                        return -EIO;
-                memcpy(s->script_sha, reply->str, 41);
-        }
         return 0;
 }
 
-/* AUTH, SELECT, ROLE (with Sentinels) and SCRIPT LOAD, pipelined; every
+/* AUTH, SELECT and ROLE (with Sentinels), pipelined, as wanted; every
  * reply is read, the first error wins. */
 static int handshake(struct mcd_store *s) {
         char db[16];
-        const char *argv[4][3] = {
-                {"AUTH", s->password}, {"SELECT", db}, {"ROLE"}, {"SCRIPT", "LOAD", mcd_store_commit_script},
-        };
-        size_t lens[4][3] = {
-                {4, s->password ? strlen(s->password) : 0}, {6, 0}, {4}, {6, 4, mcd_store_commit_script_len},
-        };
-        const int argc[4] = {2, 2, 1, 3};
-        const bool wanted[4] = {s->password != NULL, s->db != 0, s->sentinels != NULL, true};
-        enum handshake_step sent[4];
+        const char *argv[HS_N][2] = {{"AUTH", s->password}, {"SELECT", db}, {"ROLE"}};
+        size_t lens[HS_N][2] = {{4, s->password ? strlen(s->password) : 0}, {6, 0}, {4}};
+        const int argc[HS_N] = {2, 2, 1};
+        const bool wanted[HS_N] = {s->password != NULL, s->db != 0, s->sentinels != NULL};
+        enum handshake_step sent[HS_N];
         unsigned n = 0;
         redisReply *reply;
         int r = 0;
 
         lens[HS_SELECT][1] = (size_t)snprintf(db, sizeof(db), "%d", s->db);
-        for (int i = HS_AUTH; i <= HS_LOAD; i++) {
+        for (int i = HS_AUTH; i < HS_N; i++) {
                 if (!wanted[i])
                         continue;
                 if ((r = store_append_argv(s, argc[i], argv[i], lens[i])) < 0)
@@ -609,6 +649,7 @@ void mcd_store_free(struct mcd_store *s) {
                 return;
         store_disconnect(s);
         free(s->wbuf);
+        free(s->fence.v);
         mcd_sentinel_watch_free(s->watch);
         free(s->sentinels);
         free(s->master_name);

@@ -19,8 +19,9 @@
  *                          rel/sub; outputs already published may lie on the
  *                          output topics from marks on (restore.c, redo_check)
  *
- * One batch = one atomic Lua script (mcd_store_commit): it checks that meta
- * exists and that every partition's generation is still ours, then writes the
+ * One batch = one MULTI / EXEC (mcd_store_commit) behind a WATCH of the keys
+ * it checks (store_fence.c): meta exists, every partition's generation is
+ * still ours and its commit counter the batch's; then it writes the
  * customers, due times, offsets, and appends the outbox.  Nothing is written
  * when a check fails.  Loading is one pipelined round trip.
  *
@@ -177,7 +178,8 @@ int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
  * Once both are sent and the load's reply is read, while_running is called
  * with *load_r set (0 or the load's error), while Redis runs the commit.
  * Returns the commit's result, as mcd_store_commit; *load_r is
- * -ECANCELED when nothing could be sent. */
+ * -ECANCELED when nothing was sent: it could not be, or the commit's checks
+ * failed first (on a fence read in a round trip of its own). */
 int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r);
 

@@ -1,15 +1,11 @@
-/* store_commit.c -- one batch's commit: the Lua script that checks the
- * partitions' generations and commit counters and writes customers, due
- * times, offsets and outbox frames atomically, with its arguments packed so
- * that Lua does no work per customer; and the load of the customers a batch
- * needs, alone or pipelined behind the previous commit.
- *
- * The script is loaded by every connection's handshake (store.c) and run
- * with EVALSHA; a NOSCRIPT answer (Redis restarted or flushed its scripts)
- * sends it again with EVAL. */
+/* store_commit.c -- one batch's commit: customers, due times, offsets and
+ * outbox frames written in one MULTI / EXEC, fenced by the WATCH of
+ * store_fence.c; and the load of the customers a batch needs, alone or
+ * pipelined in front of the previous batch's commit. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,93 +17,6 @@
 #include "daemon/parallel.h"
 #include "daemon/state_codec.h"
 #include "handlers/rules.h"
-
-/* The commit.  Checks first, writes after, so a failed check writes nothing.
- *
- *   KEYS[1]                          P meta
- *   per partition i (np of them):    P gen:<p>, P off:<p>, P outbox:<p>
- *   per due group g (ng of them):    P due:<p>
- *
- *   ARGV[1] = np, ARGV[2] = ng, ARGV[3] = nc, then
- *   per partition: partition, generation, seq, set_offsets ("1"/"0"), rel,
- *                  sub, marks ("" to leave them), trim, n_frames,
- *                  frame_1 .. frame_n  (frames binary)
- *   per due group: n_add, n_rem, (score, customer_id) x n_add,
- *                  customer_id x n_rem
- *   then nc times: P c:<id>, state   (ready for MSET)
- *
- * DESIGN: no work per customer in Lua.  Redis turns every argument into a
- * Lua string and every argument of redis.call back into a Redis string;
- * Lua code per customer (a table built for MSET, a ZADD or ZREM call each)
- * cost more than that (tests/bench/commit_bench.c: 2,000 customers of 300
- * bytes took Redis about 1.6 times the CPU the script below takes).  So the
- * arguments come in contiguous ranges that go to MSET, RPUSH, ZADD and ZREM
- * as they are, 1000 arguments a call (unpack() is bounded by the Lua
- * stack; 1000 is even, so no call splits a pair).  The due index only gets
- * the customers whose due time changed, one group of ZADD/ZREM arguments
- * per zset.  The customers' keys are arguments, not KEYS, for MSET's sake:
- * fine for one Redis node, which is all the daemon talks to.
- *
- * Each commit adds one to every partition's commit counter (P off:<p> seq).
- *
- * Replies: +OK; -NODATA when meta is missing; -STALE <partition> when a
- * partition's generation is not the batch's; -ROLLBACK <partition> when its
- * commit counter is not the batch's (seq "0" is not checked); an ERR when
- * the counts do not add up to the arguments (a bug: nothing written). */
-static const char COMMIT_SCRIPT[] =
-        "local np, ng, nc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-        "local function range(cmd, key, f, last)\n"
-        "  while f <= last do\n"
-        "    local l = math.min(f + 999, last)\n"
-        "    if key then redis.call(cmd, key, unpack(ARGV, f, l)) else redis.call(cmd, unpack(ARGV, f, l)) end\n"
-        "    f = l + 1\n"
-        "  end\n"
-        "end\n"
-        "if redis.call('EXISTS', KEYS[1]) == 0 then\n"
-        "  return redis.error_reply('NODATA meta is missing')\n"
-        "end\n"
-        "local a, k = 4, 2\n"
-        "for i = 1, np do\n"
-        "  if redis.call('GET', KEYS[k]) ~= ARGV[a + 1] then\n"
-        "    return redis.error_reply('STALE partition ' .. ARGV[a])\n"
-        "  end\n"
-        "  if ARGV[a + 2] ~= '0' and (redis.call('HGET', KEYS[k + 1], 'seq') or '0') ~= ARGV[a + 2] then\n"
-        "    return redis.error_reply('ROLLBACK partition ' .. ARGV[a])\n"
-        "  end\n"
-        "  a = a + 9 + tonumber(ARGV[a + 8])\n"
-        "  k = k + 3\n"
-        "end\n"
-        "local g = a\n"
-        "for i = 1, ng do g = g + 2 + 2 * tonumber(ARGV[g]) + tonumber(ARGV[g + 1]) end\n"
-        "if g + 2 * nc - 1 ~= #ARGV or k + ng - 1 ~= #KEYS then\n"
-        "  return redis.error_reply('ERR commit arguments do not add up')\n"
-        "end\n"
-        "a, k = 4, 2\n"
-        "for i = 1, np do\n"
-        "  redis.call('HINCRBY', KEYS[k + 1], 'seq', 1)\n"
-        "  if ARGV[a + 3] == '1' then\n"
-        "    redis.call('HSET', KEYS[k + 1], 'rel', ARGV[a + 4], 'sub', ARGV[a + 5])\n"
-        "  end\n"
-        "  if ARGV[a + 6] ~= '' then\n"
-        "    redis.call('HSET', KEYS[k + 1], 'marks', ARGV[a + 6])\n"
-        "  end\n"
-        "  local trim, n = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])\n"
-        "  if trim > 0 then redis.call('LTRIM', KEYS[k + 2], trim, -1) end\n"
-        "  range('RPUSH', KEYS[k + 2], a + 9, a + 8 + n)\n"
-        "  a = a + 9 + n\n"
-        "  k = k + 3\n"
-        "end\n"
-        "for i = 1, ng do\n"
-        "  local na, nr = tonumber(ARGV[a]), tonumber(ARGV[a + 1])\n"
-        "  range('ZADD', KEYS[k], a + 2, a + 1 + 2 * na)\n"
-        "  range('ZREM', KEYS[k], a + 2 + 2 * na, a + 1 + 2 * na + nr)\n"
-        "  a = a + 2 + 2 * na + nr\n"
-        "  k = k + 1\n"
-        "end\n"
-        "range('MSET', nil, a, a + 2 * nc - 1)\n"
-        "return redis.status_reply('OK')\n";
-const size_t mcd_store_commit_script_len = sizeof(COMMIT_SCRIPT) - 1;
-const char *const mcd_store_commit_script = COMMIT_SCRIPT;
 
 /* --------------------------------------------------------------- load -- */
 
@@ -194,24 +103,122 @@ int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct
 
 /* ------------------------------------------------------------- commit -- */
 
-static void add_partition_keys(struct args *keys, const struct mcd_store *s, const struct mcd_store_partition *p) {
-        args_add_key(keys, s, "gen", p->partition);
-        args_add_key(keys, s, "off", p->partition);
-        args_add_key(keys, s, "outbox", p->partition);
+/* The commit, one pipeline:
+ *
+ *   [MGET P c:<id> ...]                          the next batch's load
+ *   MULTI
+ *     per partition  HINCRBY P off:<p> seq 1
+ *                    HSET P off:<p> [rel R sub S] [marks M]   when either
+ *                    LTRIM P outbox:<p> <trim> -1             when trim > 0
+ *                    RPUSH P outbox:<p> <frame> ...           when frames
+ *     per due zset   ZADD P due:<p> <score> <id> ...; ZREM P due:<p> <id> ...
+ *                    MSET P c:<id> <state> ...
+ *   EXEC
+ *   WATCH ... and the fence's reads, for the next commit  (store_fence.c)
+ *
+ * DESIGN: fenced by WATCH, not by a script.  The commit was a Lua script
+ * that checked, then wrote; Redis turns each of its thousands of arguments
+ * into a Lua string and back, which cost it as much as the writes
+ * themselves (tests/bench/commit_bench: about 11 ms of Redis CPU for a
+ * commit of 2,000 customers against 5-6.5 ms as plain commands in MULTI).
+ * Here the checks are made on what was read right after the WATCH, and EXEC
+ * refuses the writes if a watched key changed since: the same guarantee.
+ * The connection carries its WATCH from one commit to the next (nothing
+ * else is sent between them, or s->fence.ok is cleared), so a commit is one
+ * round trip; without a fence that covers the batch, or when it fails a
+ * check (values read a batch ago are not believed), the WATCH and reads
+ * take a round trip of their own first.  A refused EXEC (another
+ * instance's claim, a flush, any touch of a watched key) is tried again on
+ * the values the pipeline read after it, COMMIT_TRIES times in all.
+ *
+ * Each commit adds one to every partition's commit counter. */
+
+#define COMMIT_TRIES 4
+
+/* The pipeline's commands, the load (if any) first, then the transaction,
+ * then the fence. */
+struct commit {
+        struct args *v;
+        size_t n, cap;
+        size_t multi;                /* MULTI's index: a try again starts there */
+        size_t fence;                /* the fence's first command */
+        struct args text;            /* owns the text the commands borrow */
+        int err;                     /* the first -ENOMEM */
+};
+
+/* A new, empty command at the end; NULL (c->err set) when out of memory. */
+static struct args *cmd_add(struct commit *c) {
+        if (c->err < 0)
+                return NULL;
+        if (c->n == c->cap) {
+                size_t ncap = c->cap ? c->cap * 2 : 64;
+                struct args *v = realloc(c->v, ncap * sizeof(*v));
+                if (!v) {
+                        c->err = -ENOMEM;
+                        return NULL;
+                }
+                c->v = v;
+                c->cap = ncap;
+        }
+        c->v[c->n] = (struct args){0};
+        return &c->v[c->n++];
 }
 
-static void add_partition_argv(struct args *argv, const struct mcd_store_partition *p) {
-        args_addf(argv, "%" PRId32, p->partition);
-        args_addf(argv, "%" PRId64, p->generation);
-        args_addf(argv, "%" PRId64, p->seq);
-        args_add_str(argv, p->set_offsets ? "1" : "0");
-        args_addf(argv, "%" PRId64, p->offsets.rel);
-        args_addf(argv, "%" PRId64, p->offsets.sub);
-        args_add_str(argv, p->marks ? p->marks : "");
-        args_addf(argv, "%zu", p->trim);
-        args_addf(argv, "%zu", p->n_frames);
-        for (size_t i = 0; i < p->n_frames; i++)
-                args_add(argv, p->frames[i], p->frame_lens[i]);
+static void commit_free(struct commit *c) {
+        for (size_t i = 0; i < c->n; i++)
+                args_free(&c->v[i]);
+        free(c->v);
+        args_free(&c->text);
+}
+
+/* The first error of the commands built. */
+static int commit_err(const struct commit *c) {
+        for (size_t i = 0; i < c->n && c->err == 0; i++)
+                if (c->v[i].err < 0)
+                        return c->v[i].err;
+        return c->err < 0 ? c->err : c->text.err;
+}
+
+/* A command of a fixed word and a key. */
+static struct args *cmd_key(struct commit *c, const struct mcd_store *s, const char *cmd, const char *kind,
+                            int32_t partition) {
+        struct args *a = cmd_add(c);
+
+        if (a) {
+                args_add_str(a, cmd);
+                args_add_key(a, s, kind, partition);
+        }
+        return a;
+}
+
+/* A partition's writes: its commit counter, offsets, marks, outbox. */
+static void add_partition(struct commit *c, const struct mcd_store *s, const struct mcd_store_partition *p) {
+        bool marks = p->marks && p->marks[0];
+        struct args *a = cmd_key(c, s, "HINCRBY", "off", p->partition);
+
+        if (a) {
+                args_add_str(a, "seq");
+                args_add_str(a, "1");
+        }
+        if ((p->set_offsets || marks) && (a = cmd_key(c, s, "HSET", "off", p->partition))) {
+                if (p->set_offsets) {
+                        args_add_str(a, "rel");
+                        args_addf(a, "%" PRId64, p->offsets.rel);
+                        args_add_str(a, "sub");
+                        args_addf(a, "%" PRId64, p->offsets.sub);
+                }
+                if (marks) {
+                        args_add_str(a, "marks");
+                        args_add_str(a, p->marks);
+                }
+        }
+        if (p->trim > 0 && (a = cmd_key(c, s, "LTRIM", "outbox", p->partition))) {
+                args_addf(a, "%zu", p->trim);
+                args_add_str(a, "-1");
+        }
+        if (p->n_frames > 0 && (a = cmd_key(c, s, "RPUSH", "outbox", p->partition)))
+                for (size_t i = 0; i < p->n_frames; i++)
+                        args_add(a, p->frames[i], p->frame_lens[i]);
 }
 
 /* One customer's write to the due index. */
@@ -282,30 +289,23 @@ static size_t text_size(const struct mcd_store *s, const struct mcd_store_batch 
         return n;
 }
 
-/* One zset's group: the key, then n_add, n_rem and their arguments. */
-static size_t add_due_group(const struct mcd_store *s, struct args *keys, struct args *argv, struct text *t,
+/* One zset's changes, ch[0] onwards: a ZADD of its ZADDs, a ZREM of its
+ * ZREMs (sorted so).  Returns how many changes it took. */
+static size_t add_due_group(struct commit *c, const struct mcd_store *s, struct text *t,
                             const struct due_change *ch, size_t n) {
-        size_t end = 0, n_add = 0;
+        struct args *a = NULL;
+        size_t end = 0;
 
-        while (end < n && ch[end].partition == ch[0].partition)
-                n_add += ch[end++].set;
-        args_add_key(keys, s, "due", ch[0].partition);
-        args_addf(argv, "%zu", n_add);
-        args_addf(argv, "%zu", end - n_add);
-        for (size_t i = 0; i < end; i++) {
-                if (ch[i].set)
-                        text_add(argv, t, "%" PRId64, ch[i].due);
-                args_add_str(argv, ch[i].id);
+        for (; end < n && ch[end].partition == ch[0].partition; end++) {
+                if (end == 0 || ch[end].set != ch[end - 1].set)
+                        a = cmd_key(c, s, ch[end].set ? "ZADD" : "ZREM", "due", ch[0].partition);
+                if (!a)
+                        continue;
+                if (ch[end].set)
+                        text_add(a, t, "%" PRId64, ch[end].due);
+                args_add_str(a, ch[end].id);
         }
         return end;
-}
-
-static size_t count_groups(const struct due_change *ch, size_t n) {
-        size_t groups = 0;
-
-        for (size_t i = 0; i < n; i++)
-                groups += i == 0 || ch[i].partition != ch[i - 1].partition;
-        return groups;
 }
 
 /* A customer's key and state, ready for MSET. */
@@ -341,80 +341,53 @@ static size_t due_changes(const struct mcd_store_batch *b, struct due_change *ch
         return n;
 }
 
-/* The script's keys and arguments, as described above it. */
-static int build_commit(const struct mcd_store *s, const struct mcd_store_batch *b, struct args *keys,
-                        struct args *argv) {
+/* The transaction's writes, between MULTI and EXEC. */
+static void add_writes(struct commit *c, const struct mcd_store *s, const struct mcd_store_batch *b,
+                       const struct due_change *ch, size_t n_ch) {
+        struct text t = {.cap = text_size(s, b, n_ch)};
+        struct args *a;
+
+        t.buf = malloc(t.cap);
+        args_keep(&c->text, t.buf);
+        if (c->text.err < 0)
+                return;
+        for (size_t i = 0; i < b->n_partitions; i++)
+                add_partition(c, s, &b->partitions[i]);
+        for (size_t i = 0; i < n_ch && c->err == 0;)
+                i += add_due_group(c, s, &t, &ch[i], n_ch - i);
+        if (b->n_customers > 0 && (a = cmd_add(c))) {
+                args_add_str(a, "MSET");
+                for (size_t i = 0; i < b->n_customers; i++)
+                        add_state(s, a, &t, &b->customers[i]);
+        }
+}
+
+/* The pipeline described above, the load's MGET first when n > 0. */
+static int build_commit(const struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
+                        size_t n, struct commit *c) {
         struct due_change *ch;
-        struct text t = {0};
-        size_t n_ch;
+        struct args *a;
         int r;
 
         if ((r = check_customers(b)) < 0)
                 return r;
-        ch = calloc(b->n_customers + 1, sizeof(*ch));
-        if (!ch)
+        if (!(ch = calloc(b->n_customers + 1, sizeof(*ch))))
                 return -ENOMEM;
-        n_ch = due_changes(b, ch);
-        t.cap = text_size(s, b, n_ch);
-        t.buf = malloc(t.cap);
-        args_keep(argv, t.buf);
-        args_take(keys, store_key(s, "meta"));
-        args_addf(argv, "%zu", b->n_partitions);
-        args_addf(argv, "%zu", count_groups(ch, n_ch));
-        args_addf(argv, "%zu", b->n_customers);
-        for (size_t i = 0; i < b->n_partitions; i++) {
-                add_partition_keys(keys, s, &b->partitions[i]);
-                add_partition_argv(argv, &b->partitions[i]);
-        }
-        for (size_t i = 0; i < n_ch && argv->err == 0;)
-                i += add_due_group(s, keys, argv, &t, &ch[i], n_ch - i);
-        for (size_t i = 0; i < b->n_customers && argv->err == 0; i++)
-                add_state(s, argv, &t, &b->customers[i]);
+        if (n > 0 && (a = cmd_add(c)))
+                load_args(s, ids, n, a);
+        c->multi = c->n;
+        if ((a = cmd_add(c)))
+                args_add_str(a, "MULTI");
+        add_writes(c, s, b, ch, due_changes(b, ch));
+        if ((a = cmd_add(c)))
+                args_add_str(a, "EXEC");
         free(ch);
-        return keys->err < 0 ? keys->err : argv->err;
-}
-
-/* EVALSHA (or EVAL) of the commit script with its keys and arguments. */
-static void eval_args(const struct mcd_store *s, bool by_sha, const struct args *keys, const struct args *argv,
-                      struct args *a) {
-        if (by_sha) {
-                args_add_str(a, "EVALSHA");
-                args_add_str(a, s->script_sha);
-        } else {
-                args_add_str(a, "EVAL");
-                args_add(a, mcd_store_commit_script, mcd_store_commit_script_len);
-        }
-        args_addf(a, "%zu", keys->n);
-        for (size_t i = 0; i < keys->n; i++)
-                args_add(a, keys->v[i], keys->len[i]);
-        for (size_t i = 0; i < argv->n; i++)
-                args_add(a, argv->v[i], argv->len[i]);
-}
-
-static int eval_commit(struct mcd_store *s, bool by_sha, const struct args *keys, const struct args *argv,
-                       redisReply **reply) {
-        struct args a = {0};
-        int r;
-
-        if ((r = store_connect(s)) < 0)
-                return r;
-        eval_args(s, by_sha, keys, argv, &a);
-        r = a.err < 0 ? a.err : store_command_argv(s, (int)a.n, a.v, a.len, reply);
-        args_free(&a);
-        return r;
-}
-
-static int commit_result(struct mcd_store *s, const redisReply *reply) {
-        if (reply->type != REDIS_REPLY_ERROR)
-                return 0;
-        if (strncmp(reply->str, "STALE", 5) == 0)
-                return -ESTALE;
-        if (strncmp(reply->str, "NODATA", 6) == 0)
-                return -ENODATA;
-        if (strncmp(reply->str, "ROLLBACK", 8) == 0)
-                return MCD_STORE_ROLLBACK;
-        store_disconnect(s);
-        return store_reply_error(s, reply);
+        c->fence = c->n;
+        for (size_t i = 0; i < fence_n_cmds(b); i++)
+                cmd_add(c);
+        if (c->err == 0)
+                fence_add_watch(s, b, &c->v[c->fence]);
+        return commit_err(c);
 }
 
 /* Reads the load's reply (the first of the pipeline) into out: 0, the
@@ -434,22 +407,114 @@ static int read_load(struct mcd_store *s, const char *const *ids, size_t n, stru
         return load_reply(s, reply, ids, n, out);
 }
 
-/* Reads the commit's reply; a NOSCRIPT (Redis restarted or flushed its
- * scripts) sends the script itself. */
-static int read_commit(struct mcd_store *s, const struct args *keys, const struct args *argv) {
-        redisReply *reply = NULL;
-        int r = s->ctx ? store_read_reply(s, &reply) : -ECONNRESET;
+/* An error reply as store_reply_error maps it, EXECABORT's reason being
+ * the error ("EXECABORT Transaction discarded because of: OOM ..."). */
+static int exec_error(const struct mcd_store *s, const redisReply *e) {
+        static const char abort[] = "EXECABORT Transaction discarded because of: ";
+        redisReply reason = *e;
 
-        if (r == 0 && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        if (e->len > sizeof(abort) - 1 && strncmp(e->str, abort, sizeof(abort) - 1) == 0) {
+                reason.str += sizeof(abort) - 1;
+                reason.len -= sizeof(abort) - 1;
+        }
+        return store_reply_error(s, &reason);
+}
+
+/* EXEC's reply: 1 when the writes were made, 0 when EXEC refused them (a
+ * watched key changed), an error when Redis refused or failed a command
+ * (queued is the first error queueing answered, or NULL).  A command that
+ * failed inside EXEC (a key of the wrong type) leaves the others written,
+ * as a failing script did. */
+static int exec_result(struct mcd_store *s, const redisReply *exec, const redisReply *queued, size_t n_tx) {
+        if (exec->type == REDIS_REPLY_NIL && !queued)
+                return 0;
+        if (exec->type == REDIS_REPLY_ARRAY && exec->elements == n_tx && !queued) {
+                for (size_t i = 0; i < n_tx; i++)
+                        if (exec->element[i]->type == REDIS_REPLY_ERROR)
+                                return exec_error(s, exec->element[i]);
+                return 1;
+        }
+        if (queued || exec->type == REDIS_REPLY_ERROR)
+                return exec_error(s, queued ? queued : exec);
+        return -EBADMSG;
+}
+
+static bool is_status(const redisReply *r, const char *want) {
+        return r->type == REDIS_REPLY_STATUS && strcmp(r->str, want) == 0;
+}
+
+/* Reads MULTI's, the n_tx QUEUED and EXEC's replies: 1 written, 0 refused
+ * by the WATCH, or an error (the connection dropped).  A MULTI not answered
+ * OK, or a reply out of step, is an error. */
+static int read_transaction(struct mcd_store *s, size_t n_tx) {
+        redisReply *replies[2] = {NULL, NULL}, *reply = NULL, *queued = NULL;
+        int r = store_read_reply(s, &replies[0]);
+
+        if (r == 0 && !is_status(replies[0], "OK"))
+                r = replies[0]->type == REDIS_REPLY_ERROR ? store_reply_error(s, replies[0]) : -EBADMSG;
+        for (size_t i = 0; r == 0 && i < n_tx; i++) {
+                if ((r = store_read_reply(s, &reply)) < 0)
+                        break;
+                if (reply->type == REDIS_REPLY_ERROR && !queued) {
+                        queued = reply;
+                        continue;
+                }
+                if (reply->type != REDIS_REPLY_ERROR && !is_status(reply, "QUEUED"))
+                        r = -EBADMSG;
                 freeReplyObject(reply);
-                reply = NULL;
-                r = eval_commit(s, false, keys, argv, &reply);
         }
         if (r == 0)
-                r = commit_result(s, reply);
-        if (reply)
-                freeReplyObject(reply);
+                r = store_read_reply(s, &replies[1]);
+        if (r == 0)
+                r = exec_result(s, replies[1], queued, n_tx);
+        for (int i = 0; i < 2; i++)
+                if (replies[i])
+                        freeReplyObject(replies[i]);
+        if (queued)
+                freeReplyObject(queued);
+        if (r < 0)
+                store_disconnect(s);
         return r;
+}
+
+/* A fence that covers b and passes its checks, read again in a round trip
+ * of its own unless the one held does: 0, or the check's or an I/O
+ * error. */
+static int fence_ready(struct mcd_store *s, const struct mcd_store_batch *b, const struct commit *c) {
+        int r = fence_check(s, b);
+
+        if (r == 0)
+                return 0;
+        if ((r = store_send_commands(s, &c->v[c->fence], c->n - c->fence)) < 0)
+                return r;
+        if ((r = fence_read(s, b)) < 0)
+                return r;
+        r = fence_check(s, b);
+        return r == 1 ? -EBADMSG : r;   /* the fence just read covers b */
+}
+
+/* Sends the commit and reads its replies: the first time with the load,
+ * whose reply is read and handed to while_running; again, from MULTI.  1
+ * written, 0 refused by the WATCH, or an error.  Once written, a fence
+ * that could not be read is left for the next commit to read again. */
+static int commit_try(struct mcd_store *s, const struct mcd_store_batch *b, const struct commit *c, bool first,
+                      const char *const *ids, size_t n, struct mcd_customer *out, int *load_r) {
+        size_t from = first ? 0 : c->multi;
+        int r, written;
+
+        if ((r = store_send_commands(s, &c->v[from], c->n - from)) < 0)
+                return r;
+        if (first) {
+                *load_r = n > 0 ? read_load(s, ids, n, out) : 0;
+                if (b->while_running)
+                        b->while_running(b->while_running_ctx, *load_r);
+                if (!s->ctx)
+                        return *load_r < 0 ? *load_r : -ECONNRESET;
+        }
+        if ((written = read_transaction(s, c->fence - c->multi - 2)) < 0)
+                return written;
+        r = fence_read(s, b);
+        return r < 0 && written == 0 ? r : written;
 }
 
 /* The next batch's load and this batch's commit in one pipeline, the load
@@ -457,37 +522,29 @@ static int read_commit(struct mcd_store *s, const struct args *keys, const struc
  * same before the commit as after it.  Redis writes a client's replies once
  * it has run the commands it has read whole; a commit of more than one
  * socket read (any commit worth overlapping) is still arriving when the
- * load has run, so the load's reply comes back while the script has yet to
- * run, and while_running applies the next batch meanwhile.  A small commit
- * may be answered with the load: the overlap is lost, nothing else. */
+ * load has run, so the load's reply comes back while the transaction has
+ * yet to run, and while_running applies the next batch meanwhile.  A small
+ * commit may be answered with the load: the overlap is lost, nothing
+ * else. */
 int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r) {
-        struct args keys = {0}, argv = {0}, cmds[2] = {{0}};
+        struct commit c = {0};
         int r;
 
         *load_r = -ECANCELED;
-        r = build_commit(s, b, &keys, &argv);
-        if (r == 0) {
-                if (n > 0)
-                        load_args(s, ids, n, &cmds[0]);
-                eval_args(s, true, &keys, &argv, &cmds[1]);
-                r = cmds[0].err < 0 ? cmds[0].err : cmds[1].err;
+        if ((r = build_commit(s, b, ids, n, &c)) == 0 && (r = store_connect(s)) == 0)
+                r = fence_ready(s, b, &c);
+        for (int tries = 0; r == 0 && tries < COMMIT_TRIES; tries++) {
+                if ((r = commit_try(s, b, &c, tries == 0, ids, n, out, load_r)) != 0)
+                        break;
+                /* refused: checked again on what was read right after */
+                if ((r = fence_check(s, b)) == 1)
+                        r = -EBADMSG;   /* the fence just read covers b */
         }
+        commit_free(&c);
         if (r == 0)
-                r = store_connect(s);
-        for (int i = n > 0 ? 0 : 1; i < 2 && r == 0; i++)
-                r = store_append_argv(s, (int)cmds[i].n, cmds[i].v, cmds[i].len);
-        if (r == 0 && (r = store_flush(s)) == 0) {
-                *load_r = n > 0 ? read_load(s, ids, n, out) : 0;
-                if (b->while_running)
-                        b->while_running(b->while_running_ctx, *load_r);
-                r = read_commit(s, &keys, &argv);
-        }
-        args_free(&cmds[0]);
-        args_free(&cmds[1]);
-        args_free(&keys);
-        args_free(&argv);
-        return r;
+                return -EBUSY;          /* refused every time, each check passed */
+        return r == 1 ? 0 : r;
 }
 
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b) {

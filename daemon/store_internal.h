@@ -17,6 +17,22 @@
 
 struct mcd_par;
 
+/* One watched partition's keys as read right after the WATCH. */
+struct store_watched {
+        int32_t partition;
+        int64_t gen;                 /* P gen:<p>; INT64_MIN when missing or not a number */
+        int64_t seq;                 /* P off:<p> seq, 0 when missing; INT64_MIN when not a number */
+};
+
+/* What the connection WATCHes for the next commit (store_commit.c). */
+struct store_fence {
+        bool ok;                     /* the keys are watched and were read after the WATCH;
+                                        cleared by any other command but a read (store_append_argv) */
+        bool meta;                   /* P meta existed */
+        struct store_watched *v;     /* the partitions watched, in the last batch's order */
+        size_t n, cap;
+};
+
 struct mcd_store {
         char *host;
         int port;
@@ -33,7 +49,7 @@ struct mcd_store {
         struct mcd_hostport node;            /* connected to, or last tried; host "" before */
         char where[MCD_HOST_MAX + 160];      /* mcd_store_where's answer */
         redisContext *ctx;
-        char script_sha[41];                 /* the commit script's SHA1, from the handshake */
+        struct store_fence fence;            /* the commit's WATCH, carried between commits */
         uint64_t round_trips;
         uint64_t connections;        /* connections made (and handshaken) so far */
         bool unflushed;              /* commands appended since the last reply read */
@@ -50,10 +66,6 @@ struct mcd_store {
  * and written at once; wbuf is kept between them up to STORE_WBUF_KEEP. */
 #define STORE_LARGE_COMMAND (64 * 1024)
 #define STORE_WBUF_KEEP (16 * 1024 * 1024)
-
-/* The commit script (store_commit.c), loaded by every handshake. */
-extern const char *const mcd_store_commit_script;
-extern const size_t mcd_store_commit_script_len;
 
 /* ---- argument vectors */
 
@@ -98,8 +110,14 @@ void store_disconnect(struct mcd_store *s);
  * callers drop the connection); READONLY and NOREPLICAS are -EIO. */
 int store_reply_error(const struct mcd_store *s, const redisReply *r);
 /* Appends one command to the pipeline; a large one (STORE_LARGE_COMMAND)
- * is sent at once, after what was appended before it. */
+ * is sent at once, after what was appended before it.  Any command but the
+ * commit's own goes through here: unless it only reads, the commit's WATCH
+ * no longer counts (s->fence.ok is cleared). */
 int store_append_argv(struct mcd_store *s, int argc, const char **argv, const size_t *lens);
+/* Sends n commands at once, formatted into the store's own buffer, after
+ * what was appended before them; s->fence is left as it is (the commit's
+ * pipeline). */
+int store_send_commands(struct mcd_store *s, const struct args *cmds, size_t n);
 /* Sends what is appended without waiting for a reply. */
 int store_flush(struct mcd_store *s);
 /* Reads one reply of a pipeline; an error reply is returned as a reply. */
@@ -117,5 +135,18 @@ int store_pipeline(struct mcd_store *s, struct args *cmds, size_t n, redisReply 
 void store_replies_free(redisReply **replies, size_t n);
 /* Frees n argument vectors and the array holding them. */
 void store_cmds_free(struct args *cmds, size_t n);
+
+/* ---- the commit's fence (store_fence.c) */
+
+/* How many commands fence_add_watch adds for b. */
+size_t fence_n_cmds(const struct mcd_store_batch *b);
+/* The WATCH of b's fencing keys and their reads, into fence_n_cmds(b)
+ * zeroed argument vectors. */
+void fence_add_watch(const struct mcd_store *s, const struct mcd_store_batch *b, struct args *cmds);
+/* Reads those commands' replies into s->fence. */
+int fence_read(struct mcd_store *s, const struct mcd_store_batch *b);
+/* The commit's checks against s->fence: 0, -ENODATA, -ESTALE or
+ * MCD_STORE_ROLLBACK; 1 when the fence does not cover b. */
+int fence_check(const struct mcd_store *s, const struct mcd_store_batch *b);
 
 #endif

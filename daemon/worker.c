@@ -10,7 +10,7 @@
  *      rules (timers due first), encode outcomes and dead letters as outbox
  *      frames (batch.c, apply.c);
  *   4. commit states, due times, next offsets and the frames in one atomic
- *      Redis script, fenced by each partition's owner generation (batch.c);
+ *      Redis transaction, fenced by each partition's owner generation (batch.c);
  *   5. produce the frames (idempotent producer), trim them from the outbox
  *      once delivered, and append the customers' states to the changelog
  *      (publish.c).

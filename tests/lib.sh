@@ -176,6 +176,7 @@ write_config() {  # write_config FILE [KEY = VALUE...]: the test defaults, overr
                 echo "redis.port = $REDIS_PORT"
                 echo "merge_wait = 200ms"
                 echo "metrics.listen ="
+                [ -n "${MCD_TEST_LOG_LEVEL:-}" ] && echo "log.level = $MCD_TEST_LOG_LEVEL"
                 for l in "$@"; do echo "$l"; done
         } | awk -F ' *= *' '!($1 in last) { order[n++] = $1 } { last[$1] = $0 }
                             END { for (i = 0; i < n; i++) print last[order[i]] }' > "$_f"

@@ -595,7 +595,10 @@ static void test_load_and_commit(struct mcd_store *s, int64_t gen) {
         rich_customer(&rich, "c-rich");
         rt = mcd_store_round_trips(s);
         is_int(commit_one(s, &rich, 7, gen), 0, "commit of a rich customer");
-        is_int(mcd_store_round_trips(s) - rt, 1, "commit is one round trip");
+        is_int(mcd_store_round_trips(s) - rt, 2, "after a load: the fence read, then the commit");
+        rt = mcd_store_round_trips(s);
+        is_int(commit_one(s, &rich, 7, gen), 0, "committed again");
+        is_int(mcd_store_round_trips(s) - rt, 1, "a commit after a commit is one round trip");
         rt = mcd_store_round_trips(s);
         is_int(mcd_store_load(s, ids, 3, out), 0, "load after commit");
         is_int(mcd_store_round_trips(s) - rt, 1, "load of three ids is one round trip");
@@ -1043,25 +1046,9 @@ static void test_down(struct mcd_store *s, struct srv *sv) {
         is_int(mcd_store_claim(s, 0, 0, &gen), 0, "claim after restart");
 }
 
-/* The script cache emptied under us: EVALSHA gets NOSCRIPT, EVAL follows. */
-static void test_noscript(struct mcd_store *s, int port, int64_t gen) {
-        struct mcd_store_partition p = {.partition = 0, .generation = gen};
-        struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
-        uint64_t rt;
-
-        is_int(raw(port, "SCRIPT FLUSH"), 0, "SCRIPT FLUSH");
-        rt = mcd_store_round_trips(s);
-        is_int(mcd_store_commit(s, &b), 0, "commit after SCRIPT FLUSH falls back to EVAL");
-        is_int(mcd_store_round_trips(s) - rt, 2, "EVALSHA then EVAL");
-        rt = mcd_store_round_trips(s);
-        is_int(mcd_store_commit(s, &b), 0, "next commit");
-        is_int(mcd_store_round_trips(s) - rt, 1, "is EVALSHA again");
-}
-
 /* The load of the next batch and the commit of this one: one round trip,
  * the load's reply read (and handed to while_running) before the commit's;
- * the load stands whatever becomes of the commit, also when the script had
- * to be loaded again. */
+ * a commit whose checks fail before it is sent sends no load either. */
 struct load_seen {
         int calls;
         int load_r;
@@ -1072,6 +1059,94 @@ static void note_load(void *ctx, int load_r) {
 
         seen->calls++;
         seen->load_r = load_r;
+}
+
+/* The commit's fence (store_fence.c), carried from one commit to the next
+ * on partition 5: a commit right after another is one round trip; a
+ * watched key written by another client, to the same value, makes EXEC
+ * refuse the writes once, and the commit is made on the next try, once;
+ * another instance's claim between two commits makes EXEC refuse them and
+ * the commit -ESTALE, with nothing written and the load sent with it
+ * standing. */
+static void test_fence(struct mcd_store *s, int port) {
+        const char *ids[] = {"c-fence-other"};
+        struct mcd_customer c, out[1];
+        struct mcd_store_customer sc = {.customer = &c, .partition = 5};
+        struct mcd_store_partition p = {.partition = 5};
+        struct load_seen seen = {0, 1};
+        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1,
+                                    .while_running = note_load, .while_running_ctx = &seen};
+        char gen_s[32];
+        uint64_t rt;
+        int load_r = 1;
+
+        is_int(mcd_store_claim(s, 5, 0, &p.generation), 0, "fence: claim of partition 5");
+        snprintf(gen_s, sizeof(gen_s), "%" PRId64, p.generation);
+        simple_customer(&c, "c-fence", MCD_SS_SWITCH_ALLOWED);
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_commit(s, &b), 0, "fence: a commit after another command");
+        is_int(mcd_store_round_trips(s) - rt, 2, "fence: the fence read first, then the commit");
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_commit(s, &b), 0, "fence: the next commit");
+        is_int(mcd_store_round_trips(s) - rt, 1, "fence: carried, one round trip");
+        is_int(raw3_int(port, "HGET %s %s", "t:off:5", "seq"), 2, "fence: two commits counted");
+
+        ok(raw3(port, "SET t:gen:5 %s", gen_s), "fence: the generation written again, unchanged");
+        rt = mcd_store_round_trips(s);
+        is_int(mcd_store_commit(s, &b), 0, "fence: committed all the same");
+        is_int(mcd_store_round_trips(s) - rt, 2, "fence: refused once, made on the next try");
+        is_int(raw3_int(port, "HGET %s %s", "t:off:5", "seq"), 3, "fence: counted once");
+
+        ok(raw3(port, "INCR %s", "t:gen:5"), "fence: another instance claims partition 5");
+        mcd_customer_clear(&c);
+        simple_customer(&c, "c-fence", MCD_SS_SWITCH_BLOCKED);
+        seen.calls = 0;
+        is_int(mcd_store_load_and_commit(s, &b, ids, 1, out, &load_r), -ESTALE, "fence: the commit is -ESTALE");
+        is_int(load_r, 0, "fence: the load sent with it stands");
+        is_int(seen.calls, 1, "fence: while_running called once");
+        mcd_customer_clear(&out[0]);
+        is_int(raw3_int(port, "HGET %s %s", "t:off:5", "seq"), 3, "fence: nothing written");
+        is_int(mcd_store_load(s, (const char *[]){"c-fence"}, 1, out), 0, "fence: the customer loads");
+        ok(out[0].n_subs == 1 && out[0].subs[0].state == MCD_SS_SWITCH_ALLOWED, "fence: as before the claim");
+        mcd_customer_clear(&out[0]);
+        mcd_customer_clear(&c);
+}
+
+/* What Redis refuses: a transaction refused whole (EXECABORT: out of
+ * memory while queueing) writes nothing and says why; a partition's offsets
+ * key of the wrong type is an error before anything is sent, also for a
+ * commit that checks no counter (seq 0); a commit of no partition checks
+ * meta alone. */
+static void test_refused(struct mcd_store *s, int port) {
+        struct mcd_customer c, out;
+        struct mcd_store_customer sc = {.customer = &c, .partition = 6};
+        struct mcd_store_partition p = {.partition = 6};
+        struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1};
+
+        is_int(mcd_store_claim(s, 6, 0, &p.generation), 0, "refused: claim of partition 6");
+        simple_customer(&c, "c-refused", MCD_SS_SWITCH_ALLOWED);
+        is_int(mcd_store_commit(s, &b), 0, "refused: a commit");
+        is_int(raw(port, "CONFIG SET maxmemory 1"), 0, "refused: Redis out of memory");
+        is_int(mcd_store_commit(s, &b), -ENOSPC, "refused: the commit is -ENOSPC");
+        is_int(raw(port, "CONFIG SET maxmemory 0"), 0, "refused: memory again");
+        is_int(raw3_int(port, "HGET %s %s", "t:off:6", "seq"), 1, "refused: nothing written");
+
+        ok(raw3(port, "DEL %s", "t:off:6") && raw3(port, "SET t:off:6 %s", "not a hash"),
+           "refused: the offsets key made a string");
+        mcd_customer_clear(&c);
+        simple_customer(&c, "c-refused", MCD_SS_SWITCH_BLOCKED);
+        is_int(mcd_store_commit(s, &b), -EIO, "refused: the commit is -EIO");
+        ok(raw3(port, "DEL %s", "t:off:6"), "refused: the offsets key deleted");
+        is_int(mcd_store_load(s, (const char *[]){"c-refused"}, 1, &out), 0, "refused: the customer loads");
+        ok(out.n_subs == 1 && out.subs[0].state == MCD_SS_SWITCH_ALLOWED, "refused: as before");
+        mcd_customer_clear(&out);
+
+        b.n_partitions = 0;
+        mcd_customer_clear(&c);
+        simple_customer(&c, "c-no-partition", MCD_SS_SWITCH_BLOCKED);
+        is_int(mcd_store_commit(s, &b), 0, "refused: a commit of no partition is made");
+        is_int(raw3_int(port, "EXISTS %s%s", "t:c:c-no-partition", ""), 1, "refused: its customer written");
+        mcd_customer_clear(&c);
 }
 
 static void test_load_then_commit(struct mcd_store *s, int port, int64_t gen) {
@@ -1113,16 +1188,14 @@ static void test_load_then_commit(struct mcd_store *s, int port, int64_t gen) {
         mcd_customer_clear(&out[0]);
         mcd_customer_clear(&out[1]);
         is_int(mcd_store_load(s, (const char *[]){"c-lac"}, 1, out), 0, "the committed customer loads");
-        ok(same_customer(&c, &out[0]), "the commit was sent again with its script");
+        ok(same_customer(&c, &out[0]), "as committed (no script involved)");
         mcd_customer_clear(&out[0]);
 
         p.generation = gen - 1;
         seen.calls = 0;
         is_int(mcd_store_load_and_commit(s, &b, ids, 2, out, &load_r), -ESTALE, "a stale commit is -ESTALE");
-        is_int(load_r, 0, "the load before it stands");
-        is_int(seen.calls, 1, "while_running was called before the commit's answer");
-        mcd_customer_clear(&out[0]);
-        mcd_customer_clear(&out[1]);
+        is_int(load_r, -ECANCELED, "found before it was sent: no load sent");
+        is_int(seen.calls, 0, "while_running not called");
         p.generation = gen;
         is_int(mcd_store_load_and_commit(s, &b, ids, 0, out, &load_r), 0, "commit with nothing to load");
         is_int(load_r, 0, "is a plain commit");
@@ -1205,7 +1278,8 @@ static void test_store(struct srv *sv) {
         test_big_batch(s, sv->port, gen);
         test_fencing(s, gen);
         gen++;
-        test_noscript(s, sv->port, gen);
+        test_fence(s, sv->port);
+        test_refused(s, sv->port);
         test_load_then_commit(s, sv->port, gen);
         test_timeout(s, sv);
         test_auth(sv->port);

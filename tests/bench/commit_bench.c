@@ -19,7 +19,8 @@
  *           due times as per-partition ZADD / ZREM ranges of the customers
  *           whose due time changed;
  *   daemon  mcd_store_commit of libmcd (the daemon's own commit, with its
- *           own argument building), on the same batch;
+ *           own argument building: MULTI / EXEC behind the WATCH its last
+ *           commit left, one round trip; store_fence.c), on the same batch;
  *   watch2  WATCH of meta, gen:<p>, off:<p> with EXISTS / MGET / HGET
  *           checks (one round trip), then MULTI, the writes as plain
  *           commands, EXEC (a second round trip);
