@@ -4,12 +4,14 @@
  * The connection is made lazily by the first call that needs it and dropped
  * on any I/O or protocol error, so the next call reconnects (AUTH, SELECT
  * and with Sentinels ROLE, in one pipeline; with Sentinels, after asking
- * them where the master is: see find_node).  Every command is sent with binary-safe arguments
- * (redisCommandArgv / redisAppendCommandArgv with lengths); every reply read
- * counts as one round trip.
+ * them where the master is: see find_node).  Every command is sent with
+ * binary-safe arguments (redisCommandArgv / redisAppendCommandArgv with
+ * lengths, or the store's own formatting); every reply read counts as one
+ * round trip.
  *
  * The rest of the store is built on the helpers declared in store_internal.h:
- *   store_commit.c   the batch's load and commit, fenced by WATCH
+ *   store_commit.c   the batch's load and commit (MULTI / EXEC)
+ *   store_fence.c    the commit's WATCH of the keys it checks, and the checks
  *   store_claims.c   meta, partition claims and generations (fencing)
  *   store_offsets.c  a partition's offsets, marks, re-processing record, outbox
  *   store_scan.c     due customers, counts, one customer's stored state */

@@ -73,6 +73,16 @@ static int fence_grow(struct store_fence *f, size_t n) {
         return 0;
 }
 
+/* A reply not of the kind wanted: its error (store_reply_error) or
+ * -EBADMSG; the reply is freed and the connection dropped. */
+static int reply_fail(struct mcd_store *s, redisReply *reply) {
+        int r = reply->type == REDIS_REPLY_ERROR ? store_reply_error(s, reply) : -EBADMSG;
+
+        freeReplyObject(reply);
+        store_disconnect(s);
+        return r;
+}
+
 /* Reads one reply of the fence's commands, of the type wanted; anything
  * else drops the connection. */
 static int read_typed(struct mcd_store *s, int type, size_t elements, redisReply **reply) {
@@ -82,10 +92,8 @@ static int read_typed(struct mcd_store *s, int type, size_t elements, redisReply
                 return r;
         if ((*reply)->type == type && (type != REDIS_REPLY_ARRAY || (*reply)->elements == elements))
                 return 0;
-        r = (*reply)->type == REDIS_REPLY_ERROR ? store_reply_error(s, *reply) : -EBADMSG;
-        freeReplyObject(*reply);
+        r = reply_fail(s, *reply);
         *reply = NULL;
-        store_disconnect(s);
         return r;
 }
 
@@ -121,12 +129,8 @@ int fence_read(struct mcd_store *s, const struct mcd_store_batch *b) {
         for (size_t i = 0; i < b->n_partitions; i++) {
                 if ((r = store_read_reply(s, &reply)) < 0)
                         return r;
-                if (reply->type == REDIS_REPLY_ERROR) {      /* P off:<p> is not a hash */
-                        r = store_reply_error(s, reply);
-                        freeReplyObject(reply);
-                        store_disconnect(s);
-                        return r;
-                }
+                if (reply->type == REDIS_REPLY_ERROR)        /* P off:<p> is not a hash */
+                        return reply_fail(s, reply);
                 f->v[i].seq = read_number(reply, 0);
                 freeReplyObject(reply);
         }

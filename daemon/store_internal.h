@@ -24,7 +24,7 @@ struct store_watched {
         int64_t seq;                 /* P off:<p> seq, 0 when missing; INT64_MIN when not a number */
 };
 
-/* What the connection WATCHes for the next commit (store_commit.c). */
+/* What the connection WATCHes for the next commit (store_fence.c). */
 struct store_fence {
         bool ok;                     /* the keys are watched and were read after the WATCH;
                                         cleared by any other command but a read (store_append_argv) */
