@@ -9,17 +9,18 @@
 
 #include "daemon/group_offsets.h"
 #include "daemon/log.h"
+#include "daemon/runtime.h"
 
 enum { REL = 0, SUB = 1 };
 
-/* Kafka protocol ApiKeys (librdkafka's constants are internal). */
-#define API_JOIN_GROUP 11
-#define API_SYNC_GROUP 14
+#define API_JOIN_GROUP 11     /* Kafka protocol ApiKey (librdkafka's constants are internal) */
 
 /* Owned by the worker thread, as every call is; but `joining`. */
 struct mcd_group_offsets {
-        atomic_bool joining;         /* the member's JoinGroup sent, its SyncGroup not yet answered:
-                                      * written by librdkafka's broker threads (interceptors) */
+        atomic_bool joining;         /* the member's JoinGroup sent, its assignment not yet served: set
+                                      * by librdkafka's broker threads (interceptor), cleared by ours */
+        atomic_llong joined_ms;      /* monotonic ms of the last JoinGroup sent (broker threads) */
+        int64_t synced_ms;           /* monotonic ms of the last mcd_group_offsets_synced */
         char *topic[2];              /* relationships, subscriptions */
         int32_t n;                   /* partitions of each */
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
@@ -40,6 +41,7 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         if (!g)
                 return -ENOMEM;
         atomic_init(&g->joining, false);
+        atomic_init(&g->joined_ms, 0);
         g->n = (int32_t)n;
         g->interval_ms = interval_ms;
         g->topic[REL] = strdup(rel_topic);
@@ -108,26 +110,16 @@ void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
                 g->held[t][partition] = g->sent[t][partition] = -1;
 }
 
-/* The member's requests, from its broker thread: a join in progress, from
- * its JoinGroup sent to its SyncGroup answered.  When the SyncGroup fails,
- * librdkafka sends a JoinGroup again; until then a commit carries the
- * generation the coordinator has, whose next one needs that JoinGroup. */
+/* The member's requests, from its broker thread: a JoinGroup starts a join
+ * (mcd_group_offsets_synced ends it). */
 static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
                                            int16_t api, int16_t version, int32_t corr_id, size_t size, void *opaque) {
         struct mcd_group_offsets *g = opaque;
 
-        if (api == API_JOIN_GROUP)
+        if (api == API_JOIN_GROUP) {
+                atomic_store(&g->joined_ms, mono_ms());
                 atomic_store(&g->joining, true);
-        return RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
-static rd_kafka_resp_err_t on_response_received(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
-                                                int16_t api, int16_t version, int32_t corr_id, size_t size,
-                                                int64_t rtt, rd_kafka_resp_err_t err, void *opaque) {
-        struct mcd_group_offsets *g = opaque;
-
-        if (api == API_SYNC_GROUP)
-                atomic_store(&g->joining, false);
+        }
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
@@ -136,9 +128,6 @@ static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, v
         rd_kafka_resp_err_t err = rd_kafka_interceptor_add_on_request_sent(rk, "mcd-group-offsets", on_request_sent,
                                                                            opaque);
 
-        if (!err)
-                err = rd_kafka_interceptor_add_on_response_received(rk, "mcd-group-offsets", on_response_received,
-                                                                    opaque);
         if (err)
                 snprintf(errstr, errstr_size, "cannot watch the group member's requests: %s", rd_kafka_err2str(err));
         return err;
@@ -146,6 +135,13 @@ static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, v
 
 int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf) {
         return rd_kafka_conf_interceptor_add_on_new(conf, "mcd-group-offsets", on_new, g) ? -EINVAL : 0;
+}
+
+void mcd_group_offsets_synced(struct mcd_group_offsets *g) {
+        if (!g)
+                return;
+        g->synced_ms = mono_ms();
+        atomic_store(&g->joining, false);
 }
 
 /* The metadata an offset carries: the pair's commit counter, generation and
@@ -176,11 +172,12 @@ static void send_again(struct mcd_group_offsets *g, const rd_kafka_topic_partiti
 }
 
 /* Adds the partition's held offsets to *l (made on first use), marked
- * sent.  0 or -ENOMEM (the offsets then stay unsent). */
-static int take_partition(struct mcd_group_offsets *g, int32_t p, rd_kafka_topic_partition_list_t **l) {
+ * sent; those already sent only if `again`.  0 or -ENOMEM (the offsets
+ * then stay unsent). */
+static int take_partition(struct mcd_group_offsets *g, int32_t p, bool again, rd_kafka_topic_partition_list_t **l) {
         for (int t = REL; t <= SUB; t++) {
                 rd_kafka_topic_partition_t *tp;
-                if (g->held[t][p] < 0 || g->held[t][p] == g->sent[t][p])
+                if (g->held[t][p] < 0 || (g->held[t][p] == g->sent[t][p] && !again))
                         continue;
                 if (!*l && !(*l = rd_kafka_topic_partition_list_new(2 * g->n)))
                         return -ENOMEM;
@@ -198,7 +195,7 @@ static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
         rd_kafka_topic_partition_list_t *l = NULL;
 
         for (int32_t p = 0; p < g->n; p++)
-                if (take_partition(g, p, &l) < 0) {
+                if (take_partition(g, p, false, &l) < 0) {
                         for (int i = 0; l && i < l->cnt; i++)
                                 send_again(g, &l->elems[i]);
                         if (l)
@@ -217,8 +214,11 @@ static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
 static void refused(struct mcd_group_offsets *g, rd_kafka_resp_err_t err, int n) {
         g->n_failed++;
         if (err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) {
+                int64_t now = mono_ms();
                 log_info("consumer group: a commit of %d offset(s) crossed the group's move to a new generation "
-                         "(librdkafka %s then takes the assignment for lost)", n, rd_kafka_version_str());
+                         "(librdkafka %s then takes the assignment for lost); the member's last JoinGroup went "
+                         "%" PRId64 " ms ago, its last assignment came %" PRId64 " ms ago",
+                         n, rd_kafka_version_str(), now - (int64_t)atomic_load(&g->joined_ms), now - g->synced_ms);
         } else if (g->failing || err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS) {
                 log_debug("consumer group: a commit of %d offset(s) failed: %s", n, rd_kafka_err2str(err));
         } else {
@@ -259,7 +259,9 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
                 return 0;
         if (atomic_load(&g->joining))
                 return -EAGAIN;
-        r = take_partition(g, partition, &l);
+        /* Sent even when a flush sent the same: its answer, not waited for,
+         * may be a refusal still to come. */
+        r = take_partition(g, partition, true, &l);
         if (r >= 0 && l) {
                 g->n_sent++;
                 err = rd_kafka_commit(consumer, l, 0 /* sync: the answer is waited for */);
@@ -332,11 +334,13 @@ int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consum
                 for (int t = REL; t <= SUB; t++)
                         rd_kafka_topic_partition_list_add(l, g->topic[t], partitions[i])->opaque = &out[i];
         err = rd_kafka_committed(consumer, l, timeout_ms);
+        for (int i = 0; !err && i < l->cnt; i++)        /* one partition unread: the copy is not known */
+                err = l->elems[i].err;
         for (int i = 0; !err && i < l->cnt; i++) {
                 const rd_kafka_topic_partition_t *tp = &l->elems[i];
                 struct mcd_group_mark *m = tp->opaque;
                 parse_metadata(tp, m);
-                if (!tp->err && tp->offset >= 0)
+                if (tp->offset >= 0)
                         *(strcmp(tp->topic, g->topic[REL]) == 0 ? &m->rel : &m->sub) = tp->offset;
         }
         rd_kafka_topic_partition_list_destroy(l);

@@ -54,5 +54,6 @@ for i in 3 4; do
         ok $? "instance $i exits 0 on SIGTERM"
 done
 crossed=$(cat "$TMP"/i[1-4].log | grep -c "crossed the group's move to a new generation")
+grep -H "crossed the group's move\|assignment lost\|SESSTMOUT" "$TMP"/i[1-4].log | diag
 ok "$crossed" "no commit of the offsets to the group crossed a join ($crossed): librdkafka 2.0 takes that for a lost assignment"
 tap_done

@@ -1,0 +1,243 @@
+/* test_group_offsets.c -- the copy of Redis's offsets in the consumer group
+ * (group_offsets.c), against librdkafka's mock cluster in this process.
+ *
+ * Covers: a partition the group holds nothing for reads as nothing; what
+ * send_now sends reads back (offsets, commit counter, generation, marks);
+ * send_now sends even when an asynchronous flush just sent the same
+ * offsets and the group refused them, its answer not yet served (the hole
+ * that let a pair produce before the group knew where its outputs begin,
+ * tests/daemon_redis_loss.sh "first batch"); the flush's refusal is proved
+ * by the answer counted once served, and the refused offsets go again at the
+ * next flush; a partition the group cannot answer for (one the topic does
+ * not have) makes the read fail, not read as nothing.  Then the join guard,
+ * with a member that subscribes: from its JoinGroup to its assignment no
+ * flush sends anything, though its first SyncGroup is refused and
+ * librdkafka waits up to a second before joining again (the window that let
+ * a commit cross a new generation, tests/daemon_group.sh); once the
+ * assignment is served, a flush sends. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "daemon/group_offsets.h"
+#include "tests/tap.h"
+
+#define API_OFFSET_COMMIT 8     /* Kafka protocol ApiKeys (librdkafka's constants are internal) */
+#define API_JOIN_GROUP 11
+#define API_SYNC_GROUP 14
+
+/* The joining member's state, for its callbacks. */
+struct joiner {
+        struct mcd_group_offsets *g;
+        atomic_int joins;            /* JoinGroup requests sent (broker thread) */
+        atomic_int sync_answers;     /* SyncGroup responses received (broker thread) */
+        int assigned;                /* assignment callbacks served */
+};
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
+                      void *opaque) {
+        (void)rk;
+        mcd_group_offsets_answer(opaque, err, offsets);
+}
+
+static rd_kafka_t *consumer_new(const char *bootstraps, struct mcd_group_offsets *g) {
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        char err[256];
+
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "group.id", "test-group-offsets", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)) || mcd_group_offsets_watch(g, conf) < 0) {
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+        rd_kafka_conf_set_opaque(conf, g);
+        return rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+}
+
+/* Reads partition p's copy into *m: the read's return value. */
+static int read_one(struct mcd_group_offsets *g, rd_kafka_t *c, int32_t p, struct mcd_group_mark *m) {
+        mcd_group_mark_clear(m);
+        return mcd_group_offsets_read(g, c, &p, 1, 10000, m);
+}
+
+/* Serves the consumer's callbacks until `failed` commits were counted as
+ * refused, 5 s at most; the count then. */
+static uint64_t wait_refused(struct mcd_group_offsets *g, rd_kafka_t *c, uint64_t failed) {
+        uint64_t sent = 0, got = 0;
+
+        for (int i = 0; i < 50; i++) {
+                rd_kafka_poll(c, 100);
+                mcd_group_offsets_counts(g, &sent, &got);
+                if (got >= failed)
+                        break;
+        }
+        return got;
+}
+
+static rd_kafka_resp_err_t on_response(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
+                                       int16_t api, int16_t version, int32_t corr_id, size_t size, int64_t rtt,
+                                       rd_kafka_resp_err_t err, void *opaque) {
+        struct joiner *j = opaque;
+
+        if (api == API_SYNC_GROUP)
+                atomic_fetch_add(&j->sync_answers, 1);
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t on_request(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
+                                      int16_t api, int16_t version, int32_t corr_id, size_t size, void *opaque) {
+        struct joiner *j = opaque;
+
+        if (api == API_JOIN_GROUP)
+                atomic_fetch_add(&j->joins, 1);
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque, char *errstr,
+                                  size_t errstr_size) {
+        rd_kafka_resp_err_t err = rd_kafka_interceptor_add_on_request_sent(rk, "test-join", on_request, opaque);
+
+        return err ? err : rd_kafka_interceptor_add_on_response_received(rk, "test-sync", on_response, opaque);
+}
+
+/* As tasks.c's: the assignment taken, the join over. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+        struct joiner *j = opaque;
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+                mcd_group_offsets_synced(j->g);
+                j->assigned++;
+        } else {
+                rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+        }
+}
+
+/* A member of group "test-join" subscribed to rel, its first SyncGroup
+ * refused; from its first JoinGroup sent, new offsets noted and flushed
+ * every 10 ms until it is assigned (20 s at most).  Returns how many of
+ * those flushes sent anything, -1 on a failure; *after, what a flush sent
+ * once it was assigned. */
+static int join_with_refused_sync(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *after) {
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+        struct mcd_group_mark mark = {.rel = 1, .sub = 1, .seq = 1, .generation = 1};
+        rd_kafka_t *c = NULL;
+        char err[256];
+        int before = 0;
+
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "group.id", "test-join", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)) || mcd_group_offsets_watch(j->g, conf) < 0 ||
+            rd_kafka_conf_interceptor_add_on_new(conf, "test-sync", on_new, j)) {
+                rd_kafka_conf_destroy(conf);
+                return -1;
+        }
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+        rd_kafka_conf_set_opaque(conf, j);
+        if (!(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
+                return -1;
+        rd_kafka_poll_set_consumer(c);
+        rd_kafka_mock_push_request_errors(mc, API_SYNC_GROUP, 1, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+        rd_kafka_topic_partition_list_add(topics, "rel", RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(c, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        for (int i = 0; i < 2000 && !j->assigned; i++) {
+                rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 10);
+                if (msg)
+                        rd_kafka_message_destroy(msg);
+                mark.rel++;
+                mark.sub++;
+                mcd_group_offsets_note(j->g, 0, &mark);
+                if (!j->assigned && atomic_load(&j->joins) > 0)
+                        before += mcd_group_offsets_flush(j->g, c, 0, true) > 0;
+        }
+        mark.rel++;
+        mark.sub++;
+        mcd_group_offsets_note(j->g, 0, &mark);
+        *after = j->assigned ? mcd_group_offsets_flush(j->g, c, 0, true) : -1;
+        rd_kafka_consumer_close(c);
+        rd_kafka_destroy(c);
+        return before;
+}
+
+int main(void) {
+        struct mcd_group_offsets *g = NULL;
+        struct mcd_group_mark m = {0};
+        const struct mcd_group_mark first = {.rel = 5, .sub = 7, .seq = 3, .generation = 2, .marks = "o=0:10"};
+        const struct mcd_group_mark second = {.rel = 6, .sub = 8, .seq = 4, .generation = 3, .marks = "o=0:12"};
+        rd_kafka_conf_t *mconf = rd_kafka_conf_new();
+        rd_kafka_mock_cluster_t *mc;
+        rd_kafka_t *mrk, *c;
+        char err[256];
+        int r;
+
+        rd_kafka_conf_set(mconf, "log_level", "3", err, sizeof(err));  /* no warning of its missing brokers */
+        mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof(err));
+        mc = mrk ? rd_kafka_mock_cluster_new(mrk, 1) : NULL;
+        ok(mc && rd_kafka_mock_topic_create(mc, "rel", 1, 1) == 0 && rd_kafka_mock_topic_create(mc, "sub", 1, 1) == 0,
+           "mock cluster with topics rel and sub");
+        ok(mcd_group_offsets_new("rel", "sub", 4, 60000, &g) == 0, "group offsets for 4 partitions");
+        c = mc && g ? consumer_new(rd_kafka_mock_cluster_bootstraps(mc), g) : NULL;
+        ok(c != NULL, "consumer of the group");
+        if (!c)
+                return 1;
+
+        r = read_one(g, c, 0, &m);
+        ok(r == 0 && m.rel == -1 && m.sub == -1 && m.seq == 0 && m.generation == 0 && !m.marks,
+           "nothing committed: reads as nothing (r %d, %lld/%lld)", r, (long long)m.rel, (long long)m.sub);
+
+        mcd_group_offsets_note(g, 0, &first);
+        ok(mcd_group_offsets_send_now(g, c, 0) == 0, "send_now: the group took the offsets");
+        r = read_one(g, c, 0, &m);
+        ok(r == 0 && m.rel == 5 && m.sub == 7 && m.seq == 3 && m.generation == 2 && m.marks &&
+               strcmp(m.marks, "o=0:10") == 0,
+           "read back: offsets 5/7, seq 3, generation 2, marks %s", m.marks ? m.marks : "(none)");
+
+        /* An asynchronous flush of the next offsets, refused by the group;
+         * send_now before its answer is served must still send them. */
+        mcd_group_offsets_note(g, 0, &second);
+        rd_kafka_mock_push_request_errors(mc, API_OFFSET_COMMIT, 1, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+        ok(mcd_group_offsets_flush(g, c, 0, true) == 2, "flush sent both sides asynchronously");
+        ok(mcd_group_offsets_send_now(g, c, 0) == 0, "send_now right after: the group took the offsets");
+        r = read_one(g, c, 0, &m);
+        ok(r == 0 && m.rel == 6 && m.sub == 8 && m.seq == 4 && m.generation == 3 && m.marks &&
+               strcmp(m.marks, "o=0:12") == 0,
+           "read back: offsets %lld/%lld, generation %lld, marks %s (6/8, 3, o=0:12 wanted)", (long long)m.rel,
+           (long long)m.sub, (long long)m.generation, m.marks ? m.marks : "(none)");
+        ok(wait_refused(g, c, 1) == 1, "the flush was refused by the group (its answer counted)");
+        ok(mcd_group_offsets_flush(g, c, 0, true) == 2, "the refused offsets go again at the next flush");
+
+        /* A partition the group cannot answer for fails the read. */
+        r = read_one(g, c, 3, &m);
+        ok(r == -EIO, "a partition the topics lack: the read fails (%d)", r);
+
+        mcd_group_mark_clear(&m);
+        rd_kafka_destroy(c);
+        mcd_group_offsets_free(g);
+
+        /* The join guard. */
+        struct joiner j = {.joins = 0, .sync_answers = 0};
+        int before, after = -1;
+        ok(mcd_group_offsets_new("rel", "sub", 1, 60000, &j.g) == 0, "group offsets for a joining member");
+        before = j.g ? join_with_refused_sync(mc, &j, &after) : -1;
+        ok(j.assigned == 1, "the member was assigned");
+        ok(atomic_load(&j.sync_answers) >= 2, "its first SyncGroup was refused: %d SyncGroup answers",
+           atomic_load(&j.sync_answers));
+        ok(before == 0, "no flush sent anything from its JoinGroup to its assignment (%d did)", before);
+        ok(after == 2, "a flush after the assignment sent both sides (%d)", after);
+        mcd_group_offsets_free(j.g);
+        rd_kafka_mock_cluster_destroy(mc);
+        rd_kafka_destroy(mrk);
+        printf("1..%d\n", tap_n);
+        return tap_failed ? 1 : 0;
+}
