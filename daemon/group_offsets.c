@@ -13,14 +13,16 @@
 
 enum { REL = 0, SUB = 1 };
 
-#define API_JOIN_GROUP 11     /* Kafka protocol ApiKey (librdkafka's constants are internal) */
+/* Kafka protocol ApiKeys (librdkafka's constants are internal). */
+#define API_JOIN_GROUP 11
+#define API_SYNC_GROUP 14
 
 /* Owned by the worker thread, as every call is; but `joining`. */
 struct mcd_group_offsets {
-        atomic_bool joining;         /* the member's JoinGroup sent, its assignment not yet served: set
-                                      * by librdkafka's broker threads (interceptor), cleared by ours */
-        atomic_llong joined_ms;      /* monotonic ms of the last JoinGroup sent (broker threads) */
-        int64_t synced_ms;           /* monotonic ms of the last mcd_group_offsets_synced */
+        atomic_bool joining;         /* the member's JoinGroup sent, its SyncGroup not yet answered:
+                                      * written by librdkafka's broker threads (interceptors) */
+        atomic_llong joined_ms;      /* monotonic ms of the last JoinGroup sent (interceptor) */
+        atomic_llong synced_ms;      /* monotonic ms of the last SyncGroup answered (interceptor) */
         char *topic[2];              /* relationships, subscriptions */
         int32_t n;                   /* partitions of each */
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
@@ -42,6 +44,7 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
                 return -ENOMEM;
         atomic_init(&g->joining, false);
         atomic_init(&g->joined_ms, 0);
+        atomic_init(&g->synced_ms, 0);
         g->n = (int32_t)n;
         g->interval_ms = interval_ms;
         g->topic[REL] = strdup(rel_topic);
@@ -110,8 +113,10 @@ void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
                 g->held[t][partition] = g->sent[t][partition] = -1;
 }
 
-/* The member's requests, from its broker thread: a JoinGroup starts a join
- * (mcd_group_offsets_synced ends it). */
+/* The member's requests, from its broker thread: a join in progress, from
+ * its JoinGroup sent to its SyncGroup answered.  When the SyncGroup fails,
+ * librdkafka sends a JoinGroup again; until then a commit carries the
+ * generation the coordinator has, whose next one needs that JoinGroup. */
 static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
                                            int16_t api, int16_t version, int32_t corr_id, size_t size, void *opaque) {
         struct mcd_group_offsets *g = opaque;
@@ -123,11 +128,26 @@ static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const cha
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+static rd_kafka_resp_err_t on_response_received(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
+                                                int16_t api, int16_t version, int32_t corr_id, size_t size,
+                                                int64_t rtt, rd_kafka_resp_err_t err, void *opaque) {
+        struct mcd_group_offsets *g = opaque;
+
+        if (api == API_SYNC_GROUP) {
+                atomic_store(&g->synced_ms, mono_ms());
+                atomic_store(&g->joining, false);
+        }
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque, char *errstr,
                                   size_t errstr_size) {
         rd_kafka_resp_err_t err = rd_kafka_interceptor_add_on_request_sent(rk, "mcd-group-offsets", on_request_sent,
                                                                            opaque);
 
+        if (!err)
+                err = rd_kafka_interceptor_add_on_response_received(rk, "mcd-group-offsets", on_response_received,
+                                                                    opaque);
         if (err)
                 snprintf(errstr, errstr_size, "cannot watch the group member's requests: %s", rd_kafka_err2str(err));
         return err;
@@ -135,13 +155,6 @@ static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, v
 
 int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf) {
         return rd_kafka_conf_interceptor_add_on_new(conf, "mcd-group-offsets", on_new, g) ? -EINVAL : 0;
-}
-
-void mcd_group_offsets_synced(struct mcd_group_offsets *g) {
-        if (!g)
-                return;
-        g->synced_ms = mono_ms();
-        atomic_store(&g->joining, false);
 }
 
 /* The metadata an offset carries: the pair's commit counter, generation and
@@ -217,8 +230,9 @@ static void refused(struct mcd_group_offsets *g, rd_kafka_resp_err_t err, int n)
                 int64_t now = mono_ms();
                 log_info("consumer group: a commit of %d offset(s) crossed the group's move to a new generation "
                          "(librdkafka %s then takes the assignment for lost); the member's last JoinGroup went "
-                         "%" PRId64 " ms ago, its last assignment came %" PRId64 " ms ago",
-                         n, rd_kafka_version_str(), now - (int64_t)atomic_load(&g->joined_ms), now - g->synced_ms);
+                         "%" PRId64 " ms ago, its last SyncGroup was answered %" PRId64 " ms ago",
+                         n, rd_kafka_version_str(), now - (int64_t)atomic_load(&g->joined_ms),
+                         now - (int64_t)atomic_load(&g->synced_ms));
         } else if (g->failing || err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS) {
                 log_debug("consumer group: a commit of %d offset(s) failed: %s", n, rd_kafka_err2str(err));
         } else {

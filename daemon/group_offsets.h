@@ -18,14 +18,9 @@
  * replaces, so it gets that answer.  Seen in tests/daemon_group.sh before
  * this guard: as a third instance joined, the two others' rebalances failed
  * (one lost its assignment) and no partition moved until one left.  The guard
- * starts at the member's own JoinGroup sent (a librdkafka interceptor) and
- * ends when the group's assignment reaches the rebalance callback
- * (mcd_group_offsets_synced), not at the SyncGroup's answer: a SyncGroup
- * refused (the coordinator gave up waiting for a member, say) is followed
- * by a JoinGroup only after librdkafka's join interval, up to a second, in
- * which the others' joins can make a new generation (the mock cluster elects
- * 100 ms after the first of them).  At most once per interval besides, to
- * spare the group coordinator a write per batch.
+ * watches the member's own requests (librdkafka interceptors): from a
+ * JoinGroup sent to the SyncGroup answered, offsets wait.  At most once per
+ * interval besides, to spare the group coordinator a write per batch.
  * Failures are counted and logged (a rebalance's at debug, others at info
  * when they start), and the offsets sent again at the next interval.
  *
@@ -98,15 +93,9 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition);
 
 /* Watches the group member's handle to be made from conf (call before
- * rd_kafka_new): its JoinGroup requests, from its broker threads.  g must
- * outlive that handle.  0 or -EINVAL. */
+ * rd_kafka_new): its JoinGroup and SyncGroup requests, from its broker
+ * threads.  g must outlive that handle.  0 or -EINVAL. */
 int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf);
-
-/* The member's join is over: the group's assignment reached the rebalance
- * callback, so the member holds a generation the coordinator has (call it
- * for an assignment, and for a revocation that is neither a lost assignment
- * nor the consumer's close).  This function can't fail. */
-void mcd_group_offsets_synced(struct mcd_group_offsets *g);
 
 /* Sends, through the group member `consumer` and without waiting, the
  * offsets noted and not yet sent, once interval_ms has passed since the last

@@ -91,7 +91,6 @@ void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
         switch (err) {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
                 tm->group_synced = true;
-                mcd_group_offsets_synced(tm->env->group_offsets);
                 log_debug("rebalance: %d partition(s) assigned", parts->cnt);
                 e = rd_kafka_incremental_assign(rk, parts);
                 for (int i = 0; i < parts->cnt; i++) {
@@ -120,8 +119,6 @@ void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
                  * before the unassign, they carry this generation; never
                  * waited for (librdkafka holds the rejoin until the answer,
                  * one round trip). */
-                if (!rd_kafka_assignment_lost(rk) && !tm->closing)
-                        mcd_group_offsets_synced(tm->env->group_offsets);       /* a revocation the group sent */
                 if (!rd_kafka_assignment_lost(rk))
                         mcd_group_offsets_flush(tm->env->group_offsets, rk, mono_ms(), true);
                 for (int i = 0; i < parts->cnt; i++) {

@@ -24,7 +24,6 @@ struct tasks {
         struct publisher *pub;
         struct restorer *rs;
         bool group_synced;           /* an assignment (maybe empty) came from the group: see consumer_destroy */
-        bool closing;                /* the consumer is being closed (its revocation is not the group's) */
         uint64_t store_conns;        /* mcd_store_connections when last checked (rollback_watch) */
         bool first_read[2];          /* read_first_offsets tried for the claim round in progress */
 };

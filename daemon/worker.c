@@ -234,7 +234,6 @@ static int worker_setup(struct worker *w) {
 static void worker_teardown(struct worker *w) {
         batcher_free(&w->bt);
         if (w->env.consumer) {
-                w->tm.closing = true;
                 rd_kafka_consumer_close(w->env.consumer);   /* leaves the group cleanly */
                 consumer_destroy(&w->tm);
         }

@@ -10,11 +10,9 @@
  * by the answer counted once served, and the refused offsets go again at the
  * next flush; a partition the group cannot answer for (one the topic does
  * not have) makes the read fail, not read as nothing.  Then the join guard,
- * with a member that subscribes: from its JoinGroup to its assignment no
- * flush sends anything, though its first SyncGroup is refused and
- * librdkafka waits up to a second before joining again (the window that let
- * a commit cross a new generation, tests/daemon_group.sh); once the
- * assignment is served, a flush sends. */
+ * with a member that subscribes: from its JoinGroup sent to its SyncGroup
+ * answered (the mock cluster's initial rebalance delay, 3 s, between them)
+ * no flush sends anything; once it is assigned, a flush sends. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -106,26 +104,25 @@ static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, v
         return err ? err : rd_kafka_interceptor_add_on_response_received(rk, "test-sync", on_response, opaque);
 }
 
-/* As tasks.c's: the assignment taken, the join over. */
+/* As tasks.c's, counted. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
         struct joiner *j = opaque;
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
-                mcd_group_offsets_synced(j->g);
                 j->assigned++;
         } else {
                 rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
         }
 }
 
-/* A member of group "test-join" subscribed to rel, its first SyncGroup
- * refused; from its first JoinGroup sent, new offsets noted and flushed
- * every 10 ms until it is assigned (20 s at most).  Returns how many of
- * those flushes sent anything, -1 on a failure; *after, what a flush sent
- * once it was assigned. */
-static int join_with_refused_sync(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *after) {
+/* A member of group "test-join" subscribed to rel: from its first JoinGroup
+ * sent until its first SyncGroup is answered, new offsets noted and flushed
+ * every 10 ms, then on until it is assigned (20 s at most).  Returns how
+ * many of the flushes during the join (*tried) sent anything, -1 on a
+ * failure; *after, what a flush sent once it was assigned. */
+static int join(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *tried, int *after) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
         struct mcd_group_mark mark = {.rel = 1, .sub = 1, .seq = 1, .generation = 1};
@@ -147,7 +144,6 @@ static int join_with_refused_sync(rd_kafka_mock_cluster_t *mc, struct joiner *j,
         if (!(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
                 return -1;
         rd_kafka_poll_set_consumer(c);
-        rd_kafka_mock_push_request_errors(mc, API_SYNC_GROUP, 1, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
         rd_kafka_topic_partition_list_add(topics, "rel", RD_KAFKA_PARTITION_UA);
         rd_kafka_subscribe(c, topics);
         rd_kafka_topic_partition_list_destroy(topics);
@@ -158,15 +154,18 @@ static int join_with_refused_sync(rd_kafka_mock_cluster_t *mc, struct joiner *j,
                 mark.rel++;
                 mark.sub++;
                 mcd_group_offsets_note(j->g, 0, &mark);
-                if (!j->assigned && atomic_load(&j->joins) > 0)
+                if (atomic_load(&j->joins) > 0 && atomic_load(&j->sync_answers) == 0) {
                         before += mcd_group_offsets_flush(j->g, c, 0, true) > 0;
+                        (*tried)++;
+                }
         }
         mark.rel++;
         mark.sub++;
         mcd_group_offsets_note(j->g, 0, &mark);
         *after = j->assigned ? mcd_group_offsets_flush(j->g, c, 0, true) : -1;
         rd_kafka_consumer_close(c);
-        rd_kafka_destroy(c);
+        if (j->assigned)        /* else librdkafka 2.0 aborts in the destroy (its issue 4312) */
+                rd_kafka_destroy(c);
         return before;
 }
 
@@ -227,13 +226,12 @@ int main(void) {
 
         /* The join guard. */
         struct joiner j = {.joins = 0, .sync_answers = 0};
-        int before, after = -1;
+        int before, tried = 0, after = -1;
         ok(mcd_group_offsets_new("rel", "sub", 1, 60000, &j.g) == 0, "group offsets for a joining member");
-        before = j.g ? join_with_refused_sync(mc, &j, &after) : -1;
+        before = j.g ? join(mc, &j, &tried, &after) : -1;
         ok(j.assigned == 1, "the member was assigned");
-        ok(atomic_load(&j.sync_answers) >= 2, "its first SyncGroup was refused: %d SyncGroup answers",
-           atomic_load(&j.sync_answers));
-        ok(before == 0, "no flush sent anything from its JoinGroup to its assignment (%d did)", before);
+        ok(tried > 100 && before == 0, "no flush sent anything from its JoinGroup to its SyncGroup's answer (%d of %d did)",
+           before, tried);
         ok(after == 2, "a flush after the assignment sent both sides (%d)", after);
         mcd_group_offsets_free(j.g);
         rd_kafka_mock_cluster_destroy(mc);
