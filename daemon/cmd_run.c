@@ -171,7 +171,7 @@ int mcd_cmd_run(int argc, char **argv) {
         }
         install_signals(&sig);
         if (embedded) {
-                r = mcd_embedded_start(&cfg, 1, (int)partitions, &emb);
+                r = mcd_embedded_start(&cfg, 1, (int)partitions, NULL, &emb);
                 if (r < 0) {
                         fprintf(stderr, "multichanneld: run: cannot start the embedded Kafka cluster: %s\n",
                                 strerror(-r));
@@ -227,7 +227,7 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         };
         struct mcd_worker_signals sig = {0};
         struct mcd_embedded *emb = NULL;
-        const char *path = NULL;
+        const char *path = NULL, *debug;
         char *fetch_topic = NULL;
         long partitions = 4, brokers = 1, sync_delay = 0, fetch_partition = 0, fetch_delay = 0;
         struct mcd_config cfg;
@@ -274,8 +274,14 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         if (r != 0)
                 return r;
         install_signals(&sig);
+        /* MCD_MOCK_DEBUG=mock,cgrp (tests/lib.sh passes the environment
+         * on): the cluster's group coordinator, state by state, in the
+         * tests' mock.log, to tell a rebalance the mock never ends. */
+        if ((debug = getenv("MCD_MOCK_DEBUG")) && *debug)
+                mcd_log_set_level(LOG_DEBUG);
         /* The delayed partition gets a broker of its own, one more. */
-        r = mcd_embedded_start(&cfg, (int)brokers + (fetch_topic != NULL), (int)partitions, &emb);
+        r = mcd_embedded_start(&cfg, (int)brokers + (fetch_topic != NULL), (int)partitions,
+                               debug && *debug ? debug : NULL, &emb);
         if (r < 0) {
                 fprintf(stderr, "multichanneld: mock-cluster: %s\n", strerror(-r));
                 mcd_config_clear(&cfg);

@@ -230,7 +230,8 @@ static int mock_sockets_nodelay(const char *bootstraps) {
         return n;
 }
 
-int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, struct mcd_embedded **out) {
+int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, const char *debug,
+                       struct mcd_embedded **out) {
         const char *topics[] = {cfg->topic_relationships, cfg->topic_subscriptions, cfg->topic_outcomes,
                                 cfg->topic_dlq, cfg->topic_changelog};
         struct mcd_embedded *e = calloc(1, sizeof(*e));
@@ -241,6 +242,11 @@ int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, stru
         if (!e || !conf)
                 goto fail;
         rd_kafka_conf_set_log_cb(conf, log_cb);
+        if (debug && rd_kafka_conf_set(conf, "debug", debug, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+                log_error("embedded Kafka: debug '%s': %s", debug, err);
+                r = -EINVAL;
+                goto fail;
+        }
         e->host = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
         conf = NULL;
         if (!e->host) {

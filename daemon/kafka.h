@@ -30,8 +30,11 @@ struct mcd_embedded;
 
 /* Starts a mock cluster of `brokers` brokers with the five topics of cfg
  * created with `partitions` partitions each, and points cfg's
- * kafka.bootstrap.servers at it.  0 or negative errno. */
-int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, struct mcd_embedded **out);
+ * kafka.bootstrap.servers at it.  `debug`, unless NULL: librdkafka's debug
+ * contexts for the cluster's host handle ("mock,cgrp": its group
+ * coordinator's states), logged at debug.  0 or negative errno. */
+int mcd_embedded_start(struct mcd_config *cfg, int brokers, int partitions, const char *debug,
+                       struct mcd_embedded **out);
 const char *mcd_embedded_bootstraps(const struct mcd_embedded *e);
 /* Takes every broker of the cluster down (connections refused) or up again,
  * to rehearse a Kafka outage. */
