@@ -113,6 +113,9 @@ kill_case() {
         cat $survivors | grep "came back older" | head -4 | diag
         wait_until 120 no_redo
         ok $? "$name: re-processing done (no record left)"
+        _t=$(date +%s)
+        wait_until 90 compare_states "$TMP/mcd.conf" "$TMP/want_states"
+        echo "$name: Redis held replay's states $(( $(date +%s) - _t )) s after the re-processing" | diag
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$name: "
         for i in 1 2 3; do
@@ -182,7 +185,15 @@ claim_case() {  # claim_case WHERE: commit | publish
         ok $? "$name: B found the rollback"
         wait_until 120 no_redo
         ok $? "$name: re-processing done (no record left)"
-        sleep 5         # A rejoins the group; both settle
+        # A rejoins the group: a cooperative rebalance in two rounds, each
+        # held about 5 s by the mock (session.timeout.ms minus 1 s), while a
+        # pair of B's that starts without offsets waits for the group
+        # (send_origin).  The states are waited for (a fixed 5 s was short
+        # under ASan), then checked with the outcomes.
+        _t=$(date +%s)
+        wait_until 90 compare_states "$TMP/mcd.conf" "$TMP/want_states"
+        echo "$name: Redis held replay's states $(( $(date +%s) - _t )) s after the re-processing" | diag
+        sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$name: "
         # A's batch 6 counts again after an aborted commit: it may have
         # stopped itself once more, on partitions assigned to it again.
