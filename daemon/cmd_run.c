@@ -276,7 +276,7 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         install_signals(&sig);
         /* MCD_MOCK_DEBUG=mock,cgrp (tests/lib.sh passes the environment
          * on): the cluster's group coordinator, state by state, in the
-         * tests' mock.log, to tell a rebalance the mock never ends. */
+         * tests' mock.log, to follow a rebalance a test waits on. */
         if ((debug = getenv("MCD_MOCK_DEBUG")) && *debug)
                 mcd_log_set_level(LOG_DEBUG);
         /* The delayed partition gets a broker of its own, one more. */

@@ -114,7 +114,7 @@ void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t e
  * of partitions[i]'s two sides (0 when none was committed, or by an earlier
  * version), their offsets (-1 none).  One request; waits for the
  * coordinator at most timeout_ms.  0, -ETIMEDOUT, -EIO (logged; also when
- * the group answered for all but one partition) or -ENOMEM. */
+ * the answer for one partition is an error) or -ENOMEM. */
 int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consumer, const int32_t *partitions,
                            size_t n, int timeout_ms, struct mcd_group_mark *out);
 

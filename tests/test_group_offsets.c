@@ -4,9 +4,11 @@
  * Covers: a partition the group holds nothing for reads as nothing; what
  * send_now sends reads back (offsets, commit counter, generation, marks);
  * send_now sends even when an asynchronous flush just sent the same
- * offsets and the group refused them, its answer not yet served (the hole
- * that let a pair produce before the group knew where its outputs begin,
- * tests/daemon_redis_loss.sh "first batch"); the flush's refusal is proved
+ * offsets and the group refused them, its answer not yet served (a hole
+ * by which a pair could produce before the group knew where its outputs
+ * begin: the likely cause of a "first batch" failure of
+ * tests/daemon_redis_loss.sh in CI, its outcomes published twice after
+ * Redis was lost); the flush's refusal is proved
  * by the answer counted once served, and the refused offsets go again at the
  * next flush; a partition the group cannot answer for (one the topic does
  * not have) makes the read fail, not read as nothing.  Then the join guard,
