@@ -277,11 +277,13 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         /* MCD_MOCK_DEBUG=mock,cgrp (tests/lib.sh passes the environment
          * on): the cluster's group coordinator, state by state, in the
          * tests' mock.log, to follow a rebalance a test waits on. */
-        if ((debug = getenv("MCD_MOCK_DEBUG")) && *debug)
+        if ((debug = getenv("MCD_MOCK_DEBUG")) && !*debug)
+                debug = NULL;
+        if (debug)
                 mcd_log_set_level(LOG_DEBUG);
         /* The delayed partition gets a broker of its own, one more. */
         r = mcd_embedded_start(&cfg, (int)brokers + (fetch_topic != NULL), (int)partitions,
-                               debug && *debug ? debug : NULL, &emb);
+                               debug, &emb);
         if (r < 0) {
                 fprintf(stderr, "multichanneld: mock-cluster: %s\n", strerror(-r));
                 mcd_config_clear(&cfg);

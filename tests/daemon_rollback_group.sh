@@ -58,6 +58,12 @@ found_moved() {  # found_moved PARTITIONS LOG...: every partition named found be
         done
 }
 
+wait_states() {  # wait_states NAME: wait (90 s at most) for Redis to hold replay's states; the wait as a diag line
+        _t=$(date +%s)
+        wait_until 90 compare_states "$TMP/mcd.conf" "$TMP/want_states"
+        echo "$1: Redis held replay's states $(( $(date +%s) - _t )) s after the re-processing" | diag
+}
+
 kill_case() {
         name=kill
         # The second half is published while the group runs: merge_wait
@@ -113,9 +119,7 @@ kill_case() {
         cat $survivors | grep "came back older" | head -4 | diag
         wait_until 120 no_redo
         ok $? "$name: re-processing done (no record left)"
-        _t=$(date +%s)
-        wait_until 90 compare_states "$TMP/mcd.conf" "$TMP/want_states"
-        echo "$name: Redis held replay's states $(( $(date +%s) - _t )) s after the re-processing" | diag
+        wait_states "$name"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$name: "
         for i in 1 2 3; do
@@ -190,9 +194,7 @@ claim_case() {  # claim_case WHERE: commit | publish
         # pair of B's that starts without offsets waits for the group
         # (send_origin).  The states are waited for (a fixed 5 s was short
         # under ASan), then checked with the outcomes.
-        _t=$(date +%s)
-        wait_until 90 compare_states "$TMP/mcd.conf" "$TMP/want_states"
-        echo "$name: Redis held replay's states $(( $(date +%s) - _t )) s after the re-processing" | diag
+        wait_states "$name"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$name: "
         # A's batch 6 counts again after an aborted commit: it may have

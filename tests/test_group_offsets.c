@@ -16,6 +16,7 @@
  * answered (the mock cluster's initial rebalance delay, 3 s, between them)
  * no flush sends anything; once it is assigned, a flush sends. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,17 +45,37 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
         mcd_group_offsets_answer(opaque, err, offsets);
 }
 
-static rd_kafka_t *consumer_new(const char *bootstraps, struct mcd_group_offsets *g) {
+/* A consumer's configuration for group `group` at `bootstraps`, watched by
+ * g; then each "key", "value" pair up to a NULL key.  NULL on an error. */
+static rd_kafka_conf_t *conf_new(const char *bootstraps, const char *group, struct mcd_group_offsets *g, ...) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        const char *key, *value;
         char err[256];
+        va_list ap;
+        int bad;
 
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "group.id", "test-group-offsets", err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)) || mcd_group_offsets_watch(g, conf) < 0) {
+        bad = rd_kafka_conf_set(conf, "bootstrap.servers", bootstraps, err, sizeof(err)) ||
+              rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ||
+              rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)) || mcd_group_offsets_watch(g, conf) < 0;
+        va_start(ap, g);
+        while (!bad && (key = va_arg(ap, const char *))) {
+                value = va_arg(ap, const char *);
+                bad = rd_kafka_conf_set(conf, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK;
+        }
+        va_end(ap);
+        if (bad) {
                 rd_kafka_conf_destroy(conf);
                 return NULL;
         }
+        return conf;
+}
+
+static rd_kafka_t *consumer_new(const char *bootstraps, struct mcd_group_offsets *g) {
+        rd_kafka_conf_t *conf = conf_new(bootstraps, "test-group-offsets", g, "enable.auto.commit", "false", NULL);
+        char err[256];
+
+        if (!conf)
+                return NULL;
         rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
         rd_kafka_conf_set_opaque(conf, g);
         return rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
@@ -125,19 +146,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
  * many of the flushes during the join (*tried) sent anything, -1 on a
  * failure; *after, what a flush sent once it was assigned. */
 static int join(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *tried, int *after) {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_conf_t *conf = conf_new(rd_kafka_mock_cluster_bootstraps(mc), "test-join", j->g,
+                                         "partition.assignment.strategy", "cooperative-sticky",
+                                         "session.timeout.ms", "6000", NULL);
+        rd_kafka_topic_partition_list_t *topics;
         struct mcd_group_mark mark = {.rel = 1, .sub = 1, .seq = 1, .generation = 1};
         rd_kafka_t *c = NULL;
         char err[256];
         int before = 0;
 
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mc), err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "group.id", "test-join", err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "session.timeout.ms", "6000", err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err)) || mcd_group_offsets_watch(j->g, conf) < 0 ||
-            rd_kafka_conf_interceptor_add_on_new(conf, "test-sync", on_new, j)) {
+        if (!conf)
+                return -1;
+        if (rd_kafka_conf_interceptor_add_on_new(conf, "test-sync", on_new, j)) {
                 rd_kafka_conf_destroy(conf);
                 return -1;
         }
@@ -146,6 +166,7 @@ static int join(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *tried, int *
         if (!(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err))))
                 return -1;
         rd_kafka_poll_set_consumer(c);
+        topics = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(topics, "rel", RD_KAFKA_PARTITION_UA);
         rd_kafka_subscribe(c, topics);
         rd_kafka_topic_partition_list_destroy(topics);
