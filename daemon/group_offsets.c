@@ -366,6 +366,10 @@ int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consum
         return 0;
 }
 
+bool mcd_group_offsets_joining(const struct mcd_group_offsets *g) {
+        return g && atomic_load(&g->joining);
+}
+
 void mcd_group_offsets_counts(const struct mcd_group_offsets *g, uint64_t *sent, uint64_t *failed) {
         *sent = g ? g->n_sent : 0;
         *failed = g ? g->n_failed : 0;

@@ -118,6 +118,10 @@ void mcd_group_offsets_answer(struct mcd_group_offsets *g, rd_kafka_resp_err_t e
 int mcd_group_offsets_read(const struct mcd_group_offsets *g, rd_kafka_t *consumer, const int32_t *partitions,
                            size_t n, int timeout_ms, struct mcd_group_mark *out);
 
+/* Whether the member is joining the group: its JoinGroup sent, its
+ * SyncGroup not yet answered.  Any thread; false for NULL. */
+bool mcd_group_offsets_joining(const struct mcd_group_offsets *g);
+
 /* Commits sent, and of them refused (at once or by the group). */
 void mcd_group_offsets_counts(const struct mcd_group_offsets *g, uint64_t *sent, uint64_t *failed);
 

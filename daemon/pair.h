@@ -57,6 +57,7 @@ struct pair {
         int64_t seq;                 /* its commit counter (P off:<p> seq) as this owner left it */
         int64_t seq_floor;           /* the highest counter known committed: the group's at the claim */
         bool group_read;             /* the group's copy read for the next claim (tasks.c read_group_marks) */
+        bool origin_unsent;          /* send_origin failed: tried again once the member's join has ended */
         int64_t group_generation;    /* the generation it names, 0 none */
         char *origin_marks;          /* where the partition's outputs begin on the output topics: the
                                       * group's copy's marks, or ours at a start from nothing; NULL none */

@@ -18,6 +18,7 @@
 #include "daemon/group_offsets.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
+#include "daemon/runtime.h"
 #include "daemon/store.h"
 #include "daemon/tasks.h"
 
@@ -233,8 +234,8 @@ static int send_origin(struct tasks *tm, struct pair *p) {
         if (!p->origin_marks && !(p->origin_marks = marks_format(tm->pub)))
                 return -ENOMEM;
         mcd_group_offsets_note(tm->env->group_offsets, p->partition, &m);
-        return mcd_group_offsets_send_now(tm->env->group_offsets, tm->env->consumer, p->partition) < 0 ? -EAGAIN
-                                                                                                         : 0;
+        p->origin_unsent = mcd_group_offsets_send_now(tm->env->group_offsets, tm->env->consumer, p->partition) < 0;
+        return p->origin_unsent ? -EAGAIN : 0;
 }
 
 /* The group's copy of the pairs about to be claimed, read in one request:
@@ -302,6 +303,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
                 r = claim(tm, p);
                 if (r < 0)
                         return r;
+                p->origin_unsent = false;
                 pair_set_phase(tm->pairs, p, PAIR_RECONCILE);
         }
         /* What this owner committed, if it owned the pair before, or the
@@ -411,21 +413,48 @@ void rollback_watch(struct tasks *tm) {
         }
 }
 
-/* The group consumer, closed: it has left the group.
- *
- * librdkafka before 2.3.0 asserts in rd_kafka_destroy() when its
+/* A stop during a join: librdkafka 2.0's cooperative consumer, closed
+ * between its JoinGroup and its SyncGroup's answer with no partition yet,
+ * ends without a LeaveGroup (it leaves on an unassign, and there is none to
+ * do).  The group then keeps the member until session.timeout.ms has
+ * passed, and a rebalance meanwhile may hand it partitions it never takes.
+ * So the join is waited out first, that long at most; what arrives meanwhile
+ * is dropped, unprocessed (the next owner reads it from Redis's offsets). */
+static void wait_join(struct tasks *tm) {
+        rd_kafka_t *rk = tm->env->consumer;
+        int64_t waited = mono_ms(), deadline = waited + mcd_kafka_session_timeout_ms(rk);
+
+        if (!mcd_group_offsets_joining(tm->env->group_offsets))
+                return;
+        log_notice("stopping during a rebalance: waiting for its end, so that the group is left");
+        while (mcd_group_offsets_joining(tm->env->group_offsets) && mono_ms() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);   /* serves rebalance_cb */
+                if (m)
+                        rd_kafka_message_destroy(m);
+                watchdog_kick();
+        }
+        waited = mono_ms() - waited;
+        if (mcd_group_offsets_joining(tm->env->group_offsets))
+                log_warning("the rebalance did not end within %" PRId64 " ms; the group drops this member "
+                            "after session.timeout.ms", waited);
+        else
+                log_info("the rebalance ended after %" PRId64 " ms; leaving the group", waited);
+}
+
+/* librdkafka before 2.3.0 asserts in rd_kafka_destroy() when its
  * cooperative-sticky assignor has no state yet: a consumer that joined the
  * group but was stopped before its first assignment arrived (librdkafka
- * issue 4312).  The daemon would abort instead of exiting 0 when stopped
- * during a rebalance, which a joining instance may wait out for seconds.
- * Such a handle is not destroyed; it stays reachable from kept_consumer, and
- * the process exit, which follows, releases it. */
+ * issue 4312), which wait_join can only make rarer.  The daemon would abort
+ * instead of exiting 0.  Such a handle is not destroyed; it stays reachable
+ * from kept_consumer, and the process exit, which follows, releases it. */
 static rd_kafka_t *kept_consumer;
 static struct mcd_group_offsets *kept_group_offsets;   /* its interceptors' opaque */
 
-void consumer_destroy(struct tasks *tm) {
+void tasks_leave(struct tasks *tm) {
+        wait_join(tm);
+        rd_kafka_consumer_close(tm->env->consumer);     /* revokes (rebalance_cb) and leaves */
         if (!tm->group_synced && rd_kafka_version() < 0x020300ff) {
-                log_info("the consumer left the group before its first assignment; not destroyed "
+                log_info("the consumer was closed before its first assignment; not destroyed "
                          "(librdkafka %s would abort: its issue 4312)", rd_kafka_version_str());
                 kept_consumer = tm->env->consumer;
                 kept_group_offsets = tm->env->group_offsets;
@@ -445,6 +474,9 @@ void tasks_claim(struct tasks *tm) {
                 watchdog_kick();        /* each may wait seconds for a partition's leader */
                 if (p->phase == PAIR_INIT && !p->group_read)
                         continue;       /* the group's copy is read first (claim) */
+                if (p->phase == PAIR_RECONCILE && p->origin_unsent &&
+                    mcd_group_offsets_joining(tm->env->group_offsets))
+                        continue;       /* the lookups before send_origin are not redone until it can send */
                 if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && (r = pair_init(tm, p)) < 0)
                         pair_init_failed(tm, p, r);
         }

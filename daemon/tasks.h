@@ -58,8 +58,9 @@ void pair_remove(struct tasks *tm, int32_t partition);
 /* After Redis was connected to again: pairs whose commit counter went back
  * restart (and re-process, pair_init). */
 void rollback_watch(struct tasks *tm);
-/* Destroys the closed group consumer (env->consumer), unless librdkafka
- * would abort doing so. */
-void consumer_destroy(struct tasks *tm);
+/* Leaves the group: waits out a join in progress (session.timeout.ms at
+ * most), closes the group consumer (env->consumer) and destroys it, unless
+ * librdkafka would abort doing so.  env->consumer is NULL after. */
+void tasks_leave(struct tasks *tm);
 
 #endif

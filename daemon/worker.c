@@ -233,10 +233,8 @@ static int worker_setup(struct worker *w) {
 
 static void worker_teardown(struct worker *w) {
         batcher_free(&w->bt);
-        if (w->env.consumer) {
-                rd_kafka_consumer_close(w->env.consumer);   /* leaves the group cleanly */
-                consumer_destroy(&w->tm);
-        }
+        if (w->env.consumer)
+                tasks_leave(&w->tm);
         /* Pairs the close did not revoke leave sub_reader's assignment
          * while it still exists. */
         for (size_t i = w->pairs.n; i > 0; i--)
