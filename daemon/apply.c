@@ -44,14 +44,33 @@ int batch_add_id(struct batch *b, const char *id, int32_t partition) {
         return 0;
 }
 
-static void batch_free(struct batch *b) {
-        size_t n_pairs = b->n_pairs;
-
+/* The items' events and messages freed; with `zero`, the used ones zeroed
+ * again. */
+static void items_clear(struct batch *b, bool zero) {
         for (size_t i = 0; i < b->n_items; i++) {
                 if (b->items[i].good)
                         mcd_event_clear(&b->items[i].ev);
                 free(b->items[i].m);
         }
+        if (zero && b->items)
+                memset(b->items, 0, b->n_items * sizeof(*b->items));
+        b->n_items = 0;
+}
+
+struct item *batch_take_items(struct batch *b, size_t *cap) {
+        struct item *items = b->items;
+
+        items_clear(b, true);
+        *cap = b->cap_items;
+        b->items = NULL;
+        b->cap_items = 0;
+        return items;
+}
+
+static void batch_free(struct batch *b) {
+        size_t n_pairs = b->n_pairs;
+
+        items_clear(b, false);
         free(b->next);
         free(b->clock);
         free(b->items);

@@ -46,7 +46,7 @@ struct batch {
         struct pair_clock *clock;    /* per pair, its stream time before the batch was applied */
         bool applied;                /* the rules ran on it (batch_apply was called) */
         struct item *items;
-        size_t n_items;
+        size_t n_items, cap_items;   /* items used, and room (batch_take_items) */
         char **ids;                  /* customers to load */
         int32_t *id_partition;
         size_t n_ids, cap_ids;
@@ -90,6 +90,11 @@ int apply_schemas_load(struct applier *ap, const char *dir);
 int batch_add_id(struct batch *b, const char *id, int32_t partition);
 /* Frees a batch and what it holds; NULL is nothing. */
 void batch_destroy(struct batch *b);
+/* Takes b's items array out, emptied and zeroed as calloc gives it, for a
+ * next batch (batch.c keeps a few: a fresh megabyte per batch costs page
+ * faults); *cap is its room.  NULL when b has none.  This function can't
+ * fail. */
+struct item *batch_take_items(struct batch *b, size_t *cap);
 /* No message and no customer? */
 bool batch_empty(const struct batch *b);
 /* Decodes the batch's messages on the batch threads. */

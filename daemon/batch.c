@@ -51,6 +51,31 @@ static bool customer_limit(struct mcd_seen *keys, const struct inmsg *m, size_t 
         return mcd_seen_add(keys, h, 0) < 0;    /* out of memory: this batch ends here */
 }
 
+/* A zeroed array of room for n items or more, *cap its room: a spare one
+ * when one is that large, else a new one.  NULL when out of memory. */
+static struct item *items_new(struct batcher *bt, size_t n, size_t *cap) {
+        struct item *items;
+
+        for (size_t k = 0; k < sizeof(bt->spare) / sizeof(bt->spare[0]); k++)
+                if (bt->spare[k].items && bt->spare[k].cap >= n) {
+                        items = bt->spare[k].items;
+                        *cap = bt->spare[k].cap;
+                        bt->spare[k].items = NULL;
+                        return items;
+                }
+        *cap = n ? n : 1;
+        return calloc(*cap, sizeof(*items));
+}
+
+/* Destroys b (NULL is fine), its items array kept as a spare if there is
+ * room for one. */
+static void batch_recycle(struct batcher *bt, struct batch *b) {
+        for (size_t k = 0; b && b->items && k < sizeof(bt->spare) / sizeof(bt->spare[0]); k++)
+                if (!bt->spare[k].items)
+                        bt->spare[k].items = batch_take_items(b, &bt->spare[k].cap);
+        batch_destroy(b);
+}
+
 /* Takes up to max events, of at most batch_customers() customers: a
  * customer's events share its one load and write, however many. */
 static int batch_collect(struct batcher *bt, struct batch *b, size_t max) {
@@ -61,7 +86,7 @@ static int batch_collect(struct batcher *bt, struct batch *b, size_t max) {
 
         b->epoch = bt->pairs->epoch;
         b->n_pairs = bt->pairs->n;
-        b->items = calloc(max ? max : 1, sizeof(*b->items));
+        b->items = items_new(bt, max, &b->cap_items);
         b->next = calloc(bt->pairs->n + 1, sizeof(*b->next));
         b->clock = calloc(bt->pairs->n + 1, sizeof(*b->clock));
         if (!b->items || !b->next || !b->clock)
@@ -176,7 +201,7 @@ static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
 /* Frees the last batch: nothing refers to it once committed (its frames
  * went to the pending list, its changelog records were copied). */
 static void free_spent(struct batcher *bt) {
-        batch_destroy(bt->spent);
+        batch_recycle(bt, bt->spent);
         bt->spent = NULL;
 }
 
@@ -521,7 +546,7 @@ static void batch_give_back(struct batcher *bt, struct batch *b) {
         } else {
                 batch_rewind(bt, b);
         }
-        batch_destroy(b);
+        batch_recycle(bt, b);
 }
 
 /* The batch collected ahead (and applied), if it can still be used: a pair added,
@@ -742,7 +767,7 @@ out:
         if (r >= 0 && commit_sent)
                 bt->spent = b;
         else
-                batch_destroy(b);
+                batch_recycle(bt, b);
         return r;
 }
 
@@ -750,4 +775,8 @@ void batcher_free(struct batcher *bt) {
         batch_destroy(bt->ahead);
         bt->ahead = NULL;
         free_spent(bt);
+        for (size_t k = 0; k < sizeof(bt->spare) / sizeof(bt->spare[0]); k++) {
+                free(bt->spare[k].items);
+                bt->spare[k].items = NULL;
+        }
 }

@@ -43,6 +43,10 @@ struct batcher {
         struct mcd_stats ahead_before; /* the counts before ahead was applied */
         size_t ahead_customers;      /* batch_customers() when ahead was collected: its bound */
         struct batch *spent;         /* the last batch, committed: freed while Redis runs the next commit */
+        struct {
+                struct item *items;  /* zeroed, for a next batch (items_new), or NULL */
+                size_t cap;          /* its room */
+        } spare[2];                  /* the items arrays of batches destroyed (batch_recycle) */
 };
 
 /* Customers a batch may hold: batch.max_bytes of state, estimated from the

@@ -259,6 +259,18 @@ struct text {
         size_t used, cap;
 };
 
+/* The n bytes (and a NUL) just written at t's end become an argument of a;
+ * -EOVERFLOW in a when they did not fit. */
+static void text_took(struct args *a, struct text *t, int n) {
+        if (n < 0 || (size_t)n >= t->cap - t->used) {
+                if (a->err == 0)
+                        a->err = -EOVERFLOW;     /* text_size is wrong: a bug */
+                return;
+        }
+        args_add(a, t->buf + t->used, (size_t)n);
+        t->used += (size_t)n + 1;
+}
+
 /* Formats into t and adds the result to a as a borrowed argument. */
 static void text_add(struct args *a, struct text *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -271,13 +283,24 @@ static void text_add(struct args *a, struct text *t, const char *fmt, ...) {
         va_start(ap, fmt);
         n = vsnprintf(t->buf + t->used, t->cap - t->used, fmt, ap);
         va_end(ap);
-        if (n < 0 || (size_t)n >= t->cap - t->used) {
-                if (a->err == 0)
-                        a->err = -EOVERFLOW;     /* text_size is wrong: a bug */
+        text_took(a, t, n);
+}
+
+/* Adds "<prefix>c:<id>", a customer's key, as text_add would (a commit
+ * makes one per customer: by hand, not by vsnprintf). */
+static void text_add_key(struct args *a, struct text *t, const char *prefix, const char *id) {
+        size_t lp = strlen(prefix), li = strlen(id);
+        char *p = t->buf + t->used;
+
+        if (a->err < 0)
                 return;
+        if (lp + 2 + li < t->cap - t->used) {
+                memcpy(p, prefix, lp);
+                memcpy(p + lp, "c:", 2);
+                memcpy(p + lp + 2, id, li);
+                p[lp + 2 + li] = '\0';
         }
-        args_add(a, t->buf + t->used, (size_t)n);
-        t->used += (size_t)n + 1;
+        text_took(a, t, (int)(lp + 2 + li));
 }
 
 /* What the customers' keys and n_due due times take in a text. */
@@ -311,7 +334,7 @@ static size_t add_due_group(struct commit *c, const struct mcd_store *s, struct 
 /* A customer's key and state, ready for MSET. */
 static void add_state(const struct mcd_store *s, struct args *argv, struct text *t,
                       const struct mcd_store_customer *sc) {
-        text_add(argv, t, "%sc:%s", s->prefix, sc->customer->customer_id);
+        text_add_key(argv, t, s->prefix, sc->customer->customer_id);
         if (sc->state) {
                 args_add(argv, sc->state, sc->state_len);
         } else {

@@ -52,12 +52,21 @@ bool mcd_sub_in_flight(const struct mcd_subscription *s) {
 
 /* ---------------------------------------------------------- emission -- */
 
+/* "<cause>#<n>", the id of the cause's n-th outcome (made for every
+ * outcome: by hand, not by snprintf).  NULL when out of memory. */
 static char *cause_outcome_id(const char *cause, uint32_t n) {
-        size_t len = strlen(cause) + 16;
-        char *s = malloc(len);
+        size_t len = strlen(cause), digits = 1;
+        char *s;
 
-        if (s)
-                snprintf(s, len, "%s#%u", cause, (unsigned)n);
+        for (uint32_t v = n; v >= 10; v /= 10)
+                digits++;
+        if (!(s = malloc(len + 1 + digits + 1)))
+                return NULL;
+        memcpy(s, cause, len);
+        s[len] = '#';
+        s[len + 1 + digits] = '\0';
+        for (size_t i = len + digits; i > len; i--, n /= 10)
+                s[i] = (char)('0' + n % 10);
         return s;
 }
 
