@@ -19,6 +19,7 @@
 
 #include "daemon/batch.h"
 #include "daemon/log.h"
+#include "daemon/macro.h"
 #include "daemon/metrics.h"
 #include "daemon/registry_gate.h"
 #include "daemon/state_codec.h"
@@ -56,7 +57,7 @@ static bool customer_limit(struct mcd_seen *keys, const struct inmsg *m, size_t 
 static struct item *items_new(struct batcher *bt, size_t n, size_t *cap) {
         struct item *items;
 
-        for (size_t k = 0; k < sizeof(bt->spare) / sizeof(bt->spare[0]); k++)
+        for (size_t k = 0; k < ELEMENTSOF(bt->spare); k++)
                 if (bt->spare[k].items && bt->spare[k].cap >= n) {
                         items = bt->spare[k].items;
                         *cap = bt->spare[k].cap;
@@ -70,7 +71,7 @@ static struct item *items_new(struct batcher *bt, size_t n, size_t *cap) {
 /* Destroys b (NULL is fine), its items array kept as a spare if there is
  * room for one. */
 static void batch_recycle(struct batcher *bt, struct batch *b) {
-        for (size_t k = 0; b && b->items && k < sizeof(bt->spare) / sizeof(bt->spare[0]); k++)
+        for (size_t k = 0; b && b->items && k < ELEMENTSOF(bt->spare); k++)
                 if (!bt->spare[k].items)
                         bt->spare[k].items = batch_take_items(b, &bt->spare[k].cap);
         batch_destroy(b);
@@ -775,7 +776,7 @@ void batcher_free(struct batcher *bt) {
         batch_destroy(bt->ahead);
         bt->ahead = NULL;
         free_spent(bt);
-        for (size_t k = 0; k < sizeof(bt->spare) / sizeof(bt->spare[0]); k++) {
+        for (size_t k = 0; k < ELEMENTSOF(bt->spare); k++) {
                 free(bt->spare[k].items);
                 bt->spare[k].items = NULL;
         }

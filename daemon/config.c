@@ -23,6 +23,7 @@
 #include "daemon/cli.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "daemon/macro.h"
 #include "daemon/sentinel.h"
 #include "handlers/rules.h"
 
@@ -93,8 +94,6 @@ static const struct {
         {"bootstrap.servers", "localhost:9092"},
         {"group.id", "multichanneld"},
 };
-
-#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 
 static int why_set(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

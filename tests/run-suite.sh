@@ -12,6 +12,14 @@ status=0
 
 phase() { echo; echo "=== $*"; }
 
+# show_failures LOG: the failed tests of a test-suite.log and their TAP comments.
+show_failures() {
+	echo "--- failures in $1:"
+	grep -E "^(not ok|FAIL|ERROR)" "$1" | head -50
+	echo "--- their diagnostics (TAP comments) in $1:"
+	grep -E "^# " "$1" | grep -vE "^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):" | cut -c1-300 | head -150
+}
+
 phase "set-up and sanitizer build"
 sh tests/setup.sh _build/asan --enable-sanitizers || { echo "0 passed, 1 failed"; exit 1; }
 
@@ -37,6 +45,13 @@ phase "make distcheck"
 (cd _build/valgrind && make -j2 distcheck) > _build/distcheck.log 2>&1
 dc=$?
 tail -5 _build/distcheck.log
+if [ $dc -ne 0 ]; then
+	# distcheck's own build keeps its test logs when it fails: name the failures.
+	for log in _build/valgrind/multichanneld-*/_build/sub/test-suite.log; do
+		[ -f "$log" ] || continue
+		show_failures "$log"
+	done
+fi
 
 pass=0; fail=0; skip=0
 for log in _build/asan/test-suite.log _build/valgrind/test-suite.log; do
@@ -46,10 +61,7 @@ for log in _build/asan/test-suite.log _build/valgrind/test-suite.log; do
         s=$(sed -n 's/^# SKIP: *//p' "$log" | head -1)
         pass=$((pass + ${p:-0})); fail=$((fail + f)); skip=$((skip + ${s:-0}))
         if [ "$f" -ne 0 ]; then
-                echo "--- failures in $log:"
-                grep -E "^(not ok|FAIL|ERROR)" "$log" | head -50
-                echo "--- their diagnostics (TAP comments) in $log:"
-                grep -E "^# " "$log" | grep -vE "^# (TOTAL|PASS|SKIP|XFAIL|FAIL|XPASS|ERROR):" | cut -c1-300 | head -150
+                show_failures "$log"
         fi
 done
 if [ $dc -eq 0 ]; then pass=$((pass + 1)); echo "ok - make distcheck"; else fail=$((fail + 1)); echo "not ok - make distcheck"; fi
