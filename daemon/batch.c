@@ -22,6 +22,7 @@
 #include "daemon/macro.h"
 #include "daemon/metrics.h"
 #include "daemon/registry_gate.h"
+#include "daemon/state_cache.h"
 #include "daemon/state_codec.h"
 #include "daemon/store.h"
 
@@ -233,39 +234,68 @@ static int apply_loaded(struct batcher *bt, struct batch *b, int64_t now) {
 }
 
 /* The batch collected ahead, loaded and applied while the batch before it
- * is committed (mcd_store_load_and_commit's while_running).
+ * is committed (mcd_store_load_and_commit's while_running); with no batch
+ * being committed, the load of a batch alone (batch_load).
  *
  * DESIGN: Redis runs the commit for most of a batch's round trip.
  * The next batch's customers are loaded in front of the commit, in the
  * same round trip (mcd_store_load_and_commit): their reply comes back
  * first, and the rules run on them while Redis runs the commit.  A customer
  * both batches hold is not loaded: it is decoded from the state the commit
- * writes, which is what Redis would answer after it.  Nothing the next
- * batch makes leaves the process before its own commit; if this commit
- * fails, the next batch is undone first (batch_give_back), then this one. */
+ * writes, which is what Redis would answer after it; nor is one the state
+ * cache holds (state_cache.h), decoded from its last committed state.
+ * Nothing the next batch makes leaves the process before its own commit; if
+ * this commit fails, the next batch is undone first (batch_give_back), then
+ * this one. */
 struct overlap {
         struct batcher *bt;
-        const struct batch *b;       /* being committed */
-        struct batch *ahead;         /* collected ahead, or NULL */
-        const char **ids;            /* ahead's customers b does not hold: loaded */
+        const struct batch *b;       /* being committed, or NULL */
+        struct batch *ahead;         /* collected ahead: the batch to load */
+        const char **ids;            /* ahead's customers neither b nor the cache holds: loaded */
         size_t *at;                  /* where each goes in ahead->customers */
         struct mcd_customer *loaded; /* as loaded, until moved to ahead */
         size_t n;
+        const char **from;           /* per ahead customer: the stored state it is decoded from, NULL if loaded */
+        size_t *from_len;
+        int *decoded;                /* per ahead customer: its decoding's result */
         int load_r;                  /* the load's result */
         int apply_r;                 /* ahead's: 0 when applied; -ECANCELED when not tried */
 };
 
-/* Lists ahead's customers that b does not hold, to be loaded. */
-static int overlap_init(struct overlap *o) {
-        const struct batch *b = o->b, *ahead = o->ahead;
+/* The stored state a customer of ahead is decoded from: the one b's
+ * commit writes, else the state cache's (counted as a hit); NULL (a miss)
+ * when it is to be loaded. */
+static const char *held(struct overlap *o, const char *id, size_t *len) {
+        uintptr_t v = o->b ? (uintptr_t)mcd_strmap_get(&o->b->index, id) : 0;
+        const char *state;
 
-        o->ids = calloc(ahead->n_ids + 1, sizeof(*o->ids));
-        o->at = calloc(ahead->n_ids + 1, sizeof(*o->at));
-        o->loaded = calloc(ahead->n_ids + 1, sizeof(*o->loaded));
-        if (!o->ids || !o->at || !o->loaded)
+        if (v) {
+                *len = o->b->state_len[v - 1];
+                return o->b->state[v - 1];
+        }
+        state = mcd_state_cache_get(o->bt->pairs->cache, id, len);
+        if (state)
+                o->bt->env->st.state_cache_hits++;
+        else
+                o->bt->env->st.state_cache_misses++;
+        return state;
+}
+
+/* Sorts ahead's customers into those to load and those held. */
+static int overlap_init(struct overlap *o) {
+        const struct batch *ahead = o->ahead;
+        size_t n = ahead->n_ids + 1;
+
+        o->ids = calloc(n, sizeof(*o->ids));
+        o->at = calloc(n, sizeof(*o->at));
+        o->loaded = calloc(n, sizeof(*o->loaded));
+        o->from = calloc(n, sizeof(*o->from));
+        o->from_len = calloc(n, sizeof(*o->from_len));
+        o->decoded = calloc(n, sizeof(*o->decoded));
+        if (!o->ids || !o->at || !o->loaded || !o->from || !o->from_len || !o->decoded)
                 return -ENOMEM;
         for (size_t j = 0; j < ahead->n_ids; j++)
-                if (!mcd_strmap_get(&b->index, ahead->ids[j])) {
+                if (!(o->from[j] = held(o, ahead->ids[j], &o->from_len[j]))) {
                         o->ids[o->n] = ahead->ids[j];
                         o->at[o->n++] = j;
                 }
@@ -278,30 +308,55 @@ static void overlap_free(struct overlap *o) {
         free(o->ids);
         free(o->at);
         free(o->loaded);
+        free(o->from);
+        free(o->from_len);
+        free(o->decoded);
 }
 
-/* Fills ahead->customers: the loaded ones moved, the others decoded from
- * the state b's commit writes.  On failure the customers not filled stay
- * zeroed, which batch_destroy clears as empty. */
+static void decode_held(void *ctx, size_t j, unsigned thread) {
+        struct overlap *o = ctx;
+
+        (void)thread;
+        if (o->from[j])
+                o->decoded[j] = mcd_state_decode(o->from[j], o->from_len[j], &o->ahead->customers[j], NULL, 0);
+}
+
+/* Fills ahead->customers: the loaded ones moved, the held ones decoded on
+ * the batch threads.  On failure the customers not filled stay zeroed,
+ * which batch_destroy clears as empty. */
 static int overlap_fill(struct overlap *o) {
         struct batch *ahead = o->ahead;
-        size_t k = 0;
-        int r;
 
         for (size_t i = 0; i < o->n; i++)
                 ahead->customers[o->at[i]] = o->loaded[i];
-        for (size_t j = 0; j < ahead->n_ids; j++) {
-                uintptr_t v;
-                if (k < o->n && o->at[k] == j) {
-                        k++;
-                        continue;
-                }
-                v = (uintptr_t)mcd_strmap_get(&o->b->index, ahead->ids[j]);
-                r = mcd_state_decode(o->b->state[v - 1], o->b->state_len[v - 1], &ahead->customers[j], NULL, 0);
-                if (r < 0)
-                        return r;
-        }
+        mcd_par_for(o->bt->ap->par, ahead->n_ids, decode_held, o);
+        for (size_t j = 0; j < ahead->n_ids; j++)
+                if (o->decoded[j] < 0)
+                        return o->decoded[j];
         return 0;
+}
+
+/* Loads a batch's customers when no commit is under way: those the state
+ * cache holds decoded from it, the others read from Redis in one round
+ * trip (none when the cache holds them all). */
+static int batch_load(struct batcher *bt, struct batch *b) {
+        struct overlap o = {.bt = bt, .ahead = b};
+        int r = overlap_init(&o);
+
+        if (r == 0 && o.n > 0)
+                r = mcd_store_load(bt->env->store, o.ids, o.n, o.loaded);
+        if (r == 0)
+                r = overlap_fill(&o);
+        overlap_free(&o);
+        return r;
+}
+
+/* After a commit: its customers' states, now Redis's, kept in the state
+ * cache (which takes them from the batch). */
+static void cache_committed(struct batcher *bt, struct batch *b) {
+        for (size_t i = 0; i < b->n_ids; i++)
+                mcd_state_cache_put(bt->pairs->cache, b->ids[i], b->id_partition[i], &b->state[i], b->state_len[i]);
+        bt->env->st.state_cache_bytes = (int64_t)mcd_state_cache_bytes(bt->pairs->cache);
 }
 
 /* While Redis runs the commit: the last batch freed, the next applied. */
@@ -669,13 +724,8 @@ int process_batch(struct batcher *bt) {
                 }
                 if (r >= 0 && batch_empty(b))
                         goto out;
-                if (r >= 0 && b->n_ids > 0) {
-                        r = mcd_store_load(bt->env->store, (const char *const *)b->ids, b->n_ids, b->customers);
-                        if (r < 0) {
-                                free(b->customers);
-                                b->customers = NULL;
-                        }
-                }
+                if (r >= 0 && b->n_ids > 0)
+                        r = batch_load(bt, b);
         }
         if (mcd_log_get_level() >= LOG_DEBUG)
                 batch_ages(b, now, &age_stamped, &age_buffered);
@@ -743,6 +793,7 @@ int process_batch(struct batcher *bt) {
         r = batch_committed(bt, b);
         if (r >= 0)
                 r = changelog_queue(bt, b, marks, bt->env->st.batches + 1);
+        cache_committed(bt, b);
         fault_point(bt->fault_stop_before_publish, bt->env->st.batches + 1, "publish");
         /* Produced now; delivery is waited for before the next commit. */
         if (r >= 0)

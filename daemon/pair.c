@@ -1,5 +1,6 @@
 /* pair.c -- one co-partitioned pair of input partitions and its phase
  * (pair.h). */
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "daemon/log.h"
@@ -46,9 +47,19 @@ struct pair *pair_add(struct pairs *ps, int32_t partition) {
         return p;
 }
 
+/* A pair leaves READY: its customers' states leave the state cache. */
+static void cache_close(struct pairs *ps, int32_t partition) {
+        size_t n = mcd_state_cache_close(ps->cache, partition);
+
+        if (n > 0)
+                log_info("partition %" PRId32 ": %zu customers' states dropped from the state cache", partition, n);
+}
+
 void pairs_drop(struct pairs *ps, int32_t partition) {
         for (size_t i = 0; i < ps->n; i++)
                 if (ps->v[i]->partition == partition) {
+                        if (ps->v[i]->phase == PAIR_READY)
+                                cache_close(ps, partition);
                         redo_forget(ps->v[i]);
                         free(ps->v[i]->origin_marks);
                         q_free(&ps->v[i]->q[REL]);
@@ -77,7 +88,11 @@ void pair_set_phase(struct pairs *ps, struct pair *p, enum pair_phase phase) {
         log_debug("pair %d: %s -> %s", (int)p->partition, pair_phase_name(p->phase), pair_phase_name(phase));
         if (!claiming(p->phase) || !claiming(phase))
                 ps->epoch++;
+        if (p->phase == PAIR_READY)
+                cache_close(ps, p->partition);
         p->phase = phase;
+        if (phase == PAIR_READY)
+                mcd_state_cache_open(ps->cache, p->partition);
 }
 
 bool all_ready(const struct pairs *ps) {

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "daemon/msgq.h"
+#include "daemon/state_cache.h"
 #include "daemon/store.h"
 #include "handlers/model.h"
 
@@ -81,6 +82,7 @@ struct pairs {
         uint64_t epoch;              /* bumped when a pair is added or removed, or changes phase but between
                                       * INIT and RECONCILE */
         struct pair_hooks hooks;
+        struct mcd_state_cache *cache; /* the READY pairs' customers' committed states (state_cache.h), or NULL */
 };
 
 const char *pair_phase_name(enum pair_phase phase);
@@ -90,14 +92,16 @@ struct pair *pair_find(struct pairs *ps, int32_t partition);
 /* The pair of a partition, added in INIT if new; NULL when out of memory. */
 struct pair *pair_add(struct pairs *ps, int32_t partition);
 /* Frees the pair of a partition (its queues, its re-processing record in
- * memory) and takes it out of the set; nothing if there is none.  What it
- * holds on the Kafka handles is the caller's (pair_remove). */
+ * memory, its customers in the state cache) and takes it out of the set;
+ * nothing if there is none.  What it holds on the Kafka handles is the
+ * caller's (pair_remove). */
 void pairs_drop(struct pairs *ps, int32_t partition);
 /* Where p is in ps->v (0 when it is not). */
 size_t pair_index(const struct pairs *ps, const struct pair *p);
 /* Changes p's phase, logging "pair %d: %s -> %s" (debug); the epoch moves
  * unless the pair goes between INIT and RECONCILE (nothing refers to it
- * then).  The only place a phase changes. */
+ * then).  The partition is opened in the state cache on entering READY and
+ * closed on leaving it.  The only place a phase changes. */
 void pair_set_phase(struct pairs *ps, struct pair *p, enum pair_phase phase);
 /* Every pair ready (and at least one)? */
 bool all_ready(const struct pairs *ps);

@@ -43,6 +43,9 @@ struct mcd_stats {
         uint64_t fetch_wakeups;      /* input fetchers woken while the merge waited (intake.c) */
         uint64_t redis_round_trips;
         uint64_t redis_batch_round_trips;       /* of them, made by batches (load, commit, fencing, due scan) */
+        uint64_t state_cache_hits;   /* customers a batch found in the state cache (state_cache.h) */
+        uint64_t state_cache_misses; /* and those it loaded from Redis */
+        int64_t state_cache_bytes;   /* the cache's size after the last commit */
         uint64_t group_commits;      /* Redis's offsets copied to the consumer group (group_offsets.h) */
         uint64_t group_commit_failures;         /* of them, refused or failed */
         int64_t redis_rtt_us;        /* last PING */

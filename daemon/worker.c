@@ -45,6 +45,7 @@
 #include "daemon/publish.h"
 #include "daemon/restore.h"
 #include "daemon/startup.h"
+#include "daemon/state_cache.h"
 #include "daemon/store.h"
 #include "daemon/tasks.h"
 #include "daemon/worker.h"
@@ -162,6 +163,8 @@ static int worker_setup(struct worker *w) {
                 log_error("cannot start %d batch threads: %s", w->env.cfg->batch_threads, strerror(-r));
                 return r;
         }
+        if ((r = mcd_state_cache_new((size_t)w->env.cfg->cache_max_bytes, &w->pairs.cache)) < 0)
+                return r;
 
         conf = rd_kafka_conf_new();
         rd_kafka_conf_set_opaque(conf, &w->pub);
@@ -235,6 +238,8 @@ static void worker_teardown(struct worker *w) {
         batcher_free(&w->bt);
         if (w->env.consumer)
                 tasks_leave(&w->tm);
+        mcd_state_cache_free(w->pairs.cache);
+        w->pairs.cache = NULL;
         /* Pairs the close did not revoke leave sub_reader's assignment
          * while it still exists. */
         for (size_t i = w->pairs.n; i > 0; i--)
@@ -376,6 +381,30 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
  * the others (Kafka, topics, Redis, metrics address, the schema registry and
  * the output framing) at the next start,
  * which is logged. */
+/* cache.max_bytes changed by a reload: the cache bounded anew, made (its
+ * READY pairs open: it starts empty, and states enter only as committed)
+ * or dropped. */
+static void reload_cache(struct worker *w, int max_bytes) {
+        int r = 0;
+
+        if (max_bytes == 0) {
+                mcd_state_cache_free(w->pairs.cache);
+                w->pairs.cache = NULL;
+        } else if (w->pairs.cache) {
+                mcd_state_cache_set_max(w->pairs.cache, (size_t)max_bytes);
+        } else if ((r = mcd_state_cache_new((size_t)max_bytes, &w->pairs.cache)) == 0) {
+                for (size_t i = 0; i < w->pairs.n; i++)
+                        if (w->pairs.v[i]->phase == PAIR_READY)
+                                mcd_state_cache_open(w->pairs.cache, w->pairs.v[i]->partition);
+        }
+        if (r < 0) {
+                log_error("reload: cannot make the state cache: %s; running without", strerror(-r));
+                return;
+        }
+        log_notice("reload: cache.max_bytes %d -> %d", w->env.cfg->cache_max_bytes, max_bytes);
+        w->env.cfg->cache_max_bytes = max_bytes;
+}
+
 static void reload(struct worker *w) {
         static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics", "schema_registry"};
         struct mcd_config fresh;
@@ -421,6 +450,8 @@ static void reload(struct worker *w) {
                 w->env.cfg->merge_wait = fresh.merge_wait;
                 w->env.cfg->batch_max = fresh.batch_max;
                 w->env.cfg->batch_max_bytes = fresh.batch_max_bytes;
+                if (fresh.cache_max_bytes != w->env.cfg->cache_max_bytes)
+                        reload_cache(w, fresh.cache_max_bytes);
                 if (fresh.batch_threads != w->env.cfg->batch_threads) {
                         struct mcd_par *par = w->ap.par;
                         struct mcd_avro **decoders = w->ap.decoders;
