@@ -84,6 +84,7 @@ static void batch_free(struct batch *b) {
         free(b->state);
         free(b->state_len);
         free(b->had_due);
+        free(b->blank);
         free(b->due_before);
         for (size_t i = 0; i < b->n_ids; i++)
                 free(b->ids[i]);
@@ -278,11 +279,19 @@ bool batch_empty(const struct batch *b) {
         return b->n_items == 0 && b->n_ids == 0;
 }
 
+/* A customer no event has reached yet (or whose every trace has gone). */
+static bool blank(const struct mcd_customer *c) {
+        return !c->has_cloud && c->state == MCD_CS_NONE && c->n_subs == 0 && c->n_parked == 0 &&
+               mcd_seen_count(&c->seen) == 0 && !c->seen.has_forgot;
+}
+
 /* Once loaded: which customers had something due, and when, for the due
- * index (written only where that changes). */
+ * index (written only where that changes); which had no state. */
 void batch_loaded(struct batch *b) {
-        for (size_t i = 0; i < b->n_ids; i++)
+        for (size_t i = 0; i < b->n_ids; i++) {
                 b->had_due[i] = mcd_next_due(&b->customers[i], &b->due_before[i], NULL);
+                b->blank[i] = blank(&b->customers[i]);
+        }
 }
 
 void batch_destroy(struct batch *b) {

@@ -53,6 +53,7 @@ struct batch {
         struct mcd_strmap index;     /* id -> index + 1 */
         struct mcd_customer *customers;
         bool *had_due;               /* customer had a due time when loaded */
+        bool *blank;                 /* customer had no state when loaded: not kept in the state cache */
         mcd_time_t *due_before;      /* which (when had_due) */
         char **state;                /* customers' encoded state, made once for Redis and the changelog */
         size_t *state_len;

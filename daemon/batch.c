@@ -352,10 +352,14 @@ static int batch_load(struct batcher *bt, struct batch *b) {
 }
 
 /* After a commit: its customers' states, now Redis's, kept in the state
- * cache (which takes them from the batch). */
+ * cache; but not those the batch met first (they had no state): in a
+ * stream of customers that each come once, they would only push out the
+ * ones that come back. */
 static void cache_committed(struct batcher *bt, struct batch *b) {
         for (size_t i = 0; i < b->n_ids; i++)
-                mcd_state_cache_put(bt->pairs->cache, b->ids[i], b->id_partition[i], &b->state[i], b->state_len[i]);
+                if (!b->blank[i])
+                        mcd_state_cache_put(bt->pairs->cache, b->ids[i], b->id_partition[i], b->state[i],
+                                            b->state_len[i]);
         bt->env->st.state_cache_bytes = (int64_t)mcd_state_cache_bytes(bt->pairs->cache);
 }
 
@@ -573,11 +577,12 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         b->n_frames = calloc(b->n_pairs + 1, sizeof(*b->n_frames));
         b->customers = calloc(b->n_ids + 1, sizeof(*b->customers));
         b->had_due = calloc(b->n_ids + 1, sizeof(*b->had_due));
+        b->blank = calloc(b->n_ids + 1, sizeof(*b->blank));
         b->due_before = calloc(b->n_ids + 1, sizeof(*b->due_before));
         b->state = calloc(b->n_ids + 1, sizeof(*b->state));
         b->state_len = calloc(b->n_ids + 1, sizeof(*b->state_len));
-        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->due_before ||
-            !b->state || !b->state_len)
+        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->blank ||
+            !b->due_before || !b->state || !b->state_len)
                 return -ENOMEM;
         return 0;
 }

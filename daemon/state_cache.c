@@ -1,21 +1,22 @@
 /* state_cache.c -- customers' committed states kept in process, bounded by
  * bytes, least recently used out (state_cache.h).
  *
- * DESIGN: one allocation per entry (its id inline), chained in a hash table
- * of a power-of-two size that doubles when entries outnumber buckets, and
- * threaded on a doubly linked list from least to most recently used.  An
- * entry costs its state, its id, the entry itself and a bucket pointer, plus
- * ENTRY_OVERHEAD for the two blocks' allocator headers: that sum is what
- * max_bytes bounds.  Closing a partition walks every entry; partitions
- * change hands seldom, batches look up thousands of customers. */
+ * DESIGN: one allocation per entry, its id and state inline, chained in a
+ * hash table of a power-of-two size that doubles when entries outnumber
+ * buckets, and threaded on a doubly linked list from least to most recently
+ * used.  An entry costs what the allocator gave it (malloc_usable_size: the
+ * size class, not the bytes asked for); those and the table's buckets are
+ * what max_bytes bounds.  Closing a
+ * partition walks every entry; partitions change hands seldom, batches look
+ * up thousands of customers. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/state_cache.h"
 #include "handlers/seen.h"
 
-#define ENTRY_OVERHEAD 32            /* allocator headers of an entry and its state, about */
 #define MAX_PARTITIONS (1 << 20)     /* partitions above are never opened: nothing of them kept */
 #define MIN_BUCKETS 1024
 
@@ -23,10 +24,11 @@ struct entry {
         struct entry *hnext;         /* next in its bucket */
         struct entry *older, *newer; /* neighbours by last use */
         uint64_t hash;
-        char *state;                 /* stored form, as committed (state_codec.h) */
-        size_t len;
+        size_t cost;                 /* bytes counted against max_bytes */
+        size_t len;                  /* of the state */
         int32_t partition;
-        char id[];                   /* the customer id, NUL-terminated */
+        char id[];                   /* the customer id, NUL-terminated, then the state: stored form, as
+                                      * committed (state_codec.h) */
 };
 
 struct mcd_state_cache {
@@ -34,7 +36,8 @@ struct mcd_state_cache {
         size_t n_buckets;            /* a power of two */
         size_t n;                    /* entries */
         struct entry *oldest, *newest;
-        size_t bytes, max_bytes;
+        size_t bytes;                /* the entries' (their cost) */
+        size_t max_bytes;
         uint8_t *open;               /* per partition: its pair is READY */
         size_t n_open;               /* partitions open[] has room for */
 };
@@ -54,10 +57,6 @@ int mcd_state_cache_new(size_t max_bytes, struct mcd_state_cache **out) {
         c->max_bytes = max_bytes;
         *out = c;
         return 0;
-}
-
-static size_t entry_cost(const struct entry *e) {
-        return sizeof(*e) + strlen(e->id) + 1 + e->len + sizeof(struct entry *) + ENTRY_OVERHEAD;
 }
 
 static void lru_unlink(struct mcd_state_cache *c, struct entry *e) {
@@ -97,14 +96,18 @@ static void drop(struct mcd_state_cache *c, struct entry *e) {
 
         *at = e->hnext;
         lru_unlink(c, e);
-        c->bytes -= entry_cost(e);
+        c->bytes -= e->cost;
         c->n--;
-        free(e->state);
         free(e);
 }
 
+/* Bytes held: the entries and the table. */
+static size_t used(const struct mcd_state_cache *c) {
+        return c->bytes + c->n_buckets * sizeof(*c->buckets);
+}
+
 static void evict(struct mcd_state_cache *c) {
-        while (c->bytes > c->max_bytes && c->oldest)
+        while (used(c) > c->max_bytes && c->oldest)
                 drop(c, c->oldest);
 }
 
@@ -179,7 +182,7 @@ const char *mcd_state_cache_get(struct mcd_state_cache *c, const char *customer_
         lru_unlink(c, e);
         lru_push(c, e);
         *len = e->len;
-        return e->state;
+        return e->id + strlen(e->id) + 1;
 }
 
 /* Doubles the table; kept as it is when memory is short (chains grow). */
@@ -200,7 +203,7 @@ static void grow(struct mcd_state_cache *c) {
         c->n_buckets = n;
 }
 
-bool mcd_state_cache_put(struct mcd_state_cache *c, const char *customer_id, int32_t partition, char **state,
+bool mcd_state_cache_put(struct mcd_state_cache *c, const char *customer_id, int32_t partition, const char *state,
                          size_t len) {
         size_t idlen = strlen(customer_id);
         uint64_t hash = mcd_id_hash_n(customer_id, idlen);
@@ -210,28 +213,29 @@ bool mcd_state_cache_put(struct mcd_state_cache *c, const char *customer_id, int
                 return false;
         if ((old = *find(c, customer_id, hash)))
                 drop(c, old);
-        if (!is_open(c, partition) || !(e = malloc(sizeof(*e) + idlen + 1)))
+        if (!is_open(c, partition) || !(e = malloc(sizeof(*e) + idlen + 1 + len)))
                 return false;
-        *e = (struct entry){.hash = hash, .state = *state, .len = len, .partition = partition};
+        *e = (struct entry){.hash = hash, .len = len, .partition = partition};
+        e->cost = malloc_usable_size(e);
         memcpy(e->id, customer_id, idlen + 1);
-        if (entry_cost(e) > c->max_bytes) {
-                free(e);
-                return false;
-        }
+        memcpy(e->id + idlen + 1, state, len);
         if (c->n >= c->n_buckets)
                 grow(c);
+        if (c->n_buckets * sizeof(*c->buckets) + e->cost > c->max_bytes) {
+                free(e);        /* larger than the whole cache */
+                return false;
+        }
         e->hnext = c->buckets[hash & (c->n_buckets - 1)];
         c->buckets[hash & (c->n_buckets - 1)] = e;
         lru_push(c, e);
-        c->bytes += entry_cost(e);
+        c->bytes += e->cost;
         c->n++;
-        *state = NULL;
         evict(c);
         return true;
 }
 
 size_t mcd_state_cache_bytes(const struct mcd_state_cache *c) {
-        return c ? c->bytes : 0;
+        return c ? used(c) : 0;
 }
 
 size_t mcd_state_cache_entries(const struct mcd_state_cache *c) {

@@ -20,7 +20,8 @@
 
 struct mcd_state_cache;
 
-/* A cache of at most max_bytes (entries' bookkeeping included); *out is
+/* A cache of at most max_bytes (entries' bookkeeping and the allocator's
+ * rounding included, the hash table's buckets too); *out is
  * NULL when max_bytes is 0.  0 or -ENOMEM. */
 int mcd_state_cache_new(size_t max_bytes, struct mcd_state_cache **out);
 void mcd_state_cache_free(struct mcd_state_cache *c);
@@ -40,11 +41,10 @@ size_t mcd_state_cache_close(struct mcd_state_cache *c, int32_t partition);
  * it becomes the most recently used.  Valid until the next put, close or
  * set_max. */
 const char *mcd_state_cache_get(struct mcd_state_cache *c, const char *customer_id, size_t *len);
-/* Keeps a customer's state as just committed: on success the cache owns
- * *state and sets it to NULL.  False, *state left to the caller, when the
+/* Keeps a copy of a customer's state as just committed.  False when the
  * partition is closed, the entry larger than the whole cache, or memory
  * short; a state held before for the customer is dropped then. */
-bool mcd_state_cache_put(struct mcd_state_cache *c, const char *customer_id, int32_t partition, char **state,
+bool mcd_state_cache_put(struct mcd_state_cache *c, const char *customer_id, int32_t partition, const char *state,
                          size_t len);
 
 /* Bytes and entries held. */

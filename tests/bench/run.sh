@@ -284,6 +284,9 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_RT=$(metric multichanneld_redis_batch_round_trips_total)
         RUN_ALL_RT=$(metric multichanneld_redis_round_trips_total)
         RUN_BATCHES=$(metric multichanneld_batches_total)
+        RUN_CACHE_HITS=$(metric multichanneld_state_cache_hits_total)
+        RUN_CACHE_MISSES=$(metric multichanneld_state_cache_misses_total)
+        RUN_CACHE_BYTES=$(metric multichanneld_state_cache_bytes)
         RUN_WAKEUPS=$(metric multichanneld_fetch_wakeups_total)
         RUN_STEADY_RT=$((RUN_RT - ${_rt0:-0}))
         RUN_STEADY_BATCHES=$((RUN_BATCHES - ${_b0:-0}))
@@ -403,6 +406,7 @@ row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
 row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
 row "Redis round trips, all (claims, metrics, batches)" "$RUN_ALL_RT"
 row "input fetchers woken while the merge waited" "$RUN_WAKEUPS"
+row "state cache: customers found / loaded from Redis" "$RUN_CACHE_HITS / $RUN_CACHE_MISSES ($(fdiv "$RUN_CACHE_HITS" "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" 2) found), $(fdiv "$RUN_CACHE_BYTES" 1048576 1) MiB held"
 row "Redis round trips per batch, whole run" "$(fdiv "$RUN_RT" "$RUN_BATCHES" 2) ($RUN_RT / $RUN_BATCHES)"
 row "Redis round trips per batch after start-up  [target < 2]" "$(fdiv "$RUN_STEADY_RT" "$RUN_STEADY_BATCHES" 2) ($RUN_STEADY_RT / $RUN_STEADY_BATCHES)"
 row "Redis memory after the run" "$RUN_REDIS_MEM"
