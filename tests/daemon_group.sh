@@ -17,11 +17,7 @@ start_services 6 "batch.max_events = 30" "batch.wait = 10ms" "merge_wait = 2s"
 future_stream 31 "$EVENTS" 300 "$TMP/in.jsonl"
 expect_replay "$TMP/in.jsonl"
 # The stream is published in three parts while the group changes.
-n=$(wc -l < "$TMP/in.jsonl")
-third=$((n / 3))
-head -n "$third" "$TMP/in.jsonl" > "$TMP/part1"
-sed -n "$((third + 1)),$((2 * third))p" "$TMP/in.jsonl" > "$TMP/part2"
-tail -n +"$((2 * third + 1))" "$TMP/in.jsonl" > "$TMP/part3"
+split_thirds "$TMP/in.jsonl"
 
 "$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part1" 2>/dev/null
 ok $? "first third published"

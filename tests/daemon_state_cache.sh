@@ -28,11 +28,7 @@ consumed() {  # consumed N: Redis's stored offsets say N input messages were pro
 # 40 customers, so each comes back batch after batch; three parts.
 future_stream 41 "$EVENTS" 40 "$TMP/in.jsonl"
 expect_replay "$TMP/in.jsonl"
-n=$(wc -l < "$TMP/in.jsonl")
-third=$((n / 3))
-head -n "$third" "$TMP/in.jsonl" > "$TMP/part1"
-sed -n "$((third + 1)),$((2 * third))p" "$TMP/in.jsonl" > "$TMP/part2"
-tail -n +"$((2 * third + 1))" "$TMP/in.jsonl" > "$TMP/part3"
+split_thirds "$TMP/in.jsonl"
 
 # 1. A alone: the customers' states come from its cache after their first load.
 publish_events "$TMP/part1"

@@ -251,6 +251,16 @@ future_stream() {
                 >> "$4"
 }
 
+# split_thirds FILE: FILE's lines in three parts, $TMP/part1 to part3 (the
+# last takes the remainder); sets n (its lines) and third.
+split_thirds() {
+        n=$(wc -l < "$1")
+        third=$((n / 3))
+        head -n "$third" "$1" > "$TMP/part1"
+        sed -n "$((third + 1)),$((2 * third))p" "$1" > "$TMP/part2"
+        tail -n +"$((2 * third + 1))" "$1" > "$TMP/part3"
+}
+
 current_stream() {  # current_stream SEED N CUSTOMERS FILE: gen_events' events (up to about now), in timestamp order
         gen_events_built
         gen_events -s "$1" -n "$2" -c "$3" | sort_by_time > "$4"
