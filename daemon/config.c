@@ -75,7 +75,7 @@ static const struct key_def keys[] = {
         {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 0, "500ms"},
         {"batch.max_events", KEY_INT, OFF(batch_max), 1, 100000, "1000"},
         {"batch.max_bytes", KEY_INT, OFF(batch_max_bytes), 4096, INT_MAX, "1048576"},
-        {"cache.max_bytes", KEY_INT, OFF(cache_max_bytes), 0, INT_MAX, "4194304"},
+        {"cache.max_bytes", KEY_INT, OFF(cache_max_bytes), 0, INT_MAX, "0"},
         {"batch.threads", KEY_INT, OFF(batch_threads), 1, 64, "2"},
         {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
         {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "10000"},

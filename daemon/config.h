@@ -69,7 +69,7 @@ struct mcd_config {
         int limit_parked;            /* limits.parked, 100 */
         mcd_time_t merge_wait;       /* 500ms */
         int batch_max;               /* batch.max_events, 1000 */
-        int cache_max_bytes;         /* cache.max_bytes, 4 MiB: customers' states kept in process; 0 none */
+        int cache_max_bytes;         /* cache.max_bytes, 0 (none): customers' states kept in process */
         int batch_max_bytes;         /* batch.max_bytes, 1 MiB: customer state a batch holds, estimated */
         int batch_threads;           /* batch.threads, 2: threads that decode events, parse and write state */
         int buffer_max;              /* buffer.max_events, 10000: input buffered across all partitions */

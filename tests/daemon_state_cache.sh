@@ -13,9 +13,9 @@ PORT_A=$(free_port)
 PORT_B=$(free_port)
 start_services 2 "batch.max_events = 20" "batch.wait = 10ms" "merge_wait = 2s"
 write_config "$TMP/a.conf" "batch.max_events = 20" "batch.wait = 10ms" "merge_wait = 2s" \
-        "metrics.listen = 127.0.0.1:$PORT_A"
+        "cache.max_bytes = 4194304" "metrics.listen = 127.0.0.1:$PORT_A"
 write_config "$TMP/b.conf" "batch.max_events = 20" "batch.wait = 10ms" "merge_wait = 2s" \
-        "metrics.listen = 127.0.0.1:$PORT_B"
+        "cache.max_bytes = 4194304" "metrics.listen = 127.0.0.1:$PORT_B"
 
 metric() {  # metric PORT NAME: a counter's value (0 when unreadable)
         "$MCD_BUILDDIR/tests/http_get" "127.0.0.1:$1" /metrics 2>/dev/null |

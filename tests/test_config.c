@@ -122,6 +122,7 @@ static void test_defaults(void) {
         is_int(cfg.batch_wait, 50, "batch.wait 50ms");
         is_int(cfg.batch_threads, 2, "batch.threads 2");
         is_int(cfg.batch_max_bytes, 1048576, "batch.max_bytes 1 MiB");
+        is_int(cfg.cache_max_bytes, 0, "cache.max_bytes 0: no state cache");
         is_int(cfg.buffer_max, 10000, "buffer.max_events 10000");
         is_str(cfg.metrics_listen, "127.0.0.1:9464", "metrics.listen");
         is_str(cfg.schemas_dir, MCD_SCHEMADIR, "schemas.dir is the installed schema folder");
