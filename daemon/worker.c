@@ -374,13 +374,6 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
         return d;
 }
 
-/* SIGHUP: re-reads the configuration file and schemas.dir.  A bad file is
- * refused (each bad line logged) and the running configuration kept; a bad
- * schema folder is logged (the file named) and the writer schemas in use
- * kept.  The keys that shape the rules, batching and logging apply at once;
- * the others (Kafka, topics, Redis, metrics address, the schema registry and
- * the output framing) at the next start,
- * which is logged. */
 /* cache.max_bytes changed by a reload: the cache bounded anew, made (its
  * READY pairs open: it starts empty, and states enter only as committed)
  * or dropped. */
@@ -405,6 +398,13 @@ static void reload_cache(struct worker *w, int max_bytes) {
         w->env.cfg->cache_max_bytes = max_bytes;
 }
 
+/* SIGHUP: re-reads the configuration file and schemas.dir.  A bad file is
+ * refused (each bad line logged) and the running configuration kept; a bad
+ * schema folder is logged (the file named) and the writer schemas in use
+ * kept.  The keys that shape the rules, batching, the state cache and
+ * logging apply at once; the others (Kafka, topics, Redis, metrics address,
+ * the schema registry and the output framing) at the next start, which is
+ * logged. */
 static void reload(struct worker *w) {
         static const char *const restart_keys[] = {"topic", "redis", "kafka", "metrics", "schema_registry"};
         struct mcd_config fresh;
