@@ -263,8 +263,8 @@ struct overlap {
 };
 
 /* The stored state a customer of ahead is decoded from: the one b's
- * commit writes, else the state cache's (counted as a hit); NULL (a miss)
- * when it is to be loaded. */
+ * commit writes, else the state cache's (counted as a hit); NULL when it
+ * is to be loaded (counted as a miss when there is a cache). */
 static const char *held(struct overlap *o, const char *id, size_t *len) {
         uintptr_t v = o->b ? (uintptr_t)mcd_strmap_get(&o->b->index, id) : 0;
         const char *state;
@@ -273,6 +273,8 @@ static const char *held(struct overlap *o, const char *id, size_t *len) {
                 *len = o->b->state_len[v - 1];
                 return o->b->state[v - 1];
         }
+        if (!o->bt->pairs->cache)
+                return NULL;
         state = mcd_state_cache_get(o->bt->pairs->cache, id, len);
         if (state)
                 o->bt->env->st.state_cache_hits++;
@@ -329,7 +331,8 @@ static int overlap_fill(struct overlap *o) {
 
         for (size_t i = 0; i < o->n; i++)
                 ahead->customers[o->at[i]] = o->loaded[i];
-        mcd_par_for(o->bt->ap->par, ahead->n_ids, decode_held, o);
+        if (o->n < ahead->n_ids)        /* some held: decoded */
+                mcd_par_for(o->bt->ap->par, ahead->n_ids, decode_held, o);
         for (size_t j = 0; j < ahead->n_ids; j++)
                 if (o->decoded[j] < 0)
                         return o->decoded[j];
@@ -356,7 +359,7 @@ static int batch_load(struct batcher *bt, struct batch *b) {
  * stream of customers that each come once, they would only push out the
  * ones that come back. */
 static void cache_committed(struct batcher *bt, struct batch *b) {
-        for (size_t i = 0; i < b->n_ids; i++)
+        for (size_t i = 0; bt->pairs->cache && i < b->n_ids; i++)
                 if (!b->blank[i])
                         mcd_state_cache_put(bt->pairs->cache, b->ids[i], b->id_partition[i], b->state[i],
                                             b->state_len[i]);

@@ -129,7 +129,7 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         scalar_u64(f, "multichanneld_state_cache_hits_total", "counter",
                    "Customers a batch found in the in-process state cache.", s->state_cache_hits);
         scalar_u64(f, "multichanneld_state_cache_misses_total", "counter",
-                   "Customers a batch loaded from Redis, not found in the state cache.", s->state_cache_misses);
+                   "Customers a batch loaded from Redis, not found in the state cache (0 with no cache).", s->state_cache_misses);
         scalar_i64(f, "multichanneld_state_cache_bytes", "Bytes the state cache holds (cache.max_bytes bounds them).",
                    s->state_cache_bytes);
         scalar_u64(f, "multichanneld_group_commits_total", "counter",

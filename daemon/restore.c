@@ -74,9 +74,11 @@ struct scanned {
 };
 
 static void scan_free(struct changelog_scan *sc) {
-        for (size_t i = 0; i < sc->latest.size; i++)
-                if (sc->latest.keys[i])
-                        free(sc->latest.values[i]);
+        for (size_t i = 0; i < sc->latest.size; i++) {
+                void *v;
+                if (mcd_strmap_at(&sc->latest, i, &v))
+                        free(v);
+        }
         mcd_strmap_clear(&sc->latest);
 }
 
@@ -405,15 +407,17 @@ static int restore_partition(struct restorer *rs, struct pair *p, struct changel
                 return -ENOMEM;
         for (size_t i = 0; i <= sc->latest.size && r >= 0; i++) {
                 bool last = i == sc->latest.size;
-                if (!last && sc->latest.keys[i] && strcmp(sc->latest.keys[i], sc->offsets_key) != 0) {
+                void *v = NULL;
+                const char *key = last ? NULL : mcd_strmap_at(&sc->latest, i, &v);
+                if (key && strcmp(key, sc->offsets_key) != 0) {
                         char why[256] = "";
-                        if (record_state(sc->latest.values[i], &cs[n], why, sizeof(why)) == 0) {
+                        if (record_state(v, &cs[n], why, sizeof(why)) == 0) {
                                 sc_items[n] = (struct mcd_store_customer){.customer = &cs[n],
                                                                           .partition = p->partition};
                                 n++;
                         } else {
                                 log_error("changelog record of customer %s is unreadable (%s); skipped",
-                                          sc->latest.keys[i], why);
+                                          key, why);
                         }
                 }
                 if (n == 256 || last) {

@@ -6,8 +6,7 @@
  * buckets, and threaded on a doubly linked list from least to most recently
  * used.  An entry costs what the allocator gave it (malloc_usable_size: the
  * size class, not the bytes asked for); those and the table's buckets are
- * what max_bytes bounds.  Closing a
- * partition walks every entry; partitions change hands seldom, batches look
+ * what max_bytes bounds.  Closing a partition walks every entry; partitions change hands seldom, batches look
  * up thousands of customers. */
 #include <errno.h>
 #include <malloc.h>
@@ -27,6 +26,7 @@ struct entry {
         size_t cost;                 /* bytes counted against max_bytes */
         size_t len;                  /* of the state */
         int32_t partition;
+        uint32_t idlen;              /* of the id */
         char id[];                   /* the customer id, NUL-terminated, then the state: stored form, as
                                       * committed (state_codec.h) */
 };
@@ -182,7 +182,7 @@ const char *mcd_state_cache_get(struct mcd_state_cache *c, const char *customer_
         lru_unlink(c, e);
         lru_push(c, e);
         *len = e->len;
-        return e->id + strlen(e->id) + 1;
+        return e->id + e->idlen + 1;
 }
 
 /* Doubles the table; kept as it is when memory is short (chains grow). */
@@ -213,9 +213,9 @@ bool mcd_state_cache_put(struct mcd_state_cache *c, const char *customer_id, int
                 return false;
         if ((old = *find(c, customer_id, hash)))
                 drop(c, old);
-        if (!is_open(c, partition) || !(e = malloc(sizeof(*e) + idlen + 1 + len)))
+        if (idlen > UINT32_MAX || !is_open(c, partition) || !(e = malloc(sizeof(*e) + idlen + 1 + len)))
                 return false;
-        *e = (struct entry){.hash = hash, .len = len, .partition = partition};
+        *e = (struct entry){.hash = hash, .len = len, .partition = partition, .idlen = (uint32_t)idlen};
         e->cost = malloc_usable_size(e);
         memcpy(e->id, customer_id, idlen + 1);
         memcpy(e->id + idlen + 1, state, len);

@@ -18,6 +18,59 @@
 #include "daemon/state_codec.h"
 #include "handlers/rules.h"
 
+/* --------------------------------------------------------------- text -- */
+
+/* Room in one buffer for the arguments formatted per customer (its key,
+ * a due time), which borrow from it: one allocation per commit. */
+struct text {
+        char *buf;
+        size_t used, cap;
+};
+
+/* The n bytes (and a NUL) just written at t's end become an argument of a;
+ * -EOVERFLOW in a when they did not fit. */
+static void text_took(struct args *a, struct text *t, int n) {
+        if (n < 0 || (size_t)n >= t->cap - t->used) {
+                if (a->err == 0)
+                        a->err = -EOVERFLOW;     /* text_size is wrong: a bug */
+                return;
+        }
+        args_add(a, t->buf + t->used, (size_t)n);
+        t->used += (size_t)n + 1;
+}
+
+/* Formats into t and adds the result to a as a borrowed argument. */
+static void text_add(struct args *a, struct text *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void text_add(struct args *a, struct text *t, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (a->err < 0)
+                return;
+        va_start(ap, fmt);
+        n = vsnprintf(t->buf + t->used, t->cap - t->used, fmt, ap);
+        va_end(ap);
+        text_took(a, t, n);
+}
+
+/* Adds "<prefix>c:<id>", a customer's key, as text_add would (a commit
+ * makes one per customer: by hand, not by vsnprintf). */
+static void text_add_key(struct args *a, struct text *t, const char *prefix, const char *id) {
+        size_t lp = strlen(prefix), li = strlen(id);
+        char *p = t->buf + t->used;
+
+        if (a->err < 0)
+                return;
+        if (lp + 2 + li < t->cap - t->used) {
+                memcpy(p, prefix, lp);
+                memcpy(p + lp, "c:", 2);
+                memcpy(p + lp + 2, id, li);
+                p[lp + 2 + li] = '\0';
+        }
+        text_took(a, t, (int)(lp + 2 + li));
+}
+
 /* --------------------------------------------------------------- load -- */
 
 static int load_one(const redisReply *r, const char *id, struct mcd_customer *c) {
@@ -39,10 +92,17 @@ static int load_one(const redisReply *r, const char *id, struct mcd_customer *c)
         return 0;
 }
 
+/* MGET of the n customers' keys, formatted in one buffer that a keeps. */
 static void load_args(const struct mcd_store *s, const char *const *ids, size_t n, struct args *a) {
+        struct text t = {.cap = 1};
+
+        for (size_t i = 0; i < n; i++)
+                t.cap += strlen(s->prefix) + 3 + strlen(ids[i]);
+        t.buf = malloc(t.cap);
+        args_keep(a, t.buf);
         args_add_str(a, "MGET");
         for (size_t i = 0; i < n; i++)
-                args_take(a, store_key(s, "c:%s", ids[i]));
+                text_add_key(a, &t, s->prefix, ids[i]);
 }
 
 struct load_job {
@@ -250,57 +310,6 @@ static int due_change_cmp(const void *x, const void *y) {
         if (a->partition != b->partition)
                 return a->partition < b->partition ? -1 : 1;
         return (int)b->set - (int)a->set;
-}
-
-/* Room in one buffer for the arguments formatted per customer (its key,
- * a due time), which borrow from it: one allocation per commit. */
-struct text {
-        char *buf;
-        size_t used, cap;
-};
-
-/* The n bytes (and a NUL) just written at t's end become an argument of a;
- * -EOVERFLOW in a when they did not fit. */
-static void text_took(struct args *a, struct text *t, int n) {
-        if (n < 0 || (size_t)n >= t->cap - t->used) {
-                if (a->err == 0)
-                        a->err = -EOVERFLOW;     /* text_size is wrong: a bug */
-                return;
-        }
-        args_add(a, t->buf + t->used, (size_t)n);
-        t->used += (size_t)n + 1;
-}
-
-/* Formats into t and adds the result to a as a borrowed argument. */
-static void text_add(struct args *a, struct text *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void text_add(struct args *a, struct text *t, const char *fmt, ...) {
-        va_list ap;
-        int n;
-
-        if (a->err < 0)
-                return;
-        va_start(ap, fmt);
-        n = vsnprintf(t->buf + t->used, t->cap - t->used, fmt, ap);
-        va_end(ap);
-        text_took(a, t, n);
-}
-
-/* Adds "<prefix>c:<id>", a customer's key, as text_add would (a commit
- * makes one per customer: by hand, not by vsnprintf). */
-static void text_add_key(struct args *a, struct text *t, const char *prefix, const char *id) {
-        size_t lp = strlen(prefix), li = strlen(id);
-        char *p = t->buf + t->used;
-
-        if (a->err < 0)
-                return;
-        if (lp + 2 + li < t->cap - t->used) {
-                memcpy(p, prefix, lp);
-                memcpy(p + lp, "c:", 2);
-                memcpy(p + lp + 2, id, li);
-                p[lp + 2 + li] = '\0';
-        }
-        text_took(a, t, (int)(lp + 2 + li));
 }
 
 /* What the customers' keys and n_due due times take in a text. */

@@ -1,77 +1,94 @@
-/* strmap.c -- open-addressing (linear probing) string map, FNV-1a hashed. */
+/* strmap.c -- open-addressing (linear probing) string map (strmap.h).
+ *
+ * DESIGN: a slot keeps its key's hash (XXH3) beside the key, so a probe
+ * compares strings only when the hashes are equal and growing never hashes
+ * a key again; one slot is one cache line's share, not three arrays'. */
 #include <errno.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "daemon/strmap.h"
 
+/* Never 0: 0 marks a free slot. */
 static uint64_t hash(const char *s) {
-        uint64_t h = 1469598103934665603ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-        return h;
+        uint64_t h = XXH3_64bits(s, strlen(s));
+        return h ? h : 1;
 }
 
-static size_t slot(const struct mcd_strmap *m, const char *key) {
-        size_t i = hash(key) & (m->size - 1);
-        while (m->keys[i] && strcmp(m->keys[i], key) != 0)
-                i = (i + 1) & (m->size - 1);
+/* The slot holding key (hash h), else the free slot where it would go. */
+static size_t slot(const struct mcd_strmap *m, const char *key, uint64_t h) {
+        size_t mask = m->size - 1, i = (size_t)h & mask;
+
+        while (m->slots[i].hash && (m->slots[i].hash != h || strcmp(m->slots[i].key, key) != 0))
+                i = (i + 1) & mask;
         return i;
 }
 
 void *mcd_strmap_get(const struct mcd_strmap *m, const char *key) {
         size_t i;
+
         if (m->size == 0)
                 return NULL;
-        i = slot(m, key);
-        return m->keys[i] ? m->values[i] : NULL;
+        i = slot(m, key, hash(key));
+        return m->slots[i].hash ? m->slots[i].value : NULL;
 }
 
+/* Twice the slots, the keys moved without hashing them again. */
 static int grow(struct mcd_strmap *m) {
-        struct mcd_strmap bigger = {.size = m->size ? m->size * 2 : 64};
+        size_t size = m->size ? m->size * 2 : 64, mask = size - 1;
+        struct mcd_strmap_slot *slots = calloc(size, sizeof(*slots));
 
-        bigger.keys = calloc(bigger.size, sizeof(char *));
-        bigger.values = calloc(bigger.size, sizeof(void *));
-        if (!bigger.keys || !bigger.values) {
-                free(bigger.keys);
-                free(bigger.values);
+        if (!slots)
                 return -ENOMEM;
+        for (size_t i = 0; i < m->size; i++) {
+                size_t j;
+
+                if (!m->slots[i].hash)
+                        continue;
+                for (j = (size_t)m->slots[i].hash & mask; slots[j].hash; j = (j + 1) & mask)
+                        ;
+                slots[j] = m->slots[i];
         }
-        for (size_t i = 0; i < m->size; i++)
-                if (m->keys[i]) {
-                        size_t j = slot(&bigger, m->keys[i]);
-                        bigger.keys[j] = m->keys[i];
-                        bigger.values[j] = m->values[i];
-                }
-        bigger.n = m->n;
-        free(m->keys);
-        free(m->values);
-        *m = bigger;
+        free(m->slots);
+        m->slots = slots;
+        m->size = size;
         return 0;
 }
 
 int mcd_strmap_put(struct mcd_strmap *m, const char *key, void *value) {
+        uint64_t h = hash(key);
         size_t i;
         int r;
 
         if ((m->n + 1) * 2 > m->size && (r = grow(m)) < 0)
                 return r;
-        i = slot(m, key);
-        if (!m->keys[i]) {
-                m->keys[i] = strdup(key);
-                if (!m->keys[i])
+        i = slot(m, key, h);
+        if (!m->slots[i].hash) {
+                char *copy = strdup(key);
+
+                if (!copy)
                         return -ENOMEM;
+                m->slots[i] = (struct mcd_strmap_slot){.hash = h, .key = copy};
                 m->n++;
         }
-        m->values[i] = value;
+        m->slots[i].value = value;
         return 0;
+}
+
+const char *mcd_strmap_at(const struct mcd_strmap *m, size_t i, void **value) {
+        if (i >= m->size || !m->slots[i].hash)
+                return NULL;
+        if (value)
+                *value = m->slots[i].value;
+        return m->slots[i].key;
 }
 
 void mcd_strmap_clear(struct mcd_strmap *m) {
         for (size_t i = 0; i < m->size; i++)
-                free(m->keys[i]);
-        free(m->keys);
-        free(m->values);
+                free(m->slots[i].key);
+        free(m->slots);
         *m = (struct mcd_strmap){0};
 }

@@ -406,7 +406,11 @@ row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
 row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
 row "Redis round trips, all (claims, metrics, batches)" "$RUN_ALL_RT"
 row "input fetchers woken while the merge waited" "$RUN_WAKEUPS"
-row "state cache: customers found / loaded from Redis" "$RUN_CACHE_HITS / $RUN_CACHE_MISSES ($(fdiv "$RUN_CACHE_HITS" "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" 2) found), $(fdiv "$RUN_CACHE_BYTES" 1048576 1) MiB held"
+if [ "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" -gt 0 ]; then
+        row "state cache: customers found / loaded from Redis" "$RUN_CACHE_HITS / $RUN_CACHE_MISSES ($(fdiv "$RUN_CACHE_HITS" "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" 2) found), $(fdiv "$RUN_CACHE_BYTES" 1048576 1) MiB held"
+else
+        row "state cache" "off (cache.max_bytes = 0)"
+fi
 row "Redis round trips per batch, whole run" "$(fdiv "$RUN_RT" "$RUN_BATCHES" 2) ($RUN_RT / $RUN_BATCHES)"
 row "Redis round trips per batch after start-up  [target < 2]" "$(fdiv "$RUN_STEADY_RT" "$RUN_STEADY_BATCHES" 2) ($RUN_STEADY_RT / $RUN_STEADY_BATCHES)"
 row "Redis memory after the run" "$RUN_REDIS_MEM"

@@ -1,0 +1,68 @@
+/* test_strmap.c -- daemon/strmap.c: a key maps to its last value; keys are
+ * copies; the map grows past its first slots keeping every key; walking
+ * the slots visits each key once; clearing empties it. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/strmap.h"
+#include "tests/tap.h"
+
+static void test_put_get(void) {
+        struct mcd_strmap m = {0};
+        char key[] = "alice";
+        int a = 1, b = 2;
+
+        ok(mcd_strmap_get(&m, "alice") == NULL, "an empty map holds nothing");
+        ok(mcd_strmap_put(&m, key, &a) == 0, "a put succeeds");
+        key[0] = 'X';
+        ok(mcd_strmap_get(&m, "alice") == &a, "the key is a copy: found after the caller's buffer changed");
+        ok(mcd_strmap_get(&m, "Xlice") == NULL, "and the changed buffer is not a key");
+        ok(mcd_strmap_put(&m, "alice", &b) == 0 && mcd_strmap_get(&m, "alice") == &b && m.n == 1,
+           "a second put replaces the value, one key");
+        ok(mcd_strmap_get(&m, "alic") == NULL && mcd_strmap_get(&m, "") == NULL, "a prefix or \"\" is not found");
+        mcd_strmap_clear(&m);
+        ok(m.n == 0 && m.size == 0 && mcd_strmap_get(&m, "alice") == NULL, "clear empties the map");
+        mcd_strmap_clear(&m);
+}
+
+#define MANY 50000
+
+static void test_many(void) {
+        struct mcd_strmap m = {0};
+        char key[32];
+        size_t found = 0, visited = 0, sum = 0;
+        int ok_put = 1;
+
+        for (uintptr_t i = 1; i <= MANY; i++) {
+                snprintf(key, sizeof(key), "customer-%lu", (unsigned long)i);
+                ok_put &= mcd_strmap_put(&m, key, (void *)i) == 0;
+        }
+        ok(ok_put && m.n == MANY, "%d keys put", MANY);
+        ok(m.size >= 2 * MANY && (m.size & (m.size - 1)) == 0, "the slots grew to a power of two at least twice the keys");
+        for (uintptr_t i = 1; i <= MANY; i++) {
+                snprintf(key, sizeof(key), "customer-%lu", (unsigned long)i);
+                found += (uintptr_t)mcd_strmap_get(&m, key) == i;
+        }
+        ok(found == MANY, "every key maps to its value after growing (%zu)", found);
+        for (size_t i = 0; i < m.size; i++) {
+                void *v = NULL;
+                const char *k = mcd_strmap_at(&m, i, &v);
+                if (k) {
+                        visited++;
+                        sum += (uintptr_t)v;
+                        if (mcd_strmap_get(&m, k) != v)
+                                sum = 0;
+                }
+        }
+        ok(visited == MANY && sum == (size_t)MANY * (MANY + 1) / 2, "walking the slots visits each key once, with its value");
+        ok(mcd_strmap_at(&m, m.size, NULL) == NULL, "a slot past the end is none");
+        mcd_strmap_clear(&m);
+}
+
+int main(void) {
+        test_put_get();
+        test_many();
+        return tap_done();
+}
