@@ -129,9 +129,9 @@ static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t
         for (size_t i = from; i < b->out.n; i++) {
                 const struct mcd_outcome *o = &b->out.v[i];
                 struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME};
-                void *val;
+                const void *val;
                 size_t len;
-                int r = mcd_avro_encode_outcome(ap->avro, o, &val, &len);
+                int r = mcd_avro_outcome_bytes(ap->avro, o, &val, &len);
                 if (r < 0)
                         return r;
                 f.id = o->event_id;
@@ -140,9 +140,7 @@ static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t
                 f.key_len = strlen(o->customer_id);
                 f.value = val;
                 f.value_len = len;
-                r = add_frame(b, pi, &f);
-                free(val);
-                if (r < 0)
+                if ((r = add_frame(b, pi, &f)) < 0)
                         return r;
                 ap->env->st.outcomes[o->type]++;
                 if (o->type == MCD_OUT_TRANSITION_REJECTED || o->type == MCD_OUT_RESALE_REJECTED) {

@@ -127,6 +127,9 @@ int mcd_avro_encode_event_confluent(struct mcd_avro *a, const char *writer_schem
 /* Encodes an outcome with the reader schema, single-object encoded or, after
  * mcd_avro_frame_outcomes_confluent, in the Confluent wire format. */
 int mcd_avro_encode_outcome(struct mcd_avro *a, const struct mcd_outcome *o, void **buf, size_t *len);
+/* The same bytes, borrowed from a: good until the next outcome a encodes.
+ * 0, -EINVAL (an outcome the schema cannot carry) or -ENOMEM. */
+int mcd_avro_outcome_bytes(struct mcd_avro *a, const struct mcd_outcome *o, const void **buf, size_t *len);
 /* Decodes an outcome in either framing (as mcd_avro_decode_event). */
 int mcd_avro_decode_outcome(struct mcd_avro *a, const void *buf, size_t len, struct mcd_outcome *o,
                             struct mcd_avro_error *err);

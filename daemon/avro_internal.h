@@ -4,7 +4,8 @@
  *
  *   avro_schema.c   canonical form, fingerprints, the registry of schemas
  *   avro_value.c    the checked walk of a body; JSON -> generic value (encoding)
- *   avro_encode.c   model -> Avro; the one envelope (header) writer
+ *   avro_encode.c   events -> Avro; the one envelope (header) writer
+ *   avro_outcome.c  outcomes -> Avro, by a plan made from the outcome schema
  *   avro_decode.c   Avro -> model: framing, reading, the model's fields by name
  *   avro_view.c     a read value by field name, with the reader's defaults
  *   avro_dir.c      writer schemas read from a folder (schemas.dir)
@@ -50,8 +51,7 @@ struct id_fp {
         uint64_t fp;
 };
 
-#define MCD_OUTCOME_FIELDS 10        /* the outcome record's own fields (avro_encode.c outcome_fields) */
-
+struct mcd_outcome_plan;
 struct mcd_avro {
         struct schema_entry *v;         /* every known schema */
         size_t n, cap;
@@ -62,9 +62,9 @@ struct mcd_avro {
         bool outcome_confluent;         /* frame outcomes with outcome_id (output.format confluent) */
         uint32_t outcome_id;            /* the registry's id of the outcome reader schema */
         avro_reader_t mem_reader;       /* memory reader reused by every decode, or NULL before the first */
-        avro_value_t outcome;           /* reused by every outcome encoded (iface NULL before the first) */
-        uint64_t outcome_fp;            /* the schema outcome and outcome_field were made for */
-        int outcome_field[MCD_OUTCOME_FIELDS];  /* indices of the outcome record's fields (avro_encode.c) */
+        struct mcd_outcome_plan *outcome_plan;  /* of the outcome reader schema, NULL before the first outcome */
+        unsigned char *obuf;            /* the last outcome encoded (avro_outcome.c), kept at its largest */
+        size_t obuf_cap;
 };
 
 /* Envelope names by kind: "RelationshipEvent", ... */
@@ -111,12 +111,23 @@ int mcd_avro_value_from_json(json_t *records, json_t *j, avro_value_t *v);
 
 /* ---- avro_encode.c */
 
-/* The one writer of the envelope, for events and outcomes alike: 0xC3 0x01,
- * e's fingerprint (8 bytes, little-endian) -- or, when confluent_id is not
- * NULL, 0x00 and *confluent_id (4 bytes, big-endian) -- then value v (of e's
- * schema) in Avro binary.  *buf is malloc'd.  0, -ENOMEM or -EIO. */
+/* The one writer of the envelope's header, for events and outcomes alike:
+ * 0xC3 0x01, e's fingerprint (8 bytes, little-endian) -- or, when
+ * confluent_id is not NULL, 0x00 and *confluent_id (4 bytes, big-endian) --
+ * at out (room for SOE_HEADER_SIZE).  Returns its size.  This function
+ * can't fail. */
+size_t mcd_avro_header_write(const struct schema_entry *e, const uint32_t *confluent_id, unsigned char *out);
+/* The header, then value v (of e's schema) in Avro binary.  *buf is
+ * malloc'd.  0, -ENOMEM or -EIO. */
 int mcd_avro_frame_write(const struct schema_entry *e, const uint32_t *confluent_id, avro_value_t *v, void **buf,
                          size_t *len);
+
+/* ---- avro_outcome.c */
+
+/* The plan of outcome schema e: 0, -EINVAL (a field the plan has no value
+ * for, a value of the model with no field, a type the value cannot be
+ * written as) or -ENOMEM.  Freed with free(). */
+int mcd_avro_outcome_plan_new(const struct schema_entry *e, struct mcd_outcome_plan **out);
 
 /* ---- avro_confluent.c */
 

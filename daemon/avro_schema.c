@@ -551,8 +551,8 @@ fail:
 void mcd_avro_free(struct mcd_avro *a) {
         if (!a)
                 return;
-        if (a->outcome.iface)
-                avro_value_decref(&a->outcome);
+        free(a->outcome_plan);
+        free(a->obuf);
         for (size_t i = 0; i < a->n; i++)
                 mcd_avro_entry_clear(&a->v[i]);
         free(a->v);

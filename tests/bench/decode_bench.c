@@ -1,5 +1,6 @@
 /* decode_bench.c -- the cost of decoding one input event from Avro: time
- * and heap allocations per event of mcd_avro_decode_event (issue 12).
+ * and heap allocations per event of mcd_avro_decode_event (issue 12); and
+ * of encoding one outcome (mcd_avro_encode_outcome).
  *
  *   tests/gen_events -n 20000 | tests/bench/decode_bench [-m ROUNDS]
  *
@@ -8,7 +9,10 @@
  * whole set ROUNDS times (default 20), clearing each event after its
  * decode, and prints key=value lines: events, rounds, ns_per_event,
  * allocs_per_event (malloc, calloc and realloc calls made during the
- * decode rounds, per event decoded) and dead_letters (0 expected).
+ * decode rounds, per event decoded) and dead_letters (0 expected); then
+ * encodes as many outcomes (tests/samples.c's, every type in turn) and
+ * prints ns_per_outcome and allocs_per_outcome (the copy the caller owns
+ * is one; the batch path borrows the bytes and makes none).
  *
  * DESIGN: allocations are counted by replacing malloc, calloc, realloc and
  * free in this program: they forward to glibc's __libc_* functions, and
@@ -25,6 +29,7 @@
 
 #include "daemon/avro_codec.h"
 #include "daemon/jsonl.h"
+#include "tests/samples.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define COUNT_ALLOCS 0
@@ -151,6 +156,46 @@ static size_t decode_all(struct mcd_avro *a, const struct msgs *m, unsigned roun
         return dead;
 }
 
+/* Encodes n outcomes, every type in turn, each freed; how many failed. */
+static size_t encode_outcomes(struct mcd_avro *a, size_t n) {
+        struct mcd_outcome o[MCD_OUT__COUNT];
+        size_t failed = 0;
+
+        for (int t = 0; t < MCD_OUT__COUNT; t++) {
+                o[t] = sample_outcome((enum mcd_outcome_type)t);
+                o[t].message = "The partner can now manage the subscription; it was bought elsewhere and "
+                               "remains billed there.";
+        }
+        for (size_t i = 0; i < n; i++) {
+                void *buf = NULL;
+                size_t len;
+
+                failed += mcd_avro_encode_outcome(a, &o[i % MCD_OUT__COUNT], &buf, &len) < 0;
+                free(buf);
+        }
+        return failed;
+}
+
+/* Prints the outcome figures of n outcomes; 0, or -EIO when one failed. */
+static int bench_outcomes(struct mcd_avro *a, size_t n) {
+        unsigned long long allocs;
+        double t0, t1;
+        size_t failed;
+
+        encode_outcomes(a, MCD_OUT__COUNT);     /* warm up: the plan */
+        allocs = n_allocs;
+        t0 = now_ns();
+        failed = encode_outcomes(a, n);
+        t1 = now_ns();
+        allocs = n_allocs - allocs;
+        printf("outcomes=%zu\nns_per_outcome=%.0f\n", n, (t1 - t0) / (double)n);
+        if (COUNT_ALLOCS)
+                printf("allocs_per_outcome=%.2f\n", (double)allocs / (double)n);
+        else
+                printf("allocs_per_outcome=n/a\n");
+        return failed ? -EIO : 0;
+}
+
 int main(int argc, char **argv) {
         struct mcd_avro *a = NULL;
         struct msgs m = { 0 };
@@ -188,7 +233,7 @@ int main(int argc, char **argv) {
         else
                 printf("allocs_per_event=n/a\n");
         printf("dead_letters=%zu\n", dead);
-        rc = dead == 0 ? 0 : 1;
+        rc = dead == 0 && bench_outcomes(a, (size_t)total) == 0 ? 0 : 1;
 out:
         for (size_t i = 0; i < m.n; i++)
                 free(m.v[i].buf);
