@@ -396,6 +396,7 @@ static void reload_cache(struct worker *w, int max_bytes) {
         }
         log_notice("reload: cache.max_bytes %d -> %d", w->env.cfg->cache_max_bytes, max_bytes);
         w->env.cfg->cache_max_bytes = max_bytes;
+        w->env.st.state_cache_bytes = (int64_t)mcd_state_cache_bytes(w->pairs.cache);
 }
 
 /* SIGHUP: re-reads the configuration file and schemas.dir.  A bad file is
@@ -484,6 +485,8 @@ static void reload(struct worker *w) {
         }
         mcd_config_clear(&fresh);
         free(errors);
+        if (w->env.metrics)     /* a figure the reload changed (the state cache's bytes) shown at once */
+                mcd_metrics_update(w->env.metrics, &w->env.st);
         sd_notify(0, "READY=1");
 }
 
