@@ -65,16 +65,13 @@ static int read_body(struct mcd_avro *a, struct schema_entry *e, const unsigned 
         return 0;
 }
 
-/* Checks the header (either framing), finds the writer schema, checks the
- * body and reads it.  On success *out is the envelope, a value owned by the
- * writer's entry and good until the next decode.  -EAGAIN when the registry
+/* Checks the header (either framing), finds the writer schema (*e) and
+ * checks the body, which starts at buf + *hdr.  -EAGAIN when the registry
  * could not be asked (mcd_avro_decode_event). */
-static int decode_value(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
-                        avro_value_t **out, struct mcd_avro_error *err) {
+static int check_message(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
+                         struct schema_entry **e, size_t *hdr, struct mcd_avro_error *err) {
         const unsigned char *p = buf;
-        struct schema_entry *e = NULL;
         struct walk w;
-        size_t hdr;
         int r;
 
         if (!p || len < 2 || !((p[0] == SOE_MAGIC0 && p[1] == SOE_MAGIC1) || p[0] == CONFLUENT_MAGIC)) {
@@ -88,38 +85,49 @@ static int decode_value(struct mcd_avro *a, enum mcd_avro_kind expected, const v
                                      p[0], p[1]);
         }
         if (p[0] == CONFLUENT_MAGIC) {
-                hdr = CONFLUENT_HEADER_SIZE;
-                r = mcd_avro_confluent_writer(a, p, len, &e, err);
+                *hdr = CONFLUENT_HEADER_SIZE;
+                r = mcd_avro_confluent_writer(a, p, len, e, err);
         } else {
-                hdr = SOE_HEADER_SIZE;
-                r = single_object_writer(a, p, len, &e, err);
+                *hdr = SOE_HEADER_SIZE;
+                r = single_object_writer(a, p, len, e, err);
         }
         if (r < 0)
                 return r;
-        if (e->kind != expected)
+        if ((*e)->kind != expected)
                 return mcd_avro_fail(err, MCD_DLQ_WRONG_TOPIC,
                                      "The message is a %s, but this topic carries %s values.",
-                                     mcd_avro_kind_names[e->kind], mcd_avro_kind_names[expected]);
+                                     mcd_avro_kind_names[(*e)->kind], mcd_avro_kind_names[expected]);
 
-        w = (struct walk){ .p = p + hdr, .end = p + len, .items_left = len + MAX_ITEMS_SLACK };
-        if (mcd_avro_walk_value(&w, e->schema, 0) < 0)
+        w = (struct walk){ .p = p + *hdr, .end = p + len, .items_left = len + MAX_ITEMS_SLACK };
+        if (mcd_avro_walk_value(&w, (*e)->schema, 0) < 0)
                 return mcd_avro_fail(err, MCD_DLQ_CORRUPT_AVRO, "The Avro body is corrupt: %s.", w.why);
         if (w.p != w.end)
                 return mcd_avro_fail(err, MCD_DLQ_CORRUPT_AVRO,
                                      "The Avro body is corrupt: %zu byte%s follow%s the value.",
                                      (size_t)(w.end - w.p), w.end - w.p == 1 ? "" : "s", w.end - w.p == 1 ? "s" : "");
-        if ((r = read_body(a, e, p + hdr, len - hdr, err)) < 0)
-                return r;
         /* JSON, which the model's values once went through, has no NaN. */
         if (w.nonfinite)
                 return mcd_avro_fail(err, MCD_DLQ_CORRUPT_AVRO,
                                      "The Avro body could not be converted: a float or double is not a finite number.");
+        return 0;
+}
+
+/* check_message, then the body read into the writer's generic value: *out,
+ * owned by the writer's entry and good until the next decode. */
+static int decode_value(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
+                        avro_value_t **out, struct mcd_avro_error *err) {
+        struct schema_entry *e = NULL;
+        size_t hdr = 0;
+        int r;
+
+        if ((r = check_message(a, expected, buf, len, &e, &hdr, err)) < 0 ||
+            (r = read_body(a, e, (const unsigned char *)buf + hdr, len - hdr, err)) < 0)
+                return r;
         *out = &e->value;
         return 0;
 }
 
-/* The reader's record definition of a payload record, by unqualified name. */
-static json_t *reader_payload_def(const struct schema_entry *reader, const char *name) {
+json_t *mcd_avro_reader_record(const struct schema_entry *reader, const char *name) {
         const char *key;
         json_t *def;
 
@@ -216,7 +224,7 @@ static int decode_envelope(struct mcd_avro *a, enum mcd_avro_kind kind, const vo
         if ((r = split_payload(d, mcd_avro_kind_names[kind], err)) < 0)
                 return r;
         d->env_def = reader->root;
-        d->payload_def = reader_payload_def(reader, d->type);
+        d->payload_def = mcd_avro_reader_record(reader, d->type);
         if (!d->payload_def)
                 return mcd_avro_fail(err, MCD_DLQ_INVALID_EVENT, "The %s carries the unknown payload record %.60s.",
                                      mcd_avro_kind_names[kind], d->type);
@@ -247,6 +255,30 @@ static int event_from_value(struct decoded *d, enum mcd_avro_kind kind, struct m
         return event_payload_from_value(&pay, ev);
 }
 
+/* The fast path: a checked message read by its writer's plan
+ * (avro_event.c), made the first time.  0; 1 when the general path is to
+ * read it (ev cleared); or check_message's failure. */
+static int decode_planned(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
+                          struct mcd_event *ev, struct mcd_avro_error *err) {
+        struct schema_entry *e = NULL;
+        size_t hdr = 0;
+        int r;
+
+        if ((r = check_message(a, expected, buf, len, &e, &hdr, err)) < 0)
+                return r;
+        if (e->event_plan_state == 0)
+                e->event_plan_state = mcd_avro_event_plan_new(a, e, &e->event_plan) == 0 ? 1 : -1;
+        if (e->event_plan_state < 0 || a->no_plans)
+                return 1;
+        r = mcd_avro_event_plan_read(e->event_plan, (const unsigned char *)buf + hdr, len - hdr, ev);
+        if (r < 0) {
+                mcd_event_clear(ev);
+                *ev = (struct mcd_event){ 0 };
+                return 1;
+        }
+        return 0;
+}
+
 int mcd_avro_decode_event(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
                           struct mcd_event *ev, struct mcd_avro_error *err) {
         struct decoded d = { 0 };
@@ -256,9 +288,12 @@ int mcd_avro_decode_event(struct mcd_avro *a, enum mcd_avro_kind expected, const
 
         if (!a || !ev || (expected != MCD_AVRO_RELATIONSHIP_EVENT && expected != MCD_AVRO_SUBSCRIPTION_EVENT))
                 return -EINVAL;
-        r = decode_envelope(a, expected, buf, len, &d, err);
-        if (r == 0)
-                r = event_from_value(&d, expected, &tmp, err);
+        r = decode_planned(a, expected, buf, len, &tmp, err);
+        if (r > 0) {
+                r = decode_envelope(a, expected, buf, len, &d, err);
+                if (r == 0)
+                        r = event_from_value(&d, expected, &tmp, err);
+        }
         if (r == 0 && mcd_event_validate(&tmp, &why) < 0)
                 r = mcd_avro_fail(err, MCD_DLQ_INVALID_EVENT, "The %s is invalid: %s.", mcd_event_type_name(tmp.type),
                                   why ? why : "a required field is missing");

@@ -42,6 +42,8 @@ struct schema_entry {
         avro_schema_t schema;           /* libavro-c's form */
         avro_value_iface_t *iface;      /* generic value class of schema */
         avro_value_t value;             /* of iface, reused by every decode (iface NULL until the first) */
+        struct mcd_event_plan *event_plan;      /* events read straight from the body (avro_event.c), or NULL */
+        int event_plan_state;           /* 0: not made yet; 1: made; -1: none (the general path reads) */
         bool from_dir;                  /* read from schemas.dir (avro_dir.c): replaced by the next read */
 };
 
@@ -52,6 +54,7 @@ struct id_fp {
 };
 
 struct mcd_outcome_plan;
+struct mcd_event_plan;
 struct mcd_avro {
         struct schema_entry *v;         /* every known schema */
         size_t n, cap;
@@ -65,6 +68,7 @@ struct mcd_avro {
         struct mcd_outcome_plan *outcome_plan;  /* of the outcome reader schema, NULL before the first outcome */
         unsigned char *obuf;            /* the last outcome encoded (avro_outcome.c), kept at its largest */
         size_t obuf_cap;
+        bool no_plans;                  /* tests: events decoded by the general path only */
 };
 
 /* Envelope names by kind: "RelationshipEvent", ... */
@@ -129,6 +133,27 @@ int mcd_avro_frame_write(const struct schema_entry *e, const uint32_t *confluent
  * written as) or -ENOMEM.  Freed with free(). */
 int mcd_avro_outcome_plan_new(const struct schema_entry *e, struct mcd_outcome_plan **out);
 
+/* ---- avro_decode.c */
+
+/* The reader's record definition of a payload record, by unqualified
+ * name, or NULL. */
+json_t *mcd_avro_reader_record(const struct schema_entry *reader, const char *name);
+
+/* ---- avro_event.c */
+
+/* The plan reading events straight from a body of writer schema e (a
+ * relationship or subscription event), for codec a (whose reader schema
+ * must know each payload record the plan reads).  0, -EINVAL (no plan: a
+ * field of the model missing from e, or of a type a plan cannot read) or
+ * -ENOMEM.  Freed with free(). */
+int mcd_avro_event_plan_new(struct mcd_avro *a, const struct schema_entry *e, struct mcd_event_plan **out);
+/* Reads a walked (well-formed) body of n bytes into ev (zeroed).  0;
+ * -EAGAIN when the general path is to decode it (it names the fault:
+ * mcd_avro_decode_event), or -ENOMEM; either way ev may hold strings, which
+ * mcd_event_clear frees. */
+int mcd_avro_event_plan_read(const struct mcd_event_plan *p, const unsigned char *body, size_t n,
+                             struct mcd_event *ev);
+
 /* ---- avro_confluent.c */
 
 /* The writer schema of a message in the Confluent wire format (p[0] is
@@ -142,6 +167,8 @@ int mcd_avro_confluent_writer(struct mcd_avro *a, const unsigned char *p, size_t
 
 /* ---- avro_view.c */
 
+/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). */
+bool mcd_avro_valid_utf8(const unsigned char *s, size_t n);
 /* Fills err (code, then the sentence made of fmt) and returns -EBADMSG. */
 int mcd_avro_fail(struct mcd_avro_error *err, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -404,6 +404,7 @@ static int index_records(json_t *s, const char *ns, json_t *index, int depth) {
 }
 
 void mcd_avro_entry_clear(struct schema_entry *e) {
+        free(e->event_plan);
         if (e->value.iface)
                 avro_value_decref(&e->value);
         if (e->iface)

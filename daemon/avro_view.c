@@ -245,7 +245,7 @@ static int type_error(struct mcd_avro_fields *f, const char *name, const char *w
 /* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF):
  * Avro strings are UTF-8, and every string the daemon keeps must survive
  * JSON (state in Redis, the changelog, tail). */
-static bool valid_utf8(const unsigned char *s, size_t n) {
+bool mcd_avro_valid_utf8(const unsigned char *s, size_t n) {
         size_t i = 0;
 
         while (i < n) {
@@ -283,7 +283,7 @@ static int copy_string(struct mcd_avro_fields *f, const char *name, const struct
         if (strnlen(x->s, x->len) != x->len)
                 return mcd_avro_fail(f->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s contains a NUL byte.", name,
                                      f->record);
-        if (!valid_utf8((const unsigned char *)x->s, x->len))
+        if (!mcd_avro_valid_utf8((const unsigned char *)x->s, x->len))
                 return mcd_avro_fail(f->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s is not valid UTF-8.", name,
                                      f->record);
         *dst = malloc(x->len + 1);

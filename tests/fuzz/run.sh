@@ -52,7 +52,7 @@ PROJECT_SRC="handlers/model.c handlers/seen.c handlers/engine.c handlers/timefmt
 handlers/relationship_requested.c handlers/relationship_accepted.c handlers/relationship_removed.c
 handlers/subscription_reported.c handlers/switch_requested.c handlers/csp_subscription_created.c
 handlers/subscription_cancelled.c handlers/subscription_term_ended.c
-daemon/jsonl.c daemon/avro_schema.c daemon/avro_value.c daemon/avro_encode.c daemon/avro_decode.c daemon/avro_view.c
+daemon/jsonl.c daemon/avro_schema.c daemon/avro_value.c daemon/avro_encode.c daemon/avro_outcome.c daemon/avro_event.c daemon/avro_decode.c daemon/avro_view.c
 daemon/avro_confluent.c daemon/registry.c daemon/outbox.c daemon/state_json.c daemon/state_codec.c daemon/replay.c
 daemon/strmap.c daemon/strbuf.c"
 
