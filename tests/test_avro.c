@@ -15,6 +15,7 @@
 #include "daemon/avro_codec.h"
 #include "daemon/parallel.h"
 #include "tests/samples.h"
+#include "tests/schema_edit.h"
 #include "tests/tap.h"
 
 /* ------------------------------------------------------------ helpers -- */
@@ -370,34 +371,7 @@ static void test_dead_letters(struct mcd_avro *a) {
 
 /* ---------------------------------------------------- schema evolution -- */
 
-/* The reader schema of `kind`, parsed, for editing. */
-static json_t *reader_json(struct mcd_avro *a, enum mcd_avro_kind kind) {
-        return json_loads(mcd_avro_reader_schema(a, kind), 0, NULL);
-}
 
-/* The record definition named `name` among the payload branches. */
-static json_t *payload_record(json_t *schema, const char *name) {
-        json_t *fields = json_object_get(schema, "fields"), *f, *b;
-        size_t i, j;
-
-        json_array_foreach(fields, i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "payload") == 0)
-                        json_array_foreach(json_object_get(f, "type"), j, b)
-                                if (json_is_object(b) && strcmp(json_string_value(json_object_get(b, "name")), name) == 0)
-                                        return b;
-        return NULL;
-}
-
-static void remove_field(json_t *record, const char *name) {
-        json_t *fields = json_object_get(record, "fields"), *f;
-        size_t i;
-
-        json_array_foreach(fields, i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0) {
-                        json_array_remove(fields, i);
-                        return;
-                }
-}
 
 static void add_field(json_t *record, size_t at, const char *field_json) {
         json_array_insert_new(json_object_get(record, "fields"), at, json_loads(field_json, 0, NULL));
@@ -425,7 +399,7 @@ static int through_writer(struct mcd_avro *a, const char *writer, const struct m
 }
 
 static void test_newer_writer(struct mcd_avro *a) {
-        json_t *s = reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT), *rec;
+        json_t *s = schema_reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT), *rec;
         struct mcd_event ev = sample_event(MCD_EV_RELATIONSHIP_REQUESTED), got = { 0 };
         struct mcd_avro_error err = { 0 };
         char *writer;
@@ -434,7 +408,7 @@ static void test_newer_writer(struct mcd_avro *a) {
          * record, and the Cloud symbols in another order. */
         add_field(s, 0, "{\"name\":\"trace_id\",\"type\":\"string\",\"default\":\"no-trace\"}");
         add_field(s, 4, "{\"name\":\"source\",\"type\":{\"type\":\"map\",\"values\":[\"null\",\"double\"]},\"default\":{}}");
-        rec = payload_record(s, "RelationshipRequested");
+        rec = schema_payload_record(s, "RelationshipRequested");
         add_field(rec, 1, "{\"name\":\"note\",\"type\":[\"null\",\"string\"],\"default\":null}");
         add_field(rec, 3, "{\"name\":\"tags\",\"type\":{\"type\":\"array\",\"items\":\"string\"},\"default\":[\"a\",\"b\"]}");
         json_array_append_new(json_object_get(json_array_get(json_object_get(s, "fields"), 5), "type"),
@@ -475,14 +449,14 @@ static void test_newer_writer(struct mcd_avro *a) {
 }
 
 static void test_older_writer(struct mcd_avro *a) {
-        json_t *s = reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT), *rec;
+        json_t *s = schema_reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT), *rec;
         struct mcd_event ev = sample_event(MCD_EV_RELATIONSHIP_REQUESTED), got = { 0 };
         struct mcd_avro_error err = { 0 };
         char *writer;
 
-        rec = payload_record(s, "RelationshipRequested");
-        remove_field(rec, "customer_is_csp_partner");
-        remove_field(rec, "indirect_reseller_id");
+        rec = schema_payload_record(s, "RelationshipRequested");
+        schema_remove_field(rec, "customer_is_csp_partner");
+        schema_remove_field(rec, "indirect_reseller_id");
         writer = register_writer(a, MCD_AVRO_RELATIONSHIP_EVENT, s, "without customer_is_csp_partner");
         ok(through_writer(a, writer, &ev, &got, &err) == 0, "an older writer decodes");
         ok(got.customer_is_csp_partner == false && got.indirect_reseller_id == NULL && streq(got.partner_id, "p-1"),
@@ -491,7 +465,7 @@ static void test_older_writer(struct mcd_avro *a) {
         free(writer);
 
         /* A field without default that the writer lacks. */
-        remove_field(rec, "partner_id");
+        schema_remove_field(rec, "partner_id");
         writer = register_writer(a, MCD_AVRO_RELATIONSHIP_EVENT, s, "without partner_id");
         ok(through_writer(a, writer, &ev, &got, &err) == -EBADMSG && strcmp(err.code, MCD_DLQ_INVALID_EVENT) == 0 &&
            strstr(err.message, "partner_id"),
@@ -501,9 +475,9 @@ static void test_older_writer(struct mcd_avro *a) {
         json_decref(s);
 
         /* SubscriptionCancelled without services: the default []. */
-        s = reader_json(a, MCD_AVRO_SUBSCRIPTION_EVENT);
-        remove_field(payload_record(s, "SubscriptionCancelled"), "services");
-        remove_field(payload_record(s, "SubscriptionReported"), "seller_partner_id");
+        s = schema_reader_json(a, MCD_AVRO_SUBSCRIPTION_EVENT);
+        schema_remove_field(schema_payload_record(s, "SubscriptionCancelled"), "services");
+        schema_remove_field(schema_payload_record(s, "SubscriptionReported"), "seller_partner_id");
         writer = register_writer(a, MCD_AVRO_SUBSCRIPTION_EVENT, s, "without services");
         ev = sample_event(MCD_EV_SUBSCRIPTION_CANCELLED);
         ok(through_writer(a, writer, &ev, &got, &err) == 0 && got.n_services == 0 && got.services == NULL,
@@ -519,7 +493,7 @@ static void test_older_writer(struct mcd_avro *a) {
         json_decref(s);
 
         /* An unregistered writer encodes, but readers do not know it. */
-        s = reader_json(a, MCD_AVRO_SUBSCRIPTION_EVENT);
+        s = schema_reader_json(a, MCD_AVRO_SUBSCRIPTION_EVENT);
         add_field(s, 1, "{\"name\":\"unregistered\",\"type\":\"boolean\",\"default\":true}");
         writer = json_dumps(s, 0);
         ev = sample_event(MCD_EV_SUBSCRIPTION_TERM_ENDED);
@@ -549,7 +523,7 @@ static unsigned char *relabel(const unsigned char *buf, size_t len, const char *
 }
 
 static void test_outcome_evolution(struct mcd_avro *a) {
-        json_t *s = reader_json(a, MCD_AVRO_OUTCOME);
+        json_t *s = schema_reader_json(a, MCD_AVRO_OUTCOME);
         struct mcd_outcome o = sample_outcome(MCD_OUT_AZURE_CSP_SUBSCRIPTION_CREATED), got = { 0 };
         struct mcd_avro_error err = { 0 };
         unsigned char *buf = NULL, *msg;
@@ -557,7 +531,7 @@ static void test_outcome_evolution(struct mcd_avro *a) {
         char *writer;
 
         /* The last field of the body is coexists: a writer without it. */
-        remove_field(payload_record(s, "AzureCspSubscriptionCreated"), "coexists");
+        schema_remove_field(schema_payload_record(s, "AzureCspSubscriptionCreated"), "coexists");
         writer = register_writer(a, MCD_AVRO_OUTCOME, s, "outcome without coexists");
         o.coexists = false;
         mcd_avro_encode_outcome(a, &o, (void **)&buf, &len);
@@ -572,8 +546,8 @@ static void test_outcome_evolution(struct mcd_avro *a) {
         json_decref(s);
 
         /* A writer with one more field at the end of TransitionRejected. */
-        s = reader_json(a, MCD_AVRO_OUTCOME);
-        add_field(payload_record(s, "TransitionRejected"), 2,
+        s = schema_reader_json(a, MCD_AVRO_OUTCOME);
+        add_field(schema_payload_record(s, "TransitionRejected"), 2,
                   "{\"name\":\"detail\",\"type\":[\"null\",\"long\"],\"default\":null}");
         writer = register_writer(a, MCD_AVRO_OUTCOME, s, "outcome with a detail field");
         o = sample_outcome(MCD_OUT_TRANSITION_REJECTED);
@@ -592,7 +566,7 @@ static void test_outcome_evolution(struct mcd_avro *a) {
 /* A writer with a recursive type and an array of nulls: nesting and item
  * counts must be bounded whatever the bytes say. */
 static void test_hostile_structure(struct mcd_avro *a) {
-        json_t *s = reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT);
+        json_t *s = schema_reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT);
         struct mcd_event ev = sample_event(MCD_EV_RELATIONSHIP_ACCEPTED), got = { 0 };
         struct mcd_avro_error err;
         unsigned char *buf = NULL, *msg;
@@ -875,7 +849,7 @@ static void test_schema_dir(void) {
                 ok(false, "a temporary folder and a codec");
                 return;
         }
-        s = reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT);
+        s = schema_reader_json(a, MCD_AVRO_RELATIONSHIP_EVENT);
         add_field(s, 0, "{\"name\":\"source_system\",\"type\":[\"null\",\"string\"],\"default\":null}");
         writer = json_dumps(s, 0);
         json_decref(s);

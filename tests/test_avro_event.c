@@ -24,6 +24,7 @@
 #include "daemon/avro_internal.h"
 #include "daemon/jsonl.h"
 #include "tests/samples.h"
+#include "tests/schema_edit.h"
 #include "tests/tap.h"
 
 static struct mcd_avro *planned, *general;     /* the same schemas; general reads without plans */
@@ -171,22 +172,6 @@ static bool all_agree(const char *writer, enum mcd_avro_kind kind, size_t *decod
         return same;
 }
 
-/* The reader schema of kind, parsed, for changes. */
-static json_t *reader_json(enum mcd_avro_kind kind) {
-        return json_loads(mcd_avro_reader_schema(planned, kind), 0, NULL);
-}
-
-static json_t *payload_record(json_t *schema, const char *name) {
-        json_t *fields = json_object_get(schema, "fields"), *f, *b;
-        size_t i, j;
-
-        json_array_foreach(fields, i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "payload") == 0)
-                        json_array_foreach(json_object_get(f, "type"), j, b)
-                                if (strcmp(json_string_value(json_object_get(b, "name")), name) == 0)
-                                        return b;
-        return NULL;
-}
 
 /* Registers the changed schema with both codecs; its text (freed by the
  * caller) and its entry's plan state after a first decode. */
@@ -227,11 +212,11 @@ static void check_writer(const char *what, const char *writer, enum mcd_avro_kin
 /* Extra fields in the envelope and a payload record: skipped; one a
  * double, NaN in some mutations. */
 static char *extra_fields(enum mcd_avro_kind kind, const char *record) {
-        json_t *s = reader_json(kind);
+        json_t *s = schema_reader_json(planned, kind);
 
         json_array_insert_new(json_object_get(s, "fields"), 1,
                               json_pack("{s:s, s:s, s:f}", "name", "weight", "type", "double", "default", 0.0));
-        json_array_append_new(json_object_get(payload_record(s, record), "fields"),
+        json_array_append_new(json_object_get(schema_payload_record(s, record), "fields"),
                               json_pack("{s:s, s:{s:s, s:s}, s:[]}", "name", "tags", "type", "type", "array",
                                         "items", "string", "default"));
         return writer_of(s);
@@ -239,50 +224,35 @@ static char *extra_fields(enum mcd_avro_kind kind, const char *record) {
 
 /* The Cloud enum with its symbols reversed and one the model lacks. */
 static char *other_symbols(enum mcd_avro_kind kind) {
-        json_t *s = reader_json(kind), *f, *cloud = NULL;
-        size_t i;
+        json_t *s = schema_reader_json(planned, kind), *cloud = json_object_get(schema_field(s, "cloud"), "type");
 
-        json_array_foreach(json_object_get(s, "fields"), i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "cloud") == 0)
-                        cloud = json_object_get(f, "type");
         json_object_set_new(cloud, "symbols", json_pack("[s, s, s]", "CHINA", "US_GOVERNMENT", "COMMERCIAL"));
         return writer_of(s);
 }
 
 /* SubscriptionReported without its defaulted seller_partner_id. */
 static char *missing_field(void) {
-        json_t *s = reader_json(MCD_AVRO_SUBSCRIPTION_EVENT), *f;
-        json_t *fields = json_object_get(payload_record(s, "SubscriptionReported"), "fields");
-        size_t i;
+        json_t *s = schema_reader_json(planned, MCD_AVRO_SUBSCRIPTION_EVENT);
 
-        json_array_foreach(fields, i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "seller_partner_id") == 0) {
-                        json_array_remove(fields, i);
-                        break;
-                }
+        schema_remove_field(schema_payload_record(s, "SubscriptionReported"), "seller_partner_id");
         return writer_of(s);
 }
 
 /* event_id written as bytes: no plan (a plan reads strings only). */
 static char *bytes_id(void) {
-        json_t *s = reader_json(MCD_AVRO_RELATIONSHIP_EVENT), *f;
-        size_t i;
+        json_t *s = schema_reader_json(planned, MCD_AVRO_RELATIONSHIP_EVENT);
 
-        json_array_foreach(json_object_get(s, "fields"), i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "event_id") == 0)
-                        json_object_set_new(f, "type", json_string("bytes"));
+        json_object_set_new(schema_field(s, "event_id"), "type", json_string("bytes"));
         return writer_of(s);
 }
 
 /* partner_id, which an event must have, written as an optional string:
  * a null is the general path's dead letter. */
 static char *optional_partner(void) {
-        json_t *s = reader_json(MCD_AVRO_RELATIONSHIP_EVENT), *f;
-        size_t i;
+        json_t *s = schema_reader_json(planned, MCD_AVRO_RELATIONSHIP_EVENT);
 
-        json_array_foreach(json_object_get(payload_record(s, "RelationshipAccepted"), "fields"), i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "partner_id") == 0)
-                        json_object_set_new(f, "type", json_pack("[s, s]", "null", "string"));
+        json_object_set_new(schema_field(schema_payload_record(s, "RelationshipAccepted"), "partner_id"), "type",
+                            json_pack("[s, s]", "null", "string"));
         return writer_of(s);
 }
 

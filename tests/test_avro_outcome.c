@@ -19,6 +19,7 @@
 #include "daemon/avro_codec.h"
 #include "daemon/avro_internal.h"
 #include "tests/samples.h"
+#include "tests/schema_edit.h"
 #include "tests/tap.h"
 
 static const struct schema_entry *outcome_entry(struct mcd_avro *a) {
@@ -162,29 +163,13 @@ static int plan_of_changed(struct mcd_avro *a, void (*change)(json_t *schema)) {
         return r;
 }
 
-static json_t *field(json_t *schema, const char *name) {
-        json_t *fields = json_object_get(schema, "fields"), *f;
-        size_t i;
-
-        json_array_foreach(fields, i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0)
-                        return f;
-        return NULL;
-}
 
 static void unchanged(json_t *s) {
         (void)s;
 }
 
 static void drop_message(json_t *s) {
-        json_t *fields = json_object_get(s, "fields"), *f;
-        size_t i;
-
-        json_array_foreach(fields, i, f)
-                if (strcmp(json_string_value(json_object_get(f, "name")), "message") == 0) {
-                        json_array_remove(fields, i);
-                        return;
-                }
+        schema_remove_field(s, "message");
 }
 
 static void add_field(json_t *s) {
@@ -192,25 +177,25 @@ static void add_field(json_t *s) {
 }
 
 static void cloud_as_string(json_t *s) {
-        json_object_set_new(field(s, "cloud"), "type", json_string("string"));
+        json_object_set_new(schema_field(s, "cloud"), "type", json_string("string"));
 }
 
 static void occurred_at_as_int(json_t *s) {
-        json_object_set_new(field(s, "occurred_at"), "type", json_string("int"));
+        json_object_set_new(schema_field(s, "occurred_at"), "type", json_string("int"));
 }
 
 static void drop_symbol(json_t *s) {
-        json_array_remove(json_object_get(json_object_get(field(s, "cloud"), "type"), "symbols"), 1);
+        json_array_remove(json_object_get(json_object_get(schema_field(s, "cloud"), "type"), "symbols"), 1);
 }
 
 static void rename_payload_record(json_t *s) {
-        json_t *first = json_array_get(json_object_get(field(s, "payload"), "type"), 0);
+        json_t *first = json_array_get(json_object_get(schema_field(s, "payload"), "type"), 0);
         json_object_set_new(first, "name", json_string("StateChanged"));
 }
 
 static void swap_partner_union(json_t *s) {
-        json_object_set_new(field(s, "partner_id"), "type", json_pack("[s, s]", "string", "null"));
-        json_object_del(field(s, "partner_id"), "default");
+        json_object_set_new(schema_field(s, "partner_id"), "type", json_pack("[s, s]", "string", "null"));
+        json_object_del(schema_field(s, "partner_id"), "default");
 }
 
 static void test_plans(struct mcd_avro *a) {
