@@ -266,9 +266,9 @@ static int decode_planned(struct mcd_avro *a, enum mcd_avro_kind expected, const
 
         if ((r = check_message(a, expected, buf, len, &e, &hdr, err)) < 0)
                 return r;
-        if (e->event_plan_state == 0)
-                e->event_plan_state = mcd_avro_event_plan_new(a, e, &e->event_plan) == 0 ? 1 : -1;
-        if (e->event_plan_state < 0 || a->no_plans)
+        if (e->event_plan_state == 0 && (r = mcd_avro_event_plan_new(a, e, &e->event_plan)) != -ENOMEM)
+                e->event_plan_state = r == 0 ? 1 : -1;  /* out of memory: tried again next time */
+        if (e->event_plan_state <= 0 || a->no_plans)
                 return 1;
         r = mcd_avro_event_plan_read(e->event_plan, (const unsigned char *)buf + hdr, len - hdr, ev);
         if (r < 0) {
