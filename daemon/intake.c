@@ -28,7 +28,14 @@ rd_kafka_t *input_handle(const struct intake *in, int t) {
 
 /* One side of a pair on its handle: sought to `offset`, added to the
  * handle's assignment there, or removed from it.  Logs, and returns -EAGAIN,
- * when librdkafka refuses. */
+ * when librdkafka refuses.
+ *
+ * A seek's own outcome is the partition's .err, not the call's: a seek of a
+ * partition whose fetch has not started yet is refused there (_STATE: the
+ * group consumer's assignment is still asking the coordinator for the
+ * group's committed offset).  Taken as done, the fetch would then start at
+ * the group's offset, which after Redis came back older is ahead of Redis's:
+ * the events between would be skipped. */
 int side_op(struct intake *in, const struct pair *p, int t, enum side_op op, int64_t offset) {
         static const char *const what[] = {"seek", "assign", "unassign"};
         rd_kafka_t *rk = t == REL ? in->env->consumer : in->env->sub_reader;
@@ -36,9 +43,11 @@ int side_op(struct intake *in, const struct pair *p, int t, enum side_op op, int
         rd_kafka_error_t *e;
 
         rd_kafka_topic_partition_list_add(l, topic_of(in, t), p->partition)->offset = offset;
-        if (op == SIDE_SEEK)
+        if (op == SIDE_SEEK) {
                 e = rd_kafka_seek_partitions(rk, l, 5000);
-        else if (op == SIDE_ASSIGN)
+                if (!e && l->elems[0].err)
+                        e = rd_kafka_error_new(l->elems[0].err, "%s", rd_kafka_err2str(l->elems[0].err));
+        } else if (op == SIDE_ASSIGN)
                 e = rd_kafka_incremental_assign(rk, l);
         else
                 e = rd_kafka_incremental_unassign(rk, l);
