@@ -150,20 +150,11 @@ static const struct field_def *def_named(const struct field_def *defs, const cha
         return NULL;
 }
 
-/* A union of null and one branch of type t: the null branch's index. */
+/* A union of null and one branch of type t: the null branch's index, or -1. */
 static int optional_of(avro_schema_t u, avro_type_t t) {
-        int null_branch = -1, value_branch = -1;
+        int null_branch, value_branch;
 
-        if (avro_typeof(u) != AVRO_UNION || avro_schema_union_size(u) != 2)
-                return -1;
-        for (int i = 0; i < 2; i++) {
-                avro_type_t bt = avro_typeof(mcd_avro_deref(avro_schema_union_branch(u, i)));
-                if (bt == AVRO_NULL)
-                        null_branch = i;
-                else if (bt == t)
-                        value_branch = i;
-        }
-        return null_branch >= 0 && value_branch >= 0 ? null_branch : -1;
+        return mcd_avro_optional(u, t, &null_branch, &value_branch) == 0 ? null_branch : -1;
 }
 
 static int plan_enum(avro_schema_t s, struct step *st) {
@@ -283,36 +274,24 @@ int mcd_avro_event_plan_new(struct mcd_avro *a, const struct schema_entry *e, st
 
 /* ------------------------------------------------------------ reading -- */
 
-/* A zigzag varint, as the walk read it (so never truncated nor too long). */
+/* A zigzag varint, read as the walk reads it (the walk already checked it:
+ * a failure here is the general path's to name). */
 static int read_long(struct walk *c, int64_t *out) {
-        uint64_t u = 0;
-
-        for (int i = 0; i < 10; i++) {
-                unsigned char b;
-
-                if (c->p == c->end)
-                        return -EAGAIN;
-                b = *c->p++;
-                u |= (uint64_t)(b & 0x7f) << (7 * i);
-                if (!(b & 0x80)) {
-                        *out = (int64_t)((u >> 1) ^ (0 - (u & 1)));
-                        return 0;
-                }
-        }
-        return -EAGAIN;
+        return mcd_avro_walk_long(c, out) == 0 ? 0 : -EAGAIN;
 }
 
 /* A string the model keeps: no NUL byte, valid UTF-8, copied. */
 static int read_text(struct walk *c, char **dst) {
         int64_t n;
 
-        if (read_long(c, &n) < 0 || n < 0 || (uint64_t)n > (uint64_t)(c->end - c->p) ||
-            memchr(c->p, '\0', (size_t)n) || !mcd_avro_valid_utf8(c->p, (size_t)n))
+        const char *fault;
+        int r;
+
+        if (read_long(c, &n) < 0 || n < 0 || (uint64_t)n > (uint64_t)(c->end - c->p))
                 return -EAGAIN;
-        if (!(*dst = malloc((size_t)n + 1)))
-                return -ENOMEM;
-        memcpy(*dst, c->p, (size_t)n);
-        (*dst)[n] = '\0';
+        r = mcd_avro_text_copy(c->p, (size_t)n, dst, &fault);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EAGAIN;
         c->p += n;
         return 0;
 }

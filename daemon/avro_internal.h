@@ -107,8 +107,15 @@ struct walk {
 
 /* Walks one value of schema s.  0, or -EBADMSG with w->why set. */
 int mcd_avro_walk_value(struct walk *w, avro_schema_t s, int depth);
+/* One zigzag varint (an int or a long) of w into *out.  0, or -EBADMSG with
+ * w->why set (truncated, too long, overflowing 64 bits). */
+int mcd_avro_walk_long(struct walk *w, int64_t *out);
 /* s with links followed. */
 avro_schema_t mcd_avro_deref(avro_schema_t s);
+/* The branches of u when it is a union of null and one branch of type t,
+ * in either order: 0 with *null_branch and *value_branch set, else -EINVAL
+ * (neither is touched). */
+int mcd_avro_optional(avro_schema_t u, avro_type_t t, int *null_branch, int *value_branch);
 /* Sets generic value v from JSON j; `records` is the writer schema's record
  * index, whose defaults fill fields j lacks.  0 or -EINVAL / -ENOMEM. */
 int mcd_avro_value_from_json(json_t *records, json_t *j, avro_value_t *v);
@@ -169,6 +176,11 @@ int mcd_avro_confluent_writer(struct mcd_avro *a, const unsigned char *p, size_t
 
 /* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). */
 bool mcd_avro_valid_utf8(const unsigned char *s, size_t n);
+/* The n bytes at s copied to *dst as a C string (malloc'd: the model owns
+ * it) when they are one the model keeps: no NUL byte, valid UTF-8.  0;
+ * -ENOMEM; -EINVAL with *fault the predicate of why not ("contains a NUL
+ * byte", "is not valid UTF-8"). */
+int mcd_avro_text_copy(const void *s, size_t n, char **dst, const char **fault);
 /* Fills err (code, then the sentence made of fmt) and returns -EBADMSG. */
 int mcd_avro_fail(struct mcd_avro_error *err, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

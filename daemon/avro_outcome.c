@@ -155,19 +155,8 @@ static const struct field_def *def_named(const struct field_def *defs, size_t n,
 
 /* A ["null", "string"] union, either order: its two branches. */
 static int plan_optional(avro_schema_t u, struct step *st) {
-        if (avro_schema_union_size(u) != 2)
-                return -EINVAL;
-        for (int i = 0; i < 2; i++) {
-                avro_type_t t = avro_typeof(mcd_avro_deref(avro_schema_union_branch(u, i)));
-                if (t == AVRO_NULL)
-                        st->null_branch = i;
-                else if (t == AVRO_STRING)
-                        st->string_branch = i;
-                else
-                        return -EINVAL;
-        }
         st->type = STEP_OPT_STRING;
-        return st->null_branch != st->string_branch ? 0 : -EINVAL;
+        return mcd_avro_optional(u, AVRO_STRING, &st->null_branch, &st->string_branch);
 }
 
 /* Every model value of st's enum mapped to one of schema s's symbols. */

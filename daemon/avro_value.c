@@ -53,7 +53,7 @@ static int walk_varint(struct walk *w, int max_bytes, int64_t *out) {
         return 0;
 }
 
-static int walk_long(struct walk *w, int64_t *out) {
+int mcd_avro_walk_long(struct walk *w, int64_t *out) {
         return walk_varint(w, 10, out);
 }
 
@@ -86,7 +86,7 @@ static int walk_blocks(struct walk *w, avro_schema_t item, bool map, int depth) 
                 const unsigned char *start;
                 int r;
 
-                if ((r = walk_long(w, &count)) < 0)
+                if ((r = mcd_avro_walk_long(w, &count)) < 0)
                         return r;
                 if (count == 0)
                         return 0;
@@ -94,7 +94,7 @@ static int walk_blocks(struct walk *w, avro_schema_t item, bool map, int depth) 
                         if (count == INT64_MIN)
                                 return walk_fail(w, "a block count is out of range");
                         count = -count;
-                        if ((r = walk_long(w, &size)) < 0)
+                        if ((r = mcd_avro_walk_long(w, &size)) < 0)
                                 return r;
                         if (size < 0 || (uint64_t)size > (uint64_t)(w->end - w->p))
                                 return walk_fail(w, "a block size is negative or runs past the end");
@@ -106,7 +106,7 @@ static int walk_blocks(struct walk *w, avro_schema_t item, bool map, int depth) 
                 for (int64_t i = 0; i < count; i++) {
                         int64_t klen;
 
-                        if (map && ((r = walk_long(w, &klen)) < 0 || (r = walk_skip(w, klen)) < 0))
+                        if (map && ((r = mcd_avro_walk_long(w, &klen)) < 0 || (r = walk_skip(w, klen)) < 0))
                                 return r;
                         if ((r = mcd_avro_walk_value(w, item, depth + 1)) < 0)
                                 return r;
@@ -137,25 +137,25 @@ int mcd_avro_walk_value(struct walk *w, avro_schema_t s, int depth) {
                         return walk_fail(w, "an int is out of range");
                 return 0;
         case AVRO_INT64:
-                return walk_long(w, &n);
+                return mcd_avro_walk_long(w, &n);
         case AVRO_FLOAT:
         case AVRO_DOUBLE:
                 return walk_real(w, avro_typeof(s) == AVRO_FLOAT ? 4 : 8);
         case AVRO_STRING:
         case AVRO_BYTES:
-                if ((r = walk_long(w, &n)) < 0)
+                if ((r = mcd_avro_walk_long(w, &n)) < 0)
                         return r;
                 return walk_skip(w, n);
         case AVRO_FIXED:
                 return walk_skip(w, avro_schema_fixed_size(s));
         case AVRO_ENUM:
-                if ((r = walk_long(w, &n)) < 0)
+                if ((r = mcd_avro_walk_long(w, &n)) < 0)
                         return r;
                 if (n < 0 || n >= avro_schema_enum_number_of_symbols(s))
                         return walk_fail(w, "an enum index is out of range");
                 return 0;
         case AVRO_UNION:
-                if ((r = walk_long(w, &n)) < 0)
+                if ((r = mcd_avro_walk_long(w, &n)) < 0)
                         return r;
                 if (n < 0 || (uint64_t)n >= avro_schema_union_size(s))
                         return walk_fail(w, "a union branch index is out of range");
@@ -184,6 +184,25 @@ avro_schema_t mcd_avro_deref(avro_schema_t s) {
         while (s && avro_typeof(s) == AVRO_LINK)
                 s = avro_schema_link_target(s);
         return s;
+}
+
+int mcd_avro_optional(avro_schema_t u, avro_type_t t, int *null_branch, int *value_branch) {
+        int nb = -1, vb = -1;
+
+        if (avro_typeof(u) != AVRO_UNION || avro_schema_union_size(u) != 2)
+                return -EINVAL;
+        for (int i = 0; i < 2; i++) {
+                avro_type_t bt = avro_typeof(mcd_avro_deref(avro_schema_union_branch(u, i)));
+                if (bt == AVRO_NULL)
+                        nb = i;
+                else if (bt == t)
+                        vb = i;
+        }
+        if (nb < 0 || vb < 0)
+                return -EINVAL;
+        *null_branch = nb;
+        *value_branch = vb;
+        return 0;
 }
 
 /* ------------------------------------------- JSON -> generic value -- */

@@ -277,21 +277,33 @@ bool mcd_avro_valid_utf8(const unsigned char *s, size_t n) {
         return true;
 }
 
-/* A string, checked for NUL bytes (the model's strings are C strings) and
- * UTF-8, copied to *dst (malloc'd: the model owns it). */
+int mcd_avro_text_copy(const void *s, size_t n, char **dst, const char **fault) {
+        if (memchr(s, '\0', n)) {
+                *fault = "contains a NUL byte";
+                return -EINVAL;
+        }
+        if (!mcd_avro_valid_utf8(s, n)) {
+                *fault = "is not valid UTF-8";
+                return -EINVAL;
+        }
+        if (!(*dst = malloc(n + 1)))
+                return -ENOMEM;
+        memcpy(*dst, s, n);
+        (*dst)[n] = '\0';
+        return 0;
+}
+
+/* A string of field `name`, copied to *dst (mcd_avro_text_copy), or the
+ * dead letter saying why not. */
 static int copy_string(struct mcd_avro_fields *f, const char *name, const struct view *x, char **dst) {
-        if (strnlen(x->s, x->len) != x->len)
-                return mcd_avro_fail(f->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s contains a NUL byte.", name,
-                                     f->record);
-        if (!mcd_avro_valid_utf8((const unsigned char *)x->s, x->len))
-                return mcd_avro_fail(f->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s is not valid UTF-8.", name,
-                                     f->record);
-        *dst = malloc(x->len + 1);
-        if (!*dst)
+        const char *fault = "";
+        int r = mcd_avro_text_copy(x->s, x->len, dst, &fault);
+
+        if (r == -ENOMEM)
                 return mcd_avro_fail(f->err, MCD_DLQ_CORRUPT_AVRO, "Out of memory decoding field %s of %s.", name,
                                      f->record);
-        memcpy(*dst, x->s, x->len);
-        (*dst)[x->len] = '\0';
+        if (r < 0)
+                return mcd_avro_fail(f->err, MCD_DLQ_CORRUPT_AVRO, "Field %s of %s %s.", name, f->record, fault);
         return 0;
 }
 
