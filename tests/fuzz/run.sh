@@ -48,13 +48,12 @@ CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$top $(pkg-config --cflags j
 LIBS=$(pkg-config --libs jansson avro-c libcurl 2>/dev/null) || LIBS="-ljansson -lavro -lcurl -lpthread"
 WARN="-Wall -Wextra -Wno-unused-parameter"
 OWN_WARN="$WARN -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
-PROJECT_SRC="handlers/model.c handlers/seen.c handlers/engine.c handlers/timefmt.c handlers/messages.c
-handlers/relationship_requested.c handlers/relationship_accepted.c handlers/relationship_removed.c
-handlers/subscription_reported.c handlers/switch_requested.c handlers/csp_subscription_created.c
-handlers/subscription_cancelled.c handlers/subscription_term_ended.c
-daemon/jsonl.c daemon/avro_schema.c daemon/avro_value.c daemon/avro_encode.c daemon/avro_outcome.c daemon/avro_event.c daemon/avro_decode.c daemon/avro_view.c
-daemon/avro_confluent.c daemon/registry.c daemon/outbox.c daemon/state_json.c daemon/state_codec.c daemon/replay.c
-daemon/strmap.c daemon/strbuf.c"
+# The rules engine and the codecs, as Makefile.am lists them: a file added
+# there is built here too.
+am_sources() {  # am_sources VAR: the .c files of Makefile.am's (continued) VAR
+        sed -n "/^$1 = /,/[^\\\\]\$/p" "$top/Makefile.am" | tr ' \t\\' '\n\n\n' | grep '\.c$'
+}
+PROJECT_SRC=$(am_sources libmcdrules_a_SOURCES; am_sources MCD_CODEC_SOURCES)
 
 build() {
         command -v "$CC" > /dev/null || { echo "$CC not found (tests/setup.sh installs clang)"; return 1; }
