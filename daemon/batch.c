@@ -444,10 +444,28 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
         return r;
 }
 
+/* Pair i's committed frames handed to the publisher.  0 or -ENOMEM (those
+ * not taken stay in b; the fault injected by MCD_FAULT_PUSH_ENOMEM fails
+ * the second). */
+static int frames_push(struct batcher *bt, struct batch *b, size_t i, uint64_t seq) {
+        for (size_t j = 0; j < b->n_frames[i]; j++) {
+                int r = bt->fault_push_enomem == seq && j == 1 ? -ENOMEM :
+                        pending_push(bt->pub, b->frames[i][j], b->frame_lens[i][j], bt->pairs->v[i]->partition, seq);
+                if (r < 0)
+                        return r;
+                b->frames[i][j] = NULL;
+        }
+        return 0;
+}
+
 /* After a commit: the frames become pending, trims are done, offsets are
- * the committed ones, the customers go to the changelog once delivered. */
-static int batch_committed(struct batcher *bt, struct batch *b) {
-        int r;
+ * the committed ones, the customers go to the changelog once delivered.
+ * A pair whose frames could not all be handed over (out of memory) starts
+ * again: its outbox in Redis holds them, and the reconciliation publishes
+ * those the topics lack; its changelog records, from this batch on, wait
+ * for that (clog_hold).  This function can't fail. */
+static void batch_committed(struct batcher *bt, struct batch *b) {
+        uint64_t seq = bt->env->st.batches + 1;
 
         for (size_t i = 0; i < bt->pairs->n; i++) {
                 struct pair *p = bt->pairs->v[i];
@@ -459,15 +477,15 @@ static int batch_committed(struct batcher *bt, struct batch *b) {
                 if (moved)
                         group_note(bt->tm, p);
                 p->untrimmed = 0;
-                for (size_t j = 0; j < b->n_frames[i]; j++) {
-                        r = pending_push(bt->pub, b->frames[i][j], b->frame_lens[i][j], p->partition,
-                                         bt->env->st.batches + 1);
-                        if (r < 0)
-                                return r;
-                        b->frames[i][j] = NULL;
+                if (frames_push(bt, b, i, seq) < 0) {
+                        log_error("partition %" PRId32 ": out of memory queueing the outcomes of batch %" PRIu64
+                                  "; the partition starts again and publishes them from its outbox",
+                                  p->partition, seq);
+                        pairs_restart(bt->pairs, p);
+                        if (seq < p->clog_hold)
+                                p->clog_hold = seq;
                 }
         }
-        return 0;
 }
 
 /* Queues the batch's changelog records: each customer's state (the JSON
@@ -798,9 +816,8 @@ int process_batch(struct batcher *bt) {
         }
         bt->ahead = ahead;
         publish_committed(bt->pub, bt->env->st.batches + 1);
-        r = batch_committed(bt, b);
-        if (r >= 0)
-                r = changelog_queue(bt, b, marks, bt->env->st.batches + 1);
+        batch_committed(bt, b);
+        r = changelog_queue(bt, b, marks, bt->env->st.batches + 1);
         cache_committed(bt, b);
         fault_point(bt->fault_stop_before_publish, bt->env->st.batches + 1, "publish");
         /* Produced now; delivery is waited for before the next commit. */

@@ -28,6 +28,7 @@ struct batcher {
         size_t next_pair;            /* where the next batch starts taking messages */
         int64_t next_due_scan;       /* wall-clock ms of the next look for due customers */
         uint64_t fault_stop_before_commit, fault_stop_before_publish;
+        uint64_t fault_push_enomem;  /* batch whose pairs with 2+ frames fail to queue the second (tests) */
         int64_t last_batch_us;
         double state_per_customer;   /* bytes of a customer's state, averaged over the last batches */
         /* A batch whose commit was sent but not answered (Redis lost): its

@@ -57,7 +57,9 @@ void watchdog_kick(void);
  * MCD_FAULT_STOP_BEFORE_COMMIT=N (or ..._PUBLISH=N, ..._CHANGELOG=N) in the
  * environment, the process stops itself (SIGSTOP) just before the Nth batch's
  * commit (or publish, or the changelog append that follows the delivery of
- * its outputs), as a stalled zombie would.  Unset in production: no effect.
+ * its outputs), as a stalled zombie would.  MCD_FAULT_PUSH_ENOMEM=N fails
+ * the queueing of the Nth batch's outcomes for lack of memory, after the
+ * commit (tests/daemon_push_enomem.sh).  Unset in production: no effect.
  * fault_env reads the variable (0 when unset); fault_point stops when
  * batch == at != 0. */
 uint64_t fault_env(const char *name);
