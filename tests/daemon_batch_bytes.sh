@@ -38,7 +38,5 @@ least=$(awk 'NR == 1 || $3 < m { m = $3 } END { print m + 0 }' "$TMP/batches")
 ok $? "the bound falls below batch.max_events as the state grows ($least of $MAX_EVENTS), never below 16"
 tail -n 1 "$TMP/batches" | sed 's/^/last batch, customers, bound: /' | diag
 
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

@@ -46,9 +46,7 @@ n_after=$(count_outcomes "$TMP/mcd.conf")
 off_after=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | sort | xargs -r -n1 redis-cli -p "$REDIS_PORT" hgetall | tr '\n' ' ')
 ok $([ "$n_after" -eq "$n_before" ] && [ "$off_after" = "$off_before" ]; echo $?) \
         "while stopped, nothing more is committed or published ($n_after outcomes; offsets '$off_after')"
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.2.log"
 wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
@@ -57,7 +55,5 @@ sleep 2
 assert_exactly_once "$TMP/mcd.conf" ""
 n_err=$(grep -c "cannot append to the changelog" "$TMP/daemon.2.log")
 ok $([ "$n_err" -eq 0 ]; echo $?) "no append fails with the default size"
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

@@ -36,7 +36,5 @@ wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "after $KILLS kills, the daemon catches up"
 sleep 3
 assert_exactly_once "$TMP/mcd.conf" ""
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

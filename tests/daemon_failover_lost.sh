@@ -106,9 +106,7 @@ failover_case() {  # failover_case NAME
         ok $? "$name: re-processing done (no record left, the offsets back to $before)"
         sleep 2
         assert_exactly_once "$TMP/$name.conf" "$name: "
-        kill -TERM "$DAEMON_PID"
-        wait "$DAEMON_PID"
-        ok $? "$name: daemon exits 0 on SIGTERM"
+        stop_daemon_ok "$name: "
         stop_sentinels
         kill -KILL "$REPLICA_PID" 2>/dev/null
         wait "$REPLICA_PID" 2>/dev/null

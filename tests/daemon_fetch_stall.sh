@@ -32,7 +32,5 @@ wakeups=$("$MCD_BUILDDIR/tests/http_get" "$METRICS" /metrics 2>/dev/null |
 ok $? "the merge woke stopped fetchers (${wakeups:-no} wake-ups)"
 sleep 2
 assert_exactly_once "$TMP/mcd.conf" ""
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

@@ -131,9 +131,7 @@ failures=$(metric multichanneld_group_commit_failures_total)
 ok $st "/metrics counts the group commits ($commits, $failures failed)"
 revoked=$(grep -c "revoked" "$TMP/daemon.2.log")
 ok "$revoked" "sampling never disturbed the group: no partition revoked from the running instance ($revoked)"
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 $MCD lag -c "$TMP/mcd.conf" > "$TMP/lag.final" 2> "$TMP/lag.err"
 ok $? "multichanneld lag exits 0 once the daemon has left"
 awk '$1 ~ /^[0-9]+$/ && ($3 != $4 || $4 != $5 || $6 != 0)' "$TMP/lag.final" | diag

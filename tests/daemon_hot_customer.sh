@@ -58,7 +58,5 @@ assert_states "$TMP/mcd.conf" ""
 n_err=$(grep -c "cannot append to the changelog" "$TMP/daemon.log")
 ok $([ "$n_err" -eq 0 ]; echo $?) "no changelog append failed ($n_err)"
 
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

@@ -49,8 +49,6 @@ wait_until 30 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "daemon published $n_want outcomes"
 sleep 2
 assert_exactly_once "$TMP/mcd.conf" ""
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka \|have waited" | sort | uniq -c | sort -rn | head -6 | diag
 tap_done

@@ -41,7 +41,5 @@ ok $? "the state is written back in the binary form"
 "$MCD_BIN" state -c "$TMP/mcd.conf" --compact c-old | grep -q '"seen":\[\["[0-9a-f]\{16\}","2031-01-02T00:01:00.000Z"\]'
 ok $? "its old ids took the time of the first event after the upgrade"
 
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

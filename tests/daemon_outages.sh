@@ -80,9 +80,7 @@ counted=$("$MCD_BUILDDIR/tests/http_get" "$METRICS" /metrics |
 [ "$counted" = "$EVENTS" ]
 ok $? "the metrics count every event once ($counted of $EVENTS, undone batches taken back)"
 grep -c "batch is undone\|batch not committed" "$TMP/daemon.log" | sed 's/^/batches undone or not committed: /' | diag
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka " | sed 's/\[[0-9]*\]//' | sort | uniq -c | sort -rn | head -6 | diag
 
 # A configuration error still exits at start-up: input topics that are not

@@ -30,7 +30,5 @@ wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "the whole stream processed"
 sleep 2
 assert_exactly_once "$TMP/mcd.conf" ""
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 tap_done

@@ -38,9 +38,7 @@ sleep 3
 grep -q "restored .* from the changelog" "$TMP/daemon.log"
 ok $? "the daemon rebuilt its state from the changelog"
 assert_exactly_once "$TMP/mcd.conf" ""
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka " | sort | uniq -c | sort -rn | head -8 | diag
 
 # A restore cut short (the daemon killed while rebuilding, say): Redis keeps
@@ -67,9 +65,7 @@ ok $? "Redis emptied (FLUSHALL) under the idle daemon"
 wait_until 60 compare_states "$TMP/mcd.conf" "$TMP/want_states"
 ok $? "the idle daemon rebuilt Redis: replay's final state for all $(wc -l < "$TMP/want_states") customers"
 diff "$TMP/want_states" "$TMP/redis_states" | head -4 | cut -c1-250 | diag
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 
 # Between a batch's commit and its publish (the daemon stopped there by
 # fault injection), on one partition, with scenario 05 moved to 2031:
@@ -121,9 +117,7 @@ stopped_case() {  # stopped_case lost|kept
                 sleep 2
                 assert_exactly_once "$TMP/mcd.conf" "$1, rebuilt: "
         fi
-        kill -TERM "$DAEMON_PID"
-        wait "$DAEMON_PID"
-        ok $? "$1: daemon exits 0 on SIGTERM"
+        stop_daemon_ok "$1: "
 }
 stopped_case lost
 stopped_case kept

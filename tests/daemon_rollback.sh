@@ -93,9 +93,7 @@ rollback_case() {  # rollback_case NAME
         ok $? "$name: re-processing done (no record left)"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$name: "
-        kill -TERM "$DAEMON_PID"
-        wait "$DAEMON_PID"
-        ok $? "$name: daemon exits 0 on SIGTERM"
+        stop_daemon_ok "$name: "
         stop_services
 }
 

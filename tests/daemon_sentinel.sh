@@ -133,9 +133,7 @@ wait_until 30 grep -q "announced +switch-master: master mymaster is at 127.0.0.1
 ok $? "the idle daemon follows the announcement"
 wait_until 30 grep -q "Redis at 127.0.0.1:$REDIS_PORT (master mymaster) answers" "$TMP/daemon.log"
 ok $? "and connects to the master at its new address, 127.0.0.1:$REDIS_PORT"
-kill -TERM "$DAEMON_PID"
-wait "$DAEMON_PID"
-ok $? "daemon exits 0 on SIGTERM"
+stop_daemon_ok
 grep -E "Redis|Sentinel" "$TMP/daemon.log" | grep -v "kafka " | sed 's/^.*\] *//; s/[0-9][0-9]* ms/N ms/' |
         sort | uniq -c | sort -rn | head -12 | diag
 tap_done

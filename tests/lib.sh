@@ -205,6 +205,12 @@ start_daemon() {  # start_daemon CONFIG LOG: sets DAEMON_PID
         PIDS="$PIDS $DAEMON_PID"
 }
 
+stop_daemon_ok() {  # stop_daemon_ok [LABEL]: SIGTERM to $DAEMON_PID; one TAP line, its exit status 0
+        kill -TERM "$DAEMON_PID"
+        wait "$DAEMON_PID"
+        ok $? "${1:-}daemon exits 0 on SIGTERM"
+}
+
 count_outcomes() {  # count_outcomes CONFIG: outcomes on the topic now
         "$MCD_BIN" tail -c "$1" --exit-at-end 2>/dev/null | wc -l
 }
