@@ -282,9 +282,8 @@ static int read_long(struct walk *c, int64_t *out) {
 
 /* A string the model keeps: no NUL byte, valid UTF-8, copied. */
 static int read_text(struct walk *c, char **dst) {
-        int64_t n;
-
         const char *fault;
+        int64_t n;
         int r;
 
         if (read_long(c, &n) < 0 || n < 0 || (uint64_t)n > (uint64_t)(c->end - c->p))
