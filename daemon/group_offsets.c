@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/group_offsets.h"
 #include "daemon/log.h"
@@ -15,7 +16,14 @@ enum { REL = 0, SUB = 1 };
 
 /* Kafka protocol ApiKeys (librdkafka's constants are internal). */
 #define API_JOIN_GROUP 11
+#define API_HEARTBEAT 12
 #define API_SYNC_GROUP 14
+
+/* How long after a Heartbeat or SyncGroup answer nothing is sent: either may
+ * say the group is rebalancing (its error code, which an interceptor does
+ * not see), and librdkafka's main thread then sends a JoinGroup, which a
+ * commit queued meanwhile would follow on the coordinator's connection. */
+#define QUIET_MS 200
 
 /* Owned by the worker thread, as every call is; but `joining`. */
 struct mcd_group_offsets {
@@ -23,6 +31,7 @@ struct mcd_group_offsets {
                                       * written by librdkafka's broker threads (interceptors) */
         atomic_llong joined_ms;      /* monotonic ms of the last JoinGroup sent (interceptor) */
         atomic_llong synced_ms;      /* monotonic ms of the last SyncGroup answered (interceptor) */
+        atomic_llong quiet_until;    /* monotonic ms before which nothing is sent (interceptor) */
         char *topic[2];              /* relationships, subscriptions */
         int32_t n;                   /* partitions of each */
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
@@ -45,6 +54,7 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         atomic_init(&g->joining, false);
         atomic_init(&g->joined_ms, 0);
         atomic_init(&g->synced_ms, 0);
+        atomic_init(&g->quiet_until, 0);
         g->n = (int32_t)n;
         g->interval_ms = interval_ms;
         g->topic[REL] = strdup(rel_topic);
@@ -128,16 +138,40 @@ static rd_kafka_resp_err_t on_request_sent(rd_kafka_t *rk, int sockfd, const cha
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* An answer that may start a join (QUIET_MS): its JoinGroup goes out from
+ * librdkafka's main thread moments later, and a commit sent between would
+ * follow it to the coordinator, under the generation that join replaces. */
 static rd_kafka_resp_err_t on_response_received(rd_kafka_t *rk, int sockfd, const char *broker, int32_t broker_id,
                                                 int16_t api, int16_t version, int32_t corr_id, size_t size,
                                                 int64_t rtt, rd_kafka_resp_err_t err, void *opaque) {
         struct mcd_group_offsets *g = opaque;
 
+        if (api == API_HEARTBEAT || api == API_SYNC_GROUP)
+                atomic_store(&g->quiet_until, mono_ms() + QUIET_MS);
         if (api == API_SYNC_GROUP) {
                 atomic_store(&g->synced_ms, mono_ms());
                 atomic_store(&g->joining, false);
         }
         return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Whether a commit now could cross a join: the member joining, or an answer
+ * that may start one just in. */
+static bool held_back(const struct mcd_group_offsets *g) {
+        return atomic_load(&g->joining) || mono_ms() < (int64_t)atomic_load(&g->quiet_until);
+}
+
+/* For a commit waited for anyway: the quiet moment after an answer is slept
+ * out (a retry instead could fall into the same moment of the heartbeat's
+ * period each time).  False while the member is joining. */
+static bool wait_quiet(const struct mcd_group_offsets *g) {
+        for (int i = 0; i < 5 && !atomic_load(&g->joining); i++) {
+                int64_t left = (int64_t)atomic_load(&g->quiet_until) - mono_ms();
+                if (left <= 0)
+                        return true;
+                nanosleep(&(struct timespec){.tv_sec = left / 1000, .tv_nsec = left % 1000 * 1000000}, NULL);
+        }
+        return !held_back(g);
 }
 
 static rd_kafka_resp_err_t on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque, char *errstr,
@@ -203,16 +237,22 @@ static int take_partition(struct mcd_group_offsets *g, int32_t p, bool again, rd
         return 0;
 }
 
+/* A list not sent, or refused: its offsets go at the next flush.  Destroys
+ * l; NULL is fine. */
+static void put_back(struct mcd_group_offsets *g, rd_kafka_topic_partition_list_t *l) {
+        for (int i = 0; l && i < l->cnt; i++)
+                send_again(g, &l->elems[i]);
+        if (l)
+                rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* The offsets held and not yet sent, marked sent; NULL when there are none. */
 static rd_kafka_topic_partition_list_t *take_due(struct mcd_group_offsets *g) {
         rd_kafka_topic_partition_list_t *l = NULL;
 
         for (int32_t p = 0; p < g->n; p++)
                 if (take_partition(g, p, false, &l) < 0) {
-                        for (int i = 0; l && i < l->cnt; i++)
-                                send_again(g, &l->elems[i]);
-                        if (l)
-                                rd_kafka_topic_partition_list_destroy(l);
+                        put_back(g, l);
                         return NULL;
                 }
         return l;
@@ -248,17 +288,21 @@ int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, i
         rd_kafka_resp_err_t err;
         int n;
 
-        if (!g || !consumer || (!now && mono_ms < g->next_send) || atomic_load(&g->joining) || !(l = take_due(g)))
+        if (!g || !consumer || (!now && (mono_ms < g->next_send || held_back(g))) ||
+            atomic_load(&g->joining) || !(l = take_due(g)))
                 return 0;
+        if (!now && held_back(g)) {     /* checked again last thing: the list's making took time */
+                put_back(g, l);
+                return 0;
+        }
         n = l->cnt;
         g->next_send = mono_ms + g->interval_ms;
         g->n_sent++;
         err = rd_kafka_commit(consumer, l, 1 /* async: the answer comes to the offset_commit_cb */);
         if (err) {
-                for (int i = 0; i < l->cnt; i++)
-                        send_again(g, &l->elems[i]);
                 refused(g, err, n);
-                n = -EAGAIN;
+                put_back(g, l);
+                return -EAGAIN;
         }
         rd_kafka_topic_partition_list_destroy(l);
         return n;
@@ -271,7 +315,7 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
 
         if (!g || !consumer || partition < 0 || partition >= g->n)
                 return 0;
-        if (atomic_load(&g->joining))
+        if (!wait_quiet(g))
                 return -EAGAIN;
         /* Sent even when a flush sent the same: its answer, not waited for,
          * may be a refusal still to come. */
@@ -282,13 +326,11 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
                 for (int i = 0; !err && i < l->cnt; i++)
                         err = l->elems[i].err;
         }
-        if (l && (r < 0 || err)) {
-                for (int i = 0; i < l->cnt; i++)
-                        send_again(g, &l->elems[i]);
-                if (err)
-                        refused(g, err, l->cnt);
-        }
-        if (l)
+        if (l && err)
+                refused(g, err, l->cnt);
+        if (r < 0 || err)
+                put_back(g, l);
+        else if (l)
                 rd_kafka_topic_partition_list_destroy(l);
         return r < 0 ? r : err ? -EIO : 0;
 }

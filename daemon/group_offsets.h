@@ -19,8 +19,12 @@
  * this guard: as a third instance joined, the two others' rebalances failed
  * (one lost its assignment) and no partition moved until one left.  The guard
  * watches the member's own requests (librdkafka interceptors): from a
- * JoinGroup sent to the SyncGroup answered, offsets wait.  At most once per
- * interval besides, to spare the group coordinator a write per batch.
+ * JoinGroup sent to the SyncGroup answered, offsets wait; and for a moment
+ * after each Heartbeat or SyncGroup answer, either of which may start a join
+ * whose JoinGroup librdkafka's main thread sends next (a commit queued in
+ * that moment would follow it: seen once in tests/daemon_group.sh, in
+ * CI).  At most once per interval besides, to spare the group coordinator
+ * a write per batch.
  * Failures are counted and logged (a rebalance's at debug, others at info
  * when they start), and the offsets sent again at the next interval.
  *
@@ -83,7 +87,8 @@ void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, cons
  * answer: for a pair starting with nothing in Redis, so that the group
  * knows where its outputs begin before any is produced.  Sent even when a
  * flush sent the same offsets already: that answer, not waited for, may be
- * a refusal.
+ * a refusal.  Within a moment of an answer that may start a join, waits
+ * that moment out first (some 200 ms at most).
  * 0; -EAGAIN while the member is joining the group (try again); -EIO when
  * the group refused it, -ENOMEM. */
 int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer, int32_t partition);
@@ -93,13 +98,15 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition);
 
 /* Watches the group member's handle to be made from conf (call before
- * rd_kafka_new): its JoinGroup and SyncGroup requests, from its broker
- * threads.  g must outlive that handle.  0 or -EINVAL. */
+ * rd_kafka_new): its JoinGroup, Heartbeat and SyncGroup requests, from its
+ * broker threads.  g must outlive that handle.  0 or -EINVAL. */
 int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf);
 
 /* Sends, through the group member `consumer` and without waiting, the
  * offsets noted and not yet sent, once interval_ms has passed since the last
- * send (at once with `now`), unless the member is joining the group.
+ * send, unless the member is joining the group or may be about to.  `now`
+ * is for a rebalance callback, during which librdkafka starts no join: at
+ * once, unless the member is joining.
  * Returns how many offsets went, or a negative errno when librdkafka refused
  * them at once (counted as a failure). */
 int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, int64_t mono_ms, bool now);

@@ -14,7 +14,8 @@
  * not have) makes the read fail, not read as nothing.  Then the join guard,
  * with a member that subscribes: from its JoinGroup sent to its SyncGroup
  * answered (the mock cluster's initial rebalance delay, 3 s, between them)
- * no flush sends anything; once it is assigned, a flush sends. */
+ * no flush sends anything; once it is assigned, flushes send, but none
+ * within 200 ms of a Heartbeat answer (which may start a join). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -25,18 +26,29 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "daemon/group_offsets.h"
+#include "daemon/runtime.h"
 #include "tests/tap.h"
 
 #define API_OFFSET_COMMIT 8     /* Kafka protocol ApiKeys (librdkafka's constants are internal) */
 #define API_JOIN_GROUP 11
+#define API_HEARTBEAT 12
 #define API_SYNC_GROUP 14
+#define QUIET_MS 200            /* group_offsets.c's */
 
 /* The joining member's state, for its callbacks. */
 struct joiner {
         struct mcd_group_offsets *g;
         atomic_int joins;            /* JoinGroup requests sent (broker thread) */
         atomic_int sync_answers;     /* SyncGroup responses received (broker thread) */
+        atomic_llong heartbeat_ms;   /* mono_ms of the last Heartbeat answer, 0 none (broker thread) */
         int assigned;                /* assignment callbacks served */
+};
+
+/* What the joining member's flushes did. */
+struct flushes {
+        int joining, joining_sent;   /* from its JoinGroup sent to its SyncGroup answered */
+        int quiet, quiet_sent;       /* once assigned, within QUIET_MS of a Heartbeat answer */
+        int later_sent;              /* once assigned, otherwise */
 };
 
 static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets,
@@ -108,6 +120,8 @@ static rd_kafka_resp_err_t on_response(rd_kafka_t *rk, int sockfd, const char *b
 
         if (api == API_SYNC_GROUP)
                 atomic_fetch_add(&j->sync_answers, 1);
+        if (api == API_HEARTBEAT)      /* after group_offsets.c's interceptor, registered first */
+                atomic_store(&j->heartbeat_ms, mono_ms());
         return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
@@ -140,20 +154,41 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         }
 }
 
+/* One flush of offsets noted afresh, once the member is assigned: counted
+ * in f as sent within QUIET_MS of a Heartbeat answer (it could not have
+ * waited that long: it was sent by `after`) or otherwise. */
+static void flush_assigned(struct joiner *j, rd_kafka_t *c, struct mcd_group_mark *mark, struct flushes *f) {
+        int64_t before, after, hb;
+        int sent;
+
+        mark->rel++;
+        mark->sub++;
+        mcd_group_offsets_note(j->g, 0, mark);
+        before = mono_ms();
+        sent = mcd_group_offsets_flush(j->g, c, before, false) > 0;     /* its interval 0 */
+        after = mono_ms();
+        hb = atomic_load(&j->heartbeat_ms);
+        if (hb > 0 && hb <= before && after - hb < QUIET_MS - 10) {
+                f->quiet++;
+                f->quiet_sent += sent;
+        } else {
+                f->later_sent += sent;
+        }
+}
+
 /* A member of group "test-join" subscribed to rel: from its first JoinGroup
  * sent until its first SyncGroup is answered, new offsets noted and flushed
- * every 10 ms, then on until it is assigned (20 s at most).  Returns how
- * many of the flushes during the join (*tried) sent anything, -1 on a
- * failure; *after, what a flush sent once it was assigned. */
-static int join(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *tried, int *after) {
+ * every 10 ms, then on until it is assigned (20 s at most), then for 2 s
+ * (heartbeats every 300 ms).  -1 on a failure. */
+static int join(rd_kafka_mock_cluster_t *mc, struct joiner *j, struct flushes *f) {
         rd_kafka_conf_t *conf = conf_new(rd_kafka_mock_cluster_bootstraps(mc), "test-join", j->g,
                                          "partition.assignment.strategy", "cooperative-sticky",
-                                         "session.timeout.ms", "6000", NULL);
+                                         "session.timeout.ms", "6000", "heartbeat.interval.ms", "300", NULL);
         rd_kafka_topic_partition_list_t *topics;
         struct mcd_group_mark mark = {.rel = 1, .sub = 1, .seq = 1, .generation = 1};
         rd_kafka_t *c = NULL;
         char err[256];
-        int before = 0;
+        int64_t end = 0;
 
         if (!conf)
                 return -1;
@@ -170,26 +205,27 @@ static int join(rd_kafka_mock_cluster_t *mc, struct joiner *j, int *tried, int *
         rd_kafka_topic_partition_list_add(topics, "rel", RD_KAFKA_PARTITION_UA);
         rd_kafka_subscribe(c, topics);
         rd_kafka_topic_partition_list_destroy(topics);
-        for (int i = 0; i < 2000 && !j->assigned; i++) {
+        for (int i = 0; i < 2000 && (!end || mono_ms() < end); i++) {
                 rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 10);
                 if (msg)
                         rd_kafka_message_destroy(msg);
+                if (j->assigned) {
+                        end = end ? end : mono_ms() + 2000;
+                        flush_assigned(j, c, &mark, f);
+                        continue;
+                }
                 mark.rel++;
                 mark.sub++;
                 mcd_group_offsets_note(j->g, 0, &mark);
                 if (atomic_load(&j->joins) > 0 && atomic_load(&j->sync_answers) == 0) {
-                        before += mcd_group_offsets_flush(j->g, c, 0, true) > 0;
-                        (*tried)++;
+                        f->joining_sent += mcd_group_offsets_flush(j->g, c, 0, true) > 0;
+                        f->joining++;
                 }
         }
-        mark.rel++;
-        mark.sub++;
-        mcd_group_offsets_note(j->g, 0, &mark);
-        *after = j->assigned ? mcd_group_offsets_flush(j->g, c, 0, true) : -1;
         rd_kafka_consumer_close(c);
         if (j->assigned)        /* else librdkafka 2.0 aborts in the destroy (its issue 4312) */
                 rd_kafka_destroy(c);
-        return before;
+        return 0;
 }
 
 int main(void) {
@@ -248,14 +284,18 @@ int main(void) {
         mcd_group_offsets_free(g);
 
         /* The join guard. */
-        struct joiner j = {.joins = 0, .sync_answers = 0};
-        int before, tried = 0, after = -1;
-        ok(mcd_group_offsets_new("rel", "sub", 1, 60000, &j.g) == 0, "group offsets for a joining member");
-        before = j.g ? join(mc, &j, &tried, &after) : -1;
-        ok(j.assigned == 1, "the member was assigned");
-        ok(tried > 100 && before == 0, "no flush sent anything from its JoinGroup to its SyncGroup's answer (%d of %d did)",
-           before, tried);
-        ok(after == 2, "a flush after the assignment sent both sides (%d)", after);
+        struct joiner j = {.joins = 0, .sync_answers = 0, .heartbeat_ms = 0};
+        struct flushes f = {0};
+        ok(mcd_group_offsets_new("rel", "sub", 1, 0, &j.g) == 0, "group offsets for a joining member");
+        r = j.g ? join(mc, &j, &f) : -1;
+        ok(r == 0 && j.assigned == 1, "the member was assigned");
+        ok(f.joining > 100 && f.joining_sent == 0,
+           "no flush sent anything from its JoinGroup to its SyncGroup's answer (%d of %d did)", f.joining_sent,
+           f.joining);
+        ok(f.quiet > 0 && f.quiet_sent == 0,
+           "no flush sent anything within %d ms of a Heartbeat answer (%d of %d did)", QUIET_MS, f.quiet_sent,
+           f.quiet);
+        ok(f.later_sent > 0, "flushes after the assignment, and away from heartbeats, sent (%d)", f.later_sent);
         mcd_group_offsets_free(j.g);
         rd_kafka_mock_cluster_destroy(mc);
         rd_kafka_destroy(mrk);
