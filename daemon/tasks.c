@@ -226,13 +226,14 @@ void group_note(struct tasks *tm, const struct pair *p) {
  * (restore.c restore_origin), with no changelog scan of its own.  -EAGAIN:
  * try again (the member is joining the group, or the group refused). */
 static int send_origin(struct tasks *tm, struct pair *p) {
-        const struct mcd_group_mark m = {.rel = p->expect[REL], .sub = p->expect[SUB], .seq = p->seq,
-                                         .generation = p->generation, .marks = p->origin_marks};
+        struct mcd_group_mark m = {.rel = p->expect[REL], .sub = p->expect[SUB], .seq = p->seq,
+                                   .generation = p->generation};
 
         if (!tm->env->consumer || p->committed.rel >= 0 || p->committed.sub >= 0)
                 return 0;
         if (!p->origin_marks && !(p->origin_marks = marks_format(tm->pub)))
                 return -ENOMEM;
+        m.marks = p->origin_marks;      /* made just now on a first try: the copy's point */
         mcd_group_offsets_note(tm->env->group_offsets, p->partition, &m);
         p->origin_unsent = mcd_group_offsets_send_now(tm->env->group_offsets, tm->env->consumer, p->partition) < 0;
         return p->origin_unsent ? -EAGAIN : 0;

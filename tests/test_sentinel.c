@@ -272,7 +272,7 @@ static void test_failover(struct srv *master, struct srv *replica, const struct 
         is_int(mcd_store_claim(a, 0, 0, &gen), 0, "partition 0 claimed");
         is_int(commit_one(a, "c-before", gen), 0, "a commit on the master");
         is_int(mcd_store_ping(b, &rtt), 0, "the second store connected to the master too");
-        r = raw(master->port, "WAIT 1 5000");
+        r = raw(master->port, "WAIT 1 30000");       /* under valgrind on a busy machine 5 s fell short */
         ok(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1, "the replica has it (WAIT)");
         if (r)
                 freeReplyObject(r);
