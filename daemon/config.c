@@ -87,6 +87,7 @@ static const struct key_def keys[] = {
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
         {"log.level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info"},
         {"status.interval", KEY_DURATION, OFF(status_interval), 1, 0, "5s"},
+        {"group_offsets.interval", KEY_DURATION_INT, OFF(group_offsets_interval_ms), 100, 3600000, "1s"},
 };
 
 static const struct {

@@ -84,6 +84,8 @@ struct mcd_config {
         char *metrics_listen;        /* metrics.listen, 127.0.0.1:9464; "" disables */
         int log_level;               /* log.level: syslog priority, LOG_INFO */
         mcd_time_t status_interval;  /* status.interval, 5s */
+        int group_offsets_interval_ms; /* group_offsets.interval, 1s: Redis's offsets copied to the group
+                                        * at most this often (group_offsets.h) */
 };
 
 /* Fills cfg with every default. 0 or -ENOMEM. */

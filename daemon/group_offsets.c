@@ -116,6 +116,11 @@ void mcd_group_mark_clear(struct mcd_group_mark *m) {
         m->marks = NULL;
 }
 
+void mcd_group_offsets_set_interval(struct mcd_group_offsets *g, int interval_ms) {
+        if (g)
+                g->interval_ms = interval_ms;
+}
+
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
         if (!g || partition < 0 || partition >= g->n)
                 return;
@@ -328,6 +333,8 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
         }
         if (l && err)
                 refused(g, err, l->cnt);
+        if (l && !err)          /* a send like a flush's: the interval counts from it */
+                g->next_send = mono_ms() + g->interval_ms;
         if (r < 0 || err)
                 put_back(g, l);
         else if (l)

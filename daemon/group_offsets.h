@@ -88,10 +88,14 @@ void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, cons
  * knows where its outputs begin before any is produced.  Sent even when a
  * flush sent the same offsets already: that answer, not waited for, may be
  * a refusal.  Within a moment of an answer that may start a join, waits
- * that moment out first (some 200 ms at most).
+ * that moment out first (some 200 ms at most).  The next flush waits the
+ * interval from it.
  * 0; -EAGAIN while the member is joining the group (try again); -EIO when
  * the group refused it, -ENOMEM. */
 int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer, int32_t partition);
+
+/* Sends from now on at most once per interval_ms.  g may be NULL. */
+void mcd_group_offsets_set_interval(struct mcd_group_offsets *g, int interval_ms);
 
 /* The pair is fenced, restarted or gone: nothing more is sent for it until
  * it is noted again. */

@@ -68,11 +68,6 @@ struct worker {
         uint64_t watchdog_usec;      /* systemd's WatchdogSec, 0 when off */
 };
 
-/* How often, at most, the offsets Redis holds are copied to the consumer
- * group for lag monitors: not after every batch, which would cost the group
- * coordinator a write per batch (group_offsets.h). */
-#define GROUP_OFFSETS_INTERVAL_MS 1000
-
 /* Points every part at the state it uses (its own, and the parts below it). */
 static void worker_wire(struct worker *w, struct mcd_config *cfg) {
         w->env.cfg = cfg;
@@ -194,7 +189,8 @@ static int worker_setup(struct worker *w) {
                 return -EINVAL;
         }
         r = mcd_group_offsets_new(w->env.cfg->topic_relationships, w->env.cfg->topic_subscriptions,
-                                  w->n_input_partitions, GROUP_OFFSETS_INTERVAL_MS, &w->env.group_offsets);
+                                  w->n_input_partitions, w->env.cfg->group_offsets_interval_ms,
+                                  &w->env.group_offsets);
         if (r < 0)
                 return r;
 
@@ -471,6 +467,8 @@ static void reload(struct worker *w) {
                 w->env.cfg->buffer_max = fresh.buffer_max;
                 w->env.cfg->batch_wait = fresh.batch_wait;
                 w->env.cfg->status_interval = fresh.status_interval;
+                w->env.cfg->group_offsets_interval_ms = fresh.group_offsets_interval_ms;
+                mcd_group_offsets_set_interval(w->env.group_offsets, fresh.group_offsets_interval_ms);
                 if (apply_schemas_load(&w->ap, fresh.schemas_dir) == 0) {
                         char *old = w->env.cfg->schemas_dir;
                         w->env.cfg->schemas_dir = fresh.schemas_dir;

@@ -92,7 +92,7 @@ ok $st "with its $n_keys example keys uncommented it passes check-config"
 missing=""
 for k in topic.relationships topic.subscriptions topic.outcomes topic.dlq topic.changelog redis.host \
          redis.port redis.db redis.password redis.key_prefix redis.timeout redis.sentinels redis.master_name park_grace merge_wait \
-         batch.max_events batch.max_bytes cache.max_bytes batch.threads batch.wait buffer.max_events schemas.dir metrics.listen log.level status.interval \
+         batch.max_events batch.max_bytes cache.max_bytes batch.threads batch.wait buffer.max_events schemas.dir metrics.listen log.level status.interval group_offsets.interval \
          kafka.bootstrap.servers \
          kafka.group.id; do
         grep -q "^#$k =" "$MCD_SRCDIR/systemd/multichanneld.conf" || missing="$missing $k"

@@ -128,6 +128,7 @@ static void test_defaults(void) {
         is_str(cfg.schemas_dir, MCD_SCHEMADIR, "schemas.dir is the installed schema folder");
         is_int(cfg.log_level, LOG_INFO, "log.level info");
         is_int(cfg.status_interval, 5000, "status.interval 5s");
+        is_int(cfg.group_offsets_interval_ms, 1000, "group_offsets.interval 1s");
         is_int(cfg.dedup_window, 30LL * 86400000, "dedup_window 30d");
         is_int(cfg.limit_seen_ids, 10000, "limits.seen_ids 10000");
         is_int(cfg.limit_subscriptions, 1000, "limits.subscriptions 1000");
@@ -451,6 +452,11 @@ static void test_set(void) {
         is_int(mcd_config_set(&cfg, "schemas.dir", "", 0, why, sizeof(why)), -EINVAL, "an empty schemas.dir refused");
         is_int(mcd_config_set(&cfg, "status.interval", "0s", 0, why, sizeof(why)), -EINVAL,
                "status.interval 0 refused");
+        is_int(mcd_config_set(&cfg, "group_offsets.interval", "10m", 0, why, sizeof(why)), 0,
+               "group_offsets.interval 10m");
+        is_int(cfg.group_offsets_interval_ms, 600000, "group_offsets.interval in milliseconds");
+        is_int(mcd_config_set(&cfg, "group_offsets.interval", "2h", 0, why, sizeof(why)), -EINVAL,
+               "group_offsets.interval over 1h refused");
         is_int(mcd_config_set(&cfg, "nope", "1", 0, why, sizeof(why)), -EINVAL, "unknown key refused");
         is_str(why, "unknown key 'nope' (see multichanneld(8) for the keys)", "unknown key why");
         is_int(mcd_config_set(&cfg, "kafka.group.id", "other", 0, NULL, 0), 0, "set kafka.group.id, no why");
