@@ -57,6 +57,7 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         atomic_init(&g->quiet_until, 0);
         g->n = (int32_t)n;
         g->interval_ms = interval_ms;
+        g->next_send = mono_ms() + interval_ms;        /* the first flush an interval after the start */
         g->topic[REL] = strdup(rel_topic);
         g->topic[SUB] = strdup(sub_topic);
         for (int t = REL; t <= SUB; t++) {
@@ -333,8 +334,6 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
         }
         if (l && err)
                 refused(g, err, l->cnt);
-        if (l && !err)          /* a send like a flush's: the interval counts from it */
-                g->next_send = mono_ms() + g->interval_ms;
         if (r < 0 || err)
                 put_back(g, l);
         else if (l)

@@ -73,7 +73,8 @@ void mcd_group_mark_clear(struct mcd_group_mark *m);
 #define MCD_GROUP_MARK_PREFIX "multichanneld/1 "
 
 /* For partitions 0..n_partitions-1 of both input topics (the strings are
- * copied), sent at most once per interval_ms.  0 or -ENOMEM. */
+ * copied), sent at most once per interval_ms, the first an interval after
+ * this call.  0 or -ENOMEM. */
 int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t n_partitions, int interval_ms,
                           struct mcd_group_offsets **out);
 void mcd_group_offsets_free(struct mcd_group_offsets *g);
@@ -88,8 +89,7 @@ void mcd_group_offsets_note(struct mcd_group_offsets *g, int32_t partition, cons
  * knows where its outputs begin before any is produced.  Sent even when a
  * flush sent the same offsets already: that answer, not waited for, may be
  * a refusal.  Within a moment of an answer that may start a join, waits
- * that moment out first (some 200 ms at most).  The next flush waits the
- * interval from it.
+ * that moment out first (some 200 ms at most).
  * 0; -EAGAIN while the member is joining the group (try again); -EIO when
  * the group refused it, -ENOMEM. */
 int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer, int32_t partition);

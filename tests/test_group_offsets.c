@@ -6,8 +6,8 @@
  * send_now sends even when an asynchronous flush just sent the same
  * offsets and the group refused them, its answer not yet served (a hole
  * by which a pair could produce before the group knew where its outputs
- * begin); the next flush waits the interval from a send_now; the flush's
- * refusal is proved
+ * begin); no flush within the interval of the start, send_now aside; the
+ * flush's refusal is proved
  * by the answer counted once served, and the refused offsets go again at the
  * next flush; a partition the group cannot answer for (one the topic does
  * not have) makes the read fail, not read as nothing.  Then the join guard,
@@ -264,7 +264,7 @@ int main(void) {
          * send_now before its answer is served must still send them. */
         mcd_group_offsets_note(g, 0, &second);
         ok(mcd_group_offsets_flush(g, c, mono_ms(), false) == 0,
-           "the next flush waits the interval from a send_now (nothing sent)");
+           "no flush within the interval of the start, send_now aside (nothing sent)");
         rd_kafka_mock_push_request_errors(mc, API_OFFSET_COMMIT, 1, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
         ok(mcd_group_offsets_flush(g, c, 0, true) == 2, "flush sent both sides asynchronously");
         ok(mcd_group_offsets_send_now(g, c, 0) == 0, "send_now right after: the group took the offsets");
