@@ -66,7 +66,7 @@ static struct item *items_new(struct batcher *bt, size_t n, size_t *cap) {
                         return items;
                 }
         *cap = n ? n : 1;
-        return calloc(*cap, sizeof(*items));
+        return zalloc_array(*cap, sizeof(*items));
 }
 
 /* Destroys b (NULL is fine), its items array kept as a spare if there is
@@ -288,12 +288,12 @@ static int overlap_init(struct overlap *o) {
         const struct batch *ahead = o->ahead;
         size_t n = ahead->n_ids + 1;
 
-        o->ids = calloc(n, sizeof(*o->ids));
-        o->at = calloc(n, sizeof(*o->at));
-        o->loaded = calloc(n, sizeof(*o->loaded));
-        o->from = calloc(n, sizeof(*o->from));
-        o->from_len = calloc(n, sizeof(*o->from_len));
-        o->decoded = calloc(n, sizeof(*o->decoded));
+        o->ids = zalloc_array(n, sizeof(*o->ids));
+        o->at = zalloc_array(n, sizeof(*o->at));
+        o->loaded = zalloc_array(n, sizeof(*o->loaded));
+        o->from = zalloc_array(n, sizeof(*o->from));
+        o->from_len = zalloc_array(n, sizeof(*o->from_len));
+        o->decoded = zalloc_array(n, sizeof(*o->decoded));
         if (!o->ids || !o->at || !o->loaded || !o->from || !o->from_len || !o->decoded)
                 return -ENOMEM;
         for (size_t j = 0; j < ahead->n_ids; j++)
@@ -421,7 +421,7 @@ static void store_batch(struct batcher *bt, const struct batch *b, const char *m
  * (-ECANCELED when not tried). */
 static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct batch *ahead, int *load_r,
                         int *apply_r) {
-        struct mcd_store_customer *sc = calloc(b->n_ids + 1, sizeof(*sc));
+        struct mcd_store_customer *sc = zalloc_array(b->n_ids + 1, sizeof(*sc));
         struct mcd_store_partition *sp = calloc(bt->pairs->n + 1, sizeof(*sp));
         struct overlap o = {.bt = bt, .b = b, .ahead = ahead, .load_r = -ECANCELED, .apply_r = -ECANCELED};
         struct mcd_store_batch sb = {.while_running = while_committing, .while_running_ctx = &o};
@@ -593,15 +593,15 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
                         r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition);
         if (r < 0)
                 return r;
-        b->frames = calloc(b->n_pairs + 1, sizeof(*b->frames));
-        b->frame_lens = calloc(b->n_pairs + 1, sizeof(*b->frame_lens));
-        b->n_frames = calloc(b->n_pairs + 1, sizeof(*b->n_frames));
-        b->customers = calloc(b->n_ids + 1, sizeof(*b->customers));
-        b->had_due = calloc(b->n_ids + 1, sizeof(*b->had_due));
-        b->blank = calloc(b->n_ids + 1, sizeof(*b->blank));
-        b->due_before = calloc(b->n_ids + 1, sizeof(*b->due_before));
-        b->state = calloc(b->n_ids + 1, sizeof(*b->state));
-        b->state_len = calloc(b->n_ids + 1, sizeof(*b->state_len));
+        b->frames = zalloc_array(b->n_pairs + 1, sizeof(*b->frames));
+        b->frame_lens = zalloc_array(b->n_pairs + 1, sizeof(*b->frame_lens));
+        b->n_frames = zalloc_array(b->n_pairs + 1, sizeof(*b->n_frames));
+        b->customers = zalloc_array(b->n_ids + 1, sizeof(*b->customers));
+        b->had_due = zalloc_array(b->n_ids + 1, sizeof(*b->had_due));
+        b->blank = zalloc_array(b->n_ids + 1, sizeof(*b->blank));
+        b->due_before = zalloc_array(b->n_ids + 1, sizeof(*b->due_before));
+        b->state = zalloc_array(b->n_ids + 1, sizeof(*b->state));
+        b->state_len = zalloc_array(b->n_ids + 1, sizeof(*b->state_len));
         if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->blank ||
             !b->due_before || !b->state || !b->state_len)
                 return -ENOMEM;

@@ -12,6 +12,7 @@
 
 #include <hiredis.h>
 
+#include "daemon/macro.h"
 #include "daemon/store.h"
 #include "daemon/store_internal.h"
 #include "daemon/parallel.h"
@@ -130,7 +131,7 @@ static int load_reply(struct mcd_store *s, redisReply *reply, const char *const 
                 freeReplyObject(reply);
                 return -EBADMSG;
         }
-        j.results = calloc(n, sizeof(*j.results));
+        j.results = zalloc_array(n, sizeof(*j.results));
         if (!j.results) {
                 freeReplyObject(reply);
                 return -ENOMEM;
@@ -403,7 +404,7 @@ static int build_commit(const struct mcd_store *s, const struct mcd_store_batch 
 
         if ((r = check_customers(b)) < 0)
                 return r;
-        if (!(ch = calloc(b->n_customers + 1, sizeof(*ch))))
+        if (!(ch = zalloc_array(b->n_customers + 1, sizeof(*ch))))
                 return -ENOMEM;
         if (n > 0 && (a = cmd_add(c)))
                 load_args(s, ids, n, a);

@@ -10,6 +10,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "daemon/macro.h"
 #include "daemon/strmap.h"
 
 /* Never 0: 0 marks a free slot. */
@@ -39,7 +40,7 @@ void *mcd_strmap_get(const struct mcd_strmap *m, const char *key) {
 /* Twice the slots, the keys moved without hashing them again. */
 static int grow(struct mcd_strmap *m) {
         size_t size = m->size ? m->size * 2 : 64, mask = size - 1;
-        struct mcd_strmap_slot *slots = calloc(size, sizeof(*slots));
+        struct mcd_strmap_slot *slots = zalloc_array(size, sizeof(*slots));
 
         if (!slots)
                 return -ENOMEM;

@@ -217,6 +217,7 @@ proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2> /dev/null
 proc_cpu() {  # user+system CPU seconds of a process
         awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.1f\n", ($12 + $13) / hz }' "/proc/$1/stat"
 }
+proc_minflt() { awk '{ sub(/.*\) /, ""); print $8 }' "/proc/$1/stat"; }  # minor page faults of a process
 redis_info() { redis-cli -p "$REDIS_PORT" info "${2:-all}" | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -277,6 +278,7 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_LOAD="$_load0 -> $(loadavg)"
         RUN_HWM=$(proc_kb "$DAEMON_PID" VmHWM)
         RUN_CPU=$(proc_cpu "$DAEMON_PID")
+        RUN_MINFLT=$(proc_minflt "$DAEMON_PID")
         RUN_REDIS_CPU=$(redis_info used_cpu_user cpu)+$(redis_info used_cpu_sys cpu)
         RUN_REDIS_CPU=$(echo "$RUN_REDIS_CPU" | awk -F+ '{ printf "%.1f", $1 + $2 }')
         RUN_MOCK_CPU=$(fsub "$(proc_cpu "$KAFKA_PID")" "$_mock_cpu0")
@@ -400,6 +402,7 @@ row "(b') daemon after start-up ($RUN_STEADY_EVENTS events)" "$(fdiv "$RUN_STEAD
 row "mean batch duration (load+rules+commit+publish)" "$RUN_BATCH_MEAN_MS ms"
 row "CPU time: daemon / redis-server / mock cluster during (b)" "$RUN_CPU s / $RUN_REDIS_CPU s / $RUN_MOCK_CPU s"
 row "CPU per event: daemon / redis-server  [goals <= 6 / 1.5 us]" "$(per_event_us "$RUN_CPU" "$N") us / $(per_event_us "$RUN_REDIS_CPU" "$N") us"
+row "daemon minor page faults, whole run (per event)" "$RUN_MINFLT ($(fdiv "$RUN_MINFLT" "$N" 3))"
 row "to (b)/(a) = 0.5" "$(half_ceiling_gap)"
 row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
 row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
