@@ -1,7 +1,7 @@
-/* macro.h -- small macros any daemon file may use.
+/* macro.h -- small macros and inline helpers any daemon file may use.
  *
- * Kept to what the C library lacks and more than one file needs; each is an
- * expression with no side effect beyond its arguments'. */
+ * Kept to what the C library lacks and more than one file needs; each macro
+ * is an expression with no side effect beyond its arguments'. */
 #ifndef MCD_MACRO_H
 #define MCD_MACRO_H
 
