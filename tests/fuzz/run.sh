@@ -12,14 +12,16 @@
 #
 # The project sources the fuzzers need are compiled straight from the source
 # tree (not through configure), with coverage instrumentation, into
-# BUILDDIR/libmcdfuzz.a:
-#   fuzz_avro    daemon/avro_{schema,value,encode,decode,view,confluent}.c, strbuf.c, schemas_embedded.c
-#                (schemas/embed.sh), daemon/outbox.c, daemon/jsonl.c, handlers/model.c, timefmt.c,
-#                daemon/registry.c (linked only: no registry is configured, Confluent-framed input
-#                is UNKNOWN_SCHEMA)
-#   fuzz_jsonl   daemon/jsonl.c, handlers/model.c, handlers/timefmt.c
-#   fuzz_state   daemon/state_codec.c, state_json.c, strbuf.c, daemon/jsonl.c, handlers/model.c, seen.c, timefmt.c
-#   fuzz_replay  daemon/replay.c, state_json.c, jsonl.c, strmap.c, handlers/*.c
+# BUILDDIR/libmcdfuzz.a: the files Makefile.am lists in libmcdrules_a_SOURCES
+# (the rules engine) and MCD_CODEC_SOURCES (the codecs and what they use: Avro,
+# JSON lines, the stored state, outbox frames, configuration, log), read from
+# it at build time, and the embedded schemas (schemas/embed.sh).  Each fuzzer
+# links what it calls:
+#   fuzz_avro    events and outcomes through the Avro codec (no registry is
+#                configured: Confluent-framed input is UNKNOWN_SCHEMA), outbox frames
+#   fuzz_jsonl   the replay format's lines
+#   fuzz_state   a customer's stored state, binary and JSON
+#   fuzz_replay  whole replays through the rules
 # BUILDDIR/make_seeds regenerates the seed corpus (see make_seeds.c):
 #   BUILDDIR/make_seeds tests/scenarios tests/fuzz/corpus
 #
