@@ -1,11 +1,13 @@
 /* test_strmap.c -- daemon/strmap.c: a key maps to its last value; keys are
  * copies; the map grows past its first slots keeping every key; walking
- * the slots visits each key once; clearing empties it. */
+ * the slots visits each key once; clearing empties it.  And macro.h's
+ * zalloc_array, which makes the map's slots. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/macro.h"
 #include "daemon/strmap.h"
 #include "tests/tap.h"
 
@@ -61,7 +63,33 @@ static void test_many(void) {
         mcd_strmap_clear(&m);
 }
 
+/* zalloc_array: zeroed memory, a block for none, NULL on an overflowing
+ * size, the same block reused zeroed again after a free. */
+static void test_zalloc(void) {
+        size_t n = 100000, zeros = 0;
+        uint64_t *v = zalloc_array(n, sizeof(*v));
+        void *none = zalloc_array(0, 8);
+
+        ok(v != NULL, "zalloc_array makes %zu words", n);
+        for (size_t i = 0; v && i < n; i++)
+                zeros += v[i] == 0;
+        ok(zeros == n, "all zero");
+        if (v)
+                memset(v, 0xa5, n * sizeof(*v));
+        free(v);
+        v = zalloc_array(n, sizeof(*v));
+        zeros = 0;
+        for (size_t i = 0; v && i < n; i++)
+                zeros += v[i] == 0;
+        ok(v && zeros == n, "made again after a dirty free: all zero");
+        free(v);
+        ok(none != NULL, "none of them: still a block to free");
+        free(none);
+        ok(zalloc_array(SIZE_MAX / 2, 4) == NULL, "n * size past SIZE_MAX: NULL");
+}
+
 int main(void) {
+        test_zalloc();
         test_put_get();
         test_many();
         return tap_done();
