@@ -249,11 +249,12 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
                 PERF_PID=$!
                 PIDS="$PIDS $PERF_PID"
         fi
-        _last=0; _tprog=$(date +%s); _tready=; _tfirst=
+        _last=0; _tprog=$(date +%s); _tready=; _tfirst=; _cpu_ready=
         while :; do
                 kill -0 "$DAEMON_PID" 2> /dev/null || die "the daemon exited (see $PH/daemon.log)"
                 if [ -z "$_tready" ] && daemon_ready; then  # every partition claimed: steady state from here
                         _tready=$(now)
+                        _cpu_ready=$(proc_cpu "$DAEMON_PID")
                         _m=$(metric_dump)
                         _n0=$(echo "$_m" | awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }')
                         _rt0=$(echo "$_m" | awk '$1 == "multichanneld_redis_batch_round_trips_total" { print $2 }')
@@ -279,6 +280,7 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_HWM=$(proc_kb "$DAEMON_PID" VmHWM)
         RUN_CPU=$(proc_cpu "$DAEMON_PID")
         RUN_MINFLT=$(proc_minflt "$DAEMON_PID")
+        RUN_CPU_READY=${_cpu_ready:-$RUN_CPU}
         RUN_REDIS_CPU=$(redis_info used_cpu_user cpu)+$(redis_info used_cpu_sys cpu)
         RUN_REDIS_CPU=$(echo "$RUN_REDIS_CPU" | awk -F+ '{ printf "%.1f", $1 + $2 }')
         RUN_MOCK_CPU=$(fsub "$(proc_cpu "$KAFKA_PID")" "$_mock_cpu0")
@@ -402,6 +404,7 @@ row "(b') daemon after start-up ($RUN_STEADY_EVENTS events)" "$(fdiv "$RUN_STEAD
 row "mean batch duration (load+rules+commit+publish)" "$RUN_BATCH_MEAN_MS ms"
 row "CPU time: daemon / redis-server / mock cluster during (b)" "$RUN_CPU s / $RUN_REDIS_CPU s / $RUN_MOCK_CPU s"
 row "CPU per event: daemon / redis-server  [goals <= 6 / 1.5 us]" "$(per_event_us "$RUN_CPU" "$N") us / $(per_event_us "$RUN_REDIS_CPU" "$N") us"
+row "  daemon CPU in start-up / after it (per event after it)" "$RUN_CPU_READY s / $(fsub "$RUN_CPU" "$RUN_CPU_READY") s ($(per_event_us "$(fsub "$RUN_CPU" "$RUN_CPU_READY")" "$RUN_STEADY_EVENTS") us)"
 row "daemon minor page faults, whole run (per event)" "$RUN_MINFLT ($(fdiv "$RUN_MINFLT" "$N" 3))"
 row "to (b)/(a) = 0.5" "$(half_ceiling_gap)"
 row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
