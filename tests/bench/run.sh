@@ -44,7 +44,9 @@
 # (5, ms) for the latency phase, BENCH_LOG_LEVEL (notice; debug logs each batch with its publishing time),
 # BENCH_EXTRA_CONF (more configuration lines, e.g. "kafka.fetch.wait.max.ms = 5"),
 # BENCH_KEEP=1 keeps the work directory, BENCH_WRAP runs the daemon under a
-# command (e.g. "valgrind --tool=massif --massif-out-file=/tmp/massif.out"), BENCH_PERF=1 records
+# command (e.g. "valgrind --tool=massif --massif-out-file=/tmp/massif.out"; the
+# daemon is stopped before it, and the CPU, RSS and page faults printed are
+# then the wrapper's), BENCH_PERF=1 records
 # `perf record -g` of the daemon during the throughput run (perf.data in the
 # work directory, which is then kept; BENCH_PERF="--call-graph dwarf" passes
 # those options instead).
@@ -143,6 +145,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcd-bench.XXXXXX")
 PIDS=""
 cleanup() {
         for p in $PIDS; do kill -9 "$p" 2> /dev/null; done
+        pkill -9 -f -- "^$MCD run -c $WORK/" 2> /dev/null      # a daemon a BENCH_WRAP left behind
         wait 2> /dev/null
         [ -n "${BENCH_KEEP:-}" ] && log "kept $WORK" || rm -rf "$WORK"
 }
@@ -226,6 +229,16 @@ start_daemon() {  # start_daemon: sets DAEMON_PID
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
 }
+# The daemon stopped.  Under BENCH_WRAP, DAEMON_PID is the wrapper's: the
+# daemon itself is sent SIGTERM first, so that the wrapper ends with it (and
+# writes what it measured) rather than being killed and leaving it running.
+stop_daemon() {
+        if [ -n "${BENCH_WRAP:-}" ] && pkill -TERM -f -- "^$MCD run -c $CONF\$" 2> /dev/null; then
+                _i=0
+                while kill -0 "$DAEMON_PID" 2> /dev/null && [ $_i -lt 100 ]; do sleep 0.2; _i=$((_i + 1)); done
+        fi
+        stop_pid "$DAEMON_PID"
+}
 
 publish() {  # publish N CUSTOMERS SEED: generate and publish; sets PUB_EVENTS PUB_SECS
         "$GEN" -s "$3" -n "$1" -c "$2" > "$PH/in.jsonl" || die "gen_events"
@@ -307,7 +320,7 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
                 kill -INT "$PERF_PID"; wait "$PERF_PID"; forget_pid "$PERF_PID"
                 BENCH_KEEP=1
         fi
-        stop_pid "$DAEMON_PID"
+        stop_daemon
 }
 
 # How far (b) is from half the ceiling (a), and what holds it.  At 0.5 of (a)
@@ -366,7 +379,7 @@ if [ -n "$SOAK" ]; then
                           idle, f, l, m, l - f, (l - f) * 100 / f }' "$PH/series"
         awk -F= '/^(sent|rate_achieved|trigger_p50_ms|trigger_p99_ms|direct_p50_ms|direct_p99_ms)=/ { printf "%s=%s  ", $1, $2 } END { print "" }' "$PH/lat.out"
         echo "load average at the end: $(loadavg) (2 cores; other jobs may share them)"
-        stop_pid "$DAEMON_PID"
+        stop_daemon
         services_down
         exit 0
 fi
@@ -501,7 +514,7 @@ latency_run() {  # latency_run PARTITIONS
         row "  p50 / p99 produce->own outcome (direct, incl. parked)" "$(lat direct_p50_ms) / $(lat direct_p99_ms) ms ($(lat direct_with_outcome) events)"
         row "  daemon peak RSS / mock cluster CPU time" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB / $(proc_cpu "$KAFKA_PID") s"
         row "  load average after the run" "$(loadavg)"
-        stop_pid "$DAEMON_PID"
+        stop_daemon
         services_down
 }
 if [ "$DO_LAT" = 1 ]; then
