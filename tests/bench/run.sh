@@ -164,10 +164,13 @@ wait_until() {  # wait_until SECONDS COMMAND...
         done
 }
 forget_pid() { PIDS=$(echo "$PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' '); }
-stop_pid() {  # stop_pid PID: SIGTERM, then SIGKILL after 20 s
-        kill -TERM "$1" 2> /dev/null
+wait_exit() {  # wait_exit PID: until it has exited, 20 s at most
         _i=0
         while kill -0 "$1" 2> /dev/null && [ $_i -lt 100 ]; do sleep 0.2; _i=$((_i + 1)); done
+}
+stop_pid() {  # stop_pid PID: SIGTERM, then SIGKILL after 20 s
+        kill -TERM "$1" 2> /dev/null
+        wait_exit "$1"
         kill -KILL "$1" 2> /dev/null
         wait "$1" 2> /dev/null
         forget_pid "$1"
@@ -233,10 +236,7 @@ start_daemon() {  # start_daemon: sets DAEMON_PID
 # daemon itself is sent SIGTERM first, so that the wrapper ends with it (and
 # writes what it measured) rather than being killed and leaving it running.
 stop_daemon() {
-        if [ -n "${BENCH_WRAP:-}" ] && pkill -TERM -f -- "^$MCD run -c $CONF\$" 2> /dev/null; then
-                _i=0
-                while kill -0 "$DAEMON_PID" 2> /dev/null && [ $_i -lt 100 ]; do sleep 0.2; _i=$((_i + 1)); done
-        fi
+        [ -n "${BENCH_WRAP:-}" ] && pkill -TERM -f -- "^$MCD run -c $CONF\$" 2> /dev/null && wait_exit "$DAEMON_PID"
         stop_pid "$DAEMON_PID"
 }
 
