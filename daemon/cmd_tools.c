@@ -122,8 +122,29 @@ static int register_writers(const struct mcd_config *cfg, struct mcd_avro *avro,
         return status;
 }
 
+/* --in-order: before an event of the other topic than the last one's is
+ * produced, every event produced so far has reached Kafka (a flush).  Two
+ * topics have no order between them on the brokers: without this, under
+ * load, a relationship event can reach Kafka and the daemon more than
+ * merge_wait before the earlier subscription event beside it (CONTRACT.md
+ * "Order across the two topics"), and be applied first.  0, or -1 with the
+ * error printed. */
+static int keep_order(rd_kafka_t *rk, const char **last_topic, const char *topic, size_t lineno) {
+        rd_kafka_resp_err_t err;
+
+        if (*last_topic && *last_topic != topic && (err = rd_kafka_flush(rk, 30000)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                fprintf(stderr, "line %zu: --in-order: the events before it did not reach Kafka: %s\n", lineno,
+                        rd_kafka_err2str(err));
+                return -1;
+        }
+        *last_topic = topic;
+        return 0;
+}
+
 static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char *const writers[2],
-                          const uint32_t *ids, const struct mcd_config *cfg, const char *only, unsigned long *n_ok) {
+                          const uint32_t *ids, const struct mcd_config *cfg, const char *only, bool in_order,
+                          unsigned long *n_ok) {
+        const char *last_topic = NULL;
         char *line = NULL, why[512];
         size_t cap = 0, lineno = 0;
         ssize_t len;
@@ -152,6 +173,9 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
                         status = 1;
                 } else if (encode_with(avro, writers, ids, &ev, &buf, &blen) < 0) {
                         fprintf(stderr, "line %zu: cannot encode the event as Avro\n", lineno);
+                        status = 1;
+                } else if (in_order && keep_order(rk, &last_topic, topic, lineno) < 0) {
+                        free(buf);
                         status = 1;
                 } else {
                         do {
@@ -184,11 +208,12 @@ int mcd_cmd_publish(int argc, char **argv) {
                 {"topic", required_argument, NULL, 't'},
                 {"writer-schema", required_argument, NULL, 'w'},
                 {"format", required_argument, NULL, 'f'},
+                {"in-order", no_argument, NULL, 'o'},
                 {0},
         };
         struct tool_opts o = {0};
         const char *only = NULL;
-        bool confluent = false;
+        bool confluent = false, in_order = false;
         uint32_t ids[2] = {0, 0};
         char *writers[2] = {NULL, NULL};
         struct mcd_config cfg;
@@ -207,6 +232,7 @@ int mcd_cmd_publish(int argc, char **argv) {
                 switch (c) {
                 case 'c': o.config = optarg; break;
                 case 'b': o.bootstrap = optarg; break;
+                case 'o': in_order = true; break;
                 case 'f':
                         if (strcmp(optarg, "confluent") != 0 && strcmp(optarg, "single-object") != 0) {
                                 status = mcd_cli_error("publish",
@@ -264,7 +290,8 @@ int mcd_cmd_publish(int argc, char **argv) {
                 mcd_avro_free(avro);
                 goto out_rk;
         }
-        status = publish_stream(in, rk, avro, writers, confluent ? ids : NULL, &cfg, only, &n_ok);
+        status = publish_stream(in, rk, avro, writers, confluent ? ids : NULL, &cfg, only, in_order,
+                                &n_ok);
         if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 fprintf(stderr, "multichanneld: publish: not every event was delivered within 30 s\n");
                 status = 1;

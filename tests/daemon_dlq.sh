@@ -50,7 +50,7 @@ strip_messages < "$TMP/want.raw" > "$TMP/want"
 n_want=$(wc -l < "$TMP/want")
 [ "$n_want" -ge 10 ]; ok $? "replay gives $n_want outcomes for the good events"
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/good1.jsonl" 2> "$TMP/publish1.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/good1.jsonl" 2> "$TMP/publish1.err"
 ok $? "published the good events before the bad ones"
 
 # ---- bad messages -----------------------------------------------------------
@@ -124,7 +124,7 @@ sort "$TMP/dlq.want" > "$TMP/dlq.want.sorted"
 [ "$(cut -f4-6 "$TMP/dlq.want" | sort -u | wc -l)" -eq "$n_bad" ]
 ok $? "$n_bad bad messages produced, each at its own offset"
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/good2.jsonl" 2> "$TMP/publish2.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/good2.jsonl" 2> "$TMP/publish2.err"
 ok $? "published the good events after the bad ones"
 cat "$TMP/produce.err" "$TMP/publish1.err" "$TMP/publish2.err" | head -40 | diag
 

@@ -44,7 +44,7 @@ failover_case() {  # failover_case NAME
         tail -n +"$((half + 1))" "$TMP/$name.in" > "$TMP/$name.second"
         $MCD replay --state-out "$TMP/want_states" "$TMP/$name.in" | strip_messages > "$TMP/want"
 
-        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.first" 2> "$TMP/publish.err"
+        "$MCD_BIN" publish --in-order -c "$TMP/$name.conf" "$TMP/$name.first" 2> "$TMP/publish.err"
         start_daemon "$TMP/$name.conf" "$TMP/$name.1.log"
         # Processed: every event of the first half committed (the next
         # offsets summed over both topics' partitions are its length).
@@ -60,7 +60,7 @@ failover_case() {  # failover_case NAME
         cut_at=$(repl_offset "$REDIS_PORT")
         sum_at_cut=$(offsets_sum "$REDIS_PORT")
         ok $? "$name: replica stopped and its link killed at replication offset $cut_at (offsets summed $sum_at_cut)"
-        "$MCD_BIN" publish -c "$TMP/$name.conf" "$TMP/$name.second" 2>> "$TMP/publish.err"
+        "$MCD_BIN" publish --in-order -c "$TMP/$name.conf" "$TMP/$name.second" 2>> "$TMP/publish.err"
         wait_until 180 outcomes_at_least "$TMP/$name.conf" "$(wc -l < "$TMP/want")"
         ok $? "$name: the whole stream processed on the master alone"
         sleep 2         # the group's copy of the counters is sent at most once a second

@@ -23,7 +23,7 @@ n_in=$(wc -l < "$TMP/in.jsonl")
 now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 $MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
 n_want=$(wc -l < "$TMP/want")
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
 ok $? "published $n_in events, both topics, before the daemon starts"
 
 applied() {  # every input event applied, by the metrics

@@ -29,7 +29,7 @@ cat > "$TMP/in.jsonl" << 'EOF'
 {"event_id":"a-1","occurred_at":"2031-01-02T00:00:00.000Z","customer_id":"c-old","cloud":"COMMERCIAL","type":"RelationshipAccepted","partner_id":"p-1"}
 {"event_id":"s-2","occurred_at":"2031-01-02T00:01:00.000Z","customer_id":"c-old","cloud":"COMMERCIAL","type":"SubscriptionReported","subscription_id":"s-2","offer_name":"Azure","billing":"USAGE_BASED","channel":"DIRECT"}
 EOF
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
 wait_until 60 outcomes_at_least "$TMP/mcd.conf" 1
 ok $? "the new event gave its outcome"
 sleep 2

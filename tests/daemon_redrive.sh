@@ -49,7 +49,7 @@ $MCD replay "$TMP/fixed.jsonl" | strip_messages > "$TMP/want_fixed"
 n_good=$(wc -l < "$TMP/want_good")
 n_fixed=$(wc -l < "$TMP/want_fixed")
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/good.jsonl" 2> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/good.jsonl" 2> "$TMP/publish.err"
 ok $? "published the good events ($n_good outcomes expected)"
 # garbage CODE PRODUCE_RAW_ARGS... < input: produced, recorded in
 # $TMP/garbage.CODE as produce_raw prints it (TOPIC PARTITION OFFSET KEY LEN HEX).

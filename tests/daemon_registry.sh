@@ -92,12 +92,12 @@ ok $([ $? -ne 0 ]; echo $?) "publish refuses --format nonsense"
 [ $? -ne 0 ] && grep -q "schema_registry.url" "$TMP/bad.err"
 ok $? "publish --format confluent without schema_registry.url: an error naming the key"
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part1.jsonl" 2> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/part1.jsonl" 2> "$TMP/publish.err"
 ok $? "published part 1 (single-object, reader schemas)"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/schemas/RelationshipEvent.v2.avsc" \
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/schemas/RelationshipEvent.v2.avsc" \
         "$TMP/part2.jsonl" 2>> "$TMP/publish.err"
 ok $? "published part 2 (Confluent framing, v2 writer registered)"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --writer-schema "$TMP/schemas/RelationshipEvent.v2.avsc" \
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --writer-schema "$TMP/schemas/RelationshipEvent.v2.avsc" \
         "$TMP/part3.jsonl" 2>> "$TMP/publish.err"
 ok $? "published part 3 (single-object, v2 writer)"
 
@@ -111,10 +111,10 @@ ok $? "parts 1-3 read: $n3 outcomes"
 
 # ---- the registry down for a while -------------------------------------------
 kill -STOP "$DAEMON_PID"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/RelationshipEvent.v3.avsc" \
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/RelationshipEvent.v3.avsc" \
         "$TMP/part4.jsonl" 2>> "$TMP/publish.err"
 ok $? "published part 4 (Confluent framing, a v3 writer the daemon has not seen)"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent "$TMP/part5.jsonl" 2>> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --format confluent "$TMP/part5.jsonl" 2>> "$TMP/publish.err"
 ok $? "published part 5 (Confluent framing, reader schema)"
 touch "$TMP/reg/down"
 kill -CONT "$DAEMON_PID"
@@ -136,7 +136,7 @@ ok $? "/healthz no longer names the registry"
 
 # ---- the registry unreachable for a while ---------------------------------------
 kill -STOP "$DAEMON_PID"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/RelationshipEvent.v4.avsc" \
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --format confluent --writer-schema "$TMP/RelationshipEvent.v4.avsc" \
         "$TMP/part6.jsonl" 2>> "$TMP/publish.err"
 ok $? "published part 6 (Confluent framing, a v4 writer the daemon has not seen)"
 kill -TERM "$STUB_PID"

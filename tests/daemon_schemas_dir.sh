@@ -81,14 +81,14 @@ count_dlq() { "$MCD_BIN" tail -c "$1" --dlq --exit-at-end 2>/dev/null | wc -l; }
 dlq_at_least() { [ "$(count_dlq "$1")" -ge "$2" ]; }
 logged_at_least() { [ "$(grep -c "$2" "$1")" -ge "$3" ]; }
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part1.jsonl" 2> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/part1.jsonl" 2> "$TMP/publish.err"
 ok $? "published part 1 (reader schemas)"
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
 wait_until 60 daemon_ready "$TMP/daemon.log"; ok $? "daemon ready"
 grep -q "schemas.dir $TMP/schemas: 0 writer schema file" "$TMP/daemon.log"
 ok $? "daemon read the empty schema folder at start"
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --writer-schema "$TMP/RelationshipEvent.v2.avsc" "$TMP/part2.jsonl" \
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --writer-schema "$TMP/RelationshipEvent.v2.avsc" "$TMP/part2.jsonl" \
         2>> "$TMP/publish.err"
 ok $? "published part 2 with the v2 writer (publish --writer-schema)"
 wait_until 60 dlq_at_least "$TMP/mcd.conf" 2
@@ -109,10 +109,10 @@ ok $? "SIGHUP with a bad file: logged with its name, the schemas in use kept"
 wait_until 30 logged_at_least "$TMP/daemon.log" "reloaded " 2
 ok $? "both reloads done"
 
-"$MCD_BIN" publish -c "$TMP/mcd.conf" --writer-schema "$TMP/RelationshipEvent.v2.avsc" "$TMP/part3.jsonl" \
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" --writer-schema "$TMP/RelationshipEvent.v2.avsc" "$TMP/part3.jsonl" \
         2>> "$TMP/publish.err"
 ok $? "published part 3 with the v2 writer"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/part4.jsonl" 2>> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/part4.jsonl" 2>> "$TMP/publish.err"
 ok $? "published part 4 (reader schemas)"
 wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "daemon published $n_want outcomes"

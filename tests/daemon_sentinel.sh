@@ -50,7 +50,7 @@ tail -n +"$((n_first + 1))" "$TMP/in.jsonl" > "$TMP/rest.jsonl"
 split -l 100 "$TMP/first.jsonl" "$TMP/piece."
 (
         for f in "$TMP"/piece.*; do
-                "$MCD_BIN" publish -c "$TMP/mcd.conf" "$f" 2>> "$TMP/publish.err" || exit 1
+                "$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$f" 2>> "$TMP/publish.err" || exit 1
         done
 ) &
 PUBLISHER=$!
@@ -103,7 +103,7 @@ else
 fi
 wait "$PUBLISHER"
 ok $? "published the first $n_first events, in pieces of 100"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/rest.jsonl" 2>> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/rest.jsonl" 2>> "$TMP/publish.err"
 ok $? "published the rest of the stream after the failover ($n_want outcomes expected in all)"
 
 wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"

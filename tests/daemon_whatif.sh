@@ -46,7 +46,7 @@ $MCD replay --state-out "$TMP/hist_states" "$TMP/history.jsonl" > "$TMP/hist.out
 ok $? "replay of the history ($(wc -l < "$TMP/hist.out") outcomes)"
 
 # ---- the daemon runs the history, then stops -------------------------------
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/history.jsonl" 2> "$TMP/publish.err"
+"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/history.jsonl" 2> "$TMP/publish.err"
 ok $? "published the history"
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
 wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(wc -l < "$TMP/hist.out")"

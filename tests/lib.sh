@@ -285,8 +285,8 @@ expect_replay() {
         n_want=$(wc -l < "$TMP/want")
 }
 
-publish_events() {  # publish_events FILE [CONFIG]: published with CONFIG ($TMP/mcd.conf); errors to $TMP/publish.err
-        "$MCD_BIN" publish -c "${2:-$TMP/mcd.conf}" "$1" 2>> "$TMP/publish.err"
+publish_events() {  # publish_events FILE [CONFIG]: published in the file's order across the two topics (--in-order) with CONFIG ($TMP/mcd.conf); errors to $TMP/publish.err
+        "$MCD_BIN" publish --in-order -c "${2:-$TMP/mcd.conf}" "$1" 2>> "$TMP/publish.err"
 }
 
 daemon_ready() {  # daemon_ready LOG: the daemon logged that it owns its partitions

@@ -47,7 +47,7 @@ reloaded_after() {  # reloaded_after LINE: RELOADING=1 then READY=1 after line L
 }
 alive() { kill -0 "$DAEMON_PID" 2>/dev/null; }
 publish() {  # publish SCENARIO_FILE (with the configuration last known good)
-        "$MCD_BIN" publish -c "$TMP/good.conf" "$1" 2>> "$TMP/publish.err"
+        "$MCD_BIN" publish --in-order -c "$TMP/good.conf" "$1" 2>> "$TMP/publish.err"
 }
 
 start_redis; ok $? "redis-server started on port $REDIS_PORT"
