@@ -27,6 +27,7 @@
  *            the daemon produced it (ms resolution): trigger less the
  *            delivery to this consumer, whose fetches the mock cluster
  *            answers late (it does not wake a waiting fetch on new data).
+ * The trigger's p99 is also printed for each fifth of the measured span.
  * Prints key=value lines on stdout; exit 0, 1 on an error, 2 usage. */
 #include <errno.h>
 #include <getopt.h>
@@ -113,27 +114,62 @@ static int cmp_i64(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-static void report(const char *name, const int64_t *first, int64_t from_us, int64_t to_us) {
-        int64_t *v = malloc((size_t)(max_seq + 1) * sizeof(*v));
-        size_t n = 0, counted = 0;
-        double sum = 0;
+/* The latencies (us) of the events sent in [from_us, to_us] that have an
+ * outcome in `first`, sorted, into v (room for max_seq + 1); how many, and
+ * in *counted how many events were sent in the span. */
+static size_t collect(const int64_t *first, int64_t from_us, int64_t to_us, int64_t *v, size_t *counted) {
+        size_t n = 0;
+
+        *counted = 0;
         for (long s = 0; s <= max_seq; s++) {
                 int64_t t0 = atomic_load(&sent_us[s]);
                 if (!t0 || t0 < from_us || t0 > to_us)
                         continue;
-                counted++;
-                if (first[s]) {
+                (*counted)++;
+                if (first[s])
                         v[n++] = first[s] - t0;
-                        sum += (double)(first[s] - t0);
-                }
         }
         qsort(v, n, sizeof(*v), cmp_i64);
-#define PCT(p) (n ? (double)v[(size_t)((double)(n - 1) * (p))] / 1000.0 : -1.0)
+        return n;
+}
+
+/* The p-th quantile (0..1) of n sorted latencies, in ms; -1 for none. */
+static double pct_ms(const int64_t *v, size_t n, double p) {
+        return n ? (double)v[(size_t)((double)(n - 1) * p)] / 1000.0 : -1.0;
+}
+
+static void report(const char *name, const int64_t *first, int64_t from_us, int64_t to_us) {
+        int64_t *v = malloc((size_t)(max_seq + 1) * sizeof(*v));
+        size_t counted, n = collect(first, from_us, to_us, v, &counted);
+        double sum = 0;
+
+        for (size_t i = 0; i < n; i++)
+                sum += (double)v[i];
         printf("%s_events=%zu\n%s_with_outcome=%zu\n", name, counted, name, n);
         printf("%s_p50_ms=%.2f\n%s_p90_ms=%.2f\n%s_p99_ms=%.2f\n%s_p999_ms=%.2f\n%s_max_ms=%.2f\n%s_mean_ms=%.2f\n",
-               name, PCT(0.5), name, PCT(0.9), name, PCT(0.99), name, PCT(0.999), name, PCT(1.0), name,
-               n ? sum / (double)n / 1000.0 : -1.0);
-#undef PCT
+               name, pct_ms(v, n, 0.5), name, pct_ms(v, n, 0.9), name, pct_ms(v, n, 0.99), name, pct_ms(v, n, 0.999),
+               name, pct_ms(v, n, 1.0), name, n ? sum / (double)n / 1000.0 : -1.0);
+        free(v);
+}
+
+#define WINDOWS 5   /* the measured span cut in this many windows for report_windows */
+
+/* The p99 of each of WINDOWS equal windows of [from_us, to_us], as
+ * NAME_window_p99_ms=a,b,...: a p99 that grows window after window grows
+ * with the run's age (the mock cluster's fetches search a partition's log
+ * linearly), not with the rate. */
+static void report_windows(const char *name, const int64_t *first, int64_t from_us, int64_t to_us) {
+        int64_t *v = malloc((size_t)(max_seq + 1) * sizeof(*v));
+        int64_t span = (to_us - from_us) / WINDOWS;
+        size_t counted;
+
+        printf("%s_window_p99_ms=", name);
+        for (int w = 0; w < WINDOWS; w++) {
+                int64_t a = from_us + w * span, b = w == WINDOWS - 1 ? to_us : a + span - 1;
+                size_t n = collect(first, a, b, v, &counted);
+                printf("%s%.1f", w ? "," : "", pct_ms(v, n, 0.99));
+        }
+        printf("\n");
         free(v);
 }
 
@@ -315,6 +351,7 @@ int main(int argc, char **argv) {
                        outcomes_unmatched);
                 report("direct", direct_us, t_start + (int64_t)(warm * 1e6), t_last);
                 report("trigger", trigger_us, t_start + (int64_t)(warm * 1e6), t_last);
+                report_windows("trigger", trigger_us, t_start + (int64_t)(warm * 1e6), t_last);
                 report("produced", produced_us, t_start + (int64_t)(warm * 1e6), t_last);
         }
         rd_kafka_consumer_close(cons);

@@ -493,7 +493,11 @@ fi
 # The mock's cost per fetch grows with the partition's log (it finds the
 # offset by a linear search of its message sets), which at 64 partitions and
 # 10,000 events/s dominates its CPU within seconds; the figure is therefore
-# given for LAT_PARTS partition counts, the first one the headline.
+# given for LAT_PARTS partition counts, the first one the headline.  The p99
+# of each fifth of the run is printed beside the whole run's, and Redis's AOF
+# rewrites: at 10,000 events/s the AOF reaches the 64 MB of its first
+# automatic rewrite within the run, and the rewrite's child, taking a core of
+# two already busy, stalls the commits around it (the fifth that holds it).
 latency_run() {  # latency_run PARTITIONS
         _parts_saved=$PARTS; _mw=$MERGE_WAIT; _bw=$BATCH_WAIT; _extra=${BENCH_EXTRA_CONF:-}
         PARTS=$1; MERGE_WAIT=$LAT_MERGE_WAIT; BATCH_WAIT=$LAT_BATCH_WAIT
@@ -510,9 +514,11 @@ latency_run() {  # latency_run PARTITIONS
         lat() { awk -F= -v k="$1" '$1 == k { print $2 }' "$PH/lat.out"; }
         row "latency, $1 partitions: rate achieved / events counted" "$(lat rate_achieved) events/s / $(lat trigger_events)"
         row "  p50 / p99 produce->outcome received (trigger)" "$(lat trigger_p50_ms) / $(lat trigger_p99_ms) ms (p99.9 $(lat trigger_p999_ms), max $(lat trigger_max_ms))"
+        row "  p99 received, by fifth of the run" "$(lat trigger_window_p99_ms | sed 's/,/ \/ /g') ms"
         row "  p50 / p99 produce->outcome produced (its timestamp)" "$(lat produced_p50_ms) / $(lat produced_p99_ms) ms"
         row "  p50 / p99 produce->own outcome (direct, incl. parked)" "$(lat direct_p50_ms) / $(lat direct_p99_ms) ms ($(lat direct_with_outcome) events)"
         row "  daemon peak RSS / mock cluster CPU time" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB / $(proc_cpu "$KAFKA_PID") s"
+        row "  Redis AOF rewrites in the run / the last one took" "$(redis_info aof_rewrites persistence) / $(redis_info aof_last_rewrite_time_sec persistence) s (its fork $(fdiv "$(redis_info latest_fork_usec stats)" 1000 1) ms)"
         row "  load average after the run" "$(loadavg)"
         stop_daemon
         services_down
