@@ -2,8 +2,9 @@
 # demo.sh -- the daemon's main job on the embedded default, for a first run:
 # builds (tests/setup.sh), makes sure a redis-server answers on 127.0.0.1:6379,
 # starts `multichanneld run --embedded-kafka`, publishes the shipped example
-# stream (the contract's scenarios, in timestamp order) and prints the
-# outcomes as they appear on the outcome topic.  Stops everything at the end,
+# stream (the contract's scenarios, in timestamp order, kept across the two
+# topics by publish --in-order) and prints the outcomes as they appear on the
+# outcome topic.  Stops everything at the end,
 # the newest first, each waited for: the reader before the daemon, whose
 # embedded cluster must outlive every client of it (a client left running
 # when the brokers go logs "brokers are down" errors), Redis last.
@@ -45,7 +46,7 @@ for f in tests/scenarios/*.jsonl; do
         case $f in *.expected.jsonl) ;; *) cat "$f" ;; esac
 done | sed 's/.*"occurred_at": *"\([^"]*\)".*/\1\t&/' | sort -s -t "$(printf '\t')" -k1,1 | cut -f2- \
         > "$work/events.jsonl"
-"$bin" publish -b "$bootstrap" "$work/events.jsonl"
+"$bin" publish --in-order -b "$bootstrap" "$work/events.jsonl"
 echo "demo: outcomes on partnercenter.multichannel.outcomes.v1 (the daemon's log: $work/run.log):"
 "$bin" tail -b "$bootstrap" > "$work/outcomes.jsonl" &
 tail_pid=$!

@@ -157,7 +157,8 @@ static void report(const char *name, const int64_t *first, int64_t from_us, int6
 /* The p99 of each of WINDOWS equal windows of [from_us, to_us], as
  * NAME_window_p99_ms=a,b,...: a p99 that grows window after window grows
  * with the run's age (the mock cluster's fetches search a partition's log
- * linearly), not with the rate. */
+ * linearly); one window far over the others holds a stall of its own (Redis's
+ * AOF rewrite, run.sh prints when one came). */
 static void report_windows(const char *name, const int64_t *first, int64_t from_us, int64_t to_us) {
         int64_t *v = malloc((size_t)(max_seq + 1) * sizeof(*v));
         int64_t span = (to_us - from_us) / WINDOWS;
