@@ -302,11 +302,18 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         printf("%s\n", mcd_embedded_bootstraps(emb));
         fflush(stdout);
         /* SIGUSR1 takes the brokers down, SIGUSR2 brings them back: an
-         * outage to rehearse (tests/daemon_outages.sh). */
+         * outage to rehearse (tests/daemon_outages.sh).  With --fetch-delay,
+         * SIGHUP holds back the delayed partition's next Fetch answer again
+         * (tests/daemon_lag_order.sh). */
         signal(SIGUSR1, on_broker_signal);
         signal(SIGUSR2, on_broker_signal);
         while (!sig.stop) {
                 pause();
+                if (sig.reload) {
+                        sig.reload = 0;
+                        if (fetch_topic && mcd_embedded_hold_fetch(emb, (int)fetch_delay) < 0)
+                                log_warning("mock-cluster: cannot hold back the next Fetch answer");
+                }
                 if (brokers_down_request) {
                         brokers_down_request = 0;
                         mcd_embedded_set_up(emb, false);

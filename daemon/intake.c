@@ -6,7 +6,10 @@
  * dropped: it is read again after the pair's seek).  The merge takes a pair's
  * messages in timestamp order; a side that is empty is waited for, up to
  * merge_wait once it has caught up with its partition's end, for as long as
- * it takes before (CONTRACT.md "Order across the two topics").  Backpressure
+ * it takes before (CONTRACT.md "Order across the two topics").  "Caught up"
+ * is the last fetch answer's word, confirmed by the broker itself (a
+ * ListOffsets on the producer's connections, ask_ends) after the message
+ * going on alone arrived: a fetch answer can be old.  Backpressure
  * pauses a side holding its share of buffer.max_events, and past the whole
  * budget drains a handle only when the merge waits for it. */
 #include <errno.h>
@@ -231,6 +234,7 @@ static bool merge_waits_for(const struct intake *in, int t) {
 #define FETCH_WAKE_EVERY_MS 100      /* and has its fetcher woken at most this often per handle */
 
 static bool side_caught_up(const struct intake *in, const struct pair *p, int t);
+static void ask_ends(struct intake *in, int t);
 
 /* The next pair, from wake_next[t] on, whose t side the merge waits for
  * (empty, the other side holding messages), has heard nothing for
@@ -305,6 +309,8 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                         continue;
                 wake_stalled(in, REL);
                 wake_stalled(in, SUB);
+                ask_ends(in, REL);
+                ask_ends(in, SUB);
                 if (mergeable(in) >= enough || mono_ms() >= deadline || *in->env->stop)
                         return;
                 if (!room && !merge_waits_for(in, REL) && !merge_waits_for(in, SUB))
@@ -338,30 +344,124 @@ static int64_t side_end(const struct intake *in, const struct pair *p, int t) {
  * fetch answer tells (Kafka Streams' test, KIP-695)?  An open transaction
  * keeps the high watermark ahead of what read_committed delivers: the side
  * has not caught up until it is decided. */
-static bool side_caught_up(const struct intake *in, const struct pair *p, int t) {
+static bool fetch_caught_up(const struct intake *in, const struct pair *p, int t) {
         int64_t end = side_end(in, p, t);
 
         return end >= 0 && side_position(p, t) >= end;
 }
 
-/* How long a buffered message waits for the other, empty side of its pair:
- * merge_wait once that side has caught up (as Kafka Streams applies
- * max.task.idle.ms); for as long as it takes (INT64_MAX) while its end is
- * unknown or ahead of it (start-up, lag, its leader unavailable): order
- * comes before progress. */
-static int64_t merge_patience(const struct intake *in, const struct pair *p, int empty_side) {
-        return side_caught_up(in, p, empty_side) ? in->env->cfg->merge_wait : INT64_MAX;
+/* Has side t caught up, by its last fetch answer and by the broker's last
+ * answer to ask_ends, whichever is further? */
+static bool side_caught_up(const struct intake *in, const struct pair *p, int t) {
+        return fetch_caught_up(in, p, t) && side_position(p, t) >= p->broker_end[t];
 }
 
-/* Has a message that has waited `waited` ms for the empty side of its pair
- * waited long enough?  merge_wait is asked first: the patience, which asks
- * librdkafka for the side's watermark, is never shorter. */
-static bool patience_over(const struct intake *in, const struct pair *p, int empty_side, int64_t waited) {
-        return waited >= in->env->cfg->merge_wait && waited >= merge_patience(in, p, empty_side);
+/* May `head`, the first message of a pair's lone side, go on without the
+ * other, empty side?  Once it has waited merge_wait (as Kafka Streams
+ * applies max.task.idle.ms), that side has caught up, and the broker said
+ * so after head arrived: every earlier event of that side in Kafka when
+ * head came is read.  Until then (start-up, lag, a slow fetch answer, the
+ * leader unavailable) it waits, for as long as it takes: order comes before
+ * progress.  merge_wait is asked first: the rest asks librdkafka. */
+static bool patience_over(const struct intake *in, const struct pair *p, int empty_side,
+                          const struct inmsg *head, int64_t now) {
+        return now - head->arrived >= in->env->cfg->merge_wait && p->end_asked_at[empty_side] > head->arrived &&
+               side_caught_up(in, p, empty_side);
 }
 
 #define LONG_WAIT_MS 10000           /* a side waiting this long for the other is logged, */
 #define LONG_WAIT_LOG_MS 30000       /* at most once per this per pair */
+
+#define END_ASK_EVERY_MS 5           /* ask_ends asks for a topic's ends at most this often, */
+#define END_ASK_AGAIN_MS 1000        /* a side found behind again after this, and after a failure, */
+#define END_ASK_TIMEOUT_MS 500       /* each question waiting this long at most */
+
+/* The head of side t of p when it has waited merge_wait for the other,
+ * empty side; NULL otherwise. */
+static const struct inmsg *lone_head(const struct intake *in, const struct pair *p, int t, int64_t now) {
+        const struct msgq *q = &p->q[t];
+
+        if (p->phase != PAIR_READY || q_len(&p->q[!t]) || !q_len(q) ||
+            now - q->v[q->head]->arrived < in->env->cfg->merge_wait)
+                return NULL;
+        return q->v[q->head];
+}
+
+/* Must the broker be asked for side t's end?  When the other side's head has
+ * waited merge_wait, t's last fetch answer says it has caught up (if not,
+ * the merge waits anyway), and the broker has not confirmed it since that
+ * head arrived; a side it found behind is asked again every
+ * END_ASK_AGAIN_MS, in case its end went back (an unclean leader
+ * election). */
+static bool end_unconfirmed(const struct intake *in, const struct pair *p, int t, int64_t now) {
+        const struct inmsg *head = lone_head(in, p, !t, now);
+
+        if (!head || !fetch_caught_up(in, p, t))
+                return false;
+        if (p->end_asked_at[t] <= head->arrived)
+                return true;
+        return side_position(p, t) < p->broker_end[t] && now - p->end_asked_at[t] >= END_ASK_AGAIN_MS;
+}
+
+/* Records the broker's end of side t of p, asked at asked_at; logs a side
+ * it finds behind (the fetch answer was old), every LONG_WAIT_LOG_MS at
+ * most per side. */
+static void note_end(struct intake *in, struct pair *p, int t, int64_t end, int64_t asked_at) {
+        int64_t pos = side_position(p, t);
+
+        p->broker_end[t] = end;
+        p->end_asked_at[t] = asked_at;
+        if (end <= pos)
+                return;
+        in->env->st.merge_ends_ahead++;
+        if (p->end_logged_at[t] && asked_at - p->end_logged_at[t] < LONG_WAIT_LOG_MS)
+                return;
+        p->end_logged_at[t] = asked_at;
+        log_notice("partition %" PRId32 ": %s read to offset %" PRId64 ", the broker's end is %" PRId64
+                   " (its last fetch answer said caught up); the merge waits for it",
+                   p->partition, topic_of(in, t), pos, end);
+}
+
+/* Asks the broker for the end of every side t that end_unconfirmed names:
+ * one ListOffsets per leader, on the producer's connections (a consumer's
+ * would queue it behind its fetch, up to fetch.wait.max.ms), waiting up to
+ * END_ASK_TIMEOUT_MS.  A side not answered stays unconfirmed, and its
+ * topic is asked again after END_ASK_AGAIN_MS. */
+static void ask_ends(struct intake *in, int t) {
+        int64_t now = mono_ms(), asked_at;
+        size_t n = 0, cap = in->pairs->n;
+        struct pair **who;
+        int32_t *parts;
+        int64_t *ends;
+        int r;
+
+        if (cap == 0 || now - in->ends_asked_at[t] < END_ASK_EVERY_MS || now < in->ends_retry_at[t])
+                return;
+        who = malloc(cap * sizeof(*who));
+        parts = malloc(cap * sizeof(*parts));
+        ends = malloc(cap * sizeof(*ends));
+        for (size_t i = 0; who && parts && ends && i < cap; i++)
+                if (end_unconfirmed(in, in->pairs->v[i], t, now)) {
+                        who[n] = in->pairs->v[i];
+                        parts[n++] = in->pairs->v[i]->partition;
+                }
+        if (n > 0) {
+                in->ends_asked_at[t] = asked_at = mono_ms();
+                r = mcd_kafka_watermarks(in->env->producer, topic_of(in, t), parts, (int)n, NULL, ends,
+                                         END_ASK_TIMEOUT_MS);
+                in->env->st.merge_end_queries += n;
+                for (size_t i = 0; i < n; i++)
+                        if (ends[i] >= 0)
+                                note_end(in, who[i], t, ends[i], asked_at);
+                if (r < 0) {
+                        in->ends_retry_at[t] = mono_ms() + END_ASK_AGAIN_MS;
+                        log_debug("asking the broker for %s's ends: %s", topic_of(in, t), strerror(-r));
+                }
+        }
+        free(who);
+        free(parts);
+        free(ends);
+}
 
 /* Logs that side t of a pair has waited `waited` ms for the other, empty
  * side, and why, once past LONG_WAIT_MS and then every LONG_WAIT_LOG_MS at
@@ -398,7 +498,7 @@ struct inmsg *merge_next(struct intake *in, struct pair *p, int *topic, int64_t 
                 int64_t waited;
                 t = q_len(r) ? REL : SUB;
                 waited = mono_now - p->q[t].v[p->q[t].head]->arrived;
-                if (!patience_over(in, p, !t, waited)) {
+                if (!patience_over(in, p, !t, p->q[t].v[p->q[t].head], mono_now)) {
                         merge_wait_log(in, p, t, waited, mono_now);
                         return NULL;
                 }
@@ -434,7 +534,7 @@ size_t mergeable(const struct intake *in) {
                         if (s->v[s->tail - 1]->timestamp < upto)
                                 upto = s->v[s->tail - 1]->timestamp;
                         n += count_until(r, upto) + count_until(s, upto);
-                } else if (q_len(&p->q[t]) && patience_over(in, p, !t, mono_now - p->q[t].v[p->q[t].head]->arrived)) {
+                } else if (q_len(&p->q[t]) && patience_over(in, p, !t, p->q[t].v[p->q[t].head], mono_now)) {
                         n += q_len(&p->q[t]);
                 }
         }

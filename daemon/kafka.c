@@ -334,10 +334,17 @@ int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cf
                 }
         if (!found)
                 return -ENOENT;
-        if (rd_kafka_mock_coordinator_set(e->cluster, "group", mcd_config_kafka(cfg, "group.id"), 1) ||
-            rd_kafka_mock_broker_push_request_error_rtts(e->cluster, slow, KAFKA_API_FETCH, 1, RD_KAFKA_RESP_ERR_NO_ERROR,
-                                                         ms))
+        if (rd_kafka_mock_coordinator_set(e->cluster, "group", mcd_config_kafka(cfg, "group.id"), 1))
                 return -EIO;
+        return mcd_embedded_hold_fetch(e, ms);
+}
+
+int mcd_embedded_hold_fetch(struct mcd_embedded *e, int ms) {
+        if (e->brokers < 2 ||
+            rd_kafka_mock_broker_push_request_error_rtts(e->cluster, e->brokers, KAFKA_API_FETCH, 1,
+                                                         RD_KAFKA_RESP_ERR_NO_ERROR, ms))
+                return -EIO;
+        log_notice("embedded Kafka: broker %d answers its next Fetch %d ms late", e->brokers, ms);
         return 0;
 }
 

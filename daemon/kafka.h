@@ -51,6 +51,11 @@ int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms);
  * topic) or -EIO. */
 int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic,
                              int32_t partition, int ms);
+/* Fault injection, after mcd_embedded_delay_fetch: the delayed partition's
+ * broker answers its next Fetch request `ms` late, once more (a consumer
+ * caught up with that partition stops hearing of it for that long).  0 or
+ * -EIO. */
+int mcd_embedded_hold_fetch(struct mcd_embedded *e, int ms);
 void mcd_embedded_stop(struct mcd_embedded *e);
 
 /* Waits up to timeout_ms for everything queued to be delivered or to fail;

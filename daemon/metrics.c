@@ -148,6 +148,12 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         scalar_u64(f, "multichanneld_fetch_wakeups_total", "counter",
                    "Input fetchers woken because the merge waited for a partition they had stopped fetching.",
                    s->fetch_wakeups);
+        scalar_u64(f, "multichanneld_merge_end_queries_total", "counter",
+                   "Partition ends asked of the broker before one input went on without the other, empty one.",
+                   s->merge_end_queries);
+        scalar_u64(f, "multichanneld_merge_ends_ahead_total", "counter",
+                   "Partition ends the broker gave ahead of an input its last fetch answer said had caught up.",
+                   s->merge_ends_ahead);
         scalar_i64(f, "multichanneld_partitions", "Partition pairs owned.", s->partitions);
         scalar_i64(f, "multichanneld_changelog_stopped_partitions",
                    "Partition pairs that stopped committing because a changelog append failed.", s->changelog_stopped);

@@ -221,6 +221,8 @@ static struct mcd_stats sample_stats(void) {
         s.pending_timers = 5;
         s.timers_fired = 6;
         s.fetch_wakeups = 8;
+        s.merge_end_queries = 11;
+        s.merge_ends_ahead = 3;
         s.partitions = 4;
         s.redis_up = true;
         s.ready = true;
@@ -246,6 +248,8 @@ static void test_render(void) {
                 {"multichanneld_redis_errors_total", "counter"},
                 {"multichanneld_kafka_errors_total", "counter"},
                 {"multichanneld_fetch_wakeups_total", "counter"},
+                {"multichanneld_merge_end_queries_total", "counter"},
+                {"multichanneld_merge_ends_ahead_total", "counter"},
                 {"multichanneld_partitions", "gauge"},
                 {"multichanneld_ready", "gauge"},
         };
@@ -299,6 +303,8 @@ static void test_render(void) {
         has_line_ok(text, "multichanneld_redis_errors_total 0");
         has_line_ok(text, "multichanneld_kafka_errors_total 0");
         has_line_ok(text, "multichanneld_fetch_wakeups_total 8");
+        has_line_ok(text, "multichanneld_merge_end_queries_total 11");
+        has_line_ok(text, "multichanneld_merge_ends_ahead_total 3");
         has_line_ok(text, "multichanneld_partitions 4");
         has_line_ok(text, "multichanneld_ready 1");
         ok(text[strlen(text) - 1] == '\n', "the exposition ends with a newline");
