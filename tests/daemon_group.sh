@@ -19,14 +19,14 @@ expect_replay "$TMP/in.jsonl"
 # The stream is published in three parts while the group changes.
 split_thirds "$TMP/in.jsonl"
 
-"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/part1" 2>/dev/null
+publish_events "$TMP/part1"
 ok $? "first third published"
 start_daemon "$TMP/mcd.conf" "$TMP/i1.log"; I1=$DAEMON_PID
 start_daemon "$TMP/mcd.conf" "$TMP/i2.log"; I2=$DAEMON_PID
 wait_until 60 outcomes_at_least "$TMP/mcd.conf" 200
 ok $? "two instances are processing"
 start_daemon "$TMP/mcd.conf" "$TMP/i3.log"; I3=$DAEMON_PID
-"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/part2" 2>/dev/null
+publish_events "$TMP/part2"
 ok $? "second third published while a third instance joins"
 sleep 4
 kill -TERM "$I1"
@@ -35,7 +35,7 @@ ok $st "instance 1 leaves the group cleanly (SIGTERM, exit $st)"
 kill -KILL "$I2"
 wait "$I2" 2>/dev/null
 start_daemon "$TMP/mcd.conf" "$TMP/i4.log"; I4=$DAEMON_PID
-"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/part3" 2>/dev/null
+publish_events "$TMP/part3"
 ok $? "last third published after instance 2 was killed and instance 4 started"
 
 wait_until 240 outcomes_at_least "$TMP/mcd.conf" "$n_want"

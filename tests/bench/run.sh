@@ -305,6 +305,7 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_CACHE_MISSES=$(metric multichanneld_state_cache_misses_total)
         RUN_CACHE_BYTES=$(metric multichanneld_state_cache_bytes)
         RUN_WAKEUPS=$(metric multichanneld_fetch_wakeups_total)
+        RUN_END_QUERIES="$(metric multichanneld_merge_end_queries_total) / $(metric multichanneld_merge_ends_ahead_total)"
         RUN_STEADY_RT=$((RUN_RT - ${_rt0:-0}))
         RUN_STEADY_BATCHES=$((RUN_BATCHES - ${_b0:-0}))
         RUN_BATCH_MEAN_MS=$(metric_dump | awk '$1 == "multichanneld_batch_duration_seconds_sum" { s = $2 }
@@ -425,6 +426,7 @@ row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
 row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
 row "Redis round trips, all (claims, metrics, batches)" "$RUN_ALL_RT"
 row "input fetchers woken while the merge waited" "$RUN_WAKEUPS"
+row "partition ends asked of the broker by the merge / found ahead" "$RUN_END_QUERIES"
 if [ "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" -gt 0 ]; then
         row "state cache: customers found / loaded from Redis" "$RUN_CACHE_HITS / $RUN_CACHE_MISSES ($(fdiv "$RUN_CACHE_HITS" "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" 2) found), $(fdiv "$RUN_CACHE_BYTES" 1048576 1) MiB held"
 else
@@ -496,8 +498,10 @@ fi
 # given for LAT_PARTS partition counts, the first one the headline.  The p99
 # of each fifth of the run is printed beside the whole run's, and Redis's AOF
 # rewrites: at 10,000 events/s the AOF reaches the 64 MB of its first
-# automatic rewrite within the run, and the rewrite's child, taking a core of
-# two already busy, stalls the commits around it (the fifth that holds it).
+# automatic rewrite within the run, and the commits around it stall (the
+# fifth that holds it): the fork, the rewrite's child taking a core of two
+# already busy, and the parent's copy-on-write faults (dear on this kind of
+# virtual machine); the runs measured do not split it between them.
 latency_run() {  # latency_run PARTITIONS
         _parts_saved=$PARTS; _mw=$MERGE_WAIT; _bw=$BATCH_WAIT; _extra=${BENCH_EXTRA_CONF:-}
         PARTS=$1; MERGE_WAIT=$LAT_MERGE_WAIT; BATCH_WAIT=$LAT_BATCH_WAIT
@@ -518,6 +522,7 @@ latency_run() {  # latency_run PARTITIONS
         row "  p50 / p99 produce->outcome produced (its timestamp)" "$(lat produced_p50_ms) / $(lat produced_p99_ms) ms"
         row "  p50 / p99 produce->own outcome (direct, incl. parked)" "$(lat direct_p50_ms) / $(lat direct_p99_ms) ms ($(lat direct_with_outcome) events)"
         row "  daemon peak RSS / mock cluster CPU time" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB / $(proc_cpu "$KAFKA_PID") s"
+        row "  partition ends asked of the broker by the merge / found ahead" "$(metric multichanneld_merge_end_queries_total) / $(metric multichanneld_merge_ends_ahead_total)"
         row "  Redis AOF rewrites in the run / the last one took" "$(redis_info aof_rewrites persistence) / $(redis_info aof_last_rewrite_time_sec persistence) s (its fork $(fdiv "$(redis_info latest_fork_usec stats)" 1000 1) ms)"
         row "  load average after the run" "$(loadavg)"
         stop_daemon
