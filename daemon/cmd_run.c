@@ -14,6 +14,7 @@
 #include "daemon/config.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
+#include "daemon/macro.h"
 #include "daemon/worker.h"
 
 static struct mcd_worker_signals *signals_target;
@@ -225,7 +226,9 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                 {"fetch-delay", required_argument, NULL, 'f'},
                 {0},
         };
+        static const int handled[] = {SIGUSR1, SIGUSR2, SIGHUP, SIGTERM, SIGINT};
         struct mcd_worker_signals sig = {0};
+        sigset_t mask, unblocked;
         struct mcd_embedded *emb = NULL;
         const char *path = NULL, *debug;
         char *fetch_topic = NULL;
@@ -304,11 +307,17 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         /* SIGUSR1 takes the brokers down, SIGUSR2 brings them back: an
          * outage to rehearse (tests/daemon_outages.sh).  With --fetch-delay,
          * SIGHUP holds back the delayed partition's next Fetch answer again
-         * (tests/daemon_lag_order.sh). */
+         * (tests/daemon_lag_caught_up.sh).  The signals are blocked but
+         * in sigsuspend, so that none arrives between a look at the
+         * requests and the wait, to be seen only at the next signal. */
         signal(SIGUSR1, on_broker_signal);
         signal(SIGUSR2, on_broker_signal);
+        sigemptyset(&mask);
+        for (size_t i = 0; i < ELEMENTSOF(handled); i++)
+                sigaddset(&mask, handled[i]);
+        sigprocmask(SIG_BLOCK, &mask, &unblocked);
         while (!sig.stop) {
-                pause();
+                sigsuspend(&unblocked);
                 if (sig.reload) {
                         sig.reload = 0;
                         if (fetch_topic && mcd_embedded_hold_fetch(emb, (int)fetch_delay) < 0)

@@ -7,9 +7,9 @@
  * messages in timestamp order; a side that is empty is waited for, up to
  * merge_wait once it has caught up with its partition's end, for as long as
  * it takes before (CONTRACT.md "Order across the two topics").  "Caught up"
- * is the last fetch answer's word, confirmed by the broker itself (a
- * ListOffsets on the producer's connections, ask_ends) after the message
- * going on alone arrived: a fetch answer can be old.  Backpressure
+ * is the last fetch answer's word, confirmed by the broker itself after the
+ * message going on alone arrived (confirm_ends, end_probe.c): a fetch
+ * answer can be old.  Backpressure
  * pauses a side holding its share of buffer.max_events, and past the whole
  * budget drains a handle only when the merge waits for it. */
 #include <errno.h>
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/end_probe.h"
 #include "daemon/intake.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
@@ -234,7 +235,7 @@ static bool merge_waits_for(const struct intake *in, int t) {
 #define FETCH_WAKE_EVERY_MS 100      /* and has its fetcher woken at most this often per handle */
 
 static bool side_caught_up(const struct intake *in, const struct pair *p, int t);
-static void ask_ends(struct intake *in, int t);
+static void confirm_ends(struct intake *in, int t);
 
 /* The next pair, from wake_next[t] on, whose t side the merge waits for
  * (empty, the other side holding messages), has heard nothing for
@@ -309,8 +310,8 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                         continue;
                 wake_stalled(in, REL);
                 wake_stalled(in, SUB);
-                ask_ends(in, REL);
-                ask_ends(in, SUB);
+                confirm_ends(in, REL);
+                confirm_ends(in, SUB);
                 if (mergeable(in) >= enough || mono_ms() >= deadline || *in->env->stop)
                         return;
                 if (!room && !merge_waits_for(in, REL) && !merge_waits_for(in, SUB))
@@ -351,7 +352,7 @@ static bool fetch_caught_up(const struct intake *in, const struct pair *p, int t
 }
 
 /* Has side t caught up, by its last fetch answer and by the broker's last
- * answer to ask_ends, whichever is further? */
+ * answer to confirm_ends, whichever is further? */
 static bool side_caught_up(const struct intake *in, const struct pair *p, int t) {
         return fetch_caught_up(in, p, t) && side_position(p, t) >= p->broker_end[t];
 }
@@ -372,10 +373,6 @@ static bool patience_over(const struct intake *in, const struct pair *p, int emp
 #define LONG_WAIT_MS 10000           /* a side waiting this long for the other is logged, */
 #define LONG_WAIT_LOG_MS 30000       /* at most once per this per pair */
 
-#define END_ASK_EVERY_MS 5           /* ask_ends asks for a topic's ends at most this often, */
-#define END_ASK_AGAIN_MS 1000        /* a side found behind again after this, and after a failure, */
-#define END_ASK_TIMEOUT_MS 500       /* each question waiting this long at most */
-
 /* The head of side t of p when it has waited merge_wait for the other,
  * empty side; NULL otherwise. */
 static const struct inmsg *lone_head(const struct intake *in, const struct pair *p, int t, int64_t now) {
@@ -387,20 +384,24 @@ static const struct inmsg *lone_head(const struct intake *in, const struct pair 
         return q->v[q->head];
 }
 
-/* Must the broker be asked for side t's end?  When the other side's head has
- * waited merge_wait, t's last fetch answer says it has caught up (if not,
- * the merge waits anyway), and the broker has not confirmed it since that
- * head arrived; a side it found behind is asked again every
- * END_ASK_AGAIN_MS, in case its end went back (an unclean leader
- * election). */
-static bool end_unconfirmed(const struct intake *in, const struct pair *p, int t, int64_t now) {
+#define END_ASK_AGAIN_MS 1000        /* a side the broker found behind is asked again after this */
+
+/* Must the broker be asked for side t's end, and asked after when?  When
+ * the other side's head has waited merge_wait and t's last fetch answer
+ * says it has caught up (if not, the merge waits anyway): asked after that
+ * head arrived, unless it has been; a side the broker found behind, again
+ * every END_ASK_AGAIN_MS, in case its end went back (an unclean leader
+ * election).  The time, or -1: no question. */
+static int64_t end_unconfirmed(const struct intake *in, const struct pair *p, int t, int64_t now) {
         const struct inmsg *head = lone_head(in, p, !t, now);
 
         if (!head || !fetch_caught_up(in, p, t))
-                return false;
+                return -1;
         if (p->end_asked_at[t] <= head->arrived)
-                return true;
-        return side_position(p, t) < p->broker_end[t] && now - p->end_asked_at[t] >= END_ASK_AGAIN_MS;
+                return head->arrived;
+        if (side_position(p, t) < p->broker_end[t] && now - p->end_asked_at[t] >= END_ASK_AGAIN_MS)
+                return p->end_asked_at[t];
+        return -1;
 }
 
 /* Records the broker's end of side t of p, asked at asked_at; logs a side
@@ -411,6 +412,7 @@ static void note_end(struct intake *in, struct pair *p, int t, int64_t end, int6
 
         p->broker_end[t] = end;
         p->end_asked_at[t] = asked_at;
+        in->env->st.merge_end_queries++;
         if (end <= pos)
                 return;
         in->env->st.merge_ends_ahead++;
@@ -422,45 +424,24 @@ static void note_end(struct intake *in, struct pair *p, int t, int64_t end, int6
                    p->partition, topic_of(in, t), pos, end);
 }
 
-/* Asks the broker for the end of every side t that end_unconfirmed names:
- * one ListOffsets per leader, on the producer's connections (a consumer's
- * would queue it behind its fetch, up to fetch.wait.max.ms), waiting up to
- * END_ASK_TIMEOUT_MS.  A side not answered stays unconfirmed, and its
- * topic is asked again after END_ASK_AGAIN_MS. */
-static void ask_ends(struct intake *in, int t) {
-        int64_t now = mono_ms(), asked_at;
-        size_t n = 0, cap = in->pairs->n;
-        struct pair **who;
-        int32_t *parts;
-        int64_t *ends;
-        int r;
+/* For every pair whose other side waits on side t: takes in the broker's
+ * latest answer for t's end, then wants the question end_unconfirmed
+ * names asked (end_probe.c asks it on a thread of its own: a slow broker
+ * never stops this loop).  Can't fail. */
+static void confirm_ends(struct intake *in, int t) {
+        int64_t now = mono_ms();
 
-        if (cap == 0 || now - in->ends_asked_at[t] < END_ASK_EVERY_MS || now < in->ends_retry_at[t])
-                return;
-        who = malloc(cap * sizeof(*who));
-        parts = malloc(cap * sizeof(*parts));
-        ends = malloc(cap * sizeof(*ends));
-        for (size_t i = 0; who && parts && ends && i < cap; i++)
-                if (end_unconfirmed(in, in->pairs->v[i], t, now)) {
-                        who[n] = in->pairs->v[i];
-                        parts[n++] = in->pairs->v[i]->partition;
-                }
-        if (n > 0) {
-                in->ends_asked_at[t] = asked_at = mono_ms();
-                r = mcd_kafka_watermarks(in->env->producer, topic_of(in, t), parts, (int)n, NULL, ends,
-                                         END_ASK_TIMEOUT_MS);
-                in->env->st.merge_end_queries += n;
-                for (size_t i = 0; i < n; i++)
-                        if (ends[i] >= 0)
-                                note_end(in, who[i], t, ends[i], asked_at);
-                if (r < 0) {
-                        in->ends_retry_at[t] = mono_ms() + END_ASK_AGAIN_MS;
-                        log_debug("asking the broker for %s's ends: %s", topic_of(in, t), strerror(-r));
-                }
+        for (size_t i = 0; in->env->end_probe && i < in->pairs->n; i++) {
+                struct pair *p = in->pairs->v[i];
+                int64_t since, end, asked_at;
+                if (!lone_head(in, p, !t, now))
+                        continue;
+                if (mcd_end_probe_answer(in->env->end_probe, t, p->partition, &end, &asked_at) == 0 &&
+                    asked_at > p->end_asked_at[t])
+                        note_end(in, p, t, end, asked_at);
+                if ((since = end_unconfirmed(in, p, t, now)) >= 0)
+                        mcd_end_probe_want(in->env->end_probe, t, p->partition, since);
         }
-        free(who);
-        free(parts);
-        free(ends);
 }
 
 /* Logs that side t of a pair has waited `waited` ms for the other, empty
@@ -472,6 +453,8 @@ static void merge_wait_log(struct intake *in, struct pair *p, int t, int64_t wai
         if (waited < LONG_WAIT_MS || (p->wait_logged && mono_now - p->wait_logged < LONG_WAIT_LOG_MS))
                 return;
         end = side_end(in, p, !t);
+        if (end >= 0 && p->broker_end[!t] > end)
+                end = p->broker_end[!t];
         p->wait_logged = mono_now;
         p->wait_since = mono_now - waited;
         p->wait_for = !t;
@@ -479,6 +462,12 @@ static void merge_wait_log(struct intake *in, struct pair *p, int t, int64_t wai
                 log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
                             "which has not answered a fetch yet; the merge waits for it",
                             p->partition, q_len(&p->q[t]), topic_of(in, t), waited / 1000, topic_of(in, !t));
+        else if (side_position(p, !t) >= end)
+                log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
+                            "read to offset %" PRId64 ", its end by its last fetch answer, which the broker "
+                            "has not confirmed; the merge waits for it",
+                            p->partition, q_len(&p->q[t]), topic_of(in, t), waited / 1000, topic_of(in, !t),
+                            end);
         else
                 log_warning("partition %" PRId32 ": %zu messages of %s have waited %" PRId64 " s for %s, "
                             "read up to offset %" PRId64 " of %" PRId64 "; the merge waits for it",

@@ -23,8 +23,6 @@ struct intake {
         int64_t checked_at[2];       /* mono ms: wake_stalled last looked at handle t's pairs */
         int64_t woken_at[2];         /* mono ms: a fetcher of handle t last woken */
         size_t wake_next[2];         /* the pair wake_stalled looks at first, round robin */
-        int64_t ends_asked_at[2];    /* mono ms: ask_ends last asked the broker for topic t's ends */
-        int64_t ends_retry_at[2];    /* mono ms: and, after a failed question, asks again no sooner */
 };
 
 /* The topic of side t, and its handle (the group consumer for REL, the

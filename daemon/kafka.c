@@ -90,6 +90,15 @@ static const char *const producer_defaults[][2] = {
         {NULL, NULL},
 };
 
+/* A client that only asks for partitions' ends (ListOffsets): the high
+ * watermark, as a fetch answer gives it, whatever the consumers'
+ * isolation.level (end_probe.c). */
+static const char *const end_probe_defaults[][2] = {
+        {"isolation.level", "read_uncommitted"},
+        {"socket.nagle.disable", "true"},
+        {NULL, NULL},
+};
+
 /* `multichanneld publish` loads files: throughput over latency.  Large
  * message sets also spare brokers that look offsets up by scanning their
  * log (librdkafka's mock cluster returns one message set per partition and
@@ -123,9 +132,10 @@ static bool applies(const char *name, enum mcd_kafka_role role) {
         for (size_t i = 0; list[i]; i++)
                 if (strcmp(list[i], name) == 0)
                         return false;
-        if ((role == MCD_KAFKA_READER || role == MCD_KAFKA_TOOL_READER) && strcmp(name, "group.instance.id") == 0)
+        if ((role == MCD_KAFKA_READER || role == MCD_KAFKA_TOOL_READER || role == MCD_KAFKA_END_PROBE) &&
+            strcmp(name, "group.instance.id") == 0)
                 return false;
-        return true;
+        return role != MCD_KAFKA_END_PROBE || strcmp(name, "isolation.level") != 0;
 }
 
 static int set_all(rd_kafka_conf_t *conf, const char *const defaults[][2], char *err, size_t errlen) {
@@ -145,6 +155,7 @@ rd_kafka_t *mcd_kafka_new(const struct mcd_config *cfg, enum mcd_kafka_role role
         const char *const(*defaults)[2] = is_producer(role)                 ? producer_defaults
                                           : role == MCD_KAFKA_READER      ? reader_defaults
                                           : role == MCD_KAFKA_TOOL_READER ? tool_reader_defaults
+                                          : role == MCD_KAFKA_END_PROBE   ? end_probe_defaults
                                                                           : consumer_defaults;
         rd_kafka_t *rk;
 

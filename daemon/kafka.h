@@ -19,6 +19,7 @@ enum mcd_kafka_role {
         MCD_KAFKA_TOOL_READER,       /* the same, prefetching as much as librdkafka likes: tail */
         MCD_KAFKA_PRODUCER,          /* idempotent producer */
         MCD_KAFKA_BULK_PRODUCER,     /* the same, batching for throughput (publish) */
+        MCD_KAFKA_END_PROBE,         /* asks partitions' ends only, read_uncommitted (end_probe.c) */
 };
 
 /* A client of the given role with every kafka.* property of cfg applied over

@@ -149,7 +149,7 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
                    "Input fetchers woken because the merge waited for a partition they had stopped fetching.",
                    s->fetch_wakeups);
         scalar_u64(f, "multichanneld_merge_end_queries_total", "counter",
-                   "Partition ends asked of the broker before one input went on without the other, empty one.",
+                   "Partition ends the broker gave the merge before one input went on without the other, empty one.",
                    s->merge_end_queries);
         scalar_u64(f, "multichanneld_merge_ends_ahead_total", "counter",
                    "Partition ends the broker gave ahead of an input its last fetch answer said had caught up.",

@@ -42,7 +42,7 @@ struct pair {
         int64_t end_pos[2];          /* where that end was: the fetch position, past transaction markers */
         bool heard[2];               /* a message or the end came since the pair became ready: the
                                       * handle's high watermark is not an earlier ownership's */
-        int64_t broker_end[2];       /* the side's end as the broker last gave it (intake.c ask_ends), -1 none */
+        int64_t broker_end[2];       /* the side's end as the broker last gave it (intake.c confirm_ends), -1 none */
         int64_t end_asked_at[2];     /* monotonic ms that question was sent, 0 never */
         int64_t end_logged_at[2];    /* monotonic ms the side was last logged behind that end, 0 never */
         int64_t wait_logged;         /* monotonic ms a long wait for one side was last logged, 0 none */

@@ -19,6 +19,7 @@
 #include "daemon/stats.h"
 
 struct mcd_store;
+struct mcd_end_probe;
 struct mcd_group_offsets;
 struct mcd_metrics;
 
@@ -29,6 +30,7 @@ struct mcd_env {
         rd_kafka_t *consumer;        /* group member, relationships topic */
         rd_kafka_t *sub_reader;      /* assign()-only, subscriptions topic */
         rd_kafka_t *producer;
+        struct mcd_end_probe *end_probe; /* asks the broker for input partitions' ends (intake.c) */
         struct mcd_store *store;
         struct mcd_group_offsets *group_offsets; /* Redis's offsets copied to the group, for lag monitors */
         struct mcd_metrics *metrics; /* NULL when off */

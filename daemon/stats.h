@@ -41,7 +41,7 @@ struct mcd_stats {
         uint64_t redis_errors;
         uint64_t kafka_errors;
         uint64_t fetch_wakeups;      /* input fetchers woken while the merge waited (intake.c) */
-        uint64_t merge_end_queries;  /* partition ends asked of the broker before a side went on alone */
+        uint64_t merge_end_queries;  /* partition ends the broker gave before a side went on alone */
         uint64_t merge_ends_ahead;   /* of them, ends found ahead of a side its fetch said caught up */
         uint64_t redis_round_trips;
         uint64_t redis_batch_round_trips;       /* of them, made by batches (load, commit, fencing, due scan) */

@@ -351,7 +351,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
         q_clear(&p->q[SUB]);
         p->at_end[REL] = p->at_end[SUB] = p->heard[REL] = p->heard[SUB] = false;
         p->broker_end[REL] = p->broker_end[SUB] = -1;
-        p->end_asked_at[REL] = p->end_asked_at[SUB] = 0;
+        p->end_asked_at[REL] = p->end_asked_at[SUB] = p->end_logged_at[REL] = p->end_logged_at[SUB] = 0;
         p->wait_logged = 0;
         /* The rules' clock goes back with the offsets, as after a restart:
          * left at what was applied before (a batch lost with Redis, say),

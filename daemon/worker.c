@@ -37,6 +37,7 @@
 #include "daemon/avro_codec.h"
 #include "daemon/batch.h"
 #include "daemon/group_offsets.h"
+#include "daemon/end_probe.h"
 #include "daemon/intake.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
@@ -170,6 +171,8 @@ static int worker_setup(struct worker *w) {
                 log_error("cannot create the Kafka producer: %s", err);
                 return -EINVAL;
         }
+        if ((r = mcd_end_probe_new(w->env.cfg, &w->env.end_probe)) < 0)
+                return r;
         /* Kafka unreachable, a leader not elected yet, a topic not created
          * yet: waited for (startup.h).  Not being co-partitioned is a
          * configuration error, which exits. */
@@ -250,6 +253,8 @@ static void worker_teardown(struct worker *w) {
                 rd_kafka_consumer_close(w->env.sub_reader);
                 rd_kafka_destroy(w->env.sub_reader);
         }
+        mcd_end_probe_free(w->env.end_probe);
+        w->env.end_probe = NULL;
         if (w->env.producer) {
                 rd_kafka_flush(w->env.producer, 5000);
                 rd_kafka_destroy(w->env.producer);
