@@ -28,15 +28,10 @@ half=$((n_in / 2))
 head -n "$half" "$TMP/in.jsonl" > "$TMP/part1"
 tail -n +"$((half + 1))" "$TMP/in.jsonl" > "$TMP/part2"
 
-applied() {  # applied N: N input events applied, by the metrics
-        [ "$("$MCD_BUILDDIR/tests/http_get" "$METRICS" /metrics 2>/dev/null |
-                awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }')" = "$1" ]
-}
-
 publish_events "$TMP/part1"
 ok $? "published the first $half events"
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
-wait_until $((DELAY / 1000 + 120)) applied "$half"
+wait_until $((DELAY / 1000 + 120)) inputs_applied "$METRICS" "$half"
 ok $? "daemon applied them (the first Fetch of $SUB_TOPIC [$SLOW] held too)"
 sleep 1         # both sides of every pair at their end, fetched again since
 
@@ -54,7 +49,7 @@ took=$(($(date +%s) - held_at))
 [ "$took" -lt $((DELAY / 1000 - 1)) ]
 ok $? "the second half was in Kafka ${took} s after the hold began, before the held answer ($((DELAY / 1000)) s)"
 
-wait_until $((DELAY / 1000 + 120)) applied "$n_in"
+wait_until $((DELAY / 1000 + 120)) inputs_applied "$METRICS" "$n_in"
 ok $? "daemon applied all $n_in events"
 grep "broker's end\|merging again" "$TMP/daemon.log" | sed 's/^.*\(partition\)/\1/' | head -5 | diag
 grep -q "partition $SLOW: $SUB_TOPIC read to offset [0-9]*, the broker's end is [0-9]*" "$TMP/daemon.log"

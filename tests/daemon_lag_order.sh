@@ -23,16 +23,12 @@ n_in=$(wc -l < "$TMP/in.jsonl")
 now=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
 $MCD replay --now "$now" --state-out "$TMP/want_states" "$TMP/in.jsonl" | strip_messages > "$TMP/want"
 n_want=$(wc -l < "$TMP/want")
-"$MCD_BIN" publish --in-order -c "$TMP/mcd.conf" "$TMP/in.jsonl" 2> "$TMP/publish.err"
+publish_events "$TMP/in.jsonl"
 ok $? "published $n_in events, both topics, before the daemon starts"
 
-applied() {  # every input event applied, by the metrics
-        [ "$("$MCD_BUILDDIR/tests/http_get" "$METRICS" /metrics 2>/dev/null |
-                awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }')" = "$n_in" ]
-}
 start=$(date +%s)
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
-wait_until $((DELAY / 1000 + 120)) applied
+wait_until $((DELAY / 1000 + 120)) inputs_applied "$METRICS" "$n_in"
 ok $? "daemon applied all $n_in events in $(($(date +%s) - start)) s"
 
 # The fault, seen from the daemon: the slow pair's relationships waited for

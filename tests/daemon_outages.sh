@@ -75,8 +75,7 @@ sleep 3
 assert_exactly_once "$TMP/mcd.conf" ""
 # A batch undone while Kafka was down, or not committed while Redis was, is
 # read again: the metrics count each event once all the same.
-counted=$("$MCD_BUILDDIR/tests/http_get" "$METRICS" /metrics |
-        awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }')
+counted=$(inputs_counted "$METRICS")
 [ "$counted" = "$EVENTS" ]
 ok $? "the metrics count every event once ($counted of $EVENTS, undone batches taken back)"
 grep -c "batch is undone\|batch not committed" "$TMP/daemon.log" | sed 's/^/batches undone or not committed: /' | diag

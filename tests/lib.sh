@@ -289,6 +289,15 @@ publish_events() {  # publish_events FILE [CONFIG]: published in the file's orde
         "$MCD_BIN" publish --in-order -c "${2:-$TMP/mcd.conf}" "$1" 2>> "$TMP/publish.err"
 }
 
+inputs_counted() {  # inputs_counted METRICS: input events the daemon at METRICS (host:port) counted, applied or dead-lettered
+        "$MCD_BUILDDIR/tests/http_get" "$1" /metrics 2>/dev/null |
+                awk '$1 ~ /^multichanneld_(events|dead_letters)_total/ { s += $NF } END { printf "%.0f\n", s }'
+}
+
+inputs_applied() {  # inputs_applied METRICS N: the daemon at METRICS counted N input events
+        [ "$(inputs_counted "$1")" = "$2" ]
+}
+
 daemon_ready() {  # daemon_ready LOG: the daemon logged that it owns its partitions
         grep -q "ready: " "$1"
 }
