@@ -136,8 +136,9 @@ static size_t take_wanted(struct topic *tp, int64_t now, int64_t *next) {
                 struct slot *s = &tp->slots[i];
                 if (!s->wanted)
                         continue;
-                if (s->retry_at > now) {
-                        *next = s->retry_at < *next ? s->retry_at : *next;
+                if (s->retry_at > now || s->since >= now) {   /* asked at `now`, an answer must be later than since */
+                        int64_t at = s->retry_at > now ? s->retry_at : s->since + 1;
+                        *next = at < *next ? at : *next;
                         continue;
                 }
                 s->wanted = false;

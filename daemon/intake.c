@@ -235,7 +235,9 @@ static bool merge_waits_for(const struct intake *in, int t) {
 #define FETCH_WAKE_EVERY_MS 100      /* and has its fetcher woken at most this often per handle */
 
 static bool side_caught_up(const struct intake *in, const struct pair *p, int t);
-static void confirm_ends(struct intake *in, int t);
+static size_t confirm_ends(struct intake *in, int t);
+
+#define END_WAIT_MS 100              /* a wait for input outlasts its time this long for the broker's answer */
 
 /* The next pair, from wake_next[t] on, whose t side the merge waits for
  * (empty, the other side holding messages), has heard nothing for
@@ -289,7 +291,7 @@ static void wake_stalled(struct intake *in, int t) {
  * is never paused (apply_backpressure). */
 void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
         int64_t deadline = mono_ms() + wait_ms;
-        size_t budget = buffer_budget(in);
+        size_t budget = buffer_budget(in), pending;
         rd_kafka_message_t *first;
 
         /* The group handle is served at least once, however full the
@@ -310,9 +312,16 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                         continue;
                 wake_stalled(in, REL);
                 wake_stalled(in, SUB);
-                confirm_ends(in, REL);
-                confirm_ends(in, SUB);
-                if (mergeable(in) >= enough || mono_ms() >= deadline || *in->env->stop)
+                /* An answer awaited holds the return (a few ms), up to
+                 * END_WAIT_MS past the deadline, so that a batch is not cut
+                 * just before its lone side may go on. */
+                pending = wait_ms > 0 ? confirm_ends(in, REL) + confirm_ends(in, SUB) : 0;
+                if (wait_ms == 0) {
+                        confirm_ends(in, REL);
+                        confirm_ends(in, SUB);
+                }
+                if (*in->env->stop || mono_ms() >= deadline + (pending ? END_WAIT_MS : 0) ||
+                    (mergeable(in) >= enough && !pending))
                         return;
                 if (!room && !merge_waits_for(in, REL) && !merge_waits_for(in, SUB))
                         return;         /* full: what can be merged goes first */
@@ -373,15 +382,27 @@ static bool patience_over(const struct intake *in, const struct pair *p, int emp
 #define LONG_WAIT_MS 10000           /* a side waiting this long for the other is logged, */
 #define LONG_WAIT_LOG_MS 30000       /* at most once per this per pair */
 
-/* The head of side t of p when it has waited merge_wait for the other,
- * empty side; NULL otherwise. */
+/* The first message of side t of p that the merge will have to take alone,
+ * once side !t's buffered messages are merged (its head when side !t is
+ * empty), if it has waited merge_wait; NULL otherwise.  Asked ahead, the
+ * broker's answer is in when the batch reaches it. */
 static const struct inmsg *lone_head(const struct intake *in, const struct pair *p, int t, int64_t now) {
-        const struct msgq *q = &p->q[t];
+        const struct msgq *q = &p->q[t], *o = &p->q[!t];
+        size_t i;
 
-        if (p->phase != PAIR_READY || q_len(&p->q[!t]) || !q_len(q) ||
-            now - q->v[q->head]->arrived < in->env->cfg->merge_wait)
+        if (p->phase != PAIR_READY || !q_len(q))
                 return NULL;
-        return q->v[q->head];
+        i = q->tail;
+        if (q_len(o)) {         /* after the other side's last, a relationship first on a tie */
+                int64_t last = o->v[o->tail - 1]->timestamp;
+                while (i > q->head && (q->v[i - 1]->timestamp > last || (t == SUB && q->v[i - 1]->timestamp == last)))
+                        i--;
+                if (i == q->tail)
+                        return NULL;
+        } else {
+                i = q->head;
+        }
+        return now - q->v[i]->arrived >= in->env->cfg->merge_wait ? q->v[i] : NULL;
 }
 
 #define END_ASK_AGAIN_MS 1000        /* a side the broker found behind is asked again after this */
@@ -427,9 +448,12 @@ static void note_end(struct intake *in, struct pair *p, int t, int64_t end, int6
 /* For every pair whose other side waits on side t: takes in the broker's
  * latest answer for t's end, then wants the question end_unconfirmed
  * names asked (end_probe.c asks it on a thread of its own: a slow broker
- * never stops this loop).  Can't fail. */
-static void confirm_ends(struct intake *in, int t) {
+ * never stops this loop).  Returns how many questions are awaited, so that
+ * a batch is not cut by an answer a few ms away (poll_inputs).  Can't
+ * fail. */
+static size_t confirm_ends(struct intake *in, int t) {
         int64_t now = mono_ms();
+        size_t pending = 0;
 
         for (size_t i = 0; in->env->end_probe && i < in->pairs->n; i++) {
                 struct pair *p = in->pairs->v[i];
@@ -439,9 +463,12 @@ static void confirm_ends(struct intake *in, int t) {
                 if (mcd_end_probe_answer(in->env->end_probe, t, p->partition, &end, &asked_at) == 0 &&
                     asked_at > p->end_asked_at[t])
                         note_end(in, p, t, end, asked_at);
-                if ((since = end_unconfirmed(in, p, t, now)) >= 0)
+                if ((since = end_unconfirmed(in, p, t, now)) >= 0) {
                         mcd_end_probe_want(in->env->end_probe, t, p->partition, since);
+                        pending++;
+                }
         }
+        return pending;
 }
 
 /* Logs that side t of a pair has waited `waited` ms for the other, empty
