@@ -284,36 +284,23 @@ static unsigned char *put_long(unsigned char *p, int64_t v) {
         return p;
 }
 
-static unsigned char *put_text(unsigned char *p, const char *s) {
+/* Writes string s at p, if it fits before end; NULL if not. */
+static unsigned char *put_text(unsigned char *p, const unsigned char *end, const char *s) {
         size_t n = strlen(s);
 
+        if ((size_t)(end - p) < VARINT_MAX + n)
+                return NULL;
         p = put_long(p, (int64_t)n);
         memcpy(p, s, n);
         return p + n;
 }
 
-/* What record plan rp of outcome o can take at most. */
-static size_t record_bound(const struct mcd_outcome_plan *pl, const struct record_plan *rp,
-                           const struct mcd_outcome *o) {
-        size_t n = 0;
-
-        for (size_t i = 0; i < rp->n; i++) {
-                const struct step *st = &rp->step[i];
-                const char *s = text_of(o, st->value);
-
-                n += VARINT_MAX;
-                if (st->type == STEP_STRING || st->type == STEP_OPT_STRING)
-                        n += VARINT_MAX + (s ? strlen(s) : 0);
-                else if (st->type == STEP_PAYLOAD)
-                        n += record_bound(pl, &pl->payload[o->type], o);
-        }
-        return n;
-}
-
-/* Writes record plan rp of outcome o at *pp, which it advances.  0, or
- * -EINVAL for an enum value out of its range. */
+/* Writes record plan rp of outcome o at *pp, which it advances, before
+ * end.  0; -ENOSPC when it would pass end (*pp is then left as it was);
+ * -EINVAL for an enum value out of its range.  Each string's length is
+ * taken once, as it is written: no pass to size the record first. */
 static int write_record(const struct mcd_outcome_plan *pl, const struct record_plan *rp,
-                        const struct mcd_outcome *o, unsigned char **pp) {
+                        const struct mcd_outcome *o, unsigned char **pp, const unsigned char *end) {
         unsigned char *p = *pp;
         int r = 0;
 
@@ -322,14 +309,16 @@ static int write_record(const struct mcd_outcome_plan *pl, const struct record_p
                 const char *s = text_of(o, st->value);
                 int64_t x = number_of(o, st->value);
 
+                if (end - p < 2 * VARINT_MAX)   /* a union's branch and a number, or a string's length */
+                        return -ENOSPC;
                 switch (st->type) {
                 case STEP_STRING:
-                        p = put_text(p, s ? s : "");
+                        p = put_text(p, end, s ? s : "");
                         break;
                 case STEP_OPT_STRING:
                         p = put_long(p, s ? st->string_branch : st->null_branch);
                         if (s)
-                                p = put_text(p, s);
+                                p = put_text(p, end, s);
                         break;
                 case STEP_LONG:
                         p = put_long(p, x);
@@ -344,11 +333,14 @@ static int write_record(const struct mcd_outcome_plan *pl, const struct record_p
                         break;
                 case STEP_PAYLOAD:
                         p = put_long(p, pl->branch[o->type]);
-                        r = write_record(pl, &pl->payload[o->type], o, &p);
+                        r = write_record(pl, &pl->payload[o->type], o, &p, end);
                         break;
                 }
+                if (!p)
+                        return -ENOSPC;
         }
-        *pp = p;
+        if (r == 0)
+                *pp = p;
         return r;
 }
 
@@ -366,6 +358,8 @@ static int plan_for(struct mcd_avro *a, const struct schema_entry *e) {
         a->outcome_plan = p;
         return 0;
 }
+
+#define OBUF_MIN 1024                /* the scratch buffer's first size: a header and most outcomes */
 
 /* Room for n bytes in a's scratch buffer (kept at its largest). */
 static int scratch(struct mcd_avro *a, size_t n) {
@@ -388,11 +382,17 @@ int mcd_avro_outcome_bytes(struct mcd_avro *a, const struct mcd_outcome *o, cons
         if (!a || !o || (unsigned)o->type >= MCD_OUT__COUNT)
                 return -EINVAL;
         e = &a->v[a->reader[MCD_AVRO_OUTCOME]];
-        if ((r = plan_for(a, e)) < 0 ||
-            (r = scratch(a, SOE_HEADER_SIZE + record_bound(a->outcome_plan, &a->outcome_plan->outcome, o))) < 0)
+        if ((r = plan_for(a, e)) < 0 || (r = scratch(a, OBUF_MIN)) < 0)
                 return r;
-        p = a->obuf + mcd_avro_header_write(e, a->outcome_confluent ? &a->outcome_id : NULL, a->obuf);
-        if ((r = write_record(a->outcome_plan, &a->outcome_plan->outcome, o, &p)) < 0)
+        for (;;) {      /* an outcome larger than the buffer grows it and is written again */
+                p = a->obuf + mcd_avro_header_write(e, a->outcome_confluent ? &a->outcome_id : NULL, a->obuf);
+                if ((r = write_record(a->outcome_plan, &a->outcome_plan->outcome, o, &p, a->obuf + a->obuf_cap)) !=
+                    -ENOSPC)
+                        break;
+                if ((r = scratch(a, 2 * a->obuf_cap)) < 0)
+                        return r;
+        }
+        if (r < 0)
                 return r;
         *buf = a->obuf;
         *len = (size_t)(p - a->obuf);

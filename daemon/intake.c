@@ -315,11 +315,9 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                 /* An answer awaited holds the return (a few ms), up to
                  * END_WAIT_MS past the deadline, so that a batch is not cut
                  * just before its lone side may go on. */
-                pending = wait_ms > 0 ? confirm_ends(in, REL) + confirm_ends(in, SUB) : 0;
-                if (wait_ms == 0) {
-                        confirm_ends(in, REL);
-                        confirm_ends(in, SUB);
-                }
+                pending = confirm_ends(in, REL) + confirm_ends(in, SUB);
+                if (wait_ms == 0)
+                        pending = 0;
                 if (*in->env->stop || mono_ms() >= deadline + (pending ? END_WAIT_MS : 0) ||
                     (mergeable(in) >= enough && !pending))
                         return;

@@ -18,6 +18,7 @@
 
 #include "daemon/avro_codec.h"
 #include "daemon/avro_internal.h"
+#include "daemon/macro.h"
 #include "tests/samples.h"
 #include "tests/schema_edit.h"
 #include "tests/tap.h"
@@ -115,6 +116,35 @@ static void test_bytes(struct mcd_avro *a) {
                    mcd_outcome_type_name(o.type));
                 ok(decodes_as(a, &o), "%s: and those values decode as written", mcd_outcome_type_name(o.type));
         }
+}
+
+/* Outcomes around and past the writer's first buffer (1 KiB), in growing
+ * sizes on a fresh codec, so that each growth lands on a boundary: the
+ * bytes are libavro-c's and decode as written, every length. */
+static void test_long_strings(void) {
+        struct mcd_avro *a = NULL;
+        static const size_t sizes[] = {70000, 200000};
+        char *text = malloc(200001);
+        int agreed = 0, n = 0;
+
+        if (mcd_avro_new(&a) < 0 || !text) {
+                ok(false, "a codec and a text for the long outcomes");
+                goto out;
+        }
+        memset(text, 'm', 200000);
+        for (size_t len = 900; len <= 1100 + ELEMENTSOF(sizes); len++, n++) {
+                struct mcd_outcome o = sample_outcome(MCD_OUT_TRANSITION_REJECTED);
+                size_t l = len <= 1100 ? len : sizes[len - 1101];
+                text[l] = '\0';
+                o.message = text;
+                agreed += libavro_agrees(a, &o) && decodes_as(a, &o);
+                text[l] = 'm';
+        }
+        ok(agreed == n, "messages of 900 to 1100 bytes, 70000 and 200000: libavro-c's bytes, decoded as written "
+                        "(%d of %d)", agreed, n);
+out:
+        free(text);
+        mcd_avro_free(a);
 }
 
 /* Every symbol of every enum, each written where libavro-c reads it. */
@@ -216,6 +246,7 @@ int main(void) {
         if (!a)
                 return tap_done();
         test_bytes(a);
+        test_long_strings();
         test_symbols(a);
         test_plans(a);
         mcd_avro_free(a);

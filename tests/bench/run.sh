@@ -181,7 +181,7 @@ services_up() {  # services_up NAME: fresh redis-server and mock cluster; sets R
         mkdir -p "$PH/redis"
         REDIS_PORT=$(free_port)
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
-                --dir "$PH/redis" --logfile "$PH/redis/log" &
+                --latency-monitor-threshold 5 --dir "$PH/redis" --logfile "$PH/redis/log" &
         REDIS_PID=$!
         PIDS="$PIDS $REDIS_PID"
         wait_until 20 redis-cli -p "$REDIS_PORT" ping || die "redis-server did not start"
@@ -501,7 +501,14 @@ fi
 # automatic rewrite within the run, and the commits around it stall (the
 # fifth that holds it): the fork, the rewrite's child taking a core of two
 # already busy, and the parent's copy-on-write faults (dear on this kind of
-# virtual machine); the runs measured do not split it between them.
+# virtual machine).  Redis's latency monitor (threshold 5 ms) names the
+# stalls of its own main thread (fork, aof-write, aof-fsync-always,
+# aof-rewrite-done, command...), each with its worst: what it does not name
+# was the machine's cores, shared with the rewrite's child.
+redis_stalls() {  # Redis's LATENCY LATEST as "event worst ms, ...", or "none"
+        redis-cli -p "$REDIS_PORT" latency latest | paste - - - - |
+                awk -F'\t' 'NF >= 4 { printf "%s%s %s ms", sep, $1, $4; sep = ", " } END { if (sep == "") print "none"; else print "" }'
+}
 latency_run() {  # latency_run PARTITIONS
         _parts_saved=$PARTS; _mw=$MERGE_WAIT; _bw=$BATCH_WAIT; _extra=${BENCH_EXTRA_CONF:-}
         PARTS=$1; MERGE_WAIT=$LAT_MERGE_WAIT; BATCH_WAIT=$LAT_BATCH_WAIT
@@ -524,6 +531,7 @@ latency_run() {  # latency_run PARTITIONS
         row "  daemon peak RSS / mock cluster CPU time" "$(fdiv "$(proc_kb "$DAEMON_PID" VmHWM)" 1024 1) MiB / $(proc_cpu "$KAFKA_PID") s"
         row "  partition ends asked of the broker by the merge / found ahead" "$(metric multichanneld_merge_end_queries_total) / $(metric multichanneld_merge_ends_ahead_total)"
         row "  Redis AOF rewrites in the run / the last one took" "$(redis_info aof_rewrites persistence) / $(redis_info aof_last_rewrite_time_sec persistence) s (its fork $(fdiv "$(redis_info latest_fork_usec stats)" 1000 1) ms)"
+        row "  Redis main thread's stalls of 5 ms or more (event: worst)" "$(redis_stalls)"
         row "  load average after the run" "$(loadavg)"
         stop_daemon
         services_down
