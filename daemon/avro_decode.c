@@ -112,21 +112,6 @@ static int check_message(struct mcd_avro *a, enum mcd_avro_kind expected, const 
         return 0;
 }
 
-/* check_message, then the body read into the writer's generic value: *out,
- * owned by the writer's entry and good until the next decode. */
-static int decode_value(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
-                        avro_value_t **out, struct mcd_avro_error *err) {
-        struct schema_entry *e = NULL;
-        size_t hdr = 0;
-        int r;
-
-        if ((r = check_message(a, expected, buf, len, &e, &hdr, err)) < 0 ||
-            (r = read_body(a, e, (const unsigned char *)buf + hdr, len - hdr, err)) < 0)
-                return r;
-        *out = &e->value;
-        return 0;
-}
-
 json_t *mcd_avro_reader_record(const struct schema_entry *reader, const char *name) {
         const char *key;
         json_t *def;
@@ -211,15 +196,16 @@ static int split_payload(struct decoded *d, const char *envelope, struct mcd_avr
         return 0;
 }
 
-static int decode_envelope(struct mcd_avro *a, enum mcd_avro_kind kind, const void *buf, size_t len,
-                           struct decoded *d, struct mcd_avro_error *err) {
+/* The body of a message check_message passed (writer e, at body), read
+ * into the writer's generic value and split into envelope and payload. */
+static int decode_envelope(struct mcd_avro *a, enum mcd_avro_kind kind, struct schema_entry *e,
+                           const unsigned char *body, size_t n, struct decoded *d, struct mcd_avro_error *err) {
         const struct schema_entry *reader = &a->v[a->reader[kind]];
-        avro_value_t *v = NULL;
         int r;
 
-        if ((r = decode_value(a, kind, buf, len, &v, err)) < 0)
+        if ((r = read_body(a, e, body, n, err)) < 0)
                 return r;
-        if (mcd_avro_obj_of(v, &d->env) < 0)
+        if (mcd_avro_obj_of(&e->value, &d->env) < 0)
                 return mcd_avro_fail(err, MCD_DLQ_CORRUPT_AVRO, "The Avro body could not be converted: out of memory.");
         if ((r = split_payload(d, mcd_avro_kind_names[kind], err)) < 0)
                 return r;
@@ -255,22 +241,21 @@ static int event_from_value(struct decoded *d, enum mcd_avro_kind kind, struct m
         return event_payload_from_value(&pay, ev);
 }
 
-/* The fast path: a checked message read by its writer's plan
- * (avro_event.c), made the first time.  0; 1 when the general path is to
- * read it (ev cleared); or check_message's failure. */
+/* The fast path: a message check_message passed (writer *e, its body at
+ * buf + *hdr) read by its writer's plan (avro_event.c), made the first
+ * time.  0; 1 when the general path is to read it (ev cleared); or
+ * check_message's failure. */
 static int decode_planned(struct mcd_avro *a, enum mcd_avro_kind expected, const void *buf, size_t len,
-                          struct mcd_event *ev, struct mcd_avro_error *err) {
-        struct schema_entry *e = NULL;
-        size_t hdr = 0;
+                          struct schema_entry **e, size_t *hdr, struct mcd_event *ev, struct mcd_avro_error *err) {
         int r;
 
-        if ((r = check_message(a, expected, buf, len, &e, &hdr, err)) < 0)
+        if ((r = check_message(a, expected, buf, len, e, hdr, err)) < 0)
                 return r;
-        if (e->event_plan_state == 0 && (r = mcd_avro_event_plan_new(a, e, &e->event_plan)) != -ENOMEM)
-                e->event_plan_state = r == 0 ? 1 : -1;  /* out of memory: tried again next time */
-        if (e->event_plan_state <= 0 || a->no_plans)
+        if ((*e)->event_plan_state == 0 && (r = mcd_avro_event_plan_new(a, *e, &(*e)->event_plan)) != -ENOMEM)
+                (*e)->event_plan_state = r == 0 ? 1 : -1;  /* out of memory: tried again next time */
+        if ((*e)->event_plan_state <= 0 || a->no_plans)
                 return 1;
-        r = mcd_avro_event_plan_read(e->event_plan, (const unsigned char *)buf + hdr, len - hdr, ev);
+        r = mcd_avro_event_plan_read((*e)->event_plan, (const unsigned char *)buf + *hdr, len - *hdr, ev);
         if (r < 0) {
                 mcd_event_clear(ev);
                 *ev = (struct mcd_event){ 0 };
@@ -283,14 +268,16 @@ int mcd_avro_decode_event(struct mcd_avro *a, enum mcd_avro_kind expected, const
                           struct mcd_event *ev, struct mcd_avro_error *err) {
         struct decoded d = { 0 };
         struct mcd_event tmp = { 0 };
+        struct schema_entry *e = NULL;
         const char *why = NULL;
+        size_t hdr = 0;
         int r;
 
         if (!a || !ev || (expected != MCD_AVRO_RELATIONSHIP_EVENT && expected != MCD_AVRO_SUBSCRIPTION_EVENT))
                 return -EINVAL;
-        r = decode_planned(a, expected, buf, len, &tmp, err);
-        if (r > 0) {
-                r = decode_envelope(a, expected, buf, len, &d, err);
+        r = decode_planned(a, expected, buf, len, &e, &hdr, &tmp, err);
+        if (r > 0) {            /* checked already: read by the general path */
+                r = decode_envelope(a, expected, e, (const unsigned char *)buf + hdr, len - hdr, &d, err);
                 if (r == 0)
                         r = event_from_value(&d, expected, &tmp, err);
         }
@@ -375,11 +362,15 @@ int mcd_avro_decode_outcome(struct mcd_avro *a, const void *buf, size_t len, str
                             struct mcd_avro_error *err) {
         struct decoded d = { 0 };
         struct mcd_outcome tmp = { 0 };
+        struct schema_entry *e = NULL;
+        size_t hdr = 0;
         int r;
 
         if (!a || !o)
                 return -EINVAL;
-        r = decode_envelope(a, MCD_AVRO_OUTCOME, buf, len, &d, err);
+        r = check_message(a, MCD_AVRO_OUTCOME, buf, len, &e, &hdr, err);
+        if (r == 0)
+                r = decode_envelope(a, MCD_AVRO_OUTCOME, e, (const unsigned char *)buf + hdr, len - hdr, &d, err);
         if (r == 0)
                 r = outcome_from_value(&d, &tmp, err);
         if (r < 0) {

@@ -260,6 +260,7 @@ struct overlap {
         int *decoded;                /* per ahead customer: its decoding's result */
         int load_r;                  /* the load's result */
         int apply_r;                 /* ahead's: 0 when applied; -ECANCELED when not tried */
+        int64_t span[2];             /* while_committing's start and end (mono_us); 0 when not called */
 };
 
 /* The stored state a customer of ahead is decoded from: the one b's
@@ -370,14 +371,16 @@ static void cache_committed(struct batcher *bt, struct batch *b) {
 static void while_committing(void *ctx, int load_r) {
         struct overlap *o = ctx;
 
+        o->span[0] = mono_us();
         free_spent(o->bt);
         o->load_r = load_r;
-        if (!o->ahead || load_r < 0)
-                return;
-        o->bt->ahead_before = o->bt->env->st;
-        o->apply_r = overlap_fill(o);
-        if (o->apply_r == 0)
-                o->apply_r = apply_loaded(o->bt, o->ahead, now_ms());
+        if (o->ahead && load_r >= 0) {
+                o->bt->ahead_before = o->bt->env->st;
+                o->apply_r = overlap_fill(o);
+                if (o->apply_r == 0)
+                        o->apply_r = apply_loaded(o->bt, o->ahead, now_ms());
+        }
+        o->span[1] = mono_us();
 }
 
 /* The store's view of a batch's customers and ready pairs, in sc and sp
@@ -418,9 +421,10 @@ static void store_batch(struct batcher *bt, const struct batch *b, const char *m
 /* Commits a batch; with `ahead`, loads that batch's customers in the same
  * round trip and applies it while Redis runs the commit (struct overlap),
  * freeing the last batch meanwhile.  *load_r and *apply_r are ahead's
- * (-ECANCELED when not tried). */
+ * (-ECANCELED when not tried); span[] is the overlap's start and end
+ * (mono_us; 0 when there was none), for the batch log. */
 static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct batch *ahead, int *load_r,
-                        int *apply_r) {
+                        int *apply_r, int64_t span[2]) {
         struct mcd_store_customer *sc = zalloc_array(b->n_ids + 1, sizeof(*sc));
         struct mcd_store_partition *sp = calloc(bt->pairs->n + 1, sizeof(*sp));
         struct overlap o = {.bt = bt, .b = b, .ahead = ahead, .load_r = -ECANCELED, .apply_r = -ECANCELED};
@@ -438,6 +442,8 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
         }
         *load_r = o.load_r;
         *apply_r = o.apply_r;
+        span[0] = o.span[0];
+        span[1] = o.span[1];
         overlap_free(&o);
         free(sc);
         free(sp);
@@ -733,7 +739,9 @@ int process_batch(struct batcher *bt) {
         struct batch *b = take_ahead(bt), *ahead = NULL;
         struct mcd_stats before = bt->env->st;
         bool commit_sent = false;
-        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, t_commit = 0, age_stamped = 0, age_buffered = 0;
+        int64_t now = now_ms(), t0 = mono_us(), t_publish = 0, t_commit = 0, t_ahead = 0;
+        int64_t span[2] = {0, 0}, split[3] = {0, 0, 0};
+        int64_t age_stamped = 0, age_buffered = 0;
         uint64_t rt0 = mcd_store_round_trips(bt->env->store);
         char *marks = NULL;
         int r = 0, load_r = 0, apply_r = 0;
@@ -762,8 +770,10 @@ int process_batch(struct batcher *bt) {
         marks = marks_format(bt->pub);
         if (r >= 0 && !marks)
                 r = -ENOMEM;
+        t_ahead = mono_us();
         if (r >= 0)
                 ahead = prepare_ahead(bt, now);
+        t_ahead = mono_us() - t_ahead;
         /* The last batch's frames were produced when it was committed, and
          * were delivered while this one was applied; they must all be
          * delivered before this commit, or a stalled instance could have
@@ -792,7 +802,12 @@ int process_batch(struct batcher *bt) {
         if (r >= 0) {
                 commit_sent = true;
                 t_commit = mono_us();
-                r = batch_commit(bt, b, marks, ahead, &load_r, &apply_r);
+                r = batch_commit(bt, b, marks, ahead, &load_r, &apply_r, span);
+                if (span[0]) {  /* the commit: to the load's reply, the overlap, to the transaction's */
+                        split[0] = span[0] - t_commit;
+                        split[1] = span[1] - span[0];
+                        split[2] = mono_us() - span[1];
+                }
                 t_commit = mono_us() - t_commit;
         }
         if (r < 0) {
@@ -830,11 +845,14 @@ int process_batch(struct batcher *bt) {
         if (bt->env->metrics)
                 mcd_metrics_update(bt->env->metrics, &bt->env->st);
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
-                  " us, of which %" PRId64 " us waiting for the last batch's delivery, %" PRId64
-                  " us committing (and loading the next batch); next batch %s; "
+                  " us, of which %" PRId64 " us collecting the next batch, %" PRId64
+                  " us waiting for the last batch's delivery, %" PRId64
+                  " us committing (%" PRId64 " us to the next batch's load, %" PRId64 " us applying it, %" PRId64
+                  " us waiting for the transaction after); next batch %s; "
                   "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
                   "%.0f bytes of state per customer, batches of %zu customers",
-                  bt->env->st.batches, b->n_items, b->n_due, b->n_ids, bt->last_batch_us, t_publish, t_commit,
+                  bt->env->st.batches, b->n_items, b->n_due, b->n_ids, bt->last_batch_us, t_ahead, t_publish,
+                  t_commit, split[0], split[1], split[2],
                   bt->ahead ? "applied" : "not collected", age_stamped, age_buffered, bt->state_per_customer,
                   bt->ahead ? bt->ahead_customers : batch_customers(bt));
 out:
