@@ -421,8 +421,8 @@ static void store_batch(struct batcher *bt, const struct batch *b, const char *m
 /* Commits a batch; with `ahead`, loads that batch's customers in the same
  * round trip and applies it while Redis runs the commit (struct overlap),
  * freeing the last batch meanwhile.  *load_r and *apply_r are ahead's
- * (-ECANCELED when not tried); span[] is the overlap's start and end
- * (mono_us; 0 when there was none), for the batch log. */
+ * (-ECANCELED when not tried); span[] is while_committing's start and end
+ * (mono_us; 0 when it was not called), for the batch log. */
 static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct batch *ahead, int *load_r,
                         int *apply_r, int64_t span[2]) {
         struct mcd_store_customer *sc = zalloc_array(b->n_ids + 1, sizeof(*sc));
@@ -803,12 +803,13 @@ int process_batch(struct batcher *bt) {
                 commit_sent = true;
                 t_commit = mono_us();
                 r = batch_commit(bt, b, marks, ahead, &load_r, &apply_r, span);
+                int64_t t_end = mono_us();
                 if (span[0]) {  /* the commit: to the load's reply, the overlap, to the transaction's */
                         split[0] = span[0] - t_commit;
                         split[1] = span[1] - span[0];
-                        split[2] = mono_us() - span[1];
+                        split[2] = t_end - span[1];
                 }
-                t_commit = mono_us() - t_commit;
+                t_commit = t_end - t_commit;
         }
         if (r < 0) {
                 batch_give_back(bt, ahead);
@@ -847,7 +848,7 @@ int process_batch(struct batcher *bt) {
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
                   " us, of which %" PRId64 " us collecting the next batch, %" PRId64
                   " us waiting for the last batch's delivery, %" PRId64
-                  " us committing (%" PRId64 " us to the next batch's load, %" PRId64 " us applying it, %" PRId64
+                  " us committing (%" PRId64 " us to the next batch's load, %" PRId64 " us freeing the last and applying the next, %" PRId64
                   " us waiting for the transaction after); next batch %s; "
                   "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
                   "%.0f bytes of state per customer, batches of %zu customers",

@@ -77,7 +77,7 @@ static const struct key_def keys[] = {
         {"batch.max_bytes", KEY_INT, OFF(batch_max_bytes), 4096, INT_MAX, "1048576"},
         {"cache.max_bytes", KEY_INT, OFF(cache_max_bytes), 0, INT_MAX, "0"},
         {"batch.threads", KEY_INT, OFF(batch_threads), 1, 64, "2"},
-        {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 0, "50ms"},
+        {"batch.wait", KEY_DURATION, OFF(batch_wait), 0, 3600000, "50ms"},
         {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "10000"},
         {"schemas.dir", KEY_STRING, OFF(schemas_dir), 0, 0, MCD_SCHEMADIR},
         {"schema_registry.url", KEY_URL, OFF(registry_url), 0, 0, NULL},

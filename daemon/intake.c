@@ -316,7 +316,7 @@ void poll_inputs(struct intake *in, int wait_ms, size_t enough) {
                  * END_WAIT_MS past the deadline, so that a batch is not cut
                  * just before its lone side may go on. */
                 pending = confirm_ends(in, REL) + confirm_ends(in, SUB);
-                if (wait_ms == 0)
+                if (wait_ms <= 0)
                         pending = 0;
                 if (*in->env->stop || mono_ms() >= deadline + (pending ? END_WAIT_MS : 0) ||
                     (mergeable(in) >= enough && !pending))

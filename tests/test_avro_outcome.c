@@ -118,9 +118,10 @@ static void test_bytes(struct mcd_avro *a) {
         }
 }
 
-/* Outcomes around and past the writer's first buffer (1 KiB), in growing
- * sizes on a fresh codec, so that each growth lands on a boundary: the
- * bytes are libavro-c's and decode as written, every length. */
+/* Outcomes around the writer's first buffer (1 KiB), every length on a
+ * fresh codec, so that its first growth lands on each side of the
+ * boundary, then far past it (doubling several times): the bytes are
+ * libavro-c's and decode as written. */
 static void test_long_strings(void) {
         struct mcd_avro *a = NULL;
         static const size_t sizes[] = {70000, 200000};

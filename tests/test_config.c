@@ -365,6 +365,9 @@ static void test_bounds(void) {
                          "1: dedup_window: expected a positive duration up to 36500d such as 500ms, 10s, 5m, 1h "
                          "or 1d, got '36501d'",
                          "dedup_window past 100 years");
+        expect_one_error("batch-wait-big.conf", "batch.wait = 2h\n",
+                         "1: batch.wait: expected a duration up to 1h such as 500ms, 10s, 5m, 1h or 1d, got '2h'",
+                         "batch.wait past an hour (the loop waits in int milliseconds)");
         expect_one_error("window-short.conf", "dedup_window = 5m\n",
                          "1: dedup_window: 5m is shorter than park_grace (10m); it must be at least park_grace",
                          "dedup_window below the default park_grace");

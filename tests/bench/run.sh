@@ -514,8 +514,9 @@ fi
 # aof-rewrite-done, command...), each with its worst: what it does not name
 # was the machine's cores, shared with the rewrite's child.
 redis_stalls() {  # Redis's LATENCY LATEST as "event worst ms, ...", or "none"
-        redis-cli -p "$REDIS_PORT" latency latest | paste - - - - |
-                awk -F'\t' 'NF >= 4 { printf "%s%s %s ms", sep, $1, $4; sep = ", " } END { if (sep == "") print "none"; else print "" }'
+        redis-cli -p "$REDIS_PORT" latency latest | grep -v '^$' | paste - - - - |
+                awk -F'\t' '$1 != "" && $4 ~ /^[0-9]+$/ { printf "%s%s %s ms", sep, $1, $4; sep = ", " }
+                            END { if (sep == "") print "none"; else print "" }'
 }
 latency_run() {  # latency_run PARTITIONS
         _parts_saved=$PARTS; _mw=$MERGE_WAIT; _bw=$BATCH_WAIT; _extra=${BENCH_EXTRA_CONF:-}
