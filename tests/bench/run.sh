@@ -227,7 +227,7 @@ proc_cpu() {  # user+system CPU seconds of a process
 proc_minflt() { awk '{ sub(/.*\) /, ""); print $8 }' "/proc/$1/stat"; }  # minor page faults of a process
 redis_info() { redis-cli -p "$REDIS_PORT" info "${2:-all}" | tr -d '\r' | awk -F: -v k="$1" '$1 == k { print $2 }'; }
 batch_split() {  # batch_split LOG: the mean of the batch log's split of a batch's time, in ms
-        sed -n 's/.* us, of which \([0-9]*\) us collecting the next batch, \([0-9]*\) us waiting for the last batch.s delivery, [0-9]* us committing (\([0-9]*\) us to the next batch.s load, \([0-9]*\) us applying it, \([0-9]*\) us waiting for the transaction after).*/\1 \2 \3 \4 \5/p' "$1" |
+        sed -n 's/.* us, of which \([0-9]*\) us collecting the next batch, \([0-9]*\) us waiting for the last batch.s delivery, [0-9]* us committing (\([0-9]*\) us to the next batch.s load, \([0-9]*\) us freeing the last and applying the next, \([0-9]*\) us waiting for the transaction after).*/\1 \2 \3 \4 \5/p' "$1" |
                 awk '{ for (i = 1; i <= 5; i++) t[i] += $i; n++ }
                      END { if (n) printf "%.1f / %.1f / %.1f / %.1f / %.1f ms (%d batches)\n", t[1] / n / 1000, t[2] / n / 1000, t[3] / n / 1000, t[4] / n / 1000, t[5] / n / 1000, n }'
 }
@@ -423,7 +423,7 @@ row "  start -> first batch committed  [target < 4 s]" "$RUN_FIRST_SECS s"
 row "(b') daemon after start-up ($RUN_STEADY_EVENTS events)" "$(fdiv "$RUN_STEADY_EVENTS" "$RUN_STEADY_SECS") events/s ($RUN_STEADY_SECS s)"
 row "mean batch duration (load+rules+commit+publish)" "$RUN_BATCH_MEAN_MS ms"
 [ "${BENCH_LOG_LEVEL:-notice}" = debug ] &&
-        row "  of which, per batch (debug log): collecting the next / delivery wait / to the load / applying it / transaction wait" "$(batch_split "$PH/daemon.log")"
+        row "  of which, per batch (debug log): collecting the next / delivery wait / to the load / freeing the last, applying the next / transaction wait" "$(batch_split "$PH/daemon.log")"
 row "CPU time: daemon / redis-server / mock cluster during (b)" "$RUN_CPU s / $RUN_REDIS_CPU s / $RUN_MOCK_CPU s"
 row "CPU per event: daemon / redis-server  [goals <= 6 / 1.5 us]" "$(per_event_us "$RUN_CPU" "$N") us / $(per_event_us "$RUN_REDIS_CPU" "$N") us"
 row "  daemon CPU in start-up / after it (per event after it)" "$RUN_CPU_READY s / $(fsub "$RUN_CPU" "$RUN_CPU_READY") s ($(per_event_us "$(fsub "$RUN_CPU" "$RUN_CPU_READY")" "$RUN_STEADY_EVENTS") us)"
