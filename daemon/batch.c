@@ -848,7 +848,8 @@ int process_batch(struct batcher *bt) {
         log_debug("batch %" PRIu64 ": %zu events, %zu due customers, %zu customers, %" PRId64
                   " us, of which %" PRId64 " us collecting the next batch, %" PRId64
                   " us waiting for the last batch's delivery, %" PRId64
-                  " us committing (%" PRId64 " us to the next batch's load, %" PRId64 " us freeing the last and applying the next, %" PRId64
+                  " us committing (%" PRId64 " us to the next batch's load, %" PRId64
+                  " us freeing the last and applying the next, %" PRId64
                   " us waiting for the transaction after); next batch %s; "
                   "oldest message stamped %" PRId64 " ms ago, buffered %" PRId64 " ms ago; "
                   "%.0f bytes of state per customer, batches of %zu customers",
