@@ -44,6 +44,7 @@
 # (5, ms) for the latency phase, BENCH_LOG_LEVEL (notice; debug logs each batch with the split of its
 # time, and the throughput phase prints its mean),
 # BENCH_EXTRA_CONF (more configuration lines, e.g. "kafka.fetch.wait.max.ms = 5"),
+# BENCH_REDIS_ARGS (more redis-server options, e.g. "--auto-aof-rewrite-percentage 0"),
 # BENCH_KEEP=1 keeps the work directory, BENCH_WRAP runs the daemon under a
 # command (e.g. "valgrind --tool=massif --massif-out-file=/tmp/massif.out"; the
 # daemon is stopped before it, and the CPU, RSS and page faults printed are
@@ -182,7 +183,7 @@ services_up() {  # services_up NAME: fresh redis-server and mock cluster; sets R
         mkdir -p "$PH/redis"
         REDIS_PORT=$(free_port)
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec \
-                --latency-monitor-threshold 5 --dir "$PH/redis" --logfile "$PH/redis/log" &
+                --latency-monitor-threshold 5 --dir "$PH/redis" --logfile "$PH/redis/log" ${BENCH_REDIS_ARGS:-} &
         REDIS_PID=$!
         PIDS="$PIDS $REDIS_PID"
         wait_until 20 redis-cli -p "$REDIS_PORT" ping || die "redis-server did not start"
@@ -258,6 +259,8 @@ publish() {  # publish N CUSTOMERS SEED: generate and publish; sets PUB_EVENTS P
 run_to_completion() {  # run_to_completion N: starts the daemon, waits for N events; sets RUN_* figures
         _want=$1
         _cmd0=$(redis_info total_commands_processed stats)
+        _net_in0=$(redis_info total_net_input_bytes stats)
+        _net_out0=$(redis_info total_net_output_bytes stats)
         _mock_cpu0=$(proc_cpu "$KAFKA_PID")
         _load0=$(loadavg)
         _t0=$(now)
@@ -304,6 +307,8 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_REDIS_CPU=$(echo "$RUN_REDIS_CPU" | awk -F+ '{ printf "%.1f", $1 + $2 }')
         RUN_MOCK_CPU=$(fsub "$(proc_cpu "$KAFKA_PID")" "$_mock_cpu0")
         RUN_CMDS=$(($(redis_info total_commands_processed stats) - _cmd0))
+        RUN_NET_IN=$(($(redis_info total_net_input_bytes stats) - _net_in0))
+        RUN_NET_OUT=$(($(redis_info total_net_output_bytes stats) - _net_out0))
         RUN_RT=$(metric multichanneld_redis_batch_round_trips_total)
         RUN_ALL_RT=$(metric multichanneld_redis_round_trips_total)
         RUN_BATCHES=$(metric multichanneld_batches_total)
@@ -319,6 +324,7 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_OUTCOMES=$(metric multichanneld_outcomes_total)
         RUN_DLQ=$(metric multichanneld_dead_letters_total)
         RUN_REDIS_MEM=$(redis_info used_memory_human memory)
+        RUN_AOF="$(redis_info aof_rewrites persistence) / $(redis_info aof_last_rewrite_time_sec persistence) s"
         redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | grep '^cmdstat_' |
                 sed 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),usec=\([0-9]*\),.*/\2 \3 \1/' | sort -k2,2rn | head -10 |
                 awk '{ printf "%8d calls %10.1f ms %7.1f us/call  %s\n", $1, $2 / 1000, $1 ? $2 / $1 : 0, $3 }' > "$PH/commandstats"
@@ -433,6 +439,7 @@ row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
 row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
 row "Redis commands per event" "$(fdiv "$RUN_CMDS" "$N" 4) ($RUN_CMDS commands)"
 row "Redis round trips, all (claims, metrics, batches)" "$RUN_ALL_RT"
+row "Redis bytes per event: read from clients / replied" "$(fdiv "$RUN_NET_IN" "$N" 0) / $(fdiv "$RUN_NET_OUT" "$N" 0)"
 row "input fetchers woken while the merge waited" "$RUN_WAKEUPS"
 row "partition ends asked of the broker by the merge / found ahead" "$RUN_END_QUERIES"
 if [ "$((RUN_CACHE_HITS + RUN_CACHE_MISSES))" -gt 0 ]; then
@@ -443,6 +450,7 @@ fi
 row "Redis round trips per batch, whole run" "$(fdiv "$RUN_RT" "$RUN_BATCHES" 2) ($RUN_RT / $RUN_BATCHES)"
 row "Redis round trips per batch after start-up  [target < 2]" "$(fdiv "$RUN_STEADY_RT" "$RUN_STEADY_BATCHES" 2) ($RUN_STEADY_RT / $RUN_STEADY_BATCHES)"
 row "Redis memory after the run" "$RUN_REDIS_MEM"
+row "Redis AOF rewrites in the run / the last one took" "$RUN_AOF"
 row "daemon peak RSS, $CUSTOMERS customers, $N events" "$(fdiv "$RUN_HWM" 1024 1) MiB"
 row "load average during (b) (start -> end)" "$RUN_LOAD"
 cp "$PH/commandstats" "$WORK/commandstats.throughput"
