@@ -840,6 +840,7 @@ int process_batch(struct batcher *bt) {
         if (r >= 0)
                 publish_pending(bt->pub, 0);
         bt->env->st.batches++;
+        bt->env->st.last_batch_ms = now_ms();
         bt->last_batch_us = mono_us() - t0;
         mcd_stats_observe_latency(&bt->env->st, bt->last_batch_us);
         count_round_trips(bt, &rt0);

@@ -118,6 +118,10 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
         render_reasons(f, "multichanneld_dead_letters_total", "Input records sent to the dead-letter topic, by reason.",
                        dead_letter_reasons, s->dead_letters, MCD_N_DEAD_LETTER_REASONS);
         scalar_u64(f, "multichanneld_batches_total", "counter", "Batches committed to Redis.", s->batches);
+        header(f, "multichanneld_last_batch_timestamp_seconds", "gauge",
+               "When the last batch was committed to Redis, seconds since the epoch (0: none yet).");
+        fprintf(f, "multichanneld_last_batch_timestamp_seconds %" PRId64 ".%03" PRId64 "\n", s->last_batch_ms / 1000,
+                s->last_batch_ms % 1000);
         render_latency(f, s);
         scalar_i64(f, "multichanneld_consumer_lag", "Messages behind the input partitions' high watermarks.", s->lag);
         header(f, "multichanneld_redis_rtt_seconds", "gauge", "Round-trip time of the last Redis PING.");

@@ -35,6 +35,7 @@ struct mcd_stats {
         uint64_t rejections[MCD_N_REJECTION_REASONS];
         uint64_t dead_letters[MCD_N_DEAD_LETTER_REASONS];
         uint64_t batches;
+        int64_t last_batch_ms;       /* wall clock when the last batch was committed, ms since the epoch; 0: none */
         uint64_t latency_buckets[MCD_N_LATENCY_BUCKETS]; /* cumulative is computed when rendered */
         double latency_sum_s;
         uint64_t timers_fired;

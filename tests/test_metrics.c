@@ -218,6 +218,7 @@ static struct mcd_stats sample_stats(void) {
         s.group_commit_failures = 1;
         s.lag = 42;
         s.parked = 2;
+        s.last_batch_ms = 1764921600045;
         s.pending_timers = 5;
         s.timers_fired = 6;
         s.fetch_wakeups = 8;
@@ -236,6 +237,7 @@ static void test_render(void) {
                 {"multichanneld_rejections_total", "counter"},
                 {"multichanneld_dead_letters_total", "counter"},
                 {"multichanneld_batches_total", "counter"},
+                {"multichanneld_last_batch_timestamp_seconds", "gauge"},
                 {"multichanneld_batch_duration_seconds", "histogram"},
                 {"multichanneld_consumer_lag", "gauge"},
                 {"multichanneld_redis_rtt_seconds", "gauge"},
@@ -284,6 +286,7 @@ static void test_render(void) {
         has_line_ok(text, "multichanneld_rejections_total{reason=\"CLOUD_MISMATCH\"} 0");
         has_line_ok(text, "multichanneld_dead_letters_total{reason=\"CORRUPT_AVRO\"} 1");
         has_line_ok(text, "multichanneld_batches_total 3");
+        has_line_ok(text, "multichanneld_last_batch_timestamp_seconds 1764921600.045");
         has_line_ok(text, "multichanneld_batch_duration_seconds_bucket{le=\"0.001\"} 0");
         has_line_ok(text, "multichanneld_batch_duration_seconds_bucket{le=\"0.0025\"} 1");
         has_line_ok(text, "multichanneld_batch_duration_seconds_bucket{le=\"0.025\"} 1");
