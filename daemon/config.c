@@ -41,6 +41,7 @@ enum key_type {
         KEY_SENTINELS,         /* char *, host:port,host:port; empty means NULL */
         KEY_URL,               /* char *, http:// or https:// URL; empty means NULL */
         KEY_OUTPUT_FORMAT,     /* enum mcd_output_format */
+        KEY_COMPRESSION,       /* bool: zstd (true) or none */
 };
 
 struct key_def {
@@ -67,6 +68,7 @@ static const struct key_def keys[] = {
         {"redis.timeout", KEY_DURATION_INT, OFF(redis_timeout_ms), 1, INT_MAX, "2s"},
         {"redis.sentinels", KEY_SENTINELS, OFF(redis_sentinels), 0, 0, NULL},
         {"redis.master_name", KEY_STRING, OFF(redis_master_name), 0, 0, "mymaster"},
+        {"redis.outbox_compression", KEY_COMPRESSION, OFF(outbox_zip), 0, 0, "zstd"},
         {"park_grace", KEY_DURATION, OFF(park_grace), 0, 0, "10m"},
         {"dedup_window", KEY_DURATION, OFF(dedup_window), 1, MCD_DEDUP_WINDOW_MAX, "30d"},
         {"limits.seen_ids", KEY_INT, OFF(limit_seen_ids), 1, MCD_SEEN_IDS_MAX, "10000"},
@@ -289,6 +291,12 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                 else
                         return why_set(why, whylen, "%s: expected single-object or confluent, got '%s'", k->name,
                                        value);
+                return 0;
+
+        case KEY_COMPRESSION:
+                if (strcmp(value, "zstd") != 0 && strcmp(value, "none") != 0)
+                        return why_set(why, whylen, "%s: expected zstd or none, got '%s'", k->name, value);
+                *(bool *)base = strcmp(value, "zstd") == 0;
                 return 0;
         }
         return why_set(why, whylen, "%s: unhandled key type", k->name);

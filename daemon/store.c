@@ -32,6 +32,7 @@
 
 #include <hiredis.h>
 
+#include "daemon/frame_zip.h"
 #include "daemon/sentinel.h"
 #include "daemon/store.h"
 #include "daemon/store_internal.h"
@@ -211,10 +212,7 @@ static int context_error(const redisContext *c, int errno_saved) {
         }
 }
 
-/* Passes a line to the owner's note callback, if it set one. */
-static void notef(const struct mcd_store *s, int priority, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void notef(const struct mcd_store *s, int priority, const char *fmt, ...) {
+void store_notef(const struct mcd_store *s, int priority, const char *fmt, ...) {
         char line[768];
         va_list ap;
 
@@ -240,10 +238,10 @@ int store_reply_error(const struct mcd_store *s, const redisReply *r) {
         if (strncmp(r->str, "OOM", 3) == 0)
                 return -ENOSPC;
         if (strncmp(r->str, "READONLY", 8) == 0)
-                notef(s, LOG_WARNING, "Redis at %s refused a write as a read-only replica (READONLY)%s", s->where,
+                store_notef(s, LOG_WARNING, "Redis at %s refused a write as a read-only replica (READONLY)%s", s->where,
                       again);
         else if (strncmp(r->str, "NOREPLICAS", 10) == 0)
-                notef(s, LOG_WARNING, "Redis at %s refused a write: too few replicas in sync (NOREPLICAS)%s",
+                store_notef(s, LOG_WARNING, "Redis at %s refused a write: too few replicas in sync (NOREPLICAS)%s",
                       s->where, again);
         return -EIO;
 }
@@ -460,7 +458,7 @@ static int handshake_reply(struct mcd_store *s, enum handshake_step step, const 
         if (reply->type == REDIS_REPLY_ERROR)
                 return store_reply_error(s, reply);
         if (step == HS_ROLE && mcd_sentinel_role_is_master(reply, role, sizeof(role)) != 1) {
-                notef(s, LOG_WARNING, "Redis at %s answers ROLE as %s, not as master; asking the Sentinels again",
+                store_notef(s, LOG_WARNING, "Redis at %s answers ROLE as %s, not as master; asking the Sentinels again",
                       s->where, role[0] ? role : "something else");
                 return -EIO;
         }
@@ -526,7 +524,7 @@ static int find_node(struct mcd_store *s) {
         s->node = master;
         mcd_hostport_str(&master, addr, sizeof(addr));
         snprintf(s->where, sizeof(s->where), "%s (master %s)", addr, s->master_name);
-        notef(s, moved ? LOG_NOTICE : LOG_INFO, "Redis master %s is at %s (Redis Sentinel %s)", s->master_name,
+        store_notef(s, moved ? LOG_NOTICE : LOG_INFO, "Redis master %s is at %s (Redis Sentinel %s)", s->master_name,
               addr, mcd_hostport_str(&s->sentinels[i], by, sizeof(by)));
         return 0;
 }
@@ -622,6 +620,7 @@ int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out) {
         s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
         s->note = o->note;
         s->note_ctx = o->note_ctx;
+        s->zip_frames = o->zip_frames;
         if (dup_opt(&s->host, o->host) < 0 || dup_opt(&s->password, o->password) < 0 ||
             dup_opt(&s->prefix, o->prefix ? o->prefix : "mcd:") < 0 ||
             dup_opt(&s->master_name, o->master_name ? o->master_name : "mymaster") < 0) {
@@ -651,6 +650,8 @@ void mcd_store_free(struct mcd_store *s) {
                 return;
         store_disconnect(s);
         free(s->wbuf);
+        free(s->zbuf);
+        mcd_frame_zip_free(s->zip);
         free(s->fence.v);
         mcd_sentinel_watch_free(s->watch);
         free(s->sentinels);
@@ -688,14 +689,14 @@ static void watch_open(struct mcd_store *s) {
                 return;
         if (mcd_sentinel_watch_open(sn, s->timeout_ms, &s->watch, why, sizeof(why)) == 0) {
                 s->watch_backoff_ms = 0;
-                notef(s, LOG_INFO, "Redis Sentinel %s: following +switch-master", mcd_hostport_str(sn, addr, sizeof(addr)));
+                store_notef(s, LOG_INFO, "Redis Sentinel %s: following +switch-master", mcd_hostport_str(sn, addr, sizeof(addr)));
                 return;
         }
         s->watch_backoff_ms = s->watch_backoff_ms ? s->watch_backoff_ms * 2 : 1000;
         if (s->watch_backoff_ms > 30000)
                 s->watch_backoff_ms = 30000;
         s->watch_retry_us = now + (int64_t)s->watch_backoff_ms * 1000;
-        notef(s, LOG_WARNING, "Redis Sentinel %s: cannot subscribe to +switch-master (%s); trying again in %d ms",
+        store_notef(s, LOG_WARNING, "Redis Sentinel %s: cannot subscribe to +switch-master (%s); trying again in %d ms",
               mcd_hostport_str(sn, addr, sizeof(addr)), why, s->watch_backoff_ms);
 }
 
@@ -712,14 +713,14 @@ int mcd_store_follow_master(struct mcd_store *s) {
                 return 0;
         r = mcd_sentinel_watch_poll(s->watch, s->master_name, &master);
         if (r < 0) {
-                notef(s, LOG_WARNING, "Redis Sentinel: the +switch-master subscription was lost; subscribing again");
+                store_notef(s, LOG_WARNING, "Redis Sentinel: the +switch-master subscription was lost; subscribing again");
                 mcd_sentinel_watch_free(s->watch);
                 s->watch = NULL;
                 return 0;
         }
         if (r == 0 || (s->ctx && strcmp(master.host, s->node.host) == 0 && master.port == s->node.port))
                 return 0;
-        notef(s, LOG_NOTICE, "Redis Sentinel announced +switch-master: master %s is at %s now; reconnecting",
+        store_notef(s, LOG_NOTICE, "Redis Sentinel announced +switch-master: master %s is at %s now; reconnecting",
               s->master_name, mcd_hostport_str(&master, addr, sizeof(addr)));
         store_disconnect(s);
         return 1;

@@ -12,7 +12,7 @@
  *                          an owner that finds it behind what it committed
  *                          knows Redis came back older (a rollback)
  *   P due:<partition>      zset; member customer_id, score = its next due time (ms)
- *   P outbox:<partition>   list of outbox frames (outbox.h), oldest first
+ *   P outbox:<partition>   list of outbox frames (outbox.h; zipped, frame_zip.h), oldest first
  *   P gen:<partition>      string; owner generation of the partition (fencing)
  *   P redo:<partition>     hash {marks, rel, sub}: the partition was rebuilt from
  *                          the changelog and is re-processed up to input offsets
@@ -58,6 +58,7 @@ struct mcd_store_options {
         int timeout_ms;              /* connect and command timeout, also each Sentinel's */
         const char *sentinels;       /* "host:port,...": the master is found through them; NULL or "": host, port */
         const char *master_name;     /* the master's name for the Sentinels; NULL: "mymaster" */
+        bool zip_frames;             /* outbox frames written zipped (frame_zip.h); read either way */
         /* Called, if set, with what the store has to say about where Redis
          * is (a syslog priority, one line): the master the Sentinels name,
          * a Sentinel that did not answer, a node that is not a master, a
@@ -203,8 +204,9 @@ int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
 /* The marks stored for a partition (heap string), *marks NULL when none. */
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);
 
-/* The whole outbox of a partition, oldest first.  The caller frees each
- * frames[i] and the arrays with mcd_store_frames_free. */
+/* The whole outbox of a partition, oldest first, zipped frames unzipped
+ * (frame_zip.h; one that cannot be is named in a note and given as it is).
+ * The caller frees each frames[i] and the arrays with mcd_store_frames_free. */
 int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames, size_t **lens, size_t *n);
 void mcd_store_frames_free(void **frames, size_t *lens, size_t n);
 

@@ -1,7 +1,7 @@
 /* store_commit.c -- one batch's commit: customers, due times, offsets and
- * outbox frames written in one MULTI / EXEC, fenced by the WATCH of
- * store_fence.c; and the load of the customers a batch needs, alone or
- * pipelined in front of the previous batch's commit. */
+ * outbox frames (zipped, frame_zip.h) written in one MULTI / EXEC, fenced
+ * by the WATCH of store_fence.c; and the load of the customers a batch
+ * needs, alone or pipelined in front of the previous batch's commit. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -12,6 +12,7 @@
 
 #include <hiredis.h>
 
+#include "daemon/frame_zip.h"
 #include "daemon/macro.h"
 #include "daemon/store.h"
 #include "daemon/store_internal.h"
@@ -162,6 +163,103 @@ int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct
         return load_reply(s, reply, ids, n, out);
 }
 
+/* ------------------------------------------------------ frames zipped -- */
+
+struct mcd_frame_zip *store_zip(struct mcd_store *s) {
+        unsigned threads = mcd_par_threads(s->par);
+
+        if (s->zip && s->zip_threads == threads)
+                return s->zip;
+        mcd_frame_zip_free(s->zip);
+        s->zip = NULL;
+        if (mcd_frame_zip_new(threads, &s->zip) < 0)
+                return NULL;
+        s->zip_threads = threads;
+        return s->zip;
+}
+
+/* A commit's frames as they are written, every partition's in turn: zipped
+ * into s->zbuf, or as they are (zipping off, or not making one smaller). */
+struct frames_out {
+        const void **v;
+        size_t *len;
+        size_t n;
+        size_t *room;                /* zipping: where each frame's room in s->zbuf starts, and its end */
+        ssize_t *zipped;             /* zipping: mcd_frame_zip's result */
+        struct mcd_frame_zip *zip;
+        char *buf;
+};
+
+static void frames_out_free(struct frames_out *fo) {
+        free(fo->v);
+        free(fo->len);
+        free(fo->room);
+        free(fo->zipped);
+}
+
+/* The batch's frames, as they are, in fo; -ENOMEM. */
+static int frames_list(const struct mcd_store_batch *b, struct frames_out *fo) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < b->n_partitions; i++)
+                n += b->partitions[i].n_frames;
+        fo->v = zalloc_array(n + 1, sizeof(*fo->v));
+        fo->len = zalloc_array(n + 1, sizeof(*fo->len));
+        if (!fo->v || !fo->len)
+                return -ENOMEM;
+        for (size_t i = 0; i < b->n_partitions; i++)
+                for (size_t j = 0; j < b->partitions[i].n_frames; j++, fo->n++) {
+                        fo->v[fo->n] = b->partitions[i].frames[j];
+                        fo->len[fo->n] = b->partitions[i].frame_lens[j];
+                }
+        return 0;
+}
+
+static void zip_one(void *ctx, size_t k, unsigned thread) {
+        struct frames_out *fo = ctx;
+
+        fo->zipped[k] = mcd_frame_zip(fo->zip, thread, fo->v[k], fo->len[k], fo->buf + fo->room[k],
+                                      fo->room[k + 1] - fo->room[k]);
+}
+
+/* s->zbuf with room for n bytes; -ENOMEM. */
+static int zbuf_reserve(struct mcd_store *s, size_t n) {
+        if (n <= s->zbuf_cap)
+                return 0;
+        free(s->zbuf);
+        s->zbuf_cap = 0;
+        if (!(s->zbuf = malloc(n)))
+                return -ENOMEM;
+        s->zbuf_cap = n;
+        return 0;
+}
+
+/* Zips fo's frames into s->zbuf on the store's threads; each smaller once
+ * zipped is then written zipped.  0 or -ENOMEM. */
+static int frames_zip(struct mcd_store *s, struct frames_out *fo) {
+        int r;
+
+        fo->room = zalloc_array(fo->n + 1, sizeof(*fo->room));
+        fo->zipped = zalloc_array(fo->n + 1, sizeof(*fo->zipped));
+        if (!fo->room || !fo->zipped || !(fo->zip = store_zip(s)))
+                return -ENOMEM;
+        for (size_t k = 0; k < fo->n; k++)
+                fo->room[k + 1] = fo->room[k] + mcd_frame_zip_bound(fo->len[k]);
+        if ((r = zbuf_reserve(s, fo->room[fo->n])) < 0)
+                return r;
+        fo->buf = s->zbuf;
+        mcd_par_for(s->par, fo->n, zip_one, fo);
+        for (size_t k = 0; k < fo->n; k++) {
+                if (fo->zipped[k] < 0)
+                        return (int)fo->zipped[k];
+                if (fo->zipped[k] > 0) {
+                        fo->v[k] = fo->buf + fo->room[k];
+                        fo->len[k] = (size_t)fo->zipped[k];
+                }
+        }
+        return 0;
+}
+
 /* ------------------------------------------------------------- commit -- */
 
 /* The commit, one pipeline:
@@ -252,8 +350,10 @@ static struct args *cmd_key(struct commit *c, const struct mcd_store *s, const c
         return a;
 }
 
-/* A partition's writes: its commit counter, offsets, marks, outbox. */
-static void add_partition(struct commit *c, const struct mcd_store *s, const struct mcd_store_partition *p) {
+/* A partition's writes: its commit counter, offsets, marks, outbox (its
+ * frames as fo has them from *k on; *k moves past them). */
+static void add_partition(struct commit *c, const struct mcd_store *s, const struct mcd_store_partition *p,
+                          const struct frames_out *fo, size_t *k) {
         bool marks = p->marks && p->marks[0];
         struct args *a = cmd_key(c, s, "HINCRBY", "off", p->partition);
 
@@ -279,7 +379,8 @@ static void add_partition(struct commit *c, const struct mcd_store *s, const str
         }
         if (p->n_frames > 0 && (a = cmd_key(c, s, "RPUSH", "outbox", p->partition)))
                 for (size_t i = 0; i < p->n_frames; i++)
-                        args_add(a, p->frames[i], p->frame_lens[i]);
+                        args_add(a, fo->v[*k + i], fo->len[*k + i]);
+        *k += p->n_frames;
 }
 
 /* One customer's write to the due index. */
@@ -376,16 +477,17 @@ static size_t due_changes(const struct mcd_store_batch *b, struct due_change *ch
 
 /* The transaction's writes, between MULTI and EXEC. */
 static void add_writes(struct commit *c, const struct mcd_store *s, const struct mcd_store_batch *b,
-                       const struct due_change *ch, size_t n_ch) {
+                       const struct frames_out *fo, const struct due_change *ch, size_t n_ch) {
         struct text t = {.cap = text_size(s, b, n_ch)};
         struct args *a;
+        size_t k = 0;
 
         t.buf = malloc(t.cap);
         args_keep(&c->text, t.buf);
         if (c->text.err < 0)
                 return;
         for (size_t i = 0; i < b->n_partitions; i++)
-                add_partition(c, s, &b->partitions[i]);
+                add_partition(c, s, &b->partitions[i], fo, &k);
         for (size_t i = 0; i < n_ch && c->err == 0;)
                 i += add_due_group(c, s, &t, &ch[i], n_ch - i);
         if (b->n_customers > 0 && (a = cmd_add(c))) {
@@ -395,14 +497,17 @@ static void add_writes(struct commit *c, const struct mcd_store *s, const struct
         }
 }
 
-/* The pipeline described above, the load's MGET first when n > 0. */
-static int build_commit(const struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
-                        size_t n, struct commit *c) {
+/* The pipeline described above, the load's MGET first when n > 0; its
+ * frames (zipped, if the store zips them) are fo's, which must outlive c. */
+static int build_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids, size_t n,
+                        struct commit *c, struct frames_out *fo) {
         struct due_change *ch;
         struct args *a;
         int r;
 
-        if ((r = check_customers(b)) < 0)
+        if ((r = check_customers(b)) < 0 || (r = frames_list(b, fo)) < 0)
+                return r;
+        if (s->zip_frames && (r = frames_zip(s, fo)) < 0)
                 return r;
         if (!(ch = zalloc_array(b->n_customers + 1, sizeof(*ch))))
                 return -ENOMEM;
@@ -411,7 +516,7 @@ static int build_commit(const struct mcd_store *s, const struct mcd_store_batch 
         c->multi = c->n;
         if ((a = cmd_add(c)))
                 args_add_str(a, "MULTI");
-        add_writes(c, s, b, ch, due_changes(b, ch));
+        add_writes(c, s, b, fo, ch, due_changes(b, ch));
         if ((a = cmd_add(c)))
                 args_add_str(a, "EXEC");
         free(ch);
@@ -562,10 +667,11 @@ static int commit_try(struct mcd_store *s, const struct mcd_store_batch *b, cons
 int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch *b, const char *const *ids,
                               size_t n, struct mcd_customer *out, int *load_r) {
         struct commit c = {0};
+        struct frames_out fo = {0};
         int r;
 
         *load_r = -ECANCELED;
-        if ((r = build_commit(s, b, ids, n, &c)) == 0 && (r = store_connect(s)) == 0)
+        if ((r = build_commit(s, b, ids, n, &c, &fo)) == 0 && (r = store_connect(s)) == 0)
                 r = fence_ready(s, b, &c);
         for (int tries = 0; r == 0 && tries < COMMIT_TRIES; tries++) {
                 if ((r = commit_try(s, b, &c, tries == 0, ids, n, out, load_r)) != 0)
@@ -575,6 +681,12 @@ int mcd_store_load_and_commit(struct mcd_store *s, const struct mcd_store_batch 
                         r = -EBADMSG;   /* the fence just read covers b */
         }
         commit_free(&c);
+        frames_out_free(&fo);
+        if (s->zbuf_cap > STORE_WBUF_KEEP) {
+                free(s->zbuf);
+                s->zbuf = NULL;
+                s->zbuf_cap = 0;
+        }
         if (r == 0)
                 return -EBUSY;          /* refused every time, each check passed */
         return r == 1 ? 0 : r;

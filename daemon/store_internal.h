@@ -16,6 +16,7 @@
 #include "daemon/store.h"
 
 struct mcd_par;
+struct mcd_frame_zip;
 
 /* One watched partition's keys as read right after the WATCH. */
 struct store_watched {
@@ -60,6 +61,11 @@ struct mcd_store {
         int watch_backoff_ms;        /* after a failed attempt: 1 s doubling to 30 s */
         char *wbuf;                  /* a large command's protocol (store_append_argv) */
         size_t wbuf_cap;             /* its size: kept up to STORE_WBUF_KEEP */
+        bool zip_frames;             /* outbox frames are written zipped */
+        struct mcd_frame_zip *zip;   /* made at the first use, again when the threads change */
+        unsigned zip_threads;        /* the threads it was made for */
+        char *zbuf;                  /* a commit's zipped frames, kept up to STORE_WBUF_KEEP */
+        size_t zbuf_cap;
 };
 
 /* Commands of at least this many argument bytes are formatted by the store
@@ -100,6 +106,15 @@ void args_free(struct args *a);
 char *store_key(const struct mcd_store *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A bulk reply as an int64; -EBADMSG when it is not one. */
 int store_parse_int64(const redisReply *r, int64_t *out);
+
+/* Passes a line to the owner's note callback (options.note), if it set one. */
+void store_notef(const struct mcd_store *s, int priority, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- outbox frames zipped (store_commit.c) */
+
+/* The store's zipping contexts for the threads of s->par, made or made
+ * again as needed: NULL when out of memory. */
+struct mcd_frame_zip *store_zip(struct mcd_store *s);
 
 /* ---- the connection */
 

@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include <hiredis.h>
 
+#include "daemon/frame_zip.h"
 #include "daemon/store.h"
 #include "daemon/store_internal.h"
 
@@ -174,10 +176,36 @@ void mcd_store_frames_free(void **frames, size_t *lens, size_t n) {
         free(lens);
 }
 
-static int copy_frames(const redisReply *reply, void ***frames, size_t **lens, size_t *n) {
+/* An outbox element as a frame, in a malloc'd buffer: unzipped if it is
+ * zipped (frame_zip.h), else as it is.  One that cannot be unzipped is also
+ * handed on as it is, and named in a note: it is then the corrupt frame it
+ * is (publish.c skips it with an error).  0 or -ENOMEM. */
+static int copy_frame(struct mcd_store *s, int32_t partition, const redisReply *e, void **frame, size_t *len) {
+        struct mcd_frame_zip *zip;
+        int r;
+
+        if (mcd_frame_is_zipped(e->str, e->len)) {
+                if (!(zip = store_zip(s)))
+                        return -ENOMEM;
+                if ((r = mcd_frame_unzip(zip, e->str, e->len, frame, len)) != -EBADMSG)
+                        return r;
+                store_notef(s, LOG_ERR,
+                            "outbox:%" PRId32 ": a zipped frame could not be unzipped (corrupt, or zipped with a "
+                            "dictionary this version does not have, by a newer one)", partition);
+        }
+        if (!(*frame = malloc(e->len ? e->len : 1)))
+                return -ENOMEM;
+        memcpy(*frame, e->str, e->len);
+        *len = e->len;
+        return 0;
+}
+
+static int copy_frames(struct mcd_store *s, int32_t partition, const redisReply *reply, void ***frames,
+                       size_t **lens, size_t *n) {
         size_t m = reply->elements;
         void **f = calloc(m ? m : 1, sizeof(*f));
         size_t *l = calloc(m ? m : 1, sizeof(*l));
+        int r;
 
         if (!f || !l) {
                 free(f);
@@ -186,12 +214,11 @@ static int copy_frames(const redisReply *reply, void ***frames, size_t **lens, s
         }
         for (size_t i = 0; i < m; i++) {
                 const redisReply *e = reply->element[i];
-                if (e->type != REDIS_REPLY_STRING || !(f[i] = malloc(e->len ? e->len : 1))) {
+                r = e->type == REDIS_REPLY_STRING ? copy_frame(s, partition, e, &f[i], &l[i]) : -EBADMSG;
+                if (r < 0) {
                         mcd_store_frames_free(f, l, i);
-                        return e->type != REDIS_REPLY_STRING ? -EBADMSG : -ENOMEM;
+                        return r;
                 }
-                memcpy(f[i], e->str, e->len);
-                l[i] = e->len;
         }
         *frames = f;
         *lens = l;
@@ -215,7 +242,7 @@ int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames
         args_free(&a);
         if (r < 0)
                 return r;
-        r = reply->type == REDIS_REPLY_ARRAY ? copy_frames(reply, frames, lens, n) : -EBADMSG;
+        r = reply->type == REDIS_REPLY_ARRAY ? copy_frames(s, partition, reply, frames, lens, n) : -EBADMSG;
         freeReplyObject(reply);
         return r;
 }

@@ -9,7 +9,7 @@ builddir=${1:-build}
 shift 2>/dev/null || true
 
 PACKAGES="build-essential clang libclang-rt-14-dev librdkafka-dev libavro-dev libhiredis-dev libsystemd-dev libjansson-dev
-libmicrohttpd-dev libcurl4-openssl-dev libxxhash-dev libjemalloc-dev redis-server redis-sentinel kcat autoconf automake libtool pkg-config valgrind systemd"
+libmicrohttpd-dev libcurl4-openssl-dev libxxhash-dev libzstd-dev libjemalloc-dev redis-server redis-sentinel kcat autoconf automake libtool pkg-config valgrind systemd"
 
 missing=""
 for p in $PACKAGES; do
