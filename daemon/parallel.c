@@ -4,9 +4,13 @@
  * batch's per-item work that touches nothing shared (decoding an event with
  * the thread's own codec, parsing a loaded state, writing one back), which
  * is a third of its CPU time.  The caller publishes a loop, wakes the
- * helpers, and takes chunks of iterations with them from one atomic counter, so that uneven elements (a customer with a
- * long history) balance out; it returns when the last helper is done.
- * Helpers block every signal: signals are the main thread's. */
+ * helpers, and takes chunks of iterations with them from one atomic
+ * counter, so that uneven elements (a customer with a long history) balance
+ * out.  Once every chunk is taken the caller closes the loop and waits only
+ * for the helpers that entered it: one still waking up (on two busy cores,
+ * a millisecond and more) finds it closed and takes nothing, so a short
+ * loop never waits for a thread that did none of it.  Helpers block every
+ * signal: signals are the main thread's. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,7 +33,8 @@ struct mcd_par {
         unsigned n_helpers;
         bool stop;
         uint64_t generation;         /* loops published so far */
-        unsigned busy;               /* helpers still in the current loop */
+        bool closed;                 /* the current loop's chunks are all taken: no helper enters it */
+        unsigned busy;               /* helpers that entered the current loop and are still in it */
 
         mcd_par_fn *fn;
         void *ctx;
@@ -66,6 +71,9 @@ static void *helper_main(void *arg) {
                 if (p->stop)
                         break;
                 seen = p->generation;
+                if (p->closed)
+                        continue;       /* woke too late: every chunk was taken */
+                p->busy++;
                 pthread_mutex_unlock(&p->lock);
                 run_chunks(p, h->index);
                 pthread_mutex_lock(&p->lock);
@@ -152,7 +160,8 @@ void mcd_par_for(struct mcd_par *p, size_t n, mcd_par_fn *fn, void *ctx) {
         p->ctx = ctx;
         p->n = n;
         atomic_store(&p->next, 0);
-        p->busy = p->n_helpers;
+        p->closed = false;
+        p->busy = 0;
         p->generation++;
         pthread_cond_broadcast(&p->start);
         pthread_mutex_unlock(&p->lock);
@@ -160,6 +169,7 @@ void mcd_par_for(struct mcd_par *p, size_t n, mcd_par_fn *fn, void *ctx) {
         run_chunks(p, 0);
 
         pthread_mutex_lock(&p->lock);
+        p->closed = true;
         while (p->busy > 0)
                 pthread_cond_wait(&p->done, &p->lock);
         pthread_mutex_unlock(&p->lock);
