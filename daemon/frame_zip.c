@@ -35,11 +35,15 @@ void mcd_frame_zip_free(struct mcd_frame_zip *z) {
 }
 
 /* The dictionaries loaded and the contexts made: each zipping context
- * refers to the newest dictionary and records a checksum.  -ENOMEM if any
- * could not be. */
+ * refers to the newest dictionary and records a checksum.  -EINVAL if a
+ * dictionary has no id (a frame zipped without one would then pass for
+ * one zipped with it), -ENOMEM if any could not be made. */
 static int zip_load(struct mcd_frame_zip *z) {
         const struct mcd_outbox_dict *newest = &mcd_outbox_dicts[MCD_N_OUTBOX_DICTS - 1];
 
+        for (size_t i = 0; i < MCD_N_OUTBOX_DICTS; i++)
+                if (ZSTD_getDictID_fromDict(mcd_outbox_dicts[i].data, mcd_outbox_dicts[i].len) == 0)
+                        return -EINVAL;
         if (!(z->cdict = ZSTD_createCDict(newest->data, newest->len, ZIP_LEVEL)))
                 return -ENOMEM;
         for (unsigned t = 0; t < z->threads; t++) {
@@ -93,7 +97,7 @@ ssize_t mcd_frame_zip(struct mcd_frame_zip *z, unsigned thread, const void *fram
 
         if (thread >= z->threads)
                 return -EINVAL;
-        if (!is_plain_frame(frame, len) || cap < 2)
+        if (!is_plain_frame(frame, len) || len > MCD_FRAME_ZIP_MAX || cap < 2)
                 return 0;
         n = ZSTD_compress2(z->cctx[thread], (uint8_t *)out + 1, cap - 1, frame, len);
         if (ZSTD_isError(n) || 1 + n >= len)

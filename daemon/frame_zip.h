@@ -30,7 +30,8 @@
 struct mcd_frame_zip;
 
 /* Contexts for `threads` threads zipping at once (mcd_par_for's thread
- * numbers) and one unzipping.  0, -EINVAL (threads 0) or -ENOMEM. */
+ * numbers) and one unzipping.  0, -EINVAL (threads 0, or an embedded
+ * dictionary without an id: a build error) or -ENOMEM. */
 int mcd_frame_zip_new(unsigned threads, struct mcd_frame_zip **out);
 /* Accepts NULL. */
 void mcd_frame_zip_free(struct mcd_frame_zip *z);
@@ -41,8 +42,9 @@ size_t mcd_frame_zip_bound(size_t len);
 /* Zips frame into out (cap bytes: mcd_frame_zip_bound(len)) on thread's
  * context; threads may zip different frames at once.  Returns the zipped
  * length, or 0 when the frame is to be stored as it is: zipping would not
- * make it smaller, it is not a frame of version 1 or 2, or out is too
- * small.  -EINVAL for a thread out of range. */
+ * make it smaller, it is not a frame of version 1 or 2, it is larger than
+ * MCD_FRAME_ZIP_MAX (unzipping would refuse it), or out is too small.
+ * -EINVAL for a thread out of range. */
 ssize_t mcd_frame_zip(struct mcd_frame_zip *z, unsigned thread, const void *frame, size_t len, void *out,
                       size_t cap);
 

@@ -168,7 +168,7 @@ int mcd_store_load(struct mcd_store *s, const char *const *ids, size_t n, struct
 struct mcd_frame_zip *store_zip(struct mcd_store *s) {
         unsigned threads = mcd_par_threads(s->par);
 
-        if (s->zip && s->zip_threads == threads)
+        if (s->zip && s->zip_threads >= threads)
                 return s->zip;
         mcd_frame_zip_free(s->zip);
         s->zip = NULL;
@@ -235,29 +235,27 @@ static int zbuf_reserve(struct mcd_store *s, size_t n) {
 }
 
 /* Zips fo's frames into s->zbuf on the store's threads; each smaller once
- * zipped is then written zipped.  0 or -ENOMEM. */
-static int frames_zip(struct mcd_store *s, struct frames_out *fo) {
-        int r;
-
+ * zipped is then written zipped.  Zipping only spares Redis: when memory
+ * for it is short the frames go as they are.  This function can't fail. */
+static void frames_zip(struct mcd_store *s, struct frames_out *fo) {
+        if (fo->n == 0)
+                return;
         fo->room = zalloc_array(fo->n + 1, sizeof(*fo->room));
         fo->zipped = zalloc_array(fo->n + 1, sizeof(*fo->zipped));
         if (!fo->room || !fo->zipped || !(fo->zip = store_zip(s)))
-                return -ENOMEM;
+                return;
         for (size_t k = 0; k < fo->n; k++)
                 fo->room[k + 1] = fo->room[k] + mcd_frame_zip_bound(fo->len[k]);
-        if ((r = zbuf_reserve(s, fo->room[fo->n])) < 0)
-                return r;
+        if (zbuf_reserve(s, fo->room[fo->n]) < 0)
+                return;
         fo->buf = s->zbuf;
         mcd_par_for(s->par, fo->n, zip_one, fo);
         for (size_t k = 0; k < fo->n; k++) {
-                if (fo->zipped[k] < 0)
-                        return (int)fo->zipped[k];
                 if (fo->zipped[k] > 0) {
                         fo->v[k] = fo->buf + fo->room[k];
                         fo->len[k] = (size_t)fo->zipped[k];
                 }
         }
-        return 0;
 }
 
 /* ------------------------------------------------------------- commit -- */
@@ -507,8 +505,8 @@ static int build_commit(struct mcd_store *s, const struct mcd_store_batch *b, co
 
         if ((r = check_customers(b)) < 0 || (r = frames_list(b, fo)) < 0)
                 return r;
-        if (s->zip_frames && (r = frames_zip(s, fo)) < 0)
-                return r;
+        if (s->zip_frames)
+                frames_zip(s, fo);
         if (!(ch = zalloc_array(b->n_customers + 1, sizeof(*ch))))
                 return -ENOMEM;
         if (n > 0 && (a = cmd_add(c)))

@@ -112,8 +112,8 @@ void store_notef(const struct mcd_store *s, int priority, const char *fmt, ...) 
 
 /* ---- outbox frames zipped (store_commit.c) */
 
-/* The store's zipping contexts for the threads of s->par, made or made
- * again as needed: NULL when out of memory. */
+/* The store's zipping contexts for (at least) the threads of s->par, made,
+ * or made again for more threads: NULL when they could not be. */
 struct mcd_frame_zip *store_zip(struct mcd_store *s);
 
 /* ---- the connection */

@@ -1,8 +1,3 @@
-# AOF rewrites off: every command of the run is in the one incremental file
-mkdir "$WORK/train"
-aof=$(ls -S "$WORK"/throughput/redis/appendonlydir/*.incr.aof | head -1)
-n=$("$BUILD/tests/bench/aof_frames" -e 4 "$aof" "$WORK/train") || exit 1
-echo "training on $n frames"
 #!/bin/sh
 # outbox_dict.sh -- trains the outbox's zstd dictionary (frame_zip.h) on the
 # frames of a benchmark run, and writes it where the build embeds it.
@@ -14,7 +9,8 @@ echo "training on $n frames"
 # written as they are (redis.outbox_compression = none) and Redis's AOF
 # never rewritten, reads one frame in four back from the AOF
 # (tests/bench/aof_frames), and trains an 8 KiB dictionary on them with the
-# id 1835229185 ("mcd" and 1; zstd's private range): `zstd --train` (Debian's
+# id 1835229185 (0x6d636001, in the range zstd leaves to private use,
+# 32768 to 2^31 - 1): `zstd --train` (Debian's
 # zstd).  OUT defaults to schemas/outbox-frames.1.zdict.  A dictionary once
 # shipped is never replaced: frames in outboxes name it.  A new one is
 # another file (outbox-frames.2.zdict, a new id), listed after it in
@@ -36,13 +32,14 @@ BENCH_KEEP=1 BENCH_GROUP_INSTANCES=1 BENCH_EXTRA_CONF="redis.outbox_compression 
         BENCH_REDIS_ARGS="--auto-aof-rewrite-percentage 0" \
         sh "$SRC/tests/bench/run.sh" --build "$BUILD" --events 300000 --no-rss --no-latency --no-hot > "$LOG" 2>&1 ||
         { cat "$LOG" >&2; exit 1; }
-WORK=$(sed -n 's/.* kept \(\/tmp\/mcd-bench\.[^ ]*\).*/\1/p' "$LOG" | tail -1)
+WORK=$(sed -n 's/.* kept \(\/.*mcd-bench\.[^ ]*\).*/\1/p' "$LOG" | tail -1)
 rm -f "$LOG"
 [ -d "$WORK" ] || { echo "outbox_dict.sh: the benchmark kept no work directory" >&2; exit 1; }
 # AOF rewrites off: every command of the run is in the one incremental file
 mkdir "$WORK/train"
 aof=$(ls -S "$WORK"/throughput/redis/appendonlydir/*.incr.aof | head -1)
-echo "training on $("$BUILD/tests/bench/aof_frames" -e 4 "$aof" "$WORK/train") frames"
+n=$("$BUILD/tests/bench/aof_frames" -e 4 "$aof" "$WORK/train") || exit 1
+echo "training on $n frames"
 zstd --train -q -r "$WORK/train" --maxdict=8192 --dictID=1835229185 -o "$OUT"
 rm -rf "$WORK"
 echo "wrote $OUT"
