@@ -14,9 +14,10 @@
 #      publish`; (a) the raw ceiling: kcat reading both input topics from the
 #      beginning to their end, one after the other (the times are summed);
 #      (b) the daemon from its start until multichanneld_events_total (plus
-#      dead letters) reaches N on /metrics, i.e. the last batch committed to
-#      Redis and its outcomes produced; of which start-up: from the start to
-#      every partition claimed (multichanneld_ready), and to the first batch
+#      dead letters) reaches N on /metrics and the last batch is committed
+#      (its own time: multichanneld_last_batch_timestamp_seconds); of which
+#      start-up: from the start to every partition claimed
+#      (multichanneld_ready), and to the first batch
 #      committed (issue 12's target: 4 s, of which the mock's initial
 #      rebalance delay is 3 s).  Redis commands per event (INFO
 #      total_commands_processed delta / N), Redis round trips per batch
