@@ -1,10 +1,10 @@
 /* fuzz_avro.c -- libFuzzer target for everything that decodes bytes read from
  * Kafka or Redis in the Avro path: mcd_avro_decode_event for both envelopes,
- * mcd_avro_decode_outcome, and mcd_frame_decode (outbox frames read back
- * from Redis).
+ * mcd_avro_decode_outcome, and mcd_frame_unzip and mcd_frame_decode (outbox
+ * elements read back from Redis).
  *
  * The first byte of the input selects the decoder (mod 4): 0 RelationshipEvent,
- * 1 SubscriptionEvent, 2 MultichannelOutcome, 3 outbox frame; the rest is
+ * 1 SubscriptionEvent, 2 MultichannelOutcome, 3 outbox element; the rest is
  * the message.  The codec is created once, in LLVMFuzzerInitialize.
  *
  * Besides "no crash, no leak, no undefined behaviour", what decodes must be
@@ -16,15 +16,20 @@
  *     stored that way in the state JSON), and that line parses back;
  *   - a decoded outcome re-encodes and decodes to the same outcome, and can be
  *     printed as a JSON line (what `multichanneld tail` does);
+ *   - a zipped outbox element unzips (or fails as -EBADMSG) to a frame of
+ *     version 1 or 2, which goes through the checks below;
  *   - a decoded frame re-encodes to the same bytes (unless a header name holds
- *     a NUL byte, which the encoder cannot write), and an outcome frame's
- *     value goes through the outcome decoder. */
+ *     a NUL byte, which the encoder cannot write), zips (or is stored as it
+ *     is) and unzips to the same bytes, and an outcome frame's value goes
+ *     through the outcome decoder. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/avro_codec.h"
+#include "daemon/frame_zip.h"
 #include "daemon/jsonl.h"
 #include "daemon/outbox.h"
 
@@ -32,6 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct mcd_avro *codec;
+static struct mcd_frame_zip *zip;
 
 static void check_detail(int cond, const char *what, const char *detail) {
         if (!cond) {
@@ -53,13 +59,15 @@ static void check(int cond, const char *what) {
 static void free_codec(void) {
         mcd_avro_free(codec);
         codec = NULL;
+        mcd_frame_zip_free(zip);
+        zip = NULL;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
         (void)argc;
         (void)argv;
-        if (mcd_avro_new(&codec) < 0) {
-                fprintf(stderr, "fuzz_avro: cannot create the Avro codec\n");
+        if (mcd_avro_new(&codec) < 0 || mcd_frame_zip_new(1, &zip) < 0) {
+                fprintf(stderr, "fuzz_avro: cannot create the Avro codec or the frame zipper\n");
                 abort();
         }
         atexit(free_codec);
@@ -135,6 +143,47 @@ static void fuzz_outcome(const uint8_t *data, size_t size) {
         mcd_outcome_clear(&o);
 }
 
+/* A frame that decodes zips (or is stored as it is) and unzips to itself. */
+static void zip_round_trip(const uint8_t *data, size_t size) {
+        size_t cap = mcd_frame_zip_bound(size), len = 0;
+        void *zipped = malloc(cap), *back = NULL;
+        ssize_t n;
+
+        if (!zipped)
+                return;
+        n = mcd_frame_zip(zip, 0, data, size, zipped, cap);
+        check(n >= 0 && (size_t)n < size, "a frame zips smaller, or is stored as it is");
+        if (n > 0) {
+                check(mcd_frame_unzip(zip, zipped, (size_t)n, &back, &len) == 0, "a zipped frame unzips");
+                check(len == size && memcmp(back, data, size) == 0, "and gives the frame's bytes back");
+                free(back);
+        }
+        free(zipped);
+}
+
+static void fuzz_frame(const uint8_t *data, size_t size);
+
+/* An outbox element as the store reads it (store_offsets.c): a zipped
+ * frame unzipped first, then decoded. */
+static void fuzz_element(const uint8_t *data, size_t size) {
+        void *frame = NULL;
+        size_t len = 0;
+        int r;
+
+        if (!mcd_frame_is_zipped(data, size)) {
+                fuzz_frame(data, size);
+                return;
+        }
+        r = mcd_frame_unzip(zip, data, size, &frame, &len);
+        check(r == 0 || r == -EBADMSG || r == -ENOMEM, "unzipping fails only as -EBADMSG (or -ENOMEM)");
+        if (r < 0)
+                return;
+        check(len >= 2 && (((uint8_t *)frame)[0] == 1 || ((uint8_t *)frame)[0] == 2),
+              "an unzipped element is a frame of version 1 or 2");
+        fuzz_frame(frame, len);
+        free(frame);
+}
+
 static void fuzz_frame(const uint8_t *data, size_t size) {
         char names[MCD_FRAME_MAX_HEADERS][64];
         struct mcd_frame f;
@@ -159,6 +208,7 @@ static void fuzz_frame(const uint8_t *data, size_t size) {
         check(len <= size, "a re-encoded frame is no longer than the original");
         check(len < size || memcmp(buf, data, size) == 0, "a re-encoded frame has the same bytes");
         free(buf);
+        zip_round_trip(data, size);
 
         if (f.kind == MCD_FRAME_OUTCOME) {
                 /* Copied, so that reading past the value is caught. */
@@ -191,7 +241,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 fuzz_outcome(data, size);
                 break;
         default:
-                fuzz_frame(data, size);
+                fuzz_element(data, size);
                 break;
         }
         return 0;

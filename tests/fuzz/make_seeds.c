@@ -8,9 +8,9 @@
  *   outbox frame), then the message.  One sample event of every type and one
  *   sample outcome of every type, the scenarios' events (two of each type)
  *   encoded with mcd_avro_encode_event, the outcomes the rules engine derives
- *   from them (two of each type), outbox frames, and a few broken messages
- *   (bad magic, short, unknown fingerprint, wrong topic, truncated, trailing
- *   bytes, an absurd length).
+ *   from them (two of each type), outbox frames (plain and zipped), and a
+ *   few broken messages (bad magic, short, unknown fingerprint, wrong topic,
+ *   truncated, trailing bytes, an absurd length, a zipped frame cut short).
  * CORPUS_DIR/fuzz_jsonl: every distinct input line of the scenarios, one per file,
  *   plus bad lines (invalid JSON, unknown type, missing and mistyped fields).
  * CORPUS_DIR/fuzz_replay: every scenario file, all scenarios merged, and a stream
@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 
 #include "daemon/avro_codec.h"
+#include "daemon/frame_zip.h"
 #include "daemon/jsonl.h"
 #include "daemon/outbox.h"
 #include "daemon/state_codec.h"
@@ -118,8 +119,26 @@ static void write_outcome(const char *what, const struct mcd_outcome *o) {
         free(buf);
 }
 
+/* A frame as the store writes it to an outbox, zipped (frame_zip.h). */
+static void write_zipped(const char *what, const void *frame, size_t len) {
+        size_t cap = mcd_frame_zip_bound(len);
+        struct mcd_frame_zip *z = NULL;
+        void *out = malloc(cap);
+        ssize_t n;
+
+        if (!out || mcd_frame_zip_new(1, &z) < 0)
+                exit(1);
+        n = mcd_frame_zip(z, 0, frame, len, out, cap);
+        if (n > 0) {
+                write_seed("fuzz_avro", what, SEL_FRAME, out, (size_t)n);
+                write_seed("fuzz_avro", "bad-zipped-truncated", SEL_FRAME, out, (size_t)n - 4);
+        }
+        mcd_frame_zip_free(z);
+        free(out);
+}
+
 /* Outbox frames as the worker writes them: an outcome, and a dead letter
- * carrying the original message and its error headers. */
+ * carrying the original message and its error headers; both zipped too. */
 static void write_frames(void) {
         struct mcd_outcome o = sample_outcome(MCD_OUT_SWITCH_BLOCKED_UNTIL_TERM_END);
         struct mcd_event ev = sample_event(MCD_EV_SUBSCRIPTION_REPORTED);
@@ -142,6 +161,7 @@ static void write_frames(void) {
                 exit(1);
         write_seed("fuzz_avro", "frame-outcome", SEL_FRAME, frame, flen);
         write_seed("fuzz_avro", "bad-frame-truncated", SEL_FRAME, frame, flen - 3);
+        write_zipped("frame-outcome-zipped", frame, flen);
         free(frame);
         free(val);
 
@@ -165,6 +185,7 @@ static void write_frames(void) {
         if (mcd_frame_encode(&f, &frame, &flen) < 0)
                 exit(1);
         write_seed("fuzz_avro", "frame-dead-letter", SEL_FRAME, frame, flen);
+        write_zipped("frame-dead-letter-zipped", frame, flen);
         free(frame);
 
         f.kind = MCD_FRAME_DEAD_LETTER;

@@ -15,10 +15,12 @@
 # BUILDDIR/libmcdfuzz.a: the files Makefile.am lists in libmcdrules_a_SOURCES
 # (the rules engine) and MCD_CODEC_SOURCES (the codecs and what they use: Avro,
 # JSON lines, the stored state, outbox frames, configuration, log), read from
-# it at build time, and the embedded schemas (schemas/embed.sh).  Each fuzzer
+# it at build time, the embedded schemas (schemas/embed.sh) and the outbox's
+# dictionaries (schemas/embed_dicts.sh).  Each fuzzer
 # links what it calls:
 #   fuzz_avro    events and outcomes through the Avro codec (no registry is
-#                configured: Confluent-framed input is UNKNOWN_SCHEMA), outbox frames
+#                configured: Confluent-framed input is UNKNOWN_SCHEMA), outbox
+#                elements (zipped frames unzipped, as a store reads them)
 #   fuzz_jsonl   the replay format's lines
 #   fuzz_state   a customer's stored state, binary and JSON
 #   fuzz_replay  whole replays through the rules
@@ -46,8 +48,8 @@ MCD_TAP_ONLY=1
 
 # ------------------------------------------------------------------ build --
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
-CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$top $(pkg-config --cflags jansson avro-c libcurl 2>/dev/null)"
-LIBS=$(pkg-config --libs jansson avro-c libcurl 2>/dev/null) || LIBS="-ljansson -lavro -lcurl -lpthread"
+CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$top $(pkg-config --cflags jansson avro-c libcurl libzstd 2>/dev/null)"
+LIBS=$(pkg-config --libs jansson avro-c libcurl libzstd 2>/dev/null) || LIBS="-ljansson -lavro -lcurl -lzstd -lpthread"
 WARN="-Wall -Wextra -Wno-unused-parameter"
 OWN_WARN="$WARN -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes"
 # The rules engine and the codecs, as Makefile.am lists them: a file added
@@ -61,10 +63,11 @@ build() {
         command -v "$CC" > /dev/null || { echo "$CC not found (tests/setup.sh installs clang)"; return 1; }
         mkdir -p "$B/obj/handlers" "$B/obj/daemon" || return 1
         sh "$top/schemas/embed.sh" "$B/obj/daemon/schemas_embedded.c" "$top"/schemas/*.avsc || return 1
+        sh "$top/schemas/embed_dicts.sh" "$B/obj/daemon/outbox_dicts.c" "$top"/schemas/outbox-frames.*.zdict || return 1
         objs=""
         fail=0
         set --
-        for src in $PROJECT_SRC obj/daemon/schemas_embedded.c; do
+        for src in $PROJECT_SRC obj/daemon/schemas_embedded.c obj/daemon/outbox_dicts.c; do
                 case $src in
                 obj/*) in=$B/$src; o=$B/${src%.c}.o ;;
                 *) in=$top/$src; o=$B/obj/${src%.c}.o ;;
