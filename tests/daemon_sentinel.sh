@@ -134,7 +134,18 @@ ok $? "the first node is a replica of the new master, in sync"
 answers() { grep -c "Redis at 127.0.0.1:$REDIS_PORT (master mymaster) answers" "$TMP/daemon.log"; }
 answered_before=$(answers)
 answers_again() { [ "$(answers)" -gt "$answered_before" ]; }
-wait_until 90 failover_taken && wait_until 60 sentinels_name "$REDIS_PORT"
+# A failover the promoted replica does not confirm within the Sentinels'
+# failover-timeout (5 s) is aborted (-failover-abort-slave-timeout, seen in
+# distcheck on two loaded cores): the master stays, and it is asked again.
+second_failover() {
+        for _try in 1 2 3; do
+                wait_until 90 failover_taken || return 1
+                wait_until 40 sentinels_name "$REDIS_PORT" && return 0
+                echo "the second failover did not complete (try $_try of 3): asked again" | diag
+        done
+        return 1
+}
+second_failover
 second=$?
 ok $second "a second SENTINEL FAILOVER, the daemon idle: every Sentinel names port $REDIS_PORT again"
 if [ "$second" -ne 0 ]; then
