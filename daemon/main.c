@@ -11,6 +11,7 @@
 #include "daemon/cli.h"
 #include "daemon/commands.h"
 #include "daemon/config.h"
+#include "daemon/crash.h"
 #include "daemon/replay.h"
 #include "handlers/timefmt.h"
 
@@ -216,6 +217,7 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
+        mcd_crash_install();
         if (argc < 2) {
                 usage(stderr);
                 return 2;

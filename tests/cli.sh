@@ -101,6 +101,22 @@ ok $? "replay --max-subscriptions 1: the second subscription is SUBSCRIPTION_LIM
 [ "$(replay_reasons "$TMP/limits.jsonl" --max-parked 1)" = PARK_LIMIT ]
 ok $? "replay --max-parked 1: the second parked event is PARK_LIMIT"
 
+# A fault: one log line naming the signal, a backtrace, then the default
+# action (exit status 128+11).  Under AddressSanitizer its own report.
+"$MCD_BIN" mock-cluster --partitions 1 > "$TMP/crash.boot" 2> "$TMP/crash.err" &
+crash_pid=$!
+wait_until 30 test -s "$TMP/crash.boot"
+kill -SEGV "$crash_pid"
+wait "$crash_pid"
+rc=$?
+[ "$rc" -eq 139 ] || grep -q "AddressSanitizer" "$TMP/crash.err"
+ok $? "a process that gets SIGSEGV dies of it (exit $rc)"
+grep -q "crit: crashed by SIGSEGV (sent by pid [0-9]*); backtrace follows" "$TMP/crash.err" &&
+        [ "$(grep -c "multichanneld(" "$TMP/crash.err")" -ge 2 ] ||
+        grep -q "AddressSanitizer" "$TMP/crash.err"
+ok $? "its last word names the signal and gives a backtrace"
+grep -A4 "crashed by" "$TMP/crash.err" | diag
+
 $MCD help > "$TMP/help"
 grep -q "check-config" "$TMP/help" && grep -q "  lag " "$TMP/help" && grep -q "  whatif " "$TMP/help" &&
         grep -q "  redrive " "$TMP/help"
