@@ -108,9 +108,9 @@ failover_case() {  # failover_case NAME
         assert_exactly_once "$TMP/$name.conf" "$name: "
         stop_daemon_ok "$name: "
         stop_sentinels
-        kill -KILL "$REPLICA_PID" 2>/dev/null
+        kill_ours KILL "$REPLICA_PID"
         wait "$REPLICA_PID" 2>/dev/null
-        kill -KILL "$KAFKA_PID" 2>/dev/null
+        kill_ours KILL "$KAFKA_PID"
         wait "$KAFKA_PID" 2>/dev/null
         rm -rf "$TMP/redis" "$TMP/replica" "$TMP"/sentinel.*
 }

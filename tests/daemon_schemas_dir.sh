@@ -154,7 +154,8 @@ kill -TERM "$DAEMON_PID"
 wait_until 20 sh -c "! kill -0 $DAEMON_PID"
 ok $? "daemon stops on SIGTERM"
 wait "$DAEMON_PID"
-ok $? "daemon exits 0 after SIGTERM"
+rc=$?
+ok $rc "daemon exits 0 after SIGTERM (exit $rc)"
 ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log"
 ok $? "no sanitizer report in the daemon's log"
 grep -E "error|warning|schemas" "$TMP/daemon.log" | grep -v "kafka \|dead letter" | head -20 | diag

@@ -47,7 +47,7 @@ next_instance() {  # next_instance NAME
         ok $st "$1: the second instance exits 0 on SIGTERM (exit $st)"
         ! grep -q "not destroyed" "$TMP/$1.d2.log"
         ok $? "$1: its consumer, assigned, is destroyed as usual"
-        kill -KILL "$KAFKA_PID" 2>/dev/null
+        kill_ours KILL "$KAFKA_PID"
         wait "$KAFKA_PID" 2>/dev/null
 }
 

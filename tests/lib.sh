@@ -24,21 +24,47 @@ tap_done() {
 : "${MCD_SRCDIR:?}"
 MCD="${MCD_WRAPPER:+$MCD_WRAPPER }$MCD_BIN"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mcd-test.XXXXXX")
+export MCD_TEST_TMP="$TMP"      # every process the test starts carries it: kill_ours
 
 
 # ---- services for the integration tests -------------------------------------
 # Every helper records what it started so that the EXIT trap stops it.
 PIDS=""
+
+# kill_ours SIGNAL PID...: signals each PID that still names one of this
+# test's processes: a child of this shell, or one whose environment holds
+# MCD_TEST_TMP=$TMP (redis-server writes its title over its environment, so
+# the first test is needed too).  A PID recorded earlier (a process killed
+# and started again, one that exited) may name another test's process by
+# now: the kernel reuses PIDs, and a CI run goes round pid_max (32768) many
+# times while the tests run two at a time.
+kill_ours() {
+        _sig=$1
+        shift
+        for _p in "$@"; do
+                if [ "$(ps -o ppid= -p "$_p" 2>/dev/null | tr -d ' ')" = "$$" ] ||
+                   tr '\0' '\n' 2>/dev/null < "/proc/$_p/environ" | grep -qxF "MCD_TEST_TMP=$TMP"; then
+                        kill "-$_sig" "$_p" 2>/dev/null
+                fi
+        done
+        return 0
+}
 cleanup() {
         # On failure, the end of every log the test kept, for the CI output.
         if [ "${tap_failed:-0}" -gt 0 ]; then
+                for p in $PIDS; do      # one that died on its own: how (128+N: signal N)
+                        kill -0 "$p" 2>/dev/null && continue
+                        wait "$p" 2>/dev/null
+                        _st=$?
+                        [ $_st -ne 127 ] && echo "# pid $p had exited by itself, status $_st"
+                done
                 for f in "$TMP"/*.log; do
                         [ -f "$f" ] || continue
                         echo "# --- last lines of $(basename "$f"):"
                         grep -v "kafka .*debug" "$f" | tail -25 | sed 's/^/# /'
                 done
         fi
-        for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+        kill_ours KILL $PIDS
         wait 2>/dev/null
         [ -n "${MCD_KEEP_TMP:-}" ] && echo "# kept $TMP" || rm -rf "$TMP"
 }
@@ -109,7 +135,7 @@ sentinels_name() {  # sentinels_name PORT: every Sentinel of start_sentinels giv
 }
 
 lose_redis() {  # lose_redis: redis-server killed and its data dir deleted (a lost disk)
-        kill -KILL "$REDIS_PID" 2>/dev/null
+        kill_ours KILL "$REDIS_PID"
         wait "$REDIS_PID" 2>/dev/null
         rm -rf "$TMP/redis"
 }
@@ -119,7 +145,7 @@ snapshot_redis() {  # snapshot_redis: SAVE, and the snapshot kept aside for roll
 }
 
 roll_back_redis() {  # roll_back_redis: redis-server killed, restarted on its port from the snapshot (AOF on again)
-        kill -KILL "$REDIS_PID" 2>/dev/null
+        kill_ours KILL "$REDIS_PID"
         wait "$REDIS_PID" 2>/dev/null
         rm -rf "$TMP/redis"
         mkdir -p "$TMP/redis"
@@ -150,7 +176,7 @@ snapshot_sum() {  # snapshot_sum: offsets_sum of the snapshot (snapshot_redis), 
 
 stop_services() {  # stop_services: Redis lost as above, the mock cluster killed
         lose_redis
-        kill -KILL "$KAFKA_PID" 2>/dev/null
+        kill_ours KILL "$KAFKA_PID"
         wait "$KAFKA_PID" 2>/dev/null
 }
 
@@ -347,7 +373,7 @@ assert_exactly_once() {
 stop_sentinels() {  # stop_sentinels: the processes of start_sentinels killed (found by their ports)
         for _p in $SENTINEL_PORTS; do
                 _pid=$(redis-cli -p "$_p" info server 2>/dev/null | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
-                [ -n "$_pid" ] && kill -KILL "$_pid" 2>/dev/null
+                [ -n "$_pid" ] && kill_ours KILL "$_pid"
         done
         SENTINEL_PORTS=""
         SENTINELS=""
