@@ -45,6 +45,8 @@ kill_ours() {
                 if [ "$(ps -o ppid= -p "$_p" 2>/dev/null | tr -d ' ')" = "$$" ] ||
                    tr '\0' '\n' 2>/dev/null < "/proc/$_p/environ" | grep -qxF "MCD_TEST_TMP=$TMP"; then
                         kill "-$_sig" "$_p" 2>/dev/null
+                elif kill -0 "$_p" 2>/dev/null; then    # evidence of the hazard, for the log
+                        echo "# kill_ours: pid $_p is no longer this test's, left alone: $(ps -o args= -p "$_p" | cut -c1-100)"
                 fi
         done
         return 0
