@@ -234,8 +234,8 @@ start_daemon() {  # start_daemon CONFIG LOG: sets DAEMON_PID
 }
 
 stop_daemon_ok() {  # stop_daemon_ok [LABEL]: SIGTERM to $DAEMON_PID; one TAP line, its exit status 0
-        kill -TERM "$DAEMON_PID"
-        kill -CONT "$DAEMON_PID" 2>/dev/null   # one a fault stopped late (a check failed already) would hang the wait
+        kill_ours TERM "$DAEMON_PID"    # one that died already may have left its PID to another test
+        kill_ours CONT "$DAEMON_PID"    # one a fault stopped late (a check failed already) would hang the wait
         wait "$DAEMON_PID"
         ok $? "${1:-}daemon exits 0 on SIGTERM"
 }
