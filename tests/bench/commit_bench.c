@@ -1,7 +1,7 @@
 /* commit_bench.c -- what one batch's commit costs Redis, by the way it is
  * sent (issue 12: "a commit that costs Redis about what its writes cost").
  *
- *   commit_bench [-r REPS] [-c COMMITS] [-n CUSTOMERS] [-s STATE_BYTES] [-f FRAMES] [-V VARIANT]
+ *   commit_bench [-r REPS] [-c COMMITS] [-n CUSTOMERS] [-s STATE_BYTES] [-f FRAMES] [-S STRIDE] [-V VARIANT]
  *
  * Starts a redis-server of its own on a free loopback port (AOF on,
  * appendfsync everysec, as tests/bench/run.sh runs it; automatic AOF
@@ -9,7 +9,9 @@
  * partitions, then commits batches of CUSTOMERS (2,000) customers of
  * STATE_BYTES (300) bytes of state, half of them with a due time that
  * changed, and FRAMES (100) outbox frames of 200 bytes per partition (the
- * previous commit's trimmed), over a pool of 100,000 customers, in each of:
+ * previous commit's trimmed), over a pool of 100,000 customers (a batch's
+ * customers STRIDE (1) apart in the pool: with a large stride they are
+ * scattered over it, as the benchmark's random customers are), in each of:
  *
  *   old     the commit script as it was (copied below): every customer's
  *           keys in KEYS, a Lua table built per customer for MSET, a ZADD
@@ -206,6 +208,7 @@ struct bench {
         uint64_t round_trips;        /* of the variant running */
         /* the batch */
         size_t first;                /* its first customer in the pool */
+        size_t stride;               /* pool indices between its customers (coprime with POOL) */
         unsigned commit_no;
         char *states;                /* nc states of state_bytes */
         char *frames;                /* n_frames frames of FRAME_BYTES */
@@ -238,7 +241,7 @@ static double now_s(void) {
 
 /* Customer j of the batch: its pool index, partition and due time. */
 static size_t cust(const struct bench *b, size_t j) {
-        return (b->first + j) % POOL;
+        return (b->first + j * b->stride) % POOL;
 }
 
 static int part_of(size_t pool_index) {
@@ -965,7 +968,7 @@ static void bench_free(struct bench *b) {
 static void usage(void) __attribute__((noreturn));
 
 static void usage(void) {
-        fputs("usage: commit_bench [-r REPS] [-c COMMITS] [-n CUSTOMERS] [-s STATE_BYTES] [-f FRAMES] [-V VARIANT]\n",
+        fputs("usage: commit_bench [-r REPS] [-c COMMITS] [-n CUSTOMERS] [-s STATE_BYTES] [-f FRAMES] [-S STRIDE] [-V VARIANT]\n",
               stderr);
         exit(2);
 }
@@ -981,7 +984,7 @@ static int variant_of(const char *name) {
 static void parse_args(int argc, char **argv, struct bench *b, unsigned *reps, unsigned *commits, int *only) {
         int o;
 
-        while ((o = getopt(argc, argv, "r:c:n:s:f:V:")) != -1) {
+        while ((o = getopt(argc, argv, "r:c:n:s:f:S:V:")) != -1) {
                 long v = optarg && o != 'V' ? strtol(optarg, NULL, 10) : 1;
                 if (v <= 0 || v > 100000)
                         usage();
@@ -992,15 +995,16 @@ static void parse_args(int argc, char **argv, struct bench *b, unsigned *reps, u
                 case 'n': b->nc = (size_t)v; break;
                 case 's': b->state_bytes = (size_t)v; break;
                 case 'f': b->n_frames = (size_t)v; break;
+                case 'S': b->stride = (size_t)v; break;
                 default: usage();
                 }
         }
-        if (b->nc > 20000 || b->n_frames > 20000)
-                usage();
+        if (b->nc > 20000 || b->n_frames > 20000 || b->stride % 2 == 0 || b->stride % 5 == 0)
+                usage();        /* a stride sharing a factor with POOL would repeat customers */
 }
 
 int main(int argc, char **argv) {
-        struct bench b = {.nc = 2000, .state_bytes = 300, .n_frames = 100};
+        struct bench b = {.nc = 2000, .state_bytes = 300, .n_frames = 100, .stride = 1};
         struct daemon_batch d = {0};
         struct srv srv = {0};
         char top[64];
