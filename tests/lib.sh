@@ -32,7 +32,8 @@ export MCD_TEST_TMP="$TMP"      # every process the test starts carries it: kill
 PIDS=""
 
 # kill_ours SIGNAL PID...: signals each PID that still names one of this
-# test's processes: a child of this shell, or one whose environment holds
+# test's processes (read from /proc: procps may not be installed): a child
+# of this shell, or one whose environment holds
 # MCD_TEST_TMP=$TMP (redis-server writes its title over its environment, so
 # the first test is needed too).  A PID recorded earlier (a process killed
 # and started again, one that exited) may name another test's process by
@@ -42,11 +43,13 @@ kill_ours() {
         _sig=$1
         shift
         for _p in "$@"; do
-                if [ "$(ps -o ppid= -p "$_p" 2>/dev/null | tr -d ' ')" = "$$" ] ||
+                # /proc/PID/stat: "PID (COMM) STATE PPID ...", COMM any bytes
+                if [ "$(sed -n 's/.*) [A-Za-z] \([0-9]*\) .*/\1/p' "/proc/$_p/stat" 2>/dev/null)" = "$$" ] ||
                    tr '\0' '\n' 2>/dev/null < "/proc/$_p/environ" | grep -qxF "MCD_TEST_TMP=$TMP"; then
                         kill "-$_sig" "$_p" 2>/dev/null
                 elif kill -0 "$_p" 2>/dev/null; then    # evidence of the hazard, for the log
-                        echo "# kill_ours: pid $_p is no longer this test's, left alone: $(ps -o args= -p "$_p" | cut -c1-100)"
+                        echo "# kill_ours: pid $_p is no longer this test's, left alone:" \
+                                "$(tr '\0' ' ' 2>/dev/null < "/proc/$_p/cmdline" | cut -c1-100)"
                 fi
         done
         return 0
