@@ -99,8 +99,7 @@ static void on_fault(int sig, siginfo_t *info, void *uctx) {
         write_all(line, at);
         n = backtrace(frames, FRAMES_MAX);
         backtrace_symbols_fd(frames, n, STDERR_FILENO);
-        signal(sig, SIG_DFL);   /* SA_RESETHAND did too; the raise below ends the process */
-        raise(sig);
+        raise(sig);             /* the default action again (SA_RESETHAND): the process ends */
 }
 
 void mcd_crash_install(void) {

@@ -31,6 +31,13 @@ export MCD_TEST_TMP="$TMP"      # every process the test starts carries it: kill
 # Every helper records what it started so that the EXIT trap stops it.
 PIDS=""
 
+# proc_stat PID FIELD: field FIELD of /proc/PID/stat (3: the state, 4: the
+# parent's PID); empty once PID is gone.  The fields are counted after the
+# command's closing ") ", the last in the line: the command may hold any bytes.
+proc_stat() {
+        sed -n 's/^.*) //p' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f$(($2 - 2))
+}
+
 # kill_ours SIGNAL PID...: signals each PID that still names one of this
 # test's processes (read from /proc: procps may not be installed): a child
 # of this shell, or one whose environment holds
@@ -43,8 +50,7 @@ kill_ours() {
         _sig=$1
         shift
         for _p in "$@"; do
-                # /proc/PID/stat: "PID (COMM) STATE PPID ...", COMM any bytes
-                if [ "$(sed -n 's/.*) [A-Za-z] \([0-9]*\) .*/\1/p' "/proc/$_p/stat" 2>/dev/null)" = "$$" ] ||
+                if [ "$(proc_stat "$_p" 4)" = "$$" ] ||
                    tr '\0' '\n' 2>/dev/null < "/proc/$_p/environ" | grep -qxF "MCD_TEST_TMP=$TMP"; then
                         kill "-$_sig" "$_p" 2>/dev/null
                 elif kill -0 "$_p" 2>/dev/null; then    # evidence of the hazard, for the log
@@ -186,7 +192,7 @@ stop_services() {  # stop_services: Redis lost as above, the mock cluster killed
 }
 
 stopped() {  # stopped PID: the process is in state T (stopped)
-        [ "$(sed 's/^.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" = T ]
+        [ "$(proc_stat "$1" 3)" = T ]
 }
 
 start_kafka() {  # start_kafka PARTITIONS [MOCK-CLUSTER OPTIONS]: a mock cluster in its own process; sets BOOTSTRAP
@@ -243,8 +249,7 @@ stop_daemon_ok() {  # stop_daemon_ok [LABEL]: SIGTERM to $DAEMON_PID; one TAP li
         # SIGCONT always hung after "stopping", each daemon spinning and
         # traced by LeakSanitizer's tracer, which waited for a stop: a
         # SIGCONT cancels a pending SIGSTOP, such as the one of its attach.
-        [ "$(sed -n 's/.*) \([A-Za-z]\) .*/\1/p' "/proc/$DAEMON_PID/stat" 2>/dev/null)" = T ] &&
-                kill_ours CONT "$DAEMON_PID"
+        stopped "$DAEMON_PID" && kill_ours CONT "$DAEMON_PID"
         wait "$DAEMON_PID"
         ok $? "${1:-}daemon exits 0 on SIGTERM"
 }
