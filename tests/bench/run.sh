@@ -21,7 +21,9 @@
 #      committed (issue 12's target: 4 s, of which the mock's initial
 #      rebalance delay is 3 s).  Redis commands per event (INFO
 #      total_commands_processed delta / N), Redis round trips per batch
-#      (metrics), the daemon's peak RSS (VmHWM) and CPU time.
+#      (metrics), the daemon's peak RSS (VmHWM) and CPU time, and, when it
+#      is linked with jemalloc, jemalloc's allocation requests per event and
+#      its purging (its statistics, printed at the daemon's exit).
 #   1b. the same through BENCH_GROUP_INSTANCES (2; 1 skips it) daemons in
 #      one consumer group: events/s from their start to the last commit.
 #   2. latency: the daemon idle and ready, tests/bench/latency.c produces
@@ -235,8 +237,14 @@ batch_split() {  # batch_split LOG: the mean of the batch log's split of a batch
 }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# jemalloc's own figures, printed by the daemon at its exit (to its log) when
+# it is linked with jemalloc (a glibc build ignores the variable): only the
+# arenas' summary, its allocation requests and its purging.
+ALLOC_STATS=stats_print:true,stats_print_opts:gabldxeh
 start_daemon() {  # start_daemon: sets DAEMON_PID
-        ${BENCH_WRAP:-} "$MCD" run -c "$CONF" > "$PH/daemon.out" 2> "$PH/daemon.log" &
+        _mc=$ALLOC_STATS
+        [ -n "${BENCH_WRAP:-}" ] && _mc=     # the wrapper's figures instead
+        MALLOC_CONF=$_mc ${BENCH_WRAP:-} "$MCD" run -c "$CONF" > "$PH/daemon.out" 2> "$PH/daemon.log" &
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
 }
@@ -372,6 +380,16 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
                 BENCH_KEEP=1
         fi
         stop_daemon
+        RUN_ALLOC=$(alloc_stats "$PH/daemon.log")
+}
+
+# alloc_stats LOG: "REQUESTS MADVISES PAGES" of jemalloc's statistics in the
+# daemon's log (all threads', the whole run: allocation requests, purging
+# calls, pages purged), or nothing when the log has none.
+alloc_stats() {
+        awk '/Begin jemalloc statistics/ { on = 1 } !on { next }
+                $1 == "total:" && !req { req = $7 } $1 == "dirty:" && !mad { mad = $5; pages = $6 }
+                END { if (req != "") print req, mad, pages }' "$1"
 }
 
 # How far (b) is from half the ceiling (a), and what holds it.  At 0.5 of (a)
@@ -472,6 +490,10 @@ row "CPU time: daemon / redis-server / mock cluster during (b)" "$RUN_CPU s / $R
 row "CPU per event: daemon / redis-server  [goals <= 6 / 1.5 us]" "$(per_event_us "$RUN_CPU" "$N") us / $(per_event_us "$RUN_REDIS_CPU" "$N") us"
 row "  daemon CPU in start-up / after it (per event after it)" "$RUN_CPU_READY s / $(fsub "$RUN_CPU" "$RUN_CPU_READY") s ($(per_event_us "$(fsub "$RUN_CPU" "$RUN_CPU_READY")" "$RUN_STEADY_EVENTS") us)"
 row "daemon minor page faults, whole run (per event)" "$RUN_MINFLT ($(fdiv "$RUN_MINFLT" "$N" 3))"
+if [ -n "$RUN_ALLOC" ]; then
+        set -- $RUN_ALLOC
+        row "jemalloc, whole run: requests per event / purges (pages)" "$(fdiv "$1" "$N" 1) / $2 ($3 pages, $(fdiv "$(($3 * 4))" 1024 1) MiB)"
+fi
 row "to (b)/(a) = 0.5" "$(half_ceiling_gap)"
 row "batches / events per batch" "$RUN_BATCHES / $(fdiv "$N" "$RUN_BATCHES" 0)"
 row "outcomes / dead letters" "$RUN_OUTCOMES / $RUN_DLQ"
