@@ -104,24 +104,40 @@ static void batch_free(struct batch *b) {
         free(b->n_frames);
 }
 
+/* Makes room for one more frame of pair pi.  The room is implied by the
+ * count, which add_frame alone raises: 8, then doubled each time the count
+ * reaches a power of two (a realloc per frame was two allocations per
+ * outcome).  0 or -ENOMEM. */
+static int frames_reserve(struct batch *b, size_t pi) {
+        size_t n = b->n_frames[pi], cap;
+        void **v;
+        size_t *lv;
+
+        if (n != 0 && (n < 8 || (n & (n - 1)) != 0))
+                return 0;
+        cap = n ? 2 * n : 8;
+        v = realloc(b->frames[pi], cap * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        b->frames[pi] = v;
+        lv = realloc(b->frame_lens[pi], cap * sizeof(*lv));
+        if (!lv)
+                return -ENOMEM;
+        b->frame_lens[pi] = lv;
+        return 0;
+}
+
 static int add_frame(struct batch *b, size_t pi, const struct mcd_frame *f) {
-        void *buf, **v;
-        size_t len, *lv;
+        void *buf;
+        size_t len;
         int r = mcd_frame_encode(f, &buf, &len);
 
+        if (r >= 0 && (r = frames_reserve(b, pi)) < 0)
+                free(buf);
         if (r < 0)
                 return r;
-        v = realloc(b->frames[pi], (b->n_frames[pi] + 1) * sizeof(*v));
-        lv = v ? realloc(b->frame_lens[pi], (b->n_frames[pi] + 1) * sizeof(*lv)) : NULL;
-        if (v)
-                b->frames[pi] = v;
-        if (!v || !lv) {
-                free(buf);
-                return -ENOMEM;
-        }
-        b->frame_lens[pi] = lv;
-        v[b->n_frames[pi]] = buf;
-        lv[b->n_frames[pi]++] = len;
+        b->frames[pi][b->n_frames[pi]] = buf;
+        b->frame_lens[pi][b->n_frames[pi]++] = len;
         return 0;
 }
 
