@@ -239,11 +239,13 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # jemalloc's own figures, printed by the daemon at its exit (to its log) when
 # it is linked with jemalloc (a glibc build ignores the variable): only the
-# arenas' summary, its allocation requests and its purging.
+# arenas' summary, its allocation requests and its purging.  Added to the
+# caller's MALLOC_CONF, which still applies (settings tried by hand); not
+# under BENCH_WRAP, whose own figures stand instead.
 ALLOC_STATS=stats_print:true,stats_print_opts:gabldxeh
 start_daemon() {  # start_daemon: sets DAEMON_PID
-        _mc=$ALLOC_STATS
-        [ -n "${BENCH_WRAP:-}" ] && _mc=     # the wrapper's figures instead
+        _mc=${MALLOC_CONF:-}
+        [ -z "${BENCH_WRAP:-}" ] && _mc=${_mc:+$_mc,}$ALLOC_STATS
         MALLOC_CONF=$_mc ${BENCH_WRAP:-} "$MCD" run -c "$CONF" > "$PH/daemon.out" 2> "$PH/daemon.log" &
         DAEMON_PID=$!
         PIDS="$PIDS $DAEMON_PID"
