@@ -280,17 +280,28 @@ static int read_long(struct walk *c, int64_t *out) {
         return mcd_avro_walk_long(c, out) == 0 ? 0 : -EAGAIN;
 }
 
-/* A string the model keeps: no NUL byte, valid UTF-8, copied. */
-static int read_text(struct walk *c, char **dst) {
+/* A read in progress: the walk over the body, and the event's block of
+ * strings (ev->strings) being filled.  The block is as long as the body: a
+ * string of n bytes takes at least 1 + n of the body (its length first) and
+ * n + 1 of the block (its NUL last), so every string of the body fits. */
+struct reader {
+        struct walk w;
+        char *out, *out_end;            /* the block's free part */
+};
+
+/* A string the model keeps (no NUL byte, valid UTF-8), copied to the block. */
+static int read_text(struct reader *r, char **dst) {
+        struct walk *c = &r->w;
         const char *fault;
         int64_t n;
-        int r;
 
-        if (read_long(c, &n) < 0 || n < 0 || (uint64_t)n > (uint64_t)(c->end - c->p))
+        if (read_long(c, &n) < 0 || n < 0 || (uint64_t)n > (uint64_t)(c->end - c->p) ||
+            (uint64_t)n >= (uint64_t)(r->out_end - r->out) || mcd_avro_text_check(c->p, (size_t)n, &fault) < 0)
                 return -EAGAIN;
-        r = mcd_avro_text_copy(c->p, (size_t)n, dst, &fault);
-        if (r < 0)
-                return r == -ENOMEM ? r : -EAGAIN;
+        memcpy(r->out, c->p, (size_t)n);
+        r->out[n] = '\0';
+        *dst = r->out;
+        r->out += n + 1;
         c->p += n;
         return 0;
 }
@@ -307,7 +318,8 @@ static int read_present(struct walk *c, const struct step *st, bool *present) {
 
 /* An array of strings, blocks of items (a negative count carries the
  * block's size, not needed here). */
-static int read_strings(struct walk *c, struct mcd_event *ev) {
+static int read_strings(struct reader *rd, struct mcd_event *ev) {
+        struct walk *c = &rd->w;
         size_t cap = 0;
         int64_t count, size;
         int r;
@@ -330,16 +342,18 @@ static int read_strings(struct walk *c, struct mcd_event *ev) {
                         cap = ev->n_services + (size_t)count;
                 }
                 for (int64_t i = 0; i < count; i++, ev->n_services++)
-                        if ((r = read_text(c, &ev->services[ev->n_services])) < 0)
+                        if ((r = read_text(rd, &ev->services[ev->n_services])) < 0)
                                 return r;
         }
 }
 
-static int read_record(const struct mcd_event_plan *p, const struct record_plan *rp, struct walk *c,
+static int read_record(const struct mcd_event_plan *p, const struct record_plan *rp, struct reader *rd,
                        struct mcd_event *ev);
 
 /* One step: 0, -EAGAIN (the general path decides) or -ENOMEM. */
-static int read_step(const struct mcd_event_plan *p, const struct step *st, struct walk *c, struct mcd_event *ev) {
+static int read_step(const struct mcd_event_plan *p, const struct step *st, struct reader *rd,
+                     struct mcd_event *ev) {
+        struct walk *c = &rd->w;
         bool present = true;
         int64_t x;
         int r = 0;
@@ -350,7 +364,7 @@ static int read_step(const struct mcd_event_plan *p, const struct step *st, stru
                         return r;
                 /* fall through */
         case STEP_STRING:
-                return read_text(c, text_of(ev, st->value));
+                return read_text(rd, text_of(ev, st->value));
         case STEP_OPT_LONG:
                 if ((r = read_present(c, st, &present)) < 0 || !present)
                         return r;
@@ -374,31 +388,36 @@ static int read_step(const struct mcd_event_plan *p, const struct step *st, stru
                 set_enum(ev, st->value, st->symbol[x]);
                 return 0;
         case STEP_STRINGS:
-                return read_strings(c, ev);
+                return read_strings(rd, ev);
         case STEP_SKIP:
                 return mcd_avro_walk_value(c, st->skip, 0) == 0 && !c->nonfinite ? 0 : -EAGAIN;
         case STEP_PAYLOAD:
                 if (read_long(c, &x) < 0 || x < 0 || (size_t)x >= p->n_branches || p->type[x] < 0)
                         return -EAGAIN;
                 ev->type = (enum mcd_event_type)p->type[x];
-                return read_record(p, &p->payload[x], c, ev);
+                return read_record(p, &p->payload[x], rd, ev);
         }
         return -EAGAIN;
 }
 
-static int read_record(const struct mcd_event_plan *p, const struct record_plan *rp, struct walk *c,
+static int read_record(const struct mcd_event_plan *p, const struct record_plan *rp, struct reader *rd,
                        struct mcd_event *ev) {
         int r = 0;
 
         for (size_t i = 0; i < rp->n && r == 0; i++)
-                r = read_step(p, &rp->step[i], c, ev);
+                r = read_step(p, &rp->step[i], rd, ev);
         return r;
 }
 
 int mcd_avro_event_plan_read(const struct mcd_event_plan *p, const unsigned char *body, size_t n,
                              struct mcd_event *ev) {
-        struct walk c = {.p = body, .end = body + n, .items_left = n + MAX_ITEMS_SLACK};
-        int r = read_record(p, &p->envelope, &c, ev);
+        struct reader rd = {.w = {.p = body, .end = body + n, .items_left = n + MAX_ITEMS_SLACK}};
+        int r;
 
-        return r == 0 && c.p != c.end ? -EAGAIN : r;
+        if (!(ev->strings = malloc(n + 1)))
+                return -ENOMEM;
+        rd.out = ev->strings;
+        rd.out_end = ev->strings + n + 1;
+        r = read_record(p, &p->envelope, &rd, ev);
+        return r == 0 && rd.w.p != rd.w.end ? -EAGAIN : r;
 }

@@ -154,7 +154,8 @@ json_t *mcd_avro_reader_record(const struct schema_entry *reader, const char *na
  * field of the model missing from e, or of a type a plan cannot read) or
  * -ENOMEM.  Freed with free(). */
 int mcd_avro_event_plan_new(struct mcd_avro *a, const struct schema_entry *e, struct mcd_event_plan **out);
-/* Reads a walked (well-formed) body of n bytes into ev (zeroed).  0;
+/* Reads a walked (well-formed) body of n bytes into ev (zeroed), its
+ * strings in one block (ev->strings, n + 1 bytes).  0;
  * -EAGAIN when the general path is to decode it (it names the fault:
  * mcd_avro_decode_event), or -ENOMEM; either way ev may hold strings, which
  * mcd_event_clear frees. */
@@ -176,6 +177,10 @@ int mcd_avro_confluent_writer(struct mcd_avro *a, const unsigned char *p, size_t
 
 /* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). */
 bool mcd_avro_valid_utf8(const unsigned char *s, size_t n);
+/* 0 when the n bytes at s are text the model keeps (no NUL byte, valid
+ * UTF-8), else -EINVAL with *fault saying why.  This function can't fail
+ * otherwise. */
+int mcd_avro_text_check(const void *s, size_t n, const char **fault);
 /* The n bytes at s copied to *dst as a C string (malloc'd: the model owns
  * it) when they are one the model keeps: no NUL byte, valid UTF-8.  0;
  * -ENOMEM; -EINVAL with *fault the predicate of why not ("contains a NUL

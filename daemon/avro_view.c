@@ -277,7 +277,7 @@ bool mcd_avro_valid_utf8(const unsigned char *s, size_t n) {
         return true;
 }
 
-int mcd_avro_text_copy(const void *s, size_t n, char **dst, const char **fault) {
+int mcd_avro_text_check(const void *s, size_t n, const char **fault) {
         if (memchr(s, '\0', n)) {
                 *fault = "contains a NUL byte";
                 return -EINVAL;
@@ -286,6 +286,14 @@ int mcd_avro_text_copy(const void *s, size_t n, char **dst, const char **fault) 
                 *fault = "is not valid UTF-8";
                 return -EINVAL;
         }
+        return 0;
+}
+
+int mcd_avro_text_copy(const void *s, size_t n, char **dst, const char **fault) {
+        int r = mcd_avro_text_check(s, n, fault);
+
+        if (r < 0)
+                return r;
         if (!(*dst = malloc(n + 1)))
                 return -ENOMEM;
         memcpy(*dst, s, n);

@@ -52,30 +52,57 @@ bool mcd_sub_in_flight(const struct mcd_subscription *s) {
 
 /* ---------------------------------------------------------- emission -- */
 
-/* "<cause>#<n>", the id of the cause's n-th outcome (made for every
- * outcome: by hand, not by snprintf).  NULL when out of memory. */
-static char *cause_outcome_id(const char *cause, uint32_t n) {
-        size_t len = strlen(cause), digits = 1;
-        char *s;
-
-        for (uint32_t v = n; v >= 10; v /= 10)
-                digits++;
-        if (!(s = malloc(len + 1 + digits + 1)))
-                return NULL;
-        memcpy(s, cause, len);
-        s[len] = '#';
-        s[len + 1 + digits] = '\0';
-        for (size_t i = len + digits; i > len; i--, n /= 10)
-                s[i] = (char)('0' + n % 10);
-        return s;
-}
-
 static int dup_opt(char **dst, const char *src) {
         *dst = NULL;
         if (!src)
                 return 0;
         *dst = strdup(src);
         return *dst ? 0 : -ENOMEM;
+}
+
+/* The bytes s takes in a block, its NUL included (0: NULL). */
+static size_t block_len(const char *s) {
+        return s ? strlen(s) + 1 : 0;
+}
+
+/* Copies s (len bytes with its NUL; NULL: none) to *p and moves *p past it.
+ * Returns the copy, or NULL for NULL. */
+static char *block_put(char **p, const char *s, size_t len) {
+        char *copy = *p;
+
+        if (!s)
+                return NULL;
+        memcpy(copy, s, len);
+        *p += len;
+        return copy;
+}
+
+/* The five strings every outcome has, in one block (o->strings): event_id
+ * "<cause>#<n>" (put together by hand, not by snprintf), caused_by,
+ * customer_id, partner_id and subscription_id (NULL: none).  0 or
+ * -ENOMEM. */
+static int common_strings(struct mcd_outcome *o, const char *cause, uint32_t n, const char *customer_id,
+                          const char *partner_id, const char *subscription_id) {
+        size_t cause_len = strlen(cause), digits = 1;
+        size_t lc = block_len(customer_id), lp = block_len(partner_id), ls = block_len(subscription_id);
+        char *p;
+
+        for (uint32_t v = n; v >= 10; v /= 10)
+                digits++;
+        if (!(p = o->strings = malloc(2 * (cause_len + 1) + digits + 1 + lc + lp + ls)))
+                return -ENOMEM;
+        o->event_id = p;
+        memcpy(p, cause, cause_len);
+        p[cause_len] = '#';
+        for (size_t i = cause_len + digits; i > cause_len; i--, n /= 10)
+                p[i] = (char)('0' + n % 10);
+        p[cause_len + 1 + digits] = '\0';
+        p += cause_len + 1 + digits + 1;
+        o->caused_by = block_put(&p, cause, cause_len + 1);
+        o->customer_id = block_put(&p, customer_id, lc);
+        o->partner_id = block_put(&p, partner_id, lp);
+        o->subscription_id = block_put(&p, subscription_id, ls);
+        return 0;
 }
 
 static int fill_common(struct mcd_cause *cx, struct mcd_outcome *o, enum mcd_outcome_type type,
@@ -87,10 +114,7 @@ static int fill_common(struct mcd_cause *cx, struct mcd_outcome *o, enum mcd_out
         o->cloud = c->cloud;
         o->occurred_at = cx->occurred_at;
         o->customer_state = c->state;
-        o->event_id = cause_outcome_id(cx->id, cx->n);
-        if (!o->event_id || dup_opt(&o->caused_by, cx->id) < 0 ||
-            dup_opt(&o->customer_id, c->customer_id) < 0 || dup_opt(&o->partner_id, partner) < 0 ||
-            dup_opt(&o->subscription_id, subscription_id) < 0)
+        if (common_strings(o, cx->id, cx->n, c->customer_id, partner, subscription_id) < 0)
                 return -ENOMEM;
         cx->n++;
         return 0;

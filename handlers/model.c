@@ -264,8 +264,19 @@ static int copy_services(struct mcd_event *dst, const struct mcd_event *src) {
         return 0;
 }
 
+/* Forgets (does not free) ev's strings: ev then owns none. */
+static void event_forget_strings(struct mcd_event *ev) {
+        ev->event_id = ev->customer_id = ev->partner_id = ev->indirect_reseller_id = ev->reason = NULL;
+        ev->subscription_id = ev->offer_name = ev->seller_partner_id = ev->target_partner_id = NULL;
+        ev->csp_subscription_id = ev->strings = NULL;
+        ev->services = NULL;
+        ev->n_services = 0;
+}
+
+/* The copy's strings are allocations of their own (strings NULL). */
 int mcd_event_copy(struct mcd_event *dst, const struct mcd_event *src) {
         *dst = *src;
+        event_forget_strings(dst);
         if (dup_str(&dst->event_id, src->event_id) < 0 ||
             dup_str(&dst->customer_id, src->customer_id) < 0 ||
             dup_str(&dst->partner_id, src->partner_id) < 0 ||
@@ -286,17 +297,22 @@ int mcd_event_copy(struct mcd_event *dst, const struct mcd_event *src) {
 void mcd_event_clear(struct mcd_event *ev) {
         if (!ev)
                 return;
-        free(ev->event_id);
-        free(ev->customer_id);
-        free(ev->partner_id);
-        free(ev->indirect_reseller_id);
-        free(ev->reason);
-        free(ev->subscription_id);
-        free(ev->offer_name);
-        free(ev->seller_partner_id);
-        free(ev->target_partner_id);
-        free(ev->csp_subscription_id);
-        free_services(ev->services, ev->n_services);
+        if (ev->strings) {
+                free(ev->strings);
+                free(ev->services);
+        } else {
+                free(ev->event_id);
+                free(ev->customer_id);
+                free(ev->partner_id);
+                free(ev->indirect_reseller_id);
+                free(ev->reason);
+                free(ev->subscription_id);
+                free(ev->offer_name);
+                free(ev->seller_partner_id);
+                free(ev->target_partner_id);
+                free(ev->csp_subscription_id);
+                free_services(ev->services, ev->n_services);
+        }
         memset(ev, 0, sizeof(*ev));
 }
 
@@ -433,14 +449,24 @@ void mcd_customer_remove_parked(struct mcd_customer *c, size_t i) {
 
 /* ---------------------------------------------------------- outcomes -- */
 
+/* Forgets (does not free) o's strings: o then owns none. */
+static void outcome_forget_strings(struct mcd_outcome *o) {
+        o->event_id = o->caused_by = o->customer_id = o->partner_id = o->subscription_id = NULL;
+        o->message = o->reason = o->csp_subscription_id = o->rejected_event_type = o->strings = NULL;
+}
+
 void mcd_outcome_clear(struct mcd_outcome *o) {
         if (!o)
                 return;
-        free(o->event_id);
-        free(o->caused_by);
-        free(o->customer_id);
-        free(o->partner_id);
-        free(o->subscription_id);
+        if (o->strings)
+                free(o->strings);
+        else {
+                free(o->event_id);
+                free(o->caused_by);
+                free(o->customer_id);
+                free(o->partner_id);
+                free(o->subscription_id);
+        }
         free(o->message);
         free(o->reason);
         free(o->csp_subscription_id);
@@ -448,8 +474,10 @@ void mcd_outcome_clear(struct mcd_outcome *o) {
         memset(o, 0, sizeof(*o));
 }
 
+/* The copy's strings are allocations of their own (strings NULL). */
 int mcd_outcome_copy(struct mcd_outcome *dst, const struct mcd_outcome *src) {
         *dst = *src;
+        outcome_forget_strings(dst);
         if (dup_str(&dst->event_id, src->event_id) < 0 ||
             dup_str(&dst->caused_by, src->caused_by) < 0 ||
             dup_str(&dst->customer_id, src->customer_id) < 0 ||

@@ -127,6 +127,8 @@ struct mcd_event {
         enum mcd_cancel_scope scope; /* Cancelled */
         char **services;             /* Cancelled, may be empty */
         size_t n_services;
+        char *strings;               /* when set, one block holding every string above and services'
+                                        items (the Avro decoder's); NULL: each is an allocation of its own */
 };
 
 struct mcd_subscription {
@@ -191,6 +193,9 @@ struct mcd_outcome {
         char *csp_subscription_id;   /* AzureCspSubscriptionCreated; SubscriptionMigrated (may be NULL) */
         bool coexists;               /* AzureCspSubscriptionCreated */
         char *rejected_event_type;   /* TransitionRejected */
+        char *strings;               /* when set, one block holding event_id, caused_by, customer_id,
+                                        partner_id and subscription_id (the rules' outcomes, engine.c);
+                                        NULL: each of those is an allocation of its own */
 };
 
 struct mcd_outcomes {
