@@ -35,7 +35,7 @@ int batch_add_id(struct batch *b, const char *id, int32_t partition) {
         if (!b->ids[b->n_ids])
                 return -ENOMEM;
         b->id_partition[b->n_ids] = partition;
-        r = mcd_strmap_put(&b->index, id, (void *)(uintptr_t)(b->n_ids + 1));
+        r = mcd_strmap_put_borrowed(&b->index, b->ids[b->n_ids], (void *)(uintptr_t)(b->n_ids + 1));
         if (r < 0) {
                 free(b->ids[b->n_ids]);
                 return r;

@@ -50,7 +50,7 @@ struct batch {
         char **ids;                  /* customers to load */
         int32_t *id_partition;
         size_t n_ids, cap_ids;
-        struct mcd_strmap index;     /* id -> index + 1 */
+        struct mcd_strmap index;     /* id (borrowed from ids) -> index + 1 */
         struct mcd_customer *customers;
         bool *had_due;               /* customer had a due time when loaded */
         bool *blank;                 /* customer had no state when loaded: not kept in the state cache */

@@ -59,24 +59,36 @@ static int grow(struct mcd_strmap *m) {
         return 0;
 }
 
-int mcd_strmap_put(struct mcd_strmap *m, const char *key, void *value) {
+/* Inserts or replaces; a new key is copied unless borrowed. */
+static int put(struct mcd_strmap *m, const char *key, void *value, bool borrow) {
         uint64_t h = hash(key);
         size_t i;
         int r;
 
+        if (m->n > 0 && m->borrowed != borrow)
+                return -EINVAL;
         if ((m->n + 1) * 2 > m->size && (r = grow(m)) < 0)
                 return r;
         i = slot(m, key, h);
         if (!m->slots[i].hash) {
-                char *copy = strdup(key);
+                char *k = borrow ? (char *)key : strdup(key);
 
-                if (!copy)
+                if (!k)
                         return -ENOMEM;
-                m->slots[i] = (struct mcd_strmap_slot){.hash = h, .key = copy};
+                m->slots[i] = (struct mcd_strmap_slot){.hash = h, .key = k};
+                m->borrowed = borrow;
                 m->n++;
         }
         m->slots[i].value = value;
         return 0;
+}
+
+int mcd_strmap_put(struct mcd_strmap *m, const char *key, void *value) {
+        return put(m, key, value, false);
+}
+
+int mcd_strmap_put_borrowed(struct mcd_strmap *m, const char *key, void *value) {
+        return put(m, key, value, true);
 }
 
 const char *mcd_strmap_at(const struct mcd_strmap *m, size_t i, void **value) {
@@ -88,7 +100,7 @@ const char *mcd_strmap_at(const struct mcd_strmap *m, size_t i, void **value) {
 }
 
 void mcd_strmap_clear(struct mcd_strmap *m) {
-        for (size_t i = 0; i < m->size; i++)
+        for (size_t i = 0; i < m->size && !m->borrowed; i++)
                 free(m->slots[i].key);
         free(m->slots);
         *m = (struct mcd_strmap){0};

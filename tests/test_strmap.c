@@ -1,7 +1,8 @@
 /* test_strmap.c -- daemon/strmap.c: a key maps to its last value; keys are
- * copies; the map grows past its first slots keeping every key; walking
+ * copies, or the caller's when borrowed (never both in one map); the map grows past its first slots keeping every key; walking
  * the slots visits each key once; clearing empties it.  And macro.h's
  * zalloc_array, which makes the map's slots. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,32 @@ static void test_put_get(void) {
         ok(mcd_strmap_get(&m, "alic") == NULL && mcd_strmap_get(&m, "") == NULL, "a prefix or \"\" is not found");
         mcd_strmap_clear(&m);
         ok(m.n == 0 && m.size == 0 && mcd_strmap_get(&m, "alice") == NULL, "clear empties the map");
+        mcd_strmap_clear(&m);
+}
+
+/* Borrowed keys: the map keeps the caller's pointers (a change to the
+ * buffer is a change to the key) and clear leaves them to the caller
+ * (valgrind and ASan would name a free of the stack buffers). */
+static void test_borrowed(void) {
+        struct mcd_strmap m = {0};
+        char alice[] = "alice", bob[] = "bob";
+        int a = 1, b = 2;
+        size_t i;
+        void *v;
+
+        ok(mcd_strmap_put_borrowed(&m, alice, &a) == 0 && mcd_strmap_put_borrowed(&m, bob, &b) == 0 && m.n == 2,
+           "borrowed puts succeed");
+        for (i = 0; i < m.size && mcd_strmap_at(&m, i, &v) != alice; i++)
+                ;
+        ok(i < m.size && v == &a, "the map holds the caller's pointer, not a copy");
+        ok(mcd_strmap_put_borrowed(&m, "alice", &b) == 0 && mcd_strmap_get(&m, alice) == &b && m.n == 2,
+           "a second put of an equal key replaces the value");
+        ok(mcd_strmap_put(&m, "carol", &a) == -EINVAL && mcd_strmap_get(&m, "carol") == NULL,
+           "a copied key is refused in a map of borrowed ones");
+        mcd_strmap_clear(&m);
+        ok(m.n == 0 && !m.borrowed, "clear empties it (the keys stay the caller's)");
+        ok(mcd_strmap_put(&m, "carol", &a) == 0 && mcd_strmap_put_borrowed(&m, bob, &b) == -EINVAL,
+           "emptied, it takes copied keys; then a borrowed one is refused");
         mcd_strmap_clear(&m);
 }
 
@@ -92,5 +119,6 @@ int main(void) {
         test_zalloc();
         test_put_get();
         test_many();
+        test_borrowed();
         return tap_done();
 }
