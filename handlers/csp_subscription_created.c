@@ -15,16 +15,16 @@
 #include "engine.h"
 
 static int azure_created(struct mcd_cause *cx, struct mcd_subscription *s, const char *csp_subscription_id) {
+        const struct mcd_given g = {.subscription_id = s->subscription_id, .csp_subscription_id = csp_subscription_id};
         struct mcd_outcome *o;
 
         s->state = MCD_SS_CSP_CREATED;
-        o = mcd_emit(cx, MCD_OUT_AZURE_CSP_SUBSCRIPTION_CREATED, s->subscription_id);
+        o = mcd_emit_given(cx, MCD_OUT_AZURE_CSP_SUBSCRIPTION_CREATED, &g);
         if (!o)
                 return -ENOMEM;
         o->channel = s->channel;
         o->coexists = true;
-        o->csp_subscription_id = strdup(csp_subscription_id);
-        return o->csp_subscription_id ? 0 : -ENOMEM;
+        return 0;
 }
 
 static bool usage_outside_csp(const struct mcd_subscription *s) {

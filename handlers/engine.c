@@ -52,22 +52,15 @@ bool mcd_sub_in_flight(const struct mcd_subscription *s) {
 
 /* ---------------------------------------------------------- emission -- */
 
-static int dup_opt(char **dst, const char *src) {
-        *dst = NULL;
-        if (!src)
-                return 0;
-        *dst = strdup(src);
-        return *dst ? 0 : -ENOMEM;
-}
-
 /* The bytes s takes in a block, its NUL included (0: NULL). */
 static size_t block_len(const char *s) {
         return s ? strlen(s) + 1 : 0;
 }
 
-/* Copies s (len bytes with its NUL; NULL: none) to *p and moves *p past it.
- * Returns the copy, or NULL for NULL. */
-static char *block_put(char **p, const char *s, size_t len) {
+/* Copies s (NULL: none) to *p and moves *p past its NUL.  Returns the copy,
+ * or NULL for NULL. */
+static char *block_put(char **p, const char *s) {
+        size_t len = block_len(s);
         char *copy = *p;
 
         if (!s)
@@ -77,19 +70,20 @@ static char *block_put(char **p, const char *s, size_t len) {
         return copy;
 }
 
-/* The five strings every outcome has, in one block (o->strings): event_id
+/* An outcome's strings, all in one block (o->strings; model.h): event_id
  * "<cause>#<n>" (put together by hand, not by snprintf), caused_by,
- * customer_id, partner_id and subscription_id (NULL: none).  0 or
- * -ENOMEM. */
-static int common_strings(struct mcd_outcome *o, const char *cause, uint32_t n, const char *customer_id,
-                          const char *partner_id, const char *subscription_id) {
+ * customer_id, partner_id and the given ones.  0 or -ENOMEM. */
+static int outcome_strings(struct mcd_outcome *o, const char *cause, uint32_t n, const char *customer_id,
+                           const char *partner_id, const struct mcd_given *g) {
         size_t cause_len = strlen(cause), digits = 1;
-        size_t lc = block_len(customer_id), lp = block_len(partner_id), ls = block_len(subscription_id);
         char *p;
 
         for (uint32_t v = n; v >= 10; v /= 10)
                 digits++;
-        if (!(p = o->strings = malloc(2 * (cause_len + 1) + digits + 1 + lc + lp + ls)))
+        p = malloc(2 * (cause_len + 1) + digits + 1 + block_len(customer_id) + block_len(partner_id) +
+                   block_len(g->subscription_id) + block_len(g->reason) + block_len(g->csp_subscription_id) +
+                   block_len(g->rejected_event_type));
+        if (!(o->strings = p))
                 return -ENOMEM;
         o->event_id = p;
         memcpy(p, cause, cause_len);
@@ -98,15 +92,18 @@ static int common_strings(struct mcd_outcome *o, const char *cause, uint32_t n, 
                 p[i] = (char)('0' + n % 10);
         p[cause_len + 1 + digits] = '\0';
         p += cause_len + 1 + digits + 1;
-        o->caused_by = block_put(&p, cause, cause_len + 1);
-        o->customer_id = block_put(&p, customer_id, lc);
-        o->partner_id = block_put(&p, partner_id, lp);
-        o->subscription_id = block_put(&p, subscription_id, ls);
+        o->caused_by = block_put(&p, cause);
+        o->customer_id = block_put(&p, customer_id);
+        o->partner_id = block_put(&p, partner_id);
+        o->subscription_id = block_put(&p, g->subscription_id);
+        o->reason = block_put(&p, g->reason);
+        o->csp_subscription_id = block_put(&p, g->csp_subscription_id);
+        o->rejected_event_type = block_put(&p, g->rejected_event_type);
         return 0;
 }
 
 static int fill_common(struct mcd_cause *cx, struct mcd_outcome *o, enum mcd_outcome_type type,
-                       const char *subscription_id) {
+                       const struct mcd_given *g) {
         const struct mcd_customer *c = cx->c;
         const char *partner = cx->partner_id ? cx->partner_id : c->partner_id;
 
@@ -114,23 +111,31 @@ static int fill_common(struct mcd_cause *cx, struct mcd_outcome *o, enum mcd_out
         o->cloud = c->cloud;
         o->occurred_at = cx->occurred_at;
         o->customer_state = c->state;
-        if (common_strings(o, cx->id, cx->n, c->customer_id, partner, subscription_id) < 0)
+        if (outcome_strings(o, cx->id, cx->n, c->customer_id, partner, g) < 0)
                 return -ENOMEM;
         cx->n++;
         return 0;
 }
 
-struct mcd_outcome *mcd_emit(struct mcd_cause *cx, enum mcd_outcome_type type, const char *subscription_id) {
+static struct mcd_outcome *emit(struct mcd_cause *cx, enum mcd_outcome_type type, const struct mcd_given *g) {
         struct mcd_outcome *o = mcd_outcomes_push(cx->out);
 
         if (!o)
                 return NULL;
-        if (fill_common(cx, o, type, subscription_id) < 0) {
+        if (fill_common(cx, o, type, g) < 0) {
                 mcd_outcome_clear(o);
                 cx->out->n--;
                 return NULL;
         }
         return o;
+}
+
+struct mcd_outcome *mcd_emit(struct mcd_cause *cx, enum mcd_outcome_type type, const char *subscription_id) {
+        return emit(cx, type, &(struct mcd_given){.subscription_id = subscription_id});
+}
+
+struct mcd_outcome *mcd_emit_given(struct mcd_cause *cx, enum mcd_outcome_type type, const struct mcd_given *g) {
+        return emit(cx, type, g);
 }
 
 int mcd_set_state(struct mcd_cause *cx, enum mcd_customer_state to) {
@@ -149,13 +154,11 @@ int mcd_set_state(struct mcd_cause *cx, enum mcd_customer_state to) {
 }
 
 int mcd_emit_rejected(struct mcd_cause *cx, const char *reason) {
-        struct mcd_outcome *o = mcd_emit(cx, MCD_OUT_TRANSITION_REJECTED, cx->subscription_id);
+        const struct mcd_given g = {
+                .subscription_id = cx->subscription_id, .reason = reason, .rejected_event_type = cx->event_type,
+        };
 
-        if (!o)
-                return -ENOMEM;
-        if (dup_opt(&o->reason, reason) < 0 || dup_opt(&o->rejected_event_type, cx->event_type) < 0)
-                return -ENOMEM;
-        return 0;
+        return emit(cx, MCD_OUT_TRANSITION_REJECTED, &g) ? 0 : -ENOMEM;
 }
 
 static enum mcd_next_action next_action(const struct mcd_subscription *s) {
@@ -188,11 +191,9 @@ int mcd_emit_switch_allowed(struct mcd_cause *cx, const struct mcd_subscription 
 }
 
 int mcd_emit_migrated(struct mcd_cause *cx, const struct mcd_subscription *s, const char *csp_subscription_id) {
-        struct mcd_outcome *o = mcd_emit(cx, MCD_OUT_SUBSCRIPTION_MIGRATED, s->subscription_id);
+        const struct mcd_given g = {.subscription_id = s->subscription_id, .csp_subscription_id = csp_subscription_id};
 
-        if (!o)
-                return -ENOMEM;
-        return dup_opt(&o->csp_subscription_id, csp_subscription_id);
+        return emit(cx, MCD_OUT_SUBSCRIPTION_MIGRATED, &g) ? 0 : -ENOMEM;
 }
 
 /* ------------------------------------------------------------ causes -- */

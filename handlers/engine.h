@@ -55,6 +55,14 @@ bool mcd_sub_in_flight(const struct mcd_subscription *s);
  * (customer_state and message are stamped when the cause is finished).
  * 0 or -ENOMEM. */
 struct mcd_outcome *mcd_emit(struct mcd_cause *cx, enum mcd_outcome_type type, const char *subscription_id);
+/* The strings an outcome is given when it is emitted, beside those of its
+ * cause and customer (NULL: none).  They are copied into the outcome's one
+ * block (mcd_outcome.strings): every string of an outcome but its message
+ * (stamped later) is set here and nowhere else. */
+struct mcd_given {
+        const char *subscription_id, *reason, *csp_subscription_id, *rejected_event_type;
+};
+struct mcd_outcome *mcd_emit_given(struct mcd_cause *cx, enum mcd_outcome_type type, const struct mcd_given *g);
 int mcd_set_state(struct mcd_cause *cx, enum mcd_customer_state to);
 int mcd_emit_rejected(struct mcd_cause *cx, const char *reason);
 int mcd_emit_support_enabled(struct mcd_cause *cx, const struct mcd_subscription *s);

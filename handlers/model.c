@@ -466,11 +466,11 @@ void mcd_outcome_clear(struct mcd_outcome *o) {
                 free(o->customer_id);
                 free(o->partner_id);
                 free(o->subscription_id);
+                free(o->reason);
+                free(o->csp_subscription_id);
+                free(o->rejected_event_type);
         }
         free(o->message);
-        free(o->reason);
-        free(o->csp_subscription_id);
-        free(o->rejected_event_type);
         memset(o, 0, sizeof(*o));
 }
 

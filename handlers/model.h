@@ -193,9 +193,9 @@ struct mcd_outcome {
         char *csp_subscription_id;   /* AzureCspSubscriptionCreated; SubscriptionMigrated (may be NULL) */
         bool coexists;               /* AzureCspSubscriptionCreated */
         char *rejected_event_type;   /* TransitionRejected */
-        char *strings;               /* when set, one block holding event_id, caused_by, customer_id,
-                                        partner_id and subscription_id (the rules' outcomes, engine.c);
-                                        NULL: each of those is an allocation of its own */
+        char *strings;               /* when set, one block holding every string above but message
+                                        (the rules' outcomes, engine.c); NULL: each is an allocation
+                                        of its own */
 };
 
 struct mcd_outcomes {

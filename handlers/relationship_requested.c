@@ -13,12 +13,9 @@
 #include "engine.h"
 
 static int resale_rejected(struct mcd_cause *cx) {
-        struct mcd_outcome *o = mcd_emit(cx, MCD_OUT_RESALE_REJECTED, NULL);
+        const struct mcd_given g = {.reason = "CSP_TO_CSP_RESALE_NOT_SUPPORTED"};
 
-        if (!o)
-                return -ENOMEM;
-        o->reason = strdup("CSP_TO_CSP_RESALE_NOT_SUPPORTED");
-        return o->reason ? 0 : -ENOMEM;
+        return mcd_emit_given(cx, MCD_OUT_RESALE_REJECTED, &g) ? 0 : -ENOMEM;
 }
 
 /* Replaces *dst with a copy of src (NULL allowed). */
