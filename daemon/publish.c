@@ -209,7 +209,7 @@ void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 static int produce_frame(struct publisher *pub, struct pending *pf) {
         struct mcd_frame f;
         char names[MCD_FRAME_MAX_HEADERS][64], id[1024];
-        const char *topic;
+        rd_kafka_topic_t *rkt;
         rd_kafka_headers_t *h;
         rd_kafka_resp_err_t err;
 
@@ -228,8 +228,8 @@ static int produce_frame(struct publisher *pub, struct pending *pf) {
         for (size_t i = 0; i < f.n_headers; i++)
                 rd_kafka_header_add(h, f.headers[i].name, -1, f.headers[i].value, (ssize_t)f.headers[i].len);
         rd_kafka_header_add(h, MCD_ID_HEADER, -1, id, (ssize_t)f.id_len);
-        topic = f.kind == MCD_FRAME_OUTCOME ? pub->env->cfg->topic_outcomes : pub->env->cfg->topic_dlq;
-        err = rd_kafka_producev(pub->env->producer, RD_KAFKA_V_TOPIC(topic),
+        rkt = pub->rkt[f.kind == MCD_FRAME_OUTCOME ? OUT_OUTCOMES : OUT_DLQ];
+        err = rd_kafka_producev(pub->env->producer, RD_KAFKA_V_RKT(rkt),
                                 RD_KAFKA_V_KEY(f.key, f.key_len), RD_KAFKA_V_VALUE((void *)f.value, f.value_len),
                                 RD_KAFKA_V_TIMESTAMP(f.timestamp), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(pf), RD_KAFKA_V_END);
@@ -274,7 +274,7 @@ static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_
 static void changelog_produce(struct publisher *pub, int32_t partition, const char *key, const char *value,
                               size_t len) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
-                pub->env->producer, RD_KAFKA_V_TOPIC(pub->env->cfg->topic_changelog), RD_KAFKA_V_KEY(key, strlen(key)),
+                pub->env->producer, RD_KAFKA_V_RKT(pub->clog_rkt), RD_KAFKA_V_KEY(key, strlen(key)),
                 RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_OPAQUE((void *)(intptr_t)partition), RD_KAFKA_V_END);
         if (err)
@@ -563,6 +563,36 @@ bool publish_owed(const struct publisher *pub, int32_t partition) {
 
 bool publish_busy(const struct publisher *pub) {
         return pub->n_pending > 0 || pub->n_clog > 0;
+}
+
+static rd_kafka_topic_t *topic_open(rd_kafka_t *producer, const char *name) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(producer, name, NULL);
+
+        if (!rkt)
+                log_error("cannot take the producer's handle of topic %s: %s", name,
+                          rd_kafka_err2str(rd_kafka_last_error()));
+        return rkt;
+}
+
+int publish_topics_open(struct publisher *pub) {
+        const struct mcd_config *cfg = pub->env->cfg;
+
+        if (!(pub->rkt[OUT_OUTCOMES] = topic_open(pub->env->producer, cfg->topic_outcomes)) ||
+            !(pub->rkt[OUT_DLQ] = topic_open(pub->env->producer, cfg->topic_dlq)) ||
+            !(pub->clog_rkt = topic_open(pub->env->producer, cfg->topic_changelog))) {
+                publish_topics_close(pub);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+void publish_topics_close(struct publisher *pub) {
+        for (int t = 0; t < 2; t++)
+                if (pub->rkt[t])
+                        rd_kafka_topic_destroy(pub->rkt[t]);
+        if (pub->clog_rkt)
+                rd_kafka_topic_destroy(pub->clog_rkt);
+        pub->rkt[0] = pub->rkt[1] = pub->clog_rkt = NULL;
 }
 
 void publish_free(struct publisher *pub) {

@@ -49,6 +49,8 @@ struct clog {
 struct publisher {
         struct mcd_env *env;
         struct pairs *pairs;
+        rd_kafka_topic_t *rkt[2];    /* outcomes, dlq: the producer's handles (publish_topics_open) */
+        rd_kafka_topic_t *clog_rkt;  /* the changelog's */
         int n_out_parts[2];          /* outcomes, dlq */
         int64_t *known_end[2];       /* lower bounds for frames produced from now on */
         struct mcd_strmap published; /* ids found on the output topics by reconciliation */
@@ -71,6 +73,13 @@ struct publisher {
 int publish_outputs(struct publisher *pub, int t, int n, int timeout_ms);
 /* The producer's delivery report callback; its opaque is the publisher. */
 void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+/* Takes the producer's handles of the topics it writes: producing by a
+ * topic's name looks it up under the client's lock for every message.
+ * 0, or -EINVAL with the error logged. */
+int publish_topics_open(struct publisher *pub);
+/* Releases those handles; before the producer is destroyed (accepts none
+ * taken).  This function can't fail. */
+void publish_topics_close(struct publisher *pub);
 /* Frees what the publisher holds (not the producer). */
 void publish_free(struct publisher *pub);
 

@@ -172,6 +172,8 @@ static int worker_setup(struct worker *w) {
                 log_error("cannot create the Kafka producer: %s", err);
                 return -EINVAL;
         }
+        if ((r = publish_topics_open(&w->pub)) < 0)
+                return r;
         if ((r = mcd_end_probe_new(w->env.cfg, &w->env.end_probe)) < 0)
                 return r;
         /* Kafka unreachable, a leader not elected yet, a topic not created
@@ -258,6 +260,7 @@ static void worker_teardown(struct worker *w) {
         w->env.end_probe = NULL;
         if (w->env.producer) {
                 rd_kafka_flush(w->env.producer, 5000);
+                publish_topics_close(&w->pub);
                 rd_kafka_destroy(w->env.producer);
         }
         publish_free(&w->pub);
