@@ -14,33 +14,46 @@
 #include "daemon/state_codec.h"
 #include "daemon/store.h"
 
-int batch_add_id(struct batch *b, const char *id, int32_t partition) {
-        int r;
-        if (mcd_strmap_get(&b->index, id))
+/* Room for one more id.  0 or -ENOMEM. */
+static int ids_reserve(struct batch *b) {
+        size_t cap = b->cap_ids ? b->cap_ids * 2 : 128;
+        char **v;
+        int32_t *pv;
+
+        if (b->n_ids < b->cap_ids)
                 return 0;
-        if (b->n_ids == b->cap_ids) {
-                size_t cap = b->cap_ids ? b->cap_ids * 2 : 128;
-                char **v = realloc(b->ids, cap * sizeof(*v));
-                int32_t *pv;
-                if (!v)
-                        return -ENOMEM;
-                b->ids = v;
-                pv = realloc(b->id_partition, cap * sizeof(*pv));
-                if (!pv)
-                        return -ENOMEM;
-                b->id_partition = pv;
-                b->cap_ids = cap;
-        }
-        b->ids[b->n_ids] = strdup(id);
-        if (!b->ids[b->n_ids])
+        if (!(v = realloc(b->ids, cap * sizeof(*v))))
                 return -ENOMEM;
-        b->id_partition[b->n_ids] = partition;
-        r = mcd_strmap_put_borrowed(&b->index, b->ids[b->n_ids], (void *)(uintptr_t)(b->n_ids + 1));
-        if (r < 0) {
-                free(b->ids[b->n_ids]);
+        b->ids = v;
+        if (!(pv = realloc(b->id_partition, cap * sizeof(*pv))))
+                return -ENOMEM;
+        b->id_partition = pv;
+        b->cap_ids = cap;
+        return 0;
+}
+
+int batch_add_id(struct batch *b, const char *id, int32_t partition, size_t *index) {
+        uintptr_t known = (uintptr_t)mcd_strmap_get(&b->index, id);
+        size_t i = b->n_ids;
+        int r;
+
+        if (known) {
+                if (index)
+                        *index = known - 1;
+                return 0;
+        }
+        if ((r = ids_reserve(b)) < 0)
+                return r;
+        if (!(b->ids[i] = strdup(id)))
+                return -ENOMEM;
+        b->id_partition[i] = partition;
+        if ((r = mcd_strmap_put_borrowed(&b->index, b->ids[i], (void *)(uintptr_t)(i + 1))) < 0) {
+                free(b->ids[i]);
                 return r;
         }
         b->n_ids++;
+        if (index)
+                *index = i;
         return 0;
 }
 
@@ -233,14 +246,6 @@ void batch_decode(struct applier *ap, struct batch *b) {
         mcd_par_for(ap->par, b->n_items, decode_one, &(struct decode_job){.ap = ap, .b = b});
 }
 
-static struct mcd_customer *batch_customer(struct batch *b, const char *id, size_t *index) {
-        uintptr_t v = (uintptr_t)mcd_strmap_get(&b->index, id);
-        if (!v)
-                return NULL;
-        *index = v - 1;
-        return &b->customers[v - 1];
-}
-
 /* Applies timers and events to the loaded customers, producing frames. */
 int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) {
         int r;
@@ -270,9 +275,8 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
                                 return r;
                         continue;
                 }
-                c = batch_customer(b, it->ev.customer_id, &ci);
-                if (!c)
-                        return -EINVAL;
+                ci = it->customer;
+                c = &b->customers[ci];
                 /* The rules' clock for input is stream time, as in replay:
                  * what fell due before this event fires first. */
                 if (it->ev.occurred_at > it->pair->stream_time)

@@ -26,6 +26,7 @@ struct item {
         uint64_t incarnation;        /* the pair's when collected */
         int topic;
         bool good;
+        size_t customer;             /* its customer's index in the batch's ids (when good; batch_add_id) */
         struct mcd_event ev;
         struct mcd_avro_error err;
 };
@@ -87,8 +88,9 @@ void batch_threads_stop(struct mcd_par *par, struct mcd_avro **decoders);
  * changes nothing: a negative errno, logged (the file named). */
 int apply_schemas_load(struct applier *ap, const char *dir);
 
-/* Adds a customer to load (once), of the given input partition. */
-int batch_add_id(struct batch *b, const char *id, int32_t partition);
+/* Adds a customer to load (once), of the given input partition; its index
+ * in b->ids goes to *index (NULL: not wanted).  0 or -ENOMEM. */
+int batch_add_id(struct batch *b, const char *id, int32_t partition, size_t *index);
 /* Frees a batch and what it holds; NULL is nothing. */
 void batch_destroy(struct batch *b);
 /* Takes b's items array out, emptied and zeroed as calloc gives it, for a

@@ -192,7 +192,7 @@ static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
                         r = -ENODATA;
         }
         for (size_t j = 0; r >= 0 && j < n; j++)
-                r = batch_add_id(b, ids[j], id_parts[j]);
+                r = batch_add_id(b, ids[j], id_parts[j], NULL);
         mcd_store_ids_free(ids, n);
         free(id_parts);
         free(parts);
@@ -596,7 +596,8 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
                 r = registry_unavailable(bt, b);
         for (size_t i = 0; r >= 0 && i < b->n_items; i++)
                 if (b->items[i].good)
-                        r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition);
+                        r = batch_add_id(b, b->items[i].ev.customer_id, b->items[i].pair->partition,
+                                         &b->items[i].customer);
         if (r < 0)
                 return r;
         b->frames = zalloc_array(b->n_pairs + 1, sizeof(*b->frames));
