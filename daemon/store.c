@@ -115,13 +115,37 @@ void args_take(struct args *a, char *s) {
         args_take_n(a, s, s ? strlen(s) : 0);
 }
 
+/* head (head_len bytes) followed by fmt formatted: a heap string, or NULL
+ * when out of memory.  Formatted on the stack first, and into the heap
+ * only when it does not fit there (the commit formats a few keys and
+ * numbers for each partition, every batch). */
+static char *format_after(const char *head, size_t head_len, const char *fmt, va_list ap) {
+        char buf[128], *tail = NULL, *s;
+        va_list again;
+        int n;
+
+        va_copy(again, ap);
+        n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        if (n >= 0 && (size_t)n >= sizeof(buf))
+                n = vasprintf(&tail, fmt, again);
+        va_end(again);
+        if (n < 0)
+                return NULL;
+        s = malloc(head_len + (size_t)n + 1);
+        if (s) {
+                memcpy(s, head, head_len);
+                memcpy(s + head_len, tail ? tail : buf, (size_t)n + 1);
+        }
+        free(tail);
+        return s;
+}
+
 void args_addf(struct args *a, const char *fmt, ...) {
         va_list ap;
-        char *s = NULL;
+        char *s;
 
         va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                s = NULL;
+        s = format_after("", 0, fmt, ap);
         va_end(ap);
         args_take(a, s);
 }
@@ -136,18 +160,12 @@ void args_free(struct args *a) {
 }
 
 char *store_key(const struct mcd_store *s, const char *fmt, ...) {
-        char *tail = NULL, *key = NULL;
         va_list ap;
-        int r;
+        char *key;
 
         va_start(ap, fmt);
-        r = vasprintf(&tail, fmt, ap);
+        key = format_after(s->prefix, strlen(s->prefix), fmt, ap);
         va_end(ap);
-        if (r < 0)
-                return NULL;
-        if (asprintf(&key, "%s%s", s->prefix, tail) < 0)
-                key = NULL;
-        free(tail);
         return key;
 }
 

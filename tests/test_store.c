@@ -576,6 +576,27 @@ static void test_legacy_in_redis(struct mcd_store *s, int port, int64_t gen) {
         mcd_customer_clear(&c);
 }
 
+/* A customer id of 300 bytes: its key is formatted past the store's
+ * buffer on the stack (store.c format_after), and must be the key the
+ * commit wrote. */
+static void test_long_id(struct mcd_store *s, int64_t gen) {
+        char id[301], *json = NULL, *stored = NULL;
+        size_t json_len = 0, stored_len = 0;
+        struct mcd_customer c;
+
+        memset(id, 'L', sizeof(id) - 1);
+        id[sizeof(id) - 1] = '\0';
+        rich_customer(&c, id);
+        is_int(commit_one(s, &c, 8, gen), 0, "commit of a customer with a 300-byte id");
+        is_int(mcd_store_get_customer_raw(s, id, &stored, &stored_len), 0, "its raw state read by its key");
+        is_int(mcd_state_encode(&c, &json, &json_len), 0, "encoded");
+        ok(stored && stored_len == json_len && memcmp(stored, json, json_len) == 0,
+           "the key read is the key written: the state is there");
+        free(stored);
+        free(json);
+        mcd_customer_clear(&c);
+}
+
 static void test_load_and_commit(struct mcd_store *s, int64_t gen) {
         const char *ids[] = {"c-rich", "c-unknown", "c-x"};
         struct mcd_customer rich, out[3];
@@ -616,6 +637,7 @@ static void test_load_and_commit(struct mcd_store *s, int64_t gen) {
         is_int(mcd_store_get_customer_raw(s, "c-nobody", &stored, &stored_len), 0, "raw state of an unknown customer");
         ok(stored == NULL, "is NULL");
         mcd_customer_clear(&rich);
+        test_long_id(s, gen);
 }
 
 static void test_corrupt(struct mcd_store *s, int port) {
