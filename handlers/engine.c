@@ -70,9 +70,22 @@ static char *block_put(char **p, const char *s) {
         return copy;
 }
 
-/* An outcome's strings, all in one block (o->strings; model.h): event_id
- * "<cause>#<n>" (put together by hand, not by snprintf), caused_by,
- * customer_id, partner_id and the given ones.  0 or -ENOMEM. */
+/* Writes "<cause>#<n>" and its NUL at *p (put together by hand, not by
+ * snprintf: every outcome has one) and moves *p past it.  Returns it. */
+static char *put_outcome_id(char **p, const char *cause, size_t cause_len, uint32_t n, size_t digits) {
+        char *id = *p;
+
+        memcpy(id, cause, cause_len);
+        id[cause_len] = '#';
+        for (size_t i = cause_len + digits; i > cause_len; i--, n /= 10)
+                id[i] = (char)('0' + n % 10);
+        id[cause_len + 1 + digits] = '\0';
+        *p += cause_len + 1 + digits + 1;
+        return id;
+}
+
+/* An outcome's strings, all in one block (o->strings; model.h): event_id,
+ * caused_by, customer_id, partner_id and the given ones.  0 or -ENOMEM. */
 static int outcome_strings(struct mcd_outcome *o, const char *cause, uint32_t n, const char *customer_id,
                            const char *partner_id, const struct mcd_given *g) {
         size_t cause_len = strlen(cause), digits = 1;
@@ -85,13 +98,7 @@ static int outcome_strings(struct mcd_outcome *o, const char *cause, uint32_t n,
                    block_len(g->rejected_event_type));
         if (!(o->strings = p))
                 return -ENOMEM;
-        o->event_id = p;
-        memcpy(p, cause, cause_len);
-        p[cause_len] = '#';
-        for (size_t i = cause_len + digits; i > cause_len; i--, n /= 10)
-                p[i] = (char)('0' + n % 10);
-        p[cause_len + 1 + digits] = '\0';
-        p += cause_len + 1 + digits + 1;
+        o->event_id = put_outcome_id(&p, cause, cause_len, n, digits);
         o->caused_by = block_put(&p, cause);
         o->customer_id = block_put(&p, customer_id);
         o->partner_id = block_put(&p, partner_id);
@@ -117,7 +124,7 @@ static int fill_common(struct mcd_cause *cx, struct mcd_outcome *o, enum mcd_out
         return 0;
 }
 
-static struct mcd_outcome *emit(struct mcd_cause *cx, enum mcd_outcome_type type, const struct mcd_given *g) {
+struct mcd_outcome *mcd_emit_given(struct mcd_cause *cx, enum mcd_outcome_type type, const struct mcd_given *g) {
         struct mcd_outcome *o = mcd_outcomes_push(cx->out);
 
         if (!o)
@@ -131,11 +138,7 @@ static struct mcd_outcome *emit(struct mcd_cause *cx, enum mcd_outcome_type type
 }
 
 struct mcd_outcome *mcd_emit(struct mcd_cause *cx, enum mcd_outcome_type type, const char *subscription_id) {
-        return emit(cx, type, &(struct mcd_given){.subscription_id = subscription_id});
-}
-
-struct mcd_outcome *mcd_emit_given(struct mcd_cause *cx, enum mcd_outcome_type type, const struct mcd_given *g) {
-        return emit(cx, type, g);
+        return mcd_emit_given(cx, type, &(struct mcd_given){.subscription_id = subscription_id});
 }
 
 int mcd_set_state(struct mcd_cause *cx, enum mcd_customer_state to) {
@@ -158,7 +161,7 @@ int mcd_emit_rejected(struct mcd_cause *cx, const char *reason) {
                 .subscription_id = cx->subscription_id, .reason = reason, .rejected_event_type = cx->event_type,
         };
 
-        return emit(cx, MCD_OUT_TRANSITION_REJECTED, &g) ? 0 : -ENOMEM;
+        return mcd_emit_given(cx, MCD_OUT_TRANSITION_REJECTED, &g) ? 0 : -ENOMEM;
 }
 
 static enum mcd_next_action next_action(const struct mcd_subscription *s) {
@@ -193,7 +196,7 @@ int mcd_emit_switch_allowed(struct mcd_cause *cx, const struct mcd_subscription 
 int mcd_emit_migrated(struct mcd_cause *cx, const struct mcd_subscription *s, const char *csp_subscription_id) {
         const struct mcd_given g = {.subscription_id = s->subscription_id, .csp_subscription_id = csp_subscription_id};
 
-        return emit(cx, MCD_OUT_SUBSCRIPTION_MIGRATED, &g) ? 0 : -ENOMEM;
+        return mcd_emit_given(cx, MCD_OUT_SUBSCRIPTION_MIGRATED, &g) ? 0 : -ENOMEM;
 }
 
 /* ------------------------------------------------------------ causes -- */
