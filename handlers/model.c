@@ -458,9 +458,9 @@ static void outcome_forget_strings(struct mcd_outcome *o) {
 void mcd_outcome_clear(struct mcd_outcome *o) {
         if (!o)
                 return;
-        if (o->strings)
+        if (o->strings) {
                 free(o->strings);
-        else {
+        } else {
                 free(o->event_id);
                 free(o->caused_by);
                 free(o->customer_id);
