@@ -289,9 +289,11 @@ static int overlap_init(struct overlap *o) {
         const struct batch *ahead = o->ahead;
         size_t n = ahead->n_ids + 1;
 
-        o->ids = zalloc_array(n, sizeof(*o->ids));
-        o->at = zalloc_array(n, sizeof(*o->at));
-        o->loaded = zalloc_array(n, sizeof(*o->loaded));
+        /* ids, at and loaded are filled up to o->n before they are read
+         * (loaded by the load, whole or not at all): not zeroed */
+        o->ids = alloc_array(n, sizeof(*o->ids));
+        o->at = alloc_array(n, sizeof(*o->at));
+        o->loaded = alloc_array(n, sizeof(*o->loaded));
         o->from = zalloc_array(n, sizeof(*o->from));
         o->from_len = zalloc_array(n, sizeof(*o->from_len));
         o->decoded = zalloc_array(n, sizeof(*o->decoded));

@@ -32,4 +32,12 @@ static inline void *zalloc_array(size_t n, size_t size) {
         return p;
 }
 
+/* An array its maker fills before reading any element: malloc, n * size
+ * checked for overflow (NULL then, as when out of memory). */
+static inline void *alloc_array(size_t n, size_t size) {
+        if (size && n > SIZE_MAX / size)
+                return NULL;
+        return malloc(n * size > 0 ? n * size : 1);
+}
+
 #endif

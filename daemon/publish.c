@@ -180,12 +180,33 @@ int collect_published_after(struct publisher *pub, const char *marks) {
 
 static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_resp_err_t err);
 
+/* Which of the producer's topics rkt is: OUT_OUTCOMES, OUT_DLQ, TOPIC_CHANGELOG
+ * or -1.  A delivery report carries the topic librdkafka keeps for the
+ * name, which is the handle publish_topics_open took; names are compared
+ * only if it is not (a message produced before the handles were taken). */
+#define TOPIC_CHANGELOG 2
+
+static int topic_of(const struct publisher *pub, const rd_kafka_topic_t *rkt) {
+        const struct mcd_config *cfg = pub->env->cfg;
+        const char *name;
+
+        if (rkt == pub->rkt[OUT_OUTCOMES] || rkt == pub->rkt[OUT_DLQ])
+                return rkt == pub->rkt[OUT_OUTCOMES] ? OUT_OUTCOMES : OUT_DLQ;
+        if (rkt == pub->clog_rkt)
+                return TOPIC_CHANGELOG;
+        name = rd_kafka_topic_name(rkt);
+        return strcmp(name, cfg->topic_changelog) == 0 ? TOPIC_CHANGELOG
+               : strcmp(name, cfg->topic_outcomes) == 0 ? OUT_OUTCOMES
+               : strcmp(name, cfg->topic_dlq) == 0     ? OUT_DLQ
+                                                        : -1;
+}
+
 void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         struct publisher *pub = opaque;
         struct pending *pf = m->_private;
-        int t;
+        int t = topic_of(pub, m->rkt);
 
-        if (strcmp(rd_kafka_topic_name(m->rkt), pub->env->cfg->topic_changelog) == 0) {
+        if (t == TOPIC_CHANGELOG) {
                 if (m->err)     /* its opaque is the input partition, not a frame */
                         changelog_failed(pub, (int32_t)(intptr_t)m->_private, m->err);
                 return;
@@ -193,13 +214,8 @@ void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         if (m->err) {
                 pub->env->st.kafka_errors++;
                 log_warning("delivery to %s failed: %s", rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-        } else {
-                const char *topic = rd_kafka_topic_name(m->rkt);
-                t = strcmp(topic, pub->env->cfg->topic_outcomes) == 0 ? OUT_OUTCOMES
-                    : strcmp(topic, pub->env->cfg->topic_dlq) == 0 ? OUT_DLQ
-                                                             : -1;
-                if (t >= 0 && m->partition < pub->n_out_parts[t] && m->offset + 1 > pub->known_end[t][m->partition])
-                        pub->known_end[t][m->partition] = m->offset + 1;
+        } else if (t >= 0 && m->partition < pub->n_out_parts[t] && m->offset + 1 > pub->known_end[t][m->partition]) {
+                pub->known_end[t][m->partition] = m->offset + 1;
         }
         if (pf)
                 pf->status = m->err ? -EIO : 1;
