@@ -582,15 +582,20 @@ static int registry_unavailable(struct batcher *bt, struct batch *b) {
         return 0;
 }
 
-/* Collects a batch from what is buffered (and the customers due by the
- * wall clock), decodes it and lists its customers; they are not loaded. */
+/* Collects a batch from the customers due by the wall clock and what is
+ * buffered, decodes it and lists its customers; they are not loaded.  The
+ * due scan comes first: it asks only pairs idle at that moment, whose queues
+ * are empty, so none of their events is in the batch.  After the collect,
+ * a pair whose last events it just took would look idle too, and its
+ * customers' timers, fired first by the wall clock, would go before those
+ * events (earlier in stream time), unlike replay. */
 static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         int r;
 
         mcd_outcomes_init(&b->out);
-        r = batch_collect(bt, b, (size_t)bt->env->cfg->batch_max);
+        r = batch_due(bt, b, now);
         if (r >= 0)
-                r = batch_due(bt, b, now);
+                r = batch_collect(bt, b, (size_t)bt->env->cfg->batch_max);
         b->n_due = b->n_ids;
         if (r >= 0)
                 batch_decode(bt->ap, b);
