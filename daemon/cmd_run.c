@@ -193,9 +193,9 @@ int mcd_cmd_run(int argc, char **argv) {
         return 0;
 }
 
-/* --fetch-delay's TOPIC:PARTITION:MS (a topic name may hold no colon):
+/* --fetch-delay's and --produce-delay's TOPIC:PARTITION:MS (a topic name may hold no colon):
  * the string is cut at its last two colons.  0 or -EINVAL. */
-static int parse_fetch_delay(char *arg, long *partition, long *ms) {
+static int parse_delay(char *arg, long *partition, long *ms) {
         char *c2 = strrchr(arg, ':'), *c1, *end = NULL;
 
         if (!c2 || c2 == arg)
@@ -224,6 +224,7 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                 {"brokers", required_argument, NULL, 'b'},
                 {"sync-group-delay", required_argument, NULL, 'd'},
                 {"fetch-delay", required_argument, NULL, 'f'},
+                {"produce-delay", required_argument, NULL, 'P'},
                 {0},
         };
         static const int handled[] = {SIGUSR1, SIGUSR2, SIGHUP, SIGTERM, SIGINT};
@@ -231,8 +232,10 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         sigset_t mask, unblocked;
         struct mcd_embedded *emb = NULL;
         const char *path = NULL, *debug;
-        char *fetch_topic = NULL;
-        long partitions = 4, brokers = 1, sync_delay = 0, fetch_partition = 0, fetch_delay = 0;
+        char *delay_topic = NULL;
+        const char *delay_opt = NULL;
+        enum mcd_mock_api delay_api = MCD_MOCK_FETCH;
+        long partitions = 4, brokers = 1, sync_delay = 0, delay_partition = 0, delay_ms = 0;
         struct mcd_config cfg;
         int c, r;
 
@@ -261,18 +264,25 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                                                      "--sync-group-delay: expected 1..600000 (ms), got '%s'", optarg);
                         break;
                 case 'f':
-                        fetch_topic = optarg;
-                        if (parse_fetch_delay(optarg, &fetch_partition, &fetch_delay) < 0)
+                case 'P':
+                        if (delay_topic)
+                                return mcd_cli_error("mock-cluster", "--%s: one of --fetch-delay and --produce-delay",
+                                                     c == 'f' ? "fetch-delay" : "produce-delay");
+                        delay_opt = c == 'f' ? "fetch-delay" : "produce-delay";
+                        delay_api = c == 'f' ? MCD_MOCK_FETCH : MCD_MOCK_PRODUCE;
+                        delay_topic = optarg;
+                        if (parse_delay(optarg, &delay_partition, &delay_ms) < 0)
                                 return mcd_cli_error("mock-cluster",
-                                                     "--fetch-delay: expected TOPIC:PARTITION:MS (1..600000), got '%s'",
-                                                     optarg);
+                                                     "--%s: expected TOPIC:PARTITION:MS (1..600000), got '%s'",
+                                                     delay_opt, optarg);
                         break;
                 default:
                         return mcd_cli_error("mock-cluster", "unknown or incomplete option '%s'", argv[optind - 1]);
                 }
         }
-        if (fetch_topic && fetch_partition >= partitions)
-                return mcd_cli_error("mock-cluster", "--fetch-delay: partition %ld of %ld", fetch_partition, partitions);
+        if (delay_topic && delay_partition >= partitions)
+                return mcd_cli_error("mock-cluster", "--%s: partition %ld of %ld", delay_opt, delay_partition,
+                                     partitions);
         r = mcd_load_config_for("mock-cluster", path, &cfg);
         if (r != 0)
                 return r;
@@ -285,7 +295,7 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         if (debug)
                 mcd_log_set_level(LOG_DEBUG);
         /* The delayed partition gets a broker of its own, one more. */
-        r = mcd_embedded_start(&cfg, (int)brokers + (fetch_topic != NULL), (int)partitions,
+        r = mcd_embedded_start(&cfg, (int)brokers + (delay_topic != NULL), (int)partitions,
                                debug, &emb);
         if (r < 0) {
                 fprintf(stderr, "multichanneld: mock-cluster: %s\n", strerror(-r));
@@ -294,9 +304,9 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         }
         if (sync_delay > 0 && mcd_embedded_delay_sync_group(emb, (int)sync_delay) < 0)
                 log_warning("mock-cluster: cannot delay SyncGroup responses");
-        if (fetch_topic && (r = mcd_embedded_delay_fetch(emb, &cfg, fetch_topic, (int32_t)fetch_partition,
-                                                         (int)fetch_delay)) < 0) {
-                fprintf(stderr, "multichanneld: mock-cluster: --fetch-delay %s: %s\n", fetch_topic,
+        if (delay_topic && (r = mcd_embedded_delay(emb, &cfg, delay_topic, (int32_t)delay_partition, delay_api,
+                                                   (int)delay_ms)) < 0) {
+                fprintf(stderr, "multichanneld: mock-cluster: --%s %s: %s\n", delay_opt, delay_topic,
                         r == -ENOENT ? "not one of the configuration's topics" : strerror(-r));
                 mcd_embedded_stop(emb);
                 mcd_config_clear(&cfg);
@@ -305,9 +315,9 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         printf("%s\n", mcd_embedded_bootstraps(emb));
         fflush(stdout);
         /* SIGUSR1 takes the brokers down, SIGUSR2 brings them back: an
-         * outage to rehearse (tests/daemon_outages.sh).  With --fetch-delay,
-         * SIGHUP holds back the delayed partition's next Fetch answer again
-         * (tests/daemon_lag_caught_up.sh).  The signals are blocked but
+         * outage to rehearse (tests/daemon_outages.sh).  With --fetch-delay
+         * (--produce-delay), SIGHUP holds back the delayed partition's next
+         * Fetch (Produce) answer again (tests/daemon_lag_caught_up.sh).  The signals are blocked but
          * in sigsuspend, so that none arrives between a look at the
          * requests and the wait, to be seen only at the next signal. */
         signal(SIGUSR1, on_broker_signal);
@@ -320,8 +330,8 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                 sigsuspend(&unblocked);
                 if (sig.reload) {
                         sig.reload = 0;
-                        if (fetch_topic && mcd_embedded_hold_fetch(emb, (int)fetch_delay) < 0)
-                                log_warning("mock-cluster: cannot hold back the next Fetch answer");
+                        if (delay_topic && mcd_embedded_hold(emb, (int)delay_ms) < 0)
+                                log_warning("mock-cluster: cannot hold back the next answer");
                 }
                 if (brokers_down_request) {
                         brokers_down_request = 0;

@@ -26,6 +26,7 @@ struct mcd_embedded {
         int partitions;              /* of each topic */
         rd_kafka_mock_cluster_t *cluster;
         char *bootstraps;
+        enum mcd_mock_api delayed;   /* what the delayed broker answers late (mcd_embedded_delay) */
 };
 
 /* Fetching, for both input handles.  The daemon buffers what the merge
@@ -322,13 +323,11 @@ int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms) {
         return 0;
 }
 
-#define KAFKA_API_FETCH 1
-
 /* The partition's own broker is the cluster's last; every other partition of
  * the five topics is led by one of the others, round robin, and so is the
  * consumer group (its coordinator). */
-int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic,
-                             int32_t partition, int ms) {
+int mcd_embedded_delay(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic, int32_t partition,
+                       enum mcd_mock_api api, int ms) {
         const char *topics[] = {cfg->topic_relationships, cfg->topic_subscriptions, cfg->topic_outcomes,
                                 cfg->topic_dlq, cfg->topic_changelog};
         int32_t slow = e->brokers;
@@ -347,15 +346,17 @@ int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cf
                 return -ENOENT;
         if (rd_kafka_mock_coordinator_set(e->cluster, "group", mcd_config_kafka(cfg, "group.id"), 1))
                 return -EIO;
-        return mcd_embedded_hold_fetch(e, ms);
+        e->delayed = api;
+        return mcd_embedded_hold(e, ms);
 }
 
-int mcd_embedded_hold_fetch(struct mcd_embedded *e, int ms) {
+int mcd_embedded_hold(struct mcd_embedded *e, int ms) {
         if (e->brokers < 2 ||
-            rd_kafka_mock_broker_push_request_error_rtts(e->cluster, e->brokers, KAFKA_API_FETCH, 1,
+            rd_kafka_mock_broker_push_request_error_rtts(e->cluster, e->brokers, (int16_t)e->delayed, 1,
                                                          RD_KAFKA_RESP_ERR_NO_ERROR, ms))
                 return -EIO;
-        log_notice("embedded Kafka: broker %d answers its next Fetch %d ms late", e->brokers, ms);
+        log_notice("embedded Kafka: broker %d answers its next %s %d ms late", e->brokers,
+                   e->delayed == MCD_MOCK_FETCH ? "Fetch" : "Produce", ms);
         return 0;
 }
 

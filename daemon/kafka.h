@@ -44,19 +44,23 @@ void mcd_embedded_set_up(struct mcd_embedded *e, bool up);
  * late, so that a consumer stays between joining its group and receiving
  * its assignment for that long.  0 or negative errno. */
 int mcd_embedded_delay_sync_group(struct mcd_embedded *e, int ms);
+/* The requests a delayed broker answers late (their Kafka API keys). */
+enum mcd_mock_api { MCD_MOCK_PRODUCE = 0, MCD_MOCK_FETCH = 1 };
+
 /* Fault injection: partition `partition` of `topic` (one of cfg's five) is
  * moved to a broker of its own, the cluster's last, which answers its next
- * Fetch request `ms` late: a consumer of that partition gets nothing of it
- * for that long while the other partitions flow.  Needs two brokers at
- * least.  0, -EINVAL (too few brokers, no such partition), -ENOENT (no such
- * topic) or -EIO. */
-int mcd_embedded_delay_fetch(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic,
-                             int32_t partition, int ms);
-/* Fault injection, after mcd_embedded_delay_fetch: the delayed partition's
- * broker answers its next Fetch request `ms` late, once more (a consumer
- * caught up with that partition stops hearing of it for that long).  0 or
+ * `api` request `ms` late.  A Fetch: a consumer of that partition gets
+ * nothing of it for that long while the other partitions flow.  A Produce:
+ * the messages are appended at once, their acknowledgement held back (a
+ * producer whose message.timeout.ms is shorter sees them fail, possibly
+ * persisted).  Needs two brokers at least.  0, -EINVAL (too few brokers,
+ * no such partition), -ENOENT (no such topic) or -EIO. */
+int mcd_embedded_delay(struct mcd_embedded *e, const struct mcd_config *cfg, const char *topic, int32_t partition,
+                       enum mcd_mock_api api, int ms);
+/* Fault injection, after mcd_embedded_delay: the delayed partition's broker
+ * answers its next request of that kind `ms` late, once more.  0 or
  * -EIO. */
-int mcd_embedded_hold_fetch(struct mcd_embedded *e, int ms);
+int mcd_embedded_hold(struct mcd_embedded *e, int ms);
 void mcd_embedded_stop(struct mcd_embedded *e);
 
 /* Waits up to timeout_ms for everything queued to be delivered or to fail;

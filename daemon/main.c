@@ -44,7 +44,7 @@ static void usage(FILE *f) {
               "                     produce the selected dead letters back to their input topic\n"
               "                     and partition; prints a summary by error code\n"
               "  mock-cluster [-c FILE] [--partitions N] [--brokers N] [--sync-group-delay MS]\n"
-              "               [--fetch-delay TOPIC:PARTITION:MS]\n"
+              "               [--fetch-delay TOPIC:PARTITION:MS | --produce-delay TOPIC:PARTITION:MS]\n"
               "                     run a Kafka-protocol mock cluster, print its bootstrap address\n"
               "  help               this text\n"
               "  version            print the version\n",

@@ -506,6 +506,54 @@ static void clog_clear(struct publisher *pub) {
         pub->n_clog = pub->cap_clog = 0;
 }
 
+/* A frame whose delivery failed is never produced again: it may be on the
+ * topic all the same (a timeout while in flight: librdkafka's idempotence
+ * covers its own retries, not a second produce), and its partition may
+ * have another owner by now.  Its pair, if still ours, starts again
+ * instead: the claim is fenced if another instance took it, and
+ * reconciliation produces from the outbox (which still holds the frame:
+ * only delivered frames are trimmed) what the output topics lack.  The
+ * frame becomes unsent, dropped with its pair's other unsent frames
+ * (pair_restart, drop_fenced).  This function can't fail. */
+static void restart_failed(struct publisher *pub) {
+        uint8_t *failed;
+        bool any = false;
+
+        for (size_t i = 0; i < pub->n_pending && !any; i++)
+                any = pub->pending[i]->sent && pub->pending[i]->status < 0;
+        if (!any || !(failed = calloc(pub->pairs->n + 1, 1)))
+                return;         /* out of memory: the failed frames wait, never produced again */
+        for (size_t i = 0; i < pub->n_pending; i++) {
+                struct pending *pf = pub->pending[i];
+
+                if (!pf->sent || pf->status >= 0)
+                        continue;
+                pf->sent = false;
+                pf->status = 0;
+                for (size_t k = 0; k < pub->pairs->n; k++)
+                        if (pub->pairs->v[k]->partition == pf->partition)
+                                failed[k] = 1;
+        }
+        for (size_t k = 0; k < pub->pairs->n; k++) {
+                struct pair *p = pub->pairs->v[k];
+
+                if (!failed[k] || p->phase == PAIR_INIT || p->phase == PAIR_FENCED)
+                        continue;
+                log_warning("partition %" PRId32 ": an outbox frame's delivery failed; claimed again, its outbox "
+                            "reconciled with the output topics (a failed frame is not produced twice)",
+                            p->partition);
+                pairs_restart(pub->pairs, p);
+        }
+        free(failed);
+}
+
+bool publish_in_flight(const struct publisher *pub, int32_t partition) {
+        for (size_t i = 0; i < pub->n_pending; i++)
+                if (pub->pending[i]->partition == partition && pub->pending[i]->sent && pub->pending[i]->status == 0)
+                        return true;
+        return false;
+}
+
 /* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
  * for all of them, else only serves the delivery reports that are in.  The
  * delivered head of the queue is counted for trimming (by the next commit)
@@ -516,11 +564,12 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
         size_t k = 0;
         bool all;
 
+        restart_failed(pub);
         if (drop_fenced(pub) < 0)
                 return -EAGAIN;
         for (size_t i = 0; i < pub->n_pending; i++) {
                 struct pending *pf = pub->pending[i];
-                if ((pf->status < 0 || !pf->sent) && pf->status != 1 && produce_frame(pub, pf) < 0)
+                if (!pf->sent && pf->status != 1 && produce_frame(pub, pf) < 0)
                         break;
         }
         do {

@@ -100,6 +100,9 @@ int pending_push(struct publisher *pub, void *buf, size_t len, int32_t partition
 /* Drops the partition's frames not yet handed to the producer; returns the
  * first batch they came from, UINT64_MAX when none. */
 uint64_t publish_drop_unsent(struct publisher *pub, int32_t partition);
+/* Is a frame of the partition handed to the producer and not yet reported
+ * on? */
+bool publish_in_flight(const struct publisher *pub, int32_t partition);
 /* Is a frame of the partition not known delivered? */
 bool publish_owed(const struct publisher *pub, int32_t partition);
 /* Anything pending: frames or changelog records? */

@@ -38,8 +38,15 @@ int pair_reconcile(struct restorer *rs, struct pair *p) {
                 return r;
         if (n == 0)
                 goto out;
-        /* Frames still in flight reach the topics before they are read. */
+        /* Frames still in flight reach the topics before they are read: one
+         * that lands after the read would be produced a second time from
+         * the outbox.  Still in flight after the wait: tried again later. */
         rd_kafka_flush(rs->env->producer, 30000);
+        if (publish_in_flight(rs->pub, p->partition)) {
+                log_warning("partition %" PRId32 ": frames still in flight; reconciled later", p->partition);
+                r = -EAGAIN;
+                goto out;
+        }
         log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
         r = mcd_store_get_marks(rs->env->store, p->partition, &marks);
         if (r >= 0)
@@ -51,6 +58,10 @@ int pair_reconcile(struct restorer *rs, struct pair *p) {
         }
         if (r >= 0)
                 r = publish_pending(rs->pub, 30000);
+        /* A delivery failed meanwhile: the pair starts again (publish.c
+         * restart_failed), its frames dropped unpublished. */
+        if (r >= 0 && p->phase != PAIR_RECONCILE)
+                r = -EAGAIN;
 out:
         mcd_store_frames_free(frames, lens, n);
         free(marks);
