@@ -178,7 +178,8 @@ int collect_published_after(struct publisher *pub, const char *marks) {
 
 /* --------------------------------------------------------------- producing -- */
 
-static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_resp_err_t err);
+static void changelog_failed(struct publisher *pub, int32_t partition, const char *key, size_t key_len,
+                             rd_kafka_resp_err_t err);
 
 /* Which of the producer's topics rkt is: OUT_OUTCOMES, OUT_DLQ, TOPIC_CHANGELOG
  * or -1.  A delivery report carries the topic librdkafka keeps for the
@@ -208,7 +209,7 @@ void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 
         if (t == TOPIC_CHANGELOG) {
                 if (m->err)     /* its opaque is the input partition, not a frame */
-                        changelog_failed(pub, (int32_t)(intptr_t)m->_private, m->err);
+                        changelog_failed(pub, (int32_t)(intptr_t)m->_private, m->key, m->key_len, m->err);
                 return;
         }
         if (m->err) {
@@ -270,13 +271,66 @@ char *offsets_record(const struct mcd_offsets *o, const char *marks) {
         return val;
 }
 
+/* Remembers a failed append's key until clog_lost_save puts it in Redis.
+ * Out of memory it is lost, and said so: only its partition's stop is
+ * left. */
+static void clog_lost_add(struct publisher *pub, int32_t partition, const char *key, size_t key_len) {
+        char *k = key ? strndup(key, key_len) : NULL;
+
+        if (k && pub->n_lost == pub->cap_lost) {
+                size_t cap = pub->cap_lost ? pub->cap_lost * 2 : 16;
+                struct clog_lost *v = realloc(pub->lost, cap * sizeof(*v));
+                if (v) {
+                        pub->lost = v;
+                        pub->cap_lost = cap;
+                }
+        }
+        if (!k || pub->n_lost == pub->cap_lost) {
+                free(k);
+                log_error("partition %" PRId32 ": out of memory remembering a failed changelog append; it will "
+                          "not be made good", partition);
+                return;
+        }
+        pub->lost[pub->n_lost++] = (struct clog_lost){.partition = partition, .key = k};
+}
+
+int clog_lost_save(struct publisher *pub) {
+        size_t done = 0;
+        int r = 0;
+
+        for (; done < pub->n_lost; done++) {
+                struct clog_lost *l = &pub->lost[done];
+                if ((r = mcd_store_clog_lost_add(pub->env->store, l->partition, &l->key, 1)) < 0)
+                        break;
+                free(l->key);
+        }
+        memmove(pub->lost, pub->lost + done, (pub->n_lost - done) * sizeof(*pub->lost));
+        pub->n_lost -= done;
+        return r;
+}
+
+static void clog_lost_clear(struct publisher *pub) {
+        if (pub->n_lost > 0)
+                log_error("%zu failed changelog appends not saved in Redis; they will not be made good",
+                          pub->n_lost);
+        for (size_t i = 0; i < pub->n_lost; i++)
+                free(pub->lost[i].key);
+        free(pub->lost);
+        pub->lost = NULL;
+        pub->n_lost = pub->cap_lost = 0;
+}
+
 /* A changelog append of the partition failed: the changelog would fall
  * behind Redis, and a rebuild from it would be stale, so the partition stops
- * committing until it is claimed again (log, STATUS, /healthz). */
-static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_resp_err_t err) {
+ * committing until it is claimed again (log, STATUS, /healthz); the claim
+ * appends the record's key again, as Redis holds it then (restore.c
+ * pair_clog_repair). */
+static void changelog_failed(struct publisher *pub, int32_t partition, const char *key, size_t key_len,
+                             rd_kafka_resp_err_t err) {
         struct pair *p = pair_find(pub->pairs, partition);
 
         pub->env->st.kafka_errors++;
+        clog_lost_add(pub, partition, key, key_len);
         if (!p || p->clog_failed)
                 return;
         p->clog_failed = true;
@@ -285,16 +339,13 @@ static void changelog_failed(struct publisher *pub, int32_t partition, rd_kafka_
                   partition, pub->env->cfg->topic_changelog, rd_kafka_err2str(err));
 }
 
-/* Appends one record; its delivery report names the partition
- * (dr_msg_cb). */
-static void changelog_produce(struct publisher *pub, int32_t partition, const char *key, const char *value,
-                              size_t len) {
+void changelog_append(struct publisher *pub, int32_t partition, const char *key, const char *value, size_t len) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
                 pub->env->producer, RD_KAFKA_V_RKT(pub->clog_rkt), RD_KAFKA_V_KEY(key, strlen(key)),
                 RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_OPAQUE((void *)(intptr_t)partition), RD_KAFKA_V_END);
         if (err)
-                changelog_failed(pub, partition, err);
+                changelog_failed(pub, partition, key, strlen(key), err);
 }
 
 int pending_push(struct publisher *pub, void *buf, size_t len, int32_t partition, uint64_t batch) {
@@ -472,7 +523,7 @@ static void clog_release(struct publisher *pub, uint64_t upto) {
                         fault_point(pub->fault_stop_before_changelog, c->batch, "changelog append");
                         pub->fault_stop_before_changelog = 0;
                 }
-                changelog_produce(pub, c->partition, c->key, c->value, c->value_len);
+                changelog_append(pub, c->partition, c->key, c->value, c->value_len);
                 free(c->key);
                 free(c->value);
         }
@@ -594,6 +645,8 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
                 pub->n_pending -= k;
         }
         clog_release(pub, pub->n_pending ? pub->pending[0]->batch : UINT64_MAX);
+        if (pub->n_lost > 0 && clog_lost_save(pub) < 0)
+                log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
         if (pub->n_pending == 0)
                 pub->stuck = false;
         return pub->n_pending == 0 ? 0 : -EAGAIN;
@@ -665,6 +718,7 @@ void publish_free(struct publisher *pub) {
         free(pub->pending);
         pub->pending = NULL;
         clog_clear(pub);
+        clog_lost_clear(pub);
         free(pub->known_end[0]);
         free(pub->known_end[1]);
         pub->known_end[0] = pub->known_end[1] = NULL;

@@ -46,6 +46,13 @@ struct clog {
         size_t value_len;
 };
 
+/* A changelog record whose append failed, by its key, until Redis has it
+ * (clog_lost_save). */
+struct clog_lost {
+        int32_t partition;
+        char *key;
+};
+
 struct publisher {
         struct mcd_env *env;
         struct pairs *pairs;
@@ -58,6 +65,8 @@ struct publisher {
         size_t n_pending, cap_pending;
         struct clog *clog;           /* changelog records waiting for delivery, in batch order */
         size_t n_clog, cap_clog;
+        struct clog_lost *lost;      /* appends failed, not yet saved in Redis */
+        size_t n_lost, cap_lost;
         uint64_t fault_stop_before_changelog;
         uint64_t verified_batch;     /* the last batch committed, its generations checked by its commit */
         int64_t verified_at;         /* monotonic ms when that commit was sent */
@@ -93,6 +102,14 @@ void marks_parse(const struct publisher *pub, const char *s, int64_t *from[2]);
  * given offsets (from stored marks) to their current ends. */
 int collect_published(struct publisher *pub, int64_t *from[2]);
 int collect_published_after(struct publisher *pub, const char *marks);
+
+/* Appends a record to the changelog (a copy of value); its delivery report
+ * names the partition.  A failed append stops the partition and is saved
+ * in Redis to be made good by its next claim (mcd_store_clog_lost_add). */
+void changelog_append(struct publisher *pub, int32_t partition, const char *key, const char *value, size_t len);
+/* Saves the failed appends in Redis: 0, or a Redis error (kept for the next
+ * call). */
+int clog_lost_save(struct publisher *pub);
 
 /* A frame committed by `batch` (0: found in an outbox), owed to Kafka; the
  * publisher takes buf over. */

@@ -68,6 +68,64 @@ out:
         return r;
 }
 
+/* ---------------------------------------------------- changelog repair -- */
+
+/* The record key names as Redis holds it now, appended again: the
+ * partition's offsets record, or a customer's state (none: nothing to
+ * append).  0 or an error. */
+static int repair_one(struct restorer *rs, struct pair *p, const char *key) {
+        char offsets_key[64], *marks = NULL, *val = NULL, *state = NULL;
+        size_t len = 0, state_len = 0;
+        struct mcd_offsets o;
+        int64_t seq;
+        int r;
+
+        snprintf(offsets_key, sizeof(offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
+        if (strcmp(key, offsets_key) == 0) {
+                if ((r = mcd_store_get_offsets(rs->env->store, p->partition, &o, &seq)) >= 0 &&
+                    (r = mcd_store_get_marks(rs->env->store, p->partition, &marks)) >= 0 &&
+                    !(val = offsets_record(&o, marks)))
+                        r = -ENOMEM;
+                if (val)
+                        len = strlen(val);
+        } else if ((r = mcd_store_get_customer_raw(rs->env->store, key, &state, &state_len)) >= 0 && state) {
+                r = mcd_state_record(p->partition, state, state_len, &val, &len);
+        }
+        if (r >= 0 && val)
+                changelog_append(rs->pub, p->partition, key, val, len);
+        free(marks);
+        free(state);
+        free(val);
+        return r;
+}
+
+/* On claiming a partition: the changelog records whose append failed
+ * (whichever instance saw it: mcd_store_clog_lost_add) are appended again,
+ * each as Redis holds its key now -- the latest, so that compaction keeps
+ * it over any older record -- and forgotten once delivered.  Until then the
+ * changelog is behind Redis, and a rebuild from it would be older than the
+ * Redis it replaces.  Failing again, the pair stops committing, as at the
+ * first failure (clog_failed), the keys kept for its next claim.  0 or an
+ * error (the pair is not ready: tried again). */
+int pair_clog_repair(struct restorer *rs, struct pair *p) {
+        char **keys = NULL;
+        size_t n = 0;
+        int r = mcd_store_clog_lost_get(rs->env->store, p->partition, &keys, &n);
+
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = repair_one(rs, p, keys[i]);
+        if (r >= 0 && n > 0 && mcd_kafka_flush(rs->env->producer, 30000) < 0)
+                r = -EAGAIN;
+        if (r >= 0 && n > 0 && !p->clog_failed) {
+                r = mcd_store_clog_lost_forget(rs->env->store, p->partition, keys, n);
+                if (r >= 0)
+                        log_notice("partition %" PRId32 ": appended again %zu changelog record(s) whose append "
+                                   "had failed", p->partition, n);
+        }
+        mcd_store_ids_free(keys, n);
+        return r;
+}
+
 /* ------------------------------------------------------------- rebuild -- */
 
 /* The latest changelog record of each key that belongs to one partition. */

@@ -27,6 +27,9 @@ int pair_reconcile(struct restorer *rs, struct pair *p);
  * written back, offsets last, and the outputs already published after the
  * recorded marks looked up. */
 int rebuild_partition(struct restorer *rs, struct pair *p);
+/* Appends again the partition's changelog records whose append failed (see
+ * restore.c). */
+int pair_clog_repair(struct restorer *rs, struct pair *p);
 /* At a start: a re-processing record found in Redis is taken up (its
  * outputs looked up again). */
 int redo_check(struct restorer *rs, struct pair *p);

@@ -201,6 +201,15 @@ int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char
                        struct mcd_offsets *until);
 int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
 
+/* The changelog records of a partition whose append failed, by their key
+ * (a customer's id, or the partition's offsets key): added by whichever
+ * instance saw the append fail, read and appended again by whichever claims
+ * the partition next, then forgotten.  For _get, the caller frees keys
+ * with mcd_store_ids_free. */
+int mcd_store_clog_lost_add(struct mcd_store *s, int32_t partition, char *const *keys, size_t n);
+int mcd_store_clog_lost_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n);
+int mcd_store_clog_lost_forget(struct mcd_store *s, int32_t partition, char *const *keys, size_t n);
+
 /* The marks stored for a partition (heap string), *marks NULL when none. */
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);
 

@@ -1,6 +1,7 @@
 /* store_offsets.c -- a partition's progress as Redis holds it: the next
  * input offsets and commit counter, the reconciliation marks, the
- * re-processing record of a rebuilt partition, and the outbox's frames. */
+ * re-processing record of a rebuilt partition, the changelog records whose
+ * append failed, and the outbox's frames. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -166,6 +167,65 @@ int mcd_store_clear_redo(struct mcd_store *s, int32_t partition) {
         args_add_str(&a, "DEL");
         args_add_key(&a, s, "redo", partition);
         return store_integer_command(s, &a, &v);
+}
+
+/* ------------------------------------------- changelog records lost -- */
+
+/* SADD or SREM of n keys to P clog_lost:<partition>. */
+static int clog_lost_change(struct mcd_store *s, const char *cmd, int32_t partition, char *const *keys, size_t n) {
+        struct args a = {0};
+        int64_t v;
+
+        if (n == 0)
+                return 0;
+        args_add_str(&a, cmd);
+        args_add_key(&a, s, "clog_lost", partition);
+        for (size_t i = 0; i < n; i++)
+                args_add_str(&a, keys[i]);
+        return store_integer_command(s, &a, &v);
+}
+
+int mcd_store_clog_lost_add(struct mcd_store *s, int32_t partition, char *const *keys, size_t n) {
+        return clog_lost_change(s, "SADD", partition, keys, n);
+}
+
+int mcd_store_clog_lost_forget(struct mcd_store *s, int32_t partition, char *const *keys, size_t n) {
+        return clog_lost_change(s, "SREM", partition, keys, n);
+}
+
+int mcd_store_clog_lost_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        *keys = NULL;
+        *n = 0;
+        args_add_str(&a, "SMEMBERS");
+        args_add_key(&a, s, "clog_lost", partition);
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type != REDIS_REPLY_ARRAY)
+                r = -EBADMSG;
+        else if (reply->elements > 0 && !(*keys = calloc(reply->elements, sizeof(**keys))))
+                r = -ENOMEM;
+        for (size_t i = 0; r == 0 && i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING)
+                        r = -EBADMSG;
+                else if (!((*keys)[i] = strndup(e->str, e->len)))
+                        r = -ENOMEM;
+                else
+                        (*n)++;
+        }
+        freeReplyObject(reply);
+        if (r < 0) {
+                mcd_store_ids_free(*keys, *n);
+                *keys = NULL;
+                *n = 0;
+        }
+        return r;
 }
 
 void mcd_store_frames_free(void **frames, size_t *lens, size_t n) {

@@ -337,6 +337,8 @@ int pair_init(struct tasks *tm, struct pair *p) {
         p->next = p->committed;
         p->untrimmed = 0;
         r = pair_reconcile(tm->rs, p);
+        if (r >= 0)
+                r = pair_clog_repair(tm->rs, p);
         if (r < 0)
                 return r;
         if ((r = start_offset(tm, p, REL, p->committed.rel, &p->expect[REL])) < 0 ||
