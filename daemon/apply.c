@@ -404,3 +404,13 @@ int apply_schemas_load(struct applier *ap, const char *dir) {
         ap->schemas = d;
         return 0;
 }
+
+bool batch_touches(const struct batch *b, size_t i, const struct pair *p) {
+        bool touched = b->n_frames[i] > 0;
+
+        for (size_t j = 0; j < b->n_items && !touched; j++)
+                touched = b->items[j].pair == p;
+        for (size_t j = 0; j < b->n_ids && !touched; j++)
+                touched = b->id_partition[j] == p->partition;
+        return touched;
+}

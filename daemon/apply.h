@@ -110,5 +110,9 @@ void batch_loaded(struct batch *b);
 int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due);
 /* The customers' new state, encoded on the batch threads. */
 int batch_write_states(struct applier *ap, struct batch *b);
+/* Has the batch anything of pair p, pair i of its pairs (frames, messages
+ * or customers)?  Then it commits changelog records for it, the pair's
+ * offsets among them. */
+bool batch_touches(const struct batch *b, size_t i, const struct pair *p);
 
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "daemon/batch.h"
+#include "daemon/clog_owed.h"
 #include "daemon/log.h"
 #include "daemon/macro.h"
 #include "daemon/metrics.h"
@@ -387,8 +388,8 @@ static void while_committing(void *ctx, int load_r) {
 
 /* The store's view of a batch's customers and ready pairs, in sc and sp
  * (room for every customer and pair). */
-static void store_batch(struct batcher *bt, const struct batch *b, const char *marks, struct mcd_store_batch *sb,
-                        struct mcd_store_customer *sc, struct mcd_store_partition *sp) {
+static void store_batch(struct batcher *bt, const struct batch *b, const char *marks, const struct clog_keys *ck,
+                        struct mcd_store_batch *sb, struct mcd_store_customer *sc, struct mcd_store_partition *sp) {
         for (size_t i = 0; i < b->n_ids; i++) {
                 sc[i].customer = &b->customers[i];
                 sc[i].partition = b->id_partition[i];
@@ -416,7 +417,13 @@ static void store_batch(struct batcher *bt, const struct batch *b, const char *m
                         .n_frames = b->n_frames[i],
                         .trim = p->untrimmed,
                         .marks = pair_marks(p, marks),
+                        .clog_keys = ck[i].v,
+                        .clog_keys_len = ck[i].len,
+                        .clog_trim = p->clog_untrimmed,
+                        .clog_forget = p->clog_forget,
+                        .n_clog_forget = p->n_clog_forget,
                 };
+                p->clog_trimming = p->clog_untrimmed;
         }
 }
 
@@ -429,16 +436,17 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
                         int *apply_r, int64_t span[2]) {
         struct mcd_store_customer *sc = zalloc_array(b->n_ids + 1, sizeof(*sc));
         struct mcd_store_partition *sp = calloc(bt->pairs->n + 1, sizeof(*sp));
+        struct clog_keys *ck = calloc(bt->pairs->n + 1, sizeof(*ck));
         struct overlap o = {.bt = bt, .b = b, .ahead = ahead, .load_r = -ECANCELED, .apply_r = -ECANCELED};
         struct mcd_store_batch sb = {.while_running = while_committing, .while_running_ctx = &o};
-        int r = sc && sp ? 0 : -ENOMEM;
+        int r = sc && sp && ck ? clog_owed_keys(bt->pairs, b, ck) : -ENOMEM;
 
         if (r == 0 && ahead && overlap_init(&o) < 0) {
                 overlap_free(&o);       /* out of memory: committed alone, ahead collected again */
                 o = (struct overlap){.bt = bt, .b = b, .load_r = -ECANCELED, .apply_r = -ECANCELED};
         }
         if (r == 0) {
-                store_batch(bt, b, marks, &sb, sc, sp);
+                store_batch(bt, b, marks, ck, &sb, sc, sp);
                 fault_point(bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
                 r = mcd_store_load_and_commit(bt->env->store, &sb, o.ids, o.n, o.loaded, &o.load_r);
         }
@@ -449,6 +457,7 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
         overlap_free(&o);
         free(sc);
         free(sp);
+        clog_keys_free(ck, bt->pairs->n);
         return r;
 }
 
@@ -485,6 +494,8 @@ static void batch_committed(struct batcher *bt, struct batch *b) {
                 if (moved)
                         group_note(bt->tm, p);
                 p->untrimmed = 0;
+                p->clog_untrimmed -= p->clog_trimming;
+                pair_forget_lost(p, NULL, 0);
                 if (frames_push(bt, b, i, seq) < 0) {
                         log_error("partition %" PRId32 ": out of memory queueing the outcomes of batch %" PRIu64
                                   "; the partition starts again and publishes them from its outbox",
@@ -494,45 +505,6 @@ static void batch_committed(struct batcher *bt, struct batch *b) {
                                 p->clog_hold = seq;
                 }
         }
-}
-
-/* Queues the batch's changelog records: each customer's state (the JSON
- * written to Redis, wrapped with its partition) and the offsets and marks of
- * the pairs the batch touched.  They go out once the batch's frames are
- * delivered (publish_pending). */
-static int changelog_queue(struct batcher *bt, struct batch *b, const char *marks, uint64_t seq) {
-        int64_t parked = 0;
-        int r = 0;
-
-        for (size_t i = 0; r >= 0 && i < b->n_ids; i++) {
-                char *val = NULL;
-                size_t len = 0;
-                if (mcd_state_record(b->id_partition[i], b->state[i], b->state_len[i], &val, &len) < 0)
-                        return -ENOMEM;
-                r = clog_push(bt->pub, seq, b->id_partition[i], b->ids[i], val, len);
-                if (r < 0)
-                        free(val);
-                parked += (int64_t)b->customers[i].n_parked;
-        }
-        bt->env->st.parked = parked;
-        for (size_t i = 0; r >= 0 && i < bt->pairs->n; i++) {
-                struct pair *p = bt->pairs->v[i];
-                char key[64], *val = NULL;
-                bool touched = b->n_frames[i] > 0;
-                for (size_t j = 0; j < b->n_items && !touched; j++)
-                        touched = b->items[j].pair == p;
-                for (size_t j = 0; j < b->n_ids && !touched; j++)
-                        touched = b->id_partition[j] == p->partition;
-                if (p->phase != PAIR_READY || !touched)
-                        continue;
-                snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
-                if (!(val = offsets_record(&p->committed, pair_marks(p, marks))))
-                        return -ENOMEM;
-                r = clog_push(bt->pub, seq, p->partition, key, val, strlen(val));
-                if (r < 0)
-                        free(val);
-        }
-        return r;
 }
 
 /* A failed commit: nothing of the batch was written.  Every ready pair goes
@@ -841,7 +813,10 @@ int process_batch(struct batcher *bt) {
         bt->ahead = ahead;
         publish_committed(bt->pub, bt->env->st.batches + 1);
         batch_committed(bt, b);
-        r = changelog_queue(bt, b, marks, bt->env->st.batches + 1);
+        bt->env->st.parked = 0;
+        for (size_t i = 0; i < b->n_ids; i++)
+                bt->env->st.parked += (int64_t)b->customers[i].n_parked;
+        r = clog_queue_batch(bt->pub, bt->pairs, b, marks, bt->env->st.batches + 1);
         cache_committed(bt, b);
         fault_point(bt->fault_stop_before_publish, bt->env->st.batches + 1, "publish");
         /* Produced now; delivery is waited for before the next commit. */

@@ -61,6 +61,7 @@ void pairs_drop(struct pairs *ps, int32_t partition) {
                         if (ps->v[i]->phase == PAIR_READY)
                                 cache_close(ps, partition);
                         redo_forget(ps->v[i]);
+                        pair_forget_lost(ps->v[i], NULL, 0);
                         free(ps->v[i]->origin_marks);
                         q_free(&ps->v[i]->q[REL]);
                         q_free(&ps->v[i]->q[SUB]);
@@ -120,4 +121,10 @@ void redo_forget(struct pair *p) {
 
 const char *pair_marks(const struct pair *p, const char *marks) {
         return p->redo ? p->redo_marks : marks;
+}
+
+void pair_forget_lost(struct pair *p, char **keys, size_t n) {
+        mcd_store_ids_free(p->clog_forget, p->n_clog_forget);
+        p->clog_forget = keys;
+        p->n_clog_forget = n;
 }

@@ -57,6 +57,13 @@ struct pair {
          * the outbox, the frames are reconciled and the records go out; if
          * Redis lost it, the rebuild drops them.  UINT64_MAX: none held. */
         uint64_t clog_hold;
+        uint64_t clog_from;          /* the first batch under the current claim: only its batches'
+                                      * elements of P clog_owed:<p> are this owner's to trim */
+        size_t clog_untrimmed;       /* those elements whose records are all delivered, at the list's head */
+        size_t clog_trimming;        /* of them, how many the commit in flight trims */
+        char **clog_forget;          /* keys of P clog_lost:<p> the claim appended again: removed by the
+                                      * claim's first commit (pair_forget_lost) */
+        size_t n_clog_forget;
         bool clog_failed;            /* a changelog append failed: no more commits (changelog_failed) */
         int64_t seq;                 /* its commit counter (P off:<p> seq) as this owner left it */
         int64_t seq_floor;           /* the highest counter known committed: the group's at the claim */
@@ -70,6 +77,11 @@ struct pair {
         struct mcd_offsets redo_until;
         char *redo_marks;            /* where the lookup starts; the pair's marks while redo */
 };
+
+/* The pair takes keys (mcd_store_ids_free's kind), for its next commit to
+ * remove from P clog_lost:<p>, in place of any it held.  This function
+ * can't fail. */
+void pair_forget_lost(struct pair *p, char **keys, size_t n);
 
 /* What the task manager does to a pair, asked for by the parts below it. */
 struct pair_hooks {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/clog_owed.h"
 #include "daemon/kafka.h"
 #include "daemon/log.h"
 #include "daemon/outbox.h"
@@ -179,7 +180,7 @@ int collect_published_after(struct publisher *pub, const char *marks) {
 /* --------------------------------------------------------------- producing -- */
 
 static void changelog_failed(struct publisher *pub, int32_t partition, const char *key, size_t key_len,
-                             rd_kafka_resp_err_t err);
+                             const char *why);
 
 /* Which of the producer's topics rkt is: OUT_OUTCOMES, OUT_DLQ, TOPIC_CHANGELOG
  * or -1.  A delivery report carries the topic librdkafka keeps for the
@@ -208,8 +209,10 @@ void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         int t = topic_of(pub, m->rkt);
 
         if (t == TOPIC_CHANGELOG) {
-                if (m->err)     /* its opaque is the input partition, not a frame */
-                        changelog_failed(pub, (int32_t)(intptr_t)m->_private, m->key, m->key_len, m->err);
+                struct clog_ack_part *part = m->_private;     /* not a frame: its records' ack */
+                if (m->err)
+                        changelog_failed(pub, part->partition, m->key, m->key_len, rd_kafka_err2str(m->err));
+                part->outstanding--;
                 return;
         }
         if (m->err) {
@@ -298,6 +301,8 @@ int clog_lost_save(struct publisher *pub) {
         size_t done = 0;
         int r = 0;
 
+        if (pub->n_lost == 0)
+                return 0;
         for (; done < pub->n_lost; done++) {
                 struct clog_lost *l = &pub->lost[done];
                 if ((r = mcd_store_clog_lost_add(pub->env->store, l->partition, &l->key, 1)) < 0)
@@ -326,7 +331,7 @@ static void clog_lost_clear(struct publisher *pub) {
  * appends the record's key again, as Redis holds it then (restore.c
  * pair_clog_repair). */
 static void changelog_failed(struct publisher *pub, int32_t partition, const char *key, size_t key_len,
-                             rd_kafka_resp_err_t err) {
+                             const char *why) {
         struct pair *p = pair_find(pub->pairs, partition);
 
         pub->env->st.kafka_errors++;
@@ -336,16 +341,25 @@ static void changelog_failed(struct publisher *pub, int32_t partition, const cha
         p->clog_failed = true;
         log_error("partition %" PRId32 ": cannot append to the changelog %s: %s; the partition stops committing "
                   "until it is claimed again (a restart or a rebalance)",
-                  partition, pub->env->cfg->topic_changelog, rd_kafka_err2str(err));
+                  partition, pub->env->cfg->topic_changelog, why);
 }
 
-void changelog_append(struct publisher *pub, int32_t partition, const char *key, const char *value, size_t len) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-                pub->env->producer, RD_KAFKA_V_RKT(pub->clog_rkt), RD_KAFKA_V_KEY(key, strlen(key)),
-                RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_OPAQUE((void *)(intptr_t)partition), RD_KAFKA_V_END);
+void changelog_append(struct publisher *pub, int32_t partition, uint64_t batch, const char *key, const char *value,
+                      size_t len) {
+        struct clog_ack_part *part = clog_ack_part(&pub->acks, batch, partition, pub->pairs->n + 1);
+        rd_kafka_resp_err_t err;
+
+        if (!part) {
+                changelog_failed(pub, partition, key, strlen(key), "out of memory");
+                return;
+        }
+        err = rd_kafka_producev(pub->env->producer, RD_KAFKA_V_RKT(pub->clog_rkt), RD_KAFKA_V_KEY(key, strlen(key)),
+                                RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(part), RD_KAFKA_V_END);
         if (err)
-                changelog_failed(pub, partition, key, strlen(key), err);
+                changelog_failed(pub, partition, key, strlen(key), rd_kafka_err2str(err));
+        else
+                part->outstanding++;
 }
 
 int pending_push(struct publisher *pub, void *buf, size_t len, int32_t partition, uint64_t batch) {
@@ -523,7 +537,7 @@ static void clog_release(struct publisher *pub, uint64_t upto) {
                         fault_point(pub->fault_stop_before_changelog, c->batch, "changelog append");
                         pub->fault_stop_before_changelog = 0;
                 }
-                changelog_append(pub, c->partition, c->key, c->value, c->value_len);
+                changelog_append(pub, c->partition, c->batch, c->key, c->value, c->value_len);
                 free(c->key);
                 free(c->value);
         }
@@ -532,7 +546,9 @@ static void clog_release(struct publisher *pub, uint64_t upto) {
 
 /* Forgets a partition's records of batch `from` on: frames of that batch
  * were dropped unpublished and Redis lost them, and the changelog must not
- * say more than the output topics do.  What they recorded is derived again. */
+ * say more than the output topics do (what they recorded is derived again);
+ * or the partition is no longer ours (from 0), and its next owner appends
+ * them from the owed list once the outbox is reconciled (clog_owed.h). */
 void clog_drop(struct publisher *pub, int32_t partition, uint64_t from) {
         size_t kept = 0;
 
@@ -615,6 +631,11 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
         size_t k = 0;
         bool all;
 
+        if (pub->n_pending == 0 && pub->n_clog == 0) {  /* only acks: their reports served, no wait */
+                rd_kafka_poll(pub->env->producer, 0);
+                clog_acks_done(&pub->acks, pub->pairs);
+                return 0;
+        }
         restart_failed(pub);
         if (drop_fenced(pub) < 0)
                 return -EAGAIN;
@@ -645,7 +666,8 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
                 pub->n_pending -= k;
         }
         clog_release(pub, pub->n_pending ? pub->pending[0]->batch : UINT64_MAX);
-        if (pub->n_lost > 0 && clog_lost_save(pub) < 0)
+        clog_acks_done(&pub->acks, pub->pairs);
+        if (clog_lost_save(pub) < 0)
                 log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
         if (pub->n_pending == 0)
                 pub->stuck = false;
@@ -680,7 +702,7 @@ bool publish_owed(const struct publisher *pub, int32_t partition) {
 }
 
 bool publish_busy(const struct publisher *pub) {
-        return pub->n_pending > 0 || pub->n_clog > 0;
+        return pub->n_pending > 0 || pub->n_clog > 0 || clog_acks_any(&pub->acks);
 }
 
 static rd_kafka_topic_t *topic_open(rd_kafka_t *producer, const char *name) {
@@ -719,6 +741,7 @@ void publish_free(struct publisher *pub) {
         pub->pending = NULL;
         clog_clear(pub);
         clog_lost_clear(pub);
+        clog_acks_free(&pub->acks);
         free(pub->known_end[0]);
         free(pub->known_end[1]);
         pub->known_end[0] = pub->known_end[1] = NULL;

@@ -12,6 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "daemon/clog_owed.h"
 #include "daemon/pair.h"
 #include "daemon/runtime.h"
 #include "daemon/strmap.h"
@@ -65,6 +66,7 @@ struct publisher {
         size_t n_pending, cap_pending;
         struct clog *clog;           /* changelog records waiting for delivery, in batch order */
         size_t n_clog, cap_clog;
+        struct clog_acks acks;       /* records appended, by batch, until all are reported on */
         struct clog_lost *lost;      /* appends failed, not yet saved in Redis */
         size_t n_lost, cap_lost;
         uint64_t fault_stop_before_changelog;
@@ -103,10 +105,12 @@ void marks_parse(const struct publisher *pub, const char *s, int64_t *from[2]);
 int collect_published(struct publisher *pub, int64_t *from[2]);
 int collect_published_after(struct publisher *pub, const char *marks);
 
-/* Appends a record to the changelog (a copy of value); its delivery report
- * names the partition.  A failed append stops the partition and is saved
- * in Redis to be made good by its next claim (mcd_store_clog_lost_add). */
-void changelog_append(struct publisher *pub, int32_t partition, const char *key, const char *value, size_t len);
+/* Appends a record of `partition` committed by `batch` (0: none) to the
+ * changelog (a copy of value), under the batch's ack (clog_owed.h).  A
+ * failed append stops the partition and is saved in Redis to be made good
+ * by its next claim (mcd_store_clog_lost_add). */
+void changelog_append(struct publisher *pub, int32_t partition, uint64_t batch, const char *key, const char *value,
+                      size_t len);
 /* Saves the failed appends in Redis: 0, or a Redis error (kept for the next
  * call). */
 int clog_lost_save(struct publisher *pub);

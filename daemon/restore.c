@@ -92,37 +92,67 @@ static int repair_one(struct restorer *rs, struct pair *p, const char *key) {
                 r = mcd_state_record(p->partition, state, state_len, &val, &len);
         }
         if (r >= 0 && val)
-                changelog_append(rs->pub, p->partition, key, val, len);
+                changelog_append(rs->pub, p->partition, 0, key, val, len);
         free(marks);
         free(state);
         free(val);
         return r;
 }
 
-/* On claiming a partition: the changelog records whose append failed
- * (whichever instance saw it: mcd_store_clog_lost_add) are appended again,
- * each as Redis holds its key now -- the latest, so that compaction keeps
- * it over any older record -- and forgotten once delivered.  Until then the
- * changelog is behind Redis, and a rebuild from it would be older than the
- * Redis it replaces.  Failing again, the pair stops committing, as at the
- * first failure (clog_failed), the keys kept for its next claim.  0 or an
- * error (the pair is not ready: tried again). */
-int pair_clog_repair(struct restorer *rs, struct pair *p) {
-        char **keys = NULL;
-        size_t n = 0;
-        int r = mcd_store_clog_lost_get(rs->env->store, p->partition, &keys, &n);
+/* The keys to append again, each once: those whose append failed (the
+ * set), then those the partition's commits still owe (the list). */
+static int repair_keys(struct restorer *rs, struct pair *p, char ***lost, size_t *n_lost, char ***owed,
+                       size_t *n_owed, size_t *elements, struct mcd_strmap *keys) {
+        int r = mcd_store_clog_lost_get(rs->env->store, p->partition, lost, n_lost);
 
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = repair_one(rs, p, keys[i]);
+        if (r >= 0)
+                r = mcd_store_clog_owed_get(rs->env->store, p->partition, owed, n_owed, elements);
+        for (size_t i = 0; r >= 0 && i < *n_lost; i++)
+                r = mcd_strmap_put_borrowed(keys, (*lost)[i], NULL);
+        for (size_t i = 0; r >= 0 && i < *n_owed; i++)
+                r = mcd_strmap_put_borrowed(keys, (*owed)[i], NULL);
+        return r;
+}
+
+/* On claiming a partition: the changelog records whose append failed
+ * (whichever instance saw it: mcd_store_clog_lost_add), and those its
+ * commits owe, not known delivered (the last owner crashed, or lost the
+ * partition, before it knew: clog_owed.h), are appended again, each as
+ * Redis holds its key now -- the latest, so that compaction keeps it over
+ * any older record -- and forgotten once delivered, by the pair's first
+ * commit (a write here, unfenced, could delete a new owner's, were this
+ * instance stalled past another's claim).  Until then the
+ * changelog may be behind Redis, and a rebuild from it older than the
+ * Redis it replaces.  After reconciliation: the outbox's frames are on the
+ * output topics, and the changelog is never ahead of them.  Failing again,
+ * the pair stops committing, as at the first failure (clog_failed), the
+ * keys kept for its next claim.  0 or an error (the pair is not ready:
+ * tried again). */
+int pair_clog_repair(struct restorer *rs, struct pair *p) {
+        char **lost = NULL, **owed = NULL;
+        size_t n_lost = 0, n_owed = 0, elements = 0, n = 0;
+        struct mcd_strmap keys = {0};
+        int r = repair_keys(rs, p, &lost, &n_lost, &owed, &n_owed, &elements, &keys);
+
+        n = keys.n;
+        for (size_t i = 0; r >= 0 && i < keys.size; i++) {
+                const char *key = mcd_strmap_at(&keys, i, NULL);
+                if (key)
+                        r = repair_one(rs, p, key);
+        }
         if (r >= 0 && n > 0 && mcd_kafka_flush(rs->env->producer, 30000) < 0)
                 r = -EAGAIN;
+        mcd_strmap_clear(&keys);
         if (r >= 0 && n > 0 && !p->clog_failed) {
-                r = mcd_store_clog_lost_forget(rs->env->store, p->partition, keys, n);
-                if (r >= 0)
-                        log_notice("partition %" PRId32 ": appended again %zu changelog record(s) whose append "
-                                   "had failed", p->partition, n);
+                /* Forgotten by the claim's first commit, which is fenced. */
+                pair_forget_lost(p, lost, n_lost);
+                lost = NULL;
+                p->clog_untrimmed = elements;
+                log_notice("partition %" PRId32 ": appended again %zu changelog record(s) (%zu failed, %zu owed)",
+                           p->partition, n, n_lost, n_owed);
         }
-        mcd_store_ids_free(keys, n);
+        mcd_store_ids_free(lost, n_lost);
+        mcd_store_ids_free(owed, n_owed);
         return r;
 }
 

@@ -99,6 +99,11 @@ struct mcd_store_partition {
         size_t n_frames;
         size_t trim;                 /* drop this many frames from the outbox head first */
         const char *marks;           /* output-topic marks to store (publish.c marks_format), NULL: leave */
+        const char *clog_keys;       /* the keys of its changelog records, pushed to its owed list (clog_owed.h) */
+        size_t clog_keys_len;        /* 0: none */
+        size_t clog_trim;            /* drop this many elements from that list's head first */
+        char *const *clog_forget;    /* keys to remove from P clog_lost:<partition> */
+        size_t n_clog_forget;
 };
 
 struct mcd_store_batch {
@@ -204,11 +209,17 @@ int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
 /* The changelog records of a partition whose append failed, by their key
  * (a customer's id, or the partition's offsets key): added by whichever
  * instance saw the append fail, read and appended again by whichever claims
- * the partition next, then forgotten.  For _get, the caller frees keys
+ * the partition next, then forgotten by its first commit (struct
+ * mcd_store_partition's clog_forget).  For _get, the caller frees keys
  * with mcd_store_ids_free. */
 int mcd_store_clog_lost_add(struct mcd_store *s, int32_t partition, char *const *keys, size_t n);
 int mcd_store_clog_lost_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n);
-int mcd_store_clog_lost_forget(struct mcd_store *s, int32_t partition, char *const *keys, size_t n);
+/* The changelog records a partition's commits owe until delivered, by
+ * their key (clog_owed.h): pushed by each commit, trimmed by its owner's
+ * later commits (struct mcd_store_partition's clog_trim), read by the
+ * partition's next claim: the keys of its `elements` elements (duplicates
+ * kept; the caller frees keys with mcd_store_ids_free). */
+int mcd_store_clog_owed_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n, size_t *elements);
 
 /* The marks stored for a partition (heap string), *marks NULL when none. */
 int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);

@@ -268,6 +268,9 @@ static void frames_zip(struct mcd_store *s, struct frames_out *fo) {
  *                    HSET P off:<p> [rel R sub S] [marks M]   when either
  *                    LTRIM P outbox:<p> <trim> -1             when trim > 0
  *                    RPUSH P outbox:<p> <frame> ...           when frames
+ *                    LTRIM P clog_owed:<p> <trim> -1          when clog_trim > 0
+ *                    RPUSH P clog_owed:<p> <keys>             when it has changelog records
+ *                    SREM P clog_lost:<p> <key> ...           a claim's first, for what it appended again
  *     per due zset   ZADD P due:<p> <score> <id> ...; ZREM P due:<p> <id> ...
  *                    MSET P c:<id> <state> ...
  *   EXEC
@@ -349,7 +352,8 @@ static struct args *cmd_key(struct commit *c, const struct mcd_store *s, const c
 }
 
 /* A partition's writes: its commit counter, offsets, marks, outbox (its
- * frames as fo has them from *k on; *k moves past them). */
+ * frames as fo has them from *k on; *k moves past them), the changelog
+ * records it owes (clog_owed.h). */
 static void add_partition(struct commit *c, const struct mcd_store *s, const struct mcd_store_partition *p,
                           const struct frames_out *fo, size_t *k) {
         bool marks = p->marks && p->marks[0];
@@ -379,6 +383,15 @@ static void add_partition(struct commit *c, const struct mcd_store *s, const str
                 for (size_t i = 0; i < p->n_frames; i++)
                         args_add(a, fo->v[*k + i], fo->len[*k + i]);
         *k += p->n_frames;
+        if (p->clog_trim > 0 && (a = cmd_key(c, s, "LTRIM", "clog_owed", p->partition))) {
+                args_addf(a, "%zu", p->clog_trim);
+                args_add_str(a, "-1");
+        }
+        if (p->clog_keys_len > 0 && (a = cmd_key(c, s, "RPUSH", "clog_owed", p->partition)))
+                args_add(a, p->clog_keys, p->clog_keys_len);
+        if (p->n_clog_forget > 0 && (a = cmd_key(c, s, "SREM", "clog_lost", p->partition)))
+                for (size_t i = 0; i < p->n_clog_forget; i++)
+                        args_add_str(a, p->clog_forget[i]);
 }
 
 /* One customer's write to the due index. */

@@ -12,6 +12,7 @@
 
 #include <hiredis.h>
 
+#include "daemon/clog_owed.h"
 #include "daemon/frame_zip.h"
 #include "daemon/store.h"
 #include "daemon/store_internal.h"
@@ -171,61 +172,96 @@ int mcd_store_clear_redo(struct mcd_store *s, int32_t partition) {
 
 /* ------------------------------------------- changelog records lost -- */
 
-/* SADD or SREM of n keys to P clog_lost:<partition>. */
-static int clog_lost_change(struct mcd_store *s, const char *cmd, int32_t partition, char *const *keys, size_t n) {
+int mcd_store_clog_lost_add(struct mcd_store *s, int32_t partition, char *const *keys, size_t n) {
         struct args a = {0};
         int64_t v;
 
         if (n == 0)
                 return 0;
-        args_add_str(&a, cmd);
+        args_add_str(&a, "SADD");
         args_add_key(&a, s, "clog_lost", partition);
         for (size_t i = 0; i < n; i++)
                 args_add_str(&a, keys[i]);
         return store_integer_command(s, &a, &v);
 }
 
-int mcd_store_clog_lost_add(struct mcd_store *s, int32_t partition, char *const *keys, size_t n) {
-        return clog_lost_change(s, "SADD", partition, keys, n);
+/* Keys read back, as heap strings. */
+struct key_list {
+        char **v;
+        size_t n, cap;
+};
+
+static int key_list_add(void *ctx, const char *key, size_t len) {
+        struct key_list *kl = ctx;
+
+        if (kl->n == kl->cap) {
+                size_t cap = kl->cap ? kl->cap * 2 : 16;
+                char **v = realloc(kl->v, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                kl->v = v;
+                kl->cap = cap;
+        }
+        if (!(kl->v[kl->n] = strndup(key, len)))
+                return -ENOMEM;
+        kl->n++;
+        return 0;
 }
 
-int mcd_store_clog_lost_forget(struct mcd_store *s, int32_t partition, char *const *keys, size_t n) {
-        return clog_lost_change(s, "SREM", partition, keys, n);
-}
-
-int mcd_store_clog_lost_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n) {
+/* The keys of `cmd` (SMEMBERS or LRANGE) on P <kind>:<partition>: each
+ * element one key, or with `packed` several (clog_owed.h).  For the caller
+ * to free with mcd_store_ids_free. */
+static int read_keys(struct mcd_store *s, const char *cmd, const char *kind, int32_t partition, bool packed,
+                     char ***keys, size_t *n, size_t *elements) {
+        struct key_list kl = {0};
         struct args a = {0};
+        size_t reply_elements;
         redisReply *reply;
         int r;
 
-        *keys = NULL;
-        *n = 0;
-        args_add_str(&a, "SMEMBERS");
-        args_add_key(&a, s, "clog_lost", partition);
+        args_add_str(&a, cmd);
+        args_add_key(&a, s, kind, partition);
+        if (strcmp(cmd, "LRANGE") == 0) {
+                args_add_str(&a, "0");
+                args_add_str(&a, "-1");
+        }
         r = store_command(s, &a, &reply);
         args_free(&a);
         if (r < 0)
                 return r;
         if (reply->type != REDIS_REPLY_ARRAY)
                 r = -EBADMSG;
-        else if (reply->elements > 0 && !(*keys = calloc(reply->elements, sizeof(**keys))))
-                r = -ENOMEM;
         for (size_t i = 0; r == 0 && i < reply->elements; i++) {
                 const redisReply *e = reply->element[i];
                 if (e->type != REDIS_REPLY_STRING)
                         r = -EBADMSG;
-                else if (!((*keys)[i] = strndup(e->str, e->len)))
-                        r = -ENOMEM;
                 else
-                        (*n)++;
+                        r = packed ? clog_keys_each(e->str, e->len, key_list_add, &kl)
+                                   : key_list_add(&kl, e->str, e->len);
         }
+        reply_elements = reply->elements;
         freeReplyObject(reply);
         if (r < 0) {
-                mcd_store_ids_free(*keys, *n);
-                *keys = NULL;
-                *n = 0;
+                mcd_store_ids_free(kl.v, kl.n);
+                return r;
         }
-        return r;
+        *keys = kl.v;
+        *n = kl.n;
+        if (elements)
+                *elements = reply_elements;
+        return 0;
+}
+
+int mcd_store_clog_lost_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n) {
+        *keys = NULL;
+        *n = 0;
+        return read_keys(s, "SMEMBERS", "clog_lost", partition, false, keys, n, NULL);
+}
+
+int mcd_store_clog_owed_get(struct mcd_store *s, int32_t partition, char ***keys, size_t *n, size_t *elements) {
+        *keys = NULL;
+        *n = *elements = 0;
+        return read_keys(s, "LRANGE", "clog_owed", partition, true, keys, n, elements);
 }
 
 void mcd_store_frames_free(void **frames, size_t *lens, size_t n) {

@@ -31,6 +31,7 @@ void pair_remove(struct tasks *tm, int32_t partition) {
                 return;
         mcd_group_offsets_forget(tm->env->group_offsets, partition);
         sub_stop(tm->in, p);
+        clog_drop(tm->pub, partition, 0);       /* its next owner appends them (clog_owed.h) */
         pairs_drop(tm->pairs, partition);
 }
 
@@ -40,6 +41,7 @@ static void pair_fence(struct tasks *tm, struct pair *p) {
         q_clear(&p->q[REL]);
         q_clear(&p->q[SUB]);
         pair_set_phase(tm->pairs, p, PAIR_FENCED);
+        clog_drop(tm->pub, p->partition, 0);    /* the new owner appends them (clog_owed.h) */
         mcd_group_offsets_forget(tm->env->group_offsets, p->partition);
         set_paused(tm->in, p, true);
         sub_stop(tm->in, p);
@@ -336,6 +338,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
                 return r;
         p->next = p->committed;
         p->untrimmed = 0;
+        p->clog_untrimmed = 0;          /* the repair drops the owed list */
         r = pair_reconcile(tm->rs, p);
         if (r >= 0)
                 r = pair_clog_repair(tm->rs, p);
@@ -367,6 +370,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
         pair_set_phase(tm->pairs, p, PAIR_READY);
         p->incarnation = tm->pairs->epoch;
         p->clog_hold = UINT64_MAX;      /* rebuilt, or its outbox reconciled */
+        p->clog_from = tm->env->st.batches + 1;
         set_paused(tm->in, p, false);
         group_note(tm, p);
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",

@@ -790,6 +790,67 @@ static void test_outbox(struct mcd_store *s, int64_t gen) {
         free((void *)p.frame_lens);
 }
 
+/* The owed list (clog_owed.h): each commit pushes one element of
+ * NUL-separated keys, a later one trims from the head; read back as keys,
+ * in order, duplicates kept. */
+static bool owed_is(struct mcd_store *s, const char *want, size_t want_elements) {
+        char **keys = NULL, got[256] = "";
+        size_t n = 0;
+        size_t elements = 0;
+        int r = mcd_store_clog_owed_get(s, 0, &keys, &n, &elements);
+
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                strncat(got, keys[i], sizeof(got) - strlen(got) - 2);
+                strcat(got, " ");
+        }
+        mcd_store_ids_free(keys, n);
+        if (r != 0 || strcmp(got, want) != 0 || elements != want_elements)
+                printf("# owed list: r=%d [%s] in %zu, want [%s] in %zu\n", r, got, elements, want, want_elements);
+        return r == 0 && strcmp(got, want) == 0 && elements == want_elements;
+}
+
+static void test_clog_owed(struct mcd_store *s, int64_t gen) {
+        static const char b1[] = "__offsets__:0\0cust-1\0cust-2", b2[] = "__offsets__:0\0cust-2\0";
+        struct mcd_store_partition p = {.partition = 0, .generation = gen, .clog_keys = b1, .clog_keys_len = sizeof(b1)};
+        struct mcd_store_batch b = {.partitions = &p, .n_partitions = 1};
+
+        ok(owed_is(s, "", 0), "owed list starts empty");
+        is_int(mcd_store_commit(s, &b), 0, "commit pushes its keys");
+        p.clog_keys = b2;
+        p.clog_keys_len = sizeof(b2) - 1;       /* the last key's NUL left off: read all the same */
+        is_int(mcd_store_commit(s, &b), 0, "a second commit pushes its own");
+        ok(owed_is(s, "__offsets__:0 cust-1 cust-2 __offsets__:0 cust-2 ", 2), "both elements read back as keys, in order");
+        p.clog_keys_len = 0;
+        p.clog_trim = 1;
+        is_int(mcd_store_commit(s, &b), 0, "a commit trims the first, pushes nothing");
+        ok(owed_is(s, "__offsets__:0 cust-2 ", 1), "the second is left");
+        p.clog_trim = 5;
+        is_int(mcd_store_commit(s, &b), 0, "a trim beyond the end");
+        ok(owed_is(s, "", 0), "owed list empty again");
+        p.clog_trim = 0;
+
+        /* The failed appends' set: a commit removes what a claim appended again. */
+        {
+                char *lost[] = {"cust-1", "__offsets__:0"}, **got = NULL;
+                size_t n = 0;
+                is_int(mcd_store_clog_lost_add(s, 0, lost, 2), 0, "two failed appends saved");
+                p.clog_forget = lost;
+                p.n_clog_forget = 1;
+                is_int(mcd_store_commit(s, &b), 0, "a commit forgets one");
+                p.n_clog_forget = 0;
+                is_int(mcd_store_clog_lost_get(s, 0, &got, &n), 0, "read back");
+                ok(n == 1 && strcmp(got[0], "__offsets__:0") == 0, "the other is left");
+                mcd_store_ids_free(got, n);
+                p.clog_forget = lost + 1;
+                p.n_clog_forget = 1;
+                is_int(mcd_store_commit(s, &b), 0, "a commit forgets it");
+                p.n_clog_forget = 0;
+                is_int(mcd_store_clog_lost_get(s, 0, &got, &n), 0, "read back again");
+                is_int(n, 0, "none left");
+                mcd_store_ids_free(got, n);
+        }
+}
+
 static void test_due(struct mcd_store *s, int64_t gen) {
         static const int32_t both[] = {1, 0};
         struct mcd_customer blocked, allowed;
@@ -1295,6 +1356,7 @@ static void test_store(struct srv *sv) {
         test_parallel_load(s, sv->port, gen);
         test_offsets(s, gen);
         test_outbox(s, gen);
+        test_clog_owed(s, gen);
         test_due(s, gen);
         test_due_changes(s, sv->port, gen);
         test_big_batch(s, sv->port, gen);
