@@ -115,6 +115,7 @@ static void batch_free(struct batch *b) {
         free(b->frames);
         free(b->frame_lens);
         free(b->n_frames);
+        free(b->touched);
 }
 
 /* Makes room for one more frame of pair pi.  The room is implied by the
@@ -254,12 +255,14 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
         for (size_t i = 0; i < b->n_pairs; i++) {
                 const struct pair *p = ap->pairs->v[i];
                 b->clock[i] = (struct pair_clock){p->partition, p->incarnation, p->stream_time};
+                b->touched[i] = false;
         }
 
         /* Timers and park deadlines first: they were due before now. */
         for (size_t i = 0; i < n_due; i++) {
                 struct pair *p = pair_find(ap->pairs, b->id_partition[i]);
                 size_t pi = pair_index(ap->pairs, p), from = b->out.n;
+                b->touched[pi] = true;
                 while ((r = mcd_fire_next_due(&b->customers[i], now, &ap->rules, &b->out)) > 0)
                         ap->env->st.timers_fired++;
                 if (r < 0 || (r = outcome_frames(ap, b, pi, from)) < 0)
@@ -270,6 +273,7 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
                 size_t pi = pair_index(ap->pairs, it->pair), from = b->out.n, ci;
                 struct mcd_customer *c;
 
+                b->touched[pi] = true;
                 if (!it->good) {
                         if ((r = dead_letter_frame(ap, b, pi, it)) < 0)
                                 return r;
@@ -403,14 +407,4 @@ int apply_schemas_load(struct applier *ap, const char *dir) {
         mcd_avro_dir_free(ap->schemas);
         ap->schemas = d;
         return 0;
-}
-
-bool batch_touches(const struct batch *b, size_t i, const struct pair *p) {
-        bool touched = b->n_frames[i] > 0;
-
-        for (size_t j = 0; j < b->n_items && !touched; j++)
-                touched = b->items[j].pair == p;
-        for (size_t j = 0; j < b->n_ids && !touched; j++)
-                touched = b->id_partition[j] == p->partition;
-        return touched;
 }

@@ -63,6 +63,8 @@ struct batch {
         void ***frames;
         size_t **frame_lens;
         size_t *n_frames;
+        bool *touched;               /* per pair, the batch has messages, customers or frames of it (set by
+                                      * batch_apply): it commits changelog records for it, offsets among them */
 };
 
 struct applier {
@@ -106,13 +108,9 @@ void batch_decode(struct applier *ap, struct batch *b);
 void batch_loaded(struct batch *b);
 /* Applies timers (of the first n_due customers, due by `now`) and events to
  * the loaded customers, producing frames; the pairs' stream time before is
- * kept in b->clock. */
+ * kept in b->clock, the pairs it touches in b->touched. */
 int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due);
 /* The customers' new state, encoded on the batch threads. */
 int batch_write_states(struct applier *ap, struct batch *b);
-/* Has the batch anything of pair p, pair i of its pairs (frames, messages
- * or customers)?  Then it commits changelog records for it, the pair's
- * offsets among them. */
-bool batch_touches(const struct batch *b, size_t i, const struct pair *p);
 
 #endif

@@ -582,14 +582,15 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         b->frames = zalloc_array(b->n_pairs + 1, sizeof(*b->frames));
         b->frame_lens = zalloc_array(b->n_pairs + 1, sizeof(*b->frame_lens));
         b->n_frames = zalloc_array(b->n_pairs + 1, sizeof(*b->n_frames));
+        b->touched = zalloc_array(b->n_pairs + 1, sizeof(*b->touched));
         b->customers = zalloc_array(b->n_ids + 1, sizeof(*b->customers));
         b->had_due = zalloc_array(b->n_ids + 1, sizeof(*b->had_due));
         b->blank = zalloc_array(b->n_ids + 1, sizeof(*b->blank));
         b->due_before = zalloc_array(b->n_ids + 1, sizeof(*b->due_before));
         b->state = zalloc_array(b->n_ids + 1, sizeof(*b->state));
         b->state_len = zalloc_array(b->n_ids + 1, sizeof(*b->state_len));
-        if (!b->frames || !b->frame_lens || !b->n_frames || !b->customers || !b->had_due || !b->blank ||
-            !b->due_before || !b->state || !b->state_len)
+        if (!b->frames || !b->frame_lens || !b->n_frames || !b->touched || !b->customers || !b->had_due ||
+            !b->blank || !b->due_before || !b->state || !b->state_len)
                 return -ENOMEM;
         return 0;
 }

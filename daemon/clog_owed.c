@@ -10,8 +10,10 @@
  * the keys of the partition's records to P clog_owed:<partition>; once
  * every record of that batch is reported on (its ack), the owner's next
  * commit trims the element.  The partition's next claim, by whichever
- * instance, appends each owed key again as Redis holds it then and drops
- * the list (restore.c pair_clog_repair). */
+ * instance, appends each owed key again as Redis holds it then, and the
+ * claim's first commit trims what it found (restore.c pair_clog_repair):
+ * the trim is fenced with the commit, where a claim's own removal would not
+ * be. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -69,11 +71,9 @@ int clog_owed_keys(const struct pairs *ps, const struct batch *b, struct clog_ke
 
         for (size_t i = 0; r >= 0 && i < ps->n; i++) {
                 const struct pair *p = ps->v[i];
-                char key[64];
-                if (p->phase != PAIR_READY || !batch_touches(b, i, p))
-                        continue;
-                snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
-                r = clog_keys_add(&ck[i], key);
+                char key[CHANGELOG_OFFSETS_KEY_SIZE];
+                if (p->phase == PAIR_READY && b->touched[i])
+                        r = clog_keys_add(&ck[i], changelog_offsets_key(key, p->partition));
         }
         for (size_t j = 0; r >= 0 && j < b->n_ids; j++)
                 for (size_t i = 0; i < ps->n; i++)
@@ -103,13 +103,13 @@ static int queue_batch(struct publisher *pub, struct pairs *ps, const struct bat
         }
         for (size_t i = 0; r >= 0 && i < ps->n; i++) {
                 struct pair *p = ps->v[i];
-                char key[64], *val = NULL;
-                if (p->phase != PAIR_READY || !batch_touches(b, i, p))
+                char key[CHANGELOG_OFFSETS_KEY_SIZE], *val = NULL;
+                if (p->phase != PAIR_READY || !b->touched[i])
                         continue;
-                snprintf(key, sizeof(key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
                 if (!(val = offsets_record(&p->committed, pair_marks(p, marks))))
                         return -ENOMEM;
-                if ((r = clog_push(pub, seq, p->partition, key, val, strlen(val))) < 0)
+                if ((r = clog_push(pub, seq, p->partition, changelog_offsets_key(key, p->partition), val,
+                                   strlen(val))) < 0)
                         free(val);
         }
         return r;

@@ -33,7 +33,7 @@ struct publisher;
 int clog_queue_batch(struct publisher *pub, struct pairs *ps, const struct batch *b, const char *marks,
                      uint64_t seq);
 /* The keys of the changelog records batch b commits, per ready pair of ps
- * it touches (batch_touches), in ck[] (one per pair, empty): the customers'
+ * it touches (b->touched), in ck[] (one per pair, empty): the customers'
  * ids and the pair's offsets record.  0 or -ENOMEM. */
 int clog_owed_keys(const struct pairs *ps, const struct batch *b, struct clog_keys *ck);
 /* Calls fn on each key of an element as Redis returns it (len bytes; a

@@ -274,6 +274,11 @@ char *offsets_record(const struct mcd_offsets *o, const char *marks) {
         return val;
 }
 
+char *changelog_offsets_key(char buf[static CHANGELOG_OFFSETS_KEY_SIZE], int32_t partition) {
+        snprintf(buf, CHANGELOG_OFFSETS_KEY_SIZE, CHANGELOG_OFFSETS_KEY "%" PRId32, partition);
+        return buf;
+}
+
 /* Remembers a failed append's key until clog_lost_save puts it in Redis.
  * Out of memory it is lost, and said so: only its partition's stop is
  * left. */
@@ -626,6 +631,15 @@ bool publish_in_flight(const struct publisher *pub, int32_t partition) {
  * delivered head of the queue is counted for trimming (by the next commit)
  * and releases the changelog records of the batches it completes.  Returns 0
  * when nothing is pending any more, else -EAGAIN. */
+/* After the changelog's delivery reports were served: the batches all
+ * reported on let their owed elements be trimmed, the failed appends are
+ * saved in Redis (or kept for the next call).  This function can't fail. */
+static void clog_reported(struct publisher *pub) {
+        clog_acks_done(&pub->acks, pub->pairs);
+        if (clog_lost_save(pub) < 0)
+                log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
+}
+
 int publish_pending(struct publisher *pub, int timeout_ms) {
         int64_t deadline = mono_ms() + timeout_ms;
         size_t k = 0;
@@ -633,7 +647,7 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
 
         if (pub->n_pending == 0 && pub->n_clog == 0) {  /* only acks: their reports served, no wait */
                 rd_kafka_poll(pub->env->producer, 0);
-                clog_acks_done(&pub->acks, pub->pairs);
+                clog_reported(pub);
                 return 0;
         }
         restart_failed(pub);
@@ -666,9 +680,7 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
                 pub->n_pending -= k;
         }
         clog_release(pub, pub->n_pending ? pub->pending[0]->batch : UINT64_MAX);
-        clog_acks_done(&pub->acks, pub->pairs);
-        if (clog_lost_save(pub) < 0)
-                log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
+        clog_reported(pub);
         if (pub->n_pending == 0)
                 pub->stuck = false;
         return pub->n_pending == 0 ? 0 : -EAGAIN;

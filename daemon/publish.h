@@ -21,6 +21,11 @@ enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
 
 /* The changelog's key of a partition's offsets record (then the partition). */
 #define CHANGELOG_OFFSETS_KEY "__offsets__:"
+/* Room for that key, the partition's digits and the NUL. */
+#define CHANGELOG_OFFSETS_KEY_SIZE 32
+/* Writes partition's offsets record key to buf and returns buf.  This
+ * function can't fail. */
+char *changelog_offsets_key(char buf[static CHANGELOG_OFFSETS_KEY_SIZE], int32_t partition);
 /* A customer's changelog record is binary (state_codec.h); earlier versions
  * wrote {"partition":N,"state":{...}}, whose N rebuilds read off the front
  * (record_partition). */

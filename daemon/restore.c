@@ -74,14 +74,13 @@ out:
  * partition's offsets record, or a customer's state (none: nothing to
  * append).  0 or an error. */
 static int repair_one(struct restorer *rs, struct pair *p, const char *key) {
-        char offsets_key[64], *marks = NULL, *val = NULL, *state = NULL;
+        char offsets_key[CHANGELOG_OFFSETS_KEY_SIZE], *marks = NULL, *val = NULL, *state = NULL;
         size_t len = 0, state_len = 0;
         struct mcd_offsets o;
         int64_t seq;
         int r;
 
-        snprintf(offsets_key, sizeof(offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
-        if (strcmp(key, offsets_key) == 0) {
+        if (strcmp(key, changelog_offsets_key(offsets_key, p->partition)) == 0) {
                 if ((r = mcd_store_get_offsets(rs->env->store, p->partition, &o, &seq)) >= 0 &&
                     (r = mcd_store_get_marks(rs->env->store, p->partition, &marks)) >= 0 &&
                     !(val = offsets_record(&o, marks)))
@@ -161,7 +160,7 @@ int pair_clog_repair(struct restorer *rs, struct pair *p) {
 /* The latest changelog record of each key that belongs to one partition. */
 struct changelog_scan {
         int32_t partition;
-        char offsets_key[64];
+        char offsets_key[CHANGELOG_OFFSETS_KEY_SIZE];
         struct mcd_strmap latest;    /* key -> struct scanned */
 };
 
@@ -576,7 +575,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         int64_t *from[2] = {calloc((size_t)n_out[0] + 1, 8), calloc((size_t)n_out[1] + 1, 8)};
         int r = 0;
 
-        snprintf(sc.offsets_key, sizeof(sc.offsets_key), CHANGELOG_OFFSETS_KEY "%" PRId32, p->partition);
+        changelog_offsets_key(sc.offsets_key, p->partition);
         if (!from[0] || !from[1])
                 r = -ENOMEM;
         /* The restore commits as a batch does, which refuses a Redis
