@@ -18,6 +18,7 @@
 
 #include "daemon/kafka.h"
 #include "daemon/log.h"
+#include "daemon/macro.h"
 #include "daemon/restore.h"
 #include "daemon/state_codec.h"
 #include "daemon/store.h"
@@ -70,31 +71,75 @@ out:
 
 /* ---------------------------------------------------- changelog repair -- */
 
-/* The record key names as Redis holds it now, appended again: the
- * partition's offsets record, or a customer's state (none: nothing to
- * append).  0 or an error. */
-static int repair_one(struct restorer *rs, struct pair *p, const char *key) {
-        char offsets_key[CHANGELOG_OFFSETS_KEY_SIZE], *marks = NULL, *val = NULL, *state = NULL;
-        size_t len = 0, state_len = 0;
+/* The partition's offsets record as Redis holds it now, appended again
+ * under key.  0 or an error. */
+static int repair_offsets(struct restorer *rs, struct pair *p, const char *key) {
+        char *marks = NULL, *val = NULL;
         struct mcd_offsets o;
         int64_t seq;
         int r;
 
-        if (strcmp(key, changelog_offsets_key(offsets_key, p->partition)) == 0) {
-                if ((r = mcd_store_get_offsets(rs->env->store, p->partition, &o, &seq)) >= 0 &&
-                    (r = mcd_store_get_marks(rs->env->store, p->partition, &marks)) >= 0 &&
-                    !(val = offsets_record(&o, marks)))
-                        r = -ENOMEM;
-                if (val)
-                        len = strlen(val);
-        } else if ((r = mcd_store_get_customer_raw(rs->env->store, key, &state, &state_len)) >= 0 && state) {
-                r = mcd_state_record(p->partition, state, state_len, &val, &len);
-        }
-        if (r >= 0 && val)
-                changelog_append(rs->pub, p->partition, 0, key, val, len);
+        if ((r = mcd_store_get_offsets(rs->env->store, p->partition, &o, &seq)) >= 0 &&
+            (r = mcd_store_get_marks(rs->env->store, p->partition, &marks)) >= 0 &&
+            !(val = offsets_record(&o, marks)))
+                r = -ENOMEM;
+        if (val)
+                changelog_append(rs->pub, p->partition, 0, key, val, strlen(val));
         free(marks);
-        free(state);
         free(val);
+        return r;
+}
+
+/* Customers read per round trip by repair_customers. */
+#define REPAIR_CHUNK 256
+
+/* The n customers' states as Redis holds them now, appended again (one it
+ * does not hold: nothing to append), REPAIR_CHUNK to a round trip.  0 or an
+ * error. */
+static int repair_customers(struct restorer *rs, struct pair *p, const char *const *ids, size_t n) {
+        char *bufs[REPAIR_CHUNK], *val;
+        size_t lens[REPAIR_CHUNK], len;
+        int r = 0;
+
+        for (size_t at = 0; r >= 0 && at < n; at += REPAIR_CHUNK) {
+                size_t k = n - at < REPAIR_CHUNK ? n - at : REPAIR_CHUNK;
+                r = mcd_store_get_customers_raw(rs->env->store, ids + at, k, bufs, lens);
+                for (size_t i = 0; i < k; i++) {
+                        if (r >= 0 && bufs[i] &&
+                            (r = mcd_state_record(p->partition, bufs[i], lens[i], &val, &len)) >= 0) {
+                                changelog_append(rs->pub, p->partition, 0, ids[at + i], val, len);
+                                free(val);
+                        }
+                        free(bufs[i]);
+                }
+        }
+        return r;
+}
+
+/* Appends again what each of the keys names; keys is a set (struct
+ * mcd_strmap, keys only).  0 or an error. */
+static int repair_all(struct restorer *rs, struct pair *p, const struct mcd_strmap *keys) {
+        char offsets_key[CHANGELOG_OFFSETS_KEY_SIZE];
+        const char **ids = zalloc_array(keys->n + 1, sizeof(*ids));
+        bool offsets = false;
+        size_t n = 0;
+        int r = 0;
+
+        if (!ids)
+                return -ENOMEM;
+        changelog_offsets_key(offsets_key, p->partition);
+        for (size_t i = 0; i < keys->size; i++) {
+                const char *key = mcd_strmap_at(keys, i, NULL);
+                if (key && strcmp(key, offsets_key) == 0)
+                        offsets = true;
+                else if (key)
+                        ids[n++] = key;
+        }
+        if (offsets)
+                r = repair_offsets(rs, p, offsets_key);
+        if (r >= 0)
+                r = repair_customers(rs, p, ids, n);
+        free(ids);
         return r;
 }
 
@@ -134,11 +179,8 @@ int pair_clog_repair(struct restorer *rs, struct pair *p) {
         int r = repair_keys(rs, p, &lost, &n_lost, &owed, &n_owed, &elements, &keys);
 
         n = keys.n;
-        for (size_t i = 0; r >= 0 && i < keys.size; i++) {
-                const char *key = mcd_strmap_at(&keys, i, NULL);
-                if (key)
-                        r = repair_one(rs, p, key);
-        }
+        if (r >= 0 && n > 0)
+                r = repair_all(rs, p, &keys);
         if (r >= 0 && n > 0 && mcd_kafka_flush(rs->env->producer, 30000) < 0)
                 r = -EAGAIN;
         mcd_strmap_clear(&keys);

@@ -245,6 +245,10 @@ int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_pa
 /* A customer's stored state as it is stored (for `multichanneld state`):
  * *buf is a heap copy of *len bytes, NULL when the customer is unknown. */
 int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len);
+/* The same for n customers, an MGET per 512: bufs[i] and lens[i] as above.
+ * On error none is kept (every bufs[i] NULL). */
+int mcd_store_get_customers_raw(struct mcd_store *s, const char *const *ids, size_t n, char **bufs,
+                                size_t *lens);
 
 /* Connections made to Redis so far: a change means whatever the last one
  * said may no longer hold (a restart, a failover). */

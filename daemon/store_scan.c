@@ -1,6 +1,7 @@
 /* store_scan.c -- reads across partitions and customers: the customers due
- * for their timers, the due and outbox counts for status and metrics, and one
- * customer's stored state as raw bytes (for `multichanneld state`). */
+ * for their timers, the due and outbox counts for status and metrics, and
+ * customers' stored states as raw bytes (for `multichanneld state` and the
+ * changelog's repair). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -131,6 +132,62 @@ int mcd_store_counts(struct mcd_store *s, const int32_t *partitions, size_t n_pa
         return r;
 }
 
+/* A heap copy of a string reply, NUL-terminated, in *buf and *len; NULL
+ * for nil.  0, -ENOMEM or -EBADMSG (another type). */
+static int raw_copy(const redisReply *reply, char **buf, size_t *len) {
+        *buf = NULL;
+        *len = 0;
+        if (reply->type == REDIS_REPLY_NIL)
+                return 0;
+        if (reply->type != REDIS_REPLY_STRING)
+                return -EBADMSG;
+        if (!(*buf = malloc(reply->len + 1)))
+                return -ENOMEM;
+        memcpy(*buf, reply->str, reply->len);
+        (*buf)[reply->len] = '\0';
+        *len = reply->len;
+        return 0;
+}
+
+/* Keys per MGET of mcd_store_get_customers_raw: a bound on one reply. */
+#define RAW_MGET_MAX 512
+
+/* One MGET of n <= RAW_MGET_MAX customers, copied into bufs and lens. */
+static int get_raw_chunk(struct mcd_store *s, const char *const *ids, size_t n, char **bufs, size_t *lens) {
+        struct args a = {0};
+        redisReply *reply;
+        int r;
+
+        args_add_str(&a, "MGET");
+        for (size_t i = 0; i < n; i++)
+                args_take(&a, store_key(s, "c:%s", ids[i]));
+        r = store_command(s, &a, &reply);
+        args_free(&a);
+        if (r < 0)
+                return r;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)
+                r = -EBADMSG;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = raw_copy(reply->element[i], &bufs[i], &lens[i]);
+        freeReplyObject(reply);
+        return r;
+}
+
+int mcd_store_get_customers_raw(struct mcd_store *s, const char *const *ids, size_t n, char **bufs,
+                                size_t *lens) {
+        int r = 0;
+
+        memset(bufs, 0, n * sizeof(*bufs));
+        for (size_t at = 0; r >= 0 && at < n; at += RAW_MGET_MAX)
+                r = get_raw_chunk(s, ids + at, n - at < RAW_MGET_MAX ? n - at : RAW_MGET_MAX, bufs + at, lens + at);
+        if (r < 0)
+                for (size_t i = 0; i < n; i++) {
+                        free(bufs[i]);
+                        bufs[i] = NULL;
+                }
+        return r;
+}
+
 int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len) {
         struct args a = {0};
         redisReply *reply;
@@ -144,17 +201,7 @@ int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, cha
         args_free(&a);
         if (r < 0)
                 return r;
-        if (reply->type == REDIS_REPLY_STRING) {
-                *buf = malloc(reply->len + 1);
-                if (*buf) {
-                        memcpy(*buf, reply->str, reply->len);
-                        (*buf)[reply->len] = '\0';
-                        *len = reply->len;
-                } else {
-                        r = -ENOMEM;
-                }
-        } else if (reply->type != REDIS_REPLY_NIL)
-                r = -EBADMSG;
+        r = raw_copy(reply, buf, len);
         freeReplyObject(reply);
         return r;
 }

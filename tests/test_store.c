@@ -970,6 +970,37 @@ static void test_due_changes(struct mcd_store *s, int port, int64_t gen) {
 
 /* A batch of more customers than one call of the script takes (1000
  * arguments: 500 states, 500 due times): every state and due time lands. */
+/* The n customers' states read raw, an unknown one among them, in one
+ * call that takes more than one MGET (the changelog's repair). */
+static void test_raw_many(struct mcd_store *s, const char **ids, const struct mcd_customer *cs, size_t n) {
+        const char **with = calloc(n + 1, sizeof(*with));
+        char **bufs = calloc(n + 1, sizeof(*bufs)), *want = NULL;
+        size_t *lens = calloc(n + 1, sizeof(*lens)), want_len = 0, same = 0;
+
+        if (!ok(with && bufs && lens, "raw states: memory"))
+                goto out;
+        memcpy(with, ids, 700 * sizeof(*with));
+        with[700] = "c-nobody";
+        memcpy(with + 701, ids + 700, (n - 700) * sizeof(*with));
+        is_int(mcd_store_get_customers_raw(s, with, n + 1, bufs, lens), 0, "raw states: %zu read", n + 1);
+        ok(bufs[700] == NULL && lens[700] == 0, "raw states: the unknown customer has none");
+        for (size_t i = 0; i < n; i++) {
+                size_t k = i < 700 ? i : i + 1;
+                if (mcd_state_encode(&cs[i], &want, &want_len) == 0 && bufs[k] && lens[k] == want_len &&
+                    memcmp(bufs[k], want, want_len) == 0)
+                        same++;
+                free(want);
+                want = NULL;
+        }
+        is_int((long long)same, (long long)n, "raw states: each as committed, in the order asked");
+out:
+        for (size_t i = 0; bufs && i <= n; i++)
+                free(bufs[i]);
+        free(with);
+        free(bufs);
+        free(lens);
+}
+
 static void test_big_batch(struct mcd_store *s, int port, int64_t gen) {
         enum { N = 1301 };
         struct mcd_customer *cs = calloc(N, sizeof(*cs)), *out = calloc(N, sizeof(*out));
@@ -993,6 +1024,7 @@ static void test_big_batch(struct mcd_store *s, int port, int64_t gen) {
         ok(same, "big batch: each state as committed");
         is_int(raw3_int(port, "ZCOUNT %s %s +inf", "t:due:4", "-inf"), (N + 5) / 6, "big batch: due times of partition 4");
         is_int(raw3_int(port, "ZSCORE %s %s", "t:due:8", "c-big-1000"), TERM_END, "big batch: one past a chunk's end");
+        test_raw_many(s, ids, cs, N);
 out:
         for (int i = 0; cs && out && i < N; i++) {
                 mcd_customer_clear(&cs[i]);
