@@ -686,6 +686,12 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
         return pub->n_pending == 0 ? 0 : -EAGAIN;
 }
 
+int publish_drain(struct publisher *pub, int timeout_ms) {
+        if (publish_pending(pub, timeout_ms) < 0 || mcd_kafka_flush(pub->env->producer, timeout_ms) < 0)
+                return -EAGAIN;
+        publish_pending(pub, 0);        /* the records' reports: their acks done */
+        return publish_busy(pub) ? -EAGAIN : 0;
+}
 
 uint64_t publish_drop_unsent(struct publisher *pub, int32_t partition) {
         uint64_t first_dropped = UINT64_MAX;

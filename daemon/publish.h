@@ -147,6 +147,11 @@ void publish_committed(struct publisher *pub, uint64_t batch);
  * for all of them, else only serves the delivery reports that are in.
  * Returns 0 when nothing is pending any more, else -EAGAIN. */
 int publish_pending(struct publisher *pub, int timeout_ms);
+/* publish_pending, then the changelog records it released waited for too
+ * and their reports served: 0 once nothing at all is outstanding (frames,
+ * records or acks), so that every ready pair's untrimmed and clog_untrimmed
+ * count all it delivered; else -EAGAIN. */
+int publish_drain(struct publisher *pub, int timeout_ms);
 
 /* A partition's offsets record in the changelog (heap string). */
 char *offsets_record(const struct mcd_offsets *o, const char *marks);

@@ -123,7 +123,7 @@ static int repair_all(struct restorer *rs, struct pair *p, const struct mcd_strm
         const char **ids = zalloc_array(keys->n + 1, sizeof(*ids));
         bool offsets = false;
         size_t n = 0;
-        int r = 0;
+        int r;
 
         if (!ids)
                 return -ENOMEM;
@@ -135,10 +135,11 @@ static int repair_all(struct restorer *rs, struct pair *p, const struct mcd_strm
                 else if (key)
                         ids[n++] = key;
         }
-        if (offsets)
+        /* The offsets last, as a batch's records go (clog_owed.c): a
+         * changelog cut short has no offsets past its customers. */
+        r = repair_customers(rs, p, ids, n);
+        if (r >= 0 && offsets)
                 r = repair_offsets(rs, p, offsets_key);
-        if (r >= 0)
-                r = repair_customers(rs, p, ids, n);
         free(ids);
         return r;
 }

@@ -35,6 +35,58 @@ void pair_remove(struct tasks *tm, int32_t partition) {
         pairs_drop(tm->pairs, partition);
 }
 
+/* The revoked partition's part of a hand-over commit, in *sp: 0 when it has
+ * nothing to trim (or is not ready). */
+static int hand_over_part(const struct pair *p, struct mcd_store_partition *sp) {
+        if (!p || p->phase != PAIR_READY || (p->untrimmed == 0 && p->clog_untrimmed == 0 && p->n_clog_forget == 0))
+                return 0;
+        *sp = (struct mcd_store_partition){
+                .partition = p->partition,
+                .generation = p->generation,
+                .seq = p->seq,
+                .offsets = p->committed,
+                .trim = p->untrimmed,
+                .clog_trim = p->clog_untrimmed,
+                .clog_forget = p->clog_forget,
+                .n_clog_forget = p->n_clog_forget,
+        };
+        return 1;
+}
+
+/* Revoked partitions handed over clean (a rebalance, or the stop): once
+ * all that was committed is delivered, outputs and changelog records alike,
+ * one commit that only trims (fenced, as every commit), so that the next
+ * owner finds no delivered frame to reconcile and nothing owed to append
+ * again.  Anything short of that is left to the next owner, as after a
+ * crash.  This function can't fail. */
+static void hand_over(struct tasks *tm, const rd_kafka_topic_partition_list_t *parts) {
+        struct mcd_store_partition *sp = calloc((size_t)parts->cnt + 1, sizeof(*sp));
+        struct mcd_store_batch b = {.partitions = sp};
+        int r;
+
+        if (!sp || publish_drain(tm->pub, 10000) < 0) {
+                free(sp);
+                return;
+        }
+        for (int i = 0; i < parts->cnt; i++)
+                b.n_partitions += (size_t)hand_over_part(pair_find(tm->pairs, parts->elems[i].partition),
+                                                         &sp[b.n_partitions]);
+        if (b.n_partitions > 0 && (r = mcd_store_commit(tm->env->store, &b)) < 0) {
+                log_warning("handing %zu partition(s) over untrimmed (%s): the next owner reconciles their "
+                            "outboxes and appends what they owe", b.n_partitions, strerror(-r));
+        } else if (b.n_partitions > 0) {
+                for (size_t i = 0; i < b.n_partitions; i++) {
+                        struct pair *p = pair_find(tm->pairs, sp[i].partition);
+                        p->seq++;
+                        p->untrimmed = p->clog_untrimmed = 0;
+                        pair_forget_lost(p, NULL, 0);
+                }
+                log_info("handing %zu partition(s) over: delivered frames and changelog records trimmed",
+                         b.n_partitions);
+        }
+        free(sp);
+}
+
 /* Another instance owns the partition now: nothing more is read for it
  * until the rebalance takes it away; it is never claimed back. */
 static void pair_fence(struct tasks *tm, struct pair *p) {
@@ -117,6 +169,8 @@ void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
                 if (!rd_kafka_assignment_lost(rk) && publish_pending(tm->pub, 10000) < 0)
                         log_warning("handing partitions over with %zu frames unpublished; the next owner "
                                     "publishes them", publish_owed_frames(tm->pub));
+                else if (!rd_kafka_assignment_lost(rk))
+                        hand_over(tm, parts);
                 /* So do the offsets Redis holds, to the group, for lag
                  * monitors (unless this is a close during a join): sent
                  * before the unassign, they carry this generation; never

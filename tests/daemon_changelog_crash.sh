@@ -41,12 +41,18 @@ owed=$(sed -n 's/.*appended again \([0-9]*\) changelog record(s) (0 failed, \([0
 [ -n "$owed" ] && [ "${owed%% *}" -gt 0 ]
 ok $? "daemon 2 appended the crashed batches' records again (records, keys owed: ${owed:-none})"
 assert_exactly_once "$TMP/mcd.conf" "daemon 2: "
-stop_daemon_ok "daemon 2: "
 # Each commit pushes its keys to the owed list; its owner trims what was
 # delivered: after some 20 batches, at most the last few are left.
 llen=$(redis-cli -p "$REDIS_PORT" llen mcd:clog_owed:0)
-[ "$llen" -le 3 ]
-ok $? "the owed list is trimmed as records are delivered ($llen element(s) left)"
+[ "$llen" -ge 1 ] && [ "$llen" -le 3 ]
+ok $? "the owed list is trimmed as records are delivered ($llen element(s) left while running)"
+stop_daemon_ok "daemon 2: "
+# A clean stop hands the partition over trimmed: the next owner has no
+# delivered frame to reconcile and nothing to append again.
+llen=$(redis-cli -p "$REDIS_PORT" llen mcd:clog_owed:0)
+olen=$(redis-cli -p "$REDIS_PORT" llen mcd:outbox:0)
+[ "$llen" = 0 ] && [ "$olen" = 0 ] && grep -q "handing 1 partition(s) over: delivered frames and changelog records trimmed" "$TMP/d2.log"
+ok $? "daemon 2 stopped with nothing owed and an empty outbox ($llen owed element(s), $olen frame(s) left)"
 
 # Redis lost with its disk; daemon 3 rebuilds from the changelog alone.
 lose_redis
