@@ -23,7 +23,10 @@
 #      total_commands_processed delta / N), Redis round trips per batch
 #      (metrics), the daemon's peak RSS (VmHWM) and CPU time, and, when it
 #      is linked with jemalloc, jemalloc's allocation requests per event and
-#      its purging (its statistics, printed at the daemon's exit).
+#      its purging (its statistics, printed at the daemon's exit).  Then
+#      the daemon started again after its clean stop: the time until every
+#      partition is claimed, and what the stop left in the outboxes and the
+#      owed lists for the claims (tasks.c hand_over).
 #   1b. the same through BENCH_GROUP_INSTANCES (2; 1 skips it) daemons in
 #      one consumer group: events/s from their start to the last commit.
 #   2. latency: the daemon idle and ready, tests/bench/latency.c produces
@@ -385,6 +388,29 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_ALLOC=$(alloc_stats "$PH/daemon.log")
 }
 
+# The sum of LLEN over the keys matching a pattern.
+llen_sum() {
+        redis-cli -p "$REDIS_PORT" --scan --pattern "$1" |
+                while read -r _k; do redis-cli -p "$REDIS_PORT" llen "$_k"; done | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# restart_ready: the daemon started again on the same Redis and topics,
+# nothing new to read, until every partition is claimed again (a claim
+# reconciles the outbox and appends again what the changelog is owed: what
+# the clean stop left of either is said); sets RESTART_SECS, RESTART_LEFT.
+restart_ready() {
+        RESTART_LEFT="$(llen_sum 'mcd:clog_owed:*') owed changelog elements, $(llen_sum 'mcd:outbox:*') outbox frames"
+        mv "$PH/daemon.log" "$PH/daemon.run.log"
+        _t0=$(now)
+        start_daemon
+        until daemon_ready; do
+                kill -0 "$DAEMON_PID" 2> /dev/null || die "the restarted daemon exited (see $PH/daemon.log)"
+                sleep 0.02
+        done
+        RESTART_SECS=$(fsub "$(now)" "$_t0")
+        stop_daemon
+}
+
 # alloc_stats LOG: "REQUESTS MADVISES PAGES" of jemalloc's statistics in the
 # daemon's log (all threads', the whole run: allocation requests, purging
 # calls, pages purged), or nothing when the log has none.
@@ -515,6 +541,8 @@ row "Redis memory after the run" "$RUN_REDIS_MEM"
 row "Redis AOF rewrites in the run / the last one took" "$RUN_AOF"
 row "daemon peak RSS, $CUSTOMERS customers, $N events" "$(fdiv "$RUN_HWM" 1024 1) MiB"
 row "load average during (b) (start -> end)" "$RUN_LOAD"
+restart_ready
+row "restart after the clean stop: start -> every partition claimed" "$RESTART_SECS s (the stop left $RESTART_LEFT)"
 cp "$PH/commandstats" "$WORK/commandstats.throughput"
 services_down
 fi
