@@ -785,6 +785,20 @@ int store_integer_command(struct mcd_store *s, struct args *a, int64_t *out) {
         return r;
 }
 
+int store_array_command(struct mcd_store *s, struct args *a, size_t n, redisReply **reply) {
+        int r = store_command(s, a, reply);
+
+        args_free(a);
+        if (r < 0)
+                return r;
+        if ((*reply)->type != REDIS_REPLY_ARRAY || (*reply)->elements != n) {
+                freeReplyObject(*reply);
+                *reply = NULL;
+                return -EBADMSG;
+        }
+        return 0;
+}
+
 /* Sends n commands in one pipeline and reads their n replies: one round
  * trip.  Error replies are errors; on any failure the connection is dropped
  * (a reply may be left unread) and every reply read is freed. */

@@ -90,12 +90,8 @@ int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t
         args_add_str(&a, "MGET");
         for (size_t i = 0; i < n; i++)
                 args_add_key(&a, s, "gen", partitions[i]);
-        r = store_command(s, &a, &reply);
-        args_free(&a);
-        if (r < 0)
+        if ((r = store_array_command(s, &a, n, &reply)) < 0)
                 return r;
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)
-                r = -EBADMSG;
         for (size_t i = 0; r == 0 && i < n; i++) {
                 if (reply->element[i]->type == REDIS_REPLY_NIL)
                         generations[i] = 0;

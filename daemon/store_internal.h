@@ -144,6 +144,9 @@ int store_command_argv(struct mcd_store *s, int argc, const char **argv, const s
 int store_command(struct mcd_store *s, const struct args *a, redisReply **reply);
 /* A command whose reply is an integer; a is freed. */
 int store_integer_command(struct mcd_store *s, struct args *a, int64_t *out);
+/* A command whose reply is an array of n: 0 with *reply set, else an error
+ * (-EBADMSG for another reply, which is freed); a is freed. */
+int store_array_command(struct mcd_store *s, struct args *a, size_t n, redisReply **reply);
 /* Sends n commands in one pipeline and reads their n replies: one round
  * trip.  Error replies are errors; on failure every reply read is freed. */
 int store_pipeline(struct mcd_store *s, struct args *cmds, size_t n, redisReply **replies);

@@ -23,22 +23,12 @@
 static int hmget(struct mcd_store *s, const char *kind, int32_t partition, const char *const *fields, size_t n,
                  redisReply **reply) {
         struct args a = {0};
-        int r;
 
         args_add_str(&a, "HMGET");
         args_add_key(&a, s, kind, partition);
         for (size_t i = 0; i < n; i++)
                 args_add_str(&a, fields[i]);
-        r = store_command(s, &a, reply);
-        args_free(&a);
-        if (r < 0)
-                return r;
-        if ((*reply)->type != REDIS_REPLY_ARRAY || (*reply)->elements != n) {
-                freeReplyObject(*reply);
-                *reply = NULL;
-                return -EBADMSG;
-        }
-        return 0;
+        return store_array_command(s, &a, n, reply);
 }
 
 int mcd_store_get_offsets(struct mcd_store *s, int32_t partition, struct mcd_offsets *o, int64_t *seq) {

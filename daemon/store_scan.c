@@ -161,12 +161,8 @@ static int get_raw_chunk(struct mcd_store *s, const char *const *ids, size_t n, 
         args_add_str(&a, "MGET");
         for (size_t i = 0; i < n; i++)
                 args_take(&a, store_key(s, "c:%s", ids[i]));
-        r = store_command(s, &a, &reply);
-        args_free(&a);
-        if (r < 0)
+        if ((r = store_array_command(s, &a, n, &reply)) < 0)
                 return r;
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)
-                r = -EBADMSG;
         for (size_t i = 0; r >= 0 && i < n; i++)
                 r = raw_copy(reply->element[i], &bufs[i], &lens[i]);
         freeReplyObject(reply);
