@@ -65,6 +65,9 @@ static void hand_over(struct tasks *tm, const rd_kafka_topic_partition_list_t *p
         int r;
 
         if (!sp || publish_drain(tm->pub, 10000) < 0) {
+                log_info("handing %d partition(s) over untrimmed: %s; the next owner reconciles their outboxes "
+                         "and appends what they owe", parts->cnt,
+                         sp ? "outputs or changelog records still outstanding" : "out of memory");
                 free(sp);
                 return;
         }
