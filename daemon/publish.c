@@ -626,11 +626,6 @@ bool publish_in_flight(const struct publisher *pub, int32_t partition) {
         return false;
 }
 
-/* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
- * for all of them, else only serves the delivery reports that are in.  The
- * delivered head of the queue is counted for trimming (by the next commit)
- * and releases the changelog records of the batches it completes.  Returns 0
- * when nothing is pending any more, else -EAGAIN. */
 /* After the changelog's delivery reports were served: the batches all
  * reported on let their owed elements be trimmed, the failed appends are
  * saved in Redis (or kept for the next call).  This function can't fail. */
@@ -640,6 +635,11 @@ static void clog_reported(struct publisher *pub) {
                 log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
 }
 
+/* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
+ * for all of them, else only serves the delivery reports that are in.  The
+ * delivered head of the queue is counted for trimming (by the next commit)
+ * and releases the changelog records of the batches it completes.  Returns 0
+ * when nothing is pending any more, else -EAGAIN. */
 int publish_pending(struct publisher *pub, int timeout_ms) {
         int64_t deadline = mono_ms() + timeout_ms;
         size_t k = 0;
