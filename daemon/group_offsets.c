@@ -37,6 +37,8 @@ struct mcd_group_offsets {
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
         int64_t *sent[2];            /* per partition: what was last sent, -1 nothing (or refused) */
         int64_t *seq, *gen;          /* per partition: commit counter and generation of what is held */
+        int64_t *sent_seq;           /* per partition: the counter last sent (a commit of timers only moves
+                                      * no offset, but its counter must reach the group all the same) */
         char **marks;                /* per partition: its marks, NULL none */
         int interval_ms;
         int64_t next_send;           /* monotonic ms before which nothing is sent (but with `now`) */
@@ -72,8 +74,9 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         }
         g->seq = calloc(n + 1, sizeof(int64_t));
         g->gen = calloc(n + 1, sizeof(int64_t));
+        g->sent_seq = calloc(n + 1, sizeof(int64_t));
         g->marks = calloc(n + 1, sizeof(char *));
-        if (!g->seq || !g->gen || !g->marks) {
+        if (!g->seq || !g->gen || !g->sent_seq || !g->marks) {
                 mcd_group_offsets_free(g);
                 return -ENOMEM;
         }
@@ -94,6 +97,7 @@ void mcd_group_offsets_free(struct mcd_group_offsets *g) {
         free(g->marks);
         free(g->seq);
         free(g->gen);
+        free(g->sent_seq);
         free(g);
 }
 
@@ -225,12 +229,14 @@ static void send_again(struct mcd_group_offsets *g, const rd_kafka_topic_partiti
 }
 
 /* Adds the partition's held offsets to *l (made on first use), marked
- * sent; those already sent only if `again`.  0 or -ENOMEM (the offsets
- * then stay unsent). */
+ * sent; those already sent, with the counter already sent, only if `again`.
+ * 0 or -ENOMEM (the offsets then stay unsent). */
 static int take_partition(struct mcd_group_offsets *g, int32_t p, bool again, rd_kafka_topic_partition_list_t **l) {
+        bool due = again || g->seq[p] != g->sent_seq[p];
+
         for (int t = REL; t <= SUB; t++) {
                 rd_kafka_topic_partition_t *tp;
-                if (g->held[t][p] < 0 || (g->held[t][p] == g->sent[t][p] && !again))
+                if (g->held[t][p] < 0 || (g->held[t][p] == g->sent[t][p] && !due))
                         continue;
                 if (!*l && !(*l = rd_kafka_topic_partition_list_new(2 * g->n)))
                         return -ENOMEM;
@@ -240,6 +246,7 @@ static int take_partition(struct mcd_group_offsets *g, int32_t p, bool again, rd
                         return -ENOMEM;
                 g->sent[t][p] = g->held[t][p];
         }
+        g->sent_seq[p] = g->seq[p];
         return 0;
 }
 

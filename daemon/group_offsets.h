@@ -30,7 +30,9 @@
  *
  * One thing the copy is the truth for: how far the partition's commits went,
  * whatever Redis says now.  Each offset carries, as its metadata, the pair's
- * commit counter and generation at that commit.  Redis can come back older
+ * commit counter and generation at that commit; a commit that moved no
+ * offset (timers only) is sent all the same, for its counter
+ * (tests/daemon_rollback_timers.sh).  Redis can come back older
  * (a promoted replica, an old snapshot) after its owner is gone, with nobody
  * left who remembers the counter; the next owner reads the group's before
  * it claims (mcd_group_offsets_read): a counter there above Redis's is a

@@ -523,24 +523,69 @@ static bool clog_held(struct publisher *pub, const struct clog *c) {
         return p && c->batch >= p->clog_hold;
 }
 
+/* Whether a record of batch `batch` is to be appended now. */
+static bool clog_due(struct publisher *pub, const struct clog *c, uint64_t upto, bool holds) {
+        return c->batch < upto && !(holds && clog_held(pub, c));
+}
+
+/* After a stall past the session timeout since our last commit was sent
+ * (SIGSTOP, a swapped-out process, a Kafka outage holding the outputs
+ * back), another instance may own a partition by now and have appended
+ * newer records of the same customers: ours, appended after theirs, would
+ * be the changelog's last word, and a rebuild would restore them stale.  As
+ * drop_fenced does for frames, such a pair's records are dropped and the
+ * pair starts again: its claim is fenced if another instance took it, and
+ * otherwise appends its owed customers from Redis (clog_owed.h), which
+ * holds them (tests/daemon_zombie.sh, case changelog).  This function
+ * can't fail. */
+static void clog_drop_stalled(struct publisher *pub, uint64_t upto, bool holds) {
+        int64_t since = mono_ms() - pub->verified_at;
+
+        if (pub->stall_ms <= 0 || since < pub->stall_ms)
+                return;
+        for (size_t k = 0; k < pub->pairs->n; k++) {
+                struct pair *p = pub->pairs->v[k];
+                bool due = false;
+                for (size_t i = 0; i < pub->n_clog && !due; i++)
+                        due = pub->clog[i].partition == p->partition && clog_due(pub, &pub->clog[i], upto, holds);
+                if (!due || p->phase == PAIR_FENCED)
+                        continue;
+                log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session timeout; "
+                            "claimed again before its changelog records are appended (its owed customers are "
+                            "appended from Redis)", p->partition, since);
+                clog_drop(pub, p->partition, 0);
+                if (p->phase == PAIR_READY)
+                        pairs_restart(pub->pairs, p);
+        }
+}
+
 /* Appends the changelog records of every batch older than `upto`, but
- * those held (a partition's records are independent of the others'). */
+ * those held (a partition's records are independent of the others'), and
+ * those a stall made doubtful (clog_drop_stalled).  The fault point stops
+ * before batch fault_stop_before_changelog's records, the earlier ones
+ * delivered, and before the stall is looked for. */
 static void clog_release(struct publisher *pub, uint64_t upto) {
         size_t kept = 0;
         bool holds = false;
 
         for (size_t i = 0; i < pub->pairs->n && !holds; i++)
                 holds = pub->pairs->v[i]->clog_hold != UINT64_MAX;
+        for (size_t i = 0; i < pub->n_clog && pub->fault_stop_before_changelog; i++) {
+                uint64_t at = pub->fault_stop_before_changelog;
+                if (pub->clog[i].batch != at || !clog_due(pub, &pub->clog[i], upto, holds))
+                        continue;
+                clog_release(pub, at);
+                mcd_kafka_flush(pub->env->producer, 5000);     /* the earlier batches' records are in */
+                fault_point(at, at, "changelog append");
+                pub->fault_stop_before_changelog = 0;
+                break;
+        }
+        clog_drop_stalled(pub, upto, holds);
         for (size_t i = 0; i < pub->n_clog; i++) {
                 struct clog *c = &pub->clog[i];
-                if (c->batch >= upto || (holds && clog_held(pub, c))) {
+                if (!clog_due(pub, c, upto, holds)) {
                         pub->clog[kept++] = *c;
                         continue;
-                }
-                if (c->batch == pub->fault_stop_before_changelog) {
-                        mcd_kafka_flush(pub->env->producer, 5000);     /* the earlier batches' records are in */
-                        fault_point(pub->fault_stop_before_changelog, c->batch, "changelog append");
-                        pub->fault_stop_before_changelog = 0;
                 }
                 changelog_append(pub, c->partition, c->batch, c->key, c->value, c->value_len);
                 free(c->key);

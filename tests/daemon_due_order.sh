@@ -30,19 +30,6 @@ METRICS=127.0.0.1:$(free_port)
 write_config "$TMP/mcd.conf" "metrics.listen = $METRICS" "merge_wait = ${MERGE_MS}ms" "batch.wait = 1100ms" \
         "park_grace = ${GRACE_S}s" "log.level = debug"
 
-now_ms() { date +%s%3N; }
-iso() {  # iso MS: the events' form of a wall-clock time in ms
-        printf '%s.%03dZ\n' "$(date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%S)" $(($1 % 1000))
-}
-sleep_until() {  # sleep_until MS: 1 if MS has passed already
-        _left=$(($1 - $(now_ms)))
-        [ "$_left" -gt 0 ] || return 1
-        sleep "$(awk -v ms="$_left" 'BEGIN { printf "%.3f", ms / 1000 }')"
-}
-ev() {  # ev ID MS CUSTOMER TYPE REST: one input event, occurred_at MS
-        printf '{"event_id":"%s","occurred_at":"%s","customer_id":"%s","cloud":"COMMERCIAL","type":"%s",%s}\n' \
-                "$1" "$(iso "$2")" "$3" "$4" "$5"
-}
 REL='"partner_id":"partner-fabrikam"'
 SUB='"offer_name":"Microsoft 365 E3","billing":"LICENSE_BASED","channel":"EA"'
 SWITCH='"target_partner_id":"partner-fabrikam"'

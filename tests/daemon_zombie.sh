@@ -1,11 +1,16 @@
 #!/bin/sh
 # daemon_zombie.sh -- fencing of a stalled instance.  Instance A stops itself
 # (SIGSTOP, by fault injection) in the middle of a batch: once before its
-# Redis commit, once after the commit but before publishing the outbox.
+# Redis commit, once after the commit but before publishing the outbox, once
+# after its outputs were delivered but before its changelog records were
+# appended.
 # Instance B takes the partitions over after A's session times out and
 # finishes the stream.  Then A is continued: it must neither write its stale
-# state to Redis nor publish its outbox.  The outcome topic must hold
-# replay's outcomes exactly once, and Redis replay's final states.
+# state to Redis nor publish its outbox, nor append its changelog records
+# after B's newer ones: in that case Redis is then lost, and the instances
+# must rebuild B's last offsets from the changelog, not A's older ones.  The outcome
+# topic must hold replay's outcomes exactly once, and Redis replay's final
+# states.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_ZOMBIE_EVENTS:-1500}
@@ -18,11 +23,12 @@ run_case() {  # run_case WHERE: commit | publish
         publish_events "$TMP/in.jsonl"
         ok $? "$where: published $EVENTS events ($n_want outcomes expected)"
 
-        if [ "$where" = commit ]; then
-                MCD_FAULT_STOP_BEFORE_COMMIT=6 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
-        else
-                MCD_FAULT_STOP_BEFORE_PUBLISH=6 $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
-        fi
+        case $where in
+        commit) fault=MCD_FAULT_STOP_BEFORE_COMMIT ;;
+        publish) fault=MCD_FAULT_STOP_BEFORE_PUBLISH ;;
+        changelog) fault=MCD_FAULT_STOP_BEFORE_CHANGELOG ;;
+        esac
+        env "$fault=6" $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
         A=$!
         PIDS="$PIDS $A"
         wait_until 60 stopped "$A"
@@ -39,6 +45,25 @@ run_case() {  # run_case WHERE: commit | publish
         wait_until 30 grep -q "is owned by another instance\|was claimed by another instance" "$TMP/a.log"
         ok $? "$where: A, continued, finds itself fenced"
         sleep 8      # A rejoins the group; both settle
+        if [ "$where" = changelog ]; then
+                grep -q "claimed again before its changelog records are appended" "$TMP/a.log"
+                ok $? "$where: A dropped its stalled changelog records"
+                before=$(offsets_sum)
+                lose_redis
+                start_redis "$REDIS_PORT"
+                ok $? "$where: Redis lost, started again empty"
+                wait_until 60 sh -c "cat '$TMP/a.log' '$TMP/b.log' | grep -c ': restored [0-9]* customers and offsets' | grep -qx 4"
+                ok $? "$where: the instances rebuilt the 4 partitions from the changelog"
+                restored=$(cat "$TMP/a.log" "$TMP/b.log" |
+                        sed -n 's/.*: restored [0-9]* customers and offsets \([0-9-]*\)\/\([0-9-]*\) from.*/\1\n\2/p' |
+                        awk '$1 > 0 { s += $1 } END { print s + 0 }')
+                ok $([ "$restored" -eq "$before" ]; echo $?) \
+                        "$where: the changelog's last word is B's: offsets summed $restored restored, $before before the loss"
+                wait_until 60 sh -c "[ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ] &&
+                        [ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:off:*' | wc -l) -eq 4 ]"
+                ok $? "$where: rebuilt, re-processing done"
+                sleep 2
+        fi
         assert_exactly_once "$TMP/mcd.conf" "$where: "
         kill -TERM "$A" "$B"
         wait "$A"
@@ -48,7 +73,7 @@ run_case() {  # run_case WHERE: commit | publish
         stop_services
 }
 
-for where in ${MCD_ZOMBIE_CASES:-commit publish}; do
+for where in ${MCD_ZOMBIE_CASES:-commit publish changelog}; do
         run_case "$where"
 done
 tap_done

@@ -174,15 +174,25 @@ offsets_sum() {  # offsets_sum [PORT]: the stored next offsets of every partitio
         done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
 }
 
-snapshot_sum() {  # snapshot_sum: offsets_sum of the snapshot (snapshot_redis), read by a redis-server of its own
+seqs_sum() {  # seqs_sum [PORT]: the commit counters (seq) of every partition (Redis on PORT), summed
+        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:off:*' | while read -r _k; do
+                redis-cli -p "${1:-$REDIS_PORT}" hget "$_k" seq
+        done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
+}
+
+in_snapshot() {  # in_snapshot FUNC: FUNC PORT, on the snapshot (snapshot_redis) read by a redis-server of its own
         mkdir -p "$TMP/inspect" && cp "$TMP/snapshot.rdb" "$TMP/inspect/dump.rdb"
         _port=$(free_port)
         redis-server --port "$_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP/inspect" \
                 --logfile "$TMP/inspect/log" &
         _pid=$!
         wait_until 20 redis-cli -p "$_port" ping > /dev/null
-        offsets_sum "$_port"
+        "$1" "$_port"
         kill "$_pid"; wait "$_pid" 2>/dev/null; rm -rf "$TMP/inspect"
+}
+
+snapshot_sum() {  # snapshot_sum: offsets_sum of the snapshot
+        in_snapshot offsets_sum
 }
 
 stop_services() {  # stop_services: Redis lost as above, the mock cluster killed
@@ -317,6 +327,20 @@ current_stream() {  # current_stream SEED N CUSTOMERS FILE: gen_events' events (
 
 utc_now() {  # the current time in the events' form
         date -u +%Y-%m-%dT%H:%M:%S.000Z
+}
+
+now_ms() { date +%s%3N; }
+iso() {  # iso MS: the events' form of a wall-clock time in ms
+        printf '%s.%03dZ\n' "$(date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%S)" $(($1 % 1000))
+}
+sleep_until() {  # sleep_until MS: 1 if MS has passed already
+        _left=$(($1 - $(now_ms)))
+        [ "$_left" -gt 0 ] || return 1
+        sleep "$(awk -v ms="$_left" 'BEGIN { printf "%.3f", ms / 1000 }')"
+}
+ev() {  # ev ID MS CUSTOMER TYPE REST: one input event, occurred_at MS
+        printf '{"event_id":"%s","occurred_at":"%s","customer_id":"%s","cloud":"COMMERCIAL","type":"%s",%s}\n' \
+                "$1" "$(iso "$2")" "$3" "$4" "$5"
 }
 
 # expect_replay [REPLAY OPTIONS...] FILE: what the daemon must give for FILE,

@@ -265,6 +265,7 @@ int main(void) {
         struct mcd_group_mark m = {0};
         const struct mcd_group_mark first = {.rel = 5, .sub = 7, .seq = 3, .generation = 2, .marks = "o=0:10"};
         const struct mcd_group_mark second = {.rel = 6, .sub = 8, .seq = 4, .generation = 3, .marks = "o=0:12"};
+        const struct mcd_group_mark timers_only = {.rel = 6, .sub = 8, .seq = 5, .generation = 3, .marks = "o=0:13"};
         rd_kafka_conf_t *mconf = rd_kafka_conf_new();
         rd_kafka_mock_cluster_t *mc;
         rd_kafka_t *mrk, *c;
@@ -308,6 +309,10 @@ int main(void) {
            (long long)m.sub, (long long)m.generation, m.marks ? m.marks : "(none)");
         ok(wait_refused(g, c, 1) == 1, "the flush was refused by the group (its answer counted)");
         ok(mcd_group_offsets_flush(g, c, 0, true) == 2, "the refused offsets go again at the next flush");
+        ok(mcd_group_offsets_flush(g, c, 0, true) == 0, "nothing new since: nothing sent");
+        mcd_group_offsets_note(g, 0, &timers_only);
+        ok(mcd_group_offsets_flush(g, c, 0, true) == 2,
+           "a commit that moved no offset (timers only): both sides sent again, for its counter");
 
         /* A partition the group cannot answer for fails the read. */
         r = read_one(g, c, 3, &m);

@@ -1,0 +1,94 @@
+#!/bin/sh
+# daemon_rollback_timers.sh -- a rollback that only timers saw: Redis comes
+# back older after its owner is gone, and what it lost are commits that
+# fired timers by the wall clock and moved no input offset.  The next owner
+# finds the rollback by the commit counter the consumer group's copy
+# carries; that copy must follow every commit, not only those that moved
+# an offset, or the counters agree, the timers fire again and their
+# outcomes go out twice.
+#
+# Switches blocked until a term_end T a little ahead are applied, then one
+# event of a customer of its own and its repeat (which emits nothing): their
+# commits trim the outbox, so that the next owner has nothing to reconcile,
+# whose lookup of the output topics would find the timers' outcomes.  Redis
+# is snapshotted before T; at T the idle pair fires SwitchAllowed by the
+# wall clock.  The test shows that the commits after the snapshot moved no
+# offset and advanced the counters, and that Redis was rolled back to the
+# snapshot after the owner was SIGKILLed; then that a new owner found the
+# rollback, and that the outcome topic holds replay's outcomes (with --now
+# past T), each once, and Redis replay's final states.
+. "$MCD_SRCDIR/tests/lib.sh"
+
+CUSTOMERS=${MCD_ROLLBACK_TIMERS_CUSTOMERS:-30}
+LEAD_MS=20000           # T, this long after the events are stamped: time to apply them and snapshot
+REL='"partner_id":"partner-fabrikam"'
+SUB='"offer_name":"Microsoft 365 E3","billing":"LICENSE_BASED","channel":"EA"'
+
+start_services 1 "batch.wait = 10ms"
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.1.log"
+wait_until 60 daemon_ready "$TMP/daemon.1.log"
+ok $? "daemon 1 ready"
+
+s=$(now_ms)
+T=$((s + LEAD_MS))
+for step in 4 3 2 1; do
+        i=0
+        while [ "$i" -lt "$CUSTOMERS" ]; do
+                c="cust-$i"
+                case $step in
+                4) ev "$c-r" $((s - 4000)) "$c" RelationshipRequested "$REL" ;;
+                3) ev "$c-s" $((s - 3000)) "$c" SubscriptionReported \
+                        "\"subscription_id\":\"m365-$i\",$SUB,\"term_end\":\"$(iso "$T")\"" ;;
+                2) ev "$c-a" $((s - 2000)) "$c" RelationshipAccepted "$REL" ;;
+                1) ev "$c-w" $((s - 1000)) "$c" SwitchRequested "\"subscription_id\":\"m365-$i\",\"target_partner_id\":\"partner-fabrikam\"" ;;
+                esac
+                i=$((i + 1))
+        done
+done > "$TMP/history.jsonl"
+ev nudge $((s - 500)) c-nudge RelationshipRequested "$REL" > "$TMP/nudge.jsonl"
+cat "$TMP/history.jsonl" "$TMP/nudge.jsonl" "$TMP/nudge.jsonl" > "$TMP/in.jsonl"
+n_before=$($MCD replay "$TMP/in.jsonl" | wc -l)
+expect_replay --now "$(iso $((T + 60000)))" "$TMP/in.jsonl"
+ok $([ "$n_want" -gt "$n_before" ]; echo $?) "replay: $n_before outcomes before T, $n_want once the timers fired"
+
+publish_events "$TMP/history.jsonl"
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$((n_before - 1))"
+publish_events "$TMP/nudge.jsonl"
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_before"
+ok $? "daemon 1 published the $n_before outcomes before T"
+publish_events "$TMP/nudge.jsonl"
+wait_until 30 sh -c "[ \$(redis-cli -p $REDIS_PORT llen mcd:outbox:0) -eq 0 ]"
+sleep 2                 # the group's copy is sent at most once a second
+framed=$(redis-cli -p "$REDIS_PORT" llen mcd:outbox:0)
+left=$((T - $(now_ms)))
+ok $([ "$left" -gt 1000 ] && [ "$framed" -eq 0 ]; echo $?) "snapshot taken $left ms before T, $framed frames in the outbox"
+snapshot_redis
+snap_seqs=$(in_snapshot seqs_sum)
+snap_offsets=$(snapshot_sum)
+
+wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $? "daemon 1 fired the timers by the wall clock: $n_want outcomes"
+sleep 3                 # the last timer commits' copy to the group
+seqs=$(seqs_sum)
+offsets=$(offsets_sum)
+ok $([ "$offsets" -eq "$snap_offsets" ] && [ "$seqs" -gt "$snap_seqs" ]; echo $?) \
+        "the commits after the snapshot moved no offset (summed $snap_offsets, then $offsets) and counted on ($snap_seqs, then $seqs)"
+kill -KILL "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null
+roll_back_redis
+now_seqs=$(seqs_sum)
+ok $([ "$now_seqs" -eq "$snap_seqs" ]; echo $?) "daemon 1 SIGKILLed, Redis rolled back: counters summed $now_seqs"
+
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.2.log"
+wait_until 60 grep -q "Redis came back older" "$TMP/daemon.2.log"
+ok $? "daemon 2 found the rollback"
+grep "came back older" "$TMP/daemon.2.log" | head -2 | diag
+wait_until 60 daemon_ready "$TMP/daemon.2.log"
+ok $? "daemon 2 ready"
+sleep 4                 # timers due again fire within a second or two of the pairs' start
+assert_exactly_once "$TMP/mcd.conf" ""
+stop_daemon_ok
+stop_services
+! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP"/daemon.*.log 2>/dev/null
+ok $? "no sanitizer report"
+tap_done
