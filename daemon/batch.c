@@ -488,9 +488,11 @@ static void batch_committed(struct batcher *bt, struct batch *b) {
                 struct pair *p = bt->pairs->v[i];
                 if (p->phase != PAIR_READY)
                         continue;
+                bool moved = b->next[i].rel != p->committed.rel || b->next[i].sub != p->committed.sub;
                 p->committed = b->next[i];
                 p->seq++;
-                group_note(bt->tm, p);  /* every commit: one of timers only counts for a rollback too */
+                if (moved || (i < b->n_pairs && b->touched[i]))        /* timers only: its counter counts too */
+                        group_note(bt->tm, p);
                 p->untrimmed = 0;
                 p->clog_untrimmed -= p->clog_trimming;
                 pair_forget_lost(p, NULL, 0);

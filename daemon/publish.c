@@ -536,8 +536,10 @@ static bool clog_due(struct publisher *pub, const struct clog *c, uint64_t upto,
  * drop_fenced does for frames, such a pair's records are dropped and the
  * pair starts again: its claim is fenced if another instance took it, and
  * otherwise appends its owed customers from Redis (clog_owed.h), which
- * holds them (tests/daemon_zombie.sh, case changelog).  This function
- * can't fail. */
+ * holds them (tests/daemon_zombie.sh, case changelog).  A stall is told
+ * by the time alone, wherever it fell (in publish_pending's own wait too,
+ * or a Redis outage): a pair restarted without need costs a claim, not
+ * an outcome.  This function can't fail. */
 static void clog_drop_stalled(struct publisher *pub, uint64_t upto, bool holds) {
         int64_t since = mono_ms() - pub->verified_at;
 

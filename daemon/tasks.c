@@ -83,6 +83,7 @@ static void hand_over(struct tasks *tm, const rd_kafka_topic_partition_list_t *p
                         p->seq++;
                         p->untrimmed = p->clog_untrimmed = 0;
                         pair_forget_lost(p, NULL, 0);
+                        group_note(tm, p);      /* its counter, in the flush that follows */
                 }
                 log_info("handing %zu partition(s) over: delivered frames and changelog records trimmed",
                          b.n_partitions);
@@ -168,19 +169,20 @@ void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
                 /* What was committed goes out before the partitions are
                  * handed over (the batch in flight is always committed or
-                 * aborted by now: callbacks run between batches). */
-                if (!rd_kafka_assignment_lost(rk) && publish_pending(tm->pub, 10000) < 0)
-                        log_warning("handing partitions over with %zu frames unpublished; the next owner "
-                                    "publishes them", publish_owed_frames(tm->pub));
-                else if (!rd_kafka_assignment_lost(rk))
-                        hand_over(tm, parts);
-                /* So do the offsets Redis holds, to the group, for lag
-                 * monitors (unless this is a close during a join): sent
-                 * before the unassign, they carry this generation; never
-                 * waited for (librdkafka holds the rejoin until the answer,
-                 * one round trip). */
-                if (!rd_kafka_assignment_lost(rk))
+                 * aborted by now: callbacks run between batches).  So do
+                 * the offsets Redis holds, to the group, for lag monitors
+                 * (unless this is a close during a join): sent before the
+                 * unassign, they carry this generation; never waited for
+                 * (librdkafka holds the rejoin until the answer, one round
+                 * trip). */
+                if (!rd_kafka_assignment_lost(rk)) {
+                        if (publish_pending(tm->pub, 10000) < 0)
+                                log_warning("handing partitions over with %zu frames unpublished; the next owner "
+                                            "publishes them", publish_owed_frames(tm->pub));
+                        else
+                                hand_over(tm, parts);
                         mcd_group_offsets_flush(tm->env->group_offsets, rk, mono_ms(), true);
+                }
                 for (int i = 0; i < parts->cnt; i++) {
                         log_notice("partition %" PRId32 " revoked%s", parts->elems[i].partition,
                                    rd_kafka_assignment_lost(rk) ? " (assignment lost)" : "");

@@ -17,6 +17,12 @@ EVENTS=${MCD_ZOMBIE_EVENTS:-1500}
 current_stream 23 "$EVENTS" 150 "$TMP/in.jsonl"
 expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
 
+rebuilt() {  # each partition's last rebuild: "PARTITION REL SUB"
+        cat "$TMP/a.log" "$TMP/b.log" |
+                sed -n 's/.*partition \([0-9]*\): restored [0-9]* customers and offsets \([0-9-]*\)\/\([0-9-]*\) from.*/\1 \2 \3/p' |
+                awk '{ last[$1] = $0 } END { for (p in last) print last[p] }'
+}
+all_rebuilt() { [ "$(rebuilt | wc -l)" -eq 4 ]; }
 run_case() {  # run_case WHERE: commit | publish
         where=$1
         start_services -p "$where: " 4 "batch.max_events = 30" "batch.wait = 10ms"
@@ -52,11 +58,9 @@ run_case() {  # run_case WHERE: commit | publish
                 lose_redis
                 start_redis "$REDIS_PORT"
                 ok $? "$where: Redis lost, started again empty"
-                wait_until 60 sh -c "cat '$TMP/a.log' '$TMP/b.log' | grep -c ': restored [0-9]* customers and offsets' | grep -qx 4"
+                wait_until 60 all_rebuilt
                 ok $? "$where: the instances rebuilt the 4 partitions from the changelog"
-                restored=$(cat "$TMP/a.log" "$TMP/b.log" |
-                        sed -n 's/.*: restored [0-9]* customers and offsets \([0-9-]*\)\/\([0-9-]*\) from.*/\1\n\2/p' |
-                        awk '$1 > 0 { s += $1 } END { print s + 0 }')
+                restored=$(rebuilt | awk '$2 > 0 { s += $2 } $3 > 0 { s += $3 } END { print s + 0 }')
                 ok $([ "$restored" -eq "$before" ]; echo $?) \
                         "$where: the changelog's last word is B's: offsets summed $restored restored, $before before the loss"
                 wait_until 60 sh -c "[ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ] &&

@@ -313,6 +313,10 @@ int main(void) {
         mcd_group_offsets_note(g, 0, &timers_only);
         ok(mcd_group_offsets_flush(g, c, 0, true) == 2,
            "a commit that moved no offset (timers only): both sides sent again, for its counter");
+        for (int i = 0; i < 50 && (read_one(g, c, 0, &m) < 0 || m.seq != 5); i++)
+                rd_kafka_poll(c, 100);         /* the asynchronous commit answered */
+        ok(m.rel == 6 && m.sub == 8 && m.seq == 5, "read back: offsets %lld/%lld, seq %lld (6/8, 5 wanted)",
+           (long long)m.rel, (long long)m.sub, (long long)m.seq);
 
         /* A partition the group cannot answer for fails the read. */
         r = read_one(g, c, 3, &m);
