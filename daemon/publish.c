@@ -523,7 +523,8 @@ static bool clog_held(struct publisher *pub, const struct clog *c) {
         return p && c->batch >= p->clog_hold;
 }
 
-/* Whether a record of batch `batch` is to be appended now. */
+/* Whether record c is to be appended now: its batch older than `upto`, and
+ * not held (`holds`: some pair holds records). */
 static bool clog_due(struct publisher *pub, const struct clog *c, uint64_t upto, bool holds) {
         return c->batch < upto && !(holds && clog_held(pub, c));
 }
