@@ -447,7 +447,7 @@ static int batch_commit(struct batcher *bt, struct batch *b, char *marks, struct
         }
         if (r == 0) {
                 store_batch(bt, b, marks, ck, &sb, sc, sp);
-                fault_point(bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
+                fault_point(&bt->fault_stop_before_commit, bt->env->st.batches + 1, "commit");
                 r = mcd_store_load_and_commit(bt->env->store, &sb, o.ids, o.n, o.loaded, &o.load_r);
         }
         *load_r = o.load_r;
@@ -819,7 +819,7 @@ int process_batch(struct batcher *bt) {
                 bt->env->st.parked += (int64_t)b->customers[i].n_parked;
         r = clog_queue_batch(bt->pub, bt->pairs, b, marks, bt->env->st.batches + 1);
         cache_committed(bt, b);
-        fault_point(bt->fault_stop_before_publish, bt->env->st.batches + 1, "publish");
+        fault_point(&bt->fault_stop_before_publish, bt->env->st.batches + 1, "publish");
         /* Produced now; delivery is waited for before the next commit. */
         if (r >= 0)
                 publish_pending(bt->pub, 0);

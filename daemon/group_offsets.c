@@ -32,6 +32,7 @@ struct mcd_group_offsets {
         atomic_llong joined_ms;      /* monotonic ms of the last JoinGroup sent (interceptor) */
         atomic_llong synced_ms;      /* monotonic ms of the last SyncGroup answered (interceptor) */
         atomic_llong quiet_until;    /* monotonic ms before which nothing is sent (interceptor) */
+        atomic_llong answered_ms;    /* monotonic ms of the last Heartbeat or SyncGroup answer (interceptor) */
         char *topic[2];              /* relationships, subscriptions */
         int32_t n;                   /* partitions of each */
         int64_t *held[2];            /* per partition: next offset Redis holds, -1 none or not owned */
@@ -40,6 +41,8 @@ struct mcd_group_offsets {
         int64_t *sent_seq;           /* per partition: the counter last sent (a commit of timers only moves
                                       * no offset, but its counter must reach the group all the same) */
         char **marks;                /* per partition: its marks, NULL none */
+        bool *hurried;               /* per partition: sent at the next flush, the interval or not */
+        int n_hurried;               /* how many are */
         int interval_ms;
         int64_t next_send;           /* monotonic ms before which nothing is sent (but with `now`) */
         uint64_t n_sent, n_failed;   /* commits */
@@ -57,6 +60,7 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         atomic_init(&g->joined_ms, 0);
         atomic_init(&g->synced_ms, 0);
         atomic_init(&g->quiet_until, 0);
+        atomic_init(&g->answered_ms, 0);
         g->n = (int32_t)n;
         g->interval_ms = interval_ms;
         g->next_send = mono_ms() + interval_ms;        /* the first flush an interval after the start */
@@ -76,7 +80,8 @@ int mcd_group_offsets_new(const char *rel_topic, const char *sub_topic, int32_t 
         g->gen = calloc(n + 1, sizeof(int64_t));
         g->sent_seq = calloc(n + 1, sizeof(int64_t));
         g->marks = calloc(n + 1, sizeof(char *));
-        if (!g->seq || !g->gen || !g->sent_seq || !g->marks) {
+        g->hurried = calloc(n + 1, sizeof(bool));
+        if (!g->seq || !g->gen || !g->sent_seq || !g->marks || !g->hurried) {
                 mcd_group_offsets_free(g);
                 return -ENOMEM;
         }
@@ -98,6 +103,7 @@ void mcd_group_offsets_free(struct mcd_group_offsets *g) {
         free(g->seq);
         free(g->gen);
         free(g->sent_seq);
+        free(g->hurried);
         free(g);
 }
 
@@ -126,11 +132,32 @@ void mcd_group_offsets_set_interval(struct mcd_group_offsets *g, int interval_ms
                 g->interval_ms = interval_ms;
 }
 
+/* Whether the partition has something to send: a side held and not sent,
+ * or sent with an older counter. */
+static bool partition_due(const struct mcd_group_offsets *g, int32_t p) {
+        for (int t = REL; t <= SUB; t++)
+                if (g->held[t][p] >= 0 && (g->held[t][p] != g->sent[t][p] || g->seq[p] != g->sent_seq[p]))
+                        return true;
+        return false;
+}
+
+static void set_hurried(struct mcd_group_offsets *g, int32_t p, bool on) {
+        if (g->hurried[p] != on)
+                g->n_hurried += on ? 1 : -1;
+        g->hurried[p] = on;
+}
+
+void mcd_group_offsets_hurry(struct mcd_group_offsets *g, int32_t partition) {
+        if (g && partition >= 0 && partition < g->n && partition_due(g, partition))
+                set_hurried(g, partition, true);
+}
+
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition) {
         if (!g || partition < 0 || partition >= g->n)
                 return;
         for (int t = REL; t <= SUB; t++)
                 g->held[t][partition] = g->sent[t][partition] = -1;
+        set_hurried(g, partition, false);
 }
 
 /* The member's requests, from its broker thread: a join in progress, from
@@ -156,8 +183,10 @@ static rd_kafka_resp_err_t on_response_received(rd_kafka_t *rk, int sockfd, cons
                                                 int64_t rtt, rd_kafka_resp_err_t err, void *opaque) {
         struct mcd_group_offsets *g = opaque;
 
-        if (api == API_HEARTBEAT || api == API_SYNC_GROUP)
+        if (api == API_HEARTBEAT || api == API_SYNC_GROUP) {
+                atomic_store(&g->answered_ms, mono_ms());
                 atomic_store(&g->quiet_until, mono_ms() + QUIET_MS);
+        }
         if (api == API_SYNC_GROUP) {
                 atomic_store(&g->synced_ms, mono_ms());
                 atomic_store(&g->joining, false);
@@ -169,6 +198,15 @@ static rd_kafka_resp_err_t on_response_received(rd_kafka_t *rk, int sockfd, cons
  * that may start one just in. */
 static bool held_back(const struct mcd_group_offsets *g) {
         return atomic_load(&g->joining) || mono_ms() < (int64_t)atomic_load(&g->quiet_until);
+}
+
+bool mcd_group_offsets_member_current(const struct mcd_group_offsets *g, int64_t session_ms, bool settled,
+                                      int64_t *silent_ms) {
+        *silent_ms = 0;
+        if (!g)
+                return true;
+        *silent_ms = mono_ms() - (int64_t)atomic_load(&g->answered_ms);
+        return *silent_ms < session_ms && !(settled && held_back(g));
 }
 
 /* For a commit waited for anyway: the quiet moment after an answer is slept
@@ -247,6 +285,7 @@ static int take_partition(struct mcd_group_offsets *g, int32_t p, bool again, rd
                 g->sent[t][p] = g->held[t][p];
         }
         g->sent_seq[p] = g->seq[p];
+        set_hurried(g, p, false);
         return 0;
 }
 
@@ -301,7 +340,7 @@ int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, i
         rd_kafka_resp_err_t err;
         int n;
 
-        if (!g || !consumer || (!now && (mono_ms < g->next_send || held_back(g))) ||
+        if (!g || !consumer || (!now && ((mono_ms < g->next_send && g->n_hurried == 0) || held_back(g))) ||
             atomic_load(&g->joining) || !(l = take_due(g)))
                 return 0;
         if (!now && held_back(g)) {     /* checked again last thing: the list's making took time */

@@ -24,7 +24,8 @@
  * whose JoinGroup librdkafka's main thread sends next (a commit queued in
  * that moment would follow it: seen once in tests/daemon_group.sh, in
  * CI).  At most once per interval besides, to spare the group coordinator
- * a write per batch.
+ * a write per batch; but a partition just claimed is sent at the next
+ * flush (mcd_group_offsets_hurry), its new generation a fence for others.
  * Failures are counted and logged (a rebalance's at debug, others at info
  * when they start), and the offsets sent again at the next interval.
  *
@@ -99,6 +100,23 @@ int mcd_group_offsets_send_now(struct mcd_group_offsets *g, rd_kafka_t *consumer
 /* Sends from now on at most once per interval_ms.  g may be NULL. */
 void mcd_group_offsets_set_interval(struct mcd_group_offsets *g, int interval_ms);
 
+/* Whether the member is known to be in the group now: the coordinator
+ * answered its Heartbeat or SyncGroup within session_ms (*silent_ms ago).
+ * Else the member may have been dropped meanwhile (a stall past its
+ * session, the process stopped) and its partitions given to another
+ * instance, which librdkafka learns from the next answer.  `settled` also
+ * asks that no join is in progress, nor an answer just in (whose error,
+ * which an interceptor does not see, librdkafka's main thread acts on
+ * within moments).  True when g is NULL. */
+bool mcd_group_offsets_member_current(const struct mcd_group_offsets *g, int64_t session_ms, bool settled,
+                                      int64_t *silent_ms);
+
+/* The next flush sends the partition's offsets, if it has something to
+ * send, without waiting for the interval to end (still never while the
+ * member joins): a claim's generation, which another instance's claim
+ * reads as the partition's latest.  g may be NULL. */
+void mcd_group_offsets_hurry(struct mcd_group_offsets *g, int32_t partition);
+
 /* The pair is fenced, restarted or gone: nothing more is sent for it until
  * it is noted again. */
 void mcd_group_offsets_forget(struct mcd_group_offsets *g, int32_t partition);
@@ -110,7 +128,7 @@ int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf);
 
 /* Sends, through the group member `consumer` and without waiting, the
  * offsets noted and not yet sent, once interval_ms has passed since the last
- * send, unless the member is joining the group or may be about to.  `now`
+ * send (or at once when a partition was hurried), unless the member is joining the group or may be about to.  `now`
  * is for a rebalance callback, during which librdkafka starts no join: at
  * once, unless the member is joining.
  * Returns how many offsets went, or a negative errno when librdkafka refused

@@ -28,7 +28,9 @@ enum pair_phase { PAIR_INIT, PAIR_RECONCILE, PAIR_READY, PAIR_FENCED, PAIR_PHASE
 struct pair {
         int32_t partition;
         enum pair_phase phase;       /* changed by pair_set_phase() only */
-        int64_t generation;
+        int64_t generation;          /* our claim's, 0 none yet */
+        bool claim_unsure;           /* the last claim's answer was lost: Redis may hold a later generation
+                                      * that is ours (tasks.c claim) */
         struct msgq q[2];
         int64_t expect[2];           /* next offset expected from Kafka, -1 any */
         int64_t first[2];            /* the side's first offset, read for the claim round in progress

@@ -417,6 +417,14 @@ static void mark_unsent(const struct publisher *pub, bool fresh, uint8_t *marks)
         }
 }
 
+/* Whether the time since our last commit was sent (*since, ms) is past the
+ * session timeout: another instance may have claimed our partitions
+ * meanwhile. */
+static bool publish_stalled(const struct publisher *pub, int64_t *since) {
+        *since = mono_ms() - pub->verified_at;
+        return pub->stall_ms > 0 && *since >= pub->stall_ms;
+}
+
 /* Fencing, checked again before publishing: frames of a partition that
  * another instance has claimed since they were committed are dropped (the new
  * owner reconciles that outbox itself).  After a stall past the session
@@ -424,17 +432,18 @@ static void mark_unsent(const struct publisher *pub, bool fresh, uint8_t *marks)
  * frames of our commits (not those a claim found in the outbox), Redis's
  * answer proves nothing: another instance may have claimed the partitions
  * meanwhile in a Redis that has since come back older, its generations ours
- * again.  Those pairs start again instead (their claim reads the consumer
- * group's copy first, and is fenced if it names a later generation; else
- * reconciliation publishes what the topics lack).  Returns -EAGAIN when
+ * again.  Those pairs start again instead (their claim is fenced if the
+ * consumer group's copy, or Redis, names a later generation: tasks.c
+ * claim; else reconciliation publishes what the topics lack).  Returns
+ * -EAGAIN when
  * Redis cannot tell. */
 static int drop_fenced(struct publisher *pub) {
         int32_t *parts = calloc(pub->pairs->n + 1, sizeof(*parts));
         int64_t *gens = calloc(pub->pairs->n + 1, sizeof(*gens));
         uint8_t *marks = calloc(pub->pairs->n + 1, 1);
         size_t n = 0, kept = 0;
-        int64_t since = mono_ms() - pub->verified_at;
-        bool fresh = since < FENCE_LEASE_MS, stalled = pub->stall_ms > 0 && since >= pub->stall_ms;
+        int64_t since;
+        bool stalled = publish_stalled(pub, &since), fresh = since < FENCE_LEASE_MS;
         int r = 0;
 
         if (!parts || !gens || !marks) {
@@ -450,7 +459,7 @@ static int drop_fenced(struct publisher *pub) {
                         continue;
                 if (stalled && (marks[i] & COMMITTED)) {
                         log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session "
-                                    "timeout; claimed again (through the consumer group's copy) before its "
+                                    "timeout; claimed again (fenced if another instance claimed it) before its "
                                     "frames are published", p->partition, since);
                         pairs_restart(pub->pairs, p);
                 } else {
@@ -542,9 +551,9 @@ static bool clog_due(struct publisher *pub, const struct clog *c, uint64_t upto,
  * or a Redis outage): a pair restarted without need costs a claim, not
  * an outcome.  This function can't fail. */
 static void clog_drop_stalled(struct publisher *pub, uint64_t upto, bool holds) {
-        int64_t since = mono_ms() - pub->verified_at;
+        int64_t since;
 
-        if (pub->stall_ms <= 0 || since < pub->stall_ms)
+        if (!publish_stalled(pub, &since))
                 return;
         for (size_t k = 0; k < pub->pairs->n; k++) {
                 struct pair *p = pub->pairs->v[k];
@@ -579,8 +588,7 @@ static void clog_release(struct publisher *pub, uint64_t upto) {
                         continue;
                 clog_release(pub, at);
                 mcd_kafka_flush(pub->env->producer, 5000);     /* the earlier batches' records are in */
-                fault_point(at, at, "changelog append");
-                pub->fault_stop_before_changelog = 0;
+                fault_point(&pub->fault_stop_before_changelog, at, "changelog append");      /* once */
                 break;
         }
         clog_drop_stalled(pub, upto, holds);

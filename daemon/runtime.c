@@ -54,9 +54,10 @@ uint64_t fault_env(const char *name) {
         return v ? strtoull(v, NULL, 10) : 0;
 }
 
-void fault_point(uint64_t at, uint64_t batch, const char *what) {
-        if (at == 0 || batch != at)
+void fault_point(uint64_t *at, uint64_t batch, const char *what) {
+        if (*at == 0 || batch != *at)
                 return;
+        *at = 0;        /* once: a batch dropped (fenced) may come by that number again */
         log_warning("fault injection: stopping before the %s of batch %" PRIu64, what, batch);
         raise(SIGSTOP);
         log_warning("fault injection: continued");

@@ -62,9 +62,11 @@ void watchdog_kick(void);
  * its outputs), as a stalled zombie would.  MCD_FAULT_PUSH_ENOMEM=N fails
  * the queueing of the Nth batch's outcomes for lack of memory, after the
  * commit (tests/daemon_push_enomem.sh).  Unset in production: no effect.
- * fault_env reads the variable (0 when unset); fault_point stops when
- * batch == at != 0. */
+ * MCD_FAULT_STOP_BEFORE_CLAIM=N stops before the Nth round of claims
+ * (tests/daemon_zombie.sh, case claim).  fault_env reads the variable (0
+ * when unset); fault_point stops when batch == *at != 0, once (*at is
+ * cleared). */
 uint64_t fault_env(const char *name);
-void fault_point(uint64_t at, uint64_t batch, const char *what);
+void fault_point(uint64_t *at, uint64_t batch, const char *what);
 
 #endif

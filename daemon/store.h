@@ -156,8 +156,12 @@ int mcd_store_meta_exists(struct mcd_store *s, bool *exists);
 
 /* Takes ownership of a partition: INCR P gen:<partition>, and never to a
  * generation at or below floor (one this instance, or the group, knows was
- * handed out before, whatever a rolled-back Redis says now). */
-int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t *generation);
+ * handed out before, whatever a rolled-back Redis says now).  `ours`, when
+ * above 0, is the generation the caller claimed it under before: if Redis
+ * names a later one, another instance claimed it since (generations only
+ * grow by claims; an older Redis names an earlier one), and -ESTALE is
+ * returned with that generation in *generation, nothing written. */
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t ours, int64_t *generation);
 int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation);
 /* The generations of several partitions in one round trip (0: never claimed). */
 int mcd_store_generations(struct mcd_store *s, const int32_t *partitions, size_t n, int64_t *generations);

@@ -41,24 +41,39 @@ int mcd_store_meta_exists(struct mcd_store *s, bool *exists) {
         return r;
 }
 
-/* INCR, then up to floor + 1 if that is not past it: one round trip. */
+/* The next generation, and at least floor + 1: one round trip.  With
+ * ARGV[2] > 0 (the generation the caller claimed the partition under
+ * before), a generation above it means another instance claimed the
+ * partition since: nothing is written, and its negation returned. */
 static const char CLAIM_SCRIPT[] =
-        "local g = redis.call('INCR', KEYS[1])\n"
+        "local ours = tonumber(ARGV[2])\n"
+        "local g = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+        "if ours > 0 and g > ours then\n"
+        "  return -g\n"
+        "end\n"
+        "g = g + 1\n"
         "if g <= tonumber(ARGV[1]) then\n"
         "  g = tonumber(ARGV[1]) + 1\n"
-        "  redis.call('SET', KEYS[1], g)\n"
         "end\n"
+        "redis.call('SET', KEYS[1], g)\n"
         "return g\n";
 
-int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t *generation) {
+int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64_t ours, int64_t *generation) {
         struct args a = {0};
+        int64_t g = 0;
+        int r;
 
         args_add_str(&a, "EVAL");
         args_add_str(&a, CLAIM_SCRIPT);
         args_add_str(&a, "1");
         args_add_key(&a, s, "gen", partition);
         args_addf(&a, "%" PRId64, floor);
-        return store_integer_command(s, &a, generation);
+        args_addf(&a, "%" PRId64, ours > 0 ? ours : 0);
+        r = store_integer_command(s, &a, &g);
+        if (r < 0)
+                return r;
+        *generation = g < 0 ? -g : g;
+        return g < 0 ? -ESTALE : 0;
 }
 
 int mcd_store_generation(struct mcd_store *s, int32_t partition, int64_t *generation) {

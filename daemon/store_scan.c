@@ -185,19 +185,6 @@ int mcd_store_get_customers_raw(struct mcd_store *s, const char *const *ids, siz
 }
 
 int mcd_store_get_customer_raw(struct mcd_store *s, const char *customer_id, char **buf, size_t *len) {
-        struct args a = {0};
-        redisReply *reply;
-        int r;
-
-        *buf = NULL;
         *len = 0;
-        args_add_str(&a, "GET");
-        args_take(&a, store_key(s, "c:%s", customer_id));
-        r = store_command(s, &a, &reply);
-        args_free(&a);
-        if (r < 0)
-                return r;
-        r = raw_copy(reply, buf, len);
-        freeReplyObject(reply);
-        return r;
+        return mcd_store_get_customers_raw(s, &customer_id, 1, buf, len);
 }

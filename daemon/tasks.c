@@ -53,6 +53,11 @@ static int hand_over_part(const struct pair *p, struct mcd_store_partition *sp) 
         return 1;
 }
 
+static void log_untrimmed(int level, size_t n, const char *why) {
+        mcd_log(level, "handing %zu partition(s) over untrimmed (%s): the next owner reconciles their outboxes "
+                "and appends what they owe", n, why);
+}
+
 /* Revoked partitions handed over clean (a rebalance, or the stop): once
  * all that was committed is delivered, outputs and changelog records alike,
  * one commit that only trims (fenced, as every commit), so that the next
@@ -65,9 +70,8 @@ static void hand_over(struct tasks *tm, const rd_kafka_topic_partition_list_t *p
         int r;
 
         if (!sp || publish_drain(tm->pub, 10000) < 0) {
-                log_info("handing %d partition(s) over untrimmed: %s; the next owner reconciles their outboxes "
-                         "and appends what they owe", parts->cnt,
-                         sp ? "outputs or changelog records still outstanding" : "out of memory");
+                log_untrimmed(LOG_INFO, (size_t)parts->cnt,
+                              sp ? "outputs or changelog records still outstanding" : "out of memory");
                 free(sp);
                 return;
         }
@@ -75,8 +79,7 @@ static void hand_over(struct tasks *tm, const rd_kafka_topic_partition_list_t *p
                 b.n_partitions += (size_t)hand_over_part(pair_find(tm->pairs, parts->elems[i].partition),
                                                          &sp[b.n_partitions]);
         if (b.n_partitions > 0 && (r = mcd_store_commit(tm->env->store, &b)) < 0) {
-                log_warning("handing %zu partition(s) over untrimmed (%s): the next owner reconciles their "
-                            "outboxes and appends what they owe", b.n_partitions, strerror(-r));
+                log_untrimmed(LOG_WARNING, b.n_partitions, strerror(-r));
         } else if (b.n_partitions > 0) {
                 for (size_t i = 0; i < b.n_partitions; i++) {
                         struct pair *p = pair_find(tm->pairs, sp[i].partition);
@@ -334,12 +337,17 @@ static void read_group_marks(struct tasks *tm) {
 /* Claims the partition in Redis, fencing any previous owner, under a
  * generation above any handed out before: ours, and the one the group's
  * copy names (Redis's may have come back older, and reusing one would let a
- * fenced owner commit again).  A pair this instance claimed before whose
- * copy names a later generation was claimed by another instance since: it
- * is fenced (-ESTALE), whatever an older Redis says.  -EAGAIN until the
- * copy is read. */
+ * fenced owner commit again).  A pair this instance claimed before (claimed
+ * again after a stall, a Redis loss) that another instance claimed since is
+ * fenced (-ESTALE): whether the group's copy names a later generation,
+ * whatever an older Redis says, or Redis does, the copy not yet having it
+ * (it is sent once the other's pair is ready); unless our last claim may
+ * have been written with its answer lost, its generation Redis's.  -EAGAIN until the copy is
+ * read. */
 static int claim(struct tasks *tm, struct pair *p) {
         int64_t floor = p->generation > p->group_generation ? p->generation : p->group_generation;
+        int64_t ours = p->claim_unsure ? 0 : p->generation, gen = 0;
+        int r;
 
         if (!p->group_read)
                 return -EAGAIN;
@@ -351,7 +359,17 @@ static int claim(struct tasks *tm, struct pair *p) {
                 pair_fence(tm, p);
                 return -ESTALE;
         }
-        return mcd_store_claim(tm->env->store, p->partition, floor, &p->generation);
+        r = mcd_store_claim(tm->env->store, p->partition, floor, ours, &gen);
+        p->claim_unsure = r < 0 && r != -ESTALE && r != -ECONNREFUSED && r != -ENOMEM && r != -EACCES &&
+                          r != -ENOSPC;        /* else sent, and its answer maybe lost */
+        if (r == -ESTALE) {
+                log_warning("partition %" PRId32 " was claimed by another instance (Redis names generation %" PRId64
+                            " > %" PRId64 "); fenced", p->partition, gen, p->generation);
+                pair_fence(tm, p);
+        } else if (r >= 0) {
+                p->generation = gen;
+        }
+        return r;
 }
 
 /* INIT -> READY: claim the partition (fencing any previous owner), seek to
@@ -432,6 +450,7 @@ int pair_init(struct tasks *tm, struct pair *p) {
         p->clog_from = tm->env->st.batches + 1;
         set_paused(tm->in, p, false);
         group_note(tm, p);
+        mcd_group_offsets_hurry(tm->env->group_offsets, p->partition);        /* our generation, soon */
         log_notice("partition %" PRId32 " ready at offsets %" PRId64 "/%" PRId64 " (generation %" PRId64 ")",
                    p->partition, p->committed.rel, p->committed.sub, p->generation);
         return 0;
@@ -533,13 +552,55 @@ void tasks_leave(struct tasks *tm) {
         tm->env->consumer = NULL;
 }
 
+/* Whether claims may go on: the assignment is known current (group_offsets.h
+ * mcd_group_offsets_member_current).  A member stalled past its session
+ * (SIGSTOP, a worker held in long rebuilds) may have lost its partitions
+ * to another instance that claimed them since; a claim of ours then would
+ * fence that owner for good, its pair never claimed back.  Claims wait
+ * for the coordinator's next answer, and for librdkafka to have acted on
+ * it (settled): it takes the assignment for lost if it is
+ * (tests/daemon_zombie.sh, case claim).  Logged when the wait begins and
+ * ends. */
+static bool member_current(struct tasks *tm) {
+        rd_kafka_t *rk = tm->env->consumer;
+        int64_t silent = 0;
+        bool ok = !rk || (!rd_kafka_assignment_lost(rk) &&
+                          mcd_group_offsets_member_current(tm->env->group_offsets, mcd_kafka_session_timeout_ms(rk),
+                                                           tm->claims_held_since != 0, &silent));
+
+        if (!ok && !tm->claims_held_since && silent >= mcd_kafka_session_timeout_ms(rk)) {
+                log_warning("claims wait: the consumer group last answered %" PRId64 " ms ago, past the session "
+                            "timeout; the assignment may have been lost", silent);
+                tm->claims_held_since = mono_ms();
+        } else if (ok && tm->claims_held_since) {
+                log_info("claims go on: the consumer group answered (after %" PRId64 " ms)",
+                         mono_ms() - tm->claims_held_since);
+                tm->claims_held_since = 0;
+        }
+        return ok;
+}
+
+static bool any_to_claim(const struct tasks *tm) {
+        for (size_t i = 0; i < tm->pairs->n; i++)
+                if (tm->pairs->v[i]->phase == PAIR_INIT || tm->pairs->v[i]->phase == PAIR_RECONCILE)
+                        return true;
+        return false;
+}
+
 void tasks_claim(struct tasks *tm) {
         int r;
 
+        if (!any_to_claim(tm))
+                return;
+        fault_point(&tm->fault_stop_before_claim, ++tm->claim_rounds, "claim");
+        if (!member_current(tm))
+                return;
         read_group_marks(tm);
         for (size_t i = 0; i < tm->pairs->n; i++) {
                 struct pair *p = tm->pairs->v[i];
                 watchdog_kick();        /* each may wait seconds for a partition's leader */
+                if ((p->phase == PAIR_INIT || p->phase == PAIR_RECONCILE) && !member_current(tm))
+                        break;          /* a claim took past the session: the rest wait */
                 if (p->phase == PAIR_INIT && !p->group_read)
                         continue;       /* the group's copy is read first (claim) */
                 if (p->phase == PAIR_RECONCILE && p->origin_unsent &&

@@ -26,6 +26,9 @@ struct tasks {
         bool group_synced;           /* an assignment (maybe empty) came from the group: see consumer_destroy */
         uint64_t store_conns;        /* mcd_store_connections when last checked (rollback_watch) */
         bool first_read[2];          /* read_first_offsets tried for the claim round in progress */
+        uint64_t claim_rounds;       /* rounds that had a pair to claim */
+        int64_t claims_held_since;   /* monotonic ms claims began to wait for the group (member_current), 0 not */
+        uint64_t fault_stop_before_claim;    /* fault injection: SIGSTOP before that round (0 never) */
 };
 
 /* Wires the pair set's hooks (pair.h) to this task manager. */

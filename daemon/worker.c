@@ -150,6 +150,7 @@ static int worker_setup(struct worker *w) {
         w->bt.fault_stop_before_publish = fault_env("MCD_FAULT_STOP_BEFORE_PUBLISH");
         w->bt.fault_push_enomem = fault_env("MCD_FAULT_PUSH_ENOMEM");
         w->pub.fault_stop_before_changelog = fault_env("MCD_FAULT_STOP_BEFORE_CHANGELOG");
+        w->tm.fault_stop_before_claim = fault_env("MCD_FAULT_STOP_BEFORE_CLAIM");
         if ((r = mcd_avro_new(&w->ap.avro)) < 0 || (r = mcd_store_new(&so, &w->env.store)) < 0)
                 return r;
         if ((r = mcd_registry_gate_new(w->env.cfg, &w->ap.registry)) < 0)

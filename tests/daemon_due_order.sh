@@ -30,8 +30,6 @@ METRICS=127.0.0.1:$(free_port)
 write_config "$TMP/mcd.conf" "metrics.listen = $METRICS" "merge_wait = ${MERGE_MS}ms" "batch.wait = 1100ms" \
         "park_grace = ${GRACE_S}s" "log.level = debug"
 
-REL='"partner_id":"partner-fabrikam"'
-SUB='"offer_name":"Microsoft 365 E3","billing":"LICENSE_BASED","channel":"EA"'
 SWITCH='"target_partner_id":"partner-fabrikam"'
 
 # window LABEL FILE T N_IN: the late event (FILE, one line; occurred_at
@@ -69,9 +67,9 @@ ok $? "daemon ready"
 s=$(now_ms)
 T1=$((s + LEAD_MS))
 {
-        ev a1 $((s - 4000)) cust-alpha RelationshipRequested "$REL"
-        ev a2 $((s - 3000)) cust-alpha SubscriptionReported "\"subscription_id\":\"m365-a\",$SUB,\"term_end\":\"$(iso "$T1")\""
-        ev a3 $((s - 2000)) cust-alpha RelationshipAccepted "$REL"
+        ev a1 $((s - 4000)) cust-alpha RelationshipRequested "$EV_REL"
+        ev a2 $((s - 3000)) cust-alpha SubscriptionReported "\"subscription_id\":\"m365-a\",$EV_SUB,\"term_end\":\"$(iso "$T1")\""
+        ev a3 $((s - 2000)) cust-alpha RelationshipAccepted "$EV_REL"
         ev a4 $((s - 1000)) cust-alpha SwitchRequested "\"subscription_id\":\"m365-a\",$SWITCH"
 } > "$TMP/hist1.jsonl"
 ev a5 $((T1 - AHEAD_MS)) cust-alpha SubscriptionCancelled '"subscription_id":"m365-a","scope":"ENTIRE_SUBSCRIPTION"' \
@@ -84,11 +82,11 @@ window "phase 1" "$TMP/late1.jsonl" "$T1" 5
 s=$(now_ms)
 T2=$((s - 1000 + GRACE_S * 1000))      # the parked switch's deadline
 {
-        ev b1 $((s - 3000)) cust-bravo RelationshipRequested "$REL"
-        ev b2 $((s - 2000)) cust-bravo SubscriptionReported "\"subscription_id\":\"m365-b\",$SUB,\"term_end\":\"2032-06-30T23:59:59.000Z\""
+        ev b1 $((s - 3000)) cust-bravo RelationshipRequested "$EV_REL"
+        ev b2 $((s - 2000)) cust-bravo SubscriptionReported "\"subscription_id\":\"m365-b\",$EV_SUB,\"term_end\":\"2032-06-30T23:59:59.000Z\""
         ev b3 $((s - 1000)) cust-bravo SwitchRequested "\"subscription_id\":\"m365-b\",$SWITCH"
 } > "$TMP/hist2.jsonl"
-ev b4 $((T2 - AHEAD_MS)) cust-bravo RelationshipAccepted "$REL" > "$TMP/late2.jsonl"
+ev b4 $((T2 - AHEAD_MS)) cust-bravo RelationshipAccepted "$EV_REL" > "$TMP/late2.jsonl"
 publish_events "$TMP/hist2.jsonl"
 ok $? "phase 2: published cust-bravo's history: a switch parked, its deadline T = ${GRACE_S} s on"
 window "phase 2" "$TMP/late2.jsonl" "$T2" 9

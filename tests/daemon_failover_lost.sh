@@ -26,6 +26,9 @@ link_down() {  # link_down PORT: the replica on PORT knows it lost its master
         redis-cli -p "$1" info replication | grep -q '^master_link_status:down'
 }
 
+redone() {  # redone OFFSETS: on the promoted replica, no re-processing record left, the offsets summed back to OFFSETS
+        redo_done "$REPLICA_PORT" && [ "$(offsets_sum "$REPLICA_PORT")" -ge "$1" ]
+}
 failover_case() {  # failover_case NAME
         name=$1
         start_redis; ok $? "$name: master redis-server started on port $REDIS_PORT (AOF on)"
@@ -100,9 +103,7 @@ failover_case() {  # failover_case NAME
         wait_until 60 grep -q "Redis came back older" "$log"
         ok $? "$name: the daemon found the rollback"
         grep "came back older" "$log" | head -2 | diag
-        wait_until 120 sh -c "[ \$(redis-cli -p $REPLICA_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ] &&
-                [ \$(redis-cli -p $REPLICA_PORT --scan --pattern 'mcd:off:*' | while read -r k; do
-                        redis-cli -p $REPLICA_PORT hmget \$k rel sub; done | awk '\$1 > 0 { s += \$1 } END { print s + 0 }') -ge $before ]"
+        wait_until 120 redone "$before"
         ok $? "$name: re-processing done (no record left, the offsets back to $before)"
         sleep 2
         assert_exactly_once "$TMP/$name.conf" "$name: "

@@ -139,7 +139,6 @@ stopped_case kept
 # to the changelog and is stopped before batch 3's append; Redis is lost
 # again.  Daemon 3 rebuilds from daemon 2's records, whose marks must still
 # reach back to the outputs of before the first loss.
-redo_gone() { [ "$(redis-cli -p "$REDIS_PORT" exists mcd:redo:0)" = 0 ]; }
 run_stopped() {  # run_stopped FAULT CONFIG LOG: a daemon with FAULT set, killed once it stopped there
         env "$1" $MCD run -c "$2" 2> "$3" &
         DAEMON_PID=$!
@@ -184,7 +183,7 @@ reprocess_case() {  # reprocess_case mid|end|twice
         ok $? "re-process $1: daemon 3 publishes the rest"
         grep -q -e "re-processing after a rebuild or a rollback not known done" -e "restored .* from the changelog" "$TMP/re3.log"
         ok $? "re-process $1: daemon 3 looked the published outputs up again"
-        wait_until 30 redo_gone
+        wait_until 30 redo_done
         ok $? "re-process $1: daemon 3 dropped the re-processing record once past it"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "re-process $1: "
@@ -224,7 +223,7 @@ first_batch_case() {
         ok $? "first batch: daemon 2 publishes the rest"
         grep -q "the consumer group says where its outputs begin" "$TMP/first2.log"
         ok $? "first batch: daemon 2 looked the outputs up from where the group says they begin"
-        wait_until 30 redo_gone
+        wait_until 30 redo_done
         ok $? "first batch: daemon 2 dropped the re-processing record once past it"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "first batch: "

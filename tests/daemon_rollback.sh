@@ -82,14 +82,14 @@ rollback_case() {  # rollback_case NAME
         ok $? "$name: the daemon found the rollback"
         grep "came back older" "$log" | head -2 | diag
         if [ "$name" = kill ]; then
-                wait_until 30 sh -c "redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | grep -q ."
+                wait_until 30 redo_pending
                 kill -KILL "$DAEMON_PID"
                 wait "$DAEMON_PID" 2>/dev/null
-                redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:redo:*' | grep -q .
+                redo_pending
                 ok $? "$name: killed with its re-processing record in Redis"
                 start_daemon "$TMP/mcd.conf" "$TMP/$name.2.log"
         fi
-        wait_until 120 sh -c "[ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ]"
+        wait_until 120 redo_done
         ok $? "$name: re-processing done (no record left)"
         sleep 2
         assert_exactly_once "$TMP/mcd.conf" "$name: "

@@ -48,9 +48,6 @@ group_settled() {  # group_settled PREFIX: each of PREFIX.{1,2,3}.log holds part
         done
         [ "$_all" -eq 6 ]
 }
-no_redo() {  # no re-processing record left in Redis
-        [ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:redo:*' | wc -l)" -eq 0 ]
-}
 found_moved() {  # found_moved PARTITIONS LOG...: every partition named found behind by the counter of one of the LOGs
         _parts=$1; shift
         for _q in $_parts; do
@@ -117,7 +114,7 @@ kill_case() {
         ok $? "$name: Redis rolled back, instance $victim killed; the others found its partitions behind the group's counters"
         # shellcheck disable=SC2086
         cat $survivors | grep "came back older" | head -4 | diag
-        wait_until 120 no_redo
+        wait_until 120 redo_done
         ok $? "$name: re-processing done (no record left)"
         wait_states "$name"
         sleep 2
@@ -187,7 +184,7 @@ claim_case() {  # claim_case WHERE: commit | publish
         grep "fault injection\|another instance\|revoked\|came back older" "$TMP/$name.a.log" | head -6 | diag
         wait_until 60 grep -q "came back older" "$TMP/$name.b.log"
         ok $? "$name: B found the rollback"
-        wait_until 120 no_redo
+        wait_until 120 redo_done
         ok $? "$name: re-processing done (no record left)"
         # A rejoins the group: a cooperative rebalance in two rounds, each
         # held about 5 s by the mock (session.timeout.ms minus 1 s), while a

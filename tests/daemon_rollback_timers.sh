@@ -21,8 +21,6 @@
 
 CUSTOMERS=${MCD_ROLLBACK_TIMERS_CUSTOMERS:-30}
 LEAD_MS=${MCD_ROLLBACK_TIMERS_LEAD_MS:-20000}   # T, this long after the events: time to apply them and snapshot
-REL='"partner_id":"partner-fabrikam"'
-SUB='"offer_name":"Microsoft 365 E3","billing":"LICENSE_BASED","channel":"EA"'
 
 start_services 1 "batch.wait = 10ms"
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.1.log"
@@ -36,16 +34,16 @@ for step in 4 3 2 1; do
         while [ "$i" -lt "$CUSTOMERS" ]; do
                 c="cust-$i"
                 case $step in
-                4) ev "$c-r" $((s - 4000)) "$c" RelationshipRequested "$REL" ;;
+                4) ev "$c-r" $((s - 4000)) "$c" RelationshipRequested "$EV_REL" ;;
                 3) ev "$c-s" $((s - 3000)) "$c" SubscriptionReported \
-                        "\"subscription_id\":\"m365-$i\",$SUB,\"term_end\":\"$(iso "$T")\"" ;;
-                2) ev "$c-a" $((s - 2000)) "$c" RelationshipAccepted "$REL" ;;
+                        "\"subscription_id\":\"m365-$i\",$EV_SUB,\"term_end\":\"$(iso "$T")\"" ;;
+                2) ev "$c-a" $((s - 2000)) "$c" RelationshipAccepted "$EV_REL" ;;
                 1) ev "$c-w" $((s - 1000)) "$c" SwitchRequested "\"subscription_id\":\"m365-$i\",\"target_partner_id\":\"partner-fabrikam\"" ;;
                 esac
                 i=$((i + 1))
         done
 done > "$TMP/history.jsonl"
-ev nudge $((s - 500)) c-nudge RelationshipRequested "$REL" > "$TMP/nudge.jsonl"
+ev nudge $((s - 500)) c-nudge RelationshipRequested "$EV_REL" > "$TMP/nudge.jsonl"
 cat "$TMP/history.jsonl" "$TMP/nudge.jsonl" "$TMP/nudge.jsonl" > "$TMP/in.jsonl"
 n_before=$($MCD replay "$TMP/in.jsonl" | wc -l)
 expect_replay --now "$(iso $((T + 60000)))" "$TMP/in.jsonl"

@@ -8,14 +8,34 @@
 # finishes the stream.  Then A is continued: it must neither write its stale
 # state to Redis nor publish its outbox, nor append its changelog records
 # after B's newer ones: in that case Redis is then lost, and the instances
-# must rebuild B's last offsets from the changelog, not A's older ones.  The outcome
-# topic must hold replay's outcomes exactly once, and Redis replay's final
-# states.
+# must rebuild B's last offsets from the changelog, not A's older ones.
+# Once A is back, events of customers of their own follow: every partition
+# must go on.  Case reclaim is case publish with the consumer group's copy
+# sent once an hour: A, continued, claims its partitions again before it
+# learns that it lost them, and only B's claim itself can fence A: Redis
+# names its generation, and the group's copy has it too, sent as soon as
+# B's pair was ready (either fences A; test_store.c and
+# test_group_offsets.c show each).  Before both, A's claim fenced B for
+# good, and B's partitions stopped.  Case claim: A stops before its very
+# first claim, holding an assignment it is about to lose; continued, it
+# must not claim (it claimed over B, B's partitions stopped) but wait for
+# the group's answer, which takes the assignment away.  The outcome topic must
+# hold replay's outcomes exactly once, and Redis replay's final states.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_ZOMBIE_EVENTS:-1500}
-current_stream 23 "$EVENTS" 150 "$TMP/in.jsonl"
+LATE=40         # customers of their own, one event each, published once A is back
+current_stream 23 "$EVENTS" 150 "$TMP/stream.jsonl"
+late_at=$(now_ms)
+i=0
+while [ "$i" -lt "$LATE" ]; do
+        ev "late-$i" "$late_at" "late-c$i" RelationshipRequested "$EV_REL"
+        i=$((i + 1))
+done > "$TMP/late.jsonl"
+cat "$TMP/stream.jsonl" "$TMP/late.jsonl" > "$TMP/in.jsonl"
 expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
+n_late=$($MCD replay --now "$(utc_now)" "$TMP/late.jsonl" | wc -l)
+n_stream=$((n_want - n_late))
 
 rebuilt() {  # each partition's last rebuild: "PARTITION REL SUB"
         cat "$TMP/a.log" "$TMP/b.log" |
@@ -23,34 +43,43 @@ rebuilt() {  # each partition's last rebuild: "PARTITION REL SUB"
                 awk '{ last[$1] = $0 } END { for (p in last) print last[p] }'
 }
 all_rebuilt() { [ "$(rebuilt | wc -l)" -eq 4 ]; }
-run_case() {  # run_case WHERE: commit | publish
+settled() { redo_done && [ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | wc -l)" -eq 4 ]; }
+run_case() {  # run_case WHERE: commit | publish | changelog | reclaim | claim
         where=$1
-        start_services -p "$where: " 4 "batch.max_events = 30" "batch.wait = 10ms"
-        publish_events "$TMP/in.jsonl"
-        ok $? "$where: published $EVENTS events ($n_want outcomes expected)"
-
+        extra=
+        at=6            # the batch (the claim round) A stops before
+        fenced="is owned by another instance\|was claimed by another instance"
         case $where in
         commit) fault=MCD_FAULT_STOP_BEFORE_COMMIT ;;
         publish) fault=MCD_FAULT_STOP_BEFORE_PUBLISH ;;
         changelog) fault=MCD_FAULT_STOP_BEFORE_CHANGELOG ;;
+        reclaim) fault=MCD_FAULT_STOP_BEFORE_PUBLISH extra="group_offsets.interval = 1h" ;;   # stops before its publish
+        claim) fault=MCD_FAULT_STOP_BEFORE_CLAIM at=1 fenced="claims wait: the consumer group last answered" ;;
         esac
-        env "$fault=6" $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
+        start_services -p "$where: " 4 "batch.max_events = 30" "batch.wait = 10ms" ${extra:+"$extra"}
+        publish_events "$TMP/stream.jsonl"
+        ok $? "$where: published $EVENTS events ($n_stream outcomes expected)"
+        env "$fault=$at" $MCD run -c "$TMP/mcd.conf" 2> "$TMP/a.log" &
         A=$!
         PIDS="$PIDS $A"
         wait_until 60 stopped "$A"
-        ok $? "$where: instance A stalled before its $where"
+        ok $? "$where: instance A stalled ($fault)"
 
         start_daemon "$TMP/mcd.conf" "$TMP/b.log"
         B=$DAEMON_PID
-        wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+        wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_stream"
         ok $? "$where: instance B took the partitions over and finished the stream"
-        grep -q "is owned by another instance\|was claimed by another instance" "$TMP/a.log"
+        grep -q "$fenced" "$TMP/a.log"
         ok $([ $? -ne 0 ]; echo $?) "$where: A has not noticed anything yet"
 
         kill -CONT "$A"
-        wait_until 30 grep -q "is owned by another instance\|was claimed by another instance" "$TMP/a.log"
-        ok $? "$where: A, continued, finds itself fenced"
+        wait_until 30 grep -q "$fenced" "$TMP/a.log"
+        ok $? "$where: A, continued, finds itself fenced (claim: holds its claims back)"
+        grep -h "$fenced" "$TMP/a.log" | head -2 | diag
         sleep 8      # A rejoins the group; both settle
+        publish_events "$TMP/late.jsonl"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+        ok $? "$where: every partition goes on after A's return: the $LATE late events' $n_late outcomes are out"
         if [ "$where" = changelog ]; then
                 grep -q "claimed again before its changelog records are appended" "$TMP/a.log"
                 ok $? "$where: A dropped its stalled changelog records"
@@ -63,8 +92,7 @@ run_case() {  # run_case WHERE: commit | publish
                 restored=$(rebuilt | awk '$2 > 0 { s += $2 } $3 > 0 { s += $3 } END { print s + 0 }')
                 ok $([ "$restored" -eq "$before" ]; echo $?) \
                         "$where: the changelog's last word is B's: offsets summed $restored restored, $before before the loss"
-                wait_until 60 sh -c "[ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:redo:*' | wc -l) -eq 0 ] &&
-                        [ \$(redis-cli -p $REDIS_PORT --scan --pattern 'mcd:off:*' | wc -l) -eq 4 ]"
+                wait_until 60 settled
                 ok $? "$where: rebuilt, re-processing done"
                 sleep 2
         fi
@@ -77,7 +105,7 @@ run_case() {  # run_case WHERE: commit | publish
         stop_services
 }
 
-for where in ${MCD_ZOMBIE_CASES:-commit publish changelog}; do
+for where in ${MCD_ZOMBIE_CASES:-commit publish changelog reclaim claim}; do
         run_case "$where"
 done
 tap_done

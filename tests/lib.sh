@@ -168,17 +168,19 @@ roll_back_redis() {  # roll_back_redis: redis-server killed, restarted on its po
         wait_until 20 redis-cli -p "$REDIS_PORT" ping && redis-cli -p "$REDIS_PORT" config set appendonly yes > /dev/null
 }
 
-offsets_sum() {  # offsets_sum [PORT]: the stored next offsets of every partition (Redis on PORT), summed
-        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:off:*' | while read -r _k; do
-                redis-cli -p "${1:-$REDIS_PORT}" hmget "$_k" rel sub
+off_sum() {  # off_sum PORT FIELD...: those fields of every partition's offsets record (mcd:off:*), summed
+        _port=$1; shift
+        redis-cli -p "$_port" --scan --pattern 'mcd:off:*' | while read -r _k; do
+                redis-cli -p "$_port" hmget "$_k" "$@"
         done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
 }
+offsets_sum() { off_sum "${1:-$REDIS_PORT}" rel sub; }   # offsets_sum [PORT]: the stored next offsets, summed
+seqs_sum() { off_sum "${1:-$REDIS_PORT}" seq; }          # seqs_sum [PORT]: the commit counters, summed
 
-seqs_sum() {  # seqs_sum [PORT]: the commit counters (seq) of every partition (Redis on PORT), summed
-        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:off:*' | while read -r _k; do
-                redis-cli -p "${1:-$REDIS_PORT}" hget "$_k" seq
-        done | awk '$1 > 0 { s += $1 } END { print s + 0 }'
+redo_pending() {  # redo_pending [PORT]: a re-processing record (mcd:redo:*) is in Redis (on PORT)
+        redis-cli -p "${1:-$REDIS_PORT}" --scan --pattern 'mcd:redo:*' | grep -q .
 }
+redo_done() { ! redo_pending "$@"; }   # redo_done [PORT]: none is
 
 in_snapshot() {  # in_snapshot FUNC: FUNC PORT, on the snapshot (snapshot_redis) read by a redis-server of its own
         mkdir -p "$TMP/inspect" && cp "$TMP/snapshot.rdb" "$TMP/inspect/dump.rdb"
@@ -338,6 +340,8 @@ sleep_until() {  # sleep_until MS: 1 if MS has passed already
         [ "$_left" -gt 0 ] || return 1
         sleep "$(awk -v ms="$_left" 'BEGIN { printf "%.3f", ms / 1000 }')"
 }
+EV_REL='"partner_id":"partner-fabrikam"'    # ev's REST for a relationship event
+EV_SUB='"offer_name":"Microsoft 365 E3","billing":"LICENSE_BASED","channel":"EA"'   # and part of a subscription's
 ev() {  # ev ID MS CUSTOMER TYPE REST: one input event, occurred_at MS
         printf '{"event_id":"%s","occurred_at":"%s","customer_id":"%s","cloud":"COMMERCIAL","type":"%s",%s}\n' \
                 "$1" "$(iso "$2")" "$3" "$4" "$5"

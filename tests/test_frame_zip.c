@@ -332,7 +332,7 @@ static void test_store(int port) {
         if (!ok(zs && ps && mcd_par_new(2, &par) == 0, "two stores (zipping, not) and two threads"))
                 return;
         mcd_store_set_parallel(zs, par);
-        ok(mcd_store_init_meta(zs, &created) == 0 && mcd_store_claim(zs, 0, 0, &p.generation) == 0,
+        ok(mcd_store_init_meta(zs, &created) == 0 && mcd_store_claim(zs, 0, 0, 0, &p.generation) == 0,
            "partition 0 claimed");
         all_scenario_frames(&f);
         for (size_t i = 0; i < f.n; i++)

@@ -9,7 +9,9 @@
  * begin); no flush within the interval of the start, send_now aside; the
  * flush's refusal is proved
  * by the answer counted once served, and the refused offsets go again at the
- * next flush; a partition the group cannot answer for (one the topic does
+ * next flush; a commit of timers only is sent for its counter; a claim's
+ * generation, hurried, goes at the next flush within the interval; a
+ * partition the group cannot answer for (one the topic does
  * not have) makes the read fail, not read as nothing.  Then the join guard,
  * with a member that subscribes: from its JoinGroup sent to its SyncGroup
  * answered (the mock cluster's initial rebalance delay, 3 s, between them)
@@ -266,11 +268,13 @@ int main(void) {
         const struct mcd_group_mark first = {.rel = 5, .sub = 7, .seq = 3, .generation = 2, .marks = "o=0:10"};
         const struct mcd_group_mark second = {.rel = 6, .sub = 8, .seq = 4, .generation = 3, .marks = "o=0:12"};
         const struct mcd_group_mark timers_only = {.rel = 6, .sub = 8, .seq = 5, .generation = 3, .marks = "o=0:13"};
+        const struct mcd_group_mark claimed = {.rel = 6, .sub = 8, .seq = 5, .generation = 4, .marks = "o=0:13"};
+        const struct mcd_group_mark claimed_again = {.rel = 6, .sub = 8, .seq = 5, .generation = 5, .marks = "o=0:13"};
         rd_kafka_conf_t *mconf = rd_kafka_conf_new();
         rd_kafka_mock_cluster_t *mc;
         rd_kafka_t *mrk, *c;
         char err[256];
-        int r;
+        int r, i;
 
         rd_kafka_conf_set(mconf, "log_level", "3", err, sizeof(err));  /* no warning of its missing brokers */
         mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, err, sizeof(err));
@@ -313,10 +317,27 @@ int main(void) {
         mcd_group_offsets_note(g, 0, &timers_only);
         ok(mcd_group_offsets_flush(g, c, 0, true) == 2,
            "a commit that moved no offset (timers only): both sides sent again, for its counter");
-        for (int i = 0; i < 50 && (read_one(g, c, 0, &m) < 0 || m.seq != 5); i++)
+        for (i = 0; i < 50 && (read_one(g, c, 0, &m) < 0 || m.seq != 5); i++)
                 rd_kafka_poll(c, 100);         /* the asynchronous commit answered */
         ok(m.rel == 6 && m.sub == 8 && m.seq == 5, "read back: offsets %lld/%lld, seq %lld (6/8, 5 wanted)",
            (long long)m.rel, (long long)m.sub, (long long)m.seq);
+
+        /* A claim's generation (the pair restarted: forgotten, then noted
+         * at its claim): hurried, sent by the next flush within the
+         * interval (60 s here; a heartbeat's quiet moment waited out). */
+        mcd_group_offsets_forget(g, 0);
+        mcd_group_offsets_note(g, 0, &claimed);
+        ok(mcd_group_offsets_flush(g, c, mono_ms(), true) == 2, "a claim's generation sent: an interval begins");
+        mcd_group_offsets_forget(g, 0);
+        mcd_group_offsets_note(g, 0, &claimed_again);
+        ok(mcd_group_offsets_flush(g, c, mono_ms(), false) == 0, "the next claim's waits for the interval");
+        mcd_group_offsets_hurry(g, 0);
+        for (i = 0; i < 20 && (r = mcd_group_offsets_flush(g, c, mono_ms(), false)) == 0; i++)
+                rd_kafka_poll(c, 50);
+        ok(r == 2, "hurried: the next flush sent it within the interval (%d, after %d tries)", r, i);
+        for (i = 0; i < 50 && (read_one(g, c, 0, &m) < 0 || m.generation != 5); i++)
+                rd_kafka_poll(c, 100);
+        ok(m.generation == 5, "read back: generation %lld (5 wanted)", (long long)m.generation);
 
         /* A partition the group cannot answer for fails the read. */
         r = read_one(g, c, 3, &m);

@@ -269,7 +269,7 @@ static void test_failover(struct srv *master, struct srv *replica, const struct 
         if (!ok(a && b, "two stores through the Sentinels"))
                 goto out;
         is_int(mcd_store_init_meta(a, NULL), 0, "meta initialised on the master");
-        is_int(mcd_store_claim(a, 0, 0, &gen), 0, "partition 0 claimed");
+        is_int(mcd_store_claim(a, 0, 0, 0, &gen), 0, "partition 0 claimed");
         is_int(commit_one(a, "c-before", gen), 0, "a commit on the master");
         is_int(mcd_store_ping(b, &rtt), 0, "the second store connected to the master too");
         r = raw(master->port, "WAIT 1 30000");       /* under valgrind on a busy machine 5 s fell short */

@@ -1054,9 +1054,9 @@ static void test_fencing(struct mcd_store *s, int64_t gen) {
         int64_t g2 = 0, g1 = 0, now_gen = 0, due = 0, len = 0;
 
         simple_customer(&c, id, MCD_SS_SWITCH_BLOCKED);
-        is_int(mcd_store_claim(s, 1, 0, &g1), 0, "claim of partition 1");
+        is_int(mcd_store_claim(s, 1, 0, 0, &g1), 0, "claim of partition 1");
         p[0].generation = g1;
-        is_int(mcd_store_claim(s, 0, 0, &g2), 0, "second claim of partition 0");
+        is_int(mcd_store_claim(s, 0, 0, 0, &g2), 0, "second claim of partition 0");
         ok(g2 == gen + 1, "generation went up by one");
         is_int(mcd_store_generation(s, 0, &now_gen), 0, "generation read");
         is_int(now_gen, g2, "generation is the new one");
@@ -1088,7 +1088,7 @@ static void test_rollback(struct mcd_store *s, int port) {
         int64_t gen = 0, g0, seq = -1;
         bool stored = true;
 
-        is_int(mcd_store_claim(s, 9, 0, &gen), 0, "rollback: claim of partition 9");
+        is_int(mcd_store_claim(s, 9, 0, 0, &gen), 0, "rollback: claim of partition 9");
         p.generation = gen;
         is_int(mcd_store_commit(s, &b), 0, "rollback: a commit unchecked (seq 0)");
         is_int(mcd_store_offsets_stored(s, 9, &stored), 0, "rollback: offsets stored?");
@@ -1106,10 +1106,20 @@ static void test_rollback(struct mcd_store *s, int port) {
         is_int(mcd_store_get_offsets(s, 9, &o, &seq), 0, "rollback: read again");
         ok(o.rel == 5 && seq == 1, "rollback: nothing written");
         g0 = gen;
-        is_int(mcd_store_claim(s, 9, g0 + 10, &gen), 0, "rollback: a claim with a floor above Redis's");
+        is_int(mcd_store_claim(s, 9, g0 + 10, 0, &gen), 0, "rollback: a claim with a floor above Redis's");
         is_int(gen, g0 + 11, "rollback: the floor + 1, not Redis's next");
-        is_int(mcd_store_claim(s, 9, 3, &gen), 0, "rollback: a claim with a floor below");
+        is_int(mcd_store_claim(s, 9, 3, 0, &gen), 0, "rollback: a claim with a floor below");
         is_int(gen, g0 + 12, "rollback: Redis's next");
+        /* A claim again under the generation held before (after a stall). */
+        is_int(mcd_store_claim(s, 9, 0, g0 + 12, &gen), 0, "reclaim: Redis names ours");
+        is_int(gen, g0 + 13, "reclaim: the next generation");
+        ok(raw3(port, "SET t:gen:9 %s", "5"), "reclaim: Redis set back below ours");
+        is_int(mcd_store_claim(s, 9, g0 + 13, g0 + 13, &gen), 0, "reclaim: Redis older than ours");
+        is_int(gen, g0 + 14, "reclaim: above ours, the floor");
+        is_int(mcd_store_claim(s, 9, 0, g0 + 12, &gen), -ESTALE, "reclaim: Redis names a later one: taken");
+        is_int(gen, g0 + 14, "reclaim: the taker's generation");
+        is_int(mcd_store_generation(s, 9, &gen), 0, "reclaim: generation read");
+        is_int(gen, g0 + 14, "reclaim: nothing written");
 }
 
 static void test_meta_missing(struct mcd_store *s, int port, int64_t gen) {
@@ -1150,7 +1160,7 @@ static void test_down(struct mcd_store *s, struct srv *sv) {
         ok(r1 == -EIO || r1 == -ECONNREFUSED, "load with Redis down fails: %d", r1);
         r2 = mcd_store_ping(s, &rtt);
         is_int(r2, -ECONNREFUSED, "reconnect to a down Redis is -ECONNREFUSED");
-        is_int(mcd_store_claim(s, 0, 0, &gen), -ECONNREFUSED, "claim too");
+        is_int(mcd_store_claim(s, 0, 0, 0, &gen), -ECONNREFUSED, "claim too");
         if (!ok(server_start(sv) == 0, "redis restarted on the same port"))
                 return;
         is_int(mcd_store_ping(s, &rtt), 0, "ping after restart");
@@ -1158,7 +1168,7 @@ static void test_down(struct mcd_store *s, struct srv *sv) {
         is_int(mcd_store_load(s, &id, 1, &out), 0, "load after restart");
         ok(out.n_subs == 3, "data survived the restart (AOF)");
         mcd_customer_clear(&out);
-        is_int(mcd_store_claim(s, 0, 0, &gen), 0, "claim after restart");
+        is_int(mcd_store_claim(s, 0, 0, 0, &gen), 0, "claim after restart");
 }
 
 /* The load of the next batch and the commit of this one: one round trip,
@@ -1195,7 +1205,7 @@ static void test_fence(struct mcd_store *s, int port) {
         uint64_t rt;
         int load_r = 1;
 
-        is_int(mcd_store_claim(s, 5, 0, &p.generation), 0, "fence: claim of partition 5");
+        is_int(mcd_store_claim(s, 5, 0, 0, &p.generation), 0, "fence: claim of partition 5");
         snprintf(gen_s, sizeof(gen_s), "%" PRId64, p.generation);
         simple_customer(&c, "c-fence", MCD_SS_SWITCH_ALLOWED);
         rt = mcd_store_round_trips(s);
@@ -1238,7 +1248,7 @@ static void test_refused(struct mcd_store *s, int port) {
         struct mcd_store_partition p = {.partition = 6};
         struct mcd_store_batch b = {.customers = &sc, .n_customers = 1, .partitions = &p, .n_partitions = 1};
 
-        is_int(mcd_store_claim(s, 6, 0, &p.generation), 0, "refused: claim of partition 6");
+        is_int(mcd_store_claim(s, 6, 0, 0, &p.generation), 0, "refused: claim of partition 6");
         simple_customer(&c, "c-refused", MCD_SS_SWITCH_ALLOWED);
         is_int(mcd_store_commit(s, &b), 0, "refused: a commit");
         is_int(raw(port, "CONFIG SET maxmemory 1"), 0, "refused: Redis out of memory");
@@ -1380,7 +1390,7 @@ static void test_store(struct srv *sv) {
         ok(!created, "meta existed");
         is_int(mcd_store_generation(s, 0, &gen), 0, "generation before any claim");
         is_int(gen, 0, "is 0");
-        is_int(mcd_store_claim(s, 0, 0, &gen), 0, "claim partition 0");
+        is_int(mcd_store_claim(s, 0, 0, 0, &gen), 0, "claim partition 0");
         is_int(gen, 1, "generation 1");
         test_load_and_commit(s, gen);
         test_legacy_in_redis(s, sv->port, gen);
