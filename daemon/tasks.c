@@ -342,8 +342,8 @@ static void read_group_marks(struct tasks *tm) {
  * fenced (-ESTALE): whether the group's copy names a later generation,
  * whatever an older Redis says, or Redis does, the copy not yet having it
  * (it is sent once the other's pair is ready); unless our last claim may
- * have been written with its answer lost, its generation Redis's.  -EAGAIN until the copy is
- * read. */
+ * have been written with its answer lost, its generation Redis's.
+ * -EAGAIN until the copy is read. */
 static int claim(struct tasks *tm, struct pair *p) {
         int64_t floor = p->generation > p->group_generation ? p->generation : p->group_generation;
         int64_t ours = p->claim_unsure ? 0 : p->generation, gen = 0;
