@@ -132,11 +132,16 @@ void mcd_group_offsets_set_interval(struct mcd_group_offsets *g, int interval_ms
                 g->interval_ms = interval_ms;
 }
 
-/* Whether the partition has something to send: a side held and not sent,
- * or sent with an older counter. */
+/* Whether side t of partition p is to be sent: held and, unless `again`,
+ * not sent yet or sent with an older counter. */
+static bool side_due(const struct mcd_group_offsets *g, int t, int32_t p, bool again) {
+        return g->held[t][p] >= 0 && (again || g->held[t][p] != g->sent[t][p] || g->seq[p] != g->sent_seq[p]);
+}
+
+/* Whether the partition has something to send. */
 static bool partition_due(const struct mcd_group_offsets *g, int32_t p) {
         for (int t = REL; t <= SUB; t++)
-                if (g->held[t][p] >= 0 && (g->held[t][p] != g->sent[t][p] || g->seq[p] != g->sent_seq[p]))
+                if (side_due(g, t, p, false))
                         return true;
         return false;
 }
@@ -270,11 +275,9 @@ static void send_again(struct mcd_group_offsets *g, const rd_kafka_topic_partiti
  * sent; those already sent, with the counter already sent, only if `again`.
  * 0 or -ENOMEM (the offsets then stay unsent). */
 static int take_partition(struct mcd_group_offsets *g, int32_t p, bool again, rd_kafka_topic_partition_list_t **l) {
-        bool due = again || g->seq[p] != g->sent_seq[p];
-
         for (int t = REL; t <= SUB; t++) {
                 rd_kafka_topic_partition_t *tp;
-                if (g->held[t][p] < 0 || (g->held[t][p] == g->sent[t][p] && !due))
+                if (!side_due(g, t, p, again))
                         continue;
                 if (!*l && !(*l = rd_kafka_topic_partition_list_new(2 * g->n)))
                         return -ENOMEM;

@@ -128,9 +128,10 @@ int mcd_group_offsets_watch(struct mcd_group_offsets *g, rd_kafka_conf_t *conf);
 
 /* Sends, through the group member `consumer` and without waiting, the
  * offsets noted and not yet sent, once interval_ms has passed since the last
- * send (or at once when a partition was hurried), unless the member is joining the group or may be about to.  `now`
- * is for a rebalance callback, during which librdkafka starts no join: at
- * once, unless the member is joining.
+ * send (or at once when a partition was hurried), unless the member is
+ * joining the group or may be about to.  `now` is for a rebalance
+ * callback, during which librdkafka starts no join: at once, unless the
+ * member is joining.
  * Returns how many offsets went, or a negative errno when librdkafka refused
  * them at once (counted as a failure). */
 int mcd_group_offsets_flush(struct mcd_group_offsets *g, rd_kafka_t *consumer, int64_t mono_ms, bool now);

@@ -563,12 +563,12 @@ void tasks_leave(struct tasks *tm) {
  * ends. */
 static bool member_current(struct tasks *tm) {
         rd_kafka_t *rk = tm->env->consumer;
-        int64_t silent = 0;
+        int64_t silent = 0, session_ms = rk ? mcd_kafka_session_timeout_ms(rk) : 0;
         bool ok = !rk || (!rd_kafka_assignment_lost(rk) &&
-                          mcd_group_offsets_member_current(tm->env->group_offsets, mcd_kafka_session_timeout_ms(rk),
+                          mcd_group_offsets_member_current(tm->env->group_offsets, session_ms,
                                                            tm->claims_held_since != 0, &silent));
 
-        if (!ok && !tm->claims_held_since && silent >= mcd_kafka_session_timeout_ms(rk)) {
+        if (!ok && !tm->claims_held_since && silent >= session_ms) {
                 log_warning("claims wait: the consumer group last answered %" PRId64 " ms ago, past the session "
                             "timeout; the assignment may have been lost", silent);
                 tm->claims_held_since = mono_ms();

@@ -19,8 +19,9 @@
 # was ready (test_store.c and test_group_offsets.c show each).  Before
 # all three, A's claim fenced B for good, and B's partitions stopped.
 # Case claim: A stops before its very first claim, holding an assignment
-# it is about to lose; continued, it must not claim either.  The outcome topic must
-# hold replay's outcomes exactly once, and Redis replay's final states.
+# it is about to lose; continued, it must not claim either.  The outcome
+# topic must hold replay's outcomes exactly once, and Redis replay's final
+# states.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_ZOMBIE_EVENTS:-1500}
@@ -44,11 +45,13 @@ rebuilt() {  # each partition's last rebuild: "PARTITION REL SUB"
 }
 all_rebuilt() { [ "$(rebuilt | wc -l)" -eq 4 ]; }
 settled() { redo_done && [ "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | wc -l)" -eq 4 ]; }
+# How A learns it lost its partitions (one of them; which comes first is a
+# race between its worker and librdkafka's main thread).
+fenced="is owned by another instance\|was claimed by another instance\|claims wait: the consumer group"
 run_case() {  # run_case WHERE: commit | publish | changelog | reclaim | claim
         where=$1
         extra=
         at=6            # the batch (the claim round) A stops before
-        fenced="is owned by another instance\|was claimed by another instance\|claims wait: the consumer group"
         case $where in
         commit) fault=MCD_FAULT_STOP_BEFORE_COMMIT ;;
         publish) fault=MCD_FAULT_STOP_BEFORE_PUBLISH ;;
