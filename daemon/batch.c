@@ -518,12 +518,13 @@ static void batch_abort(struct batcher *bt, int r) {
                           "published looked up");
         else if (r == -ENODATA)
                 log_error("Redis lost the daemon's state (its data was emptied); rebuilding from the changelog");
+        else if (r == MCD_STORE_WRONG_TYPE)
+                log_error("batch not committed: a key it writes is of another type in Redis; retrying from the "
+                          "stored offsets once it is deleted");
         else
                 log_error("batch not committed: %s; retrying from the stored offsets", strerror(-r));
-        if (redis_unreachable(r)) {
-                bt->env->redis_ok = false;
+        if (redis_failed(bt->env, r))
                 bt->env->st.redis_errors++;
-        }
         if (r == -ENODATA) {
                 bool created;
                 if (mcd_store_init_meta(bt->env->store, &created) < 0)

@@ -10,6 +10,7 @@
 
 #include "daemon/log.h"
 #include "daemon/runtime.h"
+#include "daemon/store.h"
 
 static uint64_t watchdog_usec;       /* systemd's WatchdogSec, 0 when off */
 static int64_t next_watchdog;        /* monotonic us of the next keep-alive */
@@ -35,6 +36,15 @@ int64_t mono_us(void) {
 bool redis_unreachable(int r) {
         return r == -ECONNREFUSED || r == -EIO || r == -ETIMEDOUT || r == -ECONNRESET || r == -EPIPE ||
                r == -ENOTCONN || r == -EHOSTUNREACH;
+}
+
+bool redis_failed(struct mcd_env *env, int r) {
+        if (r == MCD_STORE_WRONG_TYPE)
+                env->redis_wrong_type = true;
+        else if (!redis_unreachable(r))
+                return false;
+        env->redis_ok = false;
+        return true;
 }
 
 void watchdog_init(uint64_t usec) {

@@ -36,6 +36,8 @@ struct mcd_env {
         struct mcd_metrics *metrics; /* NULL when off */
         struct mcd_stats st;         /* the counters every part adds to */
         bool redis_ok;               /* Redis answers; cleared by whoever finds it does not */
+        bool redis_wrong_type;       /* set with redis_ok cleared: a key of the daemon's is of another type
+                                        (MCD_STORE_WRONG_TYPE); the worker holds consumption back a while */
 };
 
 /* Wall clock, ms since the epoch. */
@@ -46,6 +48,12 @@ int64_t mono_us(void);
 
 /* Does a store error mean Redis did not answer (rather than refused)? */
 bool redis_unreachable(int r);
+
+/* After the store error r: Redis marked not ok (consumption paused until
+ * the worker finds it answers) when it did not answer, or when it holds a
+ * key of the daemon's of another type (then for a backoff: worker.c
+ * redis_check).  Whether it was marked.  This function can't fail. */
+bool redis_failed(struct mcd_env *env, int r);
 
 /* systemd's watchdog: enabled with its period (0: off), then kicked from the
  * main loop and from the long loops that make progress without it (a rebuild

@@ -255,6 +255,11 @@ int store_reply_error(const struct mcd_store *s, const redisReply *r) {
                 return -EACCES;
         if (strncmp(r->str, "OOM", 3) == 0)
                 return -ENOSPC;
+        if (strncmp(r->str, "WRONGTYPE", 9) == 0) {
+                store_notef(s, LOG_ERR, "Redis at %s refused a command on a key of the daemon's that is of another "
+                            "type (%s)", s->where, r->str);
+                return MCD_STORE_WRONG_TYPE;
+        }
         if (strncmp(r->str, "READONLY", 8) == 0)
                 store_notef(s, LOG_WARNING, "Redis at %s refused a write as a read-only replica (READONLY)%s", s->where,
                       again);

@@ -179,6 +179,12 @@ int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq);
  * the owner's: Redis came back older than what was committed. */
 #define MCD_STORE_ROLLBACK (-EUCLEAN)
 
+/* A command refused because a key of the daemon's is of another type
+ * (someone wrote a string where an outbox list is): logged, naming the key
+ * when the commit's fence found it (store_fence.c).  Nothing of the batch
+ * or claim it belonged to was written. */
+#define MCD_STORE_WRONG_TYPE (-EMEDIUMTYPE)
+
 /* The atomic batch write described above. */
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
 

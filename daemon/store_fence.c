@@ -5,7 +5,12 @@
  * A batch commits only if P meta exists (Redis did not lose the daemon's
  * state), every partition's P gen:<p> is the batch's generation (no other
  * instance claimed it since) and its commit counter (P off:<p> seq) is the
- * batch's, unless that is 0 (Redis did not come back older).  The commit
+ * batch's, unless that is 0 (Redis did not come back older); and the keys
+ * the commit writes with commands that fail on a key of another type
+ * (its outbox, owed and lost lists and due zset) are of their type or
+ * absent: Redis runs the rest of a transaction past a command that
+ * fails, so a key of the wrong type would leave the batch half written
+ * (its offsets and customers without its outbox frames).  The commit
  * (store_commit.c) runs its writes in MULTI / EXEC behind a WATCH of these
  * keys; the values read after the WATCH are what the checks compare, and
  * EXEC refuses the writes if any of the keys changed since: the checks
@@ -15,20 +20,31 @@
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
 
 #include <hiredis.h>
 
 #include "daemon/store.h"
 #include "daemon/store_internal.h"
 
+/* A partition's keys the commit writes with commands that fail on another
+ * type, and that type (P off:<p> is checked by HGET; MSET never fails). */
+static const struct {
+        const char *kind;
+        const char *type;
+} TYPED[] = {{"outbox", "list"}, {"clog_owed", "list"}, {"clog_lost", "set"}, {"due", "zset"}};
+#define N_TYPED (sizeof(TYPED) / sizeof(TYPED[0]))
+
 size_t fence_n_cmds(const struct mcd_store_batch *b) {
-        return b->n_partitions > 0 ? 4 + b->n_partitions : 3;
+        return b->n_partitions > 0 ? 4 + b->n_partitions * (1 + N_TYPED) : 3;
 }
 
 /* UNWATCH (keys watched before, for another batch's partitions, are let
- * go); WATCH P meta, P gen:<p>, P off:<p> ...; EXISTS P meta; MGET P
- * gen:<p> ...; HGET P off:<p> seq per partition: fence_n_cmds(b) commands
- * in cmds, which start zeroed. */
+ * go); WATCH P meta, P gen:<p>, P off:<p>, the TYPED keys ...; EXISTS P
+ * meta; MGET P gen:<p> ...; HGET P off:<p> seq per partition; TYPE of each
+ * TYPED key per partition: fence_n_cmds(b) commands in cmds, which start
+ * zeroed. */
 void fence_add_watch(const struct mcd_store *s, const struct mcd_store_batch *b, struct args *cmds) {
         struct args *watch = &cmds[1], *exists = &cmds[2], *gens = &cmds[3];
 
@@ -48,6 +64,12 @@ void fence_add_watch(const struct mcd_store *s, const struct mcd_store_batch *b,
                 args_add_str(seq, "HGET");
                 args_add_key(seq, s, "off", p);
                 args_add_str(seq, "seq");
+                for (size_t k = 0; k < N_TYPED; k++) {
+                        struct args *type = &cmds[4 + b->n_partitions + i * N_TYPED + k];
+                        args_add_key(watch, s, TYPED[k].kind, p);
+                        args_add_str(type, "TYPE");
+                        args_add_key(type, s, TYPED[k].kind, p);
+                }
         }
 }
 
@@ -97,6 +119,29 @@ static int read_typed(struct mcd_store *s, int type, size_t elements, redisReply
         return r;
 }
 
+/* Reads the TYPE replies of partition i's TYPED keys: 0, or
+ * MCD_STORE_WRONG_TYPE (logged, naming the key) when one is of another
+ * type. */
+static int read_types(struct mcd_store *s, const struct mcd_store_batch *b, size_t i) {
+        redisReply *reply = NULL;
+        int r, wrong = 0;
+
+        for (size_t k = 0; k < N_TYPED; k++) {
+                if ((r = read_typed(s, REDIS_REPLY_STATUS, 0, &reply)) < 0)
+                        return r;
+                if (!wrong && strcmp(reply->str, "none") != 0 && strcmp(reply->str, TYPED[k].type) != 0) {
+                        char *key = store_key(s, "%s:%" PRId32, TYPED[k].kind, b->partitions[i].partition);
+                        store_notef(s, LOG_ERR, "Redis key %s is a %s, not a %s: partition %" PRId32 " commits "
+                                    "nothing until it is deleted or made one", key ? key : TYPED[k].kind,
+                                    reply->str, TYPED[k].type, b->partitions[i].partition);
+                        free(key);
+                        wrong = MCD_STORE_WRONG_TYPE;
+                }
+                freeReplyObject(reply);
+        }
+        return wrong;
+}
+
 /* Reads the replies of fence_add_watch's commands into s->fence, which
  * holds from here (until another command is sent: store_append_argv). */
 int fence_read(struct mcd_store *s, const struct mcd_store_batch *b) {
@@ -123,6 +168,7 @@ int fence_read(struct mcd_store *s, const struct mcd_store_batch *b) {
         for (size_t i = 0; i < b->n_partitions; i++) {
                 f->v[i].partition = b->partitions[i].partition;
                 f->v[i].gen = read_number(reply->element[i], INT64_MIN);
+                f->v[i].wrong_type = false;
         }
         if (b->n_partitions > 0)
                 freeReplyObject(reply);
@@ -134,6 +180,11 @@ int fence_read(struct mcd_store *s, const struct mcd_store_batch *b) {
                 f->v[i].seq = read_number(reply, 0);
                 freeReplyObject(reply);
         }
+        for (size_t i = 0; i < b->n_partitions; i++)
+                if ((r = read_types(s, b, i)) == MCD_STORE_WRONG_TYPE)
+                        f->v[i].wrong_type = true;
+                else if (r < 0)
+                        return r;
         f->n = b->n_partitions;
         f->ok = true;
         return 0;
@@ -148,9 +199,9 @@ static const struct store_watched *watched(const struct store_fence *f, int32_t 
         return NULL;
 }
 
-/* The checks, in order: meta, then each partition's generation, then its
- * commit counter.  0 when b may commit; -ENODATA, -ESTALE or
- * MCD_STORE_ROLLBACK when it may not; 1 when the fence does not cover b
+/* The checks, in order: meta, then each partition's generation, its
+ * commit counter and its keys' types.  0 when b may commit; -ENODATA,
+ * -ESTALE, MCD_STORE_ROLLBACK or MCD_STORE_WRONG_TYPE when it may not; 1 when the fence does not cover b
  * (nothing watched, or one of b's partitions is not).  This function
  * can't fail. */
 int fence_check(const struct mcd_store *s, const struct mcd_store_batch *b) {
@@ -170,6 +221,8 @@ int fence_check(const struct mcd_store *s, const struct mcd_store_batch *b) {
                         return -ESTALE;
                 if (p->seq != 0 && w->seq != p->seq)
                         return MCD_STORE_ROLLBACK;
+                if (w->wrong_type)
+                        return MCD_STORE_WRONG_TYPE;
         }
         return 0;
 }

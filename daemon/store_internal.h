@@ -23,6 +23,7 @@ struct store_watched {
         int32_t partition;
         int64_t gen;                 /* P gen:<p>; INT64_MIN when missing or not a number */
         int64_t seq;                 /* P off:<p> seq, 0 when missing; INT64_MIN when not a number */
+        bool wrong_type;             /* a key the commit writes is of another type (store_fence.c) */
 };
 
 /* What the connection WATCHes for the next commit (store_fence.c). */

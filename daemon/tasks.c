@@ -464,8 +464,10 @@ int pair_init(struct tasks *tm, struct pair *p) {
 void pair_init_failed(struct tasks *tm, struct pair *p, int r) {
         if (p->phase == PAIR_FENCED)
                 return;
-        if (redis_unreachable(r)) {
-                tm->env->redis_ok = false;
+        if (redis_failed(tm->env, r)) {
+                if (r == MCD_STORE_WRONG_TYPE)
+                        log_warning("partition %" PRId32 ": not ready: a key of its in Redis is of another type",
+                                    p->partition);
                 pair_set_phase(tm->pairs, p, PAIR_INIT);
         } else if (r == -ESTALE || r == -ENODATA) {
                 if (r == -ESTALE && fence_if_taken(tm, p))

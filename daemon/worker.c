@@ -64,6 +64,9 @@ struct worker {
         int n_input_partitions;
         int64_t redis_retry_at;
         int redis_backoff;
+        int type_backoff;            /* the hold after a key of another type (redis_check), growing while
+                                        they recur; 0 once none was found for TYPE_CALM_MS */
+        int64_t type_found_at;       /* when the last was found (monotonic ms) */
         int64_t next_status;
         int64_t status_mono, status_events;
         uint64_t watchdog_usec;      /* systemd's WatchdogSec, 0 when off */
@@ -85,6 +88,24 @@ static void worker_wire(struct worker *w, struct mcd_config *cfg) {
 
 /* ------------------------------------------------------------- main loop -- */
 
+#define TYPE_CALM_MS 30000   /* no key of another type found for this long: the hold starts small again */
+
+/* A key of the daemon's found of another type (MCD_STORE_WRONG_TYPE): the
+ * claim or commit that found it is tried again after a hold, which grows
+ * (mcd_backoff_next) while it keeps being found, so that a key left so
+ * costs a claim and a few lines of log every few seconds, not a loop.
+ * This function can't fail. */
+static void hold_for_wrong_type(struct worker *w, int64_t mono) {
+        if (mono - w->type_found_at > TYPE_CALM_MS)
+                w->type_backoff = 0;
+        w->type_backoff = mcd_backoff_next(w->type_backoff);
+        w->type_found_at = mono;
+        w->redis_retry_at = mono + w->type_backoff;
+        w->env.redis_wrong_type = false;
+        log_warning("Redis at %s holds a key of the daemon's of another type (named above); consumption paused, "
+                    "retrying in %d ms", mcd_store_where(w->env.store), w->type_backoff);
+}
+
 static bool redis_check(struct worker *w) {
         int64_t mono = mono_ms();
         bool created;
@@ -94,6 +115,8 @@ static bool redis_check(struct worker *w) {
                 w->env.redis_ok = false;        /* a failover announced: connect to the new master */
         if (w->env.redis_ok)
                 return true;
+        if (w->env.redis_wrong_type)
+                hold_for_wrong_type(w, mono);
         if (mono < w->redis_retry_at)
                 return false;
         r = mcd_store_ping(w->env.store, &w->env.st.redis_rtt_us);

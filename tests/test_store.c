@@ -1237,6 +1237,35 @@ static void test_fence(struct mcd_store *s, int port) {
         mcd_customer_clear(&c);
 }
 
+/* A key the commit writes of another type (a string where the outbox
+ * list is): Redis would run the rest of the transaction past the failing
+ * command, the batch half written; the fence finds it first, and nothing
+ * is written.  b's one partition is p, 6, its offsets key deleted. */
+static void refused_wrong_types(struct mcd_store *s, int port, const struct mcd_store_batch *b,
+                                struct mcd_store_partition *p) {
+        static const char *const keys[] = {"t:outbox:6", "t:clog_owed:6", "t:clog_lost:6", "t:due:6"};
+        static const char frame[] = "f";
+        const void *frames[] = {frame};
+        size_t lens[] = {sizeof(frame)};
+        struct mcd_customer out;
+
+        p->frames = frames;
+        p->frame_lens = lens;
+        p->n_frames = 1;
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+                ok(raw3(port, "SET %s x", keys[k]), "refused: %s made a string", keys[k]);
+                is_int(mcd_store_commit(s, b), MCD_STORE_WRONG_TYPE, "refused: the commit is MCD_STORE_WRONG_TYPE");
+                is_int(raw3_int(port, "EXISTS %s%s", "t:off:6", ""), 0, "refused: no offsets written");
+                is_int(mcd_store_load(s, (const char *[]){"c-refused"}, 1, &out), 0, "refused: the customer loads");
+                ok(out.n_subs == 1 && out.subs[0].state == MCD_SS_SWITCH_ALLOWED, "refused: the customer as before");
+                mcd_customer_clear(&out);
+                ok(raw3(port, "DEL %s", keys[k]), "refused: %s deleted", keys[k]);
+        }
+        is_int(mcd_store_commit(s, b), 0, "refused: then the commit is made");
+        is_int(raw3_int(port, "LLEN %s%s", "t:outbox:6", ""), 1, "refused: its frame in the outbox");
+        p->n_frames = 0;
+}
+
 /* What Redis refuses: a transaction refused whole (EXECABORT: out of
  * memory while queueing) writes nothing and says why; a partition's offsets
  * key of the wrong type is an error before anything is sent, also for a
@@ -1265,6 +1294,7 @@ static void test_refused(struct mcd_store *s, int port) {
         is_int(mcd_store_load(s, (const char *[]){"c-refused"}, 1, &out), 0, "refused: the customer loads");
         ok(out.n_subs == 1 && out.subs[0].state == MCD_SS_SWITCH_ALLOWED, "refused: as before");
         mcd_customer_clear(&out);
+        refused_wrong_types(s, port, &b, &p);
 
         b.n_partitions = 0;
         mcd_customer_clear(&c);
