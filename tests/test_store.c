@@ -1289,7 +1289,7 @@ static void test_refused(struct mcd_store *s, int port) {
            "refused: the offsets key made a string");
         mcd_customer_clear(&c);
         simple_customer(&c, "c-refused", MCD_SS_SWITCH_BLOCKED);
-        is_int(mcd_store_commit(s, &b), -EIO, "refused: the commit is -EIO");
+        is_int(mcd_store_commit(s, &b), MCD_STORE_WRONG_TYPE, "refused: the commit is MCD_STORE_WRONG_TYPE");
         ok(raw3(port, "DEL %s", "t:off:6"), "refused: the offsets key deleted");
         is_int(mcd_store_load(s, (const char *[]){"c-refused"}, 1, &out), 0, "refused: the customer loads");
         ok(out.n_subs == 1 && out.subs[0].state == MCD_SS_SWITCH_ALLOWED, "refused: as before");
