@@ -572,8 +572,9 @@ static int exec_error(const struct mcd_store *s, const redisReply *e) {
 /* EXEC's reply: 1 when the writes were made, 0 when EXEC refused them (a
  * watched key changed), an error when Redis refused or failed a command
  * (queued is the first error queueing answered, or NULL).  A command that
- * failed inside EXEC (a key of the wrong type) leaves the others written,
- * as a failing script did. */
+ * failed inside EXEC (a key of the wrong type) leaves the others written:
+ * the fence's reads find such a key first (store_fence.c), so only one
+ * made so within the batch, after those reads, gets here. */
 static int exec_result(struct mcd_store *s, const redisReply *exec, const redisReply *queued, size_t n_tx) {
         if (exec->type == REDIS_REPLY_NIL && !queued)
                 return 0;
