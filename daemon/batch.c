@@ -704,10 +704,8 @@ void resolve_unsure(struct batcher *bt) {
         if (!bt->unsure.set)
                 return;
         r = mcd_store_get_offsets(bt->env->store, bt->unsure.partition, &o, NULL);
-        if (redis_unreachable(r)) {
-                bt->env->redis_ok = false;
+        if (redis_failed(bt->env, r))
                 return;
-        }
         if (r >= 0 && o.rel >= bt->unsure.next.rel && o.sub >= bt->unsure.next.sub) {
                 mcd_stats_add_counts(&bt->env->st, &bt->unsure.counted, NULL, 1);
                 log_info("the batch committed as Redis went away was applied; its counts are kept");

@@ -181,8 +181,9 @@ int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq);
 
 /* A command refused because a key of the daemon's is of another type
  * (someone wrote a string where an outbox list is): logged, naming the key
- * when the commit's fence found it (store_fence.c).  Nothing of the batch
- * or claim it belonged to was written. */
+ * when the commit's fence found it (store_fence.c).  The commit so refused
+ * wrote nothing; a claim may have, its generation included, and is made
+ * again. */
 #define MCD_STORE_WRONG_TYPE (-EMEDIUMTYPE)
 
 /* The atomic batch write described above. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include <hiredis.h>
 
@@ -572,16 +573,22 @@ static int exec_error(const struct mcd_store *s, const redisReply *e) {
 /* EXEC's reply: 1 when the writes were made, 0 when EXEC refused them (a
  * watched key changed), an error when Redis refused or failed a command
  * (queued is the first error queueing answered, or NULL).  A command that
- * failed inside EXEC (a key of the wrong type) leaves the others written:
- * the fence's reads find such a key first (store_fence.c), so only one
- * made so within the batch, after those reads, gets here. */
+ * failed inside EXEC leaves the others written: the fence finds a key of
+ * the wrong type first and WATCHes it (store_fence.c), so nothing known
+ * gets here; were anything to, the batch is logged half written and the
+ * commit is unsure (-EIO), as when the connection drops before EXEC's
+ * reply. */
 static int exec_result(struct mcd_store *s, const redisReply *exec, const redisReply *queued, size_t n_tx) {
         if (exec->type == REDIS_REPLY_NIL && !queued)
                 return 0;
         if (exec->type == REDIS_REPLY_ARRAY && exec->elements == n_tx && !queued) {
                 for (size_t i = 0; i < n_tx; i++)
-                        if (exec->element[i]->type == REDIS_REPLY_ERROR)
-                                return exec_error(s, exec->element[i]);
+                        if (exec->element[i]->type == REDIS_REPLY_ERROR) {
+                                store_notef(s, LOG_ERR, "Redis at %s failed command %zu of the commit's transaction "
+                                            "(%s): the others were made, the batch is half written", s->where,
+                                            i + 1, exec->element[i]->str);
+                                return -EIO;
+                        }
                 return 1;
         }
         if (queued || exec->type == REDIS_REPLY_ERROR)

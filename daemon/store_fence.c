@@ -10,12 +10,14 @@
  * (its outbox, owed and lost lists and due zset) are of their type or
  * absent: Redis runs the rest of a transaction past a command that
  * fails, so a key of the wrong type would leave the batch half written
- * (its offsets and customers without its outbox frames).  Those keys are
- * read, not WATCHed: Redis checks whether a key is watched already by
- * walking the client's list, so WATCHing them quadrupled the WATCH's cost
- * (0.3 us of Redis CPU per event on the benchmark), and a key made of
- * another type within the one batch between the read and the EXEC is as
- * far beyond any check as a key deleted after the commit.  The commit
+ * (its offsets and customers without its outbox frames).  They are
+ * WATCHed with the others: the fence is carried from one commit to the
+ * next across reads (due scans, status counts), however long the daemon
+ * idles, so a type read once must still hold at the EXEC.  It costs Redis:
+ * it checks whether a key is watched already by walking the client's
+ * list, and six keys a partition instead of two made the WATCH about
+ * seven times dearer (367 us a call against 51 for 64 partitions, 0.3 us
+ * of Redis CPU per event on the benchmark).  The commit
  * (store_commit.c) runs its writes in MULTI / EXEC behind a WATCH of these
  * keys; the values read after the WATCH are what the checks compare, and
  * EXEC refuses the writes if any of the keys changed since: the checks
@@ -34,8 +36,7 @@
 #include "daemon/store_internal.h"
 
 /* A partition's keys the commit writes with commands that fail on another
- * type, and that type (P off:<p> is checked by HGET, and watched; MSET
- * never fails). */
+ * type, and that type (P off:<p> is checked by HGET; MSET never fails). */
 static const struct {
         const char *kind;
         const char *type;
@@ -47,7 +48,8 @@ size_t fence_n_cmds(const struct mcd_store_batch *b) {
 }
 
 /* UNWATCH (keys watched before, for another batch's partitions, are let
- * go); WATCH P meta, P gen:<p>, P off:<p> ...; EXISTS P meta; MGET P gen:<p> ...; HGET P off:<p> seq per partition; TYPE of each
+ * go); WATCH P meta, P gen:<p>, P off:<p>, the TYPED keys ...; EXISTS P
+ * meta; MGET P gen:<p> ...; HGET P off:<p> seq per partition; TYPE of each
  * TYPED key per partition: fence_n_cmds(b) commands in cmds, which start
  * zeroed. */
 void fence_add_watch(const struct mcd_store *s, const struct mcd_store_batch *b, struct args *cmds) {
@@ -71,6 +73,7 @@ void fence_add_watch(const struct mcd_store *s, const struct mcd_store_batch *b,
                 args_add_str(seq, "seq");
                 for (size_t k = 0; k < N_TYPED; k++) {
                         struct args *type = &cmds[4 + b->n_partitions + i * N_TYPED + k];
+                        args_add_key(watch, s, TYPED[k].kind, p);
                         args_add_str(type, "TYPE");
                         args_add_key(type, s, TYPED[k].kind, p);
                 }
@@ -135,8 +138,8 @@ static int read_types(struct mcd_store *s, const struct mcd_store_batch *b, size
                         return r;
                 if (!wrong && strcmp(reply->str, "none") != 0 && strcmp(reply->str, TYPED[k].type) != 0) {
                         char *key = store_key(s, "%s:%" PRId32, TYPED[k].kind, b->partitions[i].partition);
-                        store_notef(s, LOG_ERR, "Redis key %s is a %s, not a %s: partition %" PRId32 " commits "
-                                    "nothing until it is deleted or made one", key ? key : TYPED[k].kind,
+                        store_notef(s, LOG_ERR, "Redis key %s is a %s, not a %s: no batch with partition %" PRId32
+                                    " commits until it is deleted or made one", key ? key : TYPED[k].kind,
                                     reply->str, TYPED[k].type, b->partitions[i].partition);
                         free(key);
                         wrong = MCD_STORE_WRONG_TYPE;

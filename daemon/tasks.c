@@ -458,7 +458,8 @@ int pair_init(struct tasks *tm, struct pair *p) {
 
 /* A pair that could not become ready.  Failures on Kafka's side are tried
  * again under the same claim.  A Redis that stopped answering, or lost its
- * data meanwhile, may have lost the claim as well: the pair is claimed
+ * data meanwhile, may have lost the claim as well, and a key of its of
+ * another type holds consumption back (worker.c): the pair is claimed
  * again, and its offsets checked again for a rebuild; unless the claim was
  * lost to another instance, which fences it. */
 void pair_init_failed(struct tasks *tm, struct pair *p, int r) {

@@ -102,7 +102,7 @@ static void hold_for_wrong_type(struct worker *w, int64_t mono) {
         w->type_found_at = mono;
         w->redis_retry_at = mono + w->type_backoff;
         w->env.redis_wrong_type = false;
-        log_warning("Redis at %s holds a key of the daemon's of another type (named above); consumption paused, "
+        log_warning("Redis at %s holds a key of the daemon's of another type (logged above); consumption paused, "
                     "retrying in %d ms", mcd_store_where(w->env.store), w->type_backoff);
 }
 

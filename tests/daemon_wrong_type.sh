@@ -4,9 +4,11 @@
 # is).  Redis runs the rest of a transaction past a command that fails, so
 # the commit would leave the batch half written: offsets and customers
 # without the outbox frames, whose outcomes would then never be published.
-# The commit's fence reads the keys' types first (store_fence.c): nothing
-# of a batch with that partition is written, the daemon logs the key, and
-# goes on once the key is deleted.  The outcome topic must hold replay's
+# The commit's fence reads the keys' types first, and WATCHes them
+# (store_fence.c): nothing of a batch with that partition is written, the
+# daemon logs the key, holds consumption back for a growing while (before
+# the hold it claimed again in a loop, 333 times in 5 s), and goes on once
+# the key is deleted.  The outcome topic must hold replay's
 # outcomes exactly once, and Redis replay's final states.
 . "$MCD_SRCDIR/tests/lib.sh"
 
@@ -42,6 +44,9 @@ outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $([ $? -ne 0 ]; echo $?) "the outcomes are not all out while it is a string"
 kill -0 "$DAEMON_PID"
 ok $? "the daemon keeps running"
+holds=$(grep -c "holds a key of the daemon's of another type" "$TMP/daemon.log")
+[ "$holds" -ge 1 ] && [ "$holds" -le 12 ]
+ok $? "it holds consumption back and tries again, growing the hold, not in a loop ($holds holds)"
 
 redis-cli -p "$REDIS_PORT" del "$BAD" > /dev/null
 ok $? "$BAD deleted"

@@ -1240,7 +1240,8 @@ static void test_fence(struct mcd_store *s, int port) {
 /* A key the commit writes of another type (a string where the outbox
  * list is): Redis would run the rest of the transaction past the failing
  * command, the batch half written; the fence finds it first, and nothing
- * is written.  b's one partition is p, 6, its offsets key deleted. */
+ * is written, also when the fence was read a commit ago.  b's one
+ * partition is p, 6, its offsets key deleted. */
 static void refused_wrong_types(struct mcd_store *s, int port, const struct mcd_store_batch *b,
                                 struct mcd_store_partition *p) {
         static const char *const keys[] = {"t:outbox:6", "t:clog_owed:6", "t:clog_lost:6", "t:due:6"};
@@ -1248,6 +1249,8 @@ static void refused_wrong_types(struct mcd_store *s, int port, const struct mcd_
         const void *frames[] = {frame};
         size_t lens[] = {sizeof(frame)};
         struct mcd_customer out;
+        int64_t due = 0, len = 0;
+        long long seq;
 
         p->frames = frames;
         p->frame_lens = lens;
@@ -1263,6 +1266,16 @@ static void refused_wrong_types(struct mcd_store *s, int port, const struct mcd_
         }
         is_int(mcd_store_commit(s, b), 0, "refused: then the commit is made");
         is_int(raw3_int(port, "LLEN %s%s", "t:outbox:6", ""), 1, "refused: its frame in the outbox");
+
+        /* The fence carried from that commit, across a read: the type it
+         * read no longer holds at the next. */
+        is_int(mcd_store_counts(s, (const int32_t[]){6}, 1, &due, &len), 0, "refused: a read between commits");
+        ok(raw3(port, "DEL %s", "t:outbox:6") && raw3(port, "SET %s x", "t:outbox:6"),
+           "refused: t:outbox:6 made a string after the commit");
+        seq = raw3_int(port, "HGET %s %s", "t:off:6", "seq");
+        is_int(mcd_store_commit(s, b), MCD_STORE_WRONG_TYPE, "refused: the next commit is MCD_STORE_WRONG_TYPE");
+        is_int(raw3_int(port, "HGET %s %s", "t:off:6", "seq"), seq, "refused: its counter unchanged");
+        ok(raw3(port, "DEL %s", "t:outbox:6"), "refused: t:outbox:6 deleted");
         p->n_frames = 0;
 }
 
