@@ -250,6 +250,8 @@ static const char *not_ready_reason(const struct mcd_stats *s, bool have) {
                 return "schema registry unreachable: consumption paused (see the log)\n";
         if (s->ready)
                 return NULL;
+        if (s->redis_wrong_type)
+                return "a Redis key of the daemon's is of another type: consumption held back (see the log)\n";
         if (!s->redis_up)
                 return "Redis unreachable\n";
         if (s->changelog_stopped > 0)

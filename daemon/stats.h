@@ -59,6 +59,8 @@ struct mcd_stats {
         int64_t changelog_stopped;   /* of them, stopped by a failed changelog append */
         bool ready;                  /* Redis answers and every owned partition is ready */
         bool redis_up;
+        bool redis_wrong_type;       /* a key of the daemon's of another type holds consumption back (worker.c
+                                        hold_for_wrong_type: within a second of the hold's end) */
         bool registry_down;          /* consumption paused: the schema registry cannot be asked */
 };
 

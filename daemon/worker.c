@@ -331,7 +331,8 @@ static void refresh_figures(struct worker *w) {
                 w->env.st.changelog_stopped += w->pairs.v[i]->clog_failed;
         if (w->env.redis_ok && mcd_store_ping(w->env.store, &w->env.st.redis_rtt_us) < 0)
                 w->env.st.redis_errors++;
-        w->env.st.redis_up = w->env.redis_ok;
+        w->env.st.redis_wrong_type = w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000;
+        w->env.st.redis_up = w->env.redis_ok || w->env.st.redis_wrong_type;    /* it answers */
         w->env.st.redis_round_trips = mcd_store_round_trips(w->env.store);
         mcd_group_offsets_counts(w->env.group_offsets, &w->env.st.group_commits, &w->env.st.group_commit_failures);
         /* Batches allocate and free in bursts; give what is free back to
@@ -371,7 +372,9 @@ static void report_status(struct worker *w, bool *ready_sent) {
                            "STATUS=%" PRId64 " events/s, lag %" PRId64 ", %" PRId64 " parked, %" PRIu64
                            " dead letters, %zu partitions%s%s",
                            rate, w->env.st.lag, w->env.st.parked, dead, w->pairs.n,
-                           w->env.redis_ok ? "" : ", Redis unreachable",
+                           w->env.st.redis_wrong_type ? ", a Redis key of another type (see the log)"
+                           : w->env.redis_ok         ? ""
+                                                     : ", Redis unreachable",
                            w->env.st.changelog_stopped ? ", changelog append failed: partitions stopped" : "");
         }
         if (w->env.metrics)

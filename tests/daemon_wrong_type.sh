@@ -14,7 +14,8 @@
 
 EVENTS=${MCD_WRONG_TYPE_EVENTS:-1200}
 BAD=mcd:outbox:2
-start_services 4 "batch.max_events = 30" "batch.wait = 10ms"
+METRICS=127.0.0.1:$(free_port)
+start_services 4 "batch.max_events = 30" "batch.wait = 10ms" "metrics.listen = $METRICS"
 current_stream 29 "$EVENTS" 150 "$TMP/in.jsonl"
 expect_replay --now "$(utc_now)" "$TMP/in.jsonl"
 half=$((EVENTS / 2))
@@ -44,6 +45,8 @@ outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $([ $? -ne 0 ]; echo $?) "the outcomes are not all out while it is a string"
 kill -0 "$DAEMON_PID"
 ok $? "the daemon keeps running"
+wait_until 10 sh -c "'$MCD_BUILDDIR/tests/http_get' $METRICS /healthz 2>/dev/null | grep -q 'of another type'"
+ok $? "/healthz says a Redis key is of another type"
 holds=$(grep -c "holds a key of the daemon's of another type" "$TMP/daemon.log")
 [ "$holds" -ge 1 ] && [ "$holds" -le 12 ]
 ok $? "it holds consumption back and tries again, growing the hold, not in a loop ($holds holds)"

@@ -348,6 +348,14 @@ static void test_server(void) {
         is_int(resp.status, 503, "/healthz is 503 while Redis is unreachable");
         is_str(resp.body, "Redis unreachable\n", "and names Redis");
         response_clear(&resp);
+        s.redis_up = true;
+        s.redis_wrong_type = true;
+        mcd_metrics_update(m, &s);
+        http_request(port, "GET", "/healthz", &resp);
+        ok(resp.status == 503 && resp.body && strstr(resp.body, "of another type"),
+           "/healthz is 503 while a key of another type holds consumption back, and says so");
+        response_clear(&resp);
+        s.redis_wrong_type = false;
 
         s.redis_up = true;
         mcd_metrics_update(m, &s);
