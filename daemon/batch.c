@@ -805,8 +805,7 @@ int process_batch(struct batcher *bt) {
                         log_warning("loading the next batch failed: %s; it is collected again", strerror(-load_r));
                 else if (load_r == 0)
                         log_warning("applying the next batch failed: %s; it is collected again", strerror(-apply_r));
-                if (redis_unreachable(load_r))
-                        bt->env->redis_ok = false;
+                redis_failed(bt->env, load_r);
                 batch_give_back(bt, ahead);
                 ahead = NULL;
         }

@@ -468,7 +468,7 @@ static int drop_fenced(struct publisher *pub) {
         }
         r = mcd_store_generations(pub->env->store, parts, n, gens);
         if (r < 0) {
-                r = redis_unreachable(r) ? -EAGAIN : r;
+                r = redis_failed(pub->env, r) ? -EAGAIN : r;
                 goto out;
         }
         for (size_t i = 0; i < n; i++) {
@@ -684,11 +684,18 @@ bool publish_in_flight(const struct publisher *pub, int32_t partition) {
 
 /* After the changelog's delivery reports were served: the batches all
  * reported on let their owed elements be trimmed, the failed appends are
- * saved in Redis (or kept for the next call).  This function can't fail. */
+ * saved in Redis (or kept for a call after Redis answers again: a failure
+ * marks it not ok, redis_failed).  This function can't fail. */
 static void clog_reported(struct publisher *pub) {
+        int r;
+
         clog_acks_done(&pub->acks, pub->pairs);
-        if (clog_lost_save(pub) < 0)
+        if (pub->n_lost == 0 || !pub->env->redis_ok)
+                return;
+        if ((r = clog_lost_save(pub)) < 0) {
+                redis_failed(pub->env, r);
                 log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
+        }
 }
 
 /* Produces every pending frame not yet delivered; with timeout_ms > 0 waits

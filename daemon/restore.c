@@ -643,6 +643,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         free(from[0]);
         free(from[1]);
         if (r < 0)
-                log_error("partition %" PRId32 ": cannot rebuild from the changelog: %s", p->partition, strerror(-r));
+                log_error("partition %" PRId32 ": cannot rebuild from the changelog: %s", p->partition,
+                          mcd_store_strerror(r));
         return r;
 }

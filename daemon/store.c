@@ -664,6 +664,14 @@ int mcd_store_new(const struct mcd_store_options *o, struct mcd_store **out) {
         return 0;
 }
 
+const char *mcd_store_strerror(int r) {
+        if (r == MCD_STORE_ROLLBACK)
+                return "Redis is older than this instance's last commits";
+        if (r == MCD_STORE_WRONG_TYPE)
+                return "a key of the daemon's is of another type in Redis";
+        return strerror(-r);
+}
+
 const char *mcd_store_where(const struct mcd_store *s) {
         return s->where;
 }

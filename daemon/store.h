@@ -186,6 +186,10 @@ int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq);
  * again. */
 #define MCD_STORE_WRONG_TYPE (-EMEDIUMTYPE)
 
+/* A store error in words for a log line: the two codes above as what they
+ * mean here, any other as strerror.  This function can't fail. */
+const char *mcd_store_strerror(int r);
+
 /* The atomic batch write described above. */
 int mcd_store_commit(struct mcd_store *s, const struct mcd_store_batch *b);
 

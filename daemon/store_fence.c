@@ -208,9 +208,9 @@ static const struct store_watched *watched(const struct store_fence *f, int32_t 
 
 /* The checks, in order: meta, then each partition's generation, its
  * commit counter and its keys' types.  0 when b may commit; -ENODATA,
- * -ESTALE, MCD_STORE_ROLLBACK or MCD_STORE_WRONG_TYPE when it may not; 1 when the fence does not cover b
- * (nothing watched, or one of b's partitions is not).  This function
- * can't fail. */
+ * -ESTALE, MCD_STORE_ROLLBACK or MCD_STORE_WRONG_TYPE when it may not; 1
+ * when the fence does not cover b (nothing watched, or one of b's
+ * partitions is not).  This function can't fail. */
 int fence_check(const struct mcd_store *s, const struct mcd_store_batch *b) {
         const struct store_fence *f = &s->fence;
 

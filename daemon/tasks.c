@@ -79,7 +79,7 @@ static void hand_over(struct tasks *tm, const rd_kafka_topic_partition_list_t *p
                 b.n_partitions += (size_t)hand_over_part(pair_find(tm->pairs, parts->elems[i].partition),
                                                          &sp[b.n_partitions]);
         if (b.n_partitions > 0 && (r = mcd_store_commit(tm->env->store, &b)) < 0) {
-                log_untrimmed(LOG_WARNING, b.n_partitions, strerror(-r));
+                log_untrimmed(LOG_WARNING, b.n_partitions, mcd_store_strerror(r));
         } else if (b.n_partitions > 0) {
                 for (size_t i = 0; i < b.n_partitions; i++) {
                         struct pair *p = pair_find(tm->pairs, sp[i].partition);
@@ -476,7 +476,7 @@ void pair_init_failed(struct tasks *tm, struct pair *p, int r) {
                 log_warning("partition %" PRId32 ": Redis lost its claim; claiming it again", p->partition);
                 pair_set_phase(tm->pairs, p, PAIR_INIT);
         } else {
-                log_warning("partition %" PRId32 ": not ready yet: %s", p->partition, strerror(-r));
+                log_warning("partition %" PRId32 ": not ready yet: %s", p->partition, mcd_store_strerror(r));
         }
 }
 

@@ -65,7 +65,7 @@ struct worker {
         int64_t redis_retry_at;
         int redis_backoff;
         int type_backoff;            /* the hold after a key of another type (redis_check), growing while
-                                        they recur; 0 once none was found for TYPE_CALM_MS */
+                                        they recur; the next hold starts small again after TYPE_CALM_MS */
         int64_t type_found_at;       /* when the last was found (monotonic ms) */
         int64_t next_status;
         int64_t status_mono, status_events;
@@ -316,11 +316,17 @@ static void refresh_figures(struct worker *w) {
                 int32_t *parts = calloc(w->pairs.n + 1, sizeof(*parts));
                 size_t n = 0;
                 int64_t outbox = 0;
+                int r;
                 for (size_t i = 0; parts && i < w->pairs.n; i++)
                         if (w->pairs.v[i]->phase == PAIR_READY)
                                 parts[n++] = w->pairs.v[i]->partition;
-                if (parts && mcd_store_counts(w->env.store, parts, n, &timers, &outbox) < 0)
+                /* A key found of another type here holds consumption back
+                 * as a commit's would: one error line per hold, not one
+                 * per status interval. */
+                if (parts && (r = mcd_store_counts(w->env.store, parts, n, &timers, &outbox)) < 0) {
                         timers = 0;
+                        redis_failed(&w->env, r);
+                }
                 free(parts);
         }
         w->env.st.lag = lag;
