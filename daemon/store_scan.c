@@ -21,8 +21,10 @@ void mcd_store_ids_free(char **ids, size_t n) {
         free(ids);
 }
 
-/* Appends the ids of one ZRANGEBYSCORE reply, tagged with their partition. */
-static int take_due_ids(const redisReply *reply, int32_t partition, char ***ids, int32_t **parts, size_t *n) {
+/* Appends the ids of one ZRANGEBYSCORE reply, tagged with their partition.
+ * The ids are taken out of the reply, not copied: hiredis ends each string
+ * with a NUL, and frees what is left of the reply without them. */
+static int take_due_ids(redisReply *reply, int32_t partition, char ***ids, int32_t **parts, size_t *n) {
         char **v;
         int32_t *pv;
 
@@ -39,11 +41,11 @@ static int take_due_ids(const redisReply *reply, int32_t partition, char ***ids,
         if (!v || !pv)
                 return -ENOMEM;
         for (size_t i = 0; i < reply->elements; i++) {
-                const redisReply *e = reply->element[i];
-                if (e->type != REDIS_REPLY_STRING)
+                redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING || strlen(e->str) != (size_t)e->len)
                         return -EBADMSG;
-                if (!(v[*n] = strndup(e->str, e->len)))
-                        return -ENOMEM;
+                v[*n] = e->str;
+                e->str = NULL;
                 pv[(*n)++] = partition;
         }
         return 0;
