@@ -802,7 +802,8 @@ int process_batch(struct batcher *bt) {
         if (ahead && apply_r < 0) {
                 /* committed, but the next batch did not load or apply */
                 if (load_r < 0 && load_r != -ECANCELED)
-                        log_warning("loading the next batch failed: %s; it is collected again", strerror(-load_r));
+                        log_warning("loading the next batch failed: %s; it is collected again",
+                                    mcd_store_strerror(load_r));
                 else if (load_r == 0)
                         log_warning("applying the next batch failed: %s; it is collected again", strerror(-apply_r));
                 redis_failed(bt->env, load_r);

@@ -19,6 +19,7 @@
 #include "daemon/log.h"
 #include "daemon/outbox.h"
 #include "daemon/publish.h"
+#include "daemon/startup.h"
 #include "daemon/store.h"
 
 /* The commit checks every generation atomically (when its EXEC runs, after
@@ -682,20 +683,33 @@ bool publish_in_flight(const struct publisher *pub, int32_t partition) {
         return false;
 }
 
-/* After the changelog's delivery reports were served: the batches all
- * reported on let their owed elements be trimmed, the failed appends are
- * saved in Redis (or kept for a call after Redis answers again: a failure
- * marks it not ok, redis_failed).  This function can't fail. */
-static void clog_reported(struct publisher *pub) {
+/* Saves the failed appends in Redis (clog_lost_save), unless the last try
+ * failed less than its hold ago (100 ms, doubling to 5 s while it fails:
+ * a key of another type or a Redis down costs a line per try, not one per
+ * call); `anyway` tries regardless (a hand-over, the stop).  This
+ * function can't fail. */
+static void clog_lost_flush(struct publisher *pub, bool anyway) {
+        int64_t mono = mono_ms();
         int r;
 
-        clog_acks_done(&pub->acks, pub->pairs);
-        if (pub->n_lost == 0 || !pub->env->redis_ok)
+        if (pub->n_lost == 0 || (!anyway && mono < pub->lost_retry_at))
                 return;
-        if ((r = clog_lost_save(pub)) < 0) {
-                redis_failed(pub->env, r);
-                log_warning("cannot save %zu failed changelog appends in Redis yet", pub->n_lost);
+        if ((r = clog_lost_save(pub)) >= 0) {
+                pub->lost_backoff = 0;
+                return;
         }
+        pub->lost_backoff = mcd_backoff_next(pub->lost_backoff);
+        pub->lost_retry_at = mono + pub->lost_backoff;
+        log_warning("cannot save %zu failed changelog appends in Redis yet (%s); trying again in %d ms",
+                    pub->n_lost, mcd_store_strerror(r), pub->lost_backoff);
+}
+
+/* After the changelog's delivery reports were served: the batches all
+ * reported on let their owed elements be trimmed, the failed appends are
+ * saved in Redis (or kept for a later call).  This function can't fail. */
+static void clog_reported(struct publisher *pub) {
+        clog_acks_done(&pub->acks, pub->pairs);
+        clog_lost_flush(pub, false);
 }
 
 /* Produces every pending frame not yet delivered; with timeout_ms > 0 waits
@@ -753,6 +767,7 @@ int publish_drain(struct publisher *pub, int timeout_ms) {
         if (publish_pending(pub, timeout_ms) < 0 || mcd_kafka_flush(pub->env->producer, timeout_ms) < 0)
                 return -EAGAIN;
         publish_pending(pub, 0);        /* the records' reports: their acks done */
+        clog_lost_flush(pub, true);     /* saved before the next owner's claim reads them */
         return publish_busy(pub) ? -EAGAIN : 0;
 }
 
@@ -821,6 +836,7 @@ void publish_free(struct publisher *pub) {
         free(pub->pending);
         pub->pending = NULL;
         clog_clear(pub);
+        clog_lost_flush(pub, true);     /* a last try: the store is freed after the publisher */
         clog_lost_clear(pub);
         clog_acks_free(&pub->acks);
         free(pub->known_end[0]);

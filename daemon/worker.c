@@ -122,6 +122,10 @@ static bool redis_check(struct worker *w) {
         r = mcd_store_ping(w->env.store, &w->env.st.redis_rtt_us);
         if (r >= 0)
                 r = mcd_store_init_meta(w->env.store, &created);
+        if (r == MCD_STORE_WRONG_TYPE) {        /* the meta key: it answers, and is held back as above */
+                hold_for_wrong_type(w, mono);
+                return false;
+        }
         if (r < 0) {
                 w->redis_backoff = mcd_backoff_next(w->redis_backoff);
                 w->redis_retry_at = mono + w->redis_backoff;
@@ -299,6 +303,8 @@ static void worker_teardown(struct worker *w) {
  * watermarks, no round trip), Redis round-trip time and pending timers. */
 static void refresh_figures(struct worker *w) {
         int64_t lag = 0, timers = 0;
+        bool wrong_type = w->env.redis_wrong_type ||
+                          (w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000);
 
         for (size_t i = 0; i < w->pairs.n; i++) {
                 struct pair *p = w->pairs.v[i];
@@ -312,21 +318,19 @@ static void refresh_figures(struct worker *w) {
                                 lag += hi - (next[t] >= 0 ? next[t] : lo);
                 }
         }
-        if (w->env.redis_ok) {
+        /* While a key of another type holds consumption back, the counts
+         * (which would log it again each time) keep their last figure. */
+        if (wrong_type) {
+                timers = w->env.st.pending_timers;
+        } else if (w->env.redis_ok) {
                 int32_t *parts = calloc(w->pairs.n + 1, sizeof(*parts));
                 size_t n = 0;
                 int64_t outbox = 0;
-                int r;
                 for (size_t i = 0; parts && i < w->pairs.n; i++)
                         if (w->pairs.v[i]->phase == PAIR_READY)
                                 parts[n++] = w->pairs.v[i]->partition;
-                /* A key found of another type here holds consumption back
-                 * as a commit's would: one error line per hold, not one
-                 * per status interval. */
-                if (parts && (r = mcd_store_counts(w->env.store, parts, n, &timers, &outbox)) < 0) {
+                if (parts && mcd_store_counts(w->env.store, parts, n, &timers, &outbox) < 0)
                         timers = 0;
-                        redis_failed(&w->env, r);
-                }
                 free(parts);
         }
         w->env.st.lag = lag;
@@ -337,7 +341,7 @@ static void refresh_figures(struct worker *w) {
                 w->env.st.changelog_stopped += w->pairs.v[i]->clog_failed;
         if (w->env.redis_ok && mcd_store_ping(w->env.store, &w->env.st.redis_rtt_us) < 0)
                 w->env.st.redis_errors++;
-        w->env.st.redis_wrong_type = w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000;
+        w->env.st.redis_wrong_type = wrong_type;
         w->env.st.redis_up = w->env.redis_ok || w->env.st.redis_wrong_type;    /* it answers */
         w->env.st.redis_round_trips = mcd_store_round_trips(w->env.store);
         mcd_group_offsets_counts(w->env.group_offsets, &w->env.st.group_commits, &w->env.st.group_commit_failures);
