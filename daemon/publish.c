@@ -686,7 +686,7 @@ bool publish_in_flight(const struct publisher *pub, int32_t partition) {
 /* Saves the failed appends in Redis (clog_lost_save), unless the last try
  * failed less than its hold ago (100 ms, doubling to 5 s while it fails:
  * a key of another type or a Redis down costs a line per try, not one per
- * call); `anyway` tries regardless (a hand-over, the stop).  This
+ * call); `anyway` tries regardless (publish_save_lost).  This
  * function can't fail. */
 static void clog_lost_flush(struct publisher *pub, bool anyway) {
         int64_t mono = mono_ms();
@@ -702,6 +702,10 @@ static void clog_lost_flush(struct publisher *pub, bool anyway) {
         pub->lost_retry_at = mono + pub->lost_backoff;
         log_warning("cannot save %zu failed changelog appends in Redis yet (%s); trying again in %d ms",
                     pub->n_lost, mcd_store_strerror(r), pub->lost_backoff);
+}
+
+void publish_save_lost(struct publisher *pub) {
+        clog_lost_flush(pub, true);
 }
 
 /* After the changelog's delivery reports were served: the batches all
@@ -767,7 +771,6 @@ int publish_drain(struct publisher *pub, int timeout_ms) {
         if (publish_pending(pub, timeout_ms) < 0 || mcd_kafka_flush(pub->env->producer, timeout_ms) < 0)
                 return -EAGAIN;
         publish_pending(pub, 0);        /* the records' reports: their acks done */
-        clog_lost_flush(pub, true);     /* saved before the next owner's claim reads them */
         return publish_busy(pub) ? -EAGAIN : 0;
 }
 
@@ -836,7 +839,7 @@ void publish_free(struct publisher *pub) {
         free(pub->pending);
         pub->pending = NULL;
         clog_clear(pub);
-        clog_lost_flush(pub, true);     /* a last try: the store is freed after the publisher */
+        clog_lost_flush(pub, false);    /* unless one just failed: the store is freed after the publisher */
         clog_lost_clear(pub);
         clog_acks_free(&pub->acks);
         free(pub->known_end[0]);

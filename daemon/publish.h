@@ -121,6 +121,10 @@ void changelog_append(struct publisher *pub, int32_t partition, uint64_t batch, 
 /* Saves the failed appends in Redis: 0, or a Redis error (kept for the next
  * call). */
 int clog_lost_save(struct publisher *pub);
+/* Saves the failed appends in Redis now, whatever the hold after a failed
+ * save (a hand-over: before the next owner's claim reads them); a failure
+ * is logged and they are kept.  This function can't fail. */
+void publish_save_lost(struct publisher *pub);
 
 /* A frame committed by `batch` (0: found in an outbox), owed to Kafka; the
  * publisher takes buf over. */

@@ -184,6 +184,7 @@ void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
                                             "publishes them", publish_owed_frames(tm->pub));
                         else
                                 hand_over(tm, parts);
+                        publish_save_lost(tm->pub);
                         mcd_group_offsets_flush(tm->env->group_offsets, rk, mono_ms(), true);
                 }
                 for (int i = 0; i < parts->cnt; i++) {
