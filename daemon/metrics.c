@@ -146,6 +146,9 @@ static void render_all(FILE *f, const struct mcd_stats *s) {
                    s->parked);
         scalar_i64(f, "multichanneld_pending_timers", "Customers with a due time in Redis, on owned partitions.",
                    s->pending_timers);
+        scalar_i64(f, "multichanneld_outbox_frames",
+                   "Frames in the owned partitions' outboxes in Redis: committed, not yet trimmed after delivery.",
+                   s->outbox_frames);
         scalar_u64(f, "multichanneld_timers_fired_total", "counter", "Timers fired.", s->timers_fired);
         scalar_u64(f, "multichanneld_redis_errors_total", "counter", "Redis errors.", s->redis_errors);
         scalar_u64(f, "multichanneld_kafka_errors_total", "counter", "Kafka errors.", s->kafka_errors);

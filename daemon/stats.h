@@ -55,6 +55,7 @@ struct mcd_stats {
         int64_t lag;                 /* messages behind the input partitions' high watermarks */
         int64_t parked;              /* parked events among the customers of the last batches */
         int64_t pending_timers;      /* customers with a due time in Redis, owned partitions */
+        int64_t outbox_frames;       /* frames in the owned partitions' outboxes: committed, not yet trimmed */
         int64_t partitions;          /* partition pairs owned */
         int64_t changelog_stopped;   /* of them, stopped by a failed changelog append */
         bool ready;                  /* Redis answers and every owned partition is ready */

@@ -302,7 +302,7 @@ static void worker_teardown(struct worker *w) {
 /* Refreshes the figures that cost a look outside: consumer lag (cached
  * watermarks, no round trip), Redis round-trip time and pending timers. */
 static void refresh_figures(struct worker *w) {
-        int64_t lag = 0, timers = 0;
+        int64_t lag = 0, timers = 0, outbox = 0;
         bool wrong_type = w->env.redis_wrong_type ||
                           (w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000);
 
@@ -322,19 +322,20 @@ static void refresh_figures(struct worker *w) {
          * (which would log it again each time) keep their last figure. */
         if (wrong_type) {
                 timers = w->env.st.pending_timers;
+                outbox = w->env.st.outbox_frames;
         } else if (w->env.redis_ok) {
                 int32_t *parts = calloc(w->pairs.n + 1, sizeof(*parts));
                 size_t n = 0;
-                int64_t outbox = 0;
                 for (size_t i = 0; parts && i < w->pairs.n; i++)
                         if (w->pairs.v[i]->phase == PAIR_READY)
                                 parts[n++] = w->pairs.v[i]->partition;
                 if (parts && mcd_store_counts(w->env.store, parts, n, &timers, &outbox) < 0)
-                        timers = 0;
+                        timers = outbox = 0;
                 free(parts);
         }
         w->env.st.lag = lag;
         w->env.st.pending_timers = timers;
+        w->env.st.outbox_frames = outbox;
         w->env.st.partitions = (int64_t)w->pairs.n;
         w->env.st.changelog_stopped = 0;
         for (size_t i = 0; i < w->pairs.n; i++)

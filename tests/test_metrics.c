@@ -220,6 +220,7 @@ static struct mcd_stats sample_stats(void) {
         s.parked = 2;
         s.last_batch_ms = 1764921600045;
         s.pending_timers = 5;
+        s.outbox_frames = 7;
         s.timers_fired = 6;
         s.fetch_wakeups = 8;
         s.merge_end_queries = 11;
@@ -246,6 +247,7 @@ static void test_render(void) {
                 {"multichanneld_group_commit_failures_total", "counter"},
                 {"multichanneld_parked_events", "gauge"},
                 {"multichanneld_pending_timers", "gauge"},
+                {"multichanneld_outbox_frames", "gauge"},
                 {"multichanneld_timers_fired_total", "counter"},
                 {"multichanneld_redis_errors_total", "counter"},
                 {"multichanneld_kafka_errors_total", "counter"},
@@ -302,6 +304,7 @@ static void test_render(void) {
         has_line_ok(text, "multichanneld_group_commit_failures_total 1");
         has_line_ok(text, "multichanneld_parked_events 2");
         has_line_ok(text, "multichanneld_pending_timers 5");
+        has_line_ok(text, "multichanneld_outbox_frames 7");
         has_line_ok(text, "multichanneld_timers_fired_total 6");
         has_line_ok(text, "multichanneld_redis_errors_total 0");
         has_line_ok(text, "multichanneld_kafka_errors_total 0");
