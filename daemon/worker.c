@@ -303,8 +303,12 @@ static void worker_teardown(struct worker *w) {
  * watermarks, no round trip), Redis round-trip time and pending timers. */
 static void refresh_figures(struct worker *w) {
         int64_t lag = 0, timers = 0, outbox = 0;
+        /* Found just now, or within the last hold while the partitions
+         * it stopped are not all back: not once they are (the key made
+         * good before the hold ran out). */
         bool wrong_type = w->env.redis_wrong_type ||
-                          (w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000);
+                          (w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000 &&
+                           !(w->env.redis_ok && all_ready(&w->pairs)));
 
         for (size_t i = 0; i < w->pairs.n; i++) {
                 struct pair *p = w->pairs.v[i];
