@@ -692,16 +692,14 @@ static void clog_lost_flush(struct publisher *pub, bool anyway) {
         int64_t mono = mono_ms();
         int r;
 
-        if (pub->n_lost == 0 || (!anyway && mono < pub->lost_retry_at))
+        if (pub->n_lost == 0 || (!anyway && !mcd_retry_due(&pub->lost_retry, mono)))
                 return;
         if ((r = clog_lost_save(pub)) >= 0) {
-                pub->lost_backoff = 0;
+                mcd_retry_done(&pub->lost_retry);
                 return;
         }
-        pub->lost_backoff = mcd_backoff_next(pub->lost_backoff);
-        pub->lost_retry_at = mono + pub->lost_backoff;
         log_warning("cannot save %zu failed changelog appends in Redis yet (%s); trying again in %d ms",
-                    pub->n_lost, mcd_store_strerror(r), pub->lost_backoff);
+                    pub->n_lost, mcd_store_strerror(r), mcd_retry_failed(&pub->lost_retry, mono));
 }
 
 void publish_save_lost(struct publisher *pub) {

@@ -15,6 +15,7 @@
 #include "daemon/clog_owed.h"
 #include "daemon/pair.h"
 #include "daemon/runtime.h"
+#include "daemon/startup.h"
 #include "daemon/strmap.h"
 
 enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
@@ -74,8 +75,7 @@ struct publisher {
         struct clog_acks acks;       /* records appended, by batch, until all are reported on */
         struct clog_lost *lost;      /* appends failed, not yet saved in Redis */
         size_t n_lost, cap_lost;
-        int64_t lost_retry_at;       /* monotonic ms: a failed save of them is not tried again before */
-        int lost_backoff;            /* the hold after the last failed save, 0 after one succeeded */
+        struct mcd_retry lost_retry; /* their save, held back after it failed */
         uint64_t fault_stop_before_changelog;
         uint64_t verified_batch;     /* the last batch committed, its generations checked by its commit */
         int64_t verified_at;         /* monotonic ms when that commit was sent */

@@ -39,20 +39,17 @@ struct mcd_registry_gate {
         struct mcd_avro *encoder;       /* borrowed: the codec outcomes are encoded with, or NULL */
         enum gate_state state;
         bool outcome_pending;           /* output.format confluent, outcome schema not registered yet */
-        int backoff_ms;                 /* the last delay, 0 when open */
-        int64_t retry_at;               /* monotonic ms of the next try while paused */
+        struct mcd_retry retry;         /* the next try while paused */
         char why[512];                  /* the last failure */
 };
 
 /* The one setter of the state: logs the change. */
 static void gate_set(struct mcd_registry_gate *g, enum gate_state s, int64_t mono) {
         if (s == GATE_PAUSED) {
-                g->backoff_ms = mcd_backoff_next(g->backoff_ms);
-                g->retry_at = mono + g->backoff_ms;
-                log_warning("schema registry unavailable, consumption paused, retrying in %d ms: %s", g->backoff_ms,
-                            g->why);
+                log_warning("schema registry unavailable, consumption paused, retrying in %d ms: %s",
+                            mcd_retry_failed(&g->retry, mono), g->why);
         } else {
-                g->backoff_ms = 0;
+                mcd_retry_done(&g->retry);
                 if (g->state != s)
                         log_notice("schema registry %s answers again; consumption resumed", g->cfg->registry_url);
         }
@@ -123,7 +120,7 @@ static int register_outcome(struct mcd_registry_gate *g) {
 bool mcd_registry_gate_open(struct mcd_registry_gate *g, struct mcd_stats *st, int64_t mono) {
         if (!g)
                 return true;
-        if (g->state == GATE_PAUSED && mono < g->retry_at)
+        if (g->state == GATE_PAUSED && !mcd_retry_due(&g->retry, mono))
                 return false;
         if (g->outcome_pending && register_outcome(g) < 0) {
                 gate_set(g, GATE_PAUSED, mono);

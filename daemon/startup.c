@@ -20,6 +20,12 @@ int mcd_backoff_next(int ms) {
         return ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS : ms * 2;
 }
 
+int mcd_retry_failed(struct mcd_retry *r, int64_t mono) {
+        r->delay_ms = mcd_backoff_next(r->delay_ms);
+        r->at = mono + r->delay_ms;
+        return r->delay_ms;
+}
+
 int mcd_startup_timeout_ms(uint64_t watchdog_usec) {
         uint64_t quarter_ms = watchdog_usec / 4000;
 

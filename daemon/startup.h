@@ -9,6 +9,7 @@
 #define MCD_STARTUP_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
@@ -24,6 +25,29 @@ struct mcd_startup_wait {
 /* The next delay of a retry after `ms` (0 for the first): 100 ms, doubling
  * to 5 s. */
 int mcd_backoff_next(int ms);
+
+/* A try that is held back after it fails, for mcd_backoff_next's delays
+ * while it keeps failing.  Zeroed: due, the next failure waits 100 ms. */
+struct mcd_retry {
+        int64_t at;                  /* monotonic ms: not tried again before */
+        int delay_ms;                /* the last hold, 0 after a success */
+};
+
+/* True when a try is due at `mono` (monotonic ms).  This function can't
+ * fail. */
+static inline bool mcd_retry_due(const struct mcd_retry *r, int64_t mono) {
+        return mono >= r->at;
+}
+
+/* A try failed at `mono`: the next is due after the next delay, which is
+ * returned (for the log line).  This function can't fail. */
+int mcd_retry_failed(struct mcd_retry *r, int64_t mono);
+
+/* A try succeeded: the next failure is held back 100 ms again.  This
+ * function can't fail. */
+static inline void mcd_retry_done(struct mcd_retry *r) {
+        r->delay_ms = 0;
+}
 
 /* How long one metadata round trip at start-up may block: 5 s, and a
  * quarter of the watchdog's period at most (watchdog_usec 0: none). */

@@ -62,11 +62,10 @@ struct worker {
         struct applier ap;           /* the rules on a batch, the batch threads */
         struct batcher bt;           /* collect, commit, undo */
         int n_input_partitions;
-        int64_t redis_retry_at;
-        int redis_backoff;
-        int type_backoff;            /* the hold after a key of another type (redis_check), growing while
+        struct mcd_retry redis_retry; /* the next try to reach Redis after it failed (redis_check) */
+        struct mcd_retry type_retry; /* the hold after a key of another type (redis_check), growing while
                                         they recur; the next hold starts small again after TYPE_CALM_MS */
-        int64_t type_found_at;       /* when the last was found (monotonic ms) */
+        int64_t type_found_at;       /* when the last was found (monotonic ms), 0 before */
         int64_t next_status;
         int64_t status_mono, status_events;
         uint64_t watchdog_usec;      /* systemd's WatchdogSec, 0 when off */
@@ -97,13 +96,21 @@ static void worker_wire(struct worker *w, struct mcd_config *cfg) {
  * This function can't fail. */
 static void hold_for_wrong_type(struct worker *w, int64_t mono) {
         if (mono - w->type_found_at > TYPE_CALM_MS)
-                w->type_backoff = 0;
-        w->type_backoff = mcd_backoff_next(w->type_backoff);
+                mcd_retry_done(&w->type_retry);
         w->type_found_at = mono;
-        w->redis_retry_at = mono + w->type_backoff;
         w->env.redis_wrong_type = false;
         log_warning("Redis at %s holds a key of the daemon's of another type (logged above); consumption paused, "
-                    "retrying in %d ms", mcd_store_where(w->env.store), w->type_backoff);
+                    "retrying in %d ms", mcd_store_where(w->env.store), mcd_retry_failed(&w->type_retry, mono));
+}
+
+/* True while a key of another type holds consumption back: found just
+ * now, or within the last hold (and a second) while the partitions it
+ * stopped are not all back, not once they are (the key made good before
+ * the hold ran out).  This function can't fail. */
+static bool type_held(const struct worker *w, int64_t mono) {
+        if (w->env.redis_wrong_type)
+                return true;
+        return w->type_found_at && mono <= w->type_retry.at + 1000 && !(w->env.redis_ok && all_ready(&w->pairs));
 }
 
 static bool redis_check(struct worker *w) {
@@ -117,7 +124,7 @@ static bool redis_check(struct worker *w) {
                 return true;
         if (w->env.redis_wrong_type)
                 hold_for_wrong_type(w, mono);
-        if (mono < w->redis_retry_at)
+        if (!mcd_retry_due(&w->redis_retry, mono) || !mcd_retry_due(&w->type_retry, mono))
                 return false;
         r = mcd_store_ping(w->env.store, &w->env.st.redis_rtt_us);
         if (r >= 0)
@@ -127,15 +134,13 @@ static bool redis_check(struct worker *w) {
                 return false;
         }
         if (r < 0) {
-                w->redis_backoff = mcd_backoff_next(w->redis_backoff);
-                w->redis_retry_at = mono + w->redis_backoff;
                 log_warning("Redis at %s unreachable (%s); consumption paused, retrying in %d ms",
-                            mcd_store_where(w->env.store), strerror(-r), w->redis_backoff);
+                            mcd_store_where(w->env.store), strerror(-r), mcd_retry_failed(&w->redis_retry, mono));
                 return false;
         }
         log_notice("Redis at %s answers%s", mcd_store_where(w->env.store), created ? " (state initialised)" : "");
         w->env.redis_ok = true;
-        w->redis_backoff = 0;
+        mcd_retry_done(&w->redis_retry);
         return true;
 }
 
@@ -300,15 +305,13 @@ static void worker_teardown(struct worker *w) {
 }
 
 /* Refreshes the figures that cost a look outside: consumer lag (cached
- * watermarks, no round trip), Redis round-trip time and pending timers. */
+ * watermarks, no round trip), Redis round-trip time, and the owned
+ * partitions' pending timers and outbox frames (one round trip).  While a
+ * key of another type holds consumption back (type_held), the counts keep
+ * their last figures: reading them would log the key again each time. */
 static void refresh_figures(struct worker *w) {
         int64_t lag = 0, timers = 0, outbox = 0;
-        /* Found just now, or within the last hold while the partitions
-         * it stopped are not all back: not once they are (the key made
-         * good before the hold ran out). */
-        bool wrong_type = w->env.redis_wrong_type ||
-                          (w->type_found_at && mono_ms() - w->type_found_at <= w->type_backoff + 1000 &&
-                           !(w->env.redis_ok && all_ready(&w->pairs)));
+        bool wrong_type = type_held(w, mono_ms());
 
         for (size_t i = 0; i < w->pairs.n; i++) {
                 struct pair *p = w->pairs.v[i];
@@ -322,8 +325,6 @@ static void refresh_figures(struct worker *w) {
                                 lag += hi - (next[t] >= 0 ? next[t] : lo);
                 }
         }
-        /* While a key of another type holds consumption back, the counts
-         * (which would log it again each time) keep their last figure. */
         if (wrong_type) {
                 timers = w->env.st.pending_timers;
                 outbox = w->env.st.outbox_frames;
