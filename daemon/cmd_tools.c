@@ -158,7 +158,7 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
                 rd_kafka_resp_err_t err;
 
                 lineno++;
-                if (line[strspn(line, " \t\r\n")] == '\0')
+                if (mcd_jsonl_blank(line, (size_t)len))
                         continue;
                 if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
                         fprintf(stderr, "line %zu: %s\n", lineno, why);
@@ -196,6 +196,14 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
                 }
                 rd_kafka_poll(rk, 0);
                 mcd_event_clear(&ev);
+        }
+        if (ferror(in)) {
+                fprintf(stderr, "line %zu: cannot read: %s; the rest is not published\n", lineno + 1,
+                        strerror(errno));
+                status = 1;
+        } else if (interrupted) {
+                fprintf(stderr, "interrupted after line %zu; the rest is not published\n", lineno);
+                status = 1;
         }
         free(line);
         return status;
@@ -532,7 +540,7 @@ int mcd_cmd_state(int argc, char **argv) {
         r = mcd_tool_store_new("state", &cfg, &store);
         for (int i = optind; r >= 0 && i < argc; i++) {
                 r = print_state(store, argv[i], compact);
-                if (r == -ENOENT) {
+                if (r == -ENOENT || r == -EINVAL) {     /* none, or unreadable (said): the others still printed */
                         status = 1;
                         r = 0;
                 }

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 
 enum key_type {
         KEY_STRING,            /* char *, non-empty */
+        KEY_TOPIC,             /* char *, a name Kafka takes: [A-Za-z0-9._-], 1..249 bytes, not . or .. */
         KEY_OPTIONAL_STRING,   /* char *, empty means NULL */
         KEY_INT,               /* int, min..max */
         KEY_DURATION,          /* mcd_time_t, at least min ms, at most max ms unless max is 0 */
@@ -55,11 +57,11 @@ struct key_def {
 #define OFF(field) offsetof(struct mcd_config, field)
 
 static const struct key_def keys[] = {
-        {"topic.relationships", KEY_STRING, OFF(topic_relationships), 0, 0, "partnercenter.relationships.v1"},
-        {"topic.subscriptions", KEY_STRING, OFF(topic_subscriptions), 0, 0, "partnercenter.subscriptions.v1"},
-        {"topic.outcomes", KEY_STRING, OFF(topic_outcomes), 0, 0, "partnercenter.multichannel.outcomes.v1"},
-        {"topic.dlq", KEY_STRING, OFF(topic_dlq), 0, 0, "partnercenter.multichannel.dlq.v1"},
-        {"topic.changelog", KEY_STRING, OFF(topic_changelog), 0, 0, "partnercenter.multichannel.changelog.v1"},
+        {"topic.relationships", KEY_TOPIC, OFF(topic_relationships), 0, 0, "partnercenter.relationships.v1"},
+        {"topic.subscriptions", KEY_TOPIC, OFF(topic_subscriptions), 0, 0, "partnercenter.subscriptions.v1"},
+        {"topic.outcomes", KEY_TOPIC, OFF(topic_outcomes), 0, 0, "partnercenter.multichannel.outcomes.v1"},
+        {"topic.dlq", KEY_TOPIC, OFF(topic_dlq), 0, 0, "partnercenter.multichannel.dlq.v1"},
+        {"topic.changelog", KEY_TOPIC, OFF(topic_changelog), 0, 0, "partnercenter.multichannel.changelog.v1"},
         {"redis.host", KEY_STRING, OFF(redis_host), 0, 0, "127.0.0.1"},
         {"redis.port", KEY_INT, OFF(redis_port), 1, 65535, "6379"},
         {"redis.db", KEY_INT, OFF(redis_db), 0, INT_MAX, "0"},
@@ -74,7 +76,7 @@ static const struct key_def keys[] = {
         {"limits.seen_ids", KEY_INT, OFF(limit_seen_ids), 1, MCD_SEEN_IDS_MAX, "10000"},
         {"limits.subscriptions", KEY_INT, OFF(limit_subscriptions), 1, MCD_LIMIT_MAX, "1000"},
         {"limits.parked", KEY_INT, OFF(limit_parked), 1, MCD_LIMIT_MAX, "100"},
-        {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 0, "500ms"},
+        {"merge_wait", KEY_DURATION, OFF(merge_wait), 0, 3600000, "500ms"},
         {"batch.max_events", KEY_INT, OFF(batch_max), 1, 100000, "1000"},
         {"batch.max_bytes", KEY_INT, OFF(batch_max_bytes), 4096, INT_MAX, "1048576"},
         {"cache.max_bytes", KEY_INT, OFF(cache_max_bytes), 0, INT_MAX, "0"},
@@ -88,7 +90,7 @@ static const struct key_def keys[] = {
         {"output.format", KEY_OUTPUT_FORMAT, OFF(output_format), 0, 0, "single-object"},
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
         {"log.level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info"},
-        {"status.interval", KEY_DURATION, OFF(status_interval), 1, 0, "5s"},
+        {"status.interval", KEY_DURATION, OFF(status_interval), 1, 3600000, "5s"},
         {"group_offsets.interval", KEY_DURATION_INT, OFF(group_offsets_interval_ms), 100, 3600000, "1s"},
 };
 
@@ -120,6 +122,19 @@ static const struct key_def *key_find(const char *name) {
 }
 
 /* ------------------------------------------------------------- values */
+
+#define TOPIC_NAME_MAX 249   /* Kafka's own limit on a topic's name */
+
+/* True when Kafka would create a topic of this name (its Topic.validate):
+ * 1..249 of [A-Za-z0-9._-], and neither "." nor "..".  This function
+ * can't fail. */
+static bool topic_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > TOPIC_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+                return false;
+        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
 
 /* Digits only: no sign, no blanks, no base prefix.  0 or -EINVAL. */
 static int parse_int(const char *s, long long min, long long max, long long *out) {
@@ -221,6 +236,14 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
         case KEY_STRING:
                 if (*value == '\0')
                         return why_set(why, whylen, "%s: expected a non-empty value", k->name);
+                return replace_string((char **)base, value);
+
+        case KEY_TOPIC:
+                if (!topic_name_valid(value))
+                        return why_set(why, whylen,
+                                       "%s: expected a Kafka topic name (letters, digits, '.', '_', '-'; "
+                                       "at most %d bytes; not '.' or '..'), got '%s'",
+                                       k->name, TOPIC_NAME_MAX, value);
                 return replace_string((char **)base, value);
 
         case KEY_OPTIONAL_STRING:
@@ -594,6 +617,31 @@ static int load_stream(struct loader *l, struct mcd_config *cfg, FILE *f) {
         return r;
 }
 
+/* The five topics are five: a dead-letter or outcome topic that is also an
+ * input would feed the daemon its own messages (each bad one dead-lettered
+ * again, for ever), and one input topic named twice would read every event
+ * on both sides.  A clash is reported on the later key's line in the file
+ * (the earlier's when only it is set there).  This function can't fail. */
+static void check_topics_distinct(struct loader *l, const struct mcd_config *cfg) {
+        const struct {
+                const char *key, *name;
+        } t[] = {
+                {"topic.relationships", cfg->topic_relationships}, {"topic.subscriptions", cfg->topic_subscriptions},
+                {"topic.outcomes", cfg->topic_outcomes},           {"topic.dlq", cfg->topic_dlq},
+                {"topic.changelog", cfg->topic_changelog},
+        };
+
+        for (size_t j = 1; j < ELEMENTSOF(t); j++)
+                for (size_t i = 0; i < j; i++) {
+                        unsigned li = seen_line(&l->seen, t[i].key), lj = seen_line(&l->seen, t[j].key);
+                        if (strcmp(t[i].name, t[j].name) != 0)
+                                continue;
+                        report(l, lj > li ? lj : li, "%s: '%s' is also %s; the five topics must be distinct",
+                               lj > li ? t[j].key : t[i].key, t[j].name, lj > li ? t[i].key : t[j].key);
+                        break;
+                }
+}
+
 /* The checks across keys, once the whole file is read.  dedup_window must be
  * at least park_grace, so that the id of a parked event is remembered for as
  * long as the event can stay parked.  A violation is reported on
@@ -602,6 +650,7 @@ static void check_across(struct loader *l, const struct mcd_config *cfg) {
         char window[24], grace[24];
         unsigned line = seen_line(&l->seen, "dedup_window");
 
+        check_topics_distinct(l, cfg);
         if (cfg->output_format == MCD_OUTPUT_CONFLUENT && !cfg->registry_url)
                 report(l, seen_line(&l->seen, "output.format"),
                        "output.format: confluent needs schema_registry.url, where the outcome schema is registered");

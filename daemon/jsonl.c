@@ -218,6 +218,10 @@ static int parse_object(struct parse_ctx *p, struct mcd_event *ev) {
         return 0;
 }
 
+bool mcd_jsonl_blank(const char *line, size_t len) {
+        return strspn(line, " \t\r\n") == len;
+}
+
 int mcd_jsonl_parse_event(const char *line, size_t len, struct mcd_event *ev, char *why, size_t whylen) {
         struct parse_ctx p = {.why = why, .whylen = whylen};
         json_error_t jerr;

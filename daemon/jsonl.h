@@ -6,9 +6,15 @@
 #ifndef MCD_JSONL_H
 #define MCD_JSONL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "handlers/model.h"
+
+/* True when a line read (len bytes, as getline counts them) holds only
+ * blanks: skipped.  A NUL byte is not a blank: such a line is parsed, and
+ * refused.  This function can't fail. */
+bool mcd_jsonl_blank(const char *line, size_t len);
 
 /* Parses one line into ev.  Returns 0, or -EINVAL with a one-line English
  * reason in why[whylen] ("invalid JSON: ...", "unknown type \"X\"", "missing

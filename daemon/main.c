@@ -125,7 +125,7 @@ static int cmd_replay(int argc, char **argv) {
                 {0},
         };
         struct mcd_replay_options opt = {.rules = MCD_RULES_CONFIG_DEFAULT};
-        const char *window = NULL, *grace = NULL;
+        const char *window = NULL, *grace = NULL, *state_path = NULL;
         FILE *in = stdin;
         int c, r;
 
@@ -151,12 +151,7 @@ static int cmd_replay(int argc, char **argv) {
                                 window = optarg;
                         break;
                 case 's':
-                        if (opt.state_out)
-                                fclose(opt.state_out);
-                        opt.state_out = fopen(optarg, "we");
-                        if (!opt.state_out)
-                                return mcd_cli_error("replay", "--state-out: cannot create '%s': %s", optarg,
-                                                     strerror(errno));
+                        state_path = optarg;    /* created once every argument is checked */
                         break;
                 case 'h':
                         usage(stdout);
@@ -169,10 +164,12 @@ static int cmd_replay(int argc, char **argv) {
                 return 2;
         if (argc - optind > 1)
                 return mcd_cli_error("replay", "unexpected argument '%s' (only one FILE is read)", argv[optind + 1]);
-        if (mcd_cli_open_input("replay", optind < argc ? argv[optind] : NULL, &in) != 0) {
-                if (opt.state_out)
-                        fclose(opt.state_out);
+        if (mcd_cli_open_input("replay", optind < argc ? argv[optind] : NULL, &in) != 0)
                 return 2;
+        if (state_path && !(opt.state_out = fopen(state_path, "we"))) {
+                r = mcd_cli_error("replay", "--state-out: cannot create '%s': %s", state_path, strerror(errno));
+                mcd_cli_close_input(in);
+                return r;
         }
         r = mcd_replay(in, stdout, stderr, &opt);
         mcd_cli_close_input(in);

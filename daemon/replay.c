@@ -136,10 +136,6 @@ static int apply(struct replay *r, const struct mcd_event *ev, mcd_time_t now) {
         return flush_outcomes(r);
 }
 
-static bool blank(const char *s) {
-        return s[strspn(s, " \t\r\n")] == '\0';
-}
-
 static int cmp_entry_id(const void *a, const void *b) {
         const struct entry *const *x = a, *const *y = b;
         return strcmp((*x)->customer.customer_id, (*y)->customer.customer_id);
@@ -187,7 +183,7 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
                 struct mcd_event ev;
 
                 lineno++;
-                if (blank(line))
+                if (mcd_jsonl_blank(line, (size_t)len))
                         continue;
                 if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
                         fprintf(err, "line %zu: %s\n", lineno, why);
@@ -211,7 +207,8 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
                         goto out;
         }
         if (ferror(in)) {
-                ret = -EIO;
+                ret = errno > 0 ? -errno : -EIO;
+                fprintf(err, "line %zu: cannot read: %s\n", lineno + 1, strerror(-ret));
                 goto out;
         }
         if (opt->has_now)

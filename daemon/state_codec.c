@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/config.h"
 #include "daemon/state_codec.h"
 #include "daemon/state_json.h"
 #include "daemon/strbuf.h"
@@ -195,6 +196,21 @@ static int64_t get_long(struct reader *r, const char *what) {
         return 0;
 }
 
+/* A time within [lo, hi]: the rules do arithmetic on it (a horizon, a
+ * window), which a corrupt value far out of range would overflow. */
+static int64_t get_time_in(struct reader *r, const char *what, int64_t lo, int64_t hi) {
+        int64_t t = get_long(r, what);
+
+        if (!r->err && (t < lo || t > hi))
+                bad(r, what);
+        return r->err ? 0 : t;
+}
+
+/* A time as an event carries it: years 0000 to 9999 (model.h). */
+static int64_t get_time(struct reader *r, const char *what) {
+        return get_time_in(r, what, MCD_TIME_MIN, MCD_TIME_MAX);
+}
+
 /* A count of items that each take at least min_size bytes of what is left. */
 static size_t get_count(struct reader *r, const char *what, size_t min_size) {
         int64_t n = get_long(r, what);
@@ -271,7 +287,7 @@ static void get_sub(struct reader *r, struct mcd_subscription *s) {
         s->state = get_byte(r, "subscription state", MCD_SS__COUNT);
         s->seller_partner_id = get_nstr(r, "seller_partner_id");
         s->has_term_end = get_byte(r, "has_term_end", 2);
-        s->term_end = s->has_term_end ? get_long(r, "term_end") : 0;
+        s->term_end = s->has_term_end ? get_time(r, "term_end") : 0;
         t = get_long(r, "timer_outcomes");
         if (t < 0 || t > UINT32_MAX)
                 bad(r, "timer_outcomes");
@@ -326,7 +342,7 @@ static void read_parked(struct reader *r, struct mcd_customer *c) {
         for (size_t i = 0; i < n && !r->err; i++) {
                 struct mcd_event ev = {0};
                 const char *why;
-                int64_t deadline = get_long(r, "deadline");
+                int64_t deadline = get_time_in(r, "deadline", MCD_TIME_MIN, MCD_TIME_MAX + MCD_DEDUP_WINDOW_MAX);
                 get_event(r, &ev);
                 ev.customer_id = r->err ? NULL : strdup(c->customer_id);
                 if (!r->err && !ev.customer_id)
@@ -345,7 +361,7 @@ static void read_seen(struct reader *r, struct mcd_customer *c, bool has_forgot)
 
         c->seen.has_forgot = has_forgot;
         if (has_forgot)
-                c->seen.forgot_at = get_long(r, "forgot_at");
+                c->seen.forgot_at = get_time(r, "forgot_at");
         n = get_count(r, "seen", 9);
         for (size_t i = 0; i < n && !r->err; i++) {
                 uint64_t h = 0;
@@ -359,6 +375,8 @@ static void read_seen(struct reader *r, struct mcd_customer *c, bool has_forgot)
                 t += (uint64_t)get_long(r, "seen");
                 if (h == 0)
                         bad(r, "seen (a zero hash)");
+                else if ((int64_t)t != MCD_SEEN_LEGACY && ((int64_t)t < MCD_TIME_MIN || (int64_t)t > MCD_TIME_MAX))
+                        bad(r, "seen (a time out of range)");
                 else if (!r->err && mcd_seen_add(&c->seen, h, (int64_t)t) < 0)
                         r->err = -ENOMEM;
         }

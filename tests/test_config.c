@@ -257,7 +257,7 @@ static void test_bad_lines(void) {
                  "disable, got 'localhost'"),
                 "13: redis.timeout: expected a duration from 1ms to 2147483647ms such as 500ms or 2s, got '0ms'",
                 "14: redis.port: expected an integer 1..65535, got '70000'",
-                "16: merge_wait: expected a duration such as 500ms, 10s, 5m, 1h or 1d, got '-5ms'",
+                "16: merge_wait: expected a duration up to 1h such as 500ms, 10s, 5m, 1h or 1d, got '-5ms'",
                 "17: batch.threads: expected an integer 1..64, got '0'",
         };
         const unsigned n = sizeof(want_tail) / sizeof(want_tail[0]);
@@ -380,6 +380,42 @@ static void test_bounds(void) {
                          "1: dedup_window: 90m is shorter than park_grace (5400001ms); it must be at least "
                          "park_grace",
                          "both set: dedup_window's line named");
+}
+
+/* Topic names Kafka would take, and five distinct topics: a dead-letter
+ * topic that is also an input would loop each bad message for ever. */
+static void test_topics(void) {
+        struct loaded l;
+        const char *path = write_file("topics-ok.conf", "topic.dlq = Team_A.dlq-v1\n");
+
+        load(&l, path);
+        is_int(l.r, 0, "a topic name of letters, digits, '.', '_' and '-' loads");
+        is_str(l.cfg.topic_dlq, "Team_A.dlq-v1", "topic.dlq kept");
+        loaded_clear(&l);
+        expect_one_error("topic-space.conf", "topic.dlq = my dlq\n",
+                         "1: topic.dlq: expected a Kafka topic name (letters, digits, '.', '_', '-'; at most 249 "
+                         "bytes; not '.' or '..'), got 'my dlq'",
+                         "a topic name with a space");
+        expect_one_error("topic-dots.conf", "\ntopic.outcomes = ..\n",
+                         "2: topic.outcomes: expected a Kafka topic name (letters, digits, '.', '_', '-'; at most "
+                         "249 bytes; not '.' or '..'), got '..'",
+                         "topic name '..'");
+        expect_one_error("topic-loop.conf", "# the input\ntopic.dlq = partnercenter.relationships.v1\n",
+                         "2: topic.dlq: 'partnercenter.relationships.v1' is also topic.relationships; the five "
+                         "topics must be distinct",
+                         "the dead-letter topic is an input topic");
+        expect_one_error("topic-twice.conf",
+                         "topic.subscriptions = events\ntopic.relationships = events\n",
+                         "2: topic.relationships: 'events' is also topic.subscriptions; the five topics must be "
+                         "distinct",
+                         "one input topic named twice: the later line named");
+        expect_one_error("merge-wait-big.conf", "merge_wait = 2h\n",
+                         "1: merge_wait: expected a duration up to 1h such as 500ms, 10s, 5m, 1h or 1d, got '2h'",
+                         "merge_wait past an hour");
+        expect_one_error("status-big.conf", "status.interval = 1d\n",
+                         "1: status.interval: expected a positive duration up to 1h such as 500ms, 10s, 5m, 1h or "
+                         "1d, got '1d'",
+                         "status.interval past an hour");
 }
 
 static void test_kafka_properties(void) {
@@ -592,6 +628,7 @@ int main(void) {
         test_bad_lines();
         test_bounds();
         test_sentinels();
+        test_topics();
         test_kafka_properties();
         test_missing_file();
         test_set();
