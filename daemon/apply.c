@@ -258,12 +258,15 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
                 b->touched[i] = false;
         }
 
-        /* Timers and park deadlines first: they were due before now. */
+        /* Timers and park deadlines first: they were due before now (an
+         * idle pair's, by the wall clock) or before the pair's stream time
+         * (a busy pair's: before any of the batch's events). */
         for (size_t i = 0; i < n_due; i++) {
                 struct pair *p = pair_find(ap->pairs, b->id_partition[i]);
                 size_t pi = pair_index(ap->pairs, p), from = b->out.n;
+                int64_t clock = i < b->n_due_wall ? now : p->stream_time;
                 b->touched[pi] = true;
-                while ((r = mcd_fire_next_due(&b->customers[i], now, &ap->rules, &b->out)) > 0)
+                while ((r = mcd_fire_next_due(&b->customers[i], clock, &ap->rules, &b->out)) > 0)
                         ap->env->st.timers_fired++;
                 if (r < 0 || (r = outcome_frames(ap, b, pi, from)) < 0)
                         return r;

@@ -43,7 +43,9 @@ struct batch {
         uint64_t epoch;              /* pairs->epoch when collected: the pairs it refers to */
         size_t n_pairs;              /* pairs->n then: the size of the arrays per pair */
         struct mcd_offsets *next;    /* per pair, the offsets after this batch's messages */
-        size_t n_due;                /* the first n_due customers were due by the wall clock */
+        size_t n_due;                /* the first n_due customers were found due (batch_due) */
+        size_t n_due_wall;           /* of which the first n_due_wall in idle pairs, by the wall clock; the
+                                      * others in busy pairs, by their pair's stream time */
         struct pair_clock *clock;    /* per pair, its stream time before the batch was applied */
         bool applied;                /* the rules ran on it (batch_apply was called) */
         struct item *items;
@@ -106,7 +108,8 @@ bool batch_empty(const struct batch *b);
 void batch_decode(struct applier *ap, struct batch *b);
 /* Once loaded: which customers had something due, for the due index. */
 void batch_loaded(struct batch *b);
-/* Applies timers (of the first n_due customers, due by `now`) and events to
+/* Applies timers (of the first n_due customers: due by `now` for the first
+ * b->n_due_wall, by their pair's stream time for the others) and events to
  * the loaded customers, producing frames; the pairs' stream time before is
  * kept in b->clock, the pairs it touches in b->touched. */
 int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due);

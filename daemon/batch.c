@@ -164,42 +164,79 @@ static void batch_rewind(struct batcher *bt, struct batch *b) {
         }
 }
 
-/* The customers due by the wall clock in the idle pairs, asked for in one
- * round trip at most once a second, up to 1000.  (Bounding it by
- * the batch size starved customers behind those whose due entry stays.) */
+/* The partitions a due scan asks, and the clock of each: the idle pairs'
+ * (pair_idle) by the wall clock, first, then the busy pairs' by their
+ * stream time, which their events' firing uses too.  On a partition never
+ * idle (events less than merge_wait apart), a customer without events of
+ * its own would otherwise never see its timer, which replay fires once any
+ * event passes it.  Returns the count of idle ones.  This function can't
+ * fail. */
+static size_t due_partitions(struct batcher *bt, int64_t now, int32_t *parts, mcd_time_t *until, size_t *n) {
+        size_t n_idle = 0, n_busy = 0, m = bt->pairs->n;
+
+        for (size_t i = 0; i < m; i++) {
+                const struct pair *p = bt->pairs->v[i];
+                if (pair_idle(bt->in, p)) {
+                        parts[n_idle] = p->partition;
+                        until[n_idle++] = now;
+                } else if (p->phase == PAIR_READY && !p->clog_failed && p->stream_time != INT64_MIN) {
+                        n_busy++;       /* from the end, moved behind the idle ones below */
+                        parts[m - n_busy] = p->partition;
+                        until[m - n_busy] = p->stream_time;
+                }
+        }
+        memmove(parts + n_idle, parts + m - n_busy, n_busy * sizeof(*parts));
+        memmove(until + n_idle, until + m - n_busy, n_busy * sizeof(*until));
+        *n = n_idle + n_busy;
+        return n_idle;
+}
+
+/* The customers due in the owned pairs (due_partitions), asked for in one
+ * round trip at most once a second, up to 1000 a partition (bounded by the
+ * batch size, customers behind those whose due entry stays starved).  The
+ * idle pairs' come first, b->n_due_wall of them (batch_apply). */
 static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
         int32_t *parts, *id_parts = NULL;
+        mcd_time_t *until;
         char **ids = NULL;
-        size_t n_parts = 0, n = 0;
+        size_t n_parts = 0, n_idle, n = 0;
         int r;
 
+        b->n_due_wall = b->n_ids;
         if (now < bt->next_due_scan)
                 return 0;
         bt->next_due_scan = now + 1000;
         parts = calloc(bt->pairs->n + 1, sizeof(*parts));
-        if (!parts)
+        until = calloc(bt->pairs->n + 1, sizeof(*until));
+        if (!parts || !until) {
+                free(parts);
+                free(until);
                 return -ENOMEM;
-        for (size_t i = 0; i < bt->pairs->n; i++)
-                if (pair_idle(bt->in, bt->pairs->v[i]))
-                        parts[n_parts++] = bt->pairs->v[i]->partition;
-        r = mcd_store_due(bt->env->store, parts, n_parts, now, 1000, &ids, &id_parts, &n);
+        }
+        n_idle = due_partitions(bt, now, parts, until, &n_parts);
+        r = mcd_store_due(bt->env->store, parts, until, n_parts, 1000, &ids, &id_parts, &n);
         /* Idle, nothing due: is the state still there?  A Redis restarted
          * empty has no due index either, and would otherwise be found only
          * by the next commit, whenever input comes. */
-        if (r >= 0 && n == 0 && n_parts > 0) {
+        if (r >= 0 && n == 0 && n_idle > 0) {
                 bool exists = true;
                 r = mcd_store_meta_exists(bt->env->store, &exists);
                 if (r >= 0 && !exists)
                         r = -ENODATA;
         }
-        for (size_t j = 0; r >= 0 && j < n; j++)
+        for (size_t j = 0, idle = 0; r >= 0 && j < n; j++) {
+                while (idle < n_idle && parts[idle] != id_parts[j])
+                        idle++;         /* ids come in parts' order: the idle pairs' first */
                 r = batch_add_id(b, ids[j], id_parts[j], NULL);
+                if (idle < n_idle)
+                        b->n_due_wall = b->n_ids;
+        }
         mcd_store_ids_free(ids, n);
         free(id_parts);
         free(parts);
+        free(until);
         return r;
 }
-
 
 /* Frees the last batch: nothing refers to it once committed (its frames
  * went to the pending list, its changelog records were copied). */
@@ -555,13 +592,12 @@ static int registry_unavailable(struct batcher *bt, struct batch *b) {
         return 0;
 }
 
-/* Collects a batch from the customers due by the wall clock and what is
- * buffered, decodes it and lists its customers; they are not loaded.  The
- * due scan comes first: it asks only pairs idle at that moment, whose queues
- * are empty, so none of their events is in the batch.  After the collect,
- * a pair whose last events it just took would look idle too, and its
- * customers' timers, fired first by the wall clock, would go before those
- * events (earlier in stream time), unlike replay. */
+/* Collects a batch from the customers due and what is buffered, decodes
+ * it and lists its customers; they are not loaded.  The due scan comes
+ * first: the wall clock is asked only of pairs idle then, none of whose
+ * events is in the batch.  After the collect, a pair whose last events it
+ * took would look idle too, and its timers, fired by the wall clock, would
+ * go before those events (earlier in stream time), unlike replay. */
 static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         int r;
 

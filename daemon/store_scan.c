@@ -51,7 +51,7 @@ static int take_due_ids(redisReply *reply, int32_t partition, char ***ids, int32
         return 0;
 }
 
-int mcd_store_due(struct mcd_store *s, const int32_t *partitions, size_t n_parts, mcd_time_t now, size_t max,
+int mcd_store_due(struct mcd_store *s, const int32_t *partitions, const mcd_time_t *until, size_t n_parts, size_t max,
                   char ***ids, int32_t **id_partitions, size_t *n) {
         struct args *cmds;
         redisReply **replies;
@@ -73,7 +73,7 @@ int mcd_store_due(struct mcd_store *s, const int32_t *partitions, size_t n_parts
                 args_add_str(&cmds[i], "ZRANGEBYSCORE");
                 args_add_key(&cmds[i], s, "due", partitions[i]);
                 args_add_str(&cmds[i], "-inf");
-                args_addf(&cmds[i], "%" PRId64, now);
+                args_addf(&cmds[i], "%" PRId64, until[i]);
                 args_add_str(&cmds[i], "LIMIT");
                 args_add_str(&cmds[i], "0");
                 args_addf(&cmds[i], "%zu", max);

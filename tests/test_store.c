@@ -21,6 +21,7 @@
 #include <hiredis.h>
 #include <jansson.h>
 
+#include "daemon/config.h"
 #include "daemon/outbox.h"
 #include "daemon/parallel.h"
 #include "daemon/state_codec.h"
@@ -516,7 +517,7 @@ static void test_codec_worst_case(void) {
         for (size_t i = 0; i < cfg.max_subscriptions; i++) {
                 char *sid = id_of('s', (int)i), *seller = id_of('x', (int)i), *offer = id_of('o', (int)i);
                 struct mcd_subscription s = sub(sid, MCD_BILLING_USAGE_BASED, MCD_CHANNEL_CSP, seller, true,
-                                                INT64_MAX / 2, MCD_SS_SWITCH_BLOCKED, UINT32_MAX);
+                                                MCD_TIME_MAX, MCD_SS_SWITCH_BLOCKED, UINT32_MAX);
                 s.offer_name = offer;
                 mcd_customer_add_sub(&c, &s);
                 free(sid);
@@ -531,7 +532,7 @@ static void test_codec_worst_case(void) {
                 ev.subscription_id = id_of('s', (int)i);
                 ev.csp_subscription_id = id_of('k', (int)i);
                 ev.target_partner_id = id_of('t', (int)i);
-                mcd_customer_add_parked(&c, &ev, INT64_MAX / 2);
+                mcd_customer_add_parked(&c, &ev, MCD_TIME_MAX + MCD_DEDUP_WINDOW_MAX);
                 ev.customer_id = NULL;
                 mcd_event_clear(&ev);
         }
@@ -541,7 +542,7 @@ static void test_codec_worst_case(void) {
                 mcd_customer_mark_seen(&c, sid, (mcd_time_t)i * cfg.dedup_window);
         }
         c.seen.has_forgot = true;
-        c.seen.forgot_at = INT64_MIN / 2;
+        c.seen.forgot_at = MCD_TIME_MIN;
         ok(c.n_subs == cfg.max_subscriptions && c.n_parked == cfg.max_parked &&
                    mcd_seen_count(&c.seen) == cfg.max_seen_ids,
            "worst case: %zu subscriptions, %zu parked, %zu seen ids", c.n_subs, c.n_parked, mcd_seen_count(&c.seen));
@@ -557,6 +558,44 @@ static void test_codec_worst_case(void) {
         free(id);
         free(buf);
         free(rec);
+}
+
+/* A stored state with a time out of range (a corrupt or foreign value):
+ * refused, naming the field, instead of feeding the rules' arithmetic
+ * (a horizon of 10^18 would have rejected every later event). */
+static void test_codec_times_bounded(void) {
+        static const struct {
+                const char *what;
+                mcd_time_t forgot_at, deadline, term_end;
+        } cases[] = {
+                {"forgot_at", INT64_MAX / 2, 0, 0},
+                {"forgot_at", MCD_TIME_MIN - 1, 0, 0},
+                {"deadline", 0, MCD_TIME_MAX + MCD_DEDUP_WINDOW_MAX + 1, 0},
+                {"term_end", 0, 0, INT64_MIN / 2},
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct mcd_customer c, back;
+                struct mcd_event ev = {.type = MCD_EV_SWITCH_REQUESTED, .occurred_at = 0, .customer_id = "c-t",
+                                       .event_id = "e-1", .subscription_id = "s-1", .target_partner_id = "p-1"};
+                struct mcd_subscription s = sub("s-1", MCD_BILLING_LICENSE_BASED, MCD_CHANNEL_EA, NULL, true,
+                                                cases[i].term_end, MCD_SS_SWITCH_BLOCKED, 0);
+                char *buf = NULL, why[256] = "";
+                size_t len = 0;
+
+                mcd_customer_init(&c, "c-t");
+                mcd_customer_add_sub(&c, &s);
+                mcd_customer_add_parked(&c, &ev, cases[i].deadline);
+                c.seen.has_forgot = true;
+                c.seen.forgot_at = cases[i].forgot_at;
+                is_int(mcd_state_encode(&c, &buf, &len), 0, "%s %" PRId64 "/%" PRId64 "/%" PRId64 ": encoded",
+                       cases[i].what, cases[i].forgot_at, cases[i].deadline, cases[i].term_end);
+                is_int(mcd_state_decode(buf, len, &back, why, sizeof(why)), -EINVAL, "%s out of range: refused",
+                       cases[i].what);
+                ok(strstr(why, cases[i].what) != NULL, "the reason names it: %s", why);
+                mcd_customer_clear(&c);
+                free(buf);
+        }
 }
 
 /* Redis holding a version 1 state: loaded, applied to, written back binary. */
@@ -863,25 +902,33 @@ static void test_due(struct mcd_store *s, int64_t gen) {
         simple_customer(&blocked, "c-due", MCD_SS_SWITCH_BLOCKED);
         simple_customer(&allowed, "c-due", MCD_SS_SWITCH_ALLOWED);
         is_int(commit_one(s, &blocked, 0, gen), 0, "commit of a customer with a blocked switch");
-        is_int(mcd_store_due(s, P0, 1, TERM_END - 1, 10, &ids, &parts, &n), 0, "due just before term_end");
+        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END - 1}, 1, 10, &ids, &parts, &n), 0,
+               "due just before term_end");
         is_int(n, 0, "nothing due yet");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
-        is_int(mcd_store_due(s, P0, 1, TERM_END, 10, &ids, &parts, &n), 0, "due at term_end");
+        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END}, 1, 10, &ids, &parts, &n), 0, "due at term_end");
         ok(n == 1 && strcmp(ids[0], "c-due") == 0, "the customer is due at its term_end");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
-        is_int(mcd_store_due(s, P1, 1, TERM_END, 10, &ids, &parts, &n), 0, "due on another partition");
+        is_int(mcd_store_due(s, P1, (mcd_time_t[]){TERM_END}, 1, 10, &ids, &parts, &n), 0, "due on another partition");
         is_int(n, 0, "nothing there");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
         rt = mcd_store_round_trips(s);
-        is_int(mcd_store_due(s, both, 2, TERM_END, 10, &ids, &parts, &n), 0, "due over two partitions");
+        is_int(mcd_store_due(s, both, (mcd_time_t[]){TERM_END, TERM_END}, 2, 10, &ids, &parts, &n), 0,
+               "due over two partitions");
         is_int((long long)(mcd_store_round_trips(s) - rt), 1, "in one round trip");
         ok(n == 1 && strcmp(ids[0], "c-due") == 0 && parts[0] == 0, "it is found in partition 0");
+        mcd_store_ids_free(ids, n);
+        free(parts);
+        parts = NULL;
+        is_int(mcd_store_due(s, both, (mcd_time_t[]){TERM_END + 1000, TERM_END - 1}, 2, 10, &ids, &parts, &n), 0,
+               "due over two partitions, each by its own clock");
+        is_int(n, 0, "partition 0's clock before term_end: nothing, whatever partition 1's");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
@@ -890,7 +937,7 @@ static void test_due(struct mcd_store *s, int64_t gen) {
         is_int(mcd_store_counts(s, both, 2, &due, &len), 0, "counts over two partitions");
         is_int(due, 1, "still one customer due");
         is_int(commit_one(s, &allowed, 0, gen), 0, "commit of the customer without a blocked switch");
-        is_int(mcd_store_due(s, P0, 1, TERM_END + 1000, 10, &ids, &parts, &n), 0, "due after term_end");
+        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END + 1000}, 1, 10, &ids, &parts, &n), 0, "due after term_end");
         is_int(n, 0, "the customer is gone from the zset");
         mcd_store_ids_free(ids, n);
         free(parts);
@@ -1503,6 +1550,7 @@ int main(void) {
         test_codec_roundtrip();
         test_codec_legacy();
         test_codec_worst_case();
+        test_codec_times_bounded();
         test_frames();
 
         sv.port = srv_free_port();
