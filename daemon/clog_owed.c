@@ -13,7 +13,13 @@
  * instance, appends each owed key again as Redis holds it then, and the
  * claim's first commit trims what it found (restore.c pair_clog_repair):
  * the trim is fenced with the commit, where a claim's own removal would not
- * be. */
+ * be.
+ *
+ * The queue itself (clog_release) appends a batch's records once its
+ * frames are delivered, a partition's offsets record last of all: only
+ * once the partition's customer records of that batch and before are
+ * reported on, so that the changelog's offsets are never past a customer
+ * record still in flight (clog_waits). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,8 +28,10 @@
 
 #include "daemon/apply.h"
 #include "daemon/clog_owed.h"
+#include "daemon/kafka.h"
 #include "daemon/log.h"
 #include "daemon/publish.h"
+#include "daemon/runtime.h"
 #include "daemon/state_codec.h"
 
 int clog_keys_add(struct clog_keys *k, const char *key) {
@@ -194,4 +202,190 @@ void clog_acks_free(struct clog_acks *l) {
                 free(a);
         }
         l->tail = NULL;
+}
+
+/* ------------------------------------------------- the queue of records -- */
+
+int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, const char *key, char *value,
+              size_t len) {
+        if (pub->n_clog == pub->cap_clog) {
+                size_t cap = pub->cap_clog ? pub->cap_clog * 2 : 256;
+                struct clog *v = realloc(pub->clog, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                pub->clog = v;
+                pub->cap_clog = cap;
+        }
+        pub->clog[pub->n_clog].key = strdup(key);
+        if (!pub->clog[pub->n_clog].key)
+                return -ENOMEM;
+        pub->clog[pub->n_clog].batch = batch;
+        pub->clog[pub->n_clog].partition = partition;
+        pub->clog[pub->n_clog].held = NULL;
+        pub->clog[pub->n_clog].value_len = len;
+        pub->clog[pub->n_clog++].value = value;
+        return 0;
+}
+
+static bool clog_held(struct publisher *pub, const struct clog *c) {
+        const struct pair *p = pair_find(pub->pairs, c->partition);
+        return p && c->batch >= p->clog_hold;
+}
+
+/* Whether record c is to be appended now: its batch older than `upto`, and
+ * not held (`holds`: some pair holds records). */
+static bool clog_due(struct publisher *pub, const struct clog *c, uint64_t upto, bool holds) {
+        return c->batch < upto && !(holds && clog_held(pub, c));
+}
+
+/* After a stall past the session timeout since our last commit was sent
+ * (SIGSTOP, a swapped-out process, a Kafka outage holding the outputs
+ * back), another instance may own a partition by now and have appended
+ * newer records of the same customers: ours, appended after theirs, would
+ * be the changelog's last word, and a rebuild would restore them stale.  As
+ * drop_fenced does for frames, such a pair's records are dropped and the
+ * pair starts again: its claim is fenced if another instance took it, and
+ * otherwise appends its owed customers from Redis (clog_owed.h), which
+ * holds them (tests/daemon_zombie.sh, case changelog).  A stall is told
+ * by the time alone, wherever it fell (in publish_pending's own wait too,
+ * or a Redis outage): a pair restarted without need costs a claim, not
+ * an outcome.  This function can't fail. */
+static void clog_drop_stalled(struct publisher *pub, uint64_t upto, bool holds) {
+        int64_t since;
+
+        if (!publish_stalled(pub, &since))
+                return;
+        for (size_t k = 0; k < pub->pairs->n; k++) {
+                struct pair *p = pub->pairs->v[k];
+                bool due = false;
+                for (size_t i = 0; i < pub->n_clog && !due; i++)
+                        due = pub->clog[i].partition == p->partition && clog_due(pub, &pub->clog[i], upto, holds);
+                if (!due || p->phase == PAIR_FENCED)
+                        continue;
+                log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session timeout; "
+                            "claimed again before its changelog records are appended (its owed customers are "
+                            "appended from Redis)", p->partition, since);
+                clog_drop(pub, p->partition, 0);
+                if (p->phase == PAIR_READY)
+                        pairs_restart(pub->pairs, p);
+        }
+}
+
+/* Whether record c's partition has had an append fail: its later records
+ * are not appended, and its claim appends every key its owed list names,
+ * theirs too, as Redis holds them then.  Appended, a later batch's offsets
+ * record would put the changelog past the failed customer's record, and a
+ * rebuild from it (Redis lost before the claim) would restore offsets
+ * past that customer's events.  This function can't fail. */
+static bool clog_stopped(struct publisher *pub, const struct clog *c) {
+        const struct pair *p = pair_find(pub->pairs, c->partition);
+        return p && p->clog_failed;
+}
+
+/* Frees a record not appended, its place in its batch's ack (clog_waits)
+ * given back.  This function can't fail. */
+static void clog_forget(struct clog *c) {
+        if (c->held)
+                c->held->outstanding--;
+        free(c->key);
+        free(c->value);
+}
+
+/* True when customer records of `partition`, of `batch` or before, are
+ * appended and not yet reported on. */
+static bool customers_in_flight(const struct clog_acks *l, int32_t partition, uint64_t batch) {
+        for (const struct clog_ack *a = l->head; a; a = a->next)
+                for (size_t i = 0; a->batch <= batch && i < a->n; i++)
+                        if (a->part[i].partition == partition && a->part[i].customers > 0)
+                                return true;
+        return false;
+}
+
+/* Whether record c, a partition's offsets record, waits for that
+ * partition's customer records of its batch and before, still in flight.
+ * Appended with them, it could reach the changelog first, and a process
+ * lost with its Redis (a host's power) would leave a changelog whose
+ * offsets are past those customers' last records: a rebuild from it would
+ * never apply their events again.  Waiting, it is counted in its batch's
+ * ack already (c->held), so that the owed list is not trimmed before it is
+ * appended.  With no memory to count it, it goes at once.  This function
+ * can't fail. */
+static bool clog_waits(struct publisher *pub, struct clog *c) {
+        if (!changelog_is_offsets_key(c->key, strlen(c->key), c->partition) ||
+            !customers_in_flight(&pub->acks, c->partition, c->batch))
+                return false;
+        if (!c->held && (c->held = clog_ack_part(&pub->acks, c->batch, c->partition, pub->pairs->n + 1)))
+                c->held->outstanding++;
+        return c->held != NULL;
+}
+
+/* Appends the changelog records of every batch older than `upto`, but
+ * those held (a partition's records are independent of the others'), and
+ * those a stall made doubtful (clog_drop_stalled), and the offsets records
+ * that wait for their customers' (clog_waits); drops those of a partition
+ * whose append failed (clog_stopped).  The fault point stops before batch
+ * fault_stop_before_changelog's records, the earlier ones delivered, and
+ * before the stall is looked for. */
+void clog_release(struct publisher *pub, uint64_t upto) {
+        size_t kept = 0;
+        bool holds = false;
+
+        for (size_t i = 0; i < pub->pairs->n && !holds; i++)
+                holds = pub->pairs->v[i]->clog_hold != UINT64_MAX;
+        for (size_t i = 0; i < pub->n_clog && pub->fault_stop_before_changelog; i++) {
+                uint64_t at = pub->fault_stop_before_changelog;
+                if (pub->clog[i].batch != at || !clog_due(pub, &pub->clog[i], upto, holds))
+                        continue;
+                for (int round = 0; round < 2; round++) {        /* the offsets records after the others */
+                        clog_release(pub, at);
+                        mcd_kafka_flush(pub->env->producer, 5000);     /* the earlier batches' records are in */
+                }
+                fault_point(&pub->fault_stop_before_changelog, at, "changelog append");      /* once */
+                break;
+        }
+        clog_drop_stalled(pub, upto, holds);
+        for (size_t i = 0; i < pub->n_clog; i++) {
+                struct clog *c = &pub->clog[i];
+                if (!clog_due(pub, c, upto, holds) || (!clog_stopped(pub, c) && clog_waits(pub, c))) {
+                        pub->clog[kept++] = *c;
+                        continue;
+                }
+                if (clog_stopped(pub, c)) {
+                        clog_forget(c);
+                        continue;
+                }
+                if (c->held)
+                        changelog_produce(pub, c->held, true, c->key, c->value, c->value_len);
+                else
+                        changelog_append(pub, c->partition, c->batch, c->key, c->value, c->value_len);
+                free(c->key);
+                free(c->value);
+        }
+        pub->n_clog = kept;
+}
+
+/* Forgets a partition's records of batch `from` on: frames of that batch
+ * were dropped unpublished and Redis lost them, and the changelog must not
+ * say more than the output topics do (what they recorded is derived again);
+ * or the partition is no longer ours (from 0), and its next owner appends
+ * them from the owed list once the outbox is reconciled (clog_owed.h). */
+void clog_drop(struct publisher *pub, int32_t partition, uint64_t from) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < pub->n_clog; i++) {
+                if (pub->clog[i].partition == partition && pub->clog[i].batch >= from) {
+                        clog_forget(&pub->clog[i]);
+                        continue;
+                }
+                pub->clog[kept++] = pub->clog[i];
+        }
+        pub->n_clog = kept;
+}
+
+void clog_queue_clear(struct publisher *pub) {
+        for (size_t i = 0; i < pub->n_clog; i++)
+                clog_forget(&pub->clog[i]);
+        free(pub->clog);
+        pub->clog = NULL;
+        pub->n_clog = pub->cap_clog = 0;
 }

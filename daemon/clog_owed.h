@@ -48,7 +48,9 @@ int clog_keys_each(const char *v, size_t len, int (*fn)(void *ctx, const char *k
  * batch 0 stands for records appended outside a commit (a claim's repair). */
 struct clog_ack_part {
         int32_t partition;
-        unsigned outstanding;        /* records not yet reported on (dr_msg_cb, on the producer's poll) */
+        unsigned outstanding;        /* records not yet reported on (dr_msg_cb, on the producer's poll), and
+                                      * an offsets record held back (clog_release) */
+        unsigned customers;          /* of which customers' records: the partition's offsets records wait */
 };
 
 /* The parts of one batch's released records. */
@@ -81,5 +83,15 @@ bool clog_acks_any(const struct clog_acks *l);
 /* Frees them all; only once the producer is gone (their parts are its
  * messages' opaques).  This function can't fail. */
 void clog_acks_free(struct clog_acks *l);
+
+/* Appends the queued records of every batch older than `upto` (its frames
+ * delivered), but those held, those of a partition stalled past the
+ * session timeout (dropped, the pair restarted) or whose append failed
+ * (dropped: its claim appends its owed keys), and each partition's offsets
+ * record until its customers' records of that batch and before are
+ * reported on (a later call appends it).  This function can't fail. */
+void clog_release(struct publisher *pub, uint64_t upto);
+/* Frees every queued record.  This function can't fail. */
+void clog_queue_clear(struct publisher *pub);
 
 #endif

@@ -213,6 +213,7 @@ void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                 struct clog_ack_part *part = m->_private;     /* not a frame: its records' ack */
                 if (m->err)
                         changelog_failed(pub, part->partition, m->key, m->key_len, rd_kafka_err2str(m->err));
+                part->customers -= !changelog_is_offsets_key(m->key, m->key_len, part->partition);
                 part->outstanding--;
                 return;
         }
@@ -278,6 +279,12 @@ char *offsets_record(const struct mcd_offsets *o, const char *marks) {
 char *changelog_offsets_key(char buf[static CHANGELOG_OFFSETS_KEY_SIZE], int32_t partition) {
         snprintf(buf, CHANGELOG_OFFSETS_KEY_SIZE, CHANGELOG_OFFSETS_KEY "%" PRId32, partition);
         return buf;
+}
+
+bool changelog_is_offsets_key(const char *key, size_t len, int32_t partition) {
+        char buf[CHANGELOG_OFFSETS_KEY_SIZE];
+
+        return len == strlen(changelog_offsets_key(buf, partition)) && memcmp(key, buf, len) == 0;
 }
 
 /* Remembers a failed append's key until clog_lost_save puts it in Redis.
@@ -350,22 +357,31 @@ static void changelog_failed(struct publisher *pub, int32_t partition, const cha
                   partition, pub->env->cfg->topic_changelog, why);
 }
 
-void changelog_append(struct publisher *pub, int32_t partition, uint64_t batch, const char *key, const char *value,
-                      size_t len) {
-        struct clog_ack_part *part = clog_ack_part(&pub->acks, batch, partition, pub->pairs->n + 1);
+void changelog_produce(struct publisher *pub, struct clog_ack_part *part, bool counted, const char *key,
+                       const char *value, size_t len) {
+        bool customer = !changelog_is_offsets_key(key, strlen(key), part->partition);
         rd_kafka_resp_err_t err;
 
-        if (!part) {
-                changelog_failed(pub, partition, key, strlen(key), "out of memory");
-                return;
-        }
         err = rd_kafka_producev(pub->env->producer, RD_KAFKA_V_RKT(pub->clog_rkt), RD_KAFKA_V_KEY(key, strlen(key)),
                                 RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_OPAQUE(part), RD_KAFKA_V_END);
-        if (err)
-                changelog_failed(pub, partition, key, strlen(key), rd_kafka_err2str(err));
+        if (err) {
+                part->outstanding -= counted;
+                changelog_failed(pub, part->partition, key, strlen(key), rd_kafka_err2str(err));
+                return;
+        }
+        part->outstanding += !counted;
+        part->customers += customer;
+}
+
+void changelog_append(struct publisher *pub, int32_t partition, uint64_t batch, const char *key, const char *value,
+                      size_t len) {
+        struct clog_ack_part *part = clog_ack_part(&pub->acks, batch, partition, pub->pairs->n + 1);
+
+        if (!part)
+                changelog_failed(pub, partition, key, strlen(key), "out of memory");
         else
-                part->outstanding++;
+                changelog_produce(pub, part, false, key, value, len);
 }
 
 int pending_push(struct publisher *pub, void *buf, size_t len, int32_t partition, uint64_t batch) {
@@ -418,10 +434,7 @@ static void mark_unsent(const struct publisher *pub, bool fresh, uint8_t *marks)
         }
 }
 
-/* Whether the time since our last commit was sent (*since, ms) is past the
- * session timeout: another instance may have claimed our partitions
- * meanwhile. */
-static bool publish_stalled(const struct publisher *pub, int64_t *since) {
+bool publish_stalled(const struct publisher *pub, int64_t *since) {
         *since = mono_ms() - pub->verified_at;
         return pub->stall_ms > 0 && *since >= pub->stall_ms;
 }
@@ -506,133 +519,6 @@ out:
         free(gens);
         free(marks);
         return r;
-}
-
-int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, const char *key, char *value,
-              size_t len) {
-        if (pub->n_clog == pub->cap_clog) {
-                size_t cap = pub->cap_clog ? pub->cap_clog * 2 : 256;
-                struct clog *v = realloc(pub->clog, cap * sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                pub->clog = v;
-                pub->cap_clog = cap;
-        }
-        pub->clog[pub->n_clog].key = strdup(key);
-        if (!pub->clog[pub->n_clog].key)
-                return -ENOMEM;
-        pub->clog[pub->n_clog].batch = batch;
-        pub->clog[pub->n_clog].partition = partition;
-        pub->clog[pub->n_clog].value_len = len;
-        pub->clog[pub->n_clog++].value = value;
-        return 0;
-}
-
-static bool clog_held(struct publisher *pub, const struct clog *c) {
-        const struct pair *p = pair_find(pub->pairs, c->partition);
-        return p && c->batch >= p->clog_hold;
-}
-
-/* Whether record c is to be appended now: its batch older than `upto`, and
- * not held (`holds`: some pair holds records). */
-static bool clog_due(struct publisher *pub, const struct clog *c, uint64_t upto, bool holds) {
-        return c->batch < upto && !(holds && clog_held(pub, c));
-}
-
-/* After a stall past the session timeout since our last commit was sent
- * (SIGSTOP, a swapped-out process, a Kafka outage holding the outputs
- * back), another instance may own a partition by now and have appended
- * newer records of the same customers: ours, appended after theirs, would
- * be the changelog's last word, and a rebuild would restore them stale.  As
- * drop_fenced does for frames, such a pair's records are dropped and the
- * pair starts again: its claim is fenced if another instance took it, and
- * otherwise appends its owed customers from Redis (clog_owed.h), which
- * holds them (tests/daemon_zombie.sh, case changelog).  A stall is told
- * by the time alone, wherever it fell (in publish_pending's own wait too,
- * or a Redis outage): a pair restarted without need costs a claim, not
- * an outcome.  This function can't fail. */
-static void clog_drop_stalled(struct publisher *pub, uint64_t upto, bool holds) {
-        int64_t since;
-
-        if (!publish_stalled(pub, &since))
-                return;
-        for (size_t k = 0; k < pub->pairs->n; k++) {
-                struct pair *p = pub->pairs->v[k];
-                bool due = false;
-                for (size_t i = 0; i < pub->n_clog && !due; i++)
-                        due = pub->clog[i].partition == p->partition && clog_due(pub, &pub->clog[i], upto, holds);
-                if (!due || p->phase == PAIR_FENCED)
-                        continue;
-                log_warning("partition %" PRId32 ": %" PRId64 " ms since its last commit, past the session timeout; "
-                            "claimed again before its changelog records are appended (its owed customers are "
-                            "appended from Redis)", p->partition, since);
-                clog_drop(pub, p->partition, 0);
-                if (p->phase == PAIR_READY)
-                        pairs_restart(pub->pairs, p);
-        }
-}
-
-/* Appends the changelog records of every batch older than `upto`, but
- * those held (a partition's records are independent of the others'), and
- * those a stall made doubtful (clog_drop_stalled).  The fault point stops
- * before batch fault_stop_before_changelog's records, the earlier ones
- * delivered, and before the stall is looked for. */
-static void clog_release(struct publisher *pub, uint64_t upto) {
-        size_t kept = 0;
-        bool holds = false;
-
-        for (size_t i = 0; i < pub->pairs->n && !holds; i++)
-                holds = pub->pairs->v[i]->clog_hold != UINT64_MAX;
-        for (size_t i = 0; i < pub->n_clog && pub->fault_stop_before_changelog; i++) {
-                uint64_t at = pub->fault_stop_before_changelog;
-                if (pub->clog[i].batch != at || !clog_due(pub, &pub->clog[i], upto, holds))
-                        continue;
-                clog_release(pub, at);
-                mcd_kafka_flush(pub->env->producer, 5000);     /* the earlier batches' records are in */
-                fault_point(&pub->fault_stop_before_changelog, at, "changelog append");      /* once */
-                break;
-        }
-        clog_drop_stalled(pub, upto, holds);
-        for (size_t i = 0; i < pub->n_clog; i++) {
-                struct clog *c = &pub->clog[i];
-                if (!clog_due(pub, c, upto, holds)) {
-                        pub->clog[kept++] = *c;
-                        continue;
-                }
-                changelog_append(pub, c->partition, c->batch, c->key, c->value, c->value_len);
-                free(c->key);
-                free(c->value);
-        }
-        pub->n_clog = kept;
-}
-
-/* Forgets a partition's records of batch `from` on: frames of that batch
- * were dropped unpublished and Redis lost them, and the changelog must not
- * say more than the output topics do (what they recorded is derived again);
- * or the partition is no longer ours (from 0), and its next owner appends
- * them from the owed list once the outbox is reconciled (clog_owed.h). */
-void clog_drop(struct publisher *pub, int32_t partition, uint64_t from) {
-        size_t kept = 0;
-
-        for (size_t i = 0; i < pub->n_clog; i++) {
-                if (pub->clog[i].partition == partition && pub->clog[i].batch >= from) {
-                        free(pub->clog[i].key);
-                        free(pub->clog[i].value);
-                        continue;
-                }
-                pub->clog[kept++] = pub->clog[i];
-        }
-        pub->n_clog = kept;
-}
-
-static void clog_clear(struct publisher *pub) {
-        for (size_t i = 0; i < pub->n_clog; i++) {
-                free(pub->clog[i].key);
-                free(pub->clog[i].value);
-        }
-        free(pub->clog);
-        pub->clog = NULL;
-        pub->n_clog = pub->cap_clog = 0;
 }
 
 /* A frame whose delivery failed is never produced again: it may be on the
@@ -738,7 +624,7 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
                         break;
         }
         do {
-                if (timeout_ms > 0)
+                if (timeout_ms > 0 && pub->n_pending > 0)     /* no frame to wait for: no flush either */
                         rd_kafka_flush(pub->env->producer, 100);
                 else
                         rd_kafka_poll(pub->env->producer, 0);
@@ -766,8 +652,11 @@ int publish_pending(struct publisher *pub, int timeout_ms) {
 }
 
 int publish_drain(struct publisher *pub, int timeout_ms) {
-        if (publish_pending(pub, timeout_ms) < 0 || mcd_kafka_flush(pub->env->producer, timeout_ms) < 0)
-                return -EAGAIN;
+        /* Twice: a batch's offsets records wait for its customers' reports
+         * (clog_release), which the first flush serves. */
+        for (int round = 0; round < 2; round++)
+                if (publish_pending(pub, timeout_ms) < 0 || mcd_kafka_flush(pub->env->producer, timeout_ms) < 0)
+                        return -EAGAIN;
         publish_pending(pub, 0);        /* the records' reports: their acks done */
         return publish_busy(pub) ? -EAGAIN : 0;
 }
@@ -836,7 +725,7 @@ void publish_free(struct publisher *pub) {
         pending_clear(pub);
         free(pub->pending);
         pub->pending = NULL;
-        clog_clear(pub);
+        clog_queue_clear(pub);
         clog_lost_flush(pub, false);    /* unless one just failed: the store is freed after the publisher */
         clog_lost_clear(pub);
         clog_acks_free(&pub->acks);

@@ -51,6 +51,8 @@ struct clog {
         char *key;
         char *value;
         size_t value_len;
+        struct clog_ack_part *held;  /* an offsets record waiting for its customers' (clog_release): counted
+                                      * in its batch's ack, appended under it; else NULL */
 };
 
 /* A changelog record whose append failed, by its key, until Redis has it
@@ -118,6 +120,16 @@ int collect_published_after(struct publisher *pub, const char *marks);
  * by its next claim (mcd_store_clog_lost_add). */
 void changelog_append(struct publisher *pub, int32_t partition, uint64_t batch, const char *key, const char *value,
                       size_t len);
+/* The same under a given ack part, which counts the record already when
+ * `counted` (an offsets record held back: clog_release). */
+void changelog_produce(struct publisher *pub, struct clog_ack_part *part, bool counted, const char *key,
+                       const char *value, size_t len);
+/* Is this changelog key (len bytes) the partition's offsets record's? */
+bool changelog_is_offsets_key(const char *key, size_t len, int32_t partition);
+/* Whether the time since our last commit was sent (*since, ms) is past the
+ * session timeout: another instance may have claimed our partitions
+ * meanwhile. */
+bool publish_stalled(const struct publisher *pub, int64_t *since);
 /* Saves the failed appends in Redis: 0, or a Redis error (kept for the next
  * call). */
 int clog_lost_save(struct publisher *pub);

@@ -135,10 +135,14 @@ static int repair_all(struct restorer *rs, struct pair *p, const struct mcd_strm
                 else if (key)
                         ids[n++] = key;
         }
-        /* The offsets last, as a batch's records go (clog_owed.c): a
-         * changelog cut short has no offsets past its customers. */
+        /* The offsets last, once the customers' records are delivered, as
+         * a batch's records go (clog_owed.c clog_release): a changelog cut
+         * short has no offsets past its customers.  One that failed stops
+         * the pair (clog_failed), the offsets not appended. */
         r = repair_customers(rs, p, ids, n);
-        if (r >= 0 && offsets)
+        if (r >= 0 && offsets && n > 0 && mcd_kafka_flush(rs->env->producer, 30000) < 0)
+                r = -EAGAIN;
+        if (r >= 0 && offsets && !p->clog_failed)
                 r = repair_offsets(rs, p, offsets_key);
         free(ids);
         return r;
@@ -630,7 +634,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         /* Our own changelog appends first: what is delivered releases its
          * batches' records, and they reach the topic before it is read. */
         if (r >= 0 && (publish_busy(rs->pub)))
-                publish_pending(rs->pub, 30000);
+                publish_drain(rs->pub, 30000);
         if (r >= 0)
                 r = mcd_kafka_flush(rs->env->producer, 30000);
         if (r >= 0)

@@ -46,6 +46,15 @@ n_after=$(count_outcomes "$TMP/mcd.conf")
 off_after=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'mcd:off:*' | sort | xargs -r -n1 redis-cli -p "$REDIS_PORT" hgetall | tr '\n' ' ')
 ok $([ "$n_after" -eq "$n_before" ] && [ "$off_after" = "$off_before" ]; echo $?) \
         "while stopped, nothing more is committed or published ($n_after outcomes; offsets '$off_after')"
+# Each batch of c-big's partition appends c-big's record and the offsets
+# record.  The failed batch's offsets record, and any later one, must not
+# be appended past the failed customer: a rebuild from the changelog would
+# restore offsets past c-big's events, which it would then never apply.
+kcat -C -b "$BOOTSTRAP" -t partnercenter.multichannel.changelog.v1 -e -q -f '%k\n' > "$TMP/clog_keys" 2> "$TMP/kcat.err"
+n_off=$(grep -c '^__offsets__:' "$TMP/clog_keys")
+n_big=$(grep -c '^c-big$' "$TMP/clog_keys")
+ok $([ "$n_off" -eq "$n_big" ]; echo $?) \
+        "the changelog holds no offsets record past the failed customer ($n_off offsets records, $n_big of c-big)"
 stop_daemon_ok
 
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.2.log"
