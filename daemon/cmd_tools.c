@@ -15,6 +15,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include <avro.h>
 #include <jansson.h>
 
 #include "daemon/avro_codec.h"
@@ -64,6 +65,7 @@ static int load_writer_schema(const char *path, char *writers[2]) {
         json_error_t jerr;
         json_t *root = json_load_file(path, 0, &jerr);
         const char *name = json_string_value(json_object_get(root, "name")), *dot;
+        avro_schema_t schema = NULL;
         int k;
 
         if (!root)
@@ -80,7 +82,12 @@ static int load_writer_schema(const char *path, char *writers[2]) {
         free(writers[k]);
         writers[k] = json_dumps(root, JSON_COMPACT);
         json_decref(root);
-        return writers[k] ? 0 : mcd_cli_error("publish", "out of memory");
+        if (!writers[k])
+                return mcd_cli_error("publish", "out of memory");
+        if (avro_schema_from_json_length(writers[k], strlen(writers[k]), &schema) != 0)
+                return mcd_cli_error("publish", "--writer-schema: %s: not an Avro schema: %s", path, avro_strerror());
+        avro_schema_decref(schema);
+        return 0;
 }
 
 /* Encodes an event with its envelope's writer schema from --writer-schema,

@@ -65,6 +65,31 @@ expect_usage "--dedup-window: '5m' is shorter than the park grace (20m)" "replay
 expect_usage "--park-grace: '31d' is longer than the dedup window" "replay: --park-grace above the default window refused" \
         -- replay --park-grace 31d
 
+echo '{"type":"record","name":"SubscriptionEvent","fields":"x"}' > "$TMP/bad.avsc"
+expect_usage "--writer-schema: $TMP/bad.avsc: not an Avro schema: " "publish: a writer schema Avro refuses named" \
+        -- publish -b 127.0.0.1:1 --writer-schema "$TMP/bad.avsc" /dev/null
+
+# Input that cannot be read, or is not what it looks like, is said so with
+# its line and exit 1; nothing is skipped silently.
+printf '\n\000{"event_id":"x"}\n' > "$TMP/nul.jsonl"
+$MCD replay "$TMP/nul.jsonl" > /dev/null 2> "$TMP/err"
+rc=$?
+grep -q "^line 2: " "$TMP/err" && [ $rc -eq 1 ]
+ok $? "replay: a line starting with a NUL byte is a bad line, not a blank one (exit $rc)"
+$MCD replay "$TMP" > /dev/null 2> "$TMP/err"
+rc=$?
+grep -q "^line 1: cannot read: Is a directory" "$TMP/err" && [ $rc -ne 0 ]
+ok $? "replay: a read error names the line and the reason (exit $rc)"
+$MCD publish -b 127.0.0.1:1 "$TMP" > /dev/null 2> "$TMP/err"
+rc=$?
+grep -q "^line 1: cannot read: Is a directory; the rest is not published" "$TMP/err" && [ $rc -eq 1 ]
+ok $? "publish: a read error is not a success (exit $rc)"
+echo keep > "$TMP/states.json"
+expect_usage "--max-parked: invalid count '0'" "replay: a bad option after --state-out named" \
+        -- replay --state-out "$TMP/states.json" --max-parked 0 "$TMP/nul.jsonl"
+[ "$(cat "$TMP/states.json")" = keep ]
+ok $? "replay: ... and the --state-out file left as it was"
+
 # replay's bounds (CONTRACT.md "Bounds"): an event before the customer's
 # horizon is EVENT_TOO_OLD, where the default keeps its id and drops it as a
 # duplicate.
