@@ -192,9 +192,9 @@ static size_t due_partitions(struct batcher *bt, int64_t now, int32_t *parts, mc
 }
 
 /* The customers due in the owned pairs (due_partitions), asked for in one
- * round trip at most once a second, up to 1000 a partition (bounded by the
- * batch size, customers behind those whose due entry stays starved).  The
- * idle pairs' come first, b->n_due_wall of them (batch_apply). */
+ * round trip at most once a second, up to 1000 a partition.  (Bounding it
+ * by the batch size starved customers behind those whose due entry stays.)
+ * The idle pairs' come first, b->n_due_wall of them (batch_apply). */
 static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
         int32_t *parts, *id_parts = NULL;
         mcd_time_t *until;

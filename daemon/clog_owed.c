@@ -34,8 +34,8 @@
 #include "daemon/runtime.h"
 #include "daemon/state_codec.h"
 
-int clog_keys_add(struct clog_keys *k, const char *key) {
-        size_t n = strlen(key) + 1;
+int clog_keys_add(struct clog_keys *k, const char *escape, const char *key) {
+        size_t e = escape ? strlen(escape) : 0, n = e + strlen(key) + 1;
 
         if (k->len + n > k->cap) {
                 size_t cap = k->cap ? k->cap * 2 : 256;
@@ -47,7 +47,8 @@ int clog_keys_add(struct clog_keys *k, const char *key) {
                 k->v = v;
                 k->cap = cap;
         }
-        memcpy(k->v + k->len, key, n);
+        memcpy(k->v + k->len, escape, e);
+        memcpy(k->v + k->len + e, key, n - e);
         k->len += n;
         return 0;
 }
@@ -81,13 +82,14 @@ int clog_owed_keys(const struct pairs *ps, const struct batch *b, struct clog_ke
                 const struct pair *p = ps->v[i];
                 char key[CHANGELOG_OFFSETS_KEY_SIZE];
                 if (p->phase == PAIR_READY && b->touched[i])
-                        r = clog_keys_add(&ck[i], changelog_offsets_key(key, p->partition));
+                        r = clog_keys_add(&ck[i], NULL, changelog_offsets_key(key, p->partition));
         }
         for (size_t j = 0; r >= 0 && j < b->n_ids; j++)
                 for (size_t i = 0; i < ps->n; i++)
                         if (ps->v[i]->partition == b->id_partition[j]) {
                                 if (ck[i].v)
-                                        r = clog_keys_add(&ck[i], b->ids[j]);
+                                        r = clog_keys_add(&ck[i], changelog_escaped(b->ids[j]) ? CHANGELOG_ESCAPE : NULL,
+                                                          b->ids[j]);
                                 break;
                         }
         return r;
@@ -106,19 +108,16 @@ static int queue_batch(struct publisher *pub, struct pairs *ps, const struct bat
                 size_t len = 0;
                 if (mcd_state_record(b->id_partition[i], b->state[i], b->state_len[i], &val, &len) < 0)
                         return -ENOMEM;
-                if ((r = clog_push(pub, seq, b->id_partition[i], b->ids[i], val, len)) < 0)
-                        free(val);
+                r = clog_push(pub, seq, b->id_partition[i], changelog_customer_key(b->ids[i]), val, len);
         }
         for (size_t i = 0; r >= 0 && i < ps->n; i++) {
                 struct pair *p = ps->v[i];
-                char key[CHANGELOG_OFFSETS_KEY_SIZE], *val = NULL;
+                char key[CHANGELOG_OFFSETS_KEY_SIZE], *val;
                 if (p->phase != PAIR_READY || !b->touched[i])
                         continue;
-                if (!(val = offsets_record(&p->committed, pair_marks(p, marks))))
-                        return -ENOMEM;
-                if ((r = clog_push(pub, seq, p->partition, changelog_offsets_key(key, p->partition), val,
-                                   strlen(val))) < 0)
-                        free(val);
+                val = offsets_record(&p->committed, pair_marks(p, marks));
+                r = clog_push(pub, seq, p->partition, strdup(changelog_offsets_key(key, p->partition)), val,
+                              val ? strlen(val) : 0);
         }
         return r;
 }
@@ -206,19 +205,21 @@ void clog_acks_free(struct clog_acks *l) {
 
 /* ------------------------------------------------- the queue of records -- */
 
-int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, const char *key, char *value,
-              size_t len) {
-        if (pub->n_clog == pub->cap_clog) {
+int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, char *key, char *value, size_t len) {
+        if (key && value && pub->n_clog == pub->cap_clog) {
                 size_t cap = pub->cap_clog ? pub->cap_clog * 2 : 256;
                 struct clog *v = realloc(pub->clog, cap * sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                pub->clog = v;
-                pub->cap_clog = cap;
+                if (v) {
+                        pub->clog = v;
+                        pub->cap_clog = cap;
+                }
         }
-        pub->clog[pub->n_clog].key = strdup(key);
-        if (!pub->clog[pub->n_clog].key)
+        if (!key || !value || pub->n_clog == pub->cap_clog) {
+                free(key);
+                free(value);
                 return -ENOMEM;
+        }
+        pub->clog[pub->n_clog].key = key;
         pub->clog[pub->n_clog].batch = batch;
         pub->clog[pub->n_clog].partition = partition;
         pub->clog[pub->n_clog].held = NULL;
@@ -346,11 +347,12 @@ void clog_release(struct publisher *pub, uint64_t upto) {
         clog_drop_stalled(pub, upto, holds);
         for (size_t i = 0; i < pub->n_clog; i++) {
                 struct clog *c = &pub->clog[i];
-                if (!clog_due(pub, c, upto, holds) || (!clog_stopped(pub, c) && clog_waits(pub, c))) {
+                bool due = clog_due(pub, c, upto, holds), stopped = due && clog_stopped(pub, c);
+                if (!due || (!stopped && clog_waits(pub, c))) {
                         pub->clog[kept++] = *c;
                         continue;
                 }
-                if (clog_stopped(pub, c)) {
+                if (stopped) {
                         clog_forget(c);
                         continue;
                 }

@@ -19,8 +19,9 @@ struct clog_keys {
         size_t len, cap;
 };
 
-/* Appends key (with its NUL).  0 or -ENOMEM. */
-int clog_keys_add(struct clog_keys *k, const char *key);
+/* Appends key (with its NUL), after `escape` (NULL for none).  0 or
+ * -ENOMEM. */
+int clog_keys_add(struct clog_keys *k, const char *escape, const char *key);
 /* Frees an array of n (accepts NULL).  This function can't fail. */
 void clog_keys_free(struct clog_keys *k, size_t n);
 struct batch;

@@ -281,10 +281,39 @@ char *changelog_offsets_key(char buf[static CHANGELOG_OFFSETS_KEY_SIZE], int32_t
         return buf;
 }
 
-bool changelog_is_offsets_key(const char *key, size_t len, int32_t partition) {
-        char buf[CHANGELOG_OFFSETS_KEY_SIZE];
+char *changelog_customer_key(const char *id) {
+        size_t n = sizeof(CHANGELOG_ESCAPE) - 1, len = strlen(id);
+        char *key;
 
-        return len == strlen(changelog_offsets_key(buf, partition)) && memcmp(key, buf, len) == 0;
+        if (!changelog_escaped(id))
+                return strdup(id);
+        if (!(key = malloc(n + len + 1)))
+                return NULL;
+        memcpy(key, CHANGELOG_ESCAPE, n);
+        memcpy(key + n, id, len + 1);
+        return key;
+}
+
+const char *changelog_key_customer(const char *key) {
+        size_t n = sizeof(CHANGELOG_ESCAPE) - 1;
+
+        return strncmp(key, CHANGELOG_ESCAPE, n) == 0 ? key + n : key;
+}
+
+/* Read, not formatted: it runs for each changelog record produced and
+ * again for its delivery report. */
+bool changelog_is_offsets_key(const char *key, size_t len, int32_t partition) {
+        const size_t n = sizeof(CHANGELOG_OFFSETS_KEY) - 1;
+        int64_t v = 0;
+
+        if (len <= n || len > n + 10 || memcmp(key, CHANGELOG_OFFSETS_KEY, n) != 0 || (key[n] == '0' && len > n + 1))
+                return false;
+        for (size_t i = n; i < len; i++) {
+                if (key[i] < '0' || key[i] > '9')
+                        return false;
+                v = v * 10 + (key[i] - '0');
+        }
+        return v == partition;
 }
 
 /* Remembers a failed append's key until clog_lost_save puts it in Redis.

@@ -27,6 +27,22 @@ enum { OUT_OUTCOMES = 0, OUT_DLQ = 1 };
 /* Writes partition's offsets record key to buf and returns buf.  This
  * function can't fail. */
 char *changelog_offsets_key(char buf[static CHANGELOG_OFFSETS_KEY_SIZE], int32_t partition);
+/* A customer's changelog key is its id, but for an id starting with "__",
+ * the prefix of the changelog's own keys: that one goes under
+ * CHANGELOG_ESCAPE and the id, so that no customer shares a key with an
+ * offsets record (a customer named __offsets__:0 is a valid one, and
+ * compaction keeps one record a key).  Earlier versions wrote every id as
+ * it is; such a key still names its customer (changelog_key_customer). */
+#define CHANGELOG_ESCAPE "__c:"
+/* Whether customer id's changelog key is escaped.  This function can't fail. */
+static inline bool changelog_escaped(const char *id) {
+        return id[0] == '_' && id[1] == '_';
+}
+/* Customer id's changelog key (heap string), or NULL out of memory. */
+char *changelog_customer_key(const char *id);
+/* The customer a changelog key (not an offsets record's) names: the key
+ * without CHANGELOG_ESCAPE.  This function can't fail. */
+const char *changelog_key_customer(const char *key);
 /* A customer's changelog record is binary (state_codec.h); earlier versions
  * wrote {"partition":N,"state":{...}}, whose N rebuilds read off the front
  * (record_partition). */
@@ -173,8 +189,9 @@ int publish_drain(struct publisher *pub, int timeout_ms);
 
 /* A partition's offsets record in the changelog (heap string). */
 char *offsets_record(const struct mcd_offsets *o, const char *marks);
-/* Queues a changelog record of `batch` (the publisher takes value over). */
-int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, const char *key, char *value, size_t len);
+/* Queues a changelog record of `batch` (the publisher takes key and value
+ * over, and frees them on failure too).  0 or -ENOMEM. */
+int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, char *key, char *value, size_t len);
 /* Forgets a partition's records of batch `from` on. */
 void clog_drop(struct publisher *pub, int32_t partition, uint64_t from);
 

@@ -93,21 +93,24 @@ static int repair_offsets(struct restorer *rs, struct pair *p, const char *key) 
 /* Customers read per round trip by repair_customers. */
 #define REPAIR_CHUNK 256
 
-/* The n customers' states as Redis holds them now, appended again (one it
- * does not hold: nothing to append), REPAIR_CHUNK to a round trip.  0 or an
- * error. */
-static int repair_customers(struct restorer *rs, struct pair *p, const char *const *ids, size_t n) {
+/* The states of the customers n changelog keys name, as Redis holds them
+ * now, appended again under those keys (one it does not hold: nothing to
+ * append), REPAIR_CHUNK to a round trip.  0 or an error. */
+static int repair_customers(struct restorer *rs, struct pair *p, const char *const *keys, size_t n) {
         char *bufs[REPAIR_CHUNK], *val;
+        const char *ids[REPAIR_CHUNK];
         size_t lens[REPAIR_CHUNK], len;
         int r = 0;
 
         for (size_t at = 0; r >= 0 && at < n; at += REPAIR_CHUNK) {
                 size_t k = n - at < REPAIR_CHUNK ? n - at : REPAIR_CHUNK;
-                r = mcd_store_get_customers_raw(rs->env->store, ids + at, k, bufs, lens);
+                for (size_t i = 0; i < k; i++)
+                        ids[i] = changelog_key_customer(keys[at + i]);
+                r = mcd_store_get_customers_raw(rs->env->store, ids, k, bufs, lens);
                 for (size_t i = 0; i < k; i++) {
                         if (r >= 0 && bufs[i] &&
                             (r = mcd_state_record(p->partition, bufs[i], lens[i], &val, &len)) >= 0) {
-                                changelog_append(rs->pub, p->partition, 0, ids[at + i], val, len);
+                                changelog_append(rs->pub, p->partition, 0, keys[at + i], val, len);
                                 free(val);
                         }
                         free(bufs[i]);
@@ -120,12 +123,12 @@ static int repair_customers(struct restorer *rs, struct pair *p, const char *con
  * mcd_strmap, keys only).  0 or an error. */
 static int repair_all(struct restorer *rs, struct pair *p, const struct mcd_strmap *keys) {
         char offsets_key[CHANGELOG_OFFSETS_KEY_SIZE];
-        const char **ids = zalloc_array(keys->n + 1, sizeof(*ids));
+        const char **customers = zalloc_array(keys->n + 1, sizeof(*customers));
         bool offsets = false;
         size_t n = 0;
         int r;
 
-        if (!ids)
+        if (!customers)
                 return -ENOMEM;
         changelog_offsets_key(offsets_key, p->partition);
         for (size_t i = 0; i < keys->size; i++) {
@@ -133,18 +136,18 @@ static int repair_all(struct restorer *rs, struct pair *p, const struct mcd_strm
                 if (key && strcmp(key, offsets_key) == 0)
                         offsets = true;
                 else if (key)
-                        ids[n++] = key;
+                        customers[n++] = key;
         }
         /* The offsets last, once the customers' records are delivered, as
          * a batch's records go (clog_owed.c clog_release): a changelog cut
          * short has no offsets past its customers.  One that failed stops
          * the pair (clog_failed), the offsets not appended. */
-        r = repair_customers(rs, p, ids, n);
+        r = repair_customers(rs, p, customers, n);
         if (r >= 0 && offsets && n > 0 && mcd_kafka_flush(rs->env->producer, 30000) < 0)
                 r = -EAGAIN;
         if (r >= 0 && offsets && !p->clog_failed)
                 r = repair_offsets(rs, p, offsets_key);
-        free(ids);
+        free(customers);
         return r;
 }
 
@@ -455,7 +458,11 @@ int raise_seq(struct restorer *rs, struct pair *p, int64_t seq) {
  * offsets as after a rebuild, under a re-processing record from Redis's
  * marks (or an older record's) to the input's ends, so that whichever
  * instance owns it next looks up what is already published; and looked up
- * now. */
+ * now.  Its changelog records not yet appended are dropped: those of the
+ * batches Redis still holds are on its owed list, which the claim's repair
+ * appends as Redis holds them, and the later ones re-processing derives
+ * again.  Appended after the repair, a held offsets record would put the
+ * changelog's offsets past the older customers the repair appended. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         struct mcd_offsets until;
         char *marks = NULL;
@@ -470,6 +477,7 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         log_notice("partition %" PRId32 ": re-processing from offsets %" PRId64 "/%" PRId64
                    " after Redis came back older; looking up what was already published",
                    p->partition, p->committed.rel, p->committed.sub);
+        clog_drop(rs->pub, p->partition, 0);
         if (r >= 0)     /* what is in flight lands before the topics are read */
                 r = mcd_kafka_flush(rs->env->producer, 30000);
         if (r >= 0)

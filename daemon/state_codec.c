@@ -375,7 +375,7 @@ static void read_seen(struct reader *r, struct mcd_customer *c, bool has_forgot)
                 t += (uint64_t)get_long(r, "seen");
                 if (h == 0)
                         bad(r, "seen (a zero hash)");
-                else if ((int64_t)t != MCD_SEEN_LEGACY && ((int64_t)t < MCD_TIME_MIN || (int64_t)t > MCD_TIME_MAX))
+                else if ((int64_t)t != MCD_SEEN_LEGACY && !mcd_time_in_range((int64_t)t))
                         bad(r, "seen (a time out of range)");
                 else if (!r->err && mcd_seen_add(&c->seen, h, (int64_t)t) < 0)
                         r->err = -ENOMEM;

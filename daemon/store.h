@@ -151,6 +151,13 @@ int mcd_store_ping(struct mcd_store *s, int64_t *rtt_us);
 /* Creates P meta if absent (first start).  *created tells whether it was
  * absent: on a store that had offsets before, that means Redis lost its data. */
 int mcd_store_init_meta(struct mcd_store *s, bool *created);
+/* Whether Redis may evict the daemon's keys: a maxmemory and an allkeys-*
+ * policy drop any key once memory runs out, a customer's state too, and
+ * nothing tells (the meta key may stay).  (The daemon sets no expiry, so
+ * volatile-* policies never pick its keys.)  1, with the policy in
+ * `policy`, if it may; 0 if not; -EOPNOTSUPP when CONFIG GET is refused (a
+ * managed Redis renames it); another negative errno when Redis fails. */
+int mcd_store_evicts(struct mcd_store *s, char *policy, size_t size);
 /* Does P meta exist? 0 with *exists set. */
 int mcd_store_meta_exists(struct mcd_store *s, bool *exists);
 

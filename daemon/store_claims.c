@@ -1,6 +1,7 @@
 /* store_claims.c -- who owns what in Redis: the meta key whose absence
- * means Redis lost the daemon's state, and each partition's owner
- * generation, raised by a claim and checked by every commit (fencing). */
+ * means Redis lost the daemon's state, whether Redis may evict what it
+ * holds, and each partition's owner generation, raised by a claim and
+ * checked by every commit (fencing). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -38,6 +39,36 @@ int mcd_store_meta_exists(struct mcd_store *s, bool *exists) {
         r = store_integer_command(s, &a, &v);
         if (r == 0)
                 *exists = v > 0;
+        return r;
+}
+
+/* The value of `name` in CONFIG GET's reply of name/value pairs, or NULL. */
+static const char *config_value(const redisReply *reply, const char *name) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2)
+                if (reply->element[i]->type == REDIS_REPLY_STRING && reply->element[i + 1]->type == REDIS_REPLY_STRING &&
+                    strcmp(reply->element[i]->str, name) == 0)
+                        return reply->element[i + 1]->str;
+        return NULL;
+}
+
+int mcd_store_evicts(struct mcd_store *s, char *policy, size_t size) {
+        const char *argv[] = {"CONFIG", "GET", "maxmemory*"};
+        const size_t lens[] = {6, 3, 10};
+        const char *max, *pol;
+        redisReply *reply;
+        int r = store_command_argv(s, 3, argv, lens, &reply);
+
+        if (r < 0)
+                return r;
+        max = reply->type == REDIS_REPLY_ARRAY ? config_value(reply, "maxmemory") : NULL;
+        pol = reply->type == REDIS_REPLY_ARRAY ? config_value(reply, "maxmemory-policy") : NULL;
+        if (!max || !pol)
+                r = -EOPNOTSUPP;        /* refused (a managed Redis renames CONFIG) */
+        else if (strcmp(max, "0") != 0 && strncmp(pol, "allkeys-", 8) == 0)
+                r = 1;
+        if (pol)
+                snprintf(policy, size, "%s", pol);
+        freeReplyObject(reply);
         return r;
 }
 

@@ -66,6 +66,7 @@ struct worker {
         struct mcd_retry type_retry; /* the hold after a key of another type (redis_check), growing while
                                         they recur; the next hold starts small again after TYPE_CALM_MS */
         int64_t type_found_at;       /* when the last was found (monotonic ms), 0 before */
+        bool evictions_unknown_said; /* the notice that Redis's eviction policy cannot be read is out */
         int64_t next_status;
         int64_t status_mono, status_events;
         uint64_t watchdog_usec;      /* systemd's WatchdogSec, 0 when off */
@@ -113,6 +114,29 @@ static bool type_held(const struct worker *w, int64_t mono) {
         return w->type_found_at && mono <= w->type_retry.at + 1000 && !(w->env.redis_ok && all_ready(&w->pairs));
 }
 
+/* Whether Redis keeps what it is given: one that may evict keys would drop
+ * customers' states without a trace, so it is waited out as an unreachable
+ * one is (an operator's CONFIG SET ends the wait).  One that does not let
+ * its configuration be read is taken as it is, and said so once.  1 if it
+ * keeps them, 0 if not (logged), or a negative errno. */
+static int redis_keeps_keys(struct worker *w, int64_t mono) {
+        char policy[64] = "";
+        int r = mcd_store_evicts(w->env.store, policy, sizeof(policy));
+
+        if (r == -EOPNOTSUPP) {
+                if (!w->evictions_unknown_said)
+                        log_notice("Redis at %s does not let CONFIG GET read its maxmemory-policy: make sure it is "
+                                   "noeviction, or every customer's state may not survive", mcd_store_where(w->env.store));
+                w->evictions_unknown_said = true;
+                return 1;
+        }
+        if (r == 1)
+                log_error("Redis at %s may evict the daemon's keys (maxmemory set, maxmemory-policy %s): customers' "
+                          "states would be lost without a trace; consumption paused until it is noeviction, retrying "
+                          "in %d ms", mcd_store_where(w->env.store), policy, mcd_retry_failed(&w->redis_retry, mono));
+        return r < 0 ? r : !r;
+}
+
 static bool redis_check(struct worker *w) {
         int64_t mono = mono_ms();
         bool created;
@@ -127,6 +151,8 @@ static bool redis_check(struct worker *w) {
         if (!mcd_retry_due(&w->redis_retry, mono) || !mcd_retry_due(&w->type_retry, mono))
                 return false;
         r = mcd_store_ping(w->env.store, &w->env.st.redis_rtt_us);
+        if (r >= 0 && (r = redis_keeps_keys(w, mono)) == 0)
+                return false;
         if (r >= 0)
                 r = mcd_store_init_meta(w->env.store, &created);
         if (r == MCD_STORE_WRONG_TYPE) {        /* the meta key: it answers, and is held back as above */

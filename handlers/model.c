@@ -160,10 +160,6 @@ static int validate_cancelled(const struct mcd_event *ev, const char **why) {
         return 0;
 }
 
-static bool time_in_range(mcd_time_t t) {
-        return t >= MCD_TIME_MIN && t <= MCD_TIME_MAX;
-}
-
 static bool id_too_long(const char *id) {
         return id && strnlen(id, MCD_ID_MAX + 1) > MCD_ID_MAX;
 }
@@ -202,7 +198,7 @@ int mcd_event_validate(const struct mcd_event *ev, const char **why) {
                 return invalid(why, "customer_id is required");
         if ((unsigned)ev->cloud >= MCD_CLOUD__COUNT)
                 return invalid(why, "cloud is not a known Cloud");
-        if (!time_in_range(ev->occurred_at) || (ev->has_term_end && !time_in_range(ev->term_end)))
+        if (!mcd_time_in_range(ev->occurred_at) || (ev->has_term_end && !mcd_time_in_range(ev->term_end)))
                 return invalid(why, "occurred_at and term_end must lie in the years 0000 to 9999");
         if (has_partner_id(ev->type) && !ev->partner_id)
                 return invalid(why, "partner_id is required");

@@ -21,6 +21,11 @@ typedef int64_t mcd_time_t;
 #define MCD_TIME_MIN (-62167219200000LL)
 #define MCD_TIME_MAX 253402300799999LL
 
+/* Whether t is in that range.  This function can't fail. */
+static inline bool mcd_time_in_range(mcd_time_t t) {
+        return t >= MCD_TIME_MIN && t <= MCD_TIME_MAX;
+}
+
 enum mcd_cloud { MCD_CLOUD_COMMERCIAL, MCD_CLOUD_US_GOVERNMENT, MCD_CLOUD__COUNT };
 
 enum mcd_customer_state {

@@ -13,6 +13,15 @@
 # partition's offsets record must not be in the changelog, and it must
 # follow once the answer is in.  Which changelog partition a key goes to
 # is learnt first on a scratch cluster (the producers' murmur2_random).
+#
+# Then a rollback inside a held answer: Redis, snapshotted while the
+# customer's record was still on its owed list, comes back from that
+# snapshot while a second event's offsets record waits for its customer's
+# answer.  The claim's repair appends the customer as the snapshot holds it;
+# the held offsets record, past the second event, must not follow it (the
+# changelog would then say the second event was applied to a state without
+# it).  Read in the order the records were produced, every offsets record
+# past the second event comes after the customer's state with it.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 CLOG=partnercenter.multichannel.changelog.v1
@@ -81,6 +90,59 @@ ok $? "the event was read from input partition $Q, whose offsets record that is"
 
 wait_until 30 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "daemon published $n_want outcomes"
+
+# ---- a rollback while the answer is held ---------------------------------------
+owed() { redis-cli -p "$REDIS_PORT" lrange "mcd:clog_owed:$Q" 0 -1; }
+owed | grep -qx "$CUST"
+ok $? "$CUST is on partition $Q's owed list (no commit has trimmed it yet): $(owed | tr '\n' ' ')"
+snapshot_redis
+ok $? "Redis snapshotted"
+ev r2 1924992060000 "$CUST" RelationshipAccepted "$EV_REL" > "$TMP/in2.jsonl"
+cat "$TMP/in.jsonl" "$TMP/in2.jsonl" > "$TMP/all.jsonl"
+expect_replay "$TMP/all.jsonl"
+kill -HUP "$KAFKA_PID"          # the next Produce answer of $CLOG [$Q] held again
+cust_records() { clog_keys | grep -cx "$CUST"; }
+offsets_records() { clog_keys | grep -cx "__offsets__:$Q"; }
+n_off=$(offsets_records)
+t0=$(now_ms)
+publish_events "$TMP/in2.jsonl"
+ok $? "published $CUST's second event"
+two_records() { [ "$(cust_records)" -ge 2 ]; }
+wait_until 30 two_records
+ok $? "its record is appended, its answer held"
+roll_back_redis
+ok $? "Redis rolled back to the snapshot"
+t1=$(now_ms)
+[ "$(offsets_records)" -eq "$n_off" ] && [ $((t1 - t0)) -lt "$DELAY" ]
+ok $? "inside the held answer ($((t1 - t0)) ms): no offsets record past the second event yet"
+wait_until 60 grep -q "re-processing from offsets" "$TMP/daemon.log"
+ok $? "the daemon found the rollback and re-processes"
+wait_until 90 compare_states "$TMP/mcd.conf" "$TMP/want_states"
+ok $? "Redis holds replay's states again (the second event applied again)"
+wait_until 60 redo_done
+ok $? "its re-processing is done"
+# Produce time, customer records first on a tie (a repair flushes them
+# before its offsets record); a customer record as its size, which differs
+# between the two states (checked).
+{
+        kcat -C -b "$BOOTSTRAP" -t "$CLOG" -p "$Q" -e -q -f '%T 0 %k %S\n' 2>> "$TMP/kcat.err" |
+                awk -v k="$CUST" '$3 == k'
+        kcat -C -b "$BOOTSTRAP" -t "$CLOG" -e -q -f '%T 1 %k %s\n' 2>> "$TMP/kcat.err" |
+                awk -v k="__offsets__:$Q" '$3 == k'
+} | sort -s -n -k1,1 -k2,2 > "$TMP/timeline"
+sizes=$(awk '$2 == 0 { print $4 }' "$TMP/timeline" | tr '\n' ' ')
+s1=$(awk '$2 == 0 { print $4; exit }' "$TMP/timeline")
+s2=$(awk '$2 == 0 { s = $4 } END { print s }' "$TMP/timeline")
+[ -n "$s1" ] && [ "$s1" != "$s2" ] &&
+        echo "$sizes" | awk -v a="$s1" -v b="$s2" '{ for (i = 1; i <= NF; i++) if ($i == (k % 2 ? a : b)) k++ }
+                                                  END { exit k < 3 }'
+ok $? "$CUST's records: $sizes bytes (the repair appended the snapshot's state between the newer ones)"
+# an offsets record past the second event (rel >= 2) after the older state is the hole
+awk -v s2="$s2" '$2 == 0 { last = $4; next }
+        { if (match($0, /"rel":[0-9-]+/) && substr($0, RSTART + 6, RLENGTH - 6) + 0 >= 2 && last != s2) {
+                print "offsets record past the second event after state of " last " bytes: " $0; bad = 1 } }
+        END { exit bad }' "$TMP/timeline" > "$TMP/hole"
+ok $? "no offsets record past the second event follows the older state: $(cat "$TMP/hole")"
 assert_exactly_once "$TMP/mcd.conf" ""
 stop_daemon_ok
 ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log" 2>/dev/null

@@ -1364,6 +1364,28 @@ static void test_refused(struct mcd_store *s, int port) {
         mcd_customer_clear(&c);
 }
 
+/* Whether Redis may evict the daemon's keys: only a maxmemory with an
+ * allkeys-* policy may (the daemon sets no expiry). */
+static void test_evicts(struct mcd_store *s, int port) {
+        char policy[64] = "";
+
+        is_int(mcd_store_evicts(s, policy, sizeof(policy)), 0, "evicts: not with Redis's defaults");
+        is_str(policy, "noeviction", "evicts: its policy read");
+        is_int(raw(port, "CONFIG SET maxmemory-policy allkeys-lru"), 0, "evicts: allkeys-lru");
+        is_int(mcd_store_evicts(s, policy, sizeof(policy)), 0, "evicts: not without a maxmemory");
+        is_int(raw(port, "CONFIG SET maxmemory 1gb"), 0, "evicts: a maxmemory");
+        is_int(mcd_store_evicts(s, policy, sizeof(policy)), 1, "evicts: allkeys-lru with a maxmemory may");
+        is_str(policy, "allkeys-lru", "evicts: named");
+        is_int(raw(port, "CONFIG SET maxmemory-policy volatile-lru"), 0, "evicts: volatile-lru");
+        is_int(mcd_store_evicts(s, policy, sizeof(policy)), 0, "evicts: volatile-lru never picks a key without expiry");
+        is_int(raw(port, "ACL SETUSER default -config"), 0, "evicts: CONFIG refused to the daemon's user");
+        is_int(mcd_store_evicts(s, policy, sizeof(policy)), -EOPNOTSUPP, "evicts: unknown when CONFIG is refused");
+        is_int(mcd_store_ping(s, NULL), 0, "evicts: the connection kept");
+        is_int(raw(port, "ACL SETUSER default +@all"), 0, "evicts: CONFIG allowed again");
+        is_int(raw(port, "CONFIG SET maxmemory-policy noeviction"), 0, "evicts: noeviction again");
+        is_int(raw(port, "CONFIG SET maxmemory 0"), 0, "evicts: no maxmemory again");
+}
+
 static void test_load_then_commit(struct mcd_store *s, int port, int64_t gen) {
         const char *ids[] = {"c-lac-other", "c-lac-none"};
         struct mcd_customer c, other, out[2];
@@ -1496,6 +1518,7 @@ static void test_store(struct srv *sv) {
         gen++;
         test_fence(s, sv->port);
         test_refused(s, sv->port);
+        test_evicts(s, sv->port);
         test_load_then_commit(s, sv->port, gen);
         test_timeout(s, sv);
         test_auth(sv->port);
