@@ -1,12 +1,17 @@
 /* cli.c -- helpers shared by the subcommands' argument and configuration
  * parsing. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <getopt.h>
+
 #include "daemon/cli.h"
 #include "handlers/timefmt.h"
+
+static int option_at;        /* where in argv the option mcd_getopt last returned began */
 
 int mcd_cli_error(const char *cmd, const char *fmt, ...) {
         va_list ap;
@@ -17,6 +22,36 @@ int mcd_cli_error(const char *cmd, const char *fmt, ...) {
         va_end(ap);
         fputc('\n', stderr);
         return 2;
+}
+
+int mcd_getopt(int argc, char *const argv[], const char *shortopts, const struct option *longopts) {
+        opterr = 0;
+        option_at = optind;     /* in a group (-vx), getopt moves on only after its last letter */
+        return getopt_long(argc, argv, shortopts, longopts, NULL);
+}
+
+int mcd_cli_bad_option(const char *cmd, char *const argv[]) {
+        const char *arg = argv[option_at];
+
+        if (arg[0] == '-' && arg[1] != '-' && strlen(arg) > 2 && optopt > ' ' && optopt < 127)
+                return mcd_cli_error(cmd, "unknown or incomplete option '-%c' (in '%s')", optopt, arg);
+        return mcd_cli_error(cmd, "unknown or incomplete option '%s'", arg);
+}
+
+int mcd_parse_digits(const char *s, long long min, long long max, long long *out) {
+        long long v = 0;
+
+        if (*s == '\0')
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9' || v > (LLONG_MAX - 9) / 10)
+                        return -EINVAL;
+                v = v * 10 + (*p - '0');
+        }
+        if (v < min || v > max)
+                return -EINVAL;
+        *out = v;
+        return 0;
 }
 
 int mcd_parse_duration(const char *s, mcd_time_t *ms) {

@@ -9,6 +9,19 @@
 /* Prints "multichanneld: CMD: <message>" on stderr; returns 2 (usage error). */
 int mcd_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+struct option;
+/* getopt_long (opterr off), remembering where in argv the option it
+ * returns began, for mcd_cli_bad_option. */
+int mcd_getopt(int argc, char *const argv[], const char *shortopts, const struct option *longopts);
+/* The option mcd_getopt just refused ('?') as a usage error of cmd, named
+ * as typed: '--frob', '-c' (its argument missing), or '-x' (in '-vx').
+ * Returns 2. */
+int mcd_cli_bad_option(const char *cmd, char *const argv[]);
+
+/* Parses an integer of digits only (no sign, blanks or base prefix) in
+ * min..max.  0 or -EINVAL. */
+int mcd_parse_digits(const char *s, long long min, long long max, long long *out);
+
 /* Parses a duration: a non-negative integer with a unit ms, s, m, h or d
  * ("500ms", "10m").  Returns 0 or -EINVAL. */
 int mcd_parse_duration(const char *s, mcd_time_t *ms);

@@ -204,14 +204,13 @@ int mcd_cmd_lag(int argc, char **argv) {
         int c, status;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:b:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:b:", opts)) != -1) {
                 if (c == 'c')
                         path = optarg;
                 else if (c == 'b')
                         bootstrap = optarg;
                 else
-                        return mcd_cli_error("lag", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("lag", argv);
         }
         if (optind < argc)
                 return mcd_cli_error("lag", "unexpected argument '%s'", argv[optind]);

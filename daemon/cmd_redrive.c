@@ -276,6 +276,7 @@ static bool same_message(const rd_kafka_message_t *letter, const rd_kafka_messag
 static int letter(struct redrive *r, const rd_kafka_message_t *m) {
         const char *topics[2] = {r->cfg->topic_relationships, r->cfg->topic_subscriptions};
         char code[64], topic[256], part[24], off[24], from[512], earlier[512];
+        long long partition, offset;
         rd_kafka_timestamp_type_t tstype;
         rd_kafka_message_t *src = NULL;
         struct code_tally *ct;
@@ -292,13 +293,19 @@ static int letter(struct redrive *r, const rd_kafka_message_t *m) {
         header(m, "source_partition", part, sizeof(part));
         header(m, "source_offset", off, sizeof(off));
         t = strcmp(topic, topics[0]) == 0 ? 0 : strcmp(topic, topics[1]) == 0 ? 1 : -1;
-        if (t < 0 || !part[0] || !off[0]) {
+        if (t < 0) {
                 fprintf(stderr, "multichanneld: %s: %s: source_topic '%s' is not an input topic; skipped\n", CMD,
                         from, topic);
                 r->no_source++;
                 return 0;
         }
-        ret = source_record(r, t, topic, (int32_t)strtol(part, NULL, 10), strtoll(off, NULL, 10), &src);
+        if (mcd_parse_digits(part, 0, INT32_MAX, &partition) < 0 || mcd_parse_digits(off, 0, INT64_MAX, &offset) < 0) {
+                fprintf(stderr, "multichanneld: %s: %s: source_partition '%s' or source_offset '%s' is not one; "
+                        "skipped\n", CMD, from, part, off);
+                r->no_source++;
+                return 0;
+        }
+        ret = source_record(r, t, topic, (int32_t)partition, offset, &src);
         if (ret < 0) {
                 fprintf(stderr, "multichanneld: %s: %s: cannot read its source record %s [%s] at %s: %s\n", CMD,
                         from, topic, part, off, strerror(-ret));
@@ -321,7 +328,7 @@ static int letter(struct redrive *r, const rd_kafka_message_t *m) {
         if (r->dry_run)
                 ct->sent++;
         else
-                send_letter(r, m, t, topic, (int32_t)strtol(part, NULL, 10), src, from, ct);
+                send_letter(r, m, t, topic, (int32_t)partition, src, from, ct);
 out:
         if (src)
                 rd_kafka_message_destroy(src);
@@ -407,7 +414,8 @@ static void print_summary(const struct redrive *r) {
                 printf("skipped %lu re-dead-lettered cop%s of letters selected in this run\n", r->copies,
                        r->copies == 1 ? "y" : "ies");
         if (r->no_source)
-                printf("skipped %lu letter(s) without an input topic as source_topic\n", r->no_source);
+                printf("skipped %lu letter(s) naming no input record (source_topic, source_partition, source_offset)\n",
+                       r->no_source);
         if (r->own_timestamp)
                 printf("%lu letter(s) %s with the dead letter's own timestamp: the source record is gone\n",
                        r->own_timestamp, r->dry_run ? "would go" : "went");
@@ -497,8 +505,7 @@ int mcd_cmd_redrive(int argc, char **argv) {
         int c, status;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 switch (c) {
                 case 'c': path = optarg; break;
                 case 'n': r.dry_run = true; break;
@@ -526,7 +533,7 @@ int mcd_cmd_redrive(int argc, char **argv) {
                         until = optarg;
                         break;
                 default:
-                        return mcd_cli_error(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option(CMD, argv);
                 }
         }
         if (optind < argc)

@@ -97,12 +97,11 @@ int mcd_cmd_check_config(int argc, char **argv) {
         int c, r;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 if (c == 'c')
                         path = optarg;
                 else
-                        return mcd_cli_error("check-config", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("check-config", argv);
         }
         if (optind < argc)
                 return mcd_cli_error("check-config", "unexpected argument '%s'", argv[optind]);
@@ -141,8 +140,7 @@ int mcd_cmd_run(int argc, char **argv) {
         int c, r;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 switch (c) {
                 case 'c':
                         path = optarg;
@@ -158,7 +156,7 @@ int mcd_cmd_run(int argc, char **argv) {
                         break;
                 }
                 default:
-                        return mcd_cli_error("run", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("run", argv);
                 }
         }
         if (optind < argc)
@@ -240,8 +238,7 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
         int c, r;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 char *end = NULL;
                 switch (c) {
                 case 'c':
@@ -277,7 +274,7 @@ int mcd_cmd_mock_cluster(int argc, char **argv) {
                                                      delay_opt, optarg);
                         break;
                 default:
-                        return mcd_cli_error("mock-cluster", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("mock-cluster", argv);
                 }
         }
         if (delay_topic && delay_partition >= partitions)

@@ -154,10 +154,11 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
         const char *last_topic = NULL;
         char *line = NULL, why[512];
         size_t cap = 0, lineno = 0;
-        ssize_t len;
+        bool too_long;
+        long len = 0;
         int status = 0;
 
-        while ((len = getline(&line, &cap, in)) >= 0 && !interrupted) {
+        while (!interrupted && (len = mcd_jsonl_getline(&line, &cap, in, &too_long)) > 0) {
                 struct mcd_event ev;
                 const char *topic, *kind;
                 void *buf;
@@ -165,6 +166,11 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
                 rd_kafka_resp_err_t err;
 
                 lineno++;
+                if (too_long) {
+                        fprintf(stderr, "line %zu: longer than %d bytes; not published\n", lineno, MCD_JSONL_LINE_MAX);
+                        status = 1;
+                        continue;
+                }
                 if (mcd_jsonl_blank(line, (size_t)len))
                         continue;
                 if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
@@ -204,9 +210,9 @@ static int publish_stream(FILE *in, rd_kafka_t *rk, struct mcd_avro *avro, char 
                 rd_kafka_poll(rk, 0);
                 mcd_event_clear(&ev);
         }
-        if (ferror(in)) {
+        if (len < 0 || ferror(in)) {
                 fprintf(stderr, "line %zu: cannot read: %s; the rest is not published\n", lineno + 1,
-                        strerror(errno));
+                        strerror(len < 0 ? (int)-len : errno));
                 status = 1;
         } else if (interrupted) {
                 fprintf(stderr, "interrupted after line %zu; the rest is not published\n", lineno);
@@ -242,8 +248,7 @@ int mcd_cmd_publish(int argc, char **argv) {
         int c, status;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:b:t:w:f:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:b:t:w:f:", opts)) != -1) {
                 switch (c) {
                 case 'c': o.config = optarg; break;
                 case 'b': o.bootstrap = optarg; break;
@@ -271,7 +276,7 @@ int mcd_cmd_publish(int argc, char **argv) {
                                 goto out_writers;
                         break;
                 default:
-                        status = mcd_cli_error("publish", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        status = mcd_cli_bad_option("publish", argv);
                         goto out_writers;
                 }
         }
@@ -330,6 +335,24 @@ out_writers:
 
 /* ------------------------------------------------------------------ tail -- */
 
+/* Sets o's field name to the n bytes at v as a string; bytes that are not
+ * UTF-8 (a dead letter's key and headers can be anything) go as name null
+ * and name_hex their hex, so that nothing of the letter is dropped. */
+static void set_bytes(json_t *o, const char *name, const void *v, size_t n) {
+        json_t *str = json_stringn(v ? v : "", n);
+        char field[64], *hex;
+
+        json_object_set_new(o, name, str ? str : json_null());
+        if (str || !(hex = malloc(2 * n + 1)))
+                return;
+        for (size_t i = 0; i < n; i++)
+                snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)v)[i]);
+        hex[2 * n] = '\0';
+        snprintf(field, sizeof(field), "%s_hex", name);
+        json_object_set_new(o, field, json_string(hex));
+        free(hex);
+}
+
 static void print_dead_letter(const rd_kafka_message_t *m) {
         static const char *const names[] = {"error", "error_message", "source_topic", "source_partition",
                                             "source_offset"};
@@ -337,14 +360,14 @@ static void print_dead_letter(const rd_kafka_message_t *m) {
         json_t *o = json_object();
         char *s;
 
-        json_object_set_new(o, "key", json_stringn(m->key ? m->key : "", m->key_len));
+        set_bytes(o, "key", m->key, m->key_len);
         json_object_set_new(o, "value_bytes", json_integer((json_int_t)m->len));
         rd_kafka_message_headers(m, &h);
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
                 const void *v;
                 size_t n;
                 if (h && rd_kafka_header_get_last(h, names[i], &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR)
-                        json_object_set_new(o, names[i], json_stringn(v, n));
+                        set_bytes(o, names[i], v, n);
                 else
                         json_object_set_new(o, names[i], json_null());
         }
@@ -392,15 +415,14 @@ int mcd_cmd_tail(int argc, char **argv) {
         int c, status, n_parts, eof = 0;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:b:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:b:", opts)) != -1) {
                 switch (c) {
                 case 'c': o.config = optarg; break;
                 case 'b': o.bootstrap = optarg; break;
                 case 'e': at_end = true; break;
                 case 'd': dlq = true; break;
                 default:
-                        return mcd_cli_error("tail", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("tail", argv);
                 }
         }
         if (optind < argc)
@@ -531,14 +553,13 @@ int mcd_cmd_state(int argc, char **argv) {
         int c, r, status;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 if (c == 'c')
                         path = optarg;
                 else if (c == 'C')
                         compact = true;
                 else
-                        return mcd_cli_error("state", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("state", argv);
         }
         if (optind >= argc)
                 return mcd_cli_error("state", "expected a CUSTOMER_ID argument");

@@ -60,8 +60,7 @@ int mcd_cmd_whatif(int argc, char **argv) {
         int c, r, status;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 switch (c) {
                 case 'c':
                         path = optarg;
@@ -75,7 +74,7 @@ int mcd_cmd_whatif(int argc, char **argv) {
                         opt.state_pretty = false;
                         break;
                 default:
-                        return mcd_cli_error(CMD, "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option(CMD, argv);
                 }
         }
         if (optind >= argc)

@@ -136,25 +136,6 @@ static bool topic_name_valid(const char *s) {
         return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-/* Digits only: no sign, no blanks, no base prefix.  0 or -EINVAL. */
-static int parse_int(const char *s, long long min, long long max, long long *out) {
-        long long v = 0;
-
-        if (*s == '\0')
-                return -EINVAL;
-        for (const char *p = s; *p; p++) {
-                if (*p < '0' || *p > '9')
-                        return -EINVAL;
-                if (v > (LLONG_MAX - 9) / 10)
-                        return -EINVAL;
-                v = v * 10 + (*p - '0');
-        }
-        if (v < min || v > max)
-                return -EINVAL;
-        *out = v;
-        return 0;
-}
-
 /* ms as the file would write it, in the largest unit that divides it
  * ("30d", "90m", "1500ms"); returns buf. */
 static const char *duration_text(mcd_time_t ms, char *buf, size_t len) {
@@ -178,7 +159,7 @@ static int check_listen(const char *s) {
         size_t hostlen;
         long long port;
 
-        if (!colon || parse_int(colon + 1, 1, 65535, &port) < 0)
+        if (!colon || mcd_parse_digits(colon + 1, 1, 65535, &port) < 0)
                 return -EINVAL;
         hostlen = (size_t)(colon - s);
         if (hostlen == 0)
@@ -250,7 +231,7 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                 return replace_string((char **)base, *value ? value : NULL);
 
         case KEY_INT:
-                if (parse_int(value, k->min, k->max, &n) < 0) {
+                if (mcd_parse_digits(value, k->min, k->max, &n) < 0) {
                         if (k->max == INT_MAX)
                                 return why_set(why, whylen, "%s: expected an integer %lld or more, got '%s'",
                                                k->name, k->min, value);
@@ -327,24 +308,70 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
 
 /* ------------------------------------------------------------- kafka.* */
 
+/* Properties exactly once and order rest on, and the value each must have
+ * (NULL: must not be set).  An override is refused with its reason. */
+static const struct {
+        const char *name, *value, *why;
+} KAFKA_PINNED[] = {
+        {"enable.idempotence", "true", "without it a retried produce can publish an outcome twice, or out of order"},
+        {"acks", "all", "an outcome acknowledged by fewer brokers can be lost with them"},
+        {"enable.auto.commit", "false", "the group's offsets are the daemon's copy of Redis's; an automatic "
+                                        "commit would put them past Redis's"},
+        {"enable.auto.offset.store", "false", "the group's offsets are the daemon's copy of Redis's"},
+        {"enable.partition.eof", "true", "the daemon tells where a partition ends by it (re-processing, lag)"},
+        {"isolation.level", "read_committed", "events of aborted transactions would be applied"},
+        {"transactional.id", NULL, "the daemon's producer is idempotent, not transactional"},
+};
+
+/* name's value on conf as librdkafka spells it ("1" and "true" alike). */
+static void conf_spelled(rd_kafka_conf_t *conf, const char *name, char *buf, size_t size) {
+        if (rd_kafka_conf_get(conf, name, buf, &size) != RD_KAFKA_CONF_OK)
+                *buf = '\0';
+}
+
+/* Whether name=value (accepted by librdkafka on conf) keeps what the daemon
+ * rests on (KAFKA_PINNED); if not, why is set.  0 or -EINVAL. */
+static int kafka_pinned_check(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
+                              size_t whylen) {
+        char got[64], want[64];
+        rd_kafka_conf_t *ref;
+
+        for (size_t i = 0; i < ELEMENTSOF(KAFKA_PINNED); i++) {
+                if (strcmp(KAFKA_PINNED[i].name, name) != 0)
+                        continue;
+                if (!KAFKA_PINNED[i].value)
+                        return why_set(why, whylen, "kafka.%s: not to be set: %s", name, KAFKA_PINNED[i].why);
+                if (!(ref = rd_kafka_conf_new()))
+                        return -ENOMEM;
+                rd_kafka_conf_set(ref, name, KAFKA_PINNED[i].value, NULL, 0);
+                conf_spelled(ref, name, want, sizeof(want));
+                conf_spelled(conf, name, got, sizeof(got));
+                rd_kafka_conf_destroy(ref);
+                if (strcmp(got, want) != 0)
+                        return why_set(why, whylen, "kafka.%s: must be %s, not '%s': %s", name,
+                                       KAFKA_PINNED[i].value, value, KAFKA_PINNED[i].why);
+        }
+        return 0;
+}
+
 /* Asks librdkafka whether it accepts name=value, on a scratch configuration
- * thrown away afterwards. */
+ * thrown away afterwards, and checks it against KAFKA_PINNED. */
 static int kafka_check(const char *name, const char *value, char *why, size_t whylen) {
         char errstr[512] = "";
         rd_kafka_conf_t *conf;
-        rd_kafka_conf_res_t r;
+        int r = 0;
 
         if (*name == '\0')
                 return why_set(why, whylen, "kafka.: expected a librdkafka property name after 'kafka.'");
         conf = rd_kafka_conf_new();
         if (!conf)
                 return -ENOMEM;
-        r = rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr));
+        if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+                r = why_set(why, whylen, "kafka.%s: librdkafka: %s", name, *errstr ? errstr : "property refused");
+        else
+                r = kafka_pinned_check(conf, name, value, why, whylen);
         rd_kafka_conf_destroy(conf);
-        if (r != RD_KAFKA_CONF_OK)
-                return why_set(why, whylen, "kafka.%s: librdkafka: %s", name,
-                               *errstr ? errstr : "property refused");
-        return 0;
+        return r;
 }
 
 static struct mcd_kv *kafka_find(const struct mcd_config *cfg, const char *name) {

@@ -218,6 +218,36 @@ static int parse_object(struct parse_ctx *p, struct mcd_event *ev) {
         return 0;
 }
 
+long mcd_jsonl_getline(char **line, size_t *cap, FILE *in, bool *too_long) {
+        size_t len = 0;
+        int c;
+
+        *too_long = false;
+        while ((c = getc_unlocked(in)) != EOF) {
+                if (len < MCD_JSONL_LINE_MAX) {
+                        if (len + 2 > *cap) {
+                                size_t n = *cap ? *cap * 2 : 256;
+                                char *v = realloc(*line, n);
+                                if (!v)
+                                        return -ENOMEM;
+                                *line = v;
+                                *cap = n;
+                        }
+                        (*line)[len] = (char)c;
+                }
+                len++;
+                if (c == '\n')
+                        break;
+        }
+        if (len > MCD_JSONL_LINE_MAX) {
+                *too_long = true;
+                len = MCD_JSONL_LINE_MAX;
+        }
+        if (len > 0)
+                (*line)[len] = '\0';
+        return (long)len;
+}
+
 bool mcd_jsonl_blank(const char *line, size_t len) {
         return strspn(line, " \t\r\n") == len;
 }

@@ -8,8 +8,20 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "handlers/model.h"
+
+/* The longest line read (its newline included); an event is a few hundred
+ * bytes. */
+#define MCD_JSONL_LINE_MAX (1 << 20)
+
+/* Reads the next line of in into *line (grown as getline grows it,
+ * NUL-terminated, NUL bytes kept), at most MCD_JSONL_LINE_MAX bytes of it:
+ * a longer line is read to its end and *too_long set, its first bytes kept.
+ * Returns its length (> 0), 0 at the end of in or on a read error
+ * (ferror), or -ENOMEM. */
+long mcd_jsonl_getline(char **line, size_t *cap, FILE *in, bool *too_long);
 
 /* True when a line read (len bytes, as getline counts them) holds only
  * blanks: skipped.  A NUL byte is not a blank: such a line is parsed, and

@@ -2,7 +2,8 @@
  * mock cluster.
  *
  * Role defaults come first and every kafka.* key of the configuration file is
- * applied over them, so an operator can change anything. */
+ * applied over them, so an operator can change anything but what exactly
+ * once rests on (config.c KAFKA_PINNED refuses that at load). */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

@@ -2,6 +2,7 @@
  * command-line parsing of each subcommand.  Errors name the argument at
  * fault; exit status 2 for a usage error. */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,17 +54,12 @@ static void usage(FILE *f) {
 
 /* A count for a --max-* option: digits only, 1..max.  0 or -EINVAL. */
 static int parse_count(const char *s, unsigned long long max, size_t *out) {
-        unsigned long long v;
-        char *end;
+        long long v;
+        int r = mcd_parse_digits(s, 1, max > LLONG_MAX ? LLONG_MAX : (long long)max, &v);
 
-        if (*s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno != 0 || *end != '\0' || v < 1 || v > max)
-                return -EINVAL;
-        *out = (size_t)v;
-        return 0;
+        if (r == 0)
+                *out = (size_t)v;
+        return r;
 }
 
 static int count_error(const char *option, const char *arg, unsigned long long max) {
@@ -130,8 +126,7 @@ static int cmd_replay(int argc, char **argv) {
         int c, r;
 
         optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+h", opts)) != -1) {
                 switch (c) {
                 case 'n':
                         if (mcd_cli_parse_time("replay", "--now", optarg, &opt.now) != 0)
@@ -157,7 +152,7 @@ static int cmd_replay(int argc, char **argv) {
                         usage(stdout);
                         return 0;
                 default:
-                        return mcd_cli_error("replay", "unknown or incomplete option '%s'", argv[optind - 1]);
+                        return mcd_cli_bad_option("replay", argv);
                 }
         }
         if (replay_rules_check(&opt.rules, window, grace) != 0)

@@ -168,8 +168,8 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
         char *line = NULL, why[512];
         size_t cap = 0, lineno = 0;
         mcd_time_t clock = INT64_MIN;
-        bool bad = false;
-        ssize_t len;
+        bool bad = false, too_long;
+        long len;
         int ret = 0;
 
         mcd_outcomes_init(&r.out);
@@ -179,10 +179,15 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
                         goto out;
                 refresh_due(e);
         }
-        while ((len = getline(&line, &cap, in)) >= 0) {
+        while ((len = mcd_jsonl_getline(&line, &cap, in, &too_long)) > 0) {
                 struct mcd_event ev;
 
                 lineno++;
+                if (too_long) {
+                        fprintf(err, "line %zu: longer than %d bytes; skipped\n", lineno, MCD_JSONL_LINE_MAX);
+                        bad = true;
+                        continue;
+                }
                 if (mcd_jsonl_blank(line, (size_t)len))
                         continue;
                 if (mcd_jsonl_parse_event(line, (size_t)len, &ev, why, sizeof(why)) < 0) {
@@ -206,8 +211,8 @@ int mcd_replay(FILE *in, FILE *out, FILE *err, const struct mcd_replay_options *
                 if (ret < 0)
                         goto out;
         }
-        if (ferror(in)) {
-                ret = errno > 0 ? -errno : -EIO;
+        if (len < 0 || ferror(in)) {
+                ret = len < 0 ? (int)len : errno > 0 ? -errno : -EIO;
                 fprintf(err, "line %zu: cannot read: %s\n", lineno + 1, strerror(-ret));
                 goto out;
         }

@@ -42,6 +42,9 @@ expect_usage() {  # expect_usage PATTERN DESCRIPTION -- COMMAND...
         ok $? "$what (exit $rc)"
 }
 expect_usage "unknown or incomplete option '--frob'" "run: unknown option named" -- run --frob
+expect_usage "run: unknown or incomplete option '-x' (in '-xc')" "run: an unknown letter in a group named, not the argument before" -- run --embedded-kafka -xc f.conf
+expect_usage "tail: unknown or incomplete option '-c'$" "tail: an option without its argument named" -- tail -c
+expect_usage "state: unknown or incomplete option '--config'" "state: a long option without its argument named" -- state --config
 expect_usage "--partitions: expected 1..1024, got 'x'" "run: bad --partitions named" -- run --embedded-kafka --partitions x
 expect_usage "--topic: expected relationships or subscriptions, got 'x'" "publish: bad --topic named" -- publish --topic x
 expect_usage "expected a CUSTOMER_ID argument" "state: missing argument named" -- state

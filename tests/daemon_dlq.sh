@@ -193,6 +193,15 @@ ok $? "each dead letter keeps its input's Kafka timestamp ($n_ts of $n_bad)"
 assert_outcomes "$TMP/got.raw" "good events: "
 head -20 "$TMP/tail.err" | diag
 
+# A key that is not UTF-8 (a Kafka key is bytes): tail --dlq shows it as
+# hex, not left out of its line.
+printf '\377\376k\t6e6f742061767265\t%s\n' "$(ts 20)" | "$PRODUCE" -b "$BOOTSTRAP" -t "$REL" > /dev/null 2>> "$TMP/produce.err"
+ok $? "produced a text value under the key ff fe 6b"
+wait_until 30 test "$(count_dlq "$TMP/mcd.conf")" -gt "$n_bad"
+"$MCD_BIN" tail -c "$TMP/mcd.conf" --dlq --exit-at-end 2>> "$TMP/tail.err" | grep '"key_hex"' > "$TMP/hex.raw"
+grep -q '^{"key":null,"key_hex":"fffe6b","value_bytes":8,"error":"BAD_MAGIC",' "$TMP/hex.raw"
+ok $? "its dead letter's key is given as key_hex: $(cat "$TMP/hex.raw")"
+
 kill -0 "$DAEMON_PID" 2>/dev/null
 ok $? "daemon still running after the bad input"
 kill -TERM "$DAEMON_PID"

@@ -184,6 +184,18 @@ sleep 6   # merge_wait and a batch: time for any outcome to come out
 cmp -s "$TMP/want" "$TMP/got2"
 ok $? "no outcome changed: the events already applied were duplicates (rule 1)"
 
+# ---- a letter whose source is not a record ------------------------------------------------
+# Parsed loosely, source_partition "0x1" was partition 0: the letter went to
+# another partition than its customer's.
+head -n 1 "$TMP/fixed.jsonl" | "$PRODUCE" -b "$BOOTSTRAP" -t "$DLQ" -p 0 -m valid -H error=INVALID_EVENT \
+        -H "error_message=test" -H "source_topic=$REL" -H source_partition=0x1 -H source_offset=0 \
+        > /dev/null 2>> "$TMP/produce.err"
+ok $? "wrote a letter whose source_partition is 0x1"
+redrive bogus --dry-run --error INVALID_EVENT
+grep -q "source_partition '0x1' or source_offset '0' is not one; skipped" "$TMP/bogus.err" &&
+        grep -q "^skipped 1 letter(s) naming no input record" "$TMP/bogus.out"
+ok $? "it is skipped, named, and counted"
+
 # ---- command-line errors -----------------------------------------------------------------
 "$MCD_BIN" redrive -c "$TMP/mcd.conf" --error NOPE > /dev/null 2> "$TMP/usage.err"
 [ $? -eq 2 ] && grep -q -- "--error: unknown code 'NOPE'" "$TMP/usage.err"

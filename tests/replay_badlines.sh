@@ -49,6 +49,14 @@ ok $? "good line after the bad ones applied"
 head -1 "$TMP/in.jsonl" | $MCD replay > /dev/null 2>&1
 ok $? "exit status 0 when every line is applied"
 
+# A line past 1 MiB is refused by its length, not read whole; the next is read.
+{ printf '{"event_id":"'; head -c 1100000 /dev/zero | tr '\0' x; printf '"}\n'; head -1 "$TMP/in.jsonl"; } |
+        $MCD replay > "$TMP/long.out" 2> "$TMP/long.err"
+rc=$?
+[ $rc -eq 1 ] && grep -qx "line 1: longer than 1048576 bytes; skipped" "$TMP/long.err" &&
+        [ "$(wc -l < "$TMP/long.err")" -eq 1 ] && grep -q '"caused_by":"r-1"' "$TMP/long.out"
+ok $? "a line past 1 MiB is skipped with its length named, the next applied (exit $rc)"
+
 $MCD replay --now tomorrow "$TMP/in.jsonl" > /dev/null 2> "$TMP/cli"
 rc=$?
 grep -q -- "--now: invalid time 'tomorrow'" "$TMP/cli"

@@ -456,6 +456,40 @@ static void test_kafka_properties(void) {
         loaded_clear(&l);
 }
 
+/* Properties exactly once rests on: refused when set otherwise, in any
+ * spelling librdkafka takes, and accepted as they must be. */
+static void test_kafka_pinned(void) {
+        struct loaded l;
+        char want[1024];
+        const char *path = write_file("kafka-pinned.conf",
+                                      "kafka.enable.idempotence = false\n"
+                                      "kafka.acks = 1\n"
+                                      "kafka.enable.auto.commit = true\n"
+                                      "kafka.enable.partition.eof = false\n"
+                                      "kafka.isolation.level = read_uncommitted\n"
+                                      "kafka.transactional.id = mcd\n"
+                                      "kafka.enable.auto.offset.store = true\n");
+
+        load(&l, path);
+        is_int(l.n_errors, 7, "pinned kafka properties: 7 errors");
+        snprintf(want, sizeof(want), "%s:1: kafka.enable.idempotence: must be true, not 'false': without it a retried "
+                 "produce can publish an outcome twice, or out of order", path);
+        is_str(error_line(&l, 1), want, "idempotence off refused, with its reason");
+        snprintf(want, sizeof(want), "%s:2: kafka.acks: must be all, not '1'", path);
+        ok(strncmp(error_line(&l, 2), want, strlen(want)) == 0, "acks=1 refused");
+        snprintf(want, sizeof(want), "%s:6: kafka.transactional.id: not to be set", path);
+        ok(strncmp(error_line(&l, 6), want, strlen(want)) == 0, "a transactional.id refused");
+        loaded_clear(&l);
+        path = write_file("kafka-pinned-ok.conf",
+                          "kafka.enable.idempotence = 1\n"
+                          "kafka.acks = -1\n"
+                          "kafka.enable.auto.commit = false\n"
+                          "kafka.isolation.level = read_committed\n");
+        load(&l, path);
+        is_int(l.n_errors, 0, "pinned kafka properties set as they must be, in librdkafka's other spellings: accepted");
+        loaded_clear(&l);
+}
+
 static void test_missing_file(void) {
         struct loaded l;
         char want[PATH_MAX + 256];
@@ -630,6 +664,7 @@ int main(void) {
         test_sentinels();
         test_topics();
         test_kafka_properties();
+        test_kafka_pinned();
         test_missing_file();
         test_set();
         test_log_levels();
