@@ -47,7 +47,8 @@ int clog_keys_add(struct clog_keys *k, const char *escape, const char *key) {
                 k->v = v;
                 k->cap = cap;
         }
-        memcpy(k->v + k->len, escape, e);
+        if (e > 0)
+                memcpy(k->v + k->len, escape, e);
         memcpy(k->v + k->len + e, key, n - e);
         k->len += n;
         return 0;

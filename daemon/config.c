@@ -329,29 +329,41 @@ static void conf_spelled(rd_kafka_conf_t *conf, const char *name, char *buf, siz
                 *buf = '\0';
 }
 
-/* Whether name=value (accepted by librdkafka on conf) keeps what the daemon
- * rests on (KAFKA_PINNED); if not, why is set.  0 or -EINVAL. */
+/* Whether name=value keeps what the daemon rests on (KAFKA_PINNED): set on
+ * conf (a scratch one), it touches a pinned property if it is one or
+ * changes its value there (another name for it: request.required.acks is
+ * acks).  If not, why is set.  0 or -EINVAL. */
 static int kafka_pinned_check(rd_kafka_conf_t *conf, const char *name, const char *value, char *why,
                               size_t whylen) {
-        char got[64], want[64];
-        rd_kafka_conf_t *ref;
+        char before[64], got[64], want[64], alias[96] = "";
+        rd_kafka_conf_t *ref = rd_kafka_conf_new(), *fresh = rd_kafka_conf_new();
+        int r = 0;
 
-        for (size_t i = 0; i < ELEMENTSOF(KAFKA_PINNED); i++) {
-                if (strcmp(KAFKA_PINNED[i].name, name) != 0)
+        for (size_t i = 0; ref && fresh && r == 0 && i < ELEMENTSOF(KAFKA_PINNED); i++) {
+                const char *pinned = KAFKA_PINNED[i].name;
+                conf_spelled(fresh, pinned, before, sizeof(before));
+                conf_spelled(conf, pinned, got, sizeof(got));
+                if (strcmp(pinned, name) != 0 && strcmp(before, got) == 0)
+                        continue;       /* not this one */
+                if (!KAFKA_PINNED[i].value) {
+                        r = why_set(why, whylen, "kafka.%s: not to be set: %s", name, KAFKA_PINNED[i].why);
                         continue;
-                if (!KAFKA_PINNED[i].value)
-                        return why_set(why, whylen, "kafka.%s: not to be set: %s", name, KAFKA_PINNED[i].why);
-                if (!(ref = rd_kafka_conf_new()))
-                        return -ENOMEM;
-                rd_kafka_conf_set(ref, name, KAFKA_PINNED[i].value, NULL, 0);
-                conf_spelled(ref, name, want, sizeof(want));
-                conf_spelled(conf, name, got, sizeof(got));
-                rd_kafka_conf_destroy(ref);
+                }
+                rd_kafka_conf_set(ref, pinned, KAFKA_PINNED[i].value, NULL, 0);
+                conf_spelled(ref, pinned, want, sizeof(want));
+                if (strcmp(pinned, name) != 0)
+                        snprintf(alias, sizeof(alias), " (another name for %s)", pinned);
                 if (strcmp(got, want) != 0)
-                        return why_set(why, whylen, "kafka.%s: must be %s, not '%s': %s", name,
-                                       KAFKA_PINNED[i].value, value, KAFKA_PINNED[i].why);
+                        r = why_set(why, whylen, "kafka.%s%s: must be %s, not '%s': %s", name, alias,
+                                    KAFKA_PINNED[i].value, value, KAFKA_PINNED[i].why);
         }
-        return 0;
+        if (!ref || !fresh)
+                r = -ENOMEM;
+        if (ref)
+                rd_kafka_conf_destroy(ref);
+        if (fresh)
+                rd_kafka_conf_destroy(fresh);
+        return r;
 }
 
 /* Asks librdkafka whether it accepts name=value, on a scratch configuration

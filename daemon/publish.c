@@ -297,7 +297,9 @@ char *changelog_customer_key(const char *id) {
 const char *changelog_key_customer(const char *key) {
         size_t n = sizeof(CHANGELOG_ESCAPE) - 1;
 
-        return strncmp(key, CHANGELOG_ESCAPE, n) == 0 ? key + n : key;
+        /* Only an id that starts with "__" is escaped: "__c:foo" is an
+         * earlier version's customer "__c:foo". */
+        return strncmp(key, CHANGELOG_ESCAPE, n) == 0 && changelog_escaped(key + n) ? key + n : key;
 }
 
 /* Read, not formatted: it runs for each changelog record produced and

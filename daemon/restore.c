@@ -433,6 +433,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                            "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                            p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         r = collect_published_after(rs->pub, marks);
+        rs->pub->published_kept = rs->pub->published_kept || unreadable;
         if (r >= 0 && unreadable)
                 r = mcd_store_clear_redo(rs->env->store, p->partition);
         else if (r >= 0) {
@@ -492,6 +493,27 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         return r;
 }
 
+/* The ids reconciliations and rebuilds found on the output topics are
+ * asked for by each frame produced (produce_frame): they matter while a
+ * pair re-processes, and for frames not yet produced (a reconciliation's,
+ * held back by a full producer queue).  Once neither is left they are
+ * forgotten, or they would grow for the process's life; a later claim
+ * looks its own up again.  This function can't fail. */
+static void published_forget(struct restorer *rs) {
+        struct publisher *pub = rs->pub;
+
+        if (pub->published.n == 0 || pub->published_kept)
+                return;
+        for (size_t i = 0; i < rs->pairs->n; i++)
+                if (rs->pairs->v[i]->redo)
+                        return;
+        for (size_t i = 0; i < pub->n_pending; i++)
+                if (!pub->pending[i]->sent)
+                        return;
+        log_notice("forgetting the %zu output ids looked up: no partition re-processes", pub->published.n);
+        mcd_strmap_clear(&pub->published);
+}
+
 void redo_settle(struct restorer *rs) {
         for (size_t i = 0; i < rs->pairs->n; i++) {
                 struct pair *p = rs->pairs->v[i];
@@ -502,6 +524,7 @@ void redo_settle(struct restorer *rs) {
                 redo_forget(p);
                 log_info("partition %" PRId32 ": re-processing after the rebuild done", p->partition);
         }
+        published_forget(rs);
 }
 
 /* A customer's state from its changelog record, binary or the JSON of
@@ -543,6 +566,23 @@ static int restore_origin(struct restorer *rs, struct pair *p, int64_t *from[2])
         return redo_mark(rs, p, p->origin_marks, &none);
 }
 
+/* Whether key is an earlier version's key of a customer whose id starts
+ * with "__" (the id itself) that has a record under the escaped key too:
+ * the old key is never written again, compaction keeps both, and the
+ * escaped one is the later.  -ENOMEM, 1 or 0. */
+static int superseded(const struct changelog_scan *sc, const char *key) {
+        char *escaped;
+        int r;
+
+        if (!changelog_escaped(key) || changelog_key_customer(key) != key)
+                return 0;
+        if (!(escaped = changelog_customer_key(key)))
+                return -ENOMEM;
+        r = mcd_strmap_get(&sc->latest, escaped) != NULL;
+        free(escaped);
+        return r;
+}
+
 /* Writes the scanned customers of a partition back to Redis, in chunks,
  * the offsets and marks last. */
 static int restore_partition(struct restorer *rs, struct pair *p, struct changelog_scan *sc, int64_t *from[2]) {
@@ -562,6 +602,13 @@ static int restore_partition(struct restorer *rs, struct pair *p, struct changel
                 bool last = i == sc->latest.size;
                 void *v = NULL;
                 const char *key = last ? NULL : mcd_strmap_at(&sc->latest, i, &v);
+                int old = key ? superseded(sc, key) : 0;
+                if (old < 0) {
+                        r = old;
+                        break;
+                }
+                if (old > 0)
+                        continue;
                 if (key && strcmp(key, sc->offsets_key) != 0) {
                         char why[256] = "";
                         if (record_state(v, &cs[n], why, sizeof(why)) == 0) {

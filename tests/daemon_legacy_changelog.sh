@@ -5,7 +5,10 @@
 # strings) and Redis is empty, so the daemon rebuilds the partition from it.
 # The customer's state is then in Redis, its seen ids still duplicates (a
 # repeat of one changes nothing), and a new event applies on top of it; the
-# state is written back in the binary form.
+# state is written back in the binary form.  A customer whose id starts
+# with "__" was keyed by its id then, and is keyed "__c:" and its id now:
+# with a record under each key (the old key is never written again, so
+# compaction keeps both), the rebuild takes the one under the new key.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 start_services 1
@@ -13,12 +16,20 @@ STATE='{"v":1,"customer_id":"c-old","cloud":"COMMERCIAL","state":"ACCEPTED","par
 printf 'c-old|{"partition":0,"state":%s}\n' "$STATE" |
         kcat -P -b "$BOOTSTRAP" -t partnercenter.multichannel.changelog.v1 -K '|' 2> "$TMP/kcat.err"
 ok $? "a customer record of the previous version on the changelog topic"
+OLD_ID='{"v":1,"customer_id":"__old","cloud":"COMMERCIAL","state":"%s","partner_id":"p-1","indirect_reseller_id":null,"subscriptions":[],"parked":[],"timers":[],"seen":[]}'
+{
+        printf '__old|{"partition":0,"state":%s}\n' "$(printf "$OLD_ID" ACCEPTED)"
+        printf '__c:__old|{"partition":0,"state":%s}\n' "$(printf "$OLD_ID" REQUESTED)"
+} | kcat -P -b "$BOOTSTRAP" -t partnercenter.multichannel.changelog.v1 -K '|' 2>> "$TMP/kcat.err"
+ok $? "customer __old: ACCEPTED under its old key, then REQUESTED under the escaped one"
 
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
 wait_until 60 daemon_ready "$TMP/daemon.log"
 ok $? "the daemon started on an empty Redis"
-grep -q "restored 1 customers" "$TMP/daemon.log"
-ok $? "it rebuilt the partition from the changelog (1 customer restored)"
+grep -q "restored 2 customers" "$TMP/daemon.log"
+ok $? "it rebuilt the partition from the changelog (2 customers restored)"
+"$MCD_BIN" state -c "$TMP/mcd.conf" --compact __old 2>&1 | grep -q '"state":"REQUESTED"'
+ok $? "__old restored from its record under the escaped key, the later"
 "$MCD_BIN" state -c "$TMP/mcd.conf" --compact c-old > "$TMP/state" 2>&1
 grep -q '"state":"ACCEPTED".*"subscription_id":"s-1".*"state":"SUPPORTED"' "$TMP/state"
 ok $? "the customer's state carried over"

@@ -468,10 +468,11 @@ static void test_kafka_pinned(void) {
                                       "kafka.enable.partition.eof = false\n"
                                       "kafka.isolation.level = read_uncommitted\n"
                                       "kafka.transactional.id = mcd\n"
-                                      "kafka.enable.auto.offset.store = true\n");
+                                      "kafka.enable.auto.offset.store = true\n"
+                                      "kafka.request.required.acks = 1\n");
 
         load(&l, path);
-        is_int(l.n_errors, 7, "pinned kafka properties: 7 errors");
+        is_int(l.n_errors, 8, "pinned kafka properties: 8 errors");
         snprintf(want, sizeof(want), "%s:1: kafka.enable.idempotence: must be true, not 'false': without it a retried "
                  "produce can publish an outcome twice, or out of order", path);
         is_str(error_line(&l, 1), want, "idempotence off refused, with its reason");
@@ -479,6 +480,9 @@ static void test_kafka_pinned(void) {
         ok(strncmp(error_line(&l, 2), want, strlen(want)) == 0, "acks=1 refused");
         snprintf(want, sizeof(want), "%s:6: kafka.transactional.id: not to be set", path);
         ok(strncmp(error_line(&l, 6), want, strlen(want)) == 0, "a transactional.id refused");
+        snprintf(want, sizeof(want), "%s:8: kafka.request.required.acks (another name for acks): must be all, not '1'",
+                 path);
+        ok(strncmp(error_line(&l, 8), want, strlen(want)) == 0, "acks refused under its other name");
         loaded_clear(&l);
         path = write_file("kafka-pinned-ok.conf",
                           "kafka.enable.idempotence = 1\n"
