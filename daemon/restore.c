@@ -433,7 +433,6 @@ int redo_check(struct restorer *rs, struct pair *p) {
                            "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                            p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         r = collect_published_after(rs->pub, marks);
-        rs->pub->published_kept = rs->pub->published_kept || unreadable;
         if (r >= 0 && unreadable)
                 r = mcd_store_clear_redo(rs->env->store, p->partition);
         else if (r >= 0) {
@@ -493,27 +492,6 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         return r;
 }
 
-/* The ids reconciliations and rebuilds found on the output topics are
- * asked for by each frame produced (produce_frame): they matter while a
- * pair re-processes, and for frames not yet produced (a reconciliation's,
- * held back by a full producer queue).  Once neither is left they are
- * forgotten, or they would grow for the process's life; a later claim
- * looks its own up again.  This function can't fail. */
-static void published_forget(struct restorer *rs) {
-        struct publisher *pub = rs->pub;
-
-        if (pub->published.n == 0 || pub->published_kept)
-                return;
-        for (size_t i = 0; i < rs->pairs->n; i++)
-                if (rs->pairs->v[i]->redo)
-                        return;
-        for (size_t i = 0; i < pub->n_pending; i++)
-                if (!pub->pending[i]->sent)
-                        return;
-        log_notice("forgetting the %zu output ids looked up: no partition re-processes", pub->published.n);
-        mcd_strmap_clear(&pub->published);
-}
-
 void redo_settle(struct restorer *rs) {
         for (size_t i = 0; i < rs->pairs->n; i++) {
                 struct pair *p = rs->pairs->v[i];
@@ -524,7 +502,6 @@ void redo_settle(struct restorer *rs) {
                 redo_forget(p);
                 log_info("partition %" PRId32 ": re-processing after the rebuild done", p->partition);
         }
-        published_forget(rs);
 }
 
 /* A customer's state from its changelog record, binary or the JSON of

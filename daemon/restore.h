@@ -40,8 +40,7 @@ int raise_seq(struct restorer *rs, struct pair *p, int64_t seq);
  * partition re-processes from Redis's offsets under a re-processing record. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq);
 /* Drops the records of the pairs that re-processed every side and whose
- * frames are all delivered, and the output ids looked up once no pair
- * needs them. */
+ * frames are all delivered. */
 void redo_settle(struct restorer *rs);
 
 #endif
