@@ -77,6 +77,7 @@ struct pair {
         bool rolled_back;            /* Redis was found older than our commits: rollback_redo at init */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
+        mcd_time_t redo_due;         /* the lookup's wall time (ms): settled once nothing is due by it */
         char *redo_marks;            /* where the lookup starts; the pair's marks while redo */
 };
 

@@ -365,16 +365,20 @@ out:
 /* Re-processing a rebuilt partition.  The events after the restored
  * offsets are applied again, and the outputs they had before Redis was lost
  * may already be on the output topics after the restored marks: the
- * rebuild looks those up (collect_published) and publishing skips them.  That
- * lookup lives in memory, so Redis keeps where it started (P redo:<p>) and
- * how far re-processing goes: the input partitions' ends at the rebuild,
- * below which lies everything processed before the loss.  A start that finds
- * the record looks the outputs up again (redo_check), even past those ends:
- * its outbox may hold frames re-made from those events, unsent.  Meanwhile
- * the partition's commits and changelog records carry the record's marks,
- * not later ones, so that a second loss looks up as far back as the first.
- * The record goes once every side is re-processed and every frame committed
- * for the partition is delivered (redo_settle).
+ * rebuild looks those up (collect_published_after) and publishing skips
+ * them.  So may the outputs of the timers and park deadlines that fired in
+ * the lost commits, by the wall clock at the latest at the lookup: they fire
+ * again once due here.  That lookup lives in memory, so Redis keeps where it
+ * started (P redo:<p>), how far re-processing goes (the input partitions'
+ * ends at the rebuild, below which lies everything processed before the
+ * loss) and the lookup's wall time.  A start that finds the record looks the
+ * outputs up again (redo_check), even past those ends: its outbox may hold
+ * frames re-made from those events, unsent.  Meanwhile the partition's
+ * commits and changelog records carry the record's marks, not later ones,
+ * so that a second loss looks up as far back as the first.  The record goes
+ * once every side is re-processed, nothing of the partition is due at or
+ * before the lookup's time, and every frame committed for the partition is
+ * delivered (redo_settle).
  * (The record in memory: pair.h's redo fields.) */
 
 /* A side is re-processed when its committed offset reached the recorded
@@ -388,8 +392,10 @@ static bool redo_side_done(const struct pair *p, int t) {
         return until <= 0 || committed >= until || (p->at_end[t] && q_len(&p->q[t]) == 0 && committed == next);
 }
 
-/* Before the restored offsets are written.  A side with nothing after the
- * restored offset (or its first) is done already: 0. */
+/* Before the restored offsets are written, and before the lookup.  A side
+ * with nothing after the restored offset (or its first) is done already:
+ * 0.  The record is written all the same: timers may have fired in the lost
+ * commits. */
 static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, const struct mcd_offsets *restored) {
         int64_t lo, hi, until[2], from[2] = {restored->rel, restored->sub};
         int r;
@@ -406,11 +412,10 @@ static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, con
         }
         redo_forget(p);
         p->redo_until = (struct mcd_offsets){.rel = until[REL], .sub = until[SUB]};
-        if (until[REL] == 0 && until[SUB] == 0)
-                return 0;
+        p->redo_due = now_ms();
         if (!(p->redo_marks = strdup(marks ? marks : "")))
                 return -ENOMEM;
-        r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until);
+        r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until, p->redo_due);
         p->redo = r >= 0;
         return r;
 }
@@ -418,7 +423,7 @@ static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, con
 int redo_check(struct restorer *rs, struct pair *p) {
         char *marks = NULL;
         bool found, unreadable = false;
-        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &p->redo_until);
+        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &p->redo_until, &p->redo_due);
 
         if (r == -EBADMSG) {
                 log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
@@ -433,6 +438,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                            "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                            p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         r = collect_published_after(rs->pub, marks);
+        rs->pub->published_kept = rs->pub->published_kept || unreadable;
         if (r >= 0 && unreadable)
                 r = mcd_store_clear_redo(rs->env->store, p->partition);
         else if (r >= 0) {
@@ -465,9 +471,10 @@ int raise_seq(struct restorer *rs, struct pair *p, int64_t seq) {
  * changelog's offsets past the older customers the repair appended. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         struct mcd_offsets until;
+        mcd_time_t due;
         char *marks = NULL;
         bool found = false;
-        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &until);
+        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &until, &due);
 
         if (r == -EBADMSG || (r >= 0 && !found)) {
                 free(marks);
@@ -492,16 +499,59 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         return r;
 }
 
+/* Whether something of p is due at or before its lookup's time: its
+ * timers may be among the outputs looked up.  1, 0 or a store error. */
+static int redo_due_left(struct restorer *rs, const struct pair *p) {
+        char **ids = NULL;
+        int32_t *parts = NULL;
+        size_t n = 0;
+        int r = mcd_store_due(rs->env->store, &p->partition, &p->redo_due, 1, 1, &ids, &parts, &n);
+
+        mcd_store_ids_free(ids, n);
+        free(parts);
+        return r < 0 ? r : n > 0;
+}
+
+/* The ids reconciliations and rebuilds found on the output topics are
+ * asked for by each frame produced (produce_frame): they matter while a
+ * pair re-processes, and for frames not yet produced (a reconciliation's,
+ * held back by a full producer queue).  Once neither is left they are
+ * forgotten, or they would grow for the process's life; a later claim
+ * looks its own up again.  This function can't fail. */
+static void published_forget(struct restorer *rs) {
+        struct publisher *pub = rs->pub;
+
+        if (pub->published.n == 0 || pub->published_kept)
+                return;
+        for (size_t i = 0; i < rs->pairs->n; i++)
+                if (rs->pairs->v[i]->redo)
+                        return;
+        for (size_t i = 0; i < pub->n_pending; i++)
+                if (!pub->pending[i]->sent)
+                        return;
+        log_notice("forgetting the %zu output ids looked up: no partition re-processes", pub->published.n);
+        mcd_strmap_clear(&pub->published);
+}
+
+/* Redis is asked what is due at most once a second, for all pairs. */
 void redo_settle(struct restorer *rs) {
+        bool may_ask = mono_ms() >= rs->next_due_check, asked = false;
+
         for (size_t i = 0; i < rs->pairs->n; i++) {
                 struct pair *p = rs->pairs->v[i];
-                if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB))
+                if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB) ||
+                    publish_owed(rs->pub, p->partition) || (p->redo_due > 0 && !may_ask))
                         continue;
-                if (publish_owed(rs->pub, p->partition) || mcd_store_clear_redo(rs->env->store, p->partition) < 0)
+                asked = asked || p->redo_due > 0;
+                if ((p->redo_due > 0 && redo_due_left(rs, p) != 0) ||
+                    mcd_store_clear_redo(rs->env->store, p->partition) < 0)
                         continue;
                 redo_forget(p);
-                log_info("partition %" PRId32 ": re-processing after the rebuild done", p->partition);
+                log_info("partition %" PRId32 ": re-processing after the rebuild or rollback done", p->partition);
         }
+        if (asked)
+                rs->next_due_check = mono_ms() + 1000;
+        published_forget(rs);
 }
 
 /* A customer's state from its changelog record, binary or the JSON of

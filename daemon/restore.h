@@ -18,6 +18,7 @@ struct restorer {
         struct pairs *pairs;
         struct intake *in;           /* where the input partitions end */
         struct publisher *pub;       /* what the output topics hold; frames owed */
+        int64_t next_due_check;      /* mono ms: redo_settle asks Redis what is due from then on */
 };
 
 /* On taking a partition over: the frames its outbox holds are produced,
@@ -39,8 +40,9 @@ int raise_seq(struct restorer *rs, struct pair *p, int64_t seq);
 /* Redis came back older than this owner's commits (known_seq): the
  * partition re-processes from Redis's offsets under a re-processing record. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq);
-/* Drops the records of the pairs that re-processed every side and whose
- * frames are all delivered. */
+/* Drops the records of the pairs that re-processed every side, have
+ * nothing due by their lookup's time and whose frames are all delivered;
+ * then the output ids looked up, once no pair re-processes. */
 void redo_settle(struct restorer *rs);
 
 #endif

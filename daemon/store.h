@@ -14,10 +14,12 @@
  *   P due:<partition>      zset; member customer_id, score = its next due time (ms)
  *   P outbox:<partition>   list of outbox frames (outbox.h; zipped, frame_zip.h), oldest first
  *   P gen:<partition>      string; owner generation of the partition (fencing)
- *   P redo:<partition>     hash {marks, rel, sub}: the partition was rebuilt from
- *                          the changelog and is re-processed up to input offsets
- *                          rel/sub; outputs already published may lie on the
- *                          output topics from marks on (restore.c, redo_check)
+ *   P redo:<partition>     hash {marks, rel, sub, due}: the partition was rebuilt
+ *                          from the changelog or rolled back, and is re-processed
+ *                          up to input offsets rel/sub and until nothing is due
+ *                          at or before due (ms); outputs already published may
+ *                          lie on the output topics from marks on (restore.c,
+ *                          redo_check)
  *
  * One batch = one MULTI / EXEC (mcd_store_commit) behind a WATCH of the keys
  * it checks (store_fence.c): meta exists, every partition's generation is
@@ -221,11 +223,13 @@ int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *store
 /* A rebuilt partition's re-processing (P redo:<partition>): set before
  * the restored offsets are written; read back at each start (*found false
  * when there is none, else *marks a heap string, maybe empty; *until is
- * undefined unless found); cleared once the offsets have reached `until`
- * and the partition's frames are delivered. */
-int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until);
+ * undefined unless found; *due 0 for an earlier version's record without
+ * one); cleared once the offsets have reached `until`, nothing is due at or
+ * before `due`, and the partition's frames are delivered. */
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until,
+                       mcd_time_t due);
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
-                       struct mcd_offsets *until);
+                       struct mcd_offsets *until, mcd_time_t *due);
 int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
 
 /* The changelog records of a partition whose append failed, by their key

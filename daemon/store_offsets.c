@@ -109,7 +109,8 @@ int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {
         return r;
 }
 
-int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until) {
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until,
+                       mcd_time_t due) {
         struct args a = {0};
         int64_t v;
 
@@ -121,18 +122,21 @@ int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks
         args_addf(&a, "%" PRId64, until.rel);
         args_add_str(&a, "sub");
         args_addf(&a, "%" PRId64, until.sub);
+        args_add_str(&a, "due");
+        args_addf(&a, "%" PRId64, due);
         return store_integer_command(s, &a, &v);
 }
 
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
-                       struct mcd_offsets *until) {
-        static const char *const fields[] = {"marks", "rel", "sub"};
+                       struct mcd_offsets *until, mcd_time_t *due) {
+        static const char *const fields[] = {"marks", "rel", "sub", "due"};
         redisReply *reply;
         int r;
 
         *found = false;
         *marks = NULL;
-        r = hmget(s, "redo", partition, fields, 3, &reply);
+        *due = 0;
+        r = hmget(s, "redo", partition, fields, 4, &reply);
         if (r < 0)
                 return r;
         if (reply->element[0]->type == REDIS_REPLY_NIL)
@@ -143,6 +147,8 @@ int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char
                 r = store_parse_int64(reply->element[1], &until->rel);
         if (r == 0)
                 r = store_parse_int64(reply->element[2], &until->sub);
+        if (r == 0 && reply->element[3]->type != REDIS_REPLY_NIL)       /* earlier versions wrote none */
+                r = store_parse_int64(reply->element[3], due);
         if (r == 0 && !(*marks = strndup(reply->element[0]->str, reply->element[0]->len)))
                 r = -ENOMEM;
         *found = r == 0;

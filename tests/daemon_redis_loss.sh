@@ -37,6 +37,8 @@ ok $? "the daemon carries on to the end"
 sleep 3
 grep -q "restored .* from the changelog" "$TMP/daemon.log"
 ok $? "the daemon rebuilt its state from the changelog"
+wait_until 30 grep -q "forgetting the [0-9]* output ids looked up" "$TMP/daemon.log"
+ok $? "once re-processed, it forgot the output ids it looked up ($(grep -o "forgetting the [0-9]* output ids" "$TMP/daemon.log" | tail -1))"
 assert_exactly_once "$TMP/mcd.conf" ""
 stop_daemon_ok
 grep -E "error|warning" "$TMP/daemon.log" | grep -v "kafka " | sort | uniq -c | sort -rn | head -8 | diag

@@ -17,6 +17,13 @@
 # snapshot after the owner was SIGKILLed; then that a new owner found the
 # rollback, and that the outcome topic holds replay's outcomes (with --now
 # past T), each once, and Redis replay's final states.
+#
+# Second part: the new owner is kept busy with events older than T, so that
+# the timers wait, and is SIGKILLed while they do.  The rollback's lookup
+# must outlive it: the re-processing record stays until nothing is due by
+# the lookup's time, and the third owner looks the outputs up again.
+# Without it (the record was not written when there was no input to
+# re-read) the third owner published the timers' outcomes twice.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 CUSTOMERS=${MCD_ROLLBACK_TIMERS_CUSTOMERS:-30}
@@ -77,17 +84,46 @@ roll_back_redis
 now_seqs=$(seqs_sum)
 ok $([ "$now_seqs" -eq "$snap_seqs" ]; echo $?) "daemon 1 SIGKILLed, Redis rolled back: counters summed $now_seqs"
 
-start_daemon "$TMP/mcd.conf" "$TMP/daemon.2.log"
+# Daemons 2 and 3 see the nudge's repeat (which emits nothing, its stream
+# time before T) every few tenths of a second, under a merge_wait long
+# enough to keep the pair busy: its due scan goes by that stream time, and
+# the timers wait for the feed to stop.
+write_config "$TMP/busy.conf" "batch.wait = 10ms" "merge_wait = 3s"
+( while [ ! -e "$TMP/feed.stop" ]; do publish_events "$TMP/nudge.jsonl" "$TMP/busy.conf"; sleep 0.2; done ) &
+FEED_PID=$!
+PIDS="$PIDS $FEED_PID"
+start_daemon "$TMP/busy.conf" "$TMP/daemon.2.log"
 wait_until 60 grep -q "Redis came back older" "$TMP/daemon.2.log"
 ok $? "daemon 2 found the rollback"
 grep "came back older" "$TMP/daemon.2.log" | head -2 | diag
 wait_until 60 daemon_ready "$TMP/daemon.2.log"
 ok $? "daemon 2 ready"
-# The timers fired again once Redis holds replay's final states; any
-# outcome published twice went out in the same commits.
-wait_until 60 compare_states "$TMP/mcd.conf" "$TMP/want_states"
-ok $? "daemon 2 fired the timers Redis lost"
-sleep 2
+fed=$((snap_offsets + 10))
+fed_past() { [ "$(offsets_sum)" -ge "$fed" ]; }
+wait_until 60 fed_past
+ok $? "daemon 2 applies the feed: offsets summed $(offsets_sum), $fed wanted"
+sleep 4                 # settle checks, once a second
+due_now=$(redis-cli -p "$REDIS_PORT" zcount mcd:due:0 -inf "$(now_ms)")
+ok $([ "$due_now" -ge "$CUSTOMERS" ]; echo $?) "the timers have not fired again on the busy pair: $due_now customers due by now"
+redo_pending
+ok $? "the re-processing record stays while they are due (before, a rollback without input to re-read wrote none)"
+kill -KILL "$DAEMON_PID"
+wait "$DAEMON_PID" 2>/dev/null
+start_daemon "$TMP/busy.conf" "$TMP/daemon.3.log"
+wait_until 60 grep -q "looking up what it already published" "$TMP/daemon.3.log"
+ok $? "daemon 3, started after daemon 2 was SIGKILLed, looked the outputs up again"
+wait_until 60 daemon_ready "$TMP/daemon.3.log"
+ok $? "daemon 3 ready"
+touch "$TMP/feed.stop"
+wait "$FEED_PID"
+# The timers fire again once the pair is idle; any outcome published twice
+# went out in the same commits.
+wait_until 60 compare_states "$TMP/busy.conf" "$TMP/want_states"
+ok $? "daemon 3 fired the timers Redis lost"
+wait_until 30 redo_done
+ok $? "then the re-processing record was dropped"
+wait_until 30 grep -q "forgetting the [0-9]* output ids looked up" "$TMP/daemon.3.log"
+ok $? "and the output ids looked up forgotten ($(grep -o "forgetting the [0-9]* output ids" "$TMP/daemon.3.log" | tail -1))"
 assert_exactly_once "$TMP/mcd.conf" ""
 stop_daemon_ok
 stop_services
