@@ -207,10 +207,8 @@ static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
                 return 0;
         bt->next_due_scan = now + 1000;
         parts = calloc(bt->pairs->n + 1, sizeof(*parts));
-        until = calloc(bt->pairs->n + 1, sizeof(*until));
-        if (!parts || !until) {
+        if (!parts || !(until = calloc(bt->pairs->n + 1, sizeof(*until)))) {
                 free(parts);
-                free(until);
                 return -ENOMEM;
         }
         n_idle = due_partitions(bt, now, parts, until, &n_parts);
@@ -424,7 +422,9 @@ static void while_committing(void *ctx, int load_r) {
 }
 
 /* The store's view of a batch's customers and ready pairs, in sc and sp
- * (room for every customer and pair). */
+ * (room for every customer and pair).  The due entry of a customer the due
+ * scan found is written whatever its state: a stray one (a state deleted by
+ * hand) would be loaded at every scan, and keep re-processing (restore.c). */
 static void store_batch(struct batcher *bt, const struct batch *b, const char *marks, const struct clog_keys *ck,
                         struct mcd_store_batch *sb, struct mcd_store_customer *sc, struct mcd_store_partition *sp) {
         for (size_t i = 0; i < b->n_ids; i++) {
@@ -432,7 +432,7 @@ static void store_batch(struct batcher *bt, const struct batch *b, const char *m
                 sc[i].partition = b->id_partition[i];
                 sc[i].state = b->state[i];
                 sc[i].state_len = b->state_len[i];
-                sc[i].due_known = true;
+                sc[i].due_known = i >= b->n_due;
                 sc[i].had_due = b->had_due[i];
                 sc[i].due_before = b->due_before[i];
         }

@@ -206,26 +206,28 @@ void clog_acks_free(struct clog_acks *l) {
 
 /* ------------------------------------------------- the queue of records -- */
 
+/* Room for one more record.  0 or -ENOMEM. */
+static int clog_reserve(struct publisher *pub) {
+        size_t cap = pub->cap_clog ? pub->cap_clog * 2 : 256;
+        struct clog *v;
+
+        if (pub->n_clog < pub->cap_clog)
+                return 0;
+        if (!(v = realloc(pub->clog, cap * sizeof(*v))))
+                return -ENOMEM;
+        pub->clog = v;
+        pub->cap_clog = cap;
+        return 0;
+}
+
 int clog_push(struct publisher *pub, uint64_t batch, int32_t partition, char *key, char *value, size_t len) {
-        if (key && value && pub->n_clog == pub->cap_clog) {
-                size_t cap = pub->cap_clog ? pub->cap_clog * 2 : 256;
-                struct clog *v = realloc(pub->clog, cap * sizeof(*v));
-                if (v) {
-                        pub->clog = v;
-                        pub->cap_clog = cap;
-                }
-        }
-        if (!key || !value || pub->n_clog == pub->cap_clog) {
+        if (!key || !value || clog_reserve(pub) < 0) {
                 free(key);
                 free(value);
                 return -ENOMEM;
         }
-        pub->clog[pub->n_clog].key = key;
-        pub->clog[pub->n_clog].batch = batch;
-        pub->clog[pub->n_clog].partition = partition;
-        pub->clog[pub->n_clog].held = NULL;
-        pub->clog[pub->n_clog].value_len = len;
-        pub->clog[pub->n_clog++].value = value;
+        pub->clog[pub->n_clog++] = (struct clog){
+                .key = key, .batch = batch, .partition = partition, .value = value, .value_len = len};
         return 0;
 }
 

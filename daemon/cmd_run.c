@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,23 +195,23 @@ int mcd_cmd_run(int argc, char **argv) {
 /* --fetch-delay's and --produce-delay's TOPIC:PARTITION:MS (a topic name may hold no colon):
  * the string is cut at its last two colons.  0 or -EINVAL. */
 static int parse_delay(char *arg, long *partition, long *ms) {
-        char *c2 = strrchr(arg, ':'), *c1, *end = NULL;
+        char *c2 = strrchr(arg, ':'), *c1;
+        long long v[2];
+        int r = -EINVAL;
 
         if (!c2 || c2 == arg)
                 return -EINVAL;
-        *c2 = '\0';
+        *c2 = '\0';                   /* the partition ends there */
         c1 = strrchr(arg, ':');
+        if (c1 && c1 != arg && mcd_parse_digits(c1 + 1, 0, INT32_MAX, &v[0]) >= 0 &&
+            mcd_parse_digits(c2 + 1, 1, 600000, &v[1]) >= 0) {
+                *partition = (long)v[0];
+                *ms = (long)v[1];
+                *c1 = '\0';           /* arg is the topic from here on */
+                r = 0;
+        }
         *c2 = ':';
-        if (!c1 || c1 == arg)
-                return -EINVAL;
-        *ms = strtol(c2 + 1, &end, 10);
-        if (*end || end == c2 + 1 || *ms < 1 || *ms > 600000)
-                return -EINVAL;
-        *partition = strtol(c1 + 1, &end, 10);
-        if (end != c2 || end == c1 + 1 || *partition < 0)
-                return -EINVAL;
-        *c1 = '\0';                   /* arg is the topic from here on */
-        return 0;
+        return r;
 }
 
 /* A Kafka-protocol cluster for tests and demonstrations, in its own process

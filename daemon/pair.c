@@ -115,6 +115,7 @@ void pairs_restart(struct pairs *ps, struct pair *p) {
 
 void redo_forget(struct pair *p) {
         p->redo = false;
+        p->redo_held_since = 0;
         free(p->redo_marks);
         p->redo_marks = NULL;
 }

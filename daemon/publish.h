@@ -86,8 +86,6 @@ struct publisher {
         int n_out_parts[2];          /* outcomes, dlq */
         int64_t *known_end[2];       /* lower bounds for frames produced from now on */
         struct mcd_strmap published; /* ids found on the output topics by reconciliation */
-        bool published_kept;         /* kept for the process's life: a re-processing record was
-                                        unreadable, so where re-processing ends is not known */
         struct pending **pending;    /* in commit order */
         size_t n_pending, cap_pending;
         struct clog *clog;           /* changelog records waiting for delivery, in batch order */

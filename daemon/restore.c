@@ -392,6 +392,18 @@ static bool redo_side_done(const struct pair *p, int t) {
         return until <= 0 || committed >= until || (p->at_end[t] && q_len(&p->q[t]) == 0 && committed == next);
 }
 
+/* The latest time the lost commits can have fired a timer or a deadline by:
+ * the wall clock now, or the pair's stream time when ahead of it
+ * (future-dated events), as this instance left it before the rebuild or
+ * rollback (pair_init sets it back after).  Another instance's stream time
+ * ahead of our clock is not known here (README).  This function can't
+ * fail. */
+static mcd_time_t lookup_time(const struct pair *p) {
+        int64_t now = now_ms();
+
+        return p->stream_time > now ? p->stream_time : now;
+}
+
 /* Before the restored offsets are written, and before the lookup.  A side
  * with nothing after the restored offset (or its first) is done already:
  * 0.  The record is written all the same: timers may have fired in the lost
@@ -412,7 +424,7 @@ static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, con
         }
         redo_forget(p);
         p->redo_until = (struct mcd_offsets){.rel = until[REL], .sub = until[SUB]};
-        p->redo_due = now_ms();
+        p->redo_due = lookup_time(p);
         if (!(p->redo_marks = strdup(marks ? marks : "")))
                 return -ENOMEM;
         r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until, p->redo_due);
@@ -420,28 +432,28 @@ static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, con
         return r;
 }
 
+/* An unreadable record is replaced by one that looks up from the start of
+ * the output topics: where the lost commits began is not known. */
 int redo_check(struct restorer *rs, struct pair *p) {
         char *marks = NULL;
-        bool found, unreadable = false;
-        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &p->redo_until, &p->redo_due);
+        mcd_time_t due = 0;
+        bool found;
+        int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &p->redo_until, &due);
 
         if (r == -EBADMSG) {
                 log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
-                            "looked up from the start of the output topics, and the record dropped", p->partition);
-                unreadable = found = true;
-                r = 0;
+                            "looked up from the start of the output topics, under a new record", p->partition);
+                r = redo_mark(rs, p, "", &p->committed);
+                return r < 0 ? r : collect_published_after(rs->pub, "");
         }
         if (r < 0 || !found)
                 return r;
-        if (!unreadable)
-                log_notice("partition %" PRId32 ": re-processing after a rebuild or a rollback not known done (offsets %" PRId64
-                           "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
-                           p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
+        log_notice("partition %" PRId32 ": re-processing after a rebuild or a rollback not known done (offsets %" PRId64
+                   "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
+                   p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
+        p->redo_due = due > 0 ? due : lookup_time(p);   /* an earlier version's has none: this lookup's */
         r = collect_published_after(rs->pub, marks);
-        rs->pub->published_kept = rs->pub->published_kept || unreadable;
-        if (r >= 0 && unreadable)
-                r = mcd_store_clear_redo(rs->env->store, p->partition);
-        else if (r >= 0) {
+        if (r >= 0) {
                 p->redo = true;
                 p->redo_marks = marks;
                 marks = NULL;
@@ -500,13 +512,25 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
 }
 
 /* Whether something of p is due at or before its lookup's time: its
- * timers may be among the outputs looked up.  1, 0 or a store error. */
-static int redo_due_left(struct restorer *rs, const struct pair *p) {
+ * timers may be among the outputs looked up.  One held so for a minute (a
+ * busy pair's stream time far behind, or a due entry that stays) is named
+ * once: its commits carry the record's marks meanwhile.  1, 0 or a store
+ * error. */
+static int redo_due_left(struct restorer *rs, struct pair *p) {
         char **ids = NULL;
         int32_t *parts = NULL;
         size_t n = 0;
         int r = mcd_store_due(rs->env->store, &p->partition, &p->redo_due, 1, 1, &ids, &parts, &n);
 
+        if (r < 0)
+                log_warning("partition %" PRId32 ": cannot read what is due: %s", p->partition, strerror(-r));
+        else if (n > 0 && p->redo_held_since == 0)
+                p->redo_held_since = mono_ms();
+        else if (n > 0 && p->redo_held_since > 0 && mono_ms() - p->redo_held_since >= 60000) {
+                log_warning("partition %" PRId32 ": its re-processing record is kept a minute now: customer %s "
+                            "is due by the lookup's time and has not fired", p->partition, ids[0]);
+                p->redo_held_since = -1;
+        }
         mcd_store_ids_free(ids, n);
         free(parts);
         return r < 0 ? r : n > 0;
@@ -521,7 +545,7 @@ static int redo_due_left(struct restorer *rs, const struct pair *p) {
 static void published_forget(struct restorer *rs) {
         struct publisher *pub = rs->pub;
 
-        if (pub->published.n == 0 || pub->published_kept)
+        if (pub->published.n == 0)
                 return;
         for (size_t i = 0; i < rs->pairs->n; i++)
                 if (rs->pairs->v[i]->redo)
@@ -533,24 +557,21 @@ static void published_forget(struct restorer *rs) {
         mcd_strmap_clear(&pub->published);
 }
 
-/* Redis is asked what is due at most once a second, for all pairs. */
+/* Once a second: Redis is asked what is due for each pair that could
+ * settle. */
 void redo_settle(struct restorer *rs) {
-        bool may_ask = mono_ms() >= rs->next_due_check, asked = false;
-
+        if (mono_ms() < rs->next_settle)
+                return;
+        rs->next_settle = mono_ms() + 1000;
         for (size_t i = 0; i < rs->pairs->n; i++) {
                 struct pair *p = rs->pairs->v[i];
                 if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB) ||
-                    publish_owed(rs->pub, p->partition) || (p->redo_due > 0 && !may_ask))
-                        continue;
-                asked = asked || p->redo_due > 0;
-                if ((p->redo_due > 0 && redo_due_left(rs, p) != 0) ||
+                    publish_owed(rs->pub, p->partition) || redo_due_left(rs, p) != 0 ||
                     mcd_store_clear_redo(rs->env->store, p->partition) < 0)
                         continue;
                 redo_forget(p);
                 log_info("partition %" PRId32 ": re-processing after the rebuild or rollback done", p->partition);
         }
-        if (asked)
-                rs->next_due_check = mono_ms() + 1000;
         published_forget(rs);
 }
 

@@ -18,7 +18,7 @@ struct restorer {
         struct pairs *pairs;
         struct intake *in;           /* where the input partitions end */
         struct publisher *pub;       /* what the output topics hold; frames owed */
-        int64_t next_due_check;      /* mono ms: redo_settle asks Redis what is due from then on */
+        int64_t next_settle;         /* mono ms: redo_settle's next look (once a second) */
 };
 
 /* On taking a partition over: the frames its outbox holds are produced,
