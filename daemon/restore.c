@@ -367,11 +367,11 @@ out:
  * may already be on the output topics after the restored marks: the
  * rebuild looks those up (collect_published_after) and publishing skips
  * them.  So may the outputs of the timers and park deadlines that fired in
- * the lost commits, by the wall clock at the latest at the lookup: they fire
- * again once due here.  That lookup lives in memory, so Redis keeps where it
- * started (P redo:<p>), how far re-processing goes (the input partitions'
- * ends at the rebuild, below which lies everything processed before the
- * loss) and the lookup's wall time.  A start that finds the record looks the
+ * the lost commits, due at the latest at the lookup's time (lookup_time):
+ * they fire again once due here.  That lookup lives in memory, so Redis
+ * keeps where it started (P redo:<p>), how far re-processing goes (the
+ * input partitions' ends at the rebuild, below which lies everything
+ * processed before the loss) and the lookup's time.  A start that finds the record looks the
  * outputs up again (redo_check), even past those ends: its outbox may hold
  * frames re-made from those events, unsent.  Meanwhile the partition's
  * commits and changelog records carry the record's marks, not later ones,
@@ -522,7 +522,7 @@ static int redo_due_left(struct restorer *rs, struct pair *p) {
         size_t n = 0;
         int r = mcd_store_due(rs->env->store, &p->partition, &p->redo_due, 1, 1, &ids, &parts, &n);
 
-        if (r < 0)
+        if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
                 log_warning("partition %" PRId32 ": cannot read what is due: %s", p->partition, strerror(-r));
         else if (n > 0 && p->redo_held_since == 0)
                 p->redo_held_since = mono_ms();
