@@ -351,6 +351,8 @@ run_to_completion() {  # run_to_completion N: starts the daemon, waits for N eve
         RUN_STEADY_EVENTS=$((_want - ${_n0:-0}))
         RUN_LOAD="$_load0 -> $(loadavg)"
         RUN_HWM=$(proc_kb "$DAEMON_PID" VmHWM)
+        RUN_RSS_FILE=$(proc_kb "$DAEMON_PID" RssFile)   # libraries' pages, at the end
+        RUN_RSS_ANON=$(proc_kb "$DAEMON_PID" RssAnon)
         RUN_CPU=$(proc_cpu "$DAEMON_PID")
         RUN_MINFLT=$(proc_minflt "$DAEMON_PID")
         RUN_CPU_READY=${_cpu_ready:-$RUN_CPU}
@@ -656,6 +658,7 @@ if [ "$DO_RSS" = 1 ]; then
                 publish "$RSS_EVENTS" "$c" 3
                 run_to_completion "$PUB_EVENTS"
                 row "daemon peak RSS, $c customers, $PUB_EVENTS events" "$(fdiv "$RUN_HWM" 1024 1) MiB ($(fdiv "$PUB_EVENTS" "$RUN_SECS") events/s, Redis $RUN_REDIS_MEM)"
+                row "  at the end: anonymous / file-backed (libraries) RSS" "$(fdiv "$RUN_RSS_ANON" 1024 1) / $(fdiv "$RUN_RSS_FILE" 1024 1) MiB"
                 services_down
         done
 fi
