@@ -115,6 +115,8 @@ void pairs_restart(struct pairs *ps, struct pair *p) {
 
 void redo_forget(struct pair *p) {
         p->redo = false;
+        p->redo_seen = 0;
+        p->redo_covered = false;
         p->redo_held_since = 0;
         free(p->redo_marks);
         p->redo_marks = NULL;

@@ -77,7 +77,10 @@ struct pair {
         bool rolled_back;            /* Redis was found older than our commits: rollback_redo at init */
         bool redo;                   /* rebuilt, re-processed up to redo_until: see redo_check */
         struct mcd_offsets redo_until;
-        mcd_time_t redo_due;         /* the lookup's time (ms): settled once nothing is due by it */
+        mcd_time_t redo_due;         /* the lookup's time (ms), raised once (redo_cover): settled once
+                                      * nothing is due by it */
+        mcd_time_t redo_seen;        /* the latest outcome the lookup found, by its producer's clock (ms) */
+        bool redo_covered;           /* redo_due raised to what re-processing and the lookup showed */
         int64_t redo_held_since;     /* mono ms something due first kept the record, 0 not yet, -1 named */
         char *redo_marks;            /* where the lookup starts; the pair's marks while redo */
 };

@@ -85,9 +85,18 @@ static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf
         return buf;
 }
 
+/* *latest raised to m's create time.  This function can't fail. */
+static void raise_latest(const rd_kafka_message_t *m, int64_t *latest) {
+        rd_kafka_timestamp_type_t type;
+        int64_t ts = rd_kafka_message_timestamp(m, &type);
+
+        if (type == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > *latest)
+                *latest = ts;
+}
+
 /* Adds to pub->published the ids of every message of the output topics from
- * the given offsets to their current ends. */
-int collect_published(struct publisher *pub, int64_t *from[2]) {
+ * the given offsets to their current ends (publish.h). */
+int collect_published(struct publisher *pub, int64_t *from[2], int64_t *latest) {
         const char *topics[2] = {pub->env->cfg->topic_outcomes, pub->env->cfg->topic_dlq};
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
         int64_t *end[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
@@ -135,6 +144,8 @@ int collect_published(struct publisher *pub, int64_t *from[2]) {
                 if (!m)
                         continue;
                 t = strcmp(rd_kafka_topic_name(m->rkt), topics[0]) == 0 ? 0 : 1;
+                if (!m->err && t == 0 && latest)
+                        raise_latest(m, latest);
                 if (!m->err && rd_kafka_message_headers(m, &h) == 0 && header_str(h, MCD_ID_HEADER, id, sizeof(id)))
                         r = mcd_strmap_put(&pub->published, id, (void *)1);
                 if ((!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) &&
@@ -165,13 +176,13 @@ out:
 
 /* collect_published from stored marks (from the topics' start where they
  * say nothing). */
-int collect_published_after(struct publisher *pub, const char *marks) {
+int collect_published_after(struct publisher *pub, const char *marks, int64_t *latest) {
         int64_t *from[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
         int r = -ENOMEM;
 
         if (from[0] && from[1]) {
                 marks_parse(pub, marks, from);
-                r = collect_published(pub, from);
+                r = collect_published(pub, from, latest);
         }
         free(from[0]);
         free(from[1]);

@@ -51,7 +51,7 @@ int pair_reconcile(struct restorer *rs, struct pair *p) {
         log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
         r = mcd_store_get_marks(rs->env->store, p->partition, &marks);
         if (r >= 0)
-                r = collect_published_after(rs->pub, marks);
+                r = collect_published_after(rs->pub, marks, NULL);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 r = pending_push(rs->pub, frames[i], lens[i], p->partition, 0);
                 if (r >= 0)
@@ -367,18 +367,19 @@ out:
  * may already be on the output topics after the restored marks: the
  * rebuild looks those up (collect_published_after) and publishing skips
  * them.  So may the outputs of the timers and park deadlines that fired in
- * the lost commits, due at the latest at the lookup's time (lookup_time):
- * they fire again once due here.  That lookup lives in memory, so Redis
- * keeps where it started (P redo:<p>), how far re-processing goes (the
- * input partitions' ends at the rebuild, below which lies everything
- * processed before the loss) and the lookup's time.  A start that finds the record looks the
- * outputs up again (redo_check), even past those ends: its outbox may hold
- * frames re-made from those events, unsent.  Meanwhile the partition's
- * commits and changelog records carry the record's marks, not later ones,
- * so that a second loss looks up as far back as the first.  The record goes
- * once every side is re-processed, nothing of the partition is due at or
- * before the lookup's time, and every frame committed for the partition is
- * delivered (redo_settle).
+ * the lost commits, due at the latest at the lookup's time (lookup_time,
+ * raised by what re-processing and the lookup show: redo_cover): they fire
+ * again once due here.  That lookup lives in memory, so Redis keeps where
+ * it started (P redo:<p>), how far re-processing goes (the input
+ * partitions' ends at the rebuild, below which lies everything processed
+ * before the loss) and the lookup's time.  A start that finds the record
+ * looks the outputs up again (redo_check), even past those ends: its
+ * outbox may hold frames re-made from those events, unsent.  Meanwhile the
+ * partition's commits and changelog records carry the record's marks, not
+ * later ones, so that a second loss looks up as far back as the first.
+ * The record goes once every side is re-processed, nothing of the
+ * partition is due at or before the lookup's time, and every frame
+ * committed for the partition is delivered (redo_settle).
  * (The record in memory: pair.h's redo fields.) */
 
 /* A side is re-processed when its committed offset reached the recorded
@@ -392,12 +393,13 @@ static bool redo_side_done(const struct pair *p, int t) {
         return until <= 0 || committed >= until || (p->at_end[t] && q_len(&p->q[t]) == 0 && committed == next);
 }
 
-/* The latest time the lost commits can have fired a timer or a deadline by:
- * the wall clock now, or the pair's stream time when ahead of it
- * (future-dated events), as this instance left it before the rebuild or
- * rollback (pair_init sets it back after).  Another instance's stream time
- * ahead of our clock is not known here (README).  This function can't
- * fail. */
+/* The latest time the lost commits can have fired a timer or a deadline by,
+ * as far as this instance knows at the lookup: the wall clock now, or the
+ * pair's stream time when ahead of it (future-dated events), as this
+ * instance left it before the rebuild or rollback (pair_init sets it back
+ * after).  Another instance's clock may have run ahead of both: redo_cover
+ * raises it once the lookup and re-processing show more.  This function
+ * can't fail. */
 static mcd_time_t lookup_time(const struct pair *p) {
         int64_t now = now_ms();
 
@@ -444,7 +446,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                 log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
                             "looked up from the start of the output topics, under a new record", p->partition);
                 r = redo_mark(rs, p, "", &p->committed);
-                return r < 0 ? r : collect_published_after(rs->pub, "");
+                return r < 0 ? r : collect_published_after(rs->pub, "", &p->redo_seen);
         }
         if (r < 0 || !found)
                 return r;
@@ -452,7 +454,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                    "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                    p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         p->redo_due = due > 0 ? due : lookup_time(p);   /* an earlier version's has none: this lookup's */
-        r = collect_published_after(rs->pub, marks);
+        r = collect_published_after(rs->pub, marks, &p->redo_seen);
         if (r >= 0) {
                 p->redo = true;
                 p->redo_marks = marks;
@@ -502,7 +504,7 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         if (r >= 0)
                 r = redo_mark(rs, p, marks, &p->committed);
         if (r >= 0)
-                r = collect_published_after(rs->pub, marks);
+                r = collect_published_after(rs->pub, marks, &p->redo_seen);
         if (r >= 0)             /* the counter goes on from ours, never back */
                 r = raise_seq(rs, p, known_seq);
         if (r >= 0)
@@ -524,7 +526,7 @@ static int redo_due_left(struct restorer *rs, struct pair *p) {
 
         if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
                 log_warning("partition %" PRId32 ": cannot read what is due: %s", p->partition, strerror(-r));
-        else if (n > 0 && p->redo_held_since == 0)
+        else if (n > 0 && p->redo_held_since == 0 && p->redo_due <= now_ms())   /* not while due ahead of us */
                 p->redo_held_since = mono_ms();
         else if (n > 0 && p->redo_held_since > 0 && mono_ms() - p->redo_held_since >= 60000) {
                 log_warning("partition %" PRId32 ": its re-processing record is kept a minute now: customer %s "
@@ -557,6 +559,38 @@ static void published_forget(struct restorer *rs) {
         mcd_strmap_clear(&pub->published);
 }
 
+/* Once, when the input is re-processed: the lookup's time raised to what
+ * re-processing and the lookup showed, and kept in the record (a later
+ * owner may have nothing left to re-process).  That is the pair's stream
+ * time (the lost commits' events, applied again here), and the latest
+ * outcome looked up: librdkafka stamped it with its producer's clock when
+ * producing it, after the timers it fired were due by that clock, which
+ * may run ahead of ours (another instance's).  Logged when ahead of ours.
+ * 0 or a store error (tried again a second later). */
+static int redo_cover(struct restorer *rs, struct pair *p) {
+        mcd_time_t t = p->redo_seen > p->stream_time ? p->redo_seen : p->stream_time;
+        int64_t now = now_ms();
+        int r = 0;
+
+        if (p->redo_covered)
+                return 0;
+        if (t > p->redo_due)
+                r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until, t);
+        if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
+                log_warning("partition %" PRId32 ": cannot raise its re-processing record's time: %s",
+                            p->partition, mcd_store_strerror(r));
+        if (r < 0)
+                return r;
+        if (t > p->redo_due && t > now)
+                log_notice("partition %" PRId32 ": the outputs looked up or the events re-processed run %" PRId64
+                           " ms past this clock: re-processing is done once what is due by then has fired",
+                           p->partition, t - now);
+        if (t > p->redo_due)
+                p->redo_due = t;
+        p->redo_covered = true;
+        return 0;
+}
+
 /* Once a second: Redis is asked what is due for each pair that could
  * settle. */
 void redo_settle(struct restorer *rs) {
@@ -565,8 +599,9 @@ void redo_settle(struct restorer *rs) {
         rs->next_settle = mono_ms() + 1000;
         for (size_t i = 0; i < rs->pairs->n; i++) {
                 struct pair *p = rs->pairs->v[i];
-                if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB) ||
-                    publish_owed(rs->pub, p->partition) || redo_due_left(rs, p) != 0 ||
+                if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB))
+                        continue;
+                if (redo_cover(rs, p) < 0 || publish_owed(rs->pub, p->partition) || redo_due_left(rs, p) != 0 ||
                     mcd_store_clear_redo(rs->env->store, p->partition) < 0)
                         continue;
                 redo_forget(p);
@@ -745,7 +780,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         if (r >= 0)
                 r = restore_partition(rs, p, &sc, from);
         if (r >= 0 && (mcd_strmap_get(&sc.latest, sc.offsets_key) || p->origin_marks))
-                r = collect_published(rs->pub, from);
+                r = collect_published(rs->pub, from, &p->redo_seen);
         scan_free(&sc);
         free(from[0]);
         free(from[1]);

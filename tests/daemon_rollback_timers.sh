@@ -37,53 +37,15 @@ ok $? "daemon 1 ready"
 
 s=$(now_ms)
 T=$((s + LEAD_MS))
-for step in 4 3 2 1; do
-        i=0
-        while [ "$i" -lt "$CUSTOMERS" ]; do
-                c="cust-$i"
-                case $step in
-                4) ev "$c-r" $((s - 4000)) "$c" RelationshipRequested "$EV_REL" ;;
-                3) ev "$c-s" $((s - 3000)) "$c" SubscriptionReported \
-                        "\"subscription_id\":\"m365-$i\",$EV_SUB,\"term_end\":\"$(iso "$T")\"" ;;
-                2) ev "$c-a" $((s - 2000)) "$c" RelationshipAccepted "$EV_REL" ;;
-                1) ev "$c-w" $((s - 1000)) "$c" SwitchRequested "\"subscription_id\":\"m365-$i\",\"target_partner_id\":\"partner-fabrikam\"" ;;
-                esac
-                i=$((i + 1))
-        done
-done > "$TMP/history.jsonl"
-ev nudge $((s - 500)) c-nudge RelationshipRequested "$EV_REL" > "$TMP/nudge.jsonl"
-cat "$TMP/history.jsonl" "$TMP/nudge.jsonl" "$TMP/nudge.jsonl" > "$TMP/in.jsonl"
+blocked_switches "$CUSTOMERS" "$s" "$T"
 n_before=$($MCD replay "$TMP/in.jsonl" | wc -l)
 expect_replay --now "$(iso $((T + 60000)))" "$TMP/in.jsonl"
 ok $([ "$n_want" -gt "$n_before" ]; echo $?) "replay: $n_before outcomes before T, $n_want once the timers fired"
 
-publish_events "$TMP/history.jsonl"
-wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$((n_before - 1))"
-publish_events "$TMP/nudge.jsonl"
-wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_before"
-ok $? "daemon 1 published the $n_before outcomes before T"
-publish_events "$TMP/nudge.jsonl"
-wait_until 30 sh -c "[ \$(redis-cli -p $REDIS_PORT llen mcd:outbox:0) -eq 0 ]"
-sleep 2                 # the group's copy is sent at most once a second
-framed=$(redis-cli -p "$REDIS_PORT" llen mcd:outbox:0)
+apply_then_snapshot "$n_before"
 left=$((T - $(now_ms)))
-ok $([ "$left" -gt 1000 ] && [ "$framed" -eq 0 ]; echo $?) "snapshot taken $left ms before T, $framed frames in the outbox"
-snapshot_redis
-snap_seqs=$(in_snapshot seqs_sum)
-snap_offsets=$(snapshot_sum)
-
-wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$n_want"
-ok $? "daemon 1 fired the timers by the wall clock: $n_want outcomes"
-sleep 5                 # the last timer commits' copy to the group, sent at most once a second
-seqs=$(seqs_sum)
-offsets=$(offsets_sum)
-ok $([ "$offsets" -eq "$snap_offsets" ] && [ "$seqs" -gt "$snap_seqs" ]; echo $?) \
-        "the commits after the snapshot moved no offset (summed $snap_offsets, then $offsets) and counted on ($snap_seqs, then $seqs)"
-kill -KILL "$DAEMON_PID"
-wait "$DAEMON_PID" 2>/dev/null
-roll_back_redis
-now_seqs=$(seqs_sum)
-ok $([ "$now_seqs" -eq "$snap_seqs" ]; echo $?) "daemon 1 SIGKILLed, Redis rolled back: counters summed $now_seqs"
+ok $([ "$left" -gt 1000 ]; echo $?) "the snapshot taken $left ms before T"
+timers_rolled_back "$n_want"
 
 # Daemons 2 and 3 see the nudge's repeat (which emits nothing; its stream
 # time is before T) every few tenths of a second, under a merge_wait long

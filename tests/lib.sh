@@ -347,6 +347,70 @@ ev() {  # ev ID MS CUSTOMER TYPE REST: one input event, occurred_at MS
                 "$1" "$(iso "$2")" "$3" "$4" "$5"
 }
 
+# blocked_switches N S T: N customers' switches blocked until term_end T
+# (their events in the 4 s before S) in $TMP/history.jsonl; an event of a
+# customer of its own (c-nudge, at S - 0.5 s) in $TMP/nudge.jsonl; the
+# history, the nudge and its repeat (which emits nothing) in $TMP/in.jsonl.
+blocked_switches() {
+        for _step in 4 3 2 1; do
+                _i=0
+                while [ "$_i" -lt "$1" ]; do
+                        _c="cust-$_i"
+                        case $_step in
+                        4) ev "$_c-r" $(($2 - 4000)) "$_c" RelationshipRequested "$EV_REL" ;;
+                        3) ev "$_c-s" $(($2 - 3000)) "$_c" SubscriptionReported \
+                                "\"subscription_id\":\"m365-$_i\",$EV_SUB,\"term_end\":\"$(iso "$3")\"" ;;
+                        2) ev "$_c-a" $(($2 - 2000)) "$_c" RelationshipAccepted "$EV_REL" ;;
+                        1) ev "$_c-w" $(($2 - 1000)) "$_c" SwitchRequested \
+                                "\"subscription_id\":\"m365-$_i\",\"target_partner_id\":\"partner-fabrikam\"" ;;
+                        esac
+                        _i=$((_i + 1))
+                done
+        done > "$TMP/history.jsonl"
+        ev nudge $(($2 - 500)) c-nudge RelationshipRequested "$EV_REL" > "$TMP/nudge.jsonl"
+        cat "$TMP/history.jsonl" "$TMP/nudge.jsonl" "$TMP/nudge.jsonl" > "$TMP/in.jsonl"
+}
+
+# apply_then_snapshot N_BEFORE: the daemon applies blocked_switches' history
+# and the nudge (N_BEFORE outcomes), then the nudge's repeat, whose commit
+# trims the outbox (so that the next owner has nothing to reconcile, whose
+# lookup would find the timers' outcomes); Redis is then snapshotted
+# (snapshot_redis), the offsets summed in snap_offsets, the commit counters
+# in snap_seqs.  2 TAP lines.
+apply_then_snapshot() {
+        publish_events "$TMP/history.jsonl"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$(($1 - 1))"
+        publish_events "$TMP/nudge.jsonl"
+        wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$1"
+        ok $? "the daemon published the $1 outcomes before the timers"
+        publish_events "$TMP/nudge.jsonl"
+        wait_until 30 sh -c "[ \$(redis-cli -p $REDIS_PORT llen mcd:outbox:0) -eq 0 ]"
+        sleep 2                 # the group's copy is sent at most once a second
+        _framed=$(redis-cli -p "$REDIS_PORT" llen mcd:outbox:0)
+        snapshot_redis
+        ok $([ "$_framed" -eq 0 ]; echo $?) "snapshot taken with $_framed frames in the outbox"
+        snap_seqs=$(in_snapshot seqs_sum)
+        snap_offsets=$(snapshot_sum)
+}
+
+# timers_rolled_back N: the daemon ($DAEMON_PID) fires the timers (N outcomes
+# in all) in commits that move no offset, is SIGKILLed, and Redis is rolled
+# back to apply_then_snapshot's snapshot.  3 TAP lines.
+timers_rolled_back() {
+        wait_until 90 outcomes_at_least "$TMP/mcd.conf" "$1"
+        ok $? "the daemon fired the timers: $1 outcomes"
+        sleep 5                 # the last timer commits' copy to the group, sent at most once a second
+        _seqs=$(seqs_sum)
+        _offsets=$(offsets_sum)
+        ok $([ "$_offsets" -eq "$snap_offsets" ] && [ "$_seqs" -gt "$snap_seqs" ]; echo $?) \
+                "the commits after the snapshot moved no offset (summed $snap_offsets, then $_offsets) and counted on ($snap_seqs, then $_seqs)"
+        kill -KILL "$DAEMON_PID"
+        wait "$DAEMON_PID" 2>/dev/null
+        roll_back_redis
+        _seqs=$(seqs_sum)
+        ok $([ "$_seqs" -eq "$snap_seqs" ]; echo $?) "the daemon SIGKILLed, Redis rolled back: counters summed $_seqs"
+}
+
 # expect_replay [REPLAY OPTIONS...] FILE: what the daemon must give for FILE,
 # as replay gives it: the outcomes, messages stripped and sorted, in
 # $TMP/want (their count in n_want), the final states in $TMP/want_states.
