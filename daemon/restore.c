@@ -562,11 +562,12 @@ static void published_forget(struct restorer *rs) {
 /* Once, when the input is re-processed: the lookup's time raised to what
  * re-processing and the lookup showed, and kept in the record (a later
  * owner may have nothing left to re-process).  That is the pair's stream
- * time (the lost commits' events, applied again here), and the latest
- * outcome looked up: librdkafka stamped it with its producer's clock when
- * producing it, after the timers it fired were due by that clock, which
- * may run ahead of ours (another instance's).  Logged when ahead of ours.
- * 0 or a store error (tried again a second later). */
+ * time (the lost commits' events, applied again here, and any later), and
+ * the latest outcome looked up (of any partition: the outcome topic is
+ * keyed by customer): librdkafka stamped it with its producer's clock
+ * when producing it, after the timers it fired were due by that clock,
+ * which may run ahead of ours (another instance's).  Logged when ahead of
+ * ours.  0 or a store error (tried again a second later). */
 static int redo_cover(struct restorer *rs, struct pair *p) {
         mcd_time_t t = p->redo_seen > p->stream_time ? p->redo_seen : p->stream_time;
         int64_t now = now_ms();
@@ -575,7 +576,7 @@ static int redo_cover(struct restorer *rs, struct pair *p) {
         if (p->redo_covered)
                 return 0;
         if (t > p->redo_due)
-                r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until, t);
+                r = mcd_store_raise_redo_due(rs->env->store, p->partition, p->redo_marks, t);
         if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
                 log_warning("partition %" PRId32 ": cannot raise its re-processing record's time: %s",
                             p->partition, mcd_store_strerror(r));

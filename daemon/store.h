@@ -231,6 +231,9 @@ int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
                        struct mcd_offsets *until, mcd_time_t *due);
 int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
+/* The record's due raised to due, if the record is there with these marks
+ * and an earlier due; nothing otherwise. */
+int mcd_store_raise_redo_due(struct mcd_store *s, int32_t partition, const char *marks, mcd_time_t due);
 
 /* The changelog records of a partition whose append failed, by their key
  * (a customer's id, or the partition's offsets key): added by whichever

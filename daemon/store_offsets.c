@@ -127,6 +127,29 @@ int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks
         return store_integer_command(s, &a, &v);
 }
 
+/* Raises due only, and only in the record with these marks: a stalled or
+ * fenced owner's raise can neither bring back a record cleared since nor
+ * touch another lookup's (a raise only keeps a record longer). */
+static const char RAISE_DUE_SCRIPT[] =
+        "if redis.call('HGET', KEYS[1], 'marks') == ARGV[1] and\n"
+        "   tonumber(redis.call('HGET', KEYS[1], 'due') or '0') < tonumber(ARGV[2]) then\n"
+        "  redis.call('HSET', KEYS[1], 'due', ARGV[2])\n"
+        "end\n"
+        "return 0\n";
+
+int mcd_store_raise_redo_due(struct mcd_store *s, int32_t partition, const char *marks, mcd_time_t due) {
+        struct args a = {0};
+        int64_t ignored;
+
+        args_add_str(&a, "EVAL");
+        args_add_str(&a, RAISE_DUE_SCRIPT);
+        args_add_str(&a, "1");
+        args_add_key(&a, s, "redo", partition);
+        args_add_str(&a, marks);
+        args_addf(&a, "%" PRId64, due);
+        return store_integer_command(s, &a, &ignored);
+}
+
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
                        struct mcd_offsets *until, mcd_time_t *due) {
         static const char *const fields[] = {"marks", "rel", "sub", "due"};

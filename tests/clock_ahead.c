@@ -61,7 +61,7 @@ int gettimeofday(struct timeval *restrict tv, void *restrict tz) {
 }
 
 time_t time(time_t *t) {
-        struct timespec ts;
+        struct timespec ts = {0};
 
         clock_gettime(CLOCK_REALTIME, &ts);
         if (t)

@@ -759,6 +759,31 @@ static void test_offsets(struct mcd_store *s, int64_t gen) {
         ok(o.rel == 42 && o.sub == 9000000000LL, "unchanged when set_offsets is false");
 }
 
+/* The re-processing record: written, read back, its due raised only in
+ * the record with the same marks and only upwards, never brought back. */
+static void test_redo(struct mcd_store *s) {
+        struct mcd_offsets until = {0, 0};
+        mcd_time_t due = 0;
+        char *marks = NULL;
+        bool found = false;
+
+        is_int(mcd_store_set_redo(s, 3, "o=5", (struct mcd_offsets){7, 8}, 1000), 0, "redo record written");
+        is_int(mcd_store_raise_redo_due(s, 3, "o=4", 5000), 0, "raise under other marks");
+        is_int(mcd_store_raise_redo_due(s, 3, "o=5", 500), 0, "raise to an earlier time");
+        is_int(mcd_store_get_redo(s, 3, &found, &marks, &until, &due), 0, "redo record read");
+        ok(found && strcmp(marks, "o=5") == 0 && until.rel == 7 && until.sub == 8, "marks and ends as written");
+        is_int(due, 1000, "due unchanged by either");
+        free(marks);
+        is_int(mcd_store_raise_redo_due(s, 3, "o=5", 5000), 0, "raise to a later time");
+        is_int(mcd_store_get_redo(s, 3, &found, &marks, &until, &due), 0, "read again");
+        is_int(due, 5000, "due raised");
+        free(marks);
+        is_int(mcd_store_clear_redo(s, 3), 0, "record cleared");
+        is_int(mcd_store_raise_redo_due(s, 3, "o=5", 9000), 0, "raise after the clear");
+        is_int(mcd_store_get_redo(s, 3, &found, &marks, &until, &due), 0, "read after the clear");
+        ok(!found && marks == NULL, "the raise brought nothing back");
+}
+
 static bool outbox_is(struct mcd_store *s, const void *const *want, const size_t *want_lens, size_t n) {
         void **frames = NULL;
         size_t *lens = NULL, got = 0;
@@ -1509,6 +1534,7 @@ static void test_store(struct srv *sv) {
         test_corrupt(s, sv->port);
         test_parallel_load(s, sv->port, gen);
         test_offsets(s, gen);
+        test_redo(s);
         test_outbox(s, gen);
         test_clog_owed(s, gen);
         test_due(s, gen);
