@@ -409,8 +409,10 @@ static mcd_time_t lookup_time(const struct pair *p) {
 /* Before the restored offsets are written, and before the lookup.  A side
  * with nothing after the restored offset (or its first) is done already:
  * 0.  The record is written all the same: timers may have fired in the lost
- * commits. */
-static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, const struct mcd_offsets *restored) {
+ * commits.  Its time is the lookup's, or due_floor when later (an older
+ * record's, raised by what its owner found). */
+static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, const struct mcd_offsets *restored,
+                     mcd_time_t due_floor) {
         int64_t lo, hi, until[2], from[2] = {restored->rel, restored->sub};
         int r;
 
@@ -427,9 +429,12 @@ static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, con
         redo_forget(p);
         p->redo_until = (struct mcd_offsets){.rel = until[REL], .sub = until[SUB]};
         p->redo_due = lookup_time(p);
+        if (due_floor > p->redo_due)
+                p->redo_due = due_floor;
         if (!(p->redo_marks = strdup(marks ? marks : "")))
                 return -ENOMEM;
-        r = mcd_store_set_redo(rs->env->store, p->partition, p->redo_marks, p->redo_until, p->redo_due);
+        r = mcd_store_set_redo(rs->env->store, p->partition, p->generation, p->redo_marks, p->redo_until,
+                               p->redo_due);
         p->redo = r >= 0;
         return r;
 }
@@ -445,7 +450,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
         if (r == -EBADMSG) {
                 log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
                             "looked up from the start of the output topics, under a new record", p->partition);
-                r = redo_mark(rs, p, "", &p->committed);
+                r = redo_mark(rs, p, "", &p->committed, 0);
                 return r < 0 ? r : collect_published_after(rs->pub, "", &p->redo_seen);
         }
         if (r < 0 || !found)
@@ -476,16 +481,16 @@ int raise_seq(struct restorer *rs, struct pair *p, int64_t seq) {
  * replica, an old snapshot): what was committed since is on the output
  * topics, no longer in Redis.  The partition is re-processed from Redis's
  * offsets as after a rebuild, under a re-processing record from Redis's
- * marks (or an older record's) to the input's ends, so that whichever
- * instance owns it next looks up what is already published; and looked up
- * now.  Its changelog records not yet appended are dropped: those of the
+ * marks (or an older record's, and no earlier than its time) to the
+ * input's ends, so that whichever instance owns it next looks up what is
+ * already published; and looked up now.  Its changelog records not yet appended are dropped: those of the
  * batches Redis still holds are on its owed list, which the claim's repair
  * appends as Redis holds them, and the later ones re-processing derives
  * again.  Appended after the repair, a held offsets record would put the
  * changelog's offsets past the older customers the repair appended. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         struct mcd_offsets until;
-        mcd_time_t due;
+        mcd_time_t due = 0;
         char *marks = NULL;
         bool found = false;
         int r = mcd_store_get_redo(rs->env->store, p->partition, &found, &marks, &until, &due);
@@ -502,7 +507,7 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         if (r >= 0)     /* what is in flight lands before the topics are read */
                 r = mcd_kafka_flush(rs->env->producer, 30000);
         if (r >= 0)
-                r = redo_mark(rs, p, marks, &p->committed);
+                r = redo_mark(rs, p, marks, &p->committed, found ? due : 0);
         if (r >= 0)
                 r = collect_published_after(rs->pub, marks, &p->redo_seen);
         if (r >= 0)             /* the counter goes on from ours, never back */
@@ -571,23 +576,23 @@ static void published_forget(struct restorer *rs) {
 static int redo_cover(struct restorer *rs, struct pair *p) {
         mcd_time_t t = p->redo_seen > p->stream_time ? p->redo_seen : p->stream_time;
         int64_t now = now_ms();
-        int r = 0;
+        int r;
 
         if (p->redo_covered)
                 return 0;
-        if (t > p->redo_due)
-                r = mcd_store_raise_redo_due(rs->env->store, p->partition, p->redo_marks, t);
-        if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
-                log_warning("partition %" PRId32 ": cannot raise its re-processing record's time: %s",
-                            p->partition, mcd_store_strerror(r));
-        if (r < 0)
-                return r;
-        if (t > p->redo_due && t > now)
-                log_notice("partition %" PRId32 ": the outputs looked up or the events re-processed run %" PRId64
-                           " ms past this clock: re-processing is done once what is due by then has fired",
-                           p->partition, t - now);
-        if (t > p->redo_due)
+        if (t > p->redo_due) {
+                r = mcd_store_raise_redo_due(rs->env->store, p->partition, p->generation, p->redo_marks, t);
+                if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
+                        log_warning("partition %" PRId32 ": cannot raise its re-processing record's time: %s",
+                                    p->partition, mcd_store_strerror(r));
+                if (r < 0)
+                        return r;
+                if (t > now)
+                        log_notice("partition %" PRId32 ": the outputs looked up or the events re-processed run %"
+                                   PRId64 " ms past this clock: re-processing is done once what is due by then "
+                                   "has fired", p->partition, t - now);
                 p->redo_due = t;
+        }
         p->redo_covered = true;
         return 0;
 }
@@ -603,7 +608,7 @@ void redo_settle(struct restorer *rs) {
                 if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB))
                         continue;
                 if (redo_cover(rs, p) < 0 || publish_owed(rs->pub, p->partition) || redo_due_left(rs, p) != 0 ||
-                    mcd_store_clear_redo(rs->env->store, p->partition) < 0)
+                    mcd_store_clear_redo(rs->env->store, p->partition, p->generation) < 0)
                         continue;
                 redo_forget(p);
                 log_info("partition %" PRId32 ": re-processing after the rebuild or rollback done", p->partition);
@@ -647,7 +652,7 @@ static int restore_origin(struct restorer *rs, struct pair *p, int64_t *from[2])
         log_notice("partition %" PRId32 ": the changelog holds nothing of it, the consumer group says where its "
                    "outputs begin: looking them up from there", p->partition);
         marks_parse(rs->pub, p->origin_marks, from);
-        return redo_mark(rs, p, p->origin_marks, &none);
+        return redo_mark(rs, p, p->origin_marks, &none, 0);
 }
 
 /* Whether key is an earlier version's key of a customer whose id starts
@@ -717,7 +722,7 @@ static int restore_partition(struct restorer *rs, struct pair *p, struct changel
                                         marks = m && *m ? strdup(m) : NULL;
                                         sp.marks = marks;
                                         marks_parse(rs->pub, marks, from);
-                                        r = redo_mark(rs, p, marks, &sp.offsets);
+                                        r = redo_mark(rs, p, marks, &sp.offsets, 0);
                                 } else {
                                         log_error("partition %" PRId32 ": the changelog's offsets record is unreadable",
                                                   p->partition);

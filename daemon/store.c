@@ -173,6 +173,12 @@ void args_add_key(struct args *a, const struct mcd_store *s, const char *kind, i
         args_take(a, store_key(s, "%s:%" PRId32, kind, partition));
 }
 
+void args_add_eval(struct args *a, const char *script, int keys) {
+        args_add_str(a, "EVAL");
+        args_add_str(a, script);
+        args_addf(a, "%d", keys);
+}
+
 /* A bulk reply as an int64; -EBADMSG when it is not one. */
 int store_parse_int64(const redisReply *r, int64_t *out) {
         char buf[32], *end;

@@ -225,15 +225,19 @@ int mcd_store_offsets_stored(struct mcd_store *s, int32_t partition, bool *store
  * when there is none, else *marks a heap string, maybe empty; *until is
  * undefined unless found; *due 0 for an earlier version's record without
  * one); cleared once the offsets have reached `until`, nothing is due at or
- * before `due`, and the partition's frames are delivered. */
-int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until,
-                       mcd_time_t due);
+ * before `due`, and the partition's frames are delivered.  Set, raised and
+ * cleared only under the generation the caller claimed the partition
+ * under, so that an owner stalled past another's claim touches nothing of
+ * the new owner's: -ESTALE when Redis names another, -ENODATA when none. */
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, int64_t generation, const char *marks,
+                       struct mcd_offsets until, mcd_time_t due);
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
                        struct mcd_offsets *until, mcd_time_t *due);
-int mcd_store_clear_redo(struct mcd_store *s, int32_t partition);
+int mcd_store_clear_redo(struct mcd_store *s, int32_t partition, int64_t generation);
 /* The record's due raised to due, if the record is there with these marks
  * and an earlier due; nothing otherwise. */
-int mcd_store_raise_redo_due(struct mcd_store *s, int32_t partition, const char *marks, mcd_time_t due);
+int mcd_store_raise_redo_due(struct mcd_store *s, int32_t partition, int64_t generation, const char *marks,
+                             mcd_time_t due);
 
 /* The changelog records of a partition whose append failed, by their key
  * (a customer's id, or the partition's offsets key): added by whichever

@@ -94,9 +94,7 @@ int mcd_store_claim(struct mcd_store *s, int32_t partition, int64_t floor, int64
         int64_t g = 0;
         int r;
 
-        args_add_str(&a, "EVAL");
-        args_add_str(&a, CLAIM_SCRIPT);
-        args_add_str(&a, "1");
+        args_add_eval(&a, CLAIM_SCRIPT, 1);
         args_add_key(&a, s, "gen", partition);
         args_addf(&a, "%" PRId64, floor);
         args_addf(&a, "%" PRId64, ours > 0 ? ours : 0);

@@ -101,6 +101,9 @@ void args_take(struct args *a, char *s);
 void args_addf(struct args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Adds the key P <kind>:<partition>. */
 void args_add_key(struct args *a, const struct mcd_store *s, const char *kind, int32_t partition);
+/* Starts a script's command: EVAL, the script (static) and how many keys
+ * the caller adds next, before the script's arguments. */
+void args_add_eval(struct args *a, const char *script, int keys);
 void args_free(struct args *a);
 
 /* The key P <fmt...> as a heap string, NULL when out of memory. */

@@ -64,9 +64,7 @@ int mcd_store_raise_seq(struct mcd_store *s, int32_t partition, int64_t seq) {
         struct args a = {0};
         int64_t ignored;
 
-        args_add_str(&a, "EVAL");
-        args_add_str(&a, RAISE_SCRIPT);
-        args_add_str(&a, "1");
+        args_add_eval(&a, RAISE_SCRIPT, 1);
         args_add_key(&a, s, "off", partition);
         args_addf(&a, "%" PRId64, seq);
         return store_integer_command(s, &a, &ignored);
@@ -109,45 +107,75 @@ int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks) {
         return r;
 }
 
-int mcd_store_set_redo(struct mcd_store *s, int32_t partition, const char *marks, struct mcd_offsets until,
-                       mcd_time_t due) {
-        struct args a = {0};
-        int64_t v;
+/* Every write of the re-processing record checks first that Redis names
+ * the caller's generation of the partition (KEYS[2], ARGV[1]): -1 when it
+ * names another, -2 when none (redo_script). */
+#define REDO_FENCE                                            \
+        "local g = redis.call('GET', KEYS[2])\n"              \
+        "if not g then return -2 end\n"                       \
+        "if tonumber(g) ~= tonumber(ARGV[1]) then return -1 end\n"
 
-        args_add_str(&a, "HSET");
-        args_add_key(&a, s, "redo", partition);
-        args_add_str(&a, "marks");
-        args_add_str(&a, marks);
-        args_add_str(&a, "rel");
-        args_addf(&a, "%" PRId64, until.rel);
-        args_add_str(&a, "sub");
-        args_addf(&a, "%" PRId64, until.sub);
-        args_add_str(&a, "due");
-        args_addf(&a, "%" PRId64, due);
-        return store_integer_command(s, &a, &v);
-}
+static const char SET_REDO_SCRIPT[] =
+        REDO_FENCE
+        "redis.call('HSET', KEYS[1], 'marks', ARGV[2], 'rel', ARGV[3], 'sub', ARGV[4], 'due', ARGV[5])\n"
+        "return 0\n";
 
-/* Raises due only, and only in the record with these marks: a stalled or
- * fenced owner's raise can neither bring back a record cleared since nor
- * touch another lookup's (a raise only keeps a record longer). */
+/* Raises due only, and only in the record with these marks: a raise can
+ * neither bring back a record cleared since nor touch another lookup's (a
+ * raise only keeps a record longer). */
 static const char RAISE_DUE_SCRIPT[] =
-        "if redis.call('HGET', KEYS[1], 'marks') == ARGV[1] and\n"
-        "   tonumber(redis.call('HGET', KEYS[1], 'due') or '0') < tonumber(ARGV[2]) then\n"
-        "  redis.call('HSET', KEYS[1], 'due', ARGV[2])\n"
+        REDO_FENCE
+        "if redis.call('HGET', KEYS[1], 'marks') == ARGV[2] and\n"
+        "   tonumber(redis.call('HGET', KEYS[1], 'due') or '0') < tonumber(ARGV[3]) then\n"
+        "  redis.call('HSET', KEYS[1], 'due', ARGV[3])\n"
         "end\n"
         "return 0\n";
 
-int mcd_store_raise_redo_due(struct mcd_store *s, int32_t partition, const char *marks, mcd_time_t due) {
-        struct args a = {0};
-        int64_t ignored;
+static const char CLEAR_REDO_SCRIPT[] =
+        REDO_FENCE
+        "redis.call('DEL', KEYS[1])\n"
+        "return 0\n";
 
-        args_add_str(&a, "EVAL");
-        args_add_str(&a, RAISE_DUE_SCRIPT);
-        args_add_str(&a, "1");
-        args_add_key(&a, s, "redo", partition);
+/* A redo script's command up to its own arguments: the keys and the
+ * generation.  This function can't fail (a failure is kept in a->err). */
+static void redo_args(struct args *a, const struct mcd_store *s, const char *script, int32_t partition,
+                      int64_t generation) {
+        args_add_eval(a, script, 2);
+        args_add_key(a, s, "redo", partition);
+        args_add_key(a, s, "gen", partition);
+        args_addf(a, "%" PRId64, generation);
+}
+
+/* Runs a redo script; a is freed.  0, -ESTALE, -ENODATA or a store error. */
+static int redo_script(struct mcd_store *s, struct args *a) {
+        int64_t v = 0;
+        int r = store_integer_command(s, a, &v);
+
+        if (r < 0)
+                return r;
+        return v == -1 ? -ESTALE : v == -2 ? -ENODATA : 0;
+}
+
+int mcd_store_set_redo(struct mcd_store *s, int32_t partition, int64_t generation, const char *marks,
+                       struct mcd_offsets until, mcd_time_t due) {
+        struct args a = {0};
+
+        redo_args(&a, s, SET_REDO_SCRIPT, partition, generation);
+        args_add_str(&a, marks);
+        args_addf(&a, "%" PRId64, until.rel);
+        args_addf(&a, "%" PRId64, until.sub);
+        args_addf(&a, "%" PRId64, due);
+        return redo_script(s, &a);
+}
+
+int mcd_store_raise_redo_due(struct mcd_store *s, int32_t partition, int64_t generation, const char *marks,
+                             mcd_time_t due) {
+        struct args a = {0};
+
+        redo_args(&a, s, RAISE_DUE_SCRIPT, partition, generation);
         args_add_str(&a, marks);
         args_addf(&a, "%" PRId64, due);
-        return store_integer_command(s, &a, &ignored);
+        return redo_script(s, &a);
 }
 
 int mcd_store_get_redo(struct mcd_store *s, int32_t partition, bool *found, char **marks,
@@ -180,13 +208,11 @@ out:
         return r;
 }
 
-int mcd_store_clear_redo(struct mcd_store *s, int32_t partition) {
+int mcd_store_clear_redo(struct mcd_store *s, int32_t partition, int64_t generation) {
         struct args a = {0};
-        int64_t v;
 
-        args_add_str(&a, "DEL");
-        args_add_key(&a, s, "redo", partition);
-        return store_integer_command(s, &a, &v);
+        redo_args(&a, s, CLEAR_REDO_SCRIPT, partition, generation);
+        return redo_script(s, &a);
 }
 
 /* ------------------------------------------- changelog records lost -- */

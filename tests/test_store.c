@@ -760,28 +760,39 @@ static void test_offsets(struct mcd_store *s, int64_t gen) {
 }
 
 /* The re-processing record: written, read back, its due raised only in
- * the record with the same marks and only upwards, never brought back. */
+ * the record with the same marks and only upwards, never brought back;
+ * written, raised and cleared only under the partition's generation. */
 static void test_redo(struct mcd_store *s) {
         struct mcd_offsets until = {0, 0};
         mcd_time_t due = 0;
+        int64_t gen = 0, stale;
         char *marks = NULL;
         bool found = false;
 
-        is_int(mcd_store_set_redo(s, 3, "o=5", (struct mcd_offsets){7, 8}, 1000), 0, "redo record written");
-        is_int(mcd_store_raise_redo_due(s, 3, "o=4", 5000), 0, "raise under other marks");
-        is_int(mcd_store_raise_redo_due(s, 3, "o=5", 500), 0, "raise to an earlier time");
+        is_int(mcd_store_claim(s, 3, 0, 0, &gen), 0, "partition 3 claimed");
+        stale = gen;
+        is_int(mcd_store_claim(s, 3, 0, 0, &gen), 0, "claimed again: the first claim is stale");
+        is_int(mcd_store_set_redo(s, 3, stale, "o=1", (struct mcd_offsets){1, 1}, 1), -ESTALE,
+               "a stale owner writes no record");
+        is_int(mcd_store_set_redo(s, 3, gen, "o=5", (struct mcd_offsets){7, 8}, 1000), 0, "redo record written");
+        is_int(mcd_store_raise_redo_due(s, 3, gen, "o=4", 5000), 0, "raise under other marks");
+        is_int(mcd_store_raise_redo_due(s, 3, gen, "o=5", 500), 0, "raise to an earlier time");
+        is_int(mcd_store_raise_redo_due(s, 3, stale, "o=5", 7000), -ESTALE, "raise by a stale owner");
+        is_int(mcd_store_clear_redo(s, 3, stale), -ESTALE, "clear by a stale owner");
         is_int(mcd_store_get_redo(s, 3, &found, &marks, &until, &due), 0, "redo record read");
         ok(found && strcmp(marks, "o=5") == 0 && until.rel == 7 && until.sub == 8, "marks and ends as written");
-        is_int(due, 1000, "due unchanged by either");
+        is_int(due, 1000, "due unchanged by any");
         free(marks);
-        is_int(mcd_store_raise_redo_due(s, 3, "o=5", 5000), 0, "raise to a later time");
+        is_int(mcd_store_raise_redo_due(s, 3, gen, "o=5", 5000), 0, "raise to a later time");
         is_int(mcd_store_get_redo(s, 3, &found, &marks, &until, &due), 0, "read again");
         is_int(due, 5000, "due raised");
         free(marks);
-        is_int(mcd_store_clear_redo(s, 3), 0, "record cleared");
-        is_int(mcd_store_raise_redo_due(s, 3, "o=5", 9000), 0, "raise after the clear");
+        is_int(mcd_store_clear_redo(s, 3, gen), 0, "record cleared");
+        is_int(mcd_store_raise_redo_due(s, 3, gen, "o=5", 9000), 0, "raise after the clear");
         is_int(mcd_store_get_redo(s, 3, &found, &marks, &until, &due), 0, "read after the clear");
         ok(!found && marks == NULL, "the raise brought nothing back");
+        is_int(mcd_store_set_redo(s, 4095, 1, "o=1", (struct mcd_offsets){1, 1}, 1), -ENODATA,
+               "no record for a partition never claimed");
 }
 
 static bool outbox_is(struct mcd_store *s, const void *const *want, const size_t *want_lens, size_t n) {
