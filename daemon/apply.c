@@ -155,10 +155,14 @@ static int add_frame(struct batch *b, size_t pi, const struct mcd_frame *f) {
         return 0;
 }
 
-static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t from) {
+/* The frames of the outcomes from `from` on, made by the rules at clock. */
+static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t from, int64_t clock) {
+        char at[24];
+        int n_at = snprintf(at, sizeof(at), "%" PRId64, clock);
+
         for (size_t i = from; i < b->out.n; i++) {
                 const struct mcd_outcome *o = &b->out.v[i];
-                struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME};
+                struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME, .n_headers = 1};
                 const void *val;
                 size_t len;
                 int r = mcd_avro_outcome_bytes(ap->avro, o, &val, &len);
@@ -170,6 +174,7 @@ static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t
                 f.key_len = strlen(o->customer_id);
                 f.value = val;
                 f.value_len = len;
+                f.headers[0] = (struct mcd_frame_header){MCD_CLOCK_HEADER, at, (size_t)n_at};
                 if ((r = add_frame(b, pi, &f)) < 0)
                         return r;
                 ap->env->st.outcomes[o->type]++;
@@ -268,7 +273,7 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
                 b->touched[pi] = true;
                 while ((r = mcd_fire_next_due(&b->customers[i], clock, &ap->rules, &b->out)) > 0)
                         ap->env->st.timers_fired++;
-                if (r < 0 || (r = outcome_frames(ap, b, pi, from)) < 0)
+                if (r < 0 || (r = outcome_frames(ap, b, pi, from, clock)) < 0)
                         return r;
         }
         for (size_t i = 0; i < b->n_items; i++) {
@@ -293,7 +298,7 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
                 if (r < 0)
                         return r;
                 r = mcd_apply_event(c, &it->ev, it->pair->stream_time, &ap->rules, &b->out);
-                if (r < 0 || (r = outcome_frames(ap, b, pi, from)) < 0)
+                if (r < 0 || (r = outcome_frames(ap, b, pi, from, it->pair->stream_time)) < 0)
                         return r;
                 ap->env->st.events[it->topic][it->ev.type]++;
         }

@@ -27,6 +27,11 @@ enum mcd_frame_kind {
 
 #define MCD_FRAME_MAX_HEADERS 8
 #define MCD_ID_HEADER "mcd.id"
+/* An outcome's: the rules' clock it was made by (ms, decimal), the wall
+ * clock or the pair's stream time, whichever fired it: what a rollback's
+ * lookup takes as the latest that the lost commits' timers were due by
+ * (restore.c redo_cover), whoever produces the frame, whenever. */
+#define MCD_CLOCK_HEADER "mcd.clock"
 
 struct mcd_frame_header {
         const char *name;

@@ -85,13 +85,24 @@ static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf
         return buf;
 }
 
-/* *latest raised to m's create time.  This function can't fail. */
-static void raise_latest(const rd_kafka_message_t *m, int64_t *latest) {
+/* *latest raised to the clock m's outcome was made by: its header
+ * mcd.clock (outbox.h), and its create time, librdkafka's clock when
+ * producing it (an earlier version's outcome has no header; a log append
+ * time is the broker's, not counted).  This function can't fail. */
+static void raise_latest(const rd_kafka_message_t *m, rd_kafka_headers_t *h, int64_t *latest) {
         rd_kafka_timestamp_type_t type;
         int64_t ts = rd_kafka_message_timestamp(m, &type);
+        char buf[24], *end;
+        long long at;
 
         if (type == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > *latest)
                 *latest = ts;
+        if (!header_str(h, MCD_CLOCK_HEADER, buf, sizeof(buf)))
+                return;
+        errno = 0;
+        at = strtoll(buf, &end, 10);
+        if (errno == 0 && end != buf && *end == '\0' && at > *latest)
+                *latest = at;
 }
 
 /* Adds to pub->published the ids of every message of the output topics from
@@ -144,9 +155,11 @@ int collect_published(struct publisher *pub, int64_t *from[2], int64_t *latest) 
                 if (!m)
                         continue;
                 t = strcmp(rd_kafka_topic_name(m->rkt), topics[0]) == 0 ? 0 : 1;
+                if (!m->err && rd_kafka_message_headers(m, &h) != 0)
+                        h = NULL;
                 if (!m->err && t == 0 && latest)
-                        raise_latest(m, latest);
-                if (!m->err && rd_kafka_message_headers(m, &h) == 0 && header_str(h, MCD_ID_HEADER, id, sizeof(id)))
+                        raise_latest(m, h, latest);
+                if (!m->err && header_str(h, MCD_ID_HEADER, id, sizeof(id)))
                         r = mcd_strmap_put(&pub->published, id, (void *)1);
                 if ((!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) &&
                     m->offset + (m->err ? 0 : 1) >= end[t][m->partition] && end[t][m->partition] >= 0) {

@@ -439,6 +439,18 @@ static int redo_mark(struct restorer *rs, struct pair *p, const char *marks, con
         return r;
 }
 
+/* After a lookup: how far ahead of this clock the latest of the outcomes
+ * looked up was made (by another instance's clock, or a stream time ahead)
+ * logged.  r passed through. */
+static int looked_up(const struct pair *p, int r) {
+        int64_t now = now_ms();
+
+        if (r >= 0 && p->redo_seen > now)
+                log_notice("partition %" PRId32 ": the outcomes looked up were made by a clock up to %" PRId64
+                           " ms ahead of this one", p->partition, p->redo_seen - now);
+        return r;
+}
+
 /* An unreadable record is replaced by one that looks up from the start of
  * the output topics: where the lost commits began is not known. */
 int redo_check(struct restorer *rs, struct pair *p) {
@@ -451,7 +463,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                 log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
                             "looked up from the start of the output topics, under a new record", p->partition);
                 r = redo_mark(rs, p, "", &p->committed, 0);
-                return r < 0 ? r : collect_published_after(rs->pub, "", &p->redo_seen);
+                return r < 0 ? r : looked_up(p, collect_published_after(rs->pub, "", &p->redo_seen));
         }
         if (r < 0 || !found)
                 return r;
@@ -459,7 +471,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                    "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                    p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         p->redo_due = due > 0 ? due : lookup_time(p);   /* an earlier version's has none: this lookup's */
-        r = collect_published_after(rs->pub, marks, &p->redo_seen);
+        r = looked_up(p, collect_published_after(rs->pub, marks, &p->redo_seen));
         if (r >= 0) {
                 p->redo = true;
                 p->redo_marks = marks;
@@ -509,7 +521,7 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         if (r >= 0)
                 r = redo_mark(rs, p, marks, &p->committed, found ? due : 0);
         if (r >= 0)
-                r = collect_published_after(rs->pub, marks, &p->redo_seen);
+                r = looked_up(p, collect_published_after(rs->pub, marks, &p->redo_seen));
         if (r >= 0)             /* the counter goes on from ours, never back */
                 r = raise_seq(rs, p, known_seq);
         if (r >= 0)
@@ -786,7 +798,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         if (r >= 0)
                 r = restore_partition(rs, p, &sc, from);
         if (r >= 0 && (mcd_strmap_get(&sc.latest, sc.offsets_key) || p->origin_marks))
-                r = collect_published(rs->pub, from, &p->redo_seen);
+                r = looked_up(p, collect_published(rs->pub, from, &p->redo_seen));
         scan_free(&sc);
         free(from[0]);
         free(from[1]);

@@ -103,6 +103,5 @@ sleep 2
 assert_exactly_once "$TMP/mcd.conf" ""
 grep "debug: batch [0-9]*: [0-9]* events, [1-9][0-9]* due" "$TMP/daemon.log" | sed 's/\(due customers\).*/\1/' | diag
 stop_daemon_ok
-! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log" "$TMP/publish.err" 2>/dev/null
-ok $? "no sanitizer report"
+no_sanitizer_report "$TMP/daemon.log" "$TMP/publish.err"
 tap_done

@@ -68,6 +68,5 @@ ok $? "daemon published $n_want outcomes"
 sleep 1
 assert_exactly_once "$TMP/mcd.conf" ""
 stop_daemon_ok
-! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP/daemon.log" "$TMP/daemon2.log" "$TMP/daemon3.log" 2>/dev/null
-ok $? "no sanitizer report"
+no_sanitizer_report "$TMP/daemon.log" "$TMP/daemon2.log" "$TMP/daemon3.log"
 tap_done

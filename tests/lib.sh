@@ -495,3 +495,12 @@ group_ahead() {  # group_ahead CONFIG: partition sides where the group's copy is
         "$MCD_BIN" lag -c "$1" > "$TMP/lag" 2>&1
         awk '$3 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ && $4 > $3' "$TMP/lag" | wc -l
 }
+
+# no_sanitizer_report FILE...: no AddressSanitizer, LeakSanitizer or UBSan
+# report in those files (a daemon stopped by one exits non-zero too, but a
+# report on a path that goes on, or in a process SIGKILLed, is found here
+# only).  One TAP line.
+no_sanitizer_report() {
+        ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$@" 2>/dev/null
+        ok $? "no sanitizer report"
+}
