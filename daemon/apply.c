@@ -155,14 +155,16 @@ static int add_frame(struct batch *b, size_t pi, const struct mcd_frame *f) {
         return 0;
 }
 
-/* The frames of the outcomes from `from` on, made by the rules at clock. */
+/* The frames of the outcomes from `from` on, made by pair pi's rules at
+ * clock. */
 static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t from, int64_t clock) {
-        char at[24];
+        char at[24], part[16];
         int n_at = snprintf(at, sizeof(at), "%" PRId64, clock);
+        int n_part = snprintf(part, sizeof(part), "%" PRId32, ap->pairs->v[pi]->partition);
 
         for (size_t i = from; i < b->out.n; i++) {
                 const struct mcd_outcome *o = &b->out.v[i];
-                struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME, .n_headers = 1};
+                struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME, .n_headers = 2};
                 const void *val;
                 size_t len;
                 int r = mcd_avro_outcome_bytes(ap->avro, o, &val, &len);
@@ -175,6 +177,7 @@ static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t
                 f.value = val;
                 f.value_len = len;
                 f.headers[0] = (struct mcd_frame_header){MCD_CLOCK_HEADER, at, (size_t)n_at};
+                f.headers[1] = (struct mcd_frame_header){MCD_PARTITION_HEADER, part, (size_t)n_part};
                 if ((r = add_frame(b, pi, &f)) < 0)
                         return r;
                 ap->env->st.outcomes[o->type]++;

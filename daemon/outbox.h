@@ -28,10 +28,12 @@ enum mcd_frame_kind {
 #define MCD_FRAME_MAX_HEADERS 8
 #define MCD_ID_HEADER "mcd.id"
 /* An outcome's: the rules' clock it was made by (ms, decimal), the wall
- * clock or the pair's stream time, whichever fired it: what a rollback's
- * lookup takes as the latest that the lost commits' timers were due by
+ * clock or the pair's stream time, whichever fired it, and the input
+ * partition whose pair made it: what a rollback's lookup of that
+ * partition takes as the latest that the lost commits' timers were due by
  * (restore.c redo_cover), whoever produces the frame, whenever. */
 #define MCD_CLOCK_HEADER "mcd.clock"
+#define MCD_PARTITION_HEADER "mcd.partition"
 
 struct mcd_frame_header {
         const char *name;

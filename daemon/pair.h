@@ -79,7 +79,8 @@ struct pair {
         struct mcd_offsets redo_until;
         mcd_time_t redo_due;         /* the lookup's time (ms), raised once (redo_cover): settled once
                                       * nothing is due by it */
-        mcd_time_t redo_seen;        /* the latest outcome the lookup found, by its producer's clock (ms) */
+        mcd_time_t redo_seen;        /* the latest clock among the pair's outcomes the lookup found (ms):
+                                      * the rules' that made each, or its producer's */
         bool redo_covered;           /* redo_due raised to what re-processing and the lookup showed */
         int64_t redo_held_since;     /* mono ms something due first kept the record, 0 not yet, -1 named */
         char *redo_marks;            /* where the lookup starts; the pair's marks while redo */

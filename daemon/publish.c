@@ -85,29 +85,40 @@ static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf
         return buf;
 }
 
-/* *latest raised to the clock m's outcome was made by: its header
- * mcd.clock (outbox.h), and its create time, librdkafka's clock when
- * producing it (an earlier version's outcome has no header; a log append
- * time is the broker's, not counted).  This function can't fail. */
-static void raise_latest(const rd_kafka_message_t *m, rd_kafka_headers_t *h, int64_t *latest) {
-        rd_kafka_timestamp_type_t type;
-        int64_t ts = rd_kafka_message_timestamp(m, &type);
+/* A header holding a decimal integer: true with *v set. */
+static bool header_int(rd_kafka_headers_t *h, const char *name, int64_t *v) {
         char buf[24], *end;
-        long long at;
+        long long x;
 
+        if (!header_str(h, name, buf, sizeof(buf)))
+                return false;
+        errno = 0;
+        x = strtoll(buf, &end, 10);
+        *v = x;
+        return errno == 0 && end != buf && *end == '\0';
+}
+
+/* *latest raised to the clock m's outcome was made by, when partition's
+ * pair made it (header mcd.partition; an earlier version's outcome has no
+ * headers, and counts): its header mcd.clock (outbox.h), and its create
+ * time, librdkafka's clock when producing it (a log append time is the
+ * broker's, not counted).  This function can't fail. */
+static void raise_latest(const rd_kafka_message_t *m, rd_kafka_headers_t *h, int32_t partition,
+                         int64_t *latest) {
+        rd_kafka_timestamp_type_t type;
+        int64_t ts = rd_kafka_message_timestamp(m, &type), v;
+
+        if (header_int(h, MCD_PARTITION_HEADER, &v) && v != partition)
+                return;
         if (type == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > *latest)
                 *latest = ts;
-        if (!header_str(h, MCD_CLOCK_HEADER, buf, sizeof(buf)))
-                return;
-        errno = 0;
-        at = strtoll(buf, &end, 10);
-        if (errno == 0 && end != buf && *end == '\0' && at > *latest)
-                *latest = at;
+        if (header_int(h, MCD_CLOCK_HEADER, &v) && v > *latest)
+                *latest = v;
 }
 
 /* Adds to pub->published the ids of every message of the output topics from
  * the given offsets to their current ends (publish.h). */
-int collect_published(struct publisher *pub, int64_t *from[2], int64_t *latest) {
+int collect_published(struct publisher *pub, int64_t *from[2], int32_t partition, int64_t *latest) {
         const char *topics[2] = {pub->env->cfg->topic_outcomes, pub->env->cfg->topic_dlq};
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
         int64_t *end[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
@@ -158,7 +169,7 @@ int collect_published(struct publisher *pub, int64_t *from[2], int64_t *latest) 
                 if (!m->err && rd_kafka_message_headers(m, &h) != 0)
                         h = NULL;
                 if (!m->err && t == 0 && latest)
-                        raise_latest(m, h, latest);
+                        raise_latest(m, h, partition, latest);
                 if (!m->err && header_str(h, MCD_ID_HEADER, id, sizeof(id)))
                         r = mcd_strmap_put(&pub->published, id, (void *)1);
                 if ((!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) &&
@@ -189,13 +200,13 @@ out:
 
 /* collect_published from stored marks (from the topics' start where they
  * say nothing). */
-int collect_published_after(struct publisher *pub, const char *marks, int64_t *latest) {
+int collect_published_after(struct publisher *pub, const char *marks, int32_t partition, int64_t *latest) {
         int64_t *from[2] = {calloc((size_t)pub->n_out_parts[0] + 1, 8), calloc((size_t)pub->n_out_parts[1] + 1, 8)};
         int r = -ENOMEM;
 
         if (from[0] && from[1]) {
                 marks_parse(pub, marks, from);
-                r = collect_published(pub, from, latest);
+                r = collect_published(pub, from, partition, latest);
         }
         free(from[0]);
         free(from[1]);

@@ -127,13 +127,15 @@ char *marks_format(const struct publisher *pub);
 void marks_parse(const struct publisher *pub, const char *s, int64_t *from[2]);
 /* Adds to pub->published the ids of the output topics' messages from the
  * given offsets (from stored marks) to their current ends.  *latest, unless
- * NULL, is raised to the latest clock among the outcomes read: the rules'
- * clock that made each (its header mcd.clock) and its create time, the
- * clock of the instance that produced it (dead letters carry their
- * input's, and a topic stamped with the log's append time the broker's:
- * neither counted). */
-int collect_published(struct publisher *pub, int64_t *from[2], int64_t *latest);
-int collect_published_after(struct publisher *pub, const char *marks, int64_t *latest);
+ * NULL, is raised to the latest clock among the outcomes read that input
+ * partition `partition`'s pair made: the rules' clock that made each (its
+ * header mcd.clock) and its create time, the clock of the instance that
+ * produced it.  An outcome of an earlier version, without headers, counts
+ * whichever partition made it (the outcome topic is keyed by customer);
+ * dead letters carry their input's timestamp, and a topic stamped with the
+ * log's append time the broker's: neither counts. */
+int collect_published(struct publisher *pub, int64_t *from[2], int32_t partition, int64_t *latest);
+int collect_published_after(struct publisher *pub, const char *marks, int32_t partition, int64_t *latest);
 
 /* Appends a record of `partition` committed by `batch` (0: none) to the
  * changelog (a copy of value), under the batch's ack (clog_owed.h).  A

@@ -51,7 +51,7 @@ int pair_reconcile(struct restorer *rs, struct pair *p) {
         log_notice("partition %" PRId32 ": reconciling %zu outbox frames with the output topics", p->partition, n);
         r = mcd_store_get_marks(rs->env->store, p->partition, &marks);
         if (r >= 0)
-                r = collect_published_after(rs->pub, marks, NULL);
+                r = collect_published_after(rs->pub, marks, p->partition, NULL);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 r = pending_push(rs->pub, frames[i], lens[i], p->partition, 0);
                 if (r >= 0)
@@ -463,7 +463,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                 log_warning("partition %" PRId32 ": its re-processing record is unreadable; the outputs are "
                             "looked up from the start of the output topics, under a new record", p->partition);
                 r = redo_mark(rs, p, "", &p->committed, 0);
-                return r < 0 ? r : looked_up(p, collect_published_after(rs->pub, "", &p->redo_seen));
+                return r < 0 ? r : looked_up(p, collect_published_after(rs->pub, "", p->partition, &p->redo_seen));
         }
         if (r < 0 || !found)
                 return r;
@@ -471,7 +471,7 @@ int redo_check(struct restorer *rs, struct pair *p) {
                    "/%" PRId64 " of %" PRId64 "/%" PRId64 "); looking up what it already published",
                    p->partition, p->committed.rel, p->committed.sub, p->redo_until.rel, p->redo_until.sub);
         p->redo_due = due > 0 ? due : lookup_time(p);   /* an earlier version's has none: this lookup's */
-        r = looked_up(p, collect_published_after(rs->pub, marks, &p->redo_seen));
+        r = looked_up(p, collect_published_after(rs->pub, marks, p->partition, &p->redo_seen));
         if (r >= 0) {
                 p->redo = true;
                 p->redo_marks = marks;
@@ -521,7 +521,7 @@ int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         if (r >= 0)
                 r = redo_mark(rs, p, marks, &p->committed, found ? due : 0);
         if (r >= 0)
-                r = looked_up(p, collect_published_after(rs->pub, marks, &p->redo_seen));
+                r = looked_up(p, collect_published_after(rs->pub, marks, p->partition, &p->redo_seen));
         if (r >= 0)             /* the counter goes on from ours, never back */
                 r = raise_seq(rs, p, known_seq);
         if (r >= 0)
@@ -580,11 +580,12 @@ static void published_forget(struct restorer *rs) {
  * re-processing and the lookup showed, and kept in the record (a later
  * owner may have nothing left to re-process).  That is the pair's stream
  * time (the lost commits' events, applied again here, and any later), and
- * the latest outcome looked up (of any partition: the outcome topic is
- * keyed by customer): librdkafka stamped it with its producer's clock
- * when producing it, after the timers it fired were due by that clock,
- * which may run ahead of ours (another instance's).  Logged when ahead of
- * ours.  0 or a store error (tried again a second later). */
+ * the latest clock among the outcomes of the pair looked up
+ * (collect_published): the rules' clock that made each, and its
+ * producer's clock, after the timers it fired were due by that clock;
+ * either may run ahead of ours (another instance's clock, an event dated
+ * ahead).  Logged when ahead of ours.  0 or a store error (tried again a
+ * second later; a refused write is the caller's). */
 static int redo_cover(struct restorer *rs, struct pair *p) {
         mcd_time_t t = p->redo_seen > p->stream_time ? p->redo_seen : p->stream_time;
         int64_t now = now_ms();
@@ -594,7 +595,7 @@ static int redo_cover(struct restorer *rs, struct pair *p) {
                 return 0;
         if (t > p->redo_due) {
                 r = mcd_store_raise_redo_due(rs->env->store, p->partition, p->generation, p->redo_marks, t);
-                if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
+                if (r < 0 && !redis_unreachable(r) && r != -ESTALE && r != -ENODATA)
                         log_warning("partition %" PRId32 ": cannot raise its re-processing record's time: %s",
                                     p->partition, mcd_store_strerror(r));
                 if (r < 0)
@@ -609,21 +610,44 @@ static int redo_cover(struct restorer *rs, struct pair *p) {
         return 0;
 }
 
+/* The record of a pair whose input is re-processed raised, and dropped if
+ * nothing holds it.  0 dropped, 1 held, or an error (-ESTALE or -ENODATA:
+ * Redis names another generation of the partition, or none). */
+static int redo_try_settle(struct restorer *rs, struct pair *p) {
+        int r = redo_cover(rs, p);
+
+        if (r < 0)
+                return r;
+        if (publish_owed(rs->pub, p->partition))
+                return 1;
+        if ((r = redo_due_left(rs, p)) != 0)
+                return r;
+        if ((r = mcd_store_clear_redo(rs->env->store, p->partition, p->generation)) < 0)
+                return r;
+        redo_forget(p);
+        log_info("partition %" PRId32 ": re-processing after the rebuild or rollback done", p->partition);
+        return 0;
+}
+
 /* Once a second: Redis is asked what is due for each pair that could
- * settle. */
+ * settle.  One whose record Redis refused to write under its generation
+ * is claimed again (and fenced, if another instance claimed it). */
 void redo_settle(struct restorer *rs) {
         if (mono_ms() < rs->next_settle)
                 return;
         rs->next_settle = mono_ms() + 1000;
         for (size_t i = 0; i < rs->pairs->n; i++) {
                 struct pair *p = rs->pairs->v[i];
+                int r;
                 if (!p->redo || p->phase != PAIR_READY || !redo_side_done(p, REL) || !redo_side_done(p, SUB))
                         continue;
-                if (redo_cover(rs, p) < 0 || publish_owed(rs->pub, p->partition) || redo_due_left(rs, p) != 0 ||
-                    mcd_store_clear_redo(rs->env->store, p->partition, p->generation) < 0)
-                        continue;
-                redo_forget(p);
-                log_info("partition %" PRId32 ": re-processing after the rebuild or rollback done", p->partition);
+                r = redo_try_settle(rs, p);
+                if (r == -ESTALE || r == -ENODATA) {
+                        log_warning("partition %" PRId32 ": its re-processing record refused: Redis holds %s "
+                                    "generation, not ours (%" PRId64 "); claimed again", p->partition,
+                                    r == -ESTALE ? "another" : "no", p->generation);
+                        pairs_restart(rs->pairs, p);
+                }
         }
         published_forget(rs);
 }
@@ -798,7 +822,7 @@ int rebuild_partition(struct restorer *rs, struct pair *p) {
         if (r >= 0)
                 r = restore_partition(rs, p, &sc, from);
         if (r >= 0 && (mcd_strmap_get(&sc.latest, sc.offsets_key) || p->origin_marks))
-                r = looked_up(p, collect_published(rs->pub, from, &p->redo_seen));
+                r = looked_up(p, collect_published(rs->pub, from, p->partition, &p->redo_seen));
         scan_free(&sc);
         free(from[0]);
         free(from[1]);

@@ -97,6 +97,5 @@ ok $? "and the output ids looked up forgotten ($(grep -o "forgetting the [0-9]* 
 assert_exactly_once "$TMP/mcd.conf" ""
 stop_daemon_ok
 stop_services
-! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$TMP"/daemon.*.log 2>/dev/null
-ok $? "no sanitizer report"
+no_sanitizer_report "$TMP"/daemon.*.log
 tap_done
