@@ -159,9 +159,12 @@ static int add_frame(struct batch *b, size_t pi, const struct mcd_frame *f) {
  * clock. */
 static int outcome_frames(struct applier *ap, struct batch *b, size_t pi, size_t from, int64_t clock) {
         char at[24], part[16];
-        int n_at = snprintf(at, sizeof(at), "%" PRId64, clock);
-        int n_part = snprintf(part, sizeof(part), "%" PRId32, ap->pairs->v[pi]->partition);
+        int n_at, n_part;
 
+        if (from == b->out.n)
+                return 0;
+        n_at = snprintf(at, sizeof(at), "%" PRId64, clock);
+        n_part = snprintf(part, sizeof(part), "%" PRId32, ap->pairs->v[pi]->partition);
         for (size_t i = from; i < b->out.n; i++) {
                 const struct mcd_outcome *o = &b->out.v[i];
                 struct mcd_frame f = {.kind = MCD_FRAME_OUTCOME, .n_headers = 2};

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define MCD_N_OUTBOX_DICTS 1
+#define MCD_N_OUTBOX_DICTS 2
 
 struct mcd_outbox_dict {
         const unsigned char *data;   /* a dictionary as zstd --train writes it, its id in its header */

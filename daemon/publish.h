@@ -131,9 +131,10 @@ void marks_parse(const struct publisher *pub, const char *s, int64_t *from[2]);
  * partition `partition`'s pair made: the rules' clock that made each (its
  * header mcd.clock) and its create time, the clock of the instance that
  * produced it.  An outcome of an earlier version, without headers, counts
- * whichever partition made it (the outcome topic is keyed by customer);
- * dead letters carry their input's timestamp, and a topic stamped with the
- * log's append time the broker's: neither counts. */
+ * whichever partition made it (the outcome topic is keyed by customer).
+ * Dead letters carry their input's timestamp, and a topic stamped with the
+ * log's append time the broker's: neither timestamp counts (the header
+ * does). */
 int collect_published(struct publisher *pub, int64_t *from[2], int32_t partition, int64_t *latest);
 int collect_published_after(struct publisher *pub, const char *marks, int32_t partition, int64_t *latest);
 

@@ -9,9 +9,10 @@
 # written as they are (redis.outbox_compression = none) and Redis's AOF
 # never rewritten, reads one frame in four back from the AOF
 # (tests/bench/aof_frames), and trains an 8 KiB dictionary on them with the
-# id 1835229185 (0x6d636001, in the range zstd leaves to private use,
-# 32768 to 2^31 - 1): `zstd --train` (Debian's
-# zstd).  OUT defaults to schemas/outbox-frames.1.zdict.  A dictionary once
+# id 1835229184 + N (0x6d636000 + N, in the range zstd leaves to private
+# use, 32768 to 2^31 - 1) for OUT schemas/outbox-frames.<N>.zdict:
+# `zstd --train` (Debian's zstd).  OUT defaults to
+# schemas/outbox-frames.1.zdict.  A dictionary once
 # shipped is never replaced: frames in outboxes name it.  A new one is
 # another file (outbox-frames.2.zdict, a new id), listed after it in
 # Makefile.am's DICT_SRC, with MCD_N_OUTBOX_DICTS raised.
@@ -40,6 +41,8 @@ mkdir "$WORK/train"
 aof=$(ls -S "$WORK"/throughput/redis/appendonlydir/*.incr.aof | head -1)
 n=$("$BUILD/tests/bench/aof_frames" -e 4 "$aof" "$WORK/train") || exit 1
 echo "training on $n frames"
-zstd --train -q -r "$WORK/train" --maxdict=8192 --dictID=1835229185 -o "$OUT"
+n_dict=$(basename "$OUT" | sed -n 's/^outbox-frames\.\([0-9][0-9]*\)\.zdict$/\1/p')
+[ -n "$n_dict" ] || { echo "outbox_dict.sh: $OUT: expected outbox-frames.<N>.zdict" >&2; exit 2; }
+zstd --train -q -r "$WORK/train" --maxdict=8192 --dictID=$((1835229184 + n_dict)) -o "$OUT"
 rm -rf "$WORK"
 echo "wrote $OUT"
