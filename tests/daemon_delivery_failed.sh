@@ -14,7 +14,7 @@
 EVENTS=${MCD_DF_EVENTS:-400}
 DELAY=8000
 TIMEOUT=3000
-OUT_TOPIC=partnercenter.multichannel.outcomes.v1
+OUT_TOPIC=$(outcome_topic)       # the default: the configuration is written below
 SLOW=1
 
 start_redis; ok $? "redis-server started on port $REDIS_PORT"

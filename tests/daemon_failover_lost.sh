@@ -21,7 +21,6 @@
 . "$MCD_SRCDIR/tests/lib.sh"
 
 EVENTS=${MCD_FAILOVER_EVENTS:-2000}
-is_master() { redis-cli -p "$1" role | head -1 | grep -q '^master'; }
 link_down() {  # link_down PORT: the replica on PORT knows it lost its master
         redis-cli -p "$1" info replication | grep -q '^master_link_status:down'
 }
@@ -87,8 +86,9 @@ failover_case() {  # failover_case NAME
                 "$name: the replica missed writes: replication offset $replica_at, the master's $master_at"
         ok $([ "$after" -lt "$before" ]; echo $?) \
                 "$name: its stored offsets are behind: summed $after there, $before on the dead master"
-        wait_until 60 sentinels_name "$REPLICA_PORT" && is_master "$REPLICA_PORT"
+        wait_until 120 promoted "$REPLICA_PORT"
         ok $? "$name: the Sentinels promoted the replica (port $REPLICA_PORT)"
+        promoted "$REPLICA_PORT" || sentinel_events
         log="$TMP/$name.1.log"
         if [ "$name" = restart ]; then
                 ahead=$(group_ahead "$TMP/$name.conf")

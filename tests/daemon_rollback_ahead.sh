@@ -24,9 +24,9 @@
 
 CUSTOMERS=5
 AHEAD=${MCD_ROLLBACK_AHEAD_SECONDS:-600}
-TOPIC=partnercenter.multichannel.outcomes.v1
 
 start_services 1 "batch.wait = 10ms"
+TOPIC=$(outcome_topic)
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.1.log"
 wait_until 60 daemon_ready "$TMP/daemon.1.log"
 ok $? "daemon 1 ready"
@@ -47,11 +47,7 @@ ok $? "daemon 1 applied the event dated $AHEAD s ahead: $n_want outcomes"
 sleep 5                 # its commit's copy to the group, sent at most once a second
 seqs=$(seqs_sum)
 ok $([ "$seqs" -gt "$snap_seqs" ]; echo $?) "daemon 1 committed after the snapshot (counters summed $snap_seqs, then $seqs)"
-kill -KILL "$DAEMON_PID"
-wait "$DAEMON_PID" 2>/dev/null
-roll_back_redis
-seqs=$(seqs_sum)
-ok $([ "$seqs" -eq "$snap_seqs" ]; echo $?) "daemon 1 SIGKILLed, Redis rolled back: counters summed $seqs"
+kill_and_roll_back "daemon 1"
 
 # The outcome of the event dated ahead: create time, then the header.
 kcat -C -b "$BOOTSTRAP" -t "$TOPIC" -e -q -f '%k %T %h\n' 2> "$TMP/kcat.err" | grep "^c-ahead " > "$TMP/ahead.out"

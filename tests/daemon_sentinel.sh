@@ -78,7 +78,6 @@ replica_in_sync() {
 failover_taken() {
         redis-cli -p "$(echo $SENTINEL_PORTS | cut -d' ' -f1)" sentinel failover mymaster | grep -q '^OK'
 }
-is_master() { redis-cli -p "$1" role | head -1 | grep -q '^master'; }
 no_replica() { redis-cli -p "$1" info replication | grep -q '^connected_slaves:0'; }
 # A client the pause holds (flag b): the daemon, its commit (or another
 # write) waiting for the pause to end; the test's own clients only read.

@@ -145,6 +145,16 @@ sentinels_name() {  # sentinels_name PORT: every Sentinel of start_sentinels giv
         done
 }
 
+is_master() { redis-cli -p "$1" role | head -1 | grep -q '^master'; }   # is_master PORT: the Redis on PORT says it is a master
+promoted() { sentinels_name "$1" && is_master "$1"; }                   # promoted PORT: every Sentinel names PORT, and it is a master
+
+sentinel_events() {  # sentinel_events: every Sentinel's events (its log's "#" lines), the last 30 of each, as TAP comments
+        for _f in "$TMP"/sentinel.*.log; do
+                echo "$_f:"
+                grep ' # ' "$_f" | tail -30
+        done | diag
+}
+
 lose_redis() {  # lose_redis: redis-server killed and its data dir deleted (a lost disk)
         kill_ours KILL "$REDIS_PID"
         wait "$REDIS_PID" 2>/dev/null
@@ -264,6 +274,11 @@ stop_daemon_ok() {  # stop_daemon_ok [LABEL]: SIGTERM to $DAEMON_PID; one TAP li
         stopped "$DAEMON_PID" && kill_ours CONT "$DAEMON_PID"
         wait "$DAEMON_PID"
         ok $? "${1:-}daemon exits 0 on SIGTERM"
+}
+
+outcome_topic() {  # outcome_topic [CONFIG]: its topic.outcomes ($TMP/mcd.conf's), or the key's default (also when CONFIG is not written yet)
+        _t=$(sed -n 's/^[[:space:]]*topic\.outcomes[[:space:]]*=[[:space:]]*\([^[:space:]#]*\).*/\1/p' "${1:-$TMP/mcd.conf}" 2>/dev/null | tail -1)
+        echo "${_t:-partnercenter.multichannel.outcomes.v1}"
 }
 
 count_outcomes() {  # count_outcomes CONFIG: outcomes on the topic now
@@ -404,11 +419,18 @@ timers_rolled_back() {
         _offsets=$(offsets_sum)
         ok $([ "$_offsets" -eq "$snap_offsets" ] && [ "$_seqs" -gt "$snap_seqs" ]; echo $?) \
                 "the commits after the snapshot moved no offset (summed $snap_offsets, then $_offsets) and counted on ($snap_seqs, then $_seqs)"
+        kill_and_roll_back "the daemon"
+}
+
+# kill_and_roll_back WHO: the daemon ($DAEMON_PID) SIGKILLed and Redis rolled
+# back to apply_then_snapshot's snapshot.  1 TAP line: the commit counters
+# are back at the snapshot's.
+kill_and_roll_back() {
         kill -KILL "$DAEMON_PID"
         wait "$DAEMON_PID" 2>/dev/null
         roll_back_redis
         _seqs=$(seqs_sum)
-        ok $([ "$_seqs" -eq "$snap_seqs" ]; echo $?) "the daemon SIGKILLed, Redis rolled back: counters summed $_seqs"
+        ok $([ "$_seqs" -eq "$snap_seqs" ]; echo $?) "$1 SIGKILLed, Redis rolled back: counters summed $_seqs"
 }
 
 # expect_replay [REPLAY OPTIONS...] FILE: what the daemon must give for FILE,
