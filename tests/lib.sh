@@ -519,10 +519,12 @@ group_ahead() {  # group_ahead CONFIG: partition sides where the group's copy is
 }
 
 # no_sanitizer_report FILE...: no AddressSanitizer, LeakSanitizer or UBSan
-# report in those files (a daemon stopped by one exits non-zero too, but a
-# report on a path that goes on, or in a process SIGKILLed, is found here
-# only).  One TAP line.
+# report, nor a memcheck error (valgrind -q prints only errors, each headed
+# by its kind), in those files.  A daemon stopped by one exits non-zero too
+# (valgrind's --error-exitcode), but a report on a path that goes on, or in
+# a process SIGKILLed, is found here only.  One TAP line.
+MEMCHECK_ERROR="==[0-9]+== (Invalid (read|write|free)|Mismatched free|Conditional jump|Use of uninitialised|Syscall param|Source and destination overlap|Argument '[a-z]+' of function|Process terminating)"
 no_sanitizer_report() {
-        ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$@" 2>/dev/null
-        ok $? "no sanitizer report"
+        ! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|$MEMCHECK_ERROR" "$@" 2>/dev/null
+        ok $? "no sanitizer or memcheck report"
 }
