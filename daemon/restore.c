@@ -498,8 +498,9 @@ int raise_seq(struct restorer *rs, struct pair *p, int64_t seq) {
  * already published; and looked up now.  Its changelog records not yet
  * appended are dropped: those of the batches Redis still holds are on its
  * owed list, which the claim's repair appends as Redis holds them, and the
- * later ones re-processing derives again.  Appended after the repair, a held offsets record would put the
- * changelog's offsets past the older customers the repair appended. */
+ * later ones re-processing derives again.  Appended after the repair, a
+ * held offsets record would put the changelog's offsets past the older
+ * customers the repair appended. */
 int rollback_redo(struct restorer *rs, struct pair *p, int64_t known_seq) {
         struct mcd_offsets until;
         mcd_time_t due = 0;

@@ -2,7 +2,7 @@
 # outbox_dict.sh -- trains the outbox's zstd dictionary (frame_zip.h) on the
 # frames of a benchmark run, and writes it where the build embeds it.
 #
-#   tests/bench/outbox_dict.sh [--build DIR] [--out FILE]
+#   tests/bench/outbox_dict.sh [--build DIR] --out schemas/outbox-frames.<N>.zdict
 #
 # Runs the throughput phase of tests/bench/run.sh (300,000 events of
 # tests/gen_events' default mix over 100,000 customers) with the frames
@@ -10,23 +10,24 @@
 # never rewritten, reads one frame in four back from the AOF
 # (tests/bench/aof_frames), and trains an 8 KiB dictionary on them with the
 # id 1835229184 + N (0x6d636000 + N, in the range zstd leaves to private
-# use, 32768 to 2^31 - 1) for OUT schemas/outbox-frames.<N>.zdict:
-# `zstd --train` (Debian's zstd).  OUT defaults to
-# schemas/outbox-frames.1.zdict.  A dictionary once
-# shipped is never replaced: frames in outboxes name it.  A new one is
-# another file (outbox-frames.2.zdict, a new id), listed after it in
-# Makefile.am's DICT_SRC, with MCD_N_OUTBOX_DICTS raised.
+# use, 32768 to 2^31 - 1): `zstd --train` (Debian's zstd).  A dictionary
+# once shipped is never replaced, since frames in outboxes name it: an
+# existing OUT is refused.  A new one is another file (the next N, a new
+# id), listed last in Makefile.am's DICT_SRC, with MCD_N_OUTBOX_DICTS
+# raised.
 set -eu
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$SRC/_build/bench
-OUT=$SRC/schemas/outbox-frames.1.zdict
+OUT=
 while [ $# -gt 0 ]; do
         case $1 in
         --build) BUILD=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        *) echo "usage: $0 [--build DIR] [--out FILE]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--build DIR] --out schemas/outbox-frames.<N>.zdict" >&2; exit 2 ;;
         esac
 done
+[ -n "$OUT" ] || { echo "usage: $0 [--build DIR] --out schemas/outbox-frames.<N>.zdict" >&2; exit 2; }
+[ ! -e "$OUT" ] || { echo "outbox_dict.sh: $OUT exists: a shipped dictionary is never replaced" >&2; exit 2; }
 command -v zstd > /dev/null || { echo "outbox_dict.sh: zstd is not installed (apt-get install zstd)" >&2; exit 1; }
 LOG=$(mktemp)
 BENCH_KEEP=1 BENCH_GROUP_INSTANCES=1 BENCH_EXTRA_CONF="redis.outbox_compression = none" \
