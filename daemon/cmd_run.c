@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,16 +92,23 @@ static int check_schemas_dir(const char *cmd, const struct mcd_config *cfg, size
 }
 
 int mcd_cmd_check_config(int argc, char **argv) {
-        static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {0}};
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"print", no_argument, NULL, 'p'},
+                {0},
+        };
         const char *path = MCD_CONFIG_DEFAULT_PATH;
         struct mcd_config cfg;
         size_t n_schemas = 0;
+        bool print = false;
         int c, r;
 
         optind = 1;
-        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:p", opts)) != -1) {
                 if (c == 'c')
                         path = optarg;
+                else if (c == 'p')
+                        print = true;
                 else
                         return mcd_cli_bad_option("check-config", argv);
         }
@@ -112,6 +120,11 @@ int mcd_cmd_check_config(int argc, char **argv) {
         if (check_schemas_dir("check-config", &cfg, &n_schemas) != 0) {
                 mcd_config_clear(&cfg);
                 return 1;
+        }
+        if (print) {            /* the file's effective values only: a configuration file */
+                mcd_config_print(&cfg, stdout);
+                mcd_config_clear(&cfg);
+                return 0;
         }
         printf("%s: OK\n", path);
         if (n_schemas)

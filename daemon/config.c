@@ -35,6 +35,7 @@ enum key_type {
         KEY_STRING,            /* char *, non-empty */
         KEY_TOPIC,             /* char *, a name Kafka takes: [A-Za-z0-9._-], 1..249 bytes, not . or .. */
         KEY_OPTIONAL_STRING,   /* char *, empty means NULL */
+        KEY_SECRET,            /* char *, empty means NULL; a credential: never printed */
         KEY_INT,               /* int, min..max */
         KEY_DURATION,          /* mcd_time_t, at least min ms, at most max ms unless max is 0 */
         KEY_DURATION_INT,      /* int milliseconds, min..max ms */
@@ -65,7 +66,7 @@ static const struct key_def keys[] = {
         {"redis.host", KEY_STRING, OFF(redis_host), 0, 0, "127.0.0.1"},
         {"redis.port", KEY_INT, OFF(redis_port), 1, 65535, "6379"},
         {"redis.db", KEY_INT, OFF(redis_db), 0, INT_MAX, "0"},
-        {"redis.password", KEY_OPTIONAL_STRING, OFF(redis_password), 0, 0, NULL},
+        {"redis.password", KEY_SECRET, OFF(redis_password), 0, 0, NULL},
         {"redis.key_prefix", KEY_STRING, OFF(redis_key_prefix), 0, 0, "mcd:"},
         {"redis.timeout", KEY_DURATION_INT, OFF(redis_timeout_ms), 1, INT_MAX, "2s"},
         {"redis.sentinels", KEY_SENTINELS, OFF(redis_sentinels), 0, 0, NULL},
@@ -85,7 +86,7 @@ static const struct key_def keys[] = {
         {"buffer.max_events", KEY_INT, OFF(buffer_max), 1, 10000000, "10000"},
         {"schemas.dir", KEY_STRING, OFF(schemas_dir), 0, 0, MCD_SCHEMADIR},
         {"schema_registry.url", KEY_URL, OFF(registry_url), 0, 0, NULL},
-        {"schema_registry.basic_auth", KEY_OPTIONAL_STRING, OFF(registry_basic_auth), 0, 0, NULL},
+        {"schema_registry.basic_auth", KEY_SECRET, OFF(registry_basic_auth), 0, 0, NULL},
         {"schema_registry.timeout", KEY_DURATION_INT, OFF(registry_timeout_ms), 100, 600000, "5s"},
         {"output.format", KEY_OUTPUT_FORMAT, OFF(output_format), 0, 0, "single-object"},
         {"metrics.listen", KEY_LISTEN, OFF(metrics_listen), 0, 0, "127.0.0.1:9464"},
@@ -228,6 +229,7 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                 return replace_string((char **)base, value);
 
         case KEY_OPTIONAL_STRING:
+        case KEY_SECRET:
                 return replace_string((char **)base, *value ? value : NULL);
 
         case KEY_INT:
@@ -485,6 +487,74 @@ void mcd_config_rules(const struct mcd_config *cfg, struct mcd_rules_config *rul
 const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name) {
         const struct mcd_kv *kv = kafka_find(cfg, name);
         return kv ? kv->value : NULL;
+}
+
+/* ------------------------------------------------------------ printing */
+
+/* A librdkafka property that holds a credential (librdkafka's own
+ * sensitive ones: passwords, secrets, a private key's PEM, the OAUTHBEARER
+ * configuration).  This function can't fail. */
+static bool kafka_secret(const char *name) {
+        return strstr(name, "password") || strstr(name, "secret") || strcmp(name, "ssl.key.pem") == 0 ||
+               strcmp(name, "sasl.oauthbearer.config") == 0;
+}
+
+/* k's value in cfg as the file would write it ("" when unset); buf holds
+ * numbers and durations.  This function can't fail. */
+static const char *key_text(const struct mcd_config *cfg, const struct key_def *k, char *buf, size_t len) {
+        const char *base = (const char *)cfg + k->offset;
+        const char *v = NULL;
+
+        switch (k->type) {
+        case KEY_STRING:
+        case KEY_TOPIC:
+        case KEY_OPTIONAL_STRING:
+        case KEY_SECRET:
+        case KEY_LISTEN:
+        case KEY_SENTINELS:
+        case KEY_URL:
+                v = *(char *const *)base;
+                break;
+        case KEY_INT:
+                snprintf(buf, len, "%d", *(const int *)base);
+                v = buf;
+                break;
+        case KEY_DURATION:
+                v = duration_text(*(const mcd_time_t *)base, buf, len);
+                break;
+        case KEY_DURATION_INT:
+                v = duration_text(*(const int *)base, buf, len);
+                break;
+        case KEY_LOG_LEVEL:
+                v = mcd_log_level_name(*(const int *)base);
+                break;
+        case KEY_OUTPUT_FORMAT:
+                v = *(const enum mcd_output_format *)base == MCD_OUTPUT_CONFLUENT ? "confluent" : "single-object";
+                break;
+        case KEY_COMPRESSION:
+                v = *(const bool *)base ? "zstd" : "none";
+                break;
+        }
+        return v ? v : "";
+}
+
+/* One line "key = value"; a credential that is set is a comment instead. */
+static void print_line(FILE *out, const char *prefix, const char *key, const char *value, bool secret) {
+        if (secret && *value)
+                fprintf(out, "# %s%s = (set; not printed)\n", prefix, key);
+        else
+                fprintf(out, "%s%s =%s%s\n", prefix, key, *value ? " " : "", value);
+}
+
+void mcd_config_print(const struct mcd_config *cfg, FILE *out) {
+        char buf[32];
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                print_line(out, "", keys[i].name, key_text(cfg, &keys[i], buf, sizeof(buf)),
+                           keys[i].type == KEY_SECRET);
+        for (size_t i = 0; i < cfg->n_kafka; i++)
+                print_line(out, KAFKA_PREFIX, cfg->kafka[i].key, cfg->kafka[i].value,
+                           kafka_secret(cfg->kafka[i].key));
 }
 
 void mcd_config_clear(struct mcd_config *cfg) {

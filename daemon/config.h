@@ -115,6 +115,14 @@ void mcd_config_rules(const struct mcd_config *cfg, struct mcd_rules_config *rul
 /* The value of kafka.<name>, or NULL. */
 const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name);
 
+/* Writes every key's value in cfg, defaults included, one "key = value" a
+ * line in the file's format and the keys' order, then each kafka.<property>
+ * in file order: a file that loads to cfg again.  A credential that is set
+ * (redis.password, schema_registry.basic_auth, a librdkafka password, secret
+ * or private key) is written as a comment without its value.  This function
+ * can't fail (but for out's errors). */
+void mcd_config_print(const struct mcd_config *cfg, FILE *out);
+
 void mcd_config_clear(struct mcd_config *cfg);
 
 #endif

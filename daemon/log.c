@@ -56,6 +56,12 @@ int mcd_log_get_level(void) {
         return atomic_load(&log_state.level);
 }
 
+const char *mcd_log_level_name(int level) {
+        if (level < LOG_EMERG)
+                level = LOG_EMERG;
+        return level_names[level > LOG_DEBUG ? LOG_DEBUG : level];
+}
+
 int mcd_log_level_from_name(const char *s) {
         static const struct {
                 const char *name;

@@ -26,7 +26,7 @@ static void usage(FILE *f) {
               "         [--max-seen-ids N] [--max-subscriptions N] [--max-parked N]\n"
               "         [--state-out FILE] [FILE]\n"
               "                     apply the rules to JSON-lines events, print outcomes\n"
-              "  check-config [-c FILE]\n"
+              "  check-config [-c FILE] [--print]\n"
               "                     validate a configuration file, naming each bad line\n"
               "  publish [-c FILE] [-b BOOTSTRAP] [--topic relationships|subscriptions] [--writer-schema FILE]\n"
               "          [--format single-object|confluent] [--in-order] [FILE]\n"

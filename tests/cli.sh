@@ -1,7 +1,7 @@
 #!/bin/sh
 # cli.sh -- the operator's command line: check-config names each bad line
-# and exits 1, accepts the shipped default file; usage errors name the
-# argument and exit 2.
+# and exits 1, accepts the shipped default file, prints the effective
+# configuration (--print); usage errors name the argument and exit 2.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 cat > "$TMP/bad.conf" <<'CONF'
@@ -33,6 +33,38 @@ $MCD check-config -c "$TMP/missing.conf" > "$TMP/out" 2>&1
 ok $([ $? -eq 1 ]; echo $?) "a missing file is an error"
 grep -q "missing.conf" "$TMP/out"
 ok $? "... that names the file"
+
+# --print: the effective configuration, a file that loads to the same again;
+# credentials set are comments without their values.
+cat > "$TMP/print.conf" <<'CONF'
+topic.outcomes = out.v2
+park_grace = 90m
+log.level = warn
+redis.password = hunter2
+kafka.sasl.password = hunter3
+kafka.bootstrap.servers = broker-1:9092
+CONF
+$MCD check-config -c "$TMP/print.conf" --print > "$TMP/printed" 2> "$TMP/err"
+ok $? "check-config --print accepts the file"
+grep -qx "topic.outcomes = out.v2" "$TMP/printed" && grep -qx "park_grace = 90m" "$TMP/printed" &&
+        grep -qx "log.level = warning" "$TMP/printed" && grep -qx "kafka.bootstrap.servers = broker-1:9092" "$TMP/printed"
+ok $? "--print gives the file's values in its format (durations, level names)"
+grep -qx "dedup_window = 30d" "$TMP/printed" && grep -qx "batch.max_events = 1000" "$TMP/printed" &&
+        grep -qx "kafka.group.id = multichanneld" "$TMP/printed" && grep -qx "redis.sentinels =" "$TMP/printed"
+ok $? "--print gives the defaults of the keys the file leaves out, kafka.group.id among them"
+grep -q hunter "$TMP/printed"
+ok $([ $? -ne 0 ]; echo $?) "--print prints no credential"
+grep -qx "# redis.password = (set; not printed)" "$TMP/printed" &&
+        grep -qx "# kafka.sasl.password = (set; not printed)" "$TMP/printed"
+ok $? "... and says which are set"
+$MCD check-config -c "$TMP/printed" --print > "$TMP/again" 2>&1 && grep -v password "$TMP/printed" > "$TMP/a" &&
+        grep -v password "$TMP/again" | diff "$TMP/a" - > "$TMP/diff" && grep -qx "redis.password =" "$TMP/again"
+ok $? "what --print wrote loads, and prints the same again (the credentials left out)"
+diag < "$TMP/diff"
+$MCD check-config -c "$TMP/bad.conf" --print > "$TMP/out" 2> "$TMP/err"
+rc=$?
+[ $rc -eq 1 ] && [ ! -s "$TMP/out" ] && grep -q "bad.conf:2: " "$TMP/err"
+ok $? "--print of a bad file prints nothing but the bad lines, exit 1 (got $rc)"
 
 expect_usage() {  # expect_usage PATTERN DESCRIPTION -- COMMAND...
         pat=$1; what=$2; shift 3
