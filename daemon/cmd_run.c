@@ -104,7 +104,7 @@ int mcd_cmd_check_config(int argc, char **argv) {
         int c, r;
 
         optind = 1;
-        while ((c = mcd_getopt(argc, argv, "+c:p", opts)) != -1) {
+        while ((c = mcd_getopt(argc, argv, "+c:", opts)) != -1) {
                 if (c == 'c')
                         path = optarg;
                 else if (c == 'p')
@@ -124,6 +124,10 @@ int mcd_cmd_check_config(int argc, char **argv) {
         if (print) {            /* the file's effective values only: a configuration file */
                 mcd_config_print(&cfg, stdout);
                 mcd_config_clear(&cfg);
+                if (fflush(stdout) != 0 || ferror(stdout)) {
+                        fprintf(stderr, "multichanneld: check-config: writing standard output failed\n");
+                        return 1;
+                }
                 return 0;
         }
         printf("%s: OK\n", path);

@@ -34,7 +34,6 @@
 enum key_type {
         KEY_STRING,            /* char *, non-empty */
         KEY_TOPIC,             /* char *, a name Kafka takes: [A-Za-z0-9._-], 1..249 bytes, not . or .. */
-        KEY_OPTIONAL_STRING,   /* char *, empty means NULL */
         KEY_SECRET,            /* char *, empty means NULL; a credential: never printed */
         KEY_INT,               /* int, min..max */
         KEY_DURATION,          /* mcd_time_t, at least min ms, at most max ms unless max is 0 */
@@ -228,7 +227,6 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                                        k->name, TOPIC_NAME_MAX, value);
                 return replace_string((char **)base, value);
 
-        case KEY_OPTIONAL_STRING:
         case KEY_SECRET:
                 return replace_string((char **)base, *value ? value : NULL);
 
@@ -491,12 +489,28 @@ const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name) {
 
 /* ------------------------------------------------------------ printing */
 
-/* A librdkafka property that holds a credential (librdkafka's own
- * sensitive ones: passwords, secrets, a private key's PEM, the OAUTHBEARER
- * configuration).  This function can't fail. */
+/* A librdkafka property that holds a credential: those librdkafka marks
+ * sensitive (_RK_SENSITIVE in rdkafka_conf.c, up to 2.x), and any other
+ * whose name says password, secret, passphrase or private key.  This
+ * function can't fail. */
 static bool kafka_secret(const char *name) {
-        return strstr(name, "password") || strstr(name, "secret") || strcmp(name, "ssl.key.pem") == 0 ||
-               strcmp(name, "sasl.oauthbearer.config") == 0;
+        static const char *const sensitive[] = {
+                "ssl.key.location", "ssl.key.pem",   "ssl_key",     "ssl.ca.pem",
+                "sasl.username",    "sasl.password", "sasl.oauthbearer.config",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(sensitive); i++)
+                if (strcmp(name, sensitive[i]) == 0)
+                        return true;
+        return strstr(name, "password") || strstr(name, "secret") || strstr(name, "passphrase") ||
+               strstr(name, "private.key");
+}
+
+/* A URL with user information (http://user:password@host/): a credential. */
+static bool url_has_userinfo(const char *url) {
+        const char *host = url ? strstr(url, "://") : NULL;
+
+        return host && memchr(host + 3, '@', strcspn(host + 3, "/?#"));
 }
 
 /* k's value in cfg as the file would write it ("" when unset); buf holds
@@ -508,7 +522,6 @@ static const char *key_text(const struct mcd_config *cfg, const struct key_def *
         switch (k->type) {
         case KEY_STRING:
         case KEY_TOPIC:
-        case KEY_OPTIONAL_STRING:
         case KEY_SECRET:
         case KEY_LISTEN:
         case KEY_SENTINELS:
@@ -549,9 +562,12 @@ static void print_line(FILE *out, const char *prefix, const char *key, const cha
 void mcd_config_print(const struct mcd_config *cfg, FILE *out) {
         char buf[32];
 
-        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
-                print_line(out, "", keys[i].name, key_text(cfg, &keys[i], buf, sizeof(buf)),
-                           keys[i].type == KEY_SECRET);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const char *v = key_text(cfg, &keys[i], buf, sizeof(buf));
+                bool secret = keys[i].type == KEY_SECRET || (keys[i].type == KEY_URL && url_has_userinfo(v));
+
+                print_line(out, "", keys[i].name, v, secret);
+        }
         for (size_t i = 0; i < cfg->n_kafka; i++)
                 print_line(out, KAFKA_PREFIX, cfg->kafka[i].key, cfg->kafka[i].value,
                            kafka_secret(cfg->kafka[i].key));

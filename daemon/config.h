@@ -118,8 +118,10 @@ const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name);
 /* Writes every key's value in cfg, defaults included, one "key = value" a
  * line in the file's format and the keys' order, then each kafka.<property>
  * in file order: a file that loads to cfg again.  A credential that is set
- * (redis.password, schema_registry.basic_auth, a librdkafka password, secret
- * or private key) is written as a comment without its value.  This function
+ * (redis.password, schema_registry.basic_auth, a URL with user:password@, a
+ * librdkafka property librdkafka marks sensitive or whose name says password,
+ * secret, passphrase or private key) is written as a comment without its
+ * value.  This function
  * can't fail (but for out's errors). */
 void mcd_config_print(const struct mcd_config *cfg, FILE *out);
 

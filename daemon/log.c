@@ -57,8 +57,8 @@ int mcd_log_get_level(void) {
 }
 
 const char *mcd_log_level_name(int level) {
-        if (level < LOG_EMERG)
-                level = LOG_EMERG;
+        if (level < LOG_ERR)
+                level = LOG_ERR;
         return level_names[level > LOG_DEBUG ? LOG_DEBUG : level];
 }
 

@@ -27,8 +27,8 @@ void mcd_log_set_level(int level);
 int mcd_log_get_level(void);
 /* Parses "err", "warning", "notice", "info", "debug" (or 3..7); -EINVAL. */
 int mcd_log_level_from_name(const char *s);
-/* The name of a syslog priority, as mcd_log_level_from_name reads it ("err",
- * ..., "debug"; beyond the range, the nearest).  This function can't fail. */
+/* The name of a log threshold, as mcd_log_level_from_name reads it ("err",
+ * ..., "debug"; beyond that range, the nearest).  This function can't fail. */
 const char *mcd_log_level_name(int level);
 
 void mcd_log_full(int level, const struct mcd_log_fields *f, const char *fmt, ...)

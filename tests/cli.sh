@@ -42,12 +42,15 @@ park_grace = 90m
 log.level = warn
 redis.password = hunter2
 kafka.sasl.password = hunter3
+kafka.sasl.username = hunter4
+schema_registry.url = https://reader:hunter5@registry.example:8081
 kafka.bootstrap.servers = broker-1:9092
 CONF
 $MCD check-config -c "$TMP/print.conf" --print > "$TMP/printed" 2> "$TMP/err"
 ok $? "check-config --print accepts the file"
 grep -qx "topic.outcomes = out.v2" "$TMP/printed" && grep -qx "park_grace = 90m" "$TMP/printed" &&
-        grep -qx "log.level = warning" "$TMP/printed" && grep -qx "kafka.bootstrap.servers = broker-1:9092" "$TMP/printed"
+        grep -qx "log.level = warning" "$TMP/printed" &&
+        grep -qx "kafka.bootstrap.servers = broker-1:9092" "$TMP/printed"
 ok $? "--print gives the file's values in its format (durations, level names)"
 grep -qx "dedup_window = 30d" "$TMP/printed" && grep -qx "batch.max_events = 1000" "$TMP/printed" &&
         grep -qx "kafka.group.id = multichanneld" "$TMP/printed" && grep -qx "redis.sentinels =" "$TMP/printed"
@@ -55,10 +58,15 @@ ok $? "--print gives the defaults of the keys the file leaves out, kafka.group.i
 grep -q hunter "$TMP/printed"
 ok $([ $? -ne 0 ]; echo $?) "--print prints no credential"
 grep -qx "# redis.password = (set; not printed)" "$TMP/printed" &&
-        grep -qx "# kafka.sasl.password = (set; not printed)" "$TMP/printed"
+        grep -qx "# kafka.sasl.password = (set; not printed)" "$TMP/printed" &&
+        grep -qx "# kafka.sasl.username = (set; not printed)" "$TMP/printed" &&
+        grep -qx "# schema_registry.url = (set; not printed)" "$TMP/printed"
 ok $? "... and says which are set"
-$MCD check-config -c "$TMP/printed" --print > "$TMP/again" 2>&1 && grep -v password "$TMP/printed" > "$TMP/a" &&
-        grep -v password "$TMP/again" | diff "$TMP/a" - > "$TMP/diff" && grep -qx "redis.password =" "$TMP/again"
+: > "$TMP/diff"
+$MCD check-config -c "$TMP/printed" --print > "$TMP/again" 2> "$TMP/err" &&
+        grep -v "password\|username\|url" "$TMP/printed" > "$TMP/a" &&
+        grep -v "password\|username\|url" "$TMP/again" | diff "$TMP/a" - > "$TMP/diff" &&
+        grep -qx "redis.password =" "$TMP/again"
 ok $? "what --print wrote loads, and prints the same again (the credentials left out)"
 diag < "$TMP/diff"
 $MCD check-config -c "$TMP/bad.conf" --print > "$TMP/out" 2> "$TMP/err"

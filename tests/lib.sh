@@ -120,9 +120,10 @@ start_replica() {  # start_replica MASTER_PORT: a replica of 127.0.0.1:MASTER_PO
 # Sets SENTINEL_PORTS (space-separated) and SENTINELS (redis.sentinels' form).
 # TILT mode (a Sentinel whose timer ticks more than 2 s apart stops acting
 # for 30 s and answers "not down" to the others) waits for a 10 s stall and
-# lasts 3 s here, as in Redis's own tests: on two loaded cores the fsyncs of
-# the configuration rewrites during a failover can stall a Sentinel's loop
-# that long, and two in TILT keep the third from a quorum past a test's wait.
+# lasts 3 s here (Redis's own tests shorten only the period): on two loaded
+# cores the fsyncs of the configuration rewrites during a failover can stall
+# a Sentinel's loop that long, and two in TILT keep the third from a quorum
+# past a test's wait.
 start_sentinels() {
         SENTINEL_PORTS=""
         SENTINELS=""
@@ -285,7 +286,9 @@ stop_daemon_ok() {  # stop_daemon_ok [LABEL]: SIGTERM to $DAEMON_PID; one TAP li
 outcome_topic() {  # outcome_topic [CONFIG]: its topic.outcomes ($TMP/mcd.conf's), or the key's default when CONFIG is not written yet
         _c=${1:-$TMP/mcd.conf}
         [ -f "$_c" ] || _c=/dev/null
-        $MCD_BIN check-config -c "$_c" --print | sed -n 's/^topic\.outcomes = //p'
+        _t=$("$MCD_BIN" check-config -c "$_c" --print) || return 1
+        _t=$(printf '%s\n' "$_t" | sed -n 's/^topic\.outcomes = //p')
+        [ -n "$_t" ] && echo "$_t"
 }
 
 count_outcomes() {  # count_outcomes CONFIG: outcomes on the topic now
