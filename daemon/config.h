@@ -121,8 +121,7 @@ const char *mcd_config_kafka(const struct mcd_config *cfg, const char *name);
  * (redis.password, schema_registry.basic_auth, a URL with user:password@, a
  * librdkafka property librdkafka marks sensitive or whose name says password,
  * secret, passphrase or private key) is written as a comment without its
- * value.  This function
- * can't fail (but for out's errors). */
+ * value.  This function can't fail (but for out's errors). */
 void mcd_config_print(const struct mcd_config *cfg, FILE *out);
 
 void mcd_config_clear(struct mcd_config *cfg);
