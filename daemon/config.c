@@ -1,4 +1,5 @@
-/* config.c -- the configuration file: defaults, loading and validation.
+/* config.c -- the configuration file: defaults, loading and validation,
+ * and the effective values printed back in the file's format.
  *
  * The format is one `key = value` per line.  `#` starts a comment anywhere
  * on a line (so a value cannot contain `#`), blank lines are ignored, and
