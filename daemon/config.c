@@ -43,9 +43,28 @@ enum key_type {
         KEY_LISTEN,            /* char *, host:port or empty */
         KEY_SENTINELS,         /* char *, host:port,host:port; empty means NULL */
         KEY_URL,               /* char *, http:// or https:// URL; empty means NULL */
-        KEY_OUTPUT_FORMAT,     /* enum mcd_output_format */
-        KEY_COMPRESSION,       /* bool: zstd (true) or none */
+        KEY_OUTPUT_FORMAT,     /* enum mcd_output_format, by name (CHOICES) */
+        KEY_OUTBOX_COMPRESSION, /* enum mcd_outbox_compression, by name (CHOICES) */
 };
+
+/* The values of a key whose value is one of a few names: each name and the
+ * enum's value it stands for.  Parsing and printing both read them; a NULL
+ * name ends a list. */
+struct choice {
+        const char *name;
+        int value;
+};
+
+static const struct choice OUTPUT_FORMATS[] = {
+        {"single-object", MCD_OUTPUT_SINGLE_OBJECT}, {"confluent", MCD_OUTPUT_CONFLUENT}, {NULL, 0}};
+static const struct choice OUTBOX_COMPRESSIONS[] = {
+        {"zstd", MCD_OUTBOX_ZSTD}, {"none", MCD_OUTBOX_NONE}, {NULL, 0}};
+static const struct choice *const CHOICES[] = {
+        [KEY_OUTPUT_FORMAT] = OUTPUT_FORMATS,
+        [KEY_OUTBOX_COMPRESSION] = OUTBOX_COMPRESSIONS,
+};
+_Static_assert(sizeof(enum mcd_output_format) == sizeof(int) && sizeof(enum mcd_outbox_compression) == sizeof(int),
+               "a key of CHOICES is stored as an int");
 
 struct key_def {
         const char *name;
@@ -71,7 +90,7 @@ static const struct key_def keys[] = {
         {"redis.timeout", KEY_DURATION_INT, OFF(redis_timeout_ms), 1, INT_MAX, "2s"},
         {"redis.sentinels", KEY_SENTINELS, OFF(redis_sentinels), 0, 0, NULL},
         {"redis.master_name", KEY_STRING, OFF(redis_master_name), 0, 0, "mymaster"},
-        {"redis.outbox_compression", KEY_COMPRESSION, OFF(outbox_zip), 0, 0, "zstd"},
+        {"redis.outbox_compression", KEY_OUTBOX_COMPRESSION, OFF(outbox_compression), 0, 0, "zstd"},
         {"park_grace", KEY_DURATION, OFF(park_grace), 0, 0, "10m"},
         {"dedup_window", KEY_DURATION, OFF(dedup_window), 1, MCD_DEDUP_WINDOW_MAX, "30d"},
         {"limits.seen_ids", KEY_INT, OFF(limit_seen_ids), 1, MCD_SEEN_IDS_MAX, "10000"},
@@ -207,6 +226,35 @@ static int set_sentinels(char **slot, const char *name, const char *value, char 
         return replace_string(slot, value);
 }
 
+/* A key of CHOICES: the value named, or why none is ("expected A, B or
+ * C", the names in the list's order). */
+static int set_choice(int *slot, const struct key_def *k, const char *value, char *why, size_t whylen) {
+        const struct choice *choices = CHOICES[k->type];
+        char names[160] = "";
+        size_t n = 0, used = 0;
+
+        for (const struct choice *c = choices; c->name; c++)
+                if (strcmp(value, c->name) == 0) {
+                        *slot = c->value;
+                        return 0;
+                }
+        while (choices[n].name)
+                n++;
+        for (size_t i = 0; i < n && used < sizeof(names); i++)
+                used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+                                         i == 0 ? "" : i + 1 == n ? " or " : ", ", choices[i].name);
+        return why_set(why, whylen, "%s: expected %s, got '%s'", k->name, names, value);
+}
+
+/* The name of the value of a key of CHOICES (NULL if it has none).  This
+ * function can't fail. */
+static const char *choice_name(const struct key_def *k, int value) {
+        for (const struct choice *c = CHOICES[k->type]; c->name; c++)
+                if (c->value == value)
+                        return c->name;
+        return NULL;
+}
+
 static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char *value, char *why,
                      size_t whylen) {
         char *base = (char *)cfg + k->offset;
@@ -289,20 +337,8 @@ static int set_fixed(struct mcd_config *cfg, const struct key_def *k, const char
                 return replace_string((char **)base, *value ? value : NULL);
 
         case KEY_OUTPUT_FORMAT:
-                if (strcmp(value, "single-object") == 0)
-                        *(enum mcd_output_format *)base = MCD_OUTPUT_SINGLE_OBJECT;
-                else if (strcmp(value, "confluent") == 0)
-                        *(enum mcd_output_format *)base = MCD_OUTPUT_CONFLUENT;
-                else
-                        return why_set(why, whylen, "%s: expected single-object or confluent, got '%s'", k->name,
-                                       value);
-                return 0;
-
-        case KEY_COMPRESSION:
-                if (strcmp(value, "zstd") != 0 && strcmp(value, "none") != 0)
-                        return why_set(why, whylen, "%s: expected zstd or none, got '%s'", k->name, value);
-                *(bool *)base = strcmp(value, "zstd") == 0;
-                return 0;
+        case KEY_OUTBOX_COMPRESSION:
+                return set_choice((int *)base, k, value, why, whylen);
         }
         return why_set(why, whylen, "%s: unhandled key type", k->name);
 }
@@ -543,10 +579,8 @@ static const char *key_text(const struct mcd_config *cfg, const struct key_def *
                 v = mcd_log_level_name(*(const int *)base);
                 break;
         case KEY_OUTPUT_FORMAT:
-                v = *(const enum mcd_output_format *)base == MCD_OUTPUT_CONFLUENT ? "confluent" : "single-object";
-                break;
-        case KEY_COMPRESSION:
-                v = *(const bool *)base ? "zstd" : "none";
+        case KEY_OUTBOX_COMPRESSION:
+                v = choice_name(k, *(const int *)base);
                 break;
         }
         return v ? v : "";

@@ -38,6 +38,12 @@ enum mcd_output_format {
         MCD_OUTPUT_CONFLUENT,        /* 0x00, 4-byte schema id from schema_registry.url */
 };
 
+/* redis.outbox_compression: how outbox frames are written to Redis. */
+enum mcd_outbox_compression {
+        MCD_OUTBOX_NONE,             /* as they are */
+        MCD_OUTBOX_ZSTD,             /* zipped (frame_zip.h) */
+};
+
 struct mcd_config {
         char *path;                  /* file it was loaded from, or NULL for defaults */
 
@@ -81,8 +87,8 @@ struct mcd_config {
         char *registry_basic_auth;   /* schema_registry.basic_auth "user:password", NULL */
         int registry_timeout_ms;     /* schema_registry.timeout, 5s: each registry request */
         enum mcd_output_format output_format; /* output.format, single-object */
-        bool outbox_zip;             /* redis.outbox_compression, zstd (true) or none: outbox frames written
-                                      * zipped (frame_zip.h); read either way */
+        enum mcd_outbox_compression outbox_compression; /* redis.outbox_compression, zstd: how outbox
+                                      * frames are written (frame_zip.h); read either way */
         char *metrics_listen;        /* metrics.listen, 127.0.0.1:9464; "" disables */
         int log_level;               /* log.level: syslog priority, LOG_INFO */
         mcd_time_t status_interval;  /* status.interval, 5s */

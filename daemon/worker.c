@@ -193,7 +193,7 @@ static int worker_setup(struct worker *w) {
                 .password = w->env.cfg->redis_password, .prefix = w->env.cfg->redis_key_prefix,
                 .timeout_ms = w->env.cfg->redis_timeout_ms, .sentinels = w->env.cfg->redis_sentinels,
                 .master_name = w->env.cfg->redis_master_name, .note = store_note,
-                .zip_frames = w->env.cfg->outbox_zip,
+                .zip_frames = w->env.cfg->outbox_compression == MCD_OUTBOX_ZSTD,
         };
         const char *out_topics[2] = {w->env.cfg->topic_outcomes, w->env.cfg->topic_dlq};
         struct mcd_startup_wait wait = {
@@ -438,7 +438,7 @@ static bool restart_keys_differ(const struct mcd_config *a, const struct mcd_con
                  str_differs(a->redis_key_prefix, b->redis_key_prefix) ||
                  str_differs(a->redis_sentinels, b->redis_sentinels) ||
                  str_differs(a->redis_master_name, b->redis_master_name) ||
-                 a->redis_timeout_ms != b->redis_timeout_ms || a->outbox_zip != b->outbox_zip ||
+                 a->redis_timeout_ms != b->redis_timeout_ms || a->outbox_compression != b->outbox_compression ||
                  str_differs(a->metrics_listen, b->metrics_listen) ||
                  str_differs(a->registry_url, b->registry_url) ||
                  str_differs(a->registry_basic_auth, b->registry_basic_auth) ||

@@ -116,7 +116,7 @@ static void test_defaults(void) {
         is_int(cfg.redis_timeout_ms, 2000, "redis.timeout 2s");
         ok(cfg.redis_sentinels == NULL, "redis.sentinels unset: no Sentinel");
         is_str(cfg.redis_master_name, "mymaster", "redis.master_name");
-        ok(cfg.outbox_zip, "redis.outbox_compression zstd");
+        ok(cfg.outbox_compression == MCD_OUTBOX_ZSTD, "redis.outbox_compression zstd");
         is_int(cfg.park_grace, 600000, "park_grace 10m");
         is_int(cfg.merge_wait, 500, "merge_wait 500ms");
         is_int(cfg.batch_max, 1000, "batch.max_events");
@@ -590,10 +590,10 @@ static void test_outbox_compression(void) {
         struct loaded l;
 
         load(&l, write_file("zip-none.conf", "redis.outbox_compression = none\n"));
-        ok(l.r == 0 && !l.cfg.outbox_zip, "redis.outbox_compression none");
+        ok(l.r == 0 && l.cfg.outbox_compression == MCD_OUTBOX_NONE, "redis.outbox_compression none");
         loaded_clear(&l);
         load(&l, write_file("zip-zstd.conf", "redis.outbox_compression = zstd\n"));
-        ok(l.r == 0 && l.cfg.outbox_zip, "redis.outbox_compression zstd");
+        ok(l.r == 0 && l.cfg.outbox_compression == MCD_OUTBOX_ZSTD, "redis.outbox_compression zstd");
         loaded_clear(&l);
         expect_one_error("zip-bad.conf", "redis.outbox_compression = lz4\n",
                          "1: redis.outbox_compression: expected zstd or none, got 'lz4'",
