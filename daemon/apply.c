@@ -311,6 +311,19 @@ int batch_apply(struct applier *ap, struct batch *b, int64_t now, size_t n_due) 
         return 0;
 }
 
+void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *held) {
+        int64_t ts = now, arrived = mono_ms(), mono = arrived;
+
+        for (size_t i = 0; i < b->n_items; i++) {
+                if (b->items[i].m->timestamp < ts)
+                        ts = b->items[i].m->timestamp;
+                if (b->items[i].m->arrived < arrived)
+                        arrived = b->items[i].m->arrived;
+        }
+        *stamped = now - ts;
+        *held = mono - arrived;
+}
+
 bool batch_empty(const struct batch *b) {
         return b->n_items == 0 && b->n_ids == 0;
 }

@@ -104,6 +104,10 @@ void batch_destroy(struct batch *b);
 struct item *batch_take_items(struct batch *b, size_t *cap);
 /* No message and no customer? */
 bool batch_empty(const struct batch *b);
+/* For the debug log: how long ago b's oldest message was stamped by Kafka
+ * (wall clock, against now) and buffered here (monotonic), in ms.  This
+ * function can't fail. */
+void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *held);
 /* Decodes the batch's messages on the batch threads. */
 void batch_decode(struct applier *ap, struct batch *b);
 /* Once loaded: which customers had something due, for the due index. */

@@ -192,14 +192,16 @@ static size_t due_partitions(struct batcher *bt, int64_t now, int32_t *parts, mc
 }
 
 /* The customers due in the owned pairs (due_partitions), asked for in one
- * round trip at most once a second, up to 1000 a partition.  (Bounding it
- * by the batch size starved customers behind those whose due entry stays.)
- * The idle pairs' come first, b->n_due_wall of them (batch_apply). */
+ * round trip once a second, or at the next batch while more are due than
+ * the last took: batch.max_events at most, shared out among the pairs.
+ * Each due customer's commit moves or takes out its due entry.  The idle
+ * pairs' come first, b->n_due_wall of them (batch_apply). */
 static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
         int32_t *parts, *id_parts = NULL;
         mcd_time_t *until;
         char **ids = NULL;
         size_t n_parts = 0, n_idle, n = 0;
+        bool more = false;
         int r;
 
         b->n_due_wall = b->n_ids;
@@ -212,7 +214,10 @@ static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
                 return -ENOMEM;
         }
         n_idle = due_partitions(bt, now, parts, until, &n_parts);
-        r = mcd_store_due(bt->env->store, parts, until, n_parts, 1000, &ids, &id_parts, &n);
+        r = mcd_store_due(bt->env->store, parts, until, n_parts, (size_t)bt->env->cfg->batch_max, &ids, &id_parts,
+                          &n, &more);
+        if (more)
+                bt->next_due_scan = now;
         /* Idle, nothing due: is the state still there?  A Redis restarted
          * empty has no due index either, and would otherwise be found only
          * by the next commit, whenever input comes. */
@@ -696,22 +701,6 @@ static void count_round_trips(struct batcher *bt, uint64_t *since) {
         bt->env->st.redis_batch_round_trips += bt->env->st.redis_round_trips - *since;
         *since = bt->env->st.redis_round_trips;
 }
-
-/* For the debug log: how long ago its oldest message was stamped by Kafka
- * (wall clock) and buffered here (monotonic), in ms. */
-static void batch_ages(const struct batch *b, int64_t now, int64_t *stamped, int64_t *held) {
-        int64_t ts = now, arrived = mono_ms(), mono = arrived;
-
-        for (size_t i = 0; i < b->n_items; i++) {
-                if (b->items[i].m->timestamp < ts)
-                        ts = b->items[i].m->timestamp;
-                if (b->items[i].m->arrived < arrived)
-                        arrived = b->items[i].m->arrived;
-        }
-        *stamped = now - ts;
-        *held = mono - arrived;
-}
-
 
 /* A commit whose reply was lost: remembered with one of the batch's pairs
  * (whose offsets the commit moves) to be settled by resolve_unsure().  A

@@ -540,7 +540,7 @@ static int redo_due_left(struct restorer *rs, struct pair *p) {
         char **ids = NULL;
         int32_t *parts = NULL;
         size_t n = 0;
-        int r = mcd_store_due(rs->env->store, &p->partition, &p->redo_due, 1, 1, &ids, &parts, &n);
+        int r = mcd_store_due(rs->env->store, &p->partition, &p->redo_due, 1, 1, &ids, &parts, &n, NULL);
 
         if (r < 0 && !redis_unreachable(r))     /* an unreachable Redis is logged by the loop */
                 log_warning("partition %" PRId32 ": cannot read what is due: %s", p->partition, strerror(-r));

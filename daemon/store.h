@@ -263,12 +263,18 @@ int mcd_store_get_marks(struct mcd_store *s, int32_t partition, char **marks);
 int mcd_store_read_outbox(struct mcd_store *s, int32_t partition, void ***frames, size_t **lens, size_t *n);
 void mcd_store_frames_free(void **frames, size_t *lens, size_t n);
 
-/* Customers due at or before until[i] in partitions[i] (at most max per
- * partition), in one round trip: ids[i] is in partition id_partitions[i],
- * the partitions' in the order given.  The caller frees ids with
+/* How deep mcd_store_due looks into each partition's due index. */
+#define MCD_STORE_DUE_DEPTH 1000
+
+/* Customers due at or before until[i] in partitions[i], in one round trip:
+ * at most max in all, shared out evenly among the partitions that have
+ * them, and at most MCD_STORE_DUE_DEPTH of one partition; each partition's
+ * earliest due first.  ids[i] is in partition id_partitions[i], the
+ * partitions' in the order given.  *more (when not NULL) tells whether any
+ * partition may have more due than were taken.  The caller frees ids with
  * mcd_store_ids_free and id_partitions with free. */
 int mcd_store_due(struct mcd_store *s, const int32_t *partitions, const mcd_time_t *until, size_t n_parts, size_t max,
-                  char ***ids, int32_t **id_partitions, size_t *n);
+                  char ***ids, int32_t **id_partitions, size_t *n, bool *more);
 void mcd_store_ids_free(char **ids, size_t n);
 
 /* Counts for metrics and STATUS, summed over the given partitions in one

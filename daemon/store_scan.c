@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,26 +22,26 @@ void mcd_store_ids_free(char **ids, size_t n) {
         free(ids);
 }
 
-/* Appends the ids of one ZRANGEBYSCORE reply, tagged with their partition.
- * The ids are taken out of the reply, not copied: hiredis ends each string
- * with a NUL, and frees what is left of the reply without them. */
-static int take_due_ids(redisReply *reply, int32_t partition, char ***ids, int32_t **parts, size_t *n) {
+/* Appends the first `take` ids of one ZRANGEBYSCORE reply, tagged with
+ * their partition.  The ids are taken out of the reply, not copied:
+ * hiredis ends each string with a NUL, and frees what is left of the reply
+ * without them. */
+static int take_due_ids(redisReply *reply, size_t take, int32_t partition, char ***ids, int32_t **parts,
+                        size_t *n) {
         char **v;
         int32_t *pv;
 
-        if (reply->type != REDIS_REPLY_ARRAY)
-                return -EBADMSG;
-        if (reply->elements == 0)
+        if (take == 0)
                 return 0;
-        v = realloc(*ids, (*n + reply->elements) * sizeof(*v));
+        v = realloc(*ids, (*n + take) * sizeof(*v));
         if (v)
                 *ids = v;
-        pv = realloc(*parts, (*n + reply->elements) * sizeof(*pv));
+        pv = realloc(*parts, (*n + take) * sizeof(*pv));
         if (pv)
                 *parts = pv;
         if (!v || !pv)
                 return -ENOMEM;
-        for (size_t i = 0; i < reply->elements; i++) {
+        for (size_t i = 0; i < take; i++) {
                 redisReply *e = reply->element[i];
                 if (e->type != REDIS_REPLY_STRING || strlen(e->str) != (size_t)e->len)
                         return -EBADMSG;
@@ -51,8 +52,62 @@ static int take_due_ids(redisReply *reply, int32_t partition, char ***ids, int32
         return 0;
 }
 
+/* How many of each reply's ids to take, max in all, shared out evenly: a
+ * partition with fewer due than its share leaves the rest to the others
+ * (the largest level no partition takes more than, then one more each for
+ * the first partitions that have more, until max).  take[i] is set; true
+ * when a reply is left with ids untaken.  The replies are arrays. */
+static bool share_due(redisReply **replies, size_t n_parts, size_t max, size_t *take) {
+        size_t lo = 0, hi = max, left = max;
+        bool cut = false;
+
+        while (lo < hi) {               /* the largest level whose takes sum to max or less */
+                size_t mid = lo + (hi - lo + 1) / 2, sum = 0;
+                for (size_t i = 0; i < n_parts; i++)
+                        sum += replies[i]->elements < mid ? replies[i]->elements : mid;
+                if (sum <= max)
+                        lo = mid;
+                else
+                        hi = mid - 1;
+        }
+        for (size_t i = 0; i < n_parts; i++)
+                left -= take[i] = replies[i]->elements < lo ? replies[i]->elements : lo;
+        for (size_t i = 0; i < n_parts; i++) {
+                if (left > 0 && take[i] < replies[i]->elements) {
+                        take[i]++;
+                        left--;
+                }
+                cut |= take[i] < replies[i]->elements;
+        }
+        return cut;
+}
+
+/* Takes the ids of the replies to mcd_store_due's commands, as share_due
+ * shares them out: 1 when some were left (or a reply is `depth` long: its
+ * zset may hold more), 0 when none was, or an error. */
+static int take_shared(redisReply **replies, const int32_t *partitions, size_t n_parts, size_t max, size_t depth,
+                       char ***ids, int32_t **id_partitions, size_t *n) {
+        size_t *take = calloc(n_parts, sizeof(*take));
+        bool more;
+        int r = 0;
+
+        if (!take)
+                return -ENOMEM;
+        for (size_t i = 0; r == 0 && i < n_parts; i++)
+                if (replies[i]->type != REDIS_REPLY_ARRAY)
+                        r = -EBADMSG;
+        more = r == 0 && share_due(replies, n_parts, max, take);
+        for (size_t i = 0; r == 0 && i < n_parts; i++) {
+                more |= replies[i]->elements == depth;
+                r = take_due_ids(replies[i], take[i], partitions[i], ids, id_partitions, n);
+        }
+        free(take);
+        return r < 0 ? r : more;
+}
+
 int mcd_store_due(struct mcd_store *s, const int32_t *partitions, const mcd_time_t *until, size_t n_parts, size_t max,
-                  char ***ids, int32_t **id_partitions, size_t *n) {
+                  char ***ids, int32_t **id_partitions, size_t *n, bool *more) {
+        size_t depth = max < MCD_STORE_DUE_DEPTH ? max : MCD_STORE_DUE_DEPTH;
         struct args *cmds;
         redisReply **replies;
         int r;
@@ -60,6 +115,8 @@ int mcd_store_due(struct mcd_store *s, const int32_t *partitions, const mcd_time
         *ids = NULL;
         *id_partitions = NULL;
         *n = 0;
+        if (more)
+                *more = false;
         if (max == 0 || n_parts == 0)
                 return 0;
         cmds = calloc(n_parts, sizeof(*cmds));
@@ -76,14 +133,15 @@ int mcd_store_due(struct mcd_store *s, const int32_t *partitions, const mcd_time
                 args_addf(&cmds[i], "%" PRId64, until[i]);
                 args_add_str(&cmds[i], "LIMIT");
                 args_add_str(&cmds[i], "0");
-                args_addf(&cmds[i], "%zu", max);
+                args_addf(&cmds[i], "%zu", depth);
         }
         r = store_pipeline(s, cmds, n_parts, replies);
         if (r == 0) {
-                for (size_t i = 0; r == 0 && i < n_parts; i++)
-                        r = take_due_ids(replies[i], partitions[i], ids, id_partitions, n);
+                r = take_shared(replies, partitions, n_parts, max, depth, ids, id_partitions, n);
                 store_replies_free(replies, n_parts);
         }
+        if (r >= 0 && more)
+                *more = r > 0;
         if (r < 0) {
                 mcd_store_ids_free(*ids, *n);
                 free(*id_partitions);
@@ -93,7 +151,7 @@ int mcd_store_due(struct mcd_store *s, const int32_t *partitions, const mcd_time
         }
         store_cmds_free(cmds, n_parts);
         free(replies);
-        return r;
+        return r < 0 ? r : 0;
 }
 
 /* ZCARD and LLEN of every partition, pipelined: one round trip. */

@@ -926,6 +926,43 @@ static void test_clog_owed(struct mcd_store *s, int64_t gen) {
         }
 }
 
+/* mcd_store_due shares its max out among the partitions: three with 5, 1
+ * and 5 customers due, 6 asked for, give 3, 1 and 2, each partition's
+ * earliest first, and say more are due; 20 asked for take all 11. */
+static void test_due_shared(struct mcd_store *s, int64_t gen) {
+        static const int32_t parts3[] = {40, 41, 42};
+        static const size_t due_in[] = {5, 1, 5}, want[] = {3, 1, 2};
+        const mcd_time_t until[] = {TERM_END, TERM_END, TERM_END};
+        struct mcd_customer c;
+        char **ids = NULL, id[32];
+        int32_t *parts = NULL;
+        size_t n = 0, at = 0;
+        bool more = false, fine = true;
+
+        for (size_t p = 0; p < 3; p++)
+                for (size_t i = 0; i < due_in[p]; i++) {
+                        snprintf(id, sizeof(id), "shared-%zu-%zu", p, i);
+                        fine &= simple_customer(&c, id, MCD_SS_SWITCH_BLOCKED) == 0 &&
+                                commit_one(s, &c, parts3[p], gen) == 0;
+                        mcd_customer_clear(&c);
+                }
+        ok(fine, "due shared: 11 customers due over three partitions committed");
+        is_int(mcd_store_due(s, parts3, until, 3, 6, &ids, &parts, &n, &more), 0, "due shared: 6 asked for");
+        ok(n == 6 && more, "due shared: 6 taken, more due (%zu, %d)", n, more);
+        for (size_t p = 0; p < 3 && n == 6; p++)
+                for (size_t i = 0; i < want[p]; i++, at++) {
+                        snprintf(id, sizeof(id), "shared-%zu-%zu", p, i);
+                        fine &= parts[at] == parts3[p] && strcmp(ids[at], id) == 0;
+                }
+        ok(n == 6 && fine, "due shared: 3, 1 and 2, each partition's first, in the partitions' order");
+        mcd_store_ids_free(ids, n);
+        free(parts);
+        is_int(mcd_store_due(s, parts3, until, 3, 20, &ids, &parts, &n, &more), 0, "due shared: 20 asked for");
+        ok(n == 11 && !more, "due shared: all 11 taken, none more (%zu, %d)", n, more);
+        mcd_store_ids_free(ids, n);
+        free(parts);
+}
+
 static void test_due(struct mcd_store *s, int64_t gen) {
         static const int32_t both[] = {1, 0};
         struct mcd_customer blocked, allowed;
@@ -938,31 +975,31 @@ static void test_due(struct mcd_store *s, int64_t gen) {
         simple_customer(&blocked, "c-due", MCD_SS_SWITCH_BLOCKED);
         simple_customer(&allowed, "c-due", MCD_SS_SWITCH_ALLOWED);
         is_int(commit_one(s, &blocked, 0, gen), 0, "commit of a customer with a blocked switch");
-        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END - 1}, 1, 10, &ids, &parts, &n), 0,
+        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END - 1}, 1, 10, &ids, &parts, &n, NULL), 0,
                "due just before term_end");
         is_int(n, 0, "nothing due yet");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
-        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END}, 1, 10, &ids, &parts, &n), 0, "due at term_end");
+        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END}, 1, 10, &ids, &parts, &n, NULL), 0, "due at term_end");
         ok(n == 1 && strcmp(ids[0], "c-due") == 0, "the customer is due at its term_end");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
-        is_int(mcd_store_due(s, P1, (mcd_time_t[]){TERM_END}, 1, 10, &ids, &parts, &n), 0, "due on another partition");
+        is_int(mcd_store_due(s, P1, (mcd_time_t[]){TERM_END}, 1, 10, &ids, &parts, &n, NULL), 0, "due on another partition");
         is_int(n, 0, "nothing there");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
         rt = mcd_store_round_trips(s);
-        is_int(mcd_store_due(s, both, (mcd_time_t[]){TERM_END, TERM_END}, 2, 10, &ids, &parts, &n), 0,
+        is_int(mcd_store_due(s, both, (mcd_time_t[]){TERM_END, TERM_END}, 2, 10, &ids, &parts, &n, NULL), 0,
                "due over two partitions");
         is_int((long long)(mcd_store_round_trips(s) - rt), 1, "in one round trip");
         ok(n == 1 && strcmp(ids[0], "c-due") == 0 && parts[0] == 0, "it is found in partition 0");
         mcd_store_ids_free(ids, n);
         free(parts);
         parts = NULL;
-        is_int(mcd_store_due(s, both, (mcd_time_t[]){TERM_END + 1000, TERM_END - 1}, 2, 10, &ids, &parts, &n), 0,
+        is_int(mcd_store_due(s, both, (mcd_time_t[]){TERM_END + 1000, TERM_END - 1}, 2, 10, &ids, &parts, &n, NULL), 0,
                "due over two partitions, each by its own clock");
         is_int(n, 0, "partition 0's clock before term_end: nothing, whatever partition 1's");
         mcd_store_ids_free(ids, n);
@@ -973,7 +1010,7 @@ static void test_due(struct mcd_store *s, int64_t gen) {
         is_int(mcd_store_counts(s, both, 2, &due, &len), 0, "counts over two partitions");
         is_int(due, 1, "still one customer due");
         is_int(commit_one(s, &allowed, 0, gen), 0, "commit of the customer without a blocked switch");
-        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END + 1000}, 1, 10, &ids, &parts, &n), 0, "due after term_end");
+        is_int(mcd_store_due(s, P0, (mcd_time_t[]){TERM_END + 1000}, 1, 10, &ids, &parts, &n, NULL), 0, "due after term_end");
         is_int(n, 0, "the customer is gone from the zset");
         mcd_store_ids_free(ids, n);
         free(parts);
@@ -1549,6 +1586,7 @@ static void test_store(struct srv *sv) {
         test_outbox(s, gen);
         test_clog_owed(s, gen);
         test_due(s, gen);
+        test_due_shared(s, gen);
         test_due_changes(s, sv->port, gen);
         test_big_batch(s, sv->port, gen);
         test_fencing(s, gen);
