@@ -174,8 +174,9 @@ static void batch_rewind(struct batcher *bt, struct batch *b) {
 static size_t due_partitions(struct batcher *bt, int64_t now, int32_t *parts, mcd_time_t *until, size_t *n) {
         size_t n_idle = 0, n_busy = 0, m = bt->pairs->n;
 
+        bt->due_rotate = m ? (bt->due_rotate + 1) % m : 0;   /* each scan starts elsewhere */
         for (size_t i = 0; i < m; i++) {
-                const struct pair *p = bt->pairs->v[i];
+                const struct pair *p = bt->pairs->v[(bt->due_rotate + i) % m];
                 if (pair_idle(bt->in, p)) {
                         parts[n_idle] = p->partition;
                         until[n_idle++] = now;
@@ -191,12 +192,28 @@ static size_t due_partitions(struct batcher *bt, int64_t now, int32_t *parts, mc
         return n_idle;
 }
 
+/* When the due scan after this one runs: in a second, or at the next batch
+ * while more are due than this one took, as long as the last such scan's
+ * customers fired timers (an entry the commits would not move must not
+ * make every batch scan).  This function can't fail. */
+static void due_next_scan(struct batcher *bt, int64_t now, bool more) {
+        bool progressed = !bt->due_rescan || bt->env->st.timers_fired != bt->due_fired;
+
+        bt->due_fired = bt->env->st.timers_fired;
+        bt->due_rescan = more && progressed;
+        bt->next_due_scan = bt->due_rescan ? now : now + 1000;
+        if (bt->due_rescan)
+                log_debug("due scan: more customers due than a batch takes; the next batch looks again");
+}
+
 /* The customers due in the owned pairs (due_partitions), asked for in one
- * round trip once a second, or at the next batch while more are due than
- * the last took: batch.max_events at most, shared out among the pairs.
- * Each due customer's commit moves or takes out its due entry.  The idle
- * pairs' come first, b->n_due_wall of them (batch_apply). */
-static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
+ * round trip (due_next_scan says when): as many as a batch takes
+ * (batch_customers), shared out among the pairs.  Each due customer's
+ * commit moves or takes out its due entry, so a batch collected while one
+ * holding due customers commits (!may_scan) does not look: it would find
+ * them again.  The idle pairs' come first, b->n_due_wall of them
+ * (batch_apply). */
+static int batch_due(struct batcher *bt, struct batch *b, int64_t now, bool may_scan) {
         int32_t *parts, *id_parts = NULL;
         mcd_time_t *until;
         char **ids = NULL;
@@ -205,19 +222,16 @@ static int batch_due(struct batcher *bt, struct batch *b, int64_t now) {
         int r;
 
         b->n_due_wall = b->n_ids;
-        if (now < bt->next_due_scan)
+        if (!may_scan || now < bt->next_due_scan)
                 return 0;
-        bt->next_due_scan = now + 1000;
         parts = calloc(bt->pairs->n + 1, sizeof(*parts));
         if (!parts || !(until = calloc(bt->pairs->n + 1, sizeof(*until)))) {
                 free(parts);
                 return -ENOMEM;
         }
         n_idle = due_partitions(bt, now, parts, until, &n_parts);
-        r = mcd_store_due(bt->env->store, parts, until, n_parts, (size_t)bt->env->cfg->batch_max, &ids, &id_parts,
-                          &n, &more);
-        if (more)
-                bt->next_due_scan = now;
+        r = mcd_store_due(bt->env->store, parts, until, n_parts, batch_customers(bt), &ids, &id_parts, &n, &more);
+        due_next_scan(bt, now, more);
         /* Idle, nothing due: is the state still there?  A Redis restarted
          * empty has no due index either, and would otherwise be found only
          * by the next commit, whenever input comes. */
@@ -603,11 +617,11 @@ static int registry_unavailable(struct batcher *bt, struct batch *b) {
  * events is in the batch.  After the collect, a pair whose last events it
  * took would look idle too, and its timers, fired by the wall clock, would
  * go before those events (earlier in stream time), unlike replay. */
-static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
+static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now, bool may_scan) {
         int r;
 
         mcd_outcomes_init(&b->out);
-        r = batch_due(bt, b, now);
+        r = batch_due(bt, b, now, may_scan);
         if (r >= 0)
                 r = batch_collect(bt, b, (size_t)bt->env->cfg->batch_max);
         b->n_due = b->n_ids;
@@ -637,14 +651,6 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now) {
         return 0;
 }
 
-/* A batch that is undone or not committed is read again: what applying it
- * counted is taken back, or the metrics would count its events twice. */
-static void stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
-        struct mcd_stats now = *st;
-
-        mcd_stats_add_counts(st, &now, before, -1);
-}
-
 /* Drops a batch that was collected but will not be committed, its messages
  * back in their queues (see batch_rewind); one applied ahead is undone
  * (batch_unapply) and what it counted taken back.  NULL is nothing to drop. */
@@ -653,7 +659,7 @@ static void batch_give_back(struct batcher *bt, struct batch *b) {
                 return;
         if (b->applied) {
                 batch_unapply(bt, b);
-                stats_take_back(&bt->env->st, &bt->ahead_before);
+                mcd_stats_take_back(&bt->env->st, &bt->ahead_before);
         } else {
                 batch_rewind(bt, b);
         }
@@ -674,21 +680,21 @@ static struct batch *take_ahead(struct batcher *bt) {
         return b;
 }
 
-/* Collects the next batch before this one is committed, so that it is
- * loaded and applied while Redis runs the commit (struct overlap).  Only from what is
- * buffered already (polling could run a rebalance in the middle of this
- * batch), and only when that makes at least half a batch: a trickle is
- * better collected after a poll.  NULL when there is no such batch. */
-static struct batch *prepare_ahead(struct batcher *bt, int64_t now) {
-        struct batch *b;
-
+/* Collects the next batch before `committing` is committed, so that it is
+ * loaded and applied while Redis runs the commit (struct overlap).  Only
+ * from what is buffered already (polling could run a rebalance in the
+ * middle of this batch), and only when that makes at least half a batch: a
+ * trickle is better collected after a poll.  NULL when there is no such
+ * batch. */
+static struct batch *prepare_ahead(struct batcher *bt, const struct batch *committing, int64_t now) {
         size_t ready = mergeable(bt->in);
+        struct batch *b;
 
         log_debug("next batch: %zu messages can be merged, %zu buffered", ready, buffered(bt->in));
         bt->ahead_customers = batch_customers(bt);
         if (ready < bt->ahead_customers / 2 + 1 || !(b = calloc(1, sizeof(*b))))
                 return NULL;
-        if (batch_prepare(bt, b, now) < 0 || batch_empty(b)) {
+        if (batch_prepare(bt, b, now, committing->n_due == 0) < 0 || batch_empty(b)) {
                 batch_give_back(bt, b);
                 return NULL;
         }
@@ -756,7 +762,7 @@ int process_batch(struct batcher *bt) {
                 b = calloc(1, sizeof(*b));
                 if (!b)
                         return -ENOMEM;
-                r = batch_prepare(bt, b, now);
+                r = batch_prepare(bt, b, now, true);
                 if (r == -EAGAIN) {     /* schema registry unavailable: the messages back in their queues */
                         batch_give_back(bt, b);
                         return r;
@@ -777,7 +783,7 @@ int process_batch(struct batcher *bt) {
                 r = -ENOMEM;
         t_ahead = mono_us();
         if (r >= 0)
-                ahead = prepare_ahead(bt, now);
+                ahead = prepare_ahead(bt, b, now);
         t_ahead = mono_us() - t_ahead;
         /* The last batch's frames were produced when it was committed, and
          * were delivered while this one was applied; they must all be
@@ -798,7 +804,7 @@ int process_batch(struct batcher *bt) {
         if (r >= 0 && (undelivered || bt->pairs->epoch != b->epoch)) {
                 batch_give_back(bt, ahead);
                 batch_unapply(bt, b);
-                stats_take_back(&bt->env->st, &before);
+                mcd_stats_take_back(&bt->env->st, &before);
                 r = -EAGAIN;
                 goto out;
         }
@@ -820,7 +826,7 @@ int process_batch(struct batcher *bt) {
                 batch_give_back(bt, ahead);
                 if (commit_sent && redis_unreachable(r))
                         note_unsure(bt, b, &before);
-                stats_take_back(&bt->env->st, &before);
+                mcd_stats_take_back(&bt->env->st, &before);
                 batch_abort(bt, r);
                 goto out;
         }

@@ -68,3 +68,9 @@ void mcd_stats_add_counts(struct mcd_stats *st, const struct mcd_stats *a, const
         add_n(st->dead_letters, a->dead_letters, b ? b->dead_letters : NULL, MCD_N_DEAD_LETTER_REASONS, sign);
         add_n(&st->timers_fired, &a->timers_fired, b ? &b->timers_fired : NULL, 1, sign);
 }
+
+void mcd_stats_take_back(struct mcd_stats *st, const struct mcd_stats *before) {
+        struct mcd_stats now = *st;
+
+        mcd_stats_add_counts(st, &now, before, -1);
+}

@@ -75,5 +75,9 @@ void mcd_stats_observe_latency(struct mcd_stats *s, int64_t us);
  * (sign +1 or -1; b NULL counts as zero); st's other figures are left as
  * they are.  For taking back an undone batch's counts, or keeping them. */
 void mcd_stats_add_counts(struct mcd_stats *st, const struct mcd_stats *a, const struct mcd_stats *b, int sign);
+/* A batch that is undone or not committed is read again: what applying it
+ * counted since `before` is taken back, or the metrics would count its
+ * events twice.  This function can't fail. */
+void mcd_stats_take_back(struct mcd_stats *st, const struct mcd_stats *before);
 
 #endif

@@ -40,6 +40,7 @@ cat > "$TMP/print.conf" <<'CONF'
 topic.outcomes = out.v2
 park_grace = 90m
 log.level = warn
+redis.outbox_compression = none
 redis.password = hunter2
 kafka.sasl.password = hunter3
 kafka.sasl.username = hunter4
@@ -49,10 +50,11 @@ CONF
 $MCD check-config -c "$TMP/print.conf" --print > "$TMP/printed" 2> "$TMP/err"
 ok $? "check-config --print accepts the file"
 grep -qx "topic.outcomes = out.v2" "$TMP/printed" && grep -qx "park_grace = 90m" "$TMP/printed" &&
-        grep -qx "log.level = warning" "$TMP/printed" &&
+        grep -qx "log.level = warning" "$TMP/printed" && grep -qx "redis.outbox_compression = none" "$TMP/printed" &&
         grep -qx "kafka.bootstrap.servers = broker-1:9092" "$TMP/printed"
-ok $? "--print gives the file's values in its format (durations, level names)"
+ok $? "--print gives the file's values in its format (durations, level names, value names)"
 grep -qx "dedup_window = 30d" "$TMP/printed" && grep -qx "batch.max_events = 1000" "$TMP/printed" &&
+        grep -qx "output.format = single-object" "$TMP/printed" &&
         grep -qx "kafka.group.id = multichanneld" "$TMP/printed" && grep -qx "redis.sentinels =" "$TMP/printed"
 ok $? "--print gives the defaults of the keys the file leaves out, kafka.group.id among them"
 grep -q hunter "$TMP/printed"

@@ -7,45 +7,86 @@
 # commit) grew with the partitions owned: 64,000 more than the key says.
 #
 # CUSTOMERS customers over 4 partitions get a switch blocked until a
-# term_end T that lies between their events' time and the wall clock: the
-# events (stamped well in the past) leave every timer pending, and once a
-# pair goes idle its due scan, by the wall clock, finds them all due.  The
-# debug lines of the batches show that the burst was larger than a batch
-# (more due batches than one, the customers they took summing to the
-# burst) and that no batch took more than batch.max_events due customers;
-# then the outcomes are replay's, each once.
+# term_end T a little ahead of the wall clock, applied while the wall clock
+# is before T.  Then FEED other customers' two events each come in one
+# publish, the first tenth stamped before T, the rest after: while the rest
+# are buffered and applied (seconds: longer than the due scans' second), their
+# pairs' stream time is past T, so the due scans find the whole burst due
+# by stream time, and due batches come between input batches, the next one
+# collected while a due batch commits.  The debug lines show that the next batch was
+# collected while a due batch committed (a batch collected then must not
+# scan: it would find the committing batch's customers due again, and
+# was dropped, with the commit's overlap, each time), that the burst was
+# larger than a batch (at least CUSTOMERS / BATCH due batches, each due
+# customer taken once), that a scan left more for the next batch, and that
+# no batch took more than batch.max_events due customers; then the
+# outcomes are replay's, each once.
 . "$MCD_SRCDIR/tests/lib.sh"
 
-CUSTOMERS=${MCD_DUE_BURST_CUSTOMERS:-200}
-BATCH=20
+CUSTOMERS=100
+BATCH=10
+FEED=${MCD_DUE_BURST_FEED:-10000}
+LEAD_MS=${MCD_DUE_BURST_LEAD_MS:-30000}   # T, this long after the start: time to apply the history
 
 start_services 4 "batch.max_events = $BATCH" "batch.wait = 10ms" "log.level = debug"
 
 s=$(now_ms)
-T=$((s - 60000))                # term_end: a minute ago, after the events below
-blocked_switches "$CUSTOMERS" $((T - 60000)) "$T"
-expect_replay --now "$(iso "$s")" "$TMP/in.jsonl"
+T=$((s + LEAD_MS))
+blocked_switches "$CUSTOMERS" "$s" "$T"
+n_before=$($MCD replay "$TMP/history.jsonl" | wc -l)
+# The feed: FEED customers' RelationshipRequested and SubscriptionReported,
+# a millisecond apart (the merge takes both topics, neither waits for the
+# other), the first tenth from 10 s before T, the rest from 1 s after it:
+# the pairs' stream time passes T once the feed is buffered.
+B=$((T - 10000)) A=$((T + 1000))
+seq $((B / 1000)) $(((A + FEED) / 1000 + 1)) | sed 's/^/@/' | date -u -f - +%Y-%m-%dT%H:%M:%S > "$TMP/seconds"
+awk -v n="$FEED" -v b="$B" -v a="$A" -v rel="$EV_REL" -v sub_="$EV_SUB" '
+        { second[NR - 1] = $0 }
+        function at(ms) { return sprintf("%s.%03dZ", second[int(ms / 1000) - int(b / 1000)], ms % 1000) }
+        function ev(id, ms, c, type, rest) {
+                printf "{\"event_id\":\"%s\",\"occurred_at\":\"%s\",\"customer_id\":\"%s\",\"cloud\":" \
+                       "\"COMMERCIAL\",\"type\":\"%s\",%s}\n", id, at(ms), c, type, rest
+        }
+        END {
+                for (i = 0; i < n; i++) {
+                        ms = i < n / 10 ? b + i : a + i
+                        ev("fr" i, ms, "feed-" i, "RelationshipRequested", rel)
+                        ev("fs" i, ms, "feed-" i, "SubscriptionReported", "\"subscription_id\":\"m365-f" i "\"," sub_ \
+                           ",\"term_end\":\"2031-01-01T00:00:00.000Z\"")
+                }
+        }' "$TMP/seconds" > "$TMP/feed.jsonl"
+cat "$TMP/history.jsonl" "$TMP/feed.jsonl" > "$TMP/in.jsonl"
+expect_replay "$TMP/in.jsonl"
 n_timers=$(grep -c '"type":"SwitchAllowed"' "$TMP/want")
-ok $([ "$n_timers" -eq "$CUSTOMERS" ]; echo $?) "replay: $n_want outcomes, $n_timers of them the timers' SwitchAllowed"
+ok $([ "$n_timers" -eq "$CUSTOMERS" ]; echo $?) "replay: $n_before outcomes before T, $n_want with the feed, $n_timers of them the timers' SwitchAllowed"
 
 start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
 wait_until 60 daemon_ready "$TMP/daemon.log"
 ok $? "daemon ready"
-publish_events "$TMP/in.jsonl"
-ok $? "published $CUSTOMERS customers' switches blocked until T, $(((s - T) / 1000)) s before the wall clock"
+publish_events "$TMP/history.jsonl"
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_before"
+ok $? "$CUSTOMERS customers' switches blocked until T applied"
+left=$((T - $(now_ms)))
+ok $([ "$left" -gt 0 ]; echo $?) "... with the wall clock $left ms before T: no timer fired yet"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/feed.jsonl" 2>> "$TMP/publish.err"
+ok $? "published $FEED customers' two events, $((FEED / 10)) customers' before T, the rest after"
 wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "every outcome on the topic, the timers' included"
 
+sleep 1                 # the batch's debug line follows its outcomes
 # "batch N: E events, D due customers, C customers, ...": the due batches.
 sed -n 's/.*batch [0-9]*: [0-9]* events, \([0-9]*\) due customers, .*/\1/p' "$TMP/daemon.log" |
         awk '$1 > 0' > "$TMP/due_batches"
 n_due_batches=$(wc -l < "$TMP/due_batches")
 due_sum=$(awk '{ s += $1 } END { print s + 0 }' "$TMP/due_batches")
 due_max=$(sort -n "$TMP/due_batches" | tail -1)
-ok $([ "$n_due_batches" -gt 1 ] && [ "$due_sum" -ge "$CUSTOMERS" ]; echo $?) \
-        "the burst took $n_due_batches batches, $due_sum due customers in all ($CUSTOMERS due at once)"
+ahead=$(grep -cE "batch [0-9]+: [0-9]+ events, [1-9][0-9]* due customers, .*next batch applied" "$TMP/daemon.log")
+ok $([ "$ahead" -ge 1 ]; echo $?) "$ahead due batches had the next batch collected while they committed"
+ok $([ "$n_due_batches" -ge $((CUSTOMERS / BATCH)) ] && [ "$due_sum" -eq "$CUSTOMERS" ]; echo $?) \
+        "the burst took $n_due_batches batches, $due_sum due customers in all, each once ($CUSTOMERS due at once)"
 ok $([ "${due_max:-0}" -le "$BATCH" ]; echo $?) "no batch took more than batch.max_events = $BATCH due customers (at most $due_max)"
-sleep 1
+rescans=$(grep -c "the next batch looks again" "$TMP/daemon.log")
+ok $([ "$rescans" -ge 1 ]; echo $?) "a scan that left customers due had the next batch look again ($rescans times)"
 assert_exactly_once "$TMP/mcd.conf" ""
 stop_daemon_ok
 no_sanitizer_report "$TMP/daemon.log"
