@@ -194,12 +194,13 @@ static size_t due_partitions(struct batcher *bt, int64_t now, int32_t *parts, mc
 
 /* When the due scan after this one runs: in a second, or at the next batch
  * while more are due than this one took, as long as the last such scan's
- * customers fired timers (an entry the commits would not move must not
- * make every batch scan).  This function can't fail. */
+ * customers were committed (each commit moves or takes out their entries;
+ * an entry left in place must not make every batch scan).  This function
+ * can't fail. */
 static void due_next_scan(struct batcher *bt, int64_t now, bool more) {
-        bool progressed = !bt->due_rescan || bt->env->st.timers_fired != bt->due_fired;
+        bool progressed = !bt->due_rescan || bt->due_committed != bt->due_seen;
 
-        bt->due_fired = bt->env->st.timers_fired;
+        bt->due_seen = bt->due_committed;
         bt->due_rescan = more && progressed;
         bt->next_due_scan = bt->due_rescan ? now : now + 1000;
         if (bt->due_rescan)
@@ -540,6 +541,7 @@ static int frames_push(struct batcher *bt, struct batch *b, size_t i, uint64_t s
 static void batch_committed(struct batcher *bt, struct batch *b) {
         uint64_t seq = bt->env->st.batches + 1;
 
+        bt->due_committed += b->n_due;
         for (size_t i = 0; i < bt->pairs->n; i++) {
                 struct pair *p = bt->pairs->v[i];
                 if (p->phase != PAIR_READY)
@@ -657,6 +659,10 @@ static int batch_prepare(struct batcher *bt, struct batch *b, int64_t now, bool 
 static void batch_give_back(struct batcher *bt, struct batch *b) {
         if (!b)
                 return;
+        if (b->n_due > 0) {             /* its due customers: looked for again at the next batch */
+                bt->next_due_scan = 0;
+                bt->due_rescan = false;
+        }
         if (b->applied) {
                 batch_unapply(bt, b);
                 mcd_stats_take_back(&bt->env->st, &bt->ahead_before);
@@ -681,11 +687,10 @@ static struct batch *take_ahead(struct batcher *bt) {
 }
 
 /* Collects the next batch before `committing` is committed, so that it is
- * loaded and applied while Redis runs the commit (struct overlap).  Only
- * from what is buffered already (polling could run a rebalance in the
- * middle of this batch), and only when that makes at least half a batch: a
- * trickle is better collected after a poll.  NULL when there is no such
- * batch. */
+ * loaded and applied while Redis runs the commit (struct overlap).  Only from
+ * what is buffered already (polling could run a rebalance in the middle of
+ * this batch), and only when that makes at least half a batch: a trickle is
+ * better collected after a poll.  NULL when there is no such batch. */
 static struct batch *prepare_ahead(struct batcher *bt, const struct batch *committing, int64_t now) {
         size_t ready = mergeable(bt->in);
         struct batch *b;

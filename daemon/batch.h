@@ -29,7 +29,8 @@ struct batcher {
         int64_t next_due_scan;       /* wall-clock ms of the next look for due customers */
         size_t due_rotate;           /* where the next due scan starts among the pairs */
         bool due_rescan;             /* the next due scan comes at once: the last left some due */
-        uint64_t due_fired;          /* timers fired (st.timers_fired) when the last due scan ran */
+        uint64_t due_committed;      /* due customers committed, ever */
+        uint64_t due_seen;           /* due_committed when the last due scan ran */
         uint64_t fault_stop_before_commit, fault_stop_before_publish;
         uint64_t fault_push_enomem;  /* batch whose pairs with 2+ frames fail to queue the second (tests) */
         int64_t last_batch_us;

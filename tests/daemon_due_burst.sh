@@ -26,14 +26,23 @@
 CUSTOMERS=100
 BATCH=10
 FEED=${MCD_DUE_BURST_FEED:-10000}
-LEAD_MS=${MCD_DUE_BURST_LEAD_MS:-30000}   # T, this long after the start: time to apply the history
+LEAD_MS=${MCD_DUE_BURST_LEAD_MS:-30000}   # T, this long after the daemon is ready: time to apply the history
 
 start_services 4 "batch.max_events = $BATCH" "batch.wait = 10ms" "log.level = debug"
+start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
+wait_until 60 daemon_ready "$TMP/daemon.log"
+ok $? "daemon ready"
 
 s=$(now_ms)
 T=$((s + LEAD_MS))
 blocked_switches "$CUSTOMERS" "$s" "$T"
+publish_events "$TMP/history.jsonl"
 n_before=$($MCD replay "$TMP/history.jsonl" | wc -l)
+wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_before"
+ok $? "$CUSTOMERS customers' switches blocked until T applied ($n_before outcomes)"
+left=$((T - $(now_ms)))
+ok $([ "$left" -gt 0 ]; echo $?) "... with the wall clock $left ms before T: no timer fired yet"
+
 # The feed: FEED customers' RelationshipRequested and SubscriptionReported,
 # a millisecond apart (the merge takes both topics, neither waits for the
 # other), the first tenth from 10 s before T, the rest from 1 s after it:
@@ -55,22 +64,13 @@ awk -v n="$FEED" -v b="$B" -v a="$A" -v rel="$EV_REL" -v sub_="$EV_SUB" '
                            ",\"term_end\":\"2031-01-01T00:00:00.000Z\"")
                 }
         }' "$TMP/seconds" > "$TMP/feed.jsonl"
+"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/feed.jsonl" 2>> "$TMP/publish.err"
+ok $? "published $FEED customers' two events, $((FEED / 10)) customers' before T, the rest after"
 cat "$TMP/history.jsonl" "$TMP/feed.jsonl" > "$TMP/in.jsonl"
 expect_replay "$TMP/in.jsonl"
 n_timers=$(grep -c '"type":"SwitchAllowed"' "$TMP/want")
-ok $([ "$n_timers" -eq "$CUSTOMERS" ]; echo $?) "replay: $n_before outcomes before T, $n_want with the feed, $n_timers of them the timers' SwitchAllowed"
-
-start_daemon "$TMP/mcd.conf" "$TMP/daemon.log"
-wait_until 60 daemon_ready "$TMP/daemon.log"
-ok $? "daemon ready"
-publish_events "$TMP/history.jsonl"
-wait_until 60 outcomes_at_least "$TMP/mcd.conf" "$n_before"
-ok $? "$CUSTOMERS customers' switches blocked until T applied"
-left=$((T - $(now_ms)))
-ok $([ "$left" -gt 0 ]; echo $?) "... with the wall clock $left ms before T: no timer fired yet"
-"$MCD_BIN" publish -c "$TMP/mcd.conf" "$TMP/feed.jsonl" 2>> "$TMP/publish.err"
-ok $? "published $FEED customers' two events, $((FEED / 10)) customers' before T, the rest after"
-wait_until 120 outcomes_at_least "$TMP/mcd.conf" "$n_want"
+ok $([ "$n_timers" -eq "$CUSTOMERS" ]; echo $?) "replay: $n_want outcomes, $n_timers of them the timers' SwitchAllowed"
+wait_until 180 outcomes_at_least "$TMP/mcd.conf" "$n_want"
 ok $? "every outcome on the topic, the timers' included"
 
 sleep 1                 # the batch's debug line follows its outcomes
