@@ -6,21 +6,22 @@
 # batch's events, so one batch's customers (their states, their frames, the
 # commit) grew with the partitions owned: 64,000 more than the key says.
 #
-# CUSTOMERS customers over 4 partitions get a switch blocked until a
-# term_end T a little ahead of the wall clock, applied while the wall clock
-# is before T.  Then FEED other customers' two events each come in one
-# publish, the first tenth stamped before T, the rest after: while the rest
-# are buffered and applied (seconds: longer than the due scans' second), their
-# pairs' stream time is past T, so the due scans find the whole burst due
-# by stream time, and due batches come between input batches, the next one
-# collected while a due batch commits.  The debug lines show that the next batch was
-# collected while a due batch committed (a batch collected then must not
-# scan: it would find the committing batch's customers due again, and
-# was dropped, with the commit's overlap, each time), that the burst was
-# larger than a batch (at least CUSTOMERS / BATCH due batches, each due
-# customer taken once), that a scan left more for the next batch, and that
-# no batch took more than batch.max_events due customers; then the
-# outcomes are replay's, each once.
+# Once the daemon is ready, CUSTOMERS customers over 4 partitions get a
+# switch blocked until a term_end T a little ahead of the wall clock,
+# applied while the wall clock is before T.  Then FEED other customers'
+# two events each (both topics, so the merge never waits for a side) come
+# in one publish, the first tenth stamped before T, the rest after: while
+# the rest are buffered and applied (seconds: longer than the due scans'
+# second), their pairs' stream time is past T, so the due scans find the
+# whole burst due by stream time, and due batches come between input
+# batches.  The debug lines show that the next batch was collected while a
+# due batch committed, that the burst was larger than a batch (at least
+# CUSTOMERS / BATCH due batches) and each due customer was taken once (a
+# batch collected while one with due customers commits must not scan:
+# their due entries move with that commit, and it took them again, 190
+# instead of 100), that a scan left more for the next batch, and that no
+# batch took more than batch.max_events due customers; then the outcomes
+# are replay's, each once.
 . "$MCD_SRCDIR/tests/lib.sh"
 
 CUSTOMERS=100
