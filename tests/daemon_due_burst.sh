@@ -26,7 +26,7 @@
 
 CUSTOMERS=100
 BATCH=10
-FEED=${MCD_DUE_BURST_FEED:-10000}
+FEED=${MCD_DUE_BURST_FEED:-20000}   # its events after T take seconds to apply, longer than the scans' second
 LEAD_MS=${MCD_DUE_BURST_LEAD_MS:-30000}   # T, this long after the daemon is ready: time to apply the history
 
 start_services 4 "batch.max_events = $BATCH" "batch.wait = 10ms" "log.level = debug"
